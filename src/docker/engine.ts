@@ -1,0 +1,49 @@
+/** The Docker engine client and the one place Docker errors are translated. */
+import Docker from "dockerode";
+import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
+
+export type { Docker };
+
+export function createDockerClient(dockerHost: string): Docker {
+  if (dockerHost.startsWith("unix://")) return new Docker({ socketPath: dockerHost.slice("unix://".length) });
+  const url = new URL(dockerHost);
+  return new Docker({ host: url.hostname, port: Number(url.port), protocol: "http" });
+}
+
+export function dockerStatus(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH"]);
+
+export function isEngineUnreachable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && UNREACHABLE_CODES.has(code) && dockerStatus(error) === undefined;
+}
+
+export const isNotFound = (error: unknown): boolean => dockerStatus(error) === 404;
+export const isConflict = (error: unknown): boolean => dockerStatus(error) === 409;
+/** 304: the container was already started/stopped; success for our purposes. */
+export const isNotModified = (error: unknown): boolean => dockerStatus(error) === 304;
+
+/** Maps a Docker error to a SidecarError; `what` says what the sidecar was doing. */
+export function toSidecarError(error: unknown, what: string): SidecarError {
+  if (error instanceof SidecarError) return error;
+  if (isEngineUnreachable(error)) {
+    return new SidecarError(ErrorCode.dockerUnreachable, `Docker engine unreachable while trying to ${what}`, { cause: error, data: { reason: errorMessage(error) } });
+  }
+  const status = dockerStatus(error);
+  const detail = (error as { json?: { message?: unknown } } | null)?.json?.message;
+  const reason = typeof detail === "string" ? detail : errorMessage(error);
+  return new SidecarError(ErrorCode.internal, `Docker failed to ${what}: ${reason}`, { cause: error, data: { reason, ...(status === undefined ? {} : { dockerStatus: status }) } });
+}
+
+/** Runs a Docker call, translating its errors. */
+export async function withDocker<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw toSidecarError(error, what);
+  }
+}

@@ -1,0 +1,19 @@
+/** Labels on every container and network the sidecar makes: `docker ps --filter label=...` finds them. */
+export const LABEL_PREFIX = "dev.alive.codex";
+
+export const Labels = {
+  managed: `${LABEL_PREFIX}.managed`,
+  workspaceId: `${LABEL_PREFIX}.workspace-id`,
+  userId: `${LABEL_PREFIX}.user-id`,
+  specHash: `${LABEL_PREFIX}.spec-hash`,
+  uid: `${LABEL_PREFIX}.uid`,
+  gid: `${LABEL_PREFIX}.gid`,
+  workspacePath: `${LABEL_PREFIX}.workspace-path`,
+  createdAt: `${LABEL_PREFIX}.created-at`,
+  /** Set by tests (and anyone embedding the sidecar) to reap their own containers. */
+  runId: `${LABEL_PREFIX}.run-id`,
+} as const;
+
+export function managedFilter(extra: Record<string, string> = {}): { label: string[] } {
+  return { label: [`${Labels.managed}=true`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)] };
+}

@@ -1,0 +1,126 @@
+/**
+ * The sidecar's operations, independent of transport. The RPC layer (src/rpc/) validates params
+ * into these types and calls a SidecarService; src/main.ts wires the real implementation.
+ */
+import type { ThreadEvent, ThreadItem, Usage } from "@openai/codex-sdk";
+
+export type NetworkMode = "default" | "none";
+
+export interface ResourceRequest {
+  memoryMb?: number;
+  cpus?: number;
+  pids?: number;
+}
+
+export interface WorkspaceParams {
+  workspaceId: string;
+  userId: string;
+  uid: number;
+  gid: number;
+  /** Absolute, already resolved through symlinks and checked against the workspace roots. */
+  workspacePath: string;
+  git?: { name?: string; email?: string };
+  network?: NetworkMode;
+  resources?: ResourceRequest;
+}
+
+export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
+
+export interface EnsureWorkspaceResult {
+  workspaceId: string;
+  containerId: string;
+  containerName: string;
+  created: boolean;
+  state: ContainerState;
+}
+
+export interface WorkspaceSummary {
+  workspaceId: string;
+  userId: string;
+  containerId: string;
+  containerName: string;
+  state: ContainerState;
+  createdAt: string;
+  lastActiveAt: string;
+  activeTurnId: string | null;
+}
+
+export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };
+export type TurnInput = string | TurnInputItem[];
+
+export interface TurnRunOptions {
+  model?: string;
+  modelReasoningEffort?: "minimal" | "low" | "medium" | "high" | "xhigh";
+  sandboxMode?: "read-only" | "workspace-write" | "danger-full-access";
+  approvalPolicy?: "never" | "on-request" | "on-failure" | "untrusted";
+  networkAccessEnabled?: boolean;
+  additionalDirectories?: string[];
+  webSearchMode?: "disabled" | "cached" | "live";
+  outputSchema?: Record<string, unknown>;
+  timeoutMs?: number;
+}
+
+export interface McpServerSpec {
+  command: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export interface RunTurnParams {
+  workspaceId: string;
+  turnId?: string;
+  /** A codex thread id (UUID) to resume. */
+  threadId?: string;
+  input: TurnInput;
+  options?: TurnRunOptions;
+  mcpServers?: Record<string, McpServerSpec>;
+  /** turn.run may carry the workspace.ensure fields; then the workspace is ensured first. */
+  workspace?: WorkspaceParams;
+}
+
+export type TurnStatus = "completed" | "failed" | "cancelled" | "timed_out";
+
+export interface TurnResult {
+  turnId: string;
+  threadId: string | null;
+  status: TurnStatus;
+  finalResponse: string;
+  items: ThreadItem[];
+  usage: Usage | null;
+  error?: { code: string; message: string };
+}
+
+export interface TurnHooks {
+  /** Called for every event in order; seq counts from 0 without gaps. The first comes before codex starts. */
+  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent): void;
+  /** Aborting it cancels the turn (status "cancelled"). */
+  signal?: AbortSignal;
+}
+
+/** The sidecar's own first event of a turn, sent before codex starts (an extension to ThreadEvent). */
+export interface TurnStartedByEvent {
+  type: "sidecar.turn.accepted";
+  turn_id: string;
+  workspace_id: string;
+  thread_id: string | null;
+}
+
+export interface HealthResult {
+  version: string;
+  codexVersion: string;
+  docker: { reachable: boolean; serverVersion?: string };
+  image: { ref: string; present: boolean };
+  workspaces: { running: number; total: number };
+  turns: { running: number };
+}
+
+export interface SidecarService {
+  health(signal?: AbortSignal): Promise<HealthResult>;
+  ensureWorkspace(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult>;
+  listWorkspaces(signal?: AbortSignal): Promise<{ workspaces: WorkspaceSummary[] }>;
+  removeWorkspace(params: { workspaceId: string; purgeHome?: boolean }, signal?: AbortSignal): Promise<{ removed: boolean }>;
+  /** The workspace container's log (what `docker logs` shows), last `tail` lines. */
+  workspaceLogs(params: { workspaceId: string; tail?: number }, signal?: AbortSignal): Promise<{ logs: string }>;
+  runTurn(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult>;
+  cancelTurn(params: { turnId: string }): Promise<{ cancelled: boolean }>;
+}
