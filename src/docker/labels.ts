@@ -9,6 +9,8 @@ export const Labels = {
   uid: `${LABEL_PREFIX}.uid`,
   gid: `${LABEL_PREFIX}.gid`,
   workspacePath: `${LABEL_PREFIX}.workspace-path`,
+  /** JSON of the WorkspaceParams the container was made from, so a restarted sidecar can adopt it. */
+  params: `${LABEL_PREFIX}.params`,
   createdAt: `${LABEL_PREFIX}.created-at`,
   /** Set by tests (and anyone embedding the sidecar) to reap their own containers. */
   runId: `${LABEL_PREFIX}.run-id`,

@@ -1,0 +1,65 @@
+/**
+ * The codex configuration of a turn, passed as `--config` overrides through the SDK (never a
+ * config.toml on disk).
+ */
+import type { McpServerSpec } from "../service.js";
+import { SECRET_ENV_NAMES } from "./env.js";
+
+export type CodexConfigValue = string | number | boolean | CodexConfigValue[] | { [key: string]: CodexConfigValue };
+export type CodexConfigObject = { [key: string]: CodexConfigValue };
+
+export interface CodexConfigOptions {
+  /** Model API base URL; set → a custom provider without the WebSocket detour. */
+  openaiBaseUrl: string | null;
+  /** Names of the session env codex runs with; MCP servers get them forwarded. */
+  sessionEnvNames: readonly string[];
+  mcpServers?: Record<string, McpServerSpec>;
+}
+
+export const PROVIDER_ID = "alive";
+
+export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject {
+  const config: CodexConfigObject = {
+    // No background DNS/HTTP calls of codex's own.
+    features: { plugins: false },
+    analytics: { enabled: false },
+    // Commands the agent runs get codex's env minus the secrets; default excludes (*KEY*, *SECRET*,
+    // *TOKEN*) stay on as a second net.
+    shell_environment_policy: {
+      inherit: "all",
+      exclude: [...SECRET_ENV_NAMES, "CODEX_INTERNAL_ORIGINATOR_OVERRIDE"],
+      ignore_default_excludes: false,
+    },
+  };
+  if (options.openaiBaseUrl !== null) {
+    config.model_provider = PROVIDER_ID;
+    config.model_providers = {
+      [PROVIDER_ID]: {
+        name: "Alive model API",
+        base_url: options.openaiBaseUrl,
+        wire_api: "responses",
+        supports_websockets: false,
+        env_key: "CODEX_API_KEY",
+      },
+    };
+  }
+  const servers = options.mcpServers ?? {};
+  if (Object.keys(servers).length > 0) {
+    // An MCP server's env starts from codex's small allow-list; forward the whole session env
+    // (ALIVE_* context, git, node) except codex's own key, then add the server's env on top.
+    const forwarded = options.sessionEnvNames.filter((name) => name !== "CODEX_API_KEY");
+    const mcp: CodexConfigObject = {};
+    for (const [name, spec] of Object.entries(servers)) {
+      mcp[name] = {
+        command: spec.command,
+        args: spec.args ?? [],
+        env_vars: forwarded,
+        ...(spec.env && Object.keys(spec.env).length > 0 ? { env: spec.env } : {}),
+        // approval_policy "never" would otherwise refuse every MCP tool call.
+        default_tools_approval_mode: "approve",
+      };
+    }
+    config.mcp_servers = mcp;
+  }
+  return config;
+}

@@ -1,0 +1,379 @@
+/**
+ * Runs codex turns inside workspace containers through @openai/codex-sdk.
+ *
+ * The SDK spawns the exec bridge script (bridge.ts); the runner runs the real codex in the
+ * container with the engine's exec API and relays its stdio. Events reach the caller as codex
+ * emits them. Every turn has a deadline; an aborted turn's processes are swept from the container
+ * (sweep.ts). A failed turn is a result, not an exception.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { once } from "node:events";
+import { Codex, type ThreadEvent, type ThreadItem, type ThreadOptions, type Usage } from "@openai/codex-sdk";
+import type Docker from "dockerode";
+import { ErrorCode, SidecarError, errorMessage, invalidParams } from "../errors.js";
+import type { Logger } from "../log.js";
+import { runExec, startExec } from "../docker/exec.js";
+import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
+import type { WorkspaceManager, WorkspaceRecord } from "../workspace/manager.js";
+import { isInside } from "../workspace/policy.js";
+import { containerEnv } from "../workspace/spec.js";
+import { ExecBridge } from "./bridge.js";
+import { buildCodexConfig } from "./config-overrides.js";
+import { CONTAINER_TMPDIR, toDockerEnv } from "./env.js";
+import { TURN_MARKER_ENV, sweepCommand } from "./sweep.js";
+import { findRollout, isThreadId } from "./threads.js";
+
+export interface TurnRunnerOptions {
+  docker: Docker;
+  log: Logger;
+  workspaces: WorkspaceManager;
+  bridgeScript: string;
+  bridgesDir: string;
+  openaiBaseUrl: string | null;
+  codexApiKey: string | null;
+  aliveApiUrl: string | null;
+  aliveMcpToken: string | null;
+  nodePath: string | null;
+  defaultModel: string | null;
+  turnTimeoutMs: number;
+  maxTurns: number;
+}
+
+interface RunningTurn {
+  turnId: string;
+  workspaceId: string;
+  cancel: AbortController;
+  done: Promise<unknown>;
+}
+
+/** What is kept of codex's stderr for an error message. */
+const STDERR_TAIL = 8 * 1024;
+
+export class TurnRunner {
+  private readonly turns = new Map<string, RunningTurn>();
+
+  constructor(private readonly options: TurnRunnerOptions) {}
+
+  get running(): number {
+    return this.turns.size;
+  }
+
+  activeTurnIds(): string[] {
+    return [...this.turns.keys()];
+  }
+
+  cancel(turnId: string): boolean {
+    const turn = this.turns.get(turnId);
+    if (!turn) {
+      throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${JSON.stringify(turnId)}`, {
+        data: { field: "turnId", reason: "no running turn has this id (it may have finished already)" },
+      });
+    }
+    if (turn.cancel.signal.aborted) return false;
+    turn.cancel.abort();
+    return true;
+  }
+
+  /** Lets running turns finish within graceMs, then cancels the rest and waits for them. */
+  async shutdown(graceMs: number): Promise<void> {
+    const pending = [...this.turns.values()];
+    const all = Promise.allSettled(pending.map((t) => t.done));
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), graceMs);
+    });
+    if ((await Promise.race([all, graceOver])) === "timeout") {
+      for (const turn of this.turns.values()) turn.cancel.abort();
+      await all;
+    }
+    clearTimeout(timer);
+  }
+
+  async run(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult> {
+    const { workspaces } = this.options;
+    if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
+    let record = workspaces.get(params.workspaceId);
+    if (record.params.network === "none" && this.options.openaiBaseUrl === null) {
+      // Without a network codex cannot reach the model API at all.
+      throw new SidecarError(ErrorCode.notAllowed, `workspace ${params.workspaceId} has network "none": codex could not reach the model API`, {
+        data: { field: "workspaceId", reason: 'ensure the workspace with network "default" to run turns' },
+      });
+    }
+    const turnId = params.turnId ?? randomUUID();
+    if (this.turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);
+    if (this.turns.size >= this.options.maxTurns) {
+      throw new SidecarError(ErrorCode.limitReached, `${this.turns.size} turns are running (limit ${this.options.maxTurns})`, {
+        data: { field: "turnId", reason: "turn limit reached; retry later or raise ALIVE_CODEX_MAX_TURNS" },
+      });
+    }
+    this.checkInput(params, record);
+    if (params.threadId !== undefined) await this.checkThread(params.threadId, record);
+    if (record.state !== "running") {
+      await workspaces.ensure(record.params, hooks.signal);
+      record = workspaces.get(params.workspaceId);
+    }
+    workspaces.acquireTurn(params.workspaceId, turnId);
+    const cancel = new AbortController();
+    const done = this.execute(turnId, params, record, hooks, cancel).finally(() => {
+      this.turns.delete(turnId);
+      workspaces.releaseTurn(params.workspaceId, turnId);
+    });
+    this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, done });
+    return done;
+  }
+
+  private checkInput(params: RunTurnParams, record: WorkspaceRecord): void {
+    if (typeof params.input === "string") return;
+    for (const [index, item] of params.input.entries()) {
+      if (item.type === "local_image" && !isInside(record.params.workspacePath, path.resolve(item.path))) {
+        throw new SidecarError(ErrorCode.notAllowed, `input[${index}].path is outside the workspace`, {
+          data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${record.params.workspacePath}` },
+        });
+      }
+    }
+  }
+
+  private async checkThread(threadId: string, record: WorkspaceRecord): Promise<void> {
+    if (!isThreadId(threadId)) throw invalidParams("threadId", "must be a codex thread id (a UUID)", threadId);
+    if ((await findRollout(record.paths.codexHome, threadId)) === null) {
+      throw invalidParams("threadId", `no thread with this id exists in workspace ${record.params.workspaceId}`, threadId);
+    }
+  }
+
+  private async execute(turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController): Promise<TurnResult> {
+    const { log: baseLog, docker } = this.options;
+    const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
+    const started = Date.now();
+    const timeoutMs = params.options?.timeoutMs ?? this.options.turnTimeoutMs;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([cancel.signal, deadline, ...(hooks.signal ? [hooks.signal] : [])]);
+    let seq = 0;
+    const emit = (event: Parameters<TurnHooks["onEvent"]>[2]): void => {
+      try {
+        hooks.onEvent(turnId, seq, event);
+      } catch (error) {
+        log.warn("event listener threw", { error: errorMessage(error) });
+      }
+      seq += 1;
+    };
+    emit({ type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: params.threadId ?? null });
+    log.info("turn started", { threadId: params.threadId ?? null });
+    record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
+
+    const state = { threadId: params.threadId ?? null, items: [] as ThreadItem[], finalResponse: "", usage: null as Usage | null, failure: null as { code: string; message: string } | null };
+    const container = new ContainerSide(this.options, record, turnId, log);
+    let status: TurnStatus = "completed";
+    let containerTask: Promise<void> = Promise.resolve();
+    let containerError: unknown;
+    try {
+      await container.prepare();
+      const thread = this.createThread(params, record, container.bridgeEnv);
+      containerTask = container.run(signal).catch((error: unknown) => {
+        containerError = error;
+      });
+      const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
+      for await (const event of events) {
+        emit(event);
+        this.apply(event, state, params.threadId);
+        if (state.failure) break;
+      }
+      await containerTask;
+      if (containerError !== undefined && !state.failure && !signal.aborted) state.failure = await container.explainFailure(containerError);
+    } catch (error) {
+      if (!signal.aborted) {
+        state.failure ??= await container.explainFailure(containerError ?? error);
+      }
+    } finally {
+      if (signal.aborted) {
+        status = deadline.aborted && !cancel.signal.aborted ? "timed_out" : "cancelled";
+        const swept = await container.sweep();
+        state.failure = status === "timed_out"
+          ? { code: "timed_out", message: `the turn did not finish within ${timeoutMs} ms and was stopped` }
+          : { code: "cancelled", message: hooks.signal?.aborted && !cancel.signal.aborted ? "the client disconnected; the turn was cancelled" : "the turn was cancelled" };
+        log.info("turn processes swept", { swept });
+      } else if (state.failure) {
+        status = "failed";
+        if (container.started) await container.sweep();
+      }
+      await container.dispose();
+      await containerTask;
+    }
+    const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage };
+    if (state.failure) result.error = state.failure;
+    log.info("turn finished", { threadId: state.threadId, status, durationMs: Date.now() - started, ...(state.failure ? { error: state.failure.code } : {}) });
+    record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);
+    return result;
+  }
+
+  private createThread(params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {
+    const sessionEnv = containerEnv(record.params, this.options);
+    const sessionEnvNames = [...Object.keys(sessionEnv), ...(this.options.aliveMcpToken ? ["ALIVE_MCP_TOKEN"] : [])];
+    const codex = new Codex({
+      codexPathOverride: this.options.bridgeScript,
+      env: { PATH: "/usr/bin:/bin", ...bridgeEnv },
+      config: buildCodexConfig({ openaiBaseUrl: this.options.openaiBaseUrl, sessionEnvNames, ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}) }),
+    });
+    const o = params.options ?? {};
+    const model = o.model ?? this.options.defaultModel ?? undefined;
+    const threadOptions: ThreadOptions = {
+      sandboxMode: o.sandboxMode ?? "danger-full-access",
+      approvalPolicy: o.approvalPolicy ?? "never",
+      skipGitRepoCheck: true,
+      workingDirectory: record.params.workspacePath,
+      ...(model ? { model } : {}),
+      ...(o.modelReasoningEffort ? { modelReasoningEffort: o.modelReasoningEffort } : {}),
+      ...(o.networkAccessEnabled !== undefined ? { networkAccessEnabled: o.networkAccessEnabled } : {}),
+      ...(o.additionalDirectories ? { additionalDirectories: o.additionalDirectories } : {}),
+      ...(o.webSearchMode ? { webSearchMode: o.webSearchMode } : {}),
+    };
+    return params.threadId ? codex.resumeThread(params.threadId, threadOptions) : codex.startThread(threadOptions);
+  }
+
+  private apply(event: ThreadEvent, state: { threadId: string | null; items: ThreadItem[]; finalResponse: string; usage: Usage | null; failure: { code: string; message: string } | null }, requestedThread: string | undefined): void {
+    switch (event.type) {
+      case "thread.started":
+        if (requestedThread !== undefined && event.thread_id !== requestedThread) {
+          state.failure = { code: "thread_mismatch", message: `codex started thread ${event.thread_id} instead of resuming ${requestedThread}` };
+        }
+        state.threadId = event.thread_id;
+        break;
+      case "item.completed":
+        state.items.push(event.item);
+        if (event.item.type === "agent_message") state.finalResponse = event.item.text;
+        break;
+      case "turn.completed":
+        state.usage = event.usage;
+        break;
+      case "turn.failed":
+        state.failure = { code: "model_error", message: event.error.message };
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** The container half of one turn: the bridge, the exec of codex, the sweep. */
+class ContainerSide {
+  private bridge: ExecBridge | null = null;
+  private turnTmp: { host: string; container: string } | null = null;
+  private stderrTail = "";
+  private exitCode: number | null | undefined;
+  started = false;
+
+  constructor(
+    private readonly options: TurnRunnerOptions,
+    private readonly record: WorkspaceRecord,
+    private readonly turnId: string,
+    private readonly log: Logger,
+  ) {}
+
+  get bridgeEnv(): Record<string, string> {
+    if (!this.bridge) throw new Error("bridge not prepared");
+    return this.bridge.env;
+  }
+
+  async prepare(): Promise<void> {
+    await fs.mkdir(this.options.bridgesDir, { recursive: true, mode: 0o700 });
+    this.bridge = await ExecBridge.create(path.join(this.options.bridgesDir, `${this.turnId}-${randomBytes(4).toString("hex")}`));
+  }
+
+  /** Waits for the SDK's argv and prompt, runs codex in the container, relays its stdio to the bridge. */
+  async run(signal: AbortSignal): Promise<void> {
+    const bridge = this.bridge;
+    if (!bridge) throw new Error("bridge not prepared");
+    try {
+      await this.runCodex(bridge, signal);
+    } catch (error) {
+      // Let the bridge script exit, so the SDK's stream ends instead of waiting for output.
+      await bridge.finish(255).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async runCodex(bridge: ExecBridge, signal: AbortSignal): Promise<void> {
+    const request = await bridge.received();
+    if (signal.aborted) return;
+    const argv = await this.relocateHostFiles(request.argv);
+    const { uid, gid, workspacePath } = this.record.params;
+    const env = toDockerEnv({
+      [TURN_MARKER_ENV]: this.turnId,
+      CODEX_INTERNAL_ORIGINATOR_OVERRIDE: "codex_sdk_ts",
+      ...(this.options.codexApiKey ? { CODEX_API_KEY: this.options.codexApiKey } : {}),
+      ...(this.options.aliveMcpToken ? { ALIVE_MCP_TOKEN: this.options.aliveMcpToken } : {}),
+    });
+    const exec = await startExec(this.options.docker, this.record.containerId, {
+      cmd: ["codex", ...argv],
+      env,
+      user: `${uid}:${gid}`,
+      workingDir: workspacePath,
+      stdin: request.stdin,
+    });
+    this.started = true;
+    exec.stdout.pipe(bridge.stdout, { end: false });
+    let partial = "";
+    exec.stderr.on("data", (chunk: Buffer) => {
+      bridge.stderr.write(chunk);
+      const text = partial + chunk.toString("utf8");
+      const lines = text.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) if (line.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${line}`);
+      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL);
+    });
+    const code = await exec.exit;
+    if (!exec.stdout.readableEnded) await once(exec.stdout, "end").catch(() => undefined);
+    if (partial.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${partial}`);
+    this.exitCode = code;
+    await bridge.finish(code ?? 255);
+  }
+
+  /** Host files the SDK wrote (the output schema) are copied where codex in the container can read them. */
+  private async relocateHostFiles(argv: string[]): Promise<string[]> {
+    const out = [...argv];
+    const index = out.indexOf("--output-schema");
+    if (index >= 0 && out[index + 1] !== undefined) {
+      const name = `.alive-turn-${this.turnId}-${randomBytes(4).toString("hex")}`;
+      const host = path.join(this.record.paths.tmp, name);
+      await fs.mkdir(host, { mode: 0o755 });
+      this.turnTmp = { host, container: path.posix.join(CONTAINER_TMPDIR, name) };
+      await fs.copyFile(out[index + 1] as string, path.join(host, "schema.json"));
+      await fs.chmod(path.join(host, "schema.json"), 0o644);
+      out[index + 1] = path.posix.join(this.turnTmp.container, "schema.json");
+    }
+    return out;
+  }
+
+  /** Turns whatever ended the SDK's stream into an error a person can act on. */
+  async explainFailure(error: unknown): Promise<{ code: string; message: string }> {
+    const info = await this.options.docker.getContainer(this.record.containerId).inspect().catch(() => null);
+    if (info === null || !info.State.Running) {
+      const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
+      return { code: "container_died", message: `the workspace container ${detail} during the turn` };
+    }
+    const stderr = this.stderrTail.trim().split("\n").slice(-5).join("\n");
+    if (this.exitCode !== undefined && this.exitCode !== 0) {
+      return { code: "codex_exit", message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}` };
+    }
+    return { code: "codex_error", message: `${errorMessage(error)}${stderr && !errorMessage(error).includes(stderr) ? `: ${stderr}` : ""}` };
+  }
+
+  /** Kills every process of this turn in the container. */
+  async sweep(): Promise<number> {
+    const { uid, gid } = this.record.params;
+    try {
+      const result = await runExec(this.options.docker, this.record.containerId, { cmd: sweepCommand(this.turnId), user: `${uid}:${gid}`, signal: AbortSignal.timeout(10_000) });
+      const match = /swept (\d+)/.exec(result.stdout);
+      return match ? Number(match[1]) : 0;
+    } catch (error) {
+      this.log.warn("could not sweep the turn's processes", { error: errorMessage(error) });
+      return 0;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.bridge?.dispose().catch(() => undefined);
+    if (this.turnTmp) await fs.rm(this.turnTmp.host, { recursive: true, force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,96 @@
+/** Running processes inside a container through the engine's exec API (no docker CLI). */
+import { PassThrough, type Readable } from "node:stream";
+import type Docker from "dockerode";
+import { toSidecarError } from "./engine.js";
+
+export interface ExecOptions {
+  cmd: string[];
+  /** Added to the container's env for this process only. */
+  env?: string[];
+  user?: string;
+  workingDir?: string;
+  /** Bytes written to the process's stdin, which is then closed. Omit for no stdin. */
+  stdin?: Buffer | string;
+  signal?: AbortSignal;
+}
+
+export interface StartedExec {
+  id: string;
+  stdout: Readable;
+  stderr: Readable;
+  /** The exit code, or null when the engine has none (the container died under the process). */
+  exit: Promise<number | null>;
+}
+
+/** Starts a process in the container and streams its output (demultiplexed: no TTY). */
+export async function startExec(docker: Docker, containerId: string, options: ExecOptions): Promise<StartedExec> {
+  const container = docker.getContainer(containerId);
+  const withStdin = options.stdin !== undefined;
+  let exec: Docker.Exec;
+  let stream: NodeJS.ReadWriteStream;
+  try {
+    exec = await container.exec({
+      Cmd: options.cmd,
+      Env: options.env ?? [],
+      ...(options.user === undefined ? {} : { User: options.user }),
+      ...(options.workingDir === undefined ? {} : { WorkingDir: options.workingDir }),
+      AttachStdin: withStdin,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      ...(options.signal === undefined ? {} : { abortSignal: options.signal }),
+    });
+    stream = (await exec.start({ hijack: true, stdin: withStdin, ...(options.signal === undefined ? {} : { abortSignal: options.signal }) })) as NodeJS.ReadWriteStream;
+  } catch (error) {
+    throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
+  }
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  docker.modem.demuxStream(stream, stdout, stderr);
+  if (withStdin) {
+    stream.write(options.stdin as Buffer | string);
+    stream.end();
+  }
+  const exit = new Promise<number | null>((resolve) => {
+    let settled = false;
+    const finish = (): void => {
+      if (settled) return;
+      settled = true;
+      stdout.end();
+      stderr.end();
+      exec.inspect().then(
+        (info) => resolve(info.Running ? null : info.ExitCode ?? null),
+        () => resolve(null),
+      );
+    };
+    stream.on("end", finish);
+    stream.on("close", finish);
+    stream.on("error", finish);
+  });
+  return { id: exec.id, stdout, stderr, exit };
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const MAX_BUFFERED = 1024 * 1024;
+
+/** Runs a short command and collects its output (capped at 1 MiB per stream). */
+export async function runExec(docker: Docker, containerId: string, options: ExecOptions): Promise<ExecResult> {
+  const started = await startExec(docker, containerId, options);
+  const collect = (readable: Readable): Promise<string> =>
+    new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      readable.on("data", (chunk: Buffer) => {
+        if (size < MAX_BUFFERED) chunks.push(chunk);
+        size += chunk.length;
+      });
+      readable.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    });
+  const [stdout, stderr, exitCode] = await Promise.all([collect(started.stdout), collect(started.stderr), started.exit]);
+  return { exitCode, stdout, stderr };
+}

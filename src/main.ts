@@ -1,0 +1,147 @@
+/** Wires the sidecar's parts from a validated config and passes them in: no module singletons. */
+import { promises as fs, readFileSync } from "node:fs";
+import path from "node:path";
+import type { SidecarConfig } from "./config.js";
+import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
+import type { Logger } from "./log.js";
+import { codexVersion } from "./codex/binary.js";
+import { installBridgeScript } from "./codex/bridge.js";
+import { TurnRunner } from "./codex/turn-runner.js";
+import { createDockerClient, type Docker } from "./docker/engine.js";
+import { RuntimeImage, findPackageRoot, isImagePresent } from "./docker/images.js";
+import { WorkspaceManager } from "./workspace/manager.js";
+import { bridgesDir } from "./workspace/paths.js";
+import type { HealthResult, SidecarService } from "./service.js";
+
+export interface RunningSidecar {
+  service: SidecarService;
+  workspaces: WorkspaceManager;
+  turns: TurnRunner;
+  docker: Docker;
+  /** Graceful stop: running turns get `graceMs` to finish, then are cancelled; containers stay for re-adoption. */
+  close(graceMs: number): Promise<void>;
+}
+
+export interface StartSidecarOptions {
+  /** Labels added to every container and network (tests label theirs with a run id). */
+  extraLabels?: Record<string, string>;
+  /** Receives image build output; default: the logger. */
+  onImageProgress?: (line: string) => void;
+}
+
+export function sidecarVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(findPackageRoot(), "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  const docker = createDockerClient(config.dockerHost);
+  await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
+  // Bridges of a previous run are dead: their turns ended with that process.
+  await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
+  await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
+  const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
+  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: config.image, log, ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}) });
+  const workspaces = new WorkspaceManager({
+    docker,
+    log,
+    image,
+    stateDir: config.stateDir,
+    maxWorkspaces: config.maxWorkspaces,
+    idleTimeoutMs: config.idleTimeoutMs,
+    spec: {
+      network: config.network,
+      runtime: config.runtime,
+      defaultResources: config.defaultResources,
+      nofile: config.nofile,
+      aliveApiUrl: config.aliveApiUrl,
+      nodePath: config.nodePath,
+      extraLabels: options.extraLabels ?? {},
+    },
+  });
+  await startWorkspaces(workspaces, log);
+  const turns = new TurnRunner({
+    docker,
+    log,
+    workspaces,
+    bridgeScript,
+    bridgesDir: bridgesDir(config.stateDir),
+    openaiBaseUrl: config.openaiBaseUrl,
+    codexApiKey: config.codexApiKey,
+    aliveApiUrl: config.aliveApiUrl,
+    aliveMcpToken: config.aliveMcpToken,
+    nodePath: config.nodePath,
+    defaultModel: config.defaultModel,
+    turnTimeoutMs: config.turnTimeoutMs,
+    maxTurns: config.maxTurns,
+  });
+  const version = sidecarVersion();
+
+  const service: SidecarService = {
+    async health(signal) {
+      const result: HealthResult = {
+        version,
+        codexVersion: codexVersion(),
+        docker: { reachable: false },
+        image: { ref: config.image ?? "", present: false },
+        workspaces: workspaces.counts(),
+        turns: { running: turns.running },
+      };
+      try {
+        const info = await withDeadline(docker.version(), AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]));
+        result.docker = { reachable: true, serverVersion: info.Version };
+        result.image.ref = await image.ref();
+        result.image.present = await isImagePresent(docker, result.image.ref);
+      } catch (error) {
+        log.debug("health: engine check failed", { error: errorMessage(error) });
+      }
+      return result;
+    },
+    ensureWorkspace: (params, signal) => workspaces.ensure(params, signal),
+    listWorkspaces: async () => ({ workspaces: workspaces.list() }),
+    removeWorkspace: (params) => workspaces.remove(params.workspaceId, params.purgeHome ?? false),
+    workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
+    runTurn: (params, hooks) => turns.run(params, hooks),
+    cancelTurn: async (params) => ({ cancelled: turns.cancel(params.turnId) }),
+  };
+
+  return {
+    service,
+    workspaces,
+    turns,
+    docker,
+    async close(graceMs) {
+      await turns.shutdown(graceMs);
+      await workspaces.close();
+    },
+  };
+}
+
+function withDeadline<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Adopts existing containers; if the engine is down, keeps retrying in the background. */
+async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promise<void> {
+  try {
+    await workspaces.start();
+  } catch (error) {
+    if (!(error instanceof SidecarError) || error.code !== ErrorCode.dockerUnreachable) throw error;
+    log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", { error: errorMessage(error) });
+    const retry = setInterval(() => {
+      workspaces.start().then(
+        () => {
+          clearInterval(retry);
+          log.info("Docker engine reachable again; workspace containers adopted");
+        },
+        () => undefined,
+      );
+    }, 5000);
+    retry.unref();
+  }
+}

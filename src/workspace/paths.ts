@@ -1,0 +1,39 @@
+/**
+ * Host-side layout of a workspace under the state dir:
+ *   <stateDir>/workspaces/<id>/home   HOME inside the container (/home/alive), uid:gid 0700, holds .codex/ and .claude/
+ *   <stateDir>/workspaces/<id>/tmp    TMPDIR inside the container (/tmp), uid:gid 0700
+ *   <stateDir>/workspaces/<id>/run    read-only inside (/run/alive): the log FIFO and the shell rc, root-owned
+ *   <stateDir>/bridges/<turnId>       the sidecar's private per-turn FIFOs (never mounted)
+ */
+import path from "node:path";
+
+export interface WorkspacePaths {
+  root: string;
+  home: string;
+  codexHome: string;
+  claudeHome: string;
+  tmp: string;
+  run: string;
+  logFifo: string;
+  shellRc: string;
+}
+
+export function workspacePaths(stateDir: string, workspaceId: string): WorkspacePaths {
+  const root = path.join(stateDir, "workspaces", workspaceId);
+  const home = path.join(root, "home");
+  const run = path.join(root, "run");
+  return {
+    root,
+    home,
+    codexHome: path.join(home, ".codex"),
+    claudeHome: path.join(home, ".claude"),
+    tmp: path.join(root, "tmp"),
+    run,
+    logFifo: path.join(run, "log"),
+    shellRc: path.join(run, "shellrc"),
+  };
+}
+
+export function bridgesDir(stateDir: string): string {
+  return path.join(stateDir, "bridges");
+}

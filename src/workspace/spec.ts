@@ -1,0 +1,128 @@
+/** The pure part of a workspace: its container's create options and the hash of them. */
+import { createHash } from "node:crypto";
+import type { ContainerCreateOptions } from "dockerode";
+import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "../codex/env.js";
+import { Labels } from "../docker/labels.js";
+import type { ResourceLimits } from "../config.js";
+import type { WorkspaceParams } from "../service.js";
+import type { WorkspacePaths } from "./paths.js";
+
+export const CONTAINER_RUN_DIR = "/run/alive";
+/** Shell start-up files that codex's `bash -lc` reads: all point at the sidecar's read-only rc. */
+export const SHELL_RC_TARGETS = [".bashrc", ".profile", ".bash_profile", ".bash_login"] as const;
+
+/**
+ * The container's main process (under the engine's init, which reaps zombies): it copies what the
+ * sidecar writes into the log FIFO to stdout, so `docker logs` shows each turn. It holds no secret.
+ */
+export const LOG_PUMP_SCRIPT = `while :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/null || sleep 1; done`;
+
+export function containerName(workspaceId: string): string {
+  return `alive-codex-${workspaceId}`;
+}
+
+export interface SpecContext {
+  image: string;
+  network: string;
+  runtime: string | null;
+  defaultResources: ResourceLimits;
+  nofile: number;
+  aliveApiUrl: string | null;
+  nodePath: string | null;
+  /** Extra labels (e.g. a test run id); part of the spec. */
+  extraLabels: Record<string, string>;
+}
+
+export function resolveResources(params: WorkspaceParams, defaults: ResourceLimits): ResourceLimits {
+  return {
+    memoryMb: params.resources?.memoryMb ?? defaults.memoryMb,
+    cpus: params.resources?.cpus ?? defaults.cpus,
+    pids: params.resources?.pids ?? defaults.pids,
+  };
+}
+
+/** The env the container itself carries (no secrets: the key only ever reaches codex's own exec). */
+export function containerEnv(params: WorkspaceParams, context: Pick<SpecContext, "aliveApiUrl" | "nodePath">): Record<string, string> {
+  return buildCodexEnv({
+    workspaceId: params.workspaceId,
+    userId: params.userId,
+    workspacePath: params.workspacePath,
+    ...(params.git === undefined ? {} : { git: params.git }),
+    aliveApiUrl: context.aliveApiUrl,
+    nodePath: context.nodePath,
+  });
+}
+
+/** What goes into the spec hash and the params label: everything needed to re-create the container. */
+export function storedParams(params: WorkspaceParams): WorkspaceParams {
+  const stored: WorkspaceParams = {
+    workspaceId: params.workspaceId,
+    userId: params.userId,
+    uid: params.uid,
+    gid: params.gid,
+    workspacePath: params.workspacePath,
+  };
+  if (params.git !== undefined) stored.git = params.git;
+  if (params.network !== undefined) stored.network = params.network;
+  if (params.resources !== undefined) stored.resources = params.resources;
+  return stored;
+}
+
+export interface WorkspaceSpec {
+  name: string;
+  hash: string;
+  options: ContainerCreateOptions;
+}
+
+export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePaths, context: SpecContext): WorkspaceSpec {
+  const resources = resolveResources(params, context.defaultResources);
+  const name = containerName(params.workspaceId);
+  const mounts = [
+    { Type: "bind" as const, Source: params.workspacePath, Target: params.workspacePath },
+    { Type: "bind" as const, Source: paths.home, Target: CONTAINER_HOME },
+    { Type: "bind" as const, Source: paths.tmp, Target: CONTAINER_TMPDIR },
+    { Type: "bind" as const, Source: paths.run, Target: CONTAINER_RUN_DIR, ReadOnly: true },
+    ...SHELL_RC_TARGETS.map((file) => ({ Type: "bind" as const, Source: paths.shellRc, Target: `${CONTAINER_HOME}/${file}`, ReadOnly: true })),
+  ];
+  const options: ContainerCreateOptions = {
+    name,
+    Image: context.image,
+    Entrypoint: ["/bin/sh"],
+    Cmd: ["-c", LOG_PUMP_SCRIPT],
+    User: `${params.uid}:${params.gid}`,
+    Env: toDockerEnv(containerEnv(params, context)),
+    WorkingDir: params.workspacePath,
+    StopTimeout: 5,
+    Labels: {
+      ...context.extraLabels,
+      [Labels.managed]: "true",
+      [Labels.workspaceId]: params.workspaceId,
+      [Labels.userId]: params.userId,
+      [Labels.uid]: String(params.uid),
+      [Labels.gid]: String(params.gid),
+      [Labels.workspacePath]: params.workspacePath,
+      [Labels.params]: JSON.stringify(storedParams(params)),
+    },
+    HostConfig: {
+      Init: true,
+      Mounts: mounts,
+      ReadonlyRootfs: true,
+      Tmpfs: { "/var/tmp": "rw,nosuid,nodev,size=64m" },
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges:true"],
+      PidsLimit: resources.pids,
+      Memory: resources.memoryMb * 1024 * 1024,
+      MemorySwap: resources.memoryMb * 1024 * 1024,
+      NanoCpus: Math.round(resources.cpus * 1e9),
+      Ulimits: [{ Name: "nofile", Soft: context.nofile, Hard: context.nofile }],
+      LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
+      NetworkMode: params.network === "none" ? "none" : context.network,
+      IpcMode: "private",
+      RestartPolicy: { Name: "no" },
+      ...(context.runtime === null ? {} : { Runtime: context.runtime }),
+    },
+  };
+  const hash = createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 16);
+  (options.Labels as Record<string, string>)[Labels.specHash] = hash;
+  return { name, hash, options };
+}

@@ -1,0 +1,142 @@
+/**
+ * A real sidecar for integration tests: real engine, real runtime image, temporary state dir and
+ * workspace root, every container labelled with the run id and a per-instance id, and removed by
+ * `cleanup()`.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadConfig, type SidecarConfig } from "../../src/config.js";
+import { createDockerClient, type Docker } from "../../src/docker/engine.js";
+import { Labels } from "../../src/docker/labels.js";
+import { createLogger, type Logger } from "../../src/log.js";
+import { startSidecar, type RunningSidecar } from "../../src/main.js";
+import type { WorkspaceParams } from "../../src/service.js";
+import { ensureWorkspaceNetwork } from "../../src/workspace/manager.js";
+import { ResponsesStub } from "./responses-stub.js";
+
+export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
+export const TEST_NETWORK = "alive-codex-test";
+export const TEST_API_KEY = "sk-test-alive-0123456789abcdef";
+export const INSTANCE_LABEL = "dev.alive.codex.test-instance";
+export const TEST_UID = 10001;
+export const TEST_GID = 10001;
+
+export function testImage(): string {
+  const image = process.env.ALIVE_CODEX_TEST_IMAGE;
+  if (!image) throw new Error("ALIVE_CODEX_TEST_IMAGE is not set: run the tests through `npm test` (scripts/test.mjs builds the image)");
+  return image;
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString("hex")}`;
+}
+
+export interface TestSidecar {
+  sidecar: RunningSidecar;
+  config: SidecarConfig;
+  docker: Docker;
+  /** Value of INSTANCE_LABEL on this sidecar's containers. */
+  instance: string;
+  root: string;
+  stateDir: string;
+  workspaceRoot: string;
+  logLines: string[];
+  /** Makes a workspace dir under the root owned by the test uid and returns ensure params for it. */
+  workspace(name?: string, extra?: Partial<WorkspaceParams>): Promise<WorkspaceParams>;
+  /** Stops this sidecar without removing anything (as a crash would leave things). */
+  stop(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+export interface TestSidecarOptions {
+  stub?: ResponsesStub;
+  flags?: Record<string, string>;
+  /** Reuse the dirs (and instance label) of an earlier instance: a restarted sidecar. */
+  reuse?: TestSidecar;
+}
+
+/** The gateway of the test bridge, where a stub must listen for containers to reach it. */
+export async function testGateway(docker: Docker): Promise<string> {
+  const network = await ensureWorkspaceNetwork(docker, TEST_NETWORK, { [Labels.runId]: TEST_RUN_ID });
+  if (!network.gateway) throw new Error(`network ${TEST_NETWORK} has no gateway`);
+  return network.gateway;
+}
+
+/** A Responses API stub listening on the test bridge's gateway. */
+export async function startGatewayStub(): Promise<ResponsesStub> {
+  const docker = createDockerClient("unix:///var/run/docker.sock");
+  return ResponsesStub.start({ host: await testGateway(docker) });
+}
+
+export async function startTestSidecar(options: TestSidecarOptions = {}): Promise<TestSidecar> {
+  const root = options.reuse?.root ?? (await fs.mkdtemp(path.join(os.tmpdir(), "alive-codex-test-")));
+  const stateDir = path.join(root, "state");
+  const workspaceRoot = path.join(root, "workspaces");
+  await fs.mkdir(workspaceRoot, { recursive: true, mode: 0o755 });
+  await fs.chmod(root, 0o755);
+  const instance = options.reuse?.instance ?? randomBytes(6).toString("hex");
+  const flags: Record<string, string> = {
+    "--socket": path.join(root, "sidecar.sock"),
+    "--state-dir": stateDir,
+    "--workspace-roots": workspaceRoot,
+    "--uid-range": "10000-60000",
+    "--gid-range": "10000-60000",
+    "--image": testImage(),
+    "--network": TEST_NETWORK,
+    "--codex-api-key": TEST_API_KEY,
+    "--model": "gpt-5.5",
+    "--idle-timeout": "0",
+    "--log-level": "debug",
+    ...(options.stub ? { "--openai-base-url": options.stub.baseUrl } : {}),
+    ...options.flags,
+  };
+  // The sidecar's own environment is never consulted here: flags only.
+  const config = loadConfig(flags, {});
+  const logLines: string[] = [];
+  const log: Logger = createLogger({ level: "debug", secrets: [TEST_API_KEY], write: (line) => logLines.push(line) });
+  const docker = createDockerClient(config.dockerHost);
+  const sidecar = await startSidecar(config, log, { extraLabels: { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: instance } });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await sidecar.close(0);
+  };
+  return {
+    sidecar,
+    config,
+    docker,
+    instance,
+    root,
+    stateDir,
+    workspaceRoot,
+    logLines,
+    async workspace(name = uniqueId("ws"), extra = {}) {
+      const dir = path.join(workspaceRoot, name);
+      await fs.mkdir(dir, { recursive: true });
+      const uid = extra.uid ?? TEST_UID;
+      const gid = extra.gid ?? TEST_GID;
+      await fs.chown(dir, uid, gid);
+      return { workspaceId: name, userId: `user-${name}`, uid, gid, workspacePath: dir, ...extra };
+    },
+    stop,
+    async cleanup() {
+      await stop();
+      await removeInstanceContainers(docker, instance);
+      if (!options.reuse) await fs.rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function removeInstanceContainers(docker: Docker, instance: string): Promise<void> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+}
+
+/** Reads a file inside a container (as root is never needed: as the workspace user). */
+export async function execIn(docker: Docker, containerId: string, cmd: string[], user?: string): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+  const { runExec } = await import("../../src/docker/exec.js");
+  return runExec(docker, containerId, { cmd, ...(user ? { user } : {}) });
+}
