@@ -4,6 +4,7 @@
  * ensure costs no engine round trip.
  */
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import type Docker from "dockerode";
 import { execa } from "execa";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
@@ -13,7 +14,7 @@ import { Labels, managedFilter } from "../docker/labels.js";
 import type { ContainerState, EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { LogSink } from "./log-sink.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
+import { SHELL_RC_TARGETS, buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
 
 export interface ImageProvider {
   /** Makes sure the runtime image exists (building it if needed) and returns its reference. */
@@ -439,6 +440,13 @@ export async function ensureWorkspaceNetwork(docker: Docker, name: string, extra
 export async function prepareWorkspaceDirs(paths: WorkspacePaths, uid: number, gid: number): Promise<void> {
   await fs.mkdir(paths.root, { recursive: true, mode: 0o711 });
   for (const dir of [paths.home, paths.codexHome, paths.claudeHome, paths.tmp]) await ensureOwnedDir(dir, uid, gid);
+  // The read-only rc files are mounted over these names: whatever the tenant left there instead
+  // of a plain file (a directory, a symlink) would break or redirect that mount.
+  for (const name of SHELL_RC_TARGETS) {
+    const target = path.join(paths.home, name);
+    const stat = await fs.lstat(target).catch(() => null);
+    if (stat && !stat.isFile()) await fs.rm(target, { recursive: true, force: true });
+  }
   await fs.mkdir(paths.run, { recursive: true, mode: 0o755 });
   await fs.writeFile(paths.shellRc, SHELL_RC, { mode: 0o644 });
   const fifo = await fs.lstat(paths.logFifo).catch(() => null);
