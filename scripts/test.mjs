@@ -1,0 +1,196 @@
+#!/usr/bin/env node
+// The test runner behind `npm test` (after `npm run build`).
+//
+//   node scripts/test.mjs               unit and integration tests
+//   node scripts/test.mjs unit          unit tests only (no Docker engine needed)
+//   node scripts/test.mjs integration   integration tests only
+//   node scripts/test.mjs [mode] FILE...   only these compiled test files (e.g. dist/test/integration/x.test.js)
+//   node scripts/test.mjs [mode] -- --test-name-pattern=foo   extra flags for node --test
+//
+// Integration tests never skip: the engine must answer (scripts/install-docker.sh starts one).
+// Before the tests it makes sure of the base image (a local one from make-base-image.mjs when
+// ALIVE_CODEX_BASE_IMAGE is unset and debian:bookworm-slim is absent) and ensures the runtime
+// image once. The tests get ALIVE_CODEX_TEST_IMAGE, ALIVE_CODEX_BASE_IMAGE and a fresh
+// ALIVE_CODEX_TEST_RUN_ID; afterwards every container, network and volume labelled with that run
+// id is removed. Exits with the runner's code (1 if reaping failed after a green run).
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const DIST_TEST = path.join(ROOT, "dist", "test");
+const DEFAULT_BASE_IMAGE = "debian:bookworm-slim";
+const PING_TIMEOUT_MS = 15_000;
+const RUN_ID_LABEL = "dev.alive.codex.run-id";
+
+const say = (message) => console.log(`test.mjs: ${message}`);
+function fail(message) {
+  console.error(`test.mjs: ERROR: ${message}`);
+  process.exit(1);
+}
+
+const separator = process.argv.indexOf("--");
+const ownArgs = separator === -1 ? process.argv.slice(2) : process.argv.slice(2, separator);
+const runnerArgs = separator === -1 ? [] : process.argv.slice(separator + 1);
+const MODES = ["all", "unit", "integration"];
+const mode = MODES.includes(ownArgs[0]) ? ownArgs[0] : "all";
+const chosenFiles = MODES.includes(ownArgs[0]) ? ownArgs.slice(1) : ownArgs;
+for (const file of chosenFiles) {
+  if (!file.endsWith(".test.js") || !existsSync(path.resolve(ROOT, file))) {
+    fail(`${JSON.stringify(file)} is not a compiled test file: expected "unit", "integration" or paths of dist/test/**/*.test.js (then -- and flags for node --test)`);
+  }
+}
+
+/** Every *.test.js under dist/test/<kind>, sorted: Node 20's --test does not expand globs. */
+function testFiles(kind) {
+  const dir = path.join(DIST_TEST, kind);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(".test.js"))
+    .map((entry) => path.relative(ROOT, path.join(entry.parentPath ?? entry.path, entry.name)))
+    .sort();
+}
+
+async function importDist(relative) {
+  const file = path.join(ROOT, "dist", "src", relative);
+  if (!existsSync(file)) fail(`${path.relative(ROOT, file)} is missing: run \`npm run build\` first (npm test does)`);
+  return import(pathToFileURL(file).href);
+}
+
+/** Runs node --test and resolves with its exit code; SIGINT/SIGTERM are passed on, and cleanup still runs. */
+function runTests(files, env) {
+  const args = ["--test", "--test-concurrency=2", "--test-timeout=300000", "--test-reporter=spec", ...runnerArgs, ...files];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: "inherit" });
+    const forward = (signal) => child.kill(signal);
+    process.on("SIGINT", forward);
+    process.on("SIGTERM", forward);
+    child.on("exit", (code, signal) => {
+      process.off("SIGINT", forward);
+      process.off("SIGTERM", forward);
+      resolve(code ?? (signal ? 1 : 0));
+    });
+    child.on("error", (error) => {
+      console.error(`test.mjs: ERROR: cannot start node --test: ${error.message}`);
+      resolve(1);
+    });
+  });
+}
+
+/** Removes every container, network and volume labelled with the run id; returns false if any removal failed. */
+async function reap(docker, runId) {
+  const filters = { label: [`${RUN_ID_LABEL}=${runId}`] };
+  let ok = true;
+  const attempt = async (what, call) => {
+    try {
+      await call();
+    } catch (error) {
+      if (error?.statusCode === 404) return;
+      ok = false;
+      console.error(`test.mjs: ERROR: could not remove ${what}: ${error?.message ?? error}`);
+    }
+  };
+  const containers = await docker.listContainers({ all: true, filters });
+  for (const c of containers) await attempt(`container ${c.Id.slice(0, 12)}`, () => docker.getContainer(c.Id).remove({ force: true, v: true }));
+  const networks = await docker.listNetworks({ filters });
+  for (const n of networks) await attempt(`network ${n.Name}`, () => docker.getNetwork(n.Id).remove());
+  const volumes = (await docker.listVolumes({ filters })).Volumes ?? [];
+  for (const v of volumes) await attempt(`volume ${v.Name}`, () => docker.getVolume(v.Name).remove({ force: true }));
+  const total = containers.length + networks.length + volumes.length;
+  say(total === 0 ? `reaper: nothing left with ${RUN_ID_LABEL}=${runId}` : `reaper: removed ${containers.length} container(s), ${networks.length} network(s), ${volumes.length} volume(s) left by run ${runId}`);
+  return ok;
+}
+
+/** Runs scripts/make-base-image.mjs for `tag`, streaming its output. */
+function makeBaseImage(tag) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, "scripts", "make-base-image.mjs"), tag], { cwd: ROOT, stdio: "inherit" });
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`make-base-image.mjs exited with ${code}`))));
+  });
+}
+
+const runId = `t${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+const files =
+  chosenFiles.length > 0
+    ? chosenFiles.map((file) => path.relative(ROOT, path.resolve(ROOT, file)))
+    : mode === "integration"
+      ? testFiles("integration")
+      : mode === "unit"
+        ? testFiles("unit")
+        : [...testFiles("unit"), ...testFiles("integration")];
+if (files.length === 0) fail(`no *.test.js under ${path.relative(ROOT, DIST_TEST)} for mode "${mode}": run \`npm run build\` first`);
+if (mode === "all" && chosenFiles.length === 0 && testFiles("integration").length === 0) fail(`no integration tests under ${path.relative(ROOT, DIST_TEST)}/integration: they never skip; run \`npm run build\``);
+
+const env = { ...process.env, ALIVE_CODEX_TEST_RUN_ID: runId };
+
+if (mode === "unit") {
+  say(`${files.length} unit test file(s), run id ${runId}`);
+  process.exit(await runTests(files, env));
+}
+
+const { createDockerClient } = await importDist("docker/engine.js");
+const { RuntimeImage, isImagePresent, LOCAL_BASE_IMAGE } = await importDist("docker/images.js");
+const { createLogger } = await importDist("log.js");
+
+const dockerHost = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
+const docker = createDockerClient(dockerHost);
+try {
+  await Promise.race([
+    docker.ping(),
+    delay(PING_TIMEOUT_MS, undefined, { ref: false }).then(() => {
+      throw new Error(`no answer within ${PING_TIMEOUT_MS / 1000} s`);
+    }),
+  ]);
+} catch (error) {
+  fail(`the Docker engine at ${dockerHost} does not answer (${error?.message ?? error}). Integration tests need it and never skip: start one with \`bash scripts/install-docker.sh\`, or run \`npm run test:unit\``);
+}
+const version = await docker.version();
+say(`Docker engine ${version.Version} at ${dockerHost}`);
+
+let baseImage = process.env.ALIVE_CODEX_BASE_IMAGE || "";
+if (baseImage === "") {
+  if (await isImagePresent(docker, DEFAULT_BASE_IMAGE)) {
+    baseImage = DEFAULT_BASE_IMAGE;
+  } else {
+    say(`ALIVE_CODEX_BASE_IMAGE is unset and ${DEFAULT_BASE_IMAGE} is absent: using a local base, ${LOCAL_BASE_IMAGE}`);
+    try {
+      await makeBaseImage(LOCAL_BASE_IMAGE);
+    } catch (error) {
+      fail(`could not make the base image ${LOCAL_BASE_IMAGE}: ${error.message}`);
+    }
+    baseImage = LOCAL_BASE_IMAGE;
+  }
+}
+
+const log = createLogger({ level: "info", write: (line) => console.log(line) });
+const runtime = new RuntimeImage({
+  docker,
+  baseImage,
+  explicitRef: process.env.ALIVE_CODEX_TEST_IMAGE || null,
+  log,
+  onProgress: (line) => console.log(`  | ${line}`),
+});
+const started = Date.now();
+let image;
+try {
+  image = await runtime.ensure();
+} catch (error) {
+  fail(`runtime image unavailable: ${error?.message ?? error}`);
+}
+say(`runtime image ${image.ref} ${image.built ? `built in ${Math.round((Date.now() - started) / 1000)} s` : "reused"} (base ${baseImage})`);
+say(`${files.length} test file(s), run id ${runId}`);
+
+Object.assign(env, { ALIVE_CODEX_TEST_IMAGE: image.ref, ALIVE_CODEX_BASE_IMAGE: baseImage });
+const code = await runTests(files, env);
+let reaped = false;
+try {
+  reaped = await reap(docker, runId);
+} catch (error) {
+  console.error(`test.mjs: ERROR: reaper failed: ${error?.message ?? error}`);
+}
+if (code === 0 && !reaped) fail("tests passed but the reaper could not remove everything they left");
+process.exit(code);
