@@ -1,0 +1,124 @@
+/**
+ * alive-codex serve: runs the sidecar. Settings come from flags, then the environment, then defaults.
+ * SIGTERM/SIGINT: stop accepting connections, give running turns the shutdown grace, close the socket.
+ */
+import { SETTINGS, configSecrets, loadConfig, renderSettingsHelp, type SidecarConfig } from "../../config.js";
+import { createLogger, type Logger } from "../../log.js";
+import type { RunningSidecar } from "../../main.js";
+import { startRpcServer } from "../../rpc/server.js";
+import { SocketInUseError, probeSocket } from "../../rpc/socket.js";
+import { writeLine, type CliContext, type SignalName } from "../cli-context.js";
+import { ExitCode, UsageError } from "../cli-errors.js";
+import { readPackageVersion } from "../version.js";
+
+export const SERVE_USAGE = `Usage: alive-codex serve [--setting value ...]
+
+Runs the sidecar: a JSON-RPC server on a Unix socket that runs codex turns in per-workspace
+containers. Every setting below is a flag or an environment variable; the flag wins.
+
+Settings:`;
+
+const FLAGS = new Set(SETTINGS.map((s) => s.flag));
+/** Flags that may stand alone, meaning "true". */
+const BOOLEAN_FLAGS = new Set(["--allow-root"]);
+
+export function parseServeArgs(args: string[]): { help: boolean; flags: Record<string, string> } {
+  const flags: Record<string, string> = {};
+  let help = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--help" || arg === "-h") {
+      help = true;
+      continue;
+    }
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`, "serve");
+    const eq = arg.indexOf("=");
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    if (!FLAGS.has(flag)) throw new UsageError(`unknown setting ${flag}`, "serve");
+    if (eq !== -1) {
+      flags[flag] = arg.slice(eq + 1);
+      continue;
+    }
+    const next = args[i + 1];
+    if (BOOLEAN_FLAGS.has(flag) && (next === undefined || next.startsWith("--"))) {
+      flags[flag] = "true";
+      continue;
+    }
+    if (next === undefined) throw new UsageError(`${flag} needs a value`, "serve");
+    flags[flag] = next;
+    i++;
+  }
+  return { help, flags };
+}
+
+export interface ServeDependencies {
+  startSidecar(config: SidecarConfig, log: Logger): Promise<Pick<RunningSidecar, "service" | "close">>;
+  /** Where log lines go; stdout/stderr by level when absent. */
+  writeLog?: (line: string) => void;
+}
+
+/** The real core, loaded only when serving so the client commands start fast. */
+const defaultDependencies: ServeDependencies = {
+  startSidecar: async (config, log) => (await import("../../main.js")).startSidecar(config, log),
+};
+
+export async function serveCommand(args: string[], ctx: CliContext, deps: ServeDependencies = defaultDependencies): Promise<number> {
+  const { help, flags } = parseServeArgs(args);
+  if (help) {
+    writeLine(ctx.stdout, `${SERVE_USAGE}\n${renderSettingsHelp()}`);
+    return ExitCode.ok;
+  }
+  const config = loadConfig(flags);
+  const log = createLogger({ level: config.logLevel, secrets: configSecrets(config), ...(deps.writeLog ? { write: deps.writeLog } : {}) });
+  const version = readPackageVersion();
+
+  // Refuse a live socket before starting anything else (startRpcServer checks again, atomically enough).
+  if ((await probeSocket(config.socketPath)) === "live") throw new SocketInUseError(config.socketPath);
+
+  const running = await deps.startSidecar(config, log);
+  let server;
+  try {
+    server = await startRpcServer({
+      socketPath: config.socketPath,
+      socketGroup: config.socketGroup,
+      service: running.service,
+      policy: config,
+      log,
+      version,
+    });
+  } catch (error) {
+    await running.close(0);
+    throw error;
+  }
+  log.info("alive-codex sidecar ready", { version, socketPath: config.socketPath });
+
+  const signal = await new Promise<SignalName>((resolve) => {
+    const onTerm = (): void => finish("SIGTERM");
+    const onInt = (): void => finish("SIGINT");
+    const finish = (name: SignalName): void => {
+      ctx.signals.off("SIGTERM", onTerm);
+      ctx.signals.off("SIGINT", onInt);
+      resolve(name);
+    };
+    ctx.signals.on("SIGTERM", onTerm);
+    ctx.signals.on("SIGINT", onInt);
+  });
+
+  const onSecondSignal = (): void => {
+    log.warn("second signal during shutdown: leaving now");
+    ctx.exit(ExitCode.failed);
+  };
+  ctx.signals.on("SIGTERM", onSecondSignal);
+  ctx.signals.on("SIGINT", onSecondSignal);
+  try {
+    log.info("shutting down", { signal, graceMs: config.shutdownGraceMs });
+    await server.stopAccepting();
+    await running.close(config.shutdownGraceMs);
+    await server.close();
+    log.info("stopped");
+    return ExitCode.ok;
+  } finally {
+    ctx.signals.off("SIGTERM", onSecondSignal);
+    ctx.signals.off("SIGINT", onSecondSignal);
+  }
+}

@@ -1,0 +1,14 @@
+/** The package version, read from package.json next to dist/ (or the source tree). */
+import { readFileSync } from "node:fs";
+
+export function readPackageVersion(): string {
+  for (const relative of ["../../../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(relative, import.meta.url), "utf8")) as { name?: unknown; version?: unknown };
+      if (pkg.name === "alive-codex-sidecar" && typeof pkg.version === "string") return pkg.version;
+    } catch {
+      // Try the next candidate.
+    }
+  }
+  return "0.0.0";
+}

@@ -1,0 +1,50 @@
+/**
+ * alive-codex-sidecar as a library: the typed client Alive's server uses, and the protocol's types.
+ *
+ *   import { SidecarClient, ErrorCode, SidecarRpcError } from "alive-codex-sidecar";
+ */
+export {
+  SidecarClient,
+  SidecarConnectionError,
+  SidecarRpcError,
+  TurnRun,
+  type CallOptions,
+  type RunTurnOptions,
+  type SidecarClientOptions,
+  type TurnEventMessage,
+} from "./rpc/client.js";
+export {
+  Method,
+  TURN_EVENT,
+  type CancelTurnRequest,
+  type EnsureWorkspaceRequest,
+  type MethodName,
+  type MethodParams,
+  type MethodResult,
+  type MethodTypes,
+  type RemoveWorkspaceRequest,
+  type RunTurnRequest,
+  type TurnEvent,
+  type TurnEventParams,
+  type WorkspaceLogsRequest,
+} from "./rpc/protocol.js";
+export { ErrorCode, type ErrorCodeValue, type ErrorData, type RpcErrorObject } from "./errors.js";
+export type {
+  ContainerState,
+  EnsureWorkspaceResult,
+  HealthResult,
+  McpServerSpec,
+  NetworkMode,
+  ResourceRequest,
+  RunTurnParams,
+  SidecarService,
+  TurnInput,
+  TurnHooks,
+  TurnInputItem,
+  TurnResult,
+  TurnRunOptions,
+  TurnStartedByEvent,
+  TurnStatus,
+  WorkspaceParams,
+  WorkspaceSummary,
+} from "./service.js";

@@ -1,0 +1,345 @@
+/**
+ * The typed client Alive's server uses: one Unix-socket connection, many calls in flight, turn events
+ * routed to the TurnRun that asked for them.
+ *
+ *   const client = await SidecarClient.connect("/run/alive-codex/sidecar.sock");
+ *   const run = client.runTurn({ workspaceId, input: "fix the tests" }, { signal });
+ *   for await (const { seq, event } of run) render(event);
+ *   const result = await run.result;
+ */
+import { randomUUID } from "node:crypto";
+import net from "node:net";
+import type { ErrorCodeValue, ErrorData } from "../errors.js";
+import type { EnsureWorkspaceResult, HealthResult, TurnResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import { MessageWriter, readLines } from "./framing.js";
+import { notificationMessage, parseMessage, requestMessage, type RequestId, type ResponseMessage } from "./messages.js";
+import {
+  Method,
+  TURN_EVENT,
+  type MethodName,
+  type MethodParams,
+  type MethodResult,
+  type RunTurnRequest,
+  type TurnEvent,
+  type TurnEventParams,
+} from "./protocol.js";
+
+/** An error answer from the sidecar: `code` is one of ErrorCode (or whatever a newer sidecar sends). */
+export class SidecarRpcError extends Error {
+  readonly code: ErrorCodeValue | (number & {});
+  readonly data: ErrorData | undefined;
+  readonly method: string;
+
+  constructor(method: string, code: number, message: string, data?: ErrorData) {
+    super(`${method}: ${message}`);
+    this.name = "SidecarRpcError";
+    this.method = method;
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/** The sidecar could not be reached, or the connection went away with calls pending. */
+export class SidecarConnectionError extends Error {
+  readonly socketPath: string;
+
+  constructor(socketPath: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SidecarConnectionError";
+    this.socketPath = socketPath;
+  }
+}
+
+export interface SidecarClientOptions {
+  /** How long connect() waits for the socket; default 5000 ms. */
+  timeoutMs?: number;
+}
+
+export interface CallOptions {
+  /** Abandons the call locally (the promise rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
+export interface RunTurnOptions {
+  /** Aborting sends turn.cancel for the turn; the result then arrives with status "cancelled". */
+  signal?: AbortSignal;
+}
+
+export interface TurnEventMessage {
+  seq: number;
+  event: TurnEvent;
+}
+
+interface PendingCall {
+  method: string;
+  resolve(result: unknown): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A turn in flight. Iterate it for its events (in order, as they arrive; events that arrive before
+ * iteration starts are kept for it); `result` settles when the turn ends. Iterate once.
+ */
+export class TurnRun implements AsyncIterable<TurnEventMessage> {
+  /** Resolves with the turn's id once the first event arrives (cancel from then on). */
+  readonly turnId: Promise<string>;
+  readonly result: Promise<TurnResult>;
+  readonly #queue: TurnEventMessage[] = [];
+  #wake: (() => void) | null = null;
+  #finished = false;
+  #failure: Error | null = null;
+  #iterated = false;
+  #resolveTurnId!: (turnId: string) => void;
+  #rejectTurnId!: (error: Error) => void;
+  #sawEvent = false;
+
+  /** @internal Built by SidecarClient.runTurn. */
+  constructor(result: Promise<TurnResult>) {
+    this.turnId = new Promise((resolve, reject) => {
+      this.#resolveTurnId = resolve;
+      this.#rejectTurnId = reject;
+    });
+    this.turnId.catch(() => {});
+    this.result = result.then(
+      (value) => {
+        this.#resolveTurnId(value.turnId);
+        this.#finish(null);
+        return value;
+      },
+      (error: Error) => {
+        this.#rejectTurnId(error);
+        this.#finish(error);
+        throw error;
+      },
+    );
+    // Whoever iterates sees a failure through the iterator; nobody has to await `result` as well.
+    this.result.catch(() => {});
+  }
+
+  /** @internal */
+  pushEvent(turnId: string, message: TurnEventMessage): void {
+    if (this.#finished) return;
+    if (!this.#sawEvent) {
+      this.#sawEvent = true;
+      this.#resolveTurnId(turnId);
+    }
+    this.#queue.push(message);
+    this.#notify();
+  }
+
+  #finish(failure: Error | null): void {
+    this.#finished = true;
+    this.#failure = failure;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<TurnEventMessage> {
+    if (this.#iterated) throw new Error("a TurnRun can be iterated once");
+    this.#iterated = true;
+    for (;;) {
+      const next = this.#queue.shift();
+      if (next !== undefined) {
+        yield next;
+        continue;
+      }
+      if (this.#finished) {
+        if (this.#failure !== null) throw this.#failure;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+}
+
+export class SidecarClient {
+  readonly socketPath: string;
+  readonly #socket: net.Socket;
+  readonly #writer: MessageWriter;
+  readonly #pending = new Map<RequestId, PendingCall>();
+  readonly #turns = new Map<string, TurnRun>();
+  readonly #closed: Promise<void>;
+  #nextId = 1;
+  #closeError: SidecarConnectionError | null = null;
+
+  private constructor(socketPath: string, socket: net.Socket) {
+    this.socketPath = socketPath;
+    this.#socket = socket;
+    this.#writer = new MessageWriter(socket);
+    socket.on("error", () => {}); // 'close' follows, and is where pending calls are failed.
+    this.#closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    socket.once("close", () => this.#onClosed());
+    void this.#readLoop();
+  }
+
+  /** Connects to the sidecar's socket. Rejects with SidecarConnectionError when nobody answers there. */
+  static connect(socketPath: string, options: SidecarClientOptions = {}): Promise<SidecarClient> {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection(socketPath);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new SidecarConnectionError(socketPath, `no answer from the sidecar at ${socketPath} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.removeAllListeners("error");
+        resolve(new SidecarClient(socketPath, socket));
+      });
+      socket.once("error", (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        const why = error.code === "ENOENT" ? "no socket there" : error.code === "ECONNREFUSED" ? "nothing listening" : error.message;
+        reject(new SidecarConnectionError(socketPath, `cannot reach the sidecar at ${socketPath}: ${why}`, { cause: error }));
+      });
+    });
+  }
+
+  health(options?: CallOptions): Promise<HealthResult> {
+    return this.call(Method.health, {}, options);
+  }
+
+  ensureWorkspace(params: WorkspaceParams, options?: CallOptions): Promise<EnsureWorkspaceResult> {
+    return this.call(Method.ensureWorkspace, params, options);
+  }
+
+  listWorkspaces(options?: CallOptions): Promise<{ workspaces: WorkspaceSummary[] }> {
+    return this.call(Method.listWorkspaces, {}, options);
+  }
+
+  removeWorkspace(workspaceId: string, removeOptions: { purgeHome?: boolean } = {}, options?: CallOptions): Promise<{ removed: boolean }> {
+    return this.call(Method.removeWorkspace, { workspaceId, purgeHome: removeOptions.purgeHome ?? false }, options);
+  }
+
+  workspaceLogs(workspaceId: string, tail?: number, options?: CallOptions): Promise<{ logs: string }> {
+    return this.call(Method.workspaceLogs, tail === undefined ? { workspaceId } : { workspaceId, tail }, options);
+  }
+
+  cancelTurn(turnId: string, options?: CallOptions): Promise<{ cancelled: boolean }> {
+    return this.call(Method.cancelTurn, { turnId }, options);
+  }
+
+  /**
+   * Starts a turn. Without a turnId the client picks one, so the turn's events can be told apart from
+   * other turns on this connection. Aborting `signal` sends turn.cancel as soon as the turn is known.
+   */
+  runTurn(params: RunTurnRequest, options: RunTurnOptions = {}): TurnRun {
+    const turnId = params.turnId ?? `turn-${randomUUID()}`;
+    const signal = options.signal;
+    if (signal?.aborted) {
+      const run = new TurnRun(Promise.reject(abortReason(signal)));
+      return run;
+    }
+    const resultPromise = this.call(Method.runTurn, { ...params, turnId });
+    const run = new TurnRun(resultPromise);
+    this.#turns.set(turnId, run);
+    const forget = (): void => {
+      this.#turns.delete(turnId);
+    };
+    void run.result.then(forget, forget);
+
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        // Before the first event the sidecar may not know the turn yet: cancel once it does.
+        void run.turnId.then(
+          (id) => this.cancelTurn(id).catch(() => {}),
+          () => {},
+        );
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      const removeListener = (): void => signal.removeEventListener("abort", onAbort);
+      void run.result.then(removeListener, removeListener);
+    }
+    return run;
+  }
+
+  /** Any method, typed by the protocol table. */
+  call<M extends MethodName>(method: M, params: MethodParams<M>, options: CallOptions = {}): Promise<MethodResult<M>> {
+    if (this.#closeError !== null) return Promise.reject(this.#closeError);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    const id = this.#nextId++;
+    return new Promise<MethodResult<M>>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#pending.delete(id);
+        reject(abortReason(signal as AbortSignal));
+      };
+      const cleanup = (): void => signal?.removeEventListener("abort", onAbort);
+      this.#pending.set(id, {
+        method,
+        resolve: (result) => {
+          cleanup();
+          resolve(result as MethodResult<M>);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#writer.write(requestMessage(id, method, params));
+    });
+  }
+
+  /** Sends a notification (no answer). */
+  notify(method: string, params?: unknown): void {
+    this.#writer.write(notificationMessage(method, params));
+  }
+
+  /** Closes the connection. Pending calls reject; turns still running on the sidecar are cancelled by it. */
+  async close(): Promise<void> {
+    this.#closeError ??= new SidecarConnectionError(this.socketPath, "the client was closed");
+    this.#socket.end();
+    this.#socket.destroySoon();
+    await this.#closed;
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      for await (const chunk of readLines(this.#socket)) {
+        if (chunk.kind !== "line") continue;
+        const incoming = parseMessage(chunk.text);
+        if (incoming.kind === "response") this.#onResponse(incoming.message);
+        else if (incoming.kind === "notification" && incoming.message.method === TURN_EVENT) this.#onTurnEvent(incoming.message.params);
+      }
+    } catch {
+      // The 'close' handler fails what is pending.
+    }
+    this.#socket.end();
+  }
+
+  #onResponse(response: ResponseMessage): void {
+    if (response.id === null) return; // A -32700/-32600 for a line we did not send.
+    const pending = this.#pending.get(response.id);
+    if (pending === undefined) return;
+    this.#pending.delete(response.id);
+    if ("error" in response) pending.reject(new SidecarRpcError(pending.method, response.error.code, response.error.message, response.error.data));
+    else pending.resolve(response.result);
+  }
+
+  #onTurnEvent(params: unknown): void {
+    const { turnId, seq, event } = (params ?? {}) as Partial<TurnEventParams>;
+    if (typeof turnId !== "string" || typeof seq !== "number" || event === undefined) return;
+    this.#turns.get(turnId)?.pushEvent(turnId, { seq, event });
+  }
+
+  #onClosed(): void {
+    const error =
+      this.#closeError ??
+      new SidecarConnectionError(this.socketPath, `the connection to the sidecar at ${this.socketPath} closed with ${this.#pending.size} call(s) pending`);
+    this.#closeError = error;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const call of pending) call.reject(error);
+  }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException("the operation was aborted", "AbortError");
+}
