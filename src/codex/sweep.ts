@@ -2,8 +2,10 @@
  * Killing a turn inside its container. Killing the `docker exec` client does not kill the process
  * in the container (moby#9098), and codex's own SIGTERM leaves backgrounded grandchildren alive.
  *
- * Codex runs with ALIVE_TURN_ID=<turn> in its environment. The sweep finds the earliest process
- * carrying that marker (codex itself) and kills every process of the container started at or after
+ * Codex runs with ALIVE_TURN_ID=<turn> in its environment, which its commands inherit; codex
+ * itself runs non-dumpable (execute-only binary), so its environ is unreadable and it is known
+ * instead as the `codex` process exec'd from outside the container (parent pid 0). The sweep takes
+ * the earliest of these (codex itself) and kills every process of the container started at or after
  * it (start time from /proc/<pid>/stat), marker or not: children that cleared their environment,
  * setsid'd daemons and background jobs included. The init and the log pump started before any turn
  * and survive. A workspace runs one turn at a time, so nothing else is caught. Processes are
@@ -14,14 +16,18 @@ export const TURN_MARKER_ENV = "ALIVE_TURN_ID";
 export const SWEEP_SCRIPT = `
 marker="${TURN_MARKER_ENV}=$1"
 self=$$
-start_of() { read -r s < "/proc/$1/stat" 2>/dev/null || return 1; s=\${s##*) }; set -- $s; echo "\${20}"; }
+# "<ppid> <start time> <comm>" of a process, from /proc/<pid>/stat (readable even when non-dumpable)
+info() { read -r s < "/proc/$1/stat" 2>/dev/null || return 1; c=\${s#*(}; c=\${c%) *}; s=\${s##*) }; set -- $s; echo "$2 \${20} $c"; }
 first=
 for p in /proc/[0-9]*; do
   pid=\${p#/proc/}
   [ "$pid" = 1 ] || [ "$pid" = "$self" ] && continue
-  grep -qzx "$marker" "$p/environ" 2>/dev/null || continue
-  st=$(start_of "$pid") || continue
-  if [ -z "$first" ] || [ "$st" -lt "$first" ]; then first=$st; fi
+  i=$(info "$pid") || continue
+  set -- $i
+  # codex itself runs non-dumpable (its environ is unreadable): it is the codex exec'd from outside.
+  if { [ "$1" = 0 ] && [ "$3" = codex ]; } || grep -qzx "$marker" "$p/environ" 2>/dev/null; then
+    if [ -z "$first" ] || [ "$2" -lt "$first" ]; then first=$2; fi
+  fi
 done
 [ -n "$first" ] || { echo "swept 0"; exit 0; }
 total=0
@@ -32,9 +38,9 @@ while [ $round -lt 50 ]; do
   for p in /proc/[0-9]*; do
     pid=\${p#/proc/}
     [ "$pid" = 1 ] || [ "$pid" = "$self" ] && continue
-    st=$(start_of "$pid") || continue
-    [ "$st" -ge "$first" ] || continue
-    victims="$victims $pid"
+    i=$(info "$pid") || continue
+    set -- $i
+    [ "$2" -ge "$first" ] && victims="$victims $pid"
   done
   [ -n "$victims" ] || break
   kill -STOP $victims 2>/dev/null

@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
+import type { Readable } from "node:stream";
 import { Codex, type ThreadEvent, type ThreadItem, type ThreadOptions, type Usage } from "@openai/codex-sdk";
 import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage, invalidParams } from "../errors.js";
@@ -51,8 +52,13 @@ interface RunningTurn {
 /** What is kept of codex's stderr for an error message. */
 const STDERR_TAIL = 8 * 1024;
 
+/** Codex's own sandbox (read-only, workspace-write) runs commands under this bubblewrap. */
+const CODEX_BWRAP = "/opt/codex/codex-resources/bwrap";
+
 export class TurnRunner {
   private readonly turns = new Map<string, RunningTurn>();
+  /** Per container: why codex's own sandbox cannot work there (null: it can). */
+  private readonly sandboxSupport = new Map<string, Promise<string | null>>();
 
   constructor(private readonly options: TurnRunnerOptions) {}
 
@@ -114,6 +120,8 @@ export class TurnRunner {
       await workspaces.ensure(record.params, hooks.signal);
       record = workspaces.get(params.workspaceId);
     }
+    const sandboxMode = params.options?.sandboxMode ?? "danger-full-access";
+    if (sandboxMode !== "danger-full-access") await this.checkSandbox(sandboxMode, record);
     workspaces.acquireTurn(params.workspaceId, turnId);
     const cancel = new AbortController();
     const done = this.execute(turnId, params, record, hooks, cancel).finally(() => {
@@ -135,6 +143,33 @@ export class TurnRunner {
     }
   }
 
+  /**
+   * read-only and workspace-write make codex run every command under bubblewrap, which needs
+   * user namespaces. The hardened container (no capabilities, the engine's seccomp profile)
+   * refuses them, so each command would fail while the turn "completed". Probe once per container
+   * and refuse the turn with the reason instead.
+   */
+  private async checkSandbox(mode: string, record: WorkspaceRecord): Promise<void> {
+    let probe = this.sandboxSupport.get(record.containerId);
+    if (!probe) {
+      probe = runExec(this.options.docker, record.containerId, {
+        cmd: [CODEX_BWRAP, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "/bin/true"],
+        user: `${record.params.uid}:${record.params.gid}`,
+      }).then((result) => (result.exitCode === 0 ? null : result.stderr.trim() || `bubblewrap exited with ${result.exitCode}`));
+      this.sandboxSupport.set(record.containerId, probe);
+      probe.catch(() => this.sandboxSupport.delete(record.containerId));
+    }
+    const reason = await probe;
+    if (reason !== null) {
+      throw new SidecarError(ErrorCode.notAllowed, `sandboxMode "${mode}" cannot work inside the workspace container`, {
+        data: {
+          field: "options.sandboxMode",
+          reason: `codex's sandbox needs bubblewrap with user namespaces, which the hardened container does not allow (all capabilities dropped, Docker's default seccomp profile); the container itself is the sandbox, so use "danger-full-access". bubblewrap said: ${reason}`,
+        },
+      });
+    }
+  }
+
   private async checkThread(threadId: string, record: WorkspaceRecord): Promise<void> {
     if (!isThreadId(threadId)) throw invalidParams("threadId", "must be a codex thread id (a UUID)", threadId);
     if ((await findRollout(record.paths.codexHome, threadId)) === null) {
@@ -143,7 +178,7 @@ export class TurnRunner {
   }
 
   private async execute(turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController): Promise<TurnResult> {
-    const { log: baseLog, docker } = this.options;
+    const { log: baseLog } = this.options;
     const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
     const started = Date.now();
     const timeoutMs = params.options?.timeoutMs ?? this.options.turnTimeoutMs;
@@ -167,6 +202,10 @@ export class TurnRunner {
     let status: TurnStatus = "completed";
     let containerTask: Promise<void> = Promise.resolve();
     let containerError: unknown;
+    // On abort, act at once: the SDK only notices when its stdout ends, and the bridge script's
+    // relays keep that open until the container side finishes.
+    const onAbort = (): void => void container.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
       await container.prepare();
       const thread = this.createThread(params, record, container.bridgeEnv);
@@ -188,7 +227,7 @@ export class TurnRunner {
     } finally {
       if (signal.aborted) {
         status = deadline.aborted && !cancel.signal.aborted ? "timed_out" : "cancelled";
-        const swept = await container.sweep();
+        const swept = await container.abort();
         state.failure = status === "timed_out"
           ? { code: "timed_out", message: `the turn did not finish within ${timeoutMs} ms and was stopped` }
           : { code: "cancelled", message: hooks.signal?.aborted && !cancel.signal.aborted ? "the client disconnected; the turn was cancelled" : "the turn was cancelled" };
@@ -197,6 +236,7 @@ export class TurnRunner {
         status = "failed";
         if (container.started) await container.sweep();
       }
+      signal.removeEventListener("abort", onAbort);
       await container.dispose();
       await containerTask;
     }
@@ -261,6 +301,8 @@ class ContainerSide {
   private turnTmp: { host: string; container: string } | null = null;
   private stderrTail = "";
   private exitCode: number | null | undefined;
+  private aborting: Promise<number> | null = null;
+  private execStdout: Readable | null = null;
   started = false;
 
   constructor(
@@ -312,10 +354,14 @@ class ContainerSide {
       stdin: request.stdin,
     });
     this.started = true;
+    // Aborted while codex was being started: the sweep may have run before codex existed.
+    if (this.aborting !== null) void this.sweep();
+    this.execStdout = exec.stdout;
     exec.stdout.pipe(bridge.stdout, { end: false });
+    if (this.aborting !== null) this.drainStdout();
     let partial = "";
     exec.stderr.on("data", (chunk: Buffer) => {
-      bridge.stderr.write(chunk);
+      if (!bridge.stderr.writableEnded) bridge.stderr.write(chunk);
       const text = partial + chunk.toString("utf8");
       const lines = text.split("\n");
       partial = lines.pop() ?? "";
@@ -347,7 +393,12 @@ class ContainerSide {
 
   /** Turns whatever ended the SDK's stream into an error a person can act on. */
   async explainFailure(error: unknown): Promise<{ code: string; message: string }> {
-    const info = await this.options.docker.getContainer(this.record.containerId).inspect().catch(() => null);
+    const container = this.options.docker.getContainer(this.record.containerId);
+    if (this.exitCode === null || (this.exitCode ?? 0) >= 128) {
+      // Killed, or no exit code: the container may be going down; the engine says so a moment later.
+      await container.wait({ condition: "not-running", abortSignal: AbortSignal.timeout(1000) }).catch(() => undefined);
+    }
+    const info = await container.inspect().catch(() => null);
     if (info === null || !info.State.Running) {
       const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
       return { code: "container_died", message: `the workspace container ${detail} during the turn` };
@@ -357,6 +408,23 @@ class ContainerSide {
       return { code: "codex_exit", message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}` };
     }
     return { code: "codex_error", message: `${errorMessage(error)}${stderr && !errorMessage(error).includes(stderr) ? `: ${stderr}` : ""}` };
+  }
+
+  /** Sweeps the turn's processes and ends the bridge, once; resolves with how many were killed. */
+  abort(): Promise<number> {
+    this.aborting ??= (async () => {
+      this.drainStdout();
+      const swept = this.started ? await this.sweep() : 0;
+      await this.bridge?.finish(130).catch(() => undefined);
+      return swept;
+    })();
+    return this.aborting;
+  }
+
+  /** After an abort nobody reads codex's output any more: keep it flowing so the exec can end. */
+  private drainStdout(): void {
+    this.execStdout?.unpipe();
+    this.execStdout?.resume();
   }
 
   /** Kills every process of this turn in the container. */

@@ -3,6 +3,8 @@ export const LABEL_PREFIX = "dev.alive.codex";
 
 export const Labels = {
   managed: `${LABEL_PREFIX}.managed`,
+  /** The state dir of the sidecar that made it: a sidecar adopts only containers whose HOMEs it holds. */
+  stateDir: `${LABEL_PREFIX}.state-dir`,
   workspaceId: `${LABEL_PREFIX}.workspace-id`,
   userId: `${LABEL_PREFIX}.user-id`,
   specHash: `${LABEL_PREFIX}.spec-hash`,

@@ -310,10 +310,14 @@ export class WorkspaceManager {
     }
   }
 
+  private ownFilter(): { label: string[] } {
+    return managedFilter({ [Labels.stateDir]: this.options.stateDir });
+  }
+
   /** Adopts containers with our labels; leaves everything else alone. */
   async reconcile(): Promise<void> {
     const { docker, log } = this.options;
-    const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: managedFilter() }));
+    const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: this.ownFilter() }));
     for (const summary of containers) {
       const labels = summary.Labels ?? {};
       const params = parseParamsLabel(labels[Labels.params]);
@@ -358,7 +362,7 @@ export class WorkspaceManager {
 
   private async followEvents(): Promise<void> {
     const stream = (await withDocker("follow engine events", () =>
-      this.options.docker.getEvents({ filters: { type: ["container"], ...managedFilter() } }),
+      this.options.docker.getEvents({ filters: { type: ["container"], ...this.ownFilter() } }),
     )) as NodeJS.ReadableStream;
     this.events = stream;
     let buffered = "";

@@ -8,6 +8,7 @@
 import path from "node:path";
 
 export interface WorkspacePaths {
+  stateDir: string;
   root: string;
   home: string;
   codexHome: string;
@@ -23,6 +24,7 @@ export function workspacePaths(stateDir: string, workspaceId: string): Workspace
   const home = path.join(root, "home");
   const run = path.join(root, "run");
   return {
+    stateDir,
     root,
     home,
     codexHome: path.join(home, ".codex"),

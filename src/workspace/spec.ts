@@ -96,6 +96,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     Labels: {
       ...context.extraLabels,
       [Labels.managed]: "true",
+      [Labels.stateDir]: paths.stateDir,
       [Labels.workspaceId]: params.workspaceId,
       [Labels.userId]: params.userId,
       [Labels.uid]: String(params.uid),

@@ -95,7 +95,10 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
   // The sidecar's own environment is never consulted here: flags only.
   const config = loadConfig(flags, {});
   const logLines: string[] = [];
-  const log: Logger = createLogger({ level: "debug", secrets: [TEST_API_KEY], write: (line) => logLines.push(line) });
+  const log: Logger = createLogger({ level: "debug", secrets: [TEST_API_KEY], write: (line) => {
+    logLines.push(line);
+    if (process.env.ALIVE_CODEX_TEST_DEBUG) process.stderr.write(`${line}\n`);
+  } });
   const docker = createDockerClient(config.dockerHost);
   const sidecar = await startSidecar(config, log, { extraLabels: { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: instance } });
   let stopped = false;
