@@ -1,0 +1,163 @@
+/**
+ * Section 4, cancel-to-clean: a turn whose scripted model runs `sleep 1000 & sleep 1000` (a
+ * background job plus a foreground one) is cancelled right after the command_execution item.started
+ * event arrives (after one docker top that records the turn's processes). From service.cancelTurn,
+ * two times:
+ * (i) runTurn resolves with status "cancelled";
+ * (ii) the container holds no process of the turn: `docker top` (the host's ps over the container's
+ *      processes; it adds no process inside) lists only what ran before the turn (init, the log
+ *      pump and its `cat`), or a fresh child of the log pump. Zombies count as remaining.
+ * The container is polled back to back from the moment of the cancel, so (ii) has the resolution
+ * of one `docker top` call (see the table).
+ */
+import { performance } from "node:perf_hooks";
+import type { WorkspaceParams } from "../src/service.js";
+import type { BenchEnv } from "./harness.js";
+import { LATENCY_COLUMNS, latencyRow, ms, verdict, type SectionResult } from "./report.js";
+import { formatTable, summarize } from "./stats.js";
+
+export interface CancelOptions {
+  n: number;
+  warmup: number;
+}
+
+interface ProcessEntry {
+  pid: string;
+  ppid: string;
+  stat: string;
+  args: string;
+}
+
+const COMMAND = "sleep 1000 & sleep 1000";
+
+export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams, options: CancelOptions): Promise<SectionResult> {
+  const { stub, docker } = env;
+  const { service } = env.sidecar;
+  let container = docker.getContainer((await service.ensureWorkspace(params)).containerId);
+
+  const top = async (): Promise<ProcessEntry[]> => {
+    const result = (await container.top({ ps_args: "-eo pid,ppid,stat,args" })) as { Titles: string[]; Processes: string[][] };
+    const column = (name: string): number => result.Titles.findIndex((title) => title.trim().toUpperCase() === name);
+    const [pid, ppid, stat, args] = [column("PID"), column("PPID"), column("STAT"), column("COMMAND")];
+    return (result.Processes ?? []).map((row) => ({ pid: row[pid] ?? "", ppid: row[ppid] ?? "", stat: row[stat] ?? "", args: row[args] ?? "" }));
+  };
+
+  const resolved: number[] = [];
+  const clean: number[] = [];
+  const topCalls: number[] = [];
+  const leftAtCancel: number[] = [];
+  let sleepsSeen = 0;
+
+  const eventsAfterCancel: number[] = [];
+  const lastEventToResolved: number[] = [];
+  let completedAfterCancel = 0;
+
+  for (let i = -options.warmup; i < options.n; i++) {
+    // Untimed: restarts the container if something stopped it (a parallel test sidecar's idle reaper adopts every managed container).
+    container = docker.getContainer((await service.ensureWorkspace(params)).containerId);
+    // What runs before the turn: the engine's init, the log pump (sh) and its current `cat`.
+    const baseline = await top();
+    const baselinePids = new Set(baseline.map((p) => p.pid));
+    const init = baseline.find((p) => !baselinePids.has(p.ppid));
+    const pump = baseline.find((p) => p.ppid === init?.pid);
+    if (!init || !pump) throw new Error(`cannot find init and log pump in docker top: ${JSON.stringify(baseline)}`);
+    const isTurnProcess = (p: ProcessEntry): boolean => !(baselinePids.has(p.pid) && !p.stat.startsWith("Z")) && !(p.ppid === pump.pid && !p.stat.startsWith("Z"));
+
+    stub.reset();
+    stub.script({ kind: "command", cmd: COMMAND });
+    // Should codex get as far as a second request (it does once exec_command yields), the turn ends with a message.
+    stub.respondWith(() => ({ kind: "message", text: "second request answered" }));
+    const turnId = env.uniqueId(`bench-cancel-${i < 0 ? "w" : i}`);
+    let cancelledAt = NaN;
+    let lastEventAt = NaN;
+    let lateEvents = 0;
+    let lateCompletion = false;
+    let markStarted: () => void = () => undefined;
+    const commandStarted = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const running = service.runTurn(
+      { workspaceId: params.workspaceId, turnId, input: "Start two sleeps." },
+      {
+        onEvent: (_turnId, _seq, event) => {
+          if (event.type === "item.started" && event.item.type === "command_execution") markStarted();
+          if (Number.isFinite(cancelledAt)) {
+            lastEventAt = performance.now();
+            lateEvents += 1;
+            if (event.type === "turn.completed") lateCompletion = true;
+          }
+        },
+      },
+    );
+    const timeout = setTimeout(() => markStarted(), 30_000);
+    await Promise.race([commandStarted, running.then(() => undefined)]);
+    clearTimeout(timeout);
+
+    // One probe before the cancel (about one docker top call after item.started): proof that the
+    // turn's processes, the sleeps among them, are there to be cleaned.
+    const before = (await top()).filter(isTurnProcess);
+    if (i >= 0) {
+      leftAtCancel.push(before.length);
+      if (before.some((p) => p.args.startsWith("sleep 1000"))) sleepsSeen += 1;
+    }
+
+    let resolvedAt = NaN;
+    const result = running.then((r) => {
+      resolvedAt = performance.now();
+      return r;
+    });
+    const t0 = performance.now();
+    cancelledAt = t0;
+    const { cancelled } = await service.cancelTurn({ turnId });
+    if (!cancelled) throw new Error(`turn ${turnId} was not running when cancelled`);
+    let cleanAt = NaN;
+    const deadline = t0 + 30_000;
+    while (performance.now() < deadline) {
+      const probeStart = performance.now();
+      const processes = await top();
+      topCalls.push(performance.now() - probeStart);
+      if (!processes.some(isTurnProcess)) {
+        cleanAt = performance.now();
+        break;
+      }
+    }
+    const turn = await result;
+    if (turn.status !== "cancelled") throw new Error(`turn ${turnId} ended ${turn.status}, expected cancelled (${turn.error?.message ?? ""})`);
+    if (!Number.isFinite(cleanAt)) throw new Error(`turn ${turnId}: processes still in the container 30 s after the cancel`);
+    if (i >= 0) {
+      resolved.push(resolvedAt - t0);
+      clean.push(cleanAt - t0);
+      eventsAfterCancel.push(lateEvents);
+      if (lateCompletion) completedAfterCancel += 1;
+      if (Number.isFinite(lastEventAt)) lastEventToResolved.push(resolvedAt - lastEventAt);
+    }
+  }
+  stub.reset();
+
+  const c = summarize(clean);
+  const pass = c.p99 <= 1000;
+  const resolvedPass = summarize(resolved).p99 <= 1000;
+  return {
+    title: "4. Cancel-to-clean (sleep 1000 & sleep 1000, cancelled at item.started)",
+    tables: [
+      formatTable(
+        [
+          latencyRow("cancel -> runTurn resolved (cancelled)", resolved, undefined, { target: "p99 <= 1000 ms", result: verdict(resolvedPass) }),
+          latencyRow("cancel -> no turn process in container", clean, undefined, { target: "p99 <= 1000 ms", result: verdict(pass) }),
+          latencyRow("probe: one docker top call", topCalls, undefined, { target: "-", result: "-" }),
+        ],
+        LATENCY_COLUMNS,
+      ),
+    ],
+    checks: [
+      { metric: "cancel -> turn resolved p99", measured: ms(summarize(resolved).p99), target: "<= 1000 ms", pass: resolvedPass },
+      { metric: "cancel -> container clean p99", measured: ms(c.p99), target: "<= 1000 ms", pass },
+    ],
+    notes: [
+      `the turn's processes just before the cancel (one docker top call after item.started): median ${summarize(leftAtCancel).p50}, max ${summarize(leftAtCancel).max}; \`sleep 1000\` among them in ${sleepsSeen}/${leftAtCancel.length} turns`,
+      `codex events that still arrived after the cancel: median ${summarize(eventsAfterCancel).p50}; codex's own turn.completed arrived after the cancel in ${completedAfterCancel}/${eventsAfterCancel.length} turns; last such event -> runTurn resolved: p50 ${ms(summarize(lastEventToResolved).p50)}`,
+      "(ii) is polled back to back from the cancel, so its figures carry the probe's own latency (last row) as resolution",
+      `no baseline; ${options.warmup} warm-up turn(s) discarded`,
+    ],
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * The bench's world: a real sidecar (startSidecar) on its own labelled bridge network, with a temp
+ * state dir and workspace root, a Responses stub on that bridge's gateway, and a cleanup that
+ * removes every container and the network carrying this run's label, also after a failure.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadConfig, type SidecarConfig } from "../src/config.js";
+import { createDockerClient, type Docker } from "../src/docker/engine.js";
+import { RuntimeImage } from "../src/docker/images.js";
+import { Labels } from "../src/docker/labels.js";
+import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import { startSidecar, type RunningSidecar } from "../src/main.js";
+import type { WorkspaceParams } from "../src/service.js";
+import { ensureWorkspaceNetwork } from "../src/workspace/manager.js";
+import type { SpecContext } from "../src/workspace/spec.js";
+import { ResponsesStub } from "../test/support/responses-stub.js";
+
+export const BENCH_API_KEY = "sk-bench-alive-0123456789abcdef";
+export const BENCH_MODEL = "gpt-5.5";
+export const BENCH_UID = 10001;
+export const BENCH_GID = 10001;
+
+export interface BenchEnvOptions {
+  /** ALIVE_CODEX_IMAGE: an image to use as is. */
+  image: string | null;
+  /** The base the runtime image is built FROM when it has to be built. */
+  baseImage: string;
+  dockerHost: string;
+  /** Progress lines (image build, set-up steps). */
+  progress: (line: string) => void;
+}
+
+export interface BenchEnv {
+  /** `bench-<hex>`: the value of dev.alive.codex.run-id on everything this run makes. */
+  runId: string;
+  labels: Record<string, string>;
+  docker: Docker;
+  config: SidecarConfig;
+  sidecar: RunningSidecar;
+  imageRef: string;
+  /** Made with the same options as the sidecar's own (so its ref() costs what the sidecar's does). */
+  runtimeImage: RuntimeImage;
+  network: { name: string; gateway: string };
+  stub: ResponsesStub;
+  root: string;
+  log: Logger;
+  /** Warnings and errors the sidecar logged, for the end of the run. */
+  problems: string[];
+  /** The SpecContext the sidecar's WorkspaceManager builds its specs with. */
+  specContext(): SpecContext;
+  /** A fresh workspace directory under the root, owned by the bench uid, and ensure params for it. */
+  workspace(workspaceId: string): Promise<WorkspaceParams>;
+  uniqueId(prefix: string): string;
+  cleanup(): Promise<void>;
+}
+
+export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv> {
+  const runId = `bench-${randomBytes(4).toString("hex")}`;
+  const labels = { [Labels.runId]: runId };
+  const docker = createDockerClient(options.dockerHost);
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), "alive-codex-bench-"));
+  const problems: string[] = [];
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.reverse()) await step().catch((error: unknown) => options.progress(`cleanup step failed: ${String(error)}`));
+    cleanups.length = 0;
+  };
+  cleanups.push(() => fs.rm(root, { recursive: true, force: true }));
+  cleanups.push(() => removeLabelled(docker, runId));
+
+  try {
+    const log = createLogger({
+      level: "info",
+      secrets: [BENCH_API_KEY],
+      write: (line: string, level: LogLevel) => {
+        if (level === "warn" || level === "error") problems.push(line);
+      },
+    });
+    options.progress(`run id ${runId}; state under ${root}`);
+
+    const image = new RuntimeImage({ docker, baseImage: options.baseImage, explicitRef: options.image, log, onProgress: options.progress });
+    const imageRef = (await image.ensure()).ref;
+    options.progress(`runtime image ${imageRef}`);
+
+    const networkName = `alive-codex-${runId}`;
+    const network = await ensureWorkspaceNetwork(docker, networkName, labels);
+    if (!network.gateway) throw new Error(`network ${networkName} has no gateway`);
+    const stub = await ResponsesStub.start({ host: network.gateway });
+
+    const stateDir = path.join(root, "state");
+    const workspaceRoot = path.join(root, "workspaces");
+    await fs.mkdir(workspaceRoot, { recursive: true, mode: 0o755 });
+    await fs.chmod(root, 0o755);
+    const config = loadConfig(
+      {
+        "--socket": path.join(root, "sidecar.sock"),
+        "--state-dir": stateDir,
+        "--workspace-roots": workspaceRoot,
+        "--uid-range": "10000-60000",
+        "--gid-range": "10000-60000",
+        // Like production: the tag derived from the build inputs, unless an explicit image was given.
+        ...(options.image === null ? { "--base-image": options.baseImage } : { "--image": options.image }),
+        "--network": networkName,
+        "--codex-api-key": BENCH_API_KEY,
+        "--model": BENCH_MODEL,
+        "--openai-base-url": stub.baseUrl,
+        "--idle-timeout": "0",
+        "--max-workspaces": "10000",
+        "--docker-host": options.dockerHost,
+        "--log-level": "info",
+      },
+      {},
+    );
+    const sidecar = await startSidecar(config, log, { extraLabels: labels });
+    cleanups.push(() => withDeadline(sidecar.close(0), 20_000, "the sidecar to close"));
+    // Runs first: a request the stub holds open would keep a turn (and so close()) waiting.
+    cleanups.push(() => stub.close());
+
+    return {
+      runId,
+      labels,
+      docker,
+      config,
+      sidecar,
+      imageRef,
+      runtimeImage: image,
+      network: { name: networkName, gateway: network.gateway },
+      stub,
+      root,
+      log,
+      problems,
+      specContext: () => ({
+        image: imageRef,
+        network: config.network,
+        runtime: config.runtime,
+        defaultResources: config.defaultResources,
+        nofile: config.nofile,
+        aliveApiUrl: config.aliveApiUrl,
+        nodePath: config.nodePath,
+        extraLabels: labels,
+      }),
+      async workspace(workspaceId) {
+        const dir = path.join(workspaceRoot, workspaceId);
+        await fs.mkdir(dir, { recursive: true });
+        await fs.chown(dir, BENCH_UID, BENCH_GID);
+        return { workspaceId, userId: `user-${workspaceId}`, uid: BENCH_UID, gid: BENCH_GID, workspacePath: dir };
+      },
+      uniqueId: (prefix) => `${prefix}-${randomBytes(4).toString("hex")}`,
+      cleanup,
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Removes every container, then every network, labelled with this run id. */
+export async function removeLabelled(docker: Docker, runId: string): Promise<void> {
+  const filters = { label: [`${Labels.runId}=${runId}`] };
+  const containers = await docker.listContainers({ all: true, filters });
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
+  const networks = await docker.listNetworks({ filters });
+  for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+}

@@ -1,0 +1,138 @@
+/**
+ * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
+ *
+ *   npm run bench                       every section
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, turn, cancel, rpc)
+ *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
+ *
+ * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
+ * runtime image FROM this; default debian:bookworm-slim when present, else alive-codex-base:bookworm),
+ * DOCKER_HOST. Everything the bench makes is labelled dev.alive.codex.run-id=bench-<hex> and removed
+ * at the end, also when a section fails or the run is interrupted.
+ */
+import os from "node:os";
+import { createDockerClient } from "../src/docker/engine.js";
+import { LOCAL_BASE_IMAGE, isImagePresent } from "../src/docker/images.js";
+import { benchCancelToClean } from "./cancel-to-clean.js";
+import { benchColdEnsure } from "./cold-ensure.js";
+import { startBenchEnv, type BenchEnv } from "./harness.js";
+import { failedSection, renderSection, summaryTable, type Check, type SectionResult } from "./report.js";
+import { benchRpc } from "./rpc.js";
+import { benchTurnOverhead } from "./turn-overhead.js";
+import { benchWarmEnsure } from "./warm-ensure.js";
+
+const SECTIONS = ["cold", "warm", "turn", "cancel", "rpc"] as const;
+type SectionName = (typeof SECTIONS)[number];
+
+interface BenchArgs {
+  only: Set<SectionName>;
+  quick: boolean;
+}
+
+function parseArgs(argv: readonly string[]): BenchArgs {
+  const only = new Set<SectionName>(SECTIONS);
+  let quick = false;
+  for (const arg of argv) {
+    if (arg === "--quick") quick = true;
+    else if (arg.startsWith("--only=")) {
+      only.clear();
+      for (const name of arg.slice("--only=".length).split(",")) {
+        if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${JSON.stringify(name)} (expected some of ${SECTIONS.join(", ")})`);
+        only.add(name as SectionName);
+      }
+    } else throw new Error(`unknown argument ${JSON.stringify(arg)} (expected --only=<sections> or --quick)`);
+  }
+  return { only, quick };
+}
+
+async function chooseBaseImage(dockerHost: string): Promise<string> {
+  const fromEnv = process.env.ALIVE_CODEX_BASE_IMAGE;
+  if (fromEnv) return fromEnv;
+  return (await isImagePresent(createDockerClient(dockerHost), "debian:bookworm-slim").catch(() => false)) ? "debian:bookworm-slim" : LOCAL_BASE_IMAGE;
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const dockerHost = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
+  const started = Date.now();
+  const progress = (line: string): void => {
+    process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${line}\n`);
+  };
+  const n = (full: number, quick: number): number => (args.quick ? quick : full);
+
+  const env: BenchEnv = await startBenchEnv({ image: process.env.ALIVE_CODEX_IMAGE || null, baseImage: await chooseBaseImage(dockerHost), dockerHost, progress });
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    progress(`${signal}: cleaning up`);
+    void env.cleanup().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const sections: SectionResult[] = [];
+  let failed = false;
+  try {
+    const serverVersion = (await env.docker.version()).Version;
+    const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+    console.log(`alive-codex-sidecar bench: ${os.cpus().length} x ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, Docker ${serverVersion}, image ${env.imageRef}, run id ${env.runId}${args.quick ? " (QUICK: small N)" : ""}\n`);
+
+    const warm = await env.workspace(env.uniqueId("bench-warm"));
+    const run = async (name: SectionName, title: string, metrics: string[], body: () => Promise<SectionResult>): Promise<void> => {
+      if (!args.only.has(name) || interrupted) return;
+      progress(`section ${title}`);
+      let section: SectionResult;
+      try {
+        section = await body();
+      } catch (error) {
+        failed = true;
+        progress(`section ${title} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        section = failedSection(title, error, metrics);
+      }
+      sections.push(section);
+      console.log(`${renderSection(section)}\n`);
+    };
+
+    await run("cold", "cold ensure", ["cold ensure: sidecar p50 / CLI p50", "cold ensure: sidecar p50"], () =>
+      benchColdEnsure(env, { n: n(20, 3), warmup: n(2, 1) }),
+    );
+    await run("warm", "warm ensure", ["warm ensure p50"], () => benchWarmEnsure(env, warm, { n: n(1000, 50), warmup: n(50, 5) }));
+    await run("turn", "turn overhead", ["turn overhead: sidecar p50 - host p50", "turn overhead: sidecar p50 / host p50"], () =>
+      benchTurnOverhead(env, warm, { n: n(20, 2), warmup: n(2, 1) }),
+    );
+    await run("cancel", "cancel-to-clean", ["cancel -> turn resolved p99", "cancel -> container clean p99"], () =>
+      benchCancelToClean(env, warm, { n: n(20, 2), warmup: n(1, 1) }),
+    );
+    await run("rpc", "rpc", ["rpc: sidecar.health p50 (real service)", "rpc: sidecar.health p50 (RPC layer only)", "rpc: turn.event throughput (synthetic)"], () =>
+      benchRpc(env, warm, { healthN: n(2000, 200), healthWarmup: n(200, 20), events: n(100_000, 10_000), eventRuns: n(3, 1) }),
+    );
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    if (!interrupted) {
+      progress("cleaning up");
+      await env.cleanup();
+    }
+  }
+
+  const checks: Check[] = sections.flatMap((section) => section.checks);
+  console.log(`${"=".repeat(24)}\n  Summary\n${"=".repeat(24)}\n${summaryTable(checks)}\n`);
+  const missed = checks.filter((check) => !check.pass).length;
+  console.log(`${checks.length - missed}/${checks.length} targets met; total run time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (env.problems.length > 0) {
+    console.log(`\nThe sidecar logged ${env.problems.length} warning(s)/error(s); the first ones:`);
+    for (const line of env.problems.slice(0, 5)) console.log(`  ${line}`);
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,176 @@
+/**
+ * Section 3, turn overhead: one scripted two-request turn (request 1 → `exec_command` of `echo hi`,
+ * request 2 → a final message), run alternately
+ * (a) through the sidecar in a warm workspace (service.runTurn: SDK → exec bridge → engine exec →
+ *     codex in the container), and
+ * (b) by codex on the host through the SDK (the baseline),
+ * both against the same Responses stub on the bench bridge's gateway. Each turn starts a new thread.
+ * The stub's request timestamps split every turn into phases.
+ */
+import { performance } from "node:perf_hooks";
+import type { ThreadItem } from "@openai/codex-sdk";
+import { runExec } from "../src/docker/exec.js";
+import type { WorkspaceParams } from "../src/service.js";
+import type { BenchEnv } from "./harness.js";
+import { createHostCodex } from "./host-codex.js";
+import { LATENCY_COLUMNS, latencyRow, ms, times, verdict, type SectionResult } from "./report.js";
+import { formatTable, ratio, summarize } from "./stats.js";
+
+export interface TurnOverheadOptions {
+  n: number;
+  warmup: number;
+}
+
+interface TurnTiming {
+  total: number;
+  /** Call → codex's thread.started event reached the caller: codex process up (sidecar: + bridge + engine exec). */
+  toThreadStarted: number;
+  /** thread.started → request 1 arrived at the stub: codex's own start-up work before it asks the model. */
+  toFirstRequest: number;
+  /** Request 1 → request 2: streaming the call, running `echo hi`, posting its output. */
+  commandRoundTrip: number;
+  /** Request 2 → the turn's result: the final message, codex exiting, teardown. */
+  toResult: number;
+}
+
+const PROMPT = "Run echo hi, then say done.";
+
+function checkItems(arm: string, items: ThreadItem[], finalResponse: string): void {
+  const command = items.find((item) => item.type === "command_execution");
+  if (command?.type !== "command_execution" || command.exit_code !== 0 || !command.aggregated_output.includes("hi")) {
+    throw new Error(`${arm}: the turn did not run echo hi (items: ${items.map((item) => item.type).join(", ")})`);
+  }
+  if (finalResponse !== "done") throw new Error(`${arm}: final response ${JSON.stringify(finalResponse)}, expected "done"`);
+}
+
+export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, options: TurnOverheadOptions): Promise<SectionResult> {
+  const { stub } = env;
+  const { service } = env.sidecar;
+  await service.ensureWorkspace(params);
+  const host = await createHostCodex(env.root, stub.baseUrl);
+
+  /** `run` calls `threadStarted()` when codex's thread.started event arrives. */
+  const timed = async (arm: string, run: (threadStarted: () => void) => Promise<void>): Promise<TurnTiming> => {
+    // Untimed: restarts the container if something stopped it (a parallel test sidecar's idle reaper adopts every managed container).
+    await service.ensureWorkspace(params);
+    stub.reset();
+    stub.script({ kind: "command", cmd: "echo hi" }, { kind: "message", text: "done" });
+    let threadStartedAt = NaN;
+    const start = performance.now();
+    await run(() => {
+      threadStartedAt = performance.now();
+    });
+    const end = performance.now();
+    const [first, second] = stub.requests;
+    if (stub.requests.length !== 2 || first === undefined || second === undefined || stub.pending !== 0) {
+      throw new Error(`${arm}: expected 2 model requests, the stub saw ${stub.requests.length} (${stub.pending} step(s) left)`);
+    }
+    return {
+      total: end - start,
+      toThreadStarted: threadStartedAt - start,
+      toFirstRequest: first.receivedAt - threadStartedAt,
+      commandRoundTrip: second.receivedAt - first.receivedAt,
+      toResult: end - second.receivedAt,
+    };
+  };
+
+  const runSidecar = (): Promise<TurnTiming> =>
+    timed("sidecar", async (threadStarted) => {
+      const result = await service.runTurn(
+        { workspaceId: params.workspaceId, input: PROMPT },
+        {
+          onEvent: (_turnId, _seq, event) => {
+            if (event.type === "thread.started") threadStarted();
+          },
+        },
+      );
+      if (result.status !== "completed") throw new Error(`sidecar: turn ${result.status}: ${result.error?.message ?? ""}`);
+      checkItems("sidecar", result.items, result.finalResponse);
+    });
+  const runHost = (): Promise<TurnTiming> =>
+    timed("host", async (threadStarted) => {
+      // What Thread.run() does, with the event stream visible.
+      const { events } = await host.startThread().runStreamed(PROMPT);
+      const items: ThreadItem[] = [];
+      let finalResponse = "";
+      for await (const event of events) {
+        if (event.type === "thread.started") threadStarted();
+        if (event.type === "turn.failed") throw new Error(`host: turn failed: ${event.error.message}`);
+        if (event.type === "item.completed") {
+          items.push(event.item);
+          if (event.item.type === "agent_message") finalResponse = event.item.text;
+        }
+      }
+      checkItems("host", items, finalResponse);
+    });
+
+  const sidecarTimings: TurnTiming[] = [];
+  const hostTimings: TurnTiming[] = [];
+  try {
+    for (let i = -options.warmup; i < options.n; i++) {
+      // Alternate which arm goes first, so neither always runs right after the other.
+      const order = i % 2 === 0 ? [runSidecar, runHost] : [runHost, runSidecar];
+      for (const run of order) {
+        const timing = await run();
+        if (i >= 0) (run === runSidecar ? sidecarTimings : hostTimings).push(timing);
+      }
+    }
+  } finally {
+    stub.reset();
+    await host.dispose();
+  }
+
+  // For scale: one engine exec round trip in the workspace (what the sidecar adds per process it runs).
+  const { containerId } = await service.ensureWorkspace(params);
+  const execSamples: number[] = [];
+  for (let i = -2; i < 20; i++) {
+    const start = performance.now();
+    await runExec(env.docker, containerId, { cmd: ["true"], user: `${params.uid}:${params.gid}` });
+    if (i >= 0) execSamples.push(performance.now() - start);
+  }
+
+  const sidecarTotal = sidecarTimings.map((t) => t.total);
+  const hostTotal = hostTimings.map((t) => t.total);
+  const s = summarize(sidecarTotal);
+  const h = summarize(hostTotal);
+  const overhead = s.p50 - h.p50;
+  const r = ratio(s.p50, h.p50);
+  const pass = overhead <= 50 && r <= 1.1;
+  const phase = (timings: TurnTiming[], key: keyof TurnTiming): number => summarize(timings.map((t) => t[key])).p50;
+  const phaseRows = (["toThreadStarted", "toFirstRequest", "commandRoundTrip", "toResult", "total"] as const).map((key) => ({
+    phase: {
+      toThreadStarted: "call -> thread.started (codex process up)",
+      toFirstRequest: "thread.started -> model request 1",
+      commandRoundTrip: "request 1 -> request 2 (echo hi)",
+      toResult: "request 2 -> result (final message, exit)",
+      total: "total",
+    }[key],
+    "sidecar p50 ms": phase(sidecarTimings, key),
+    "host p50 ms": phase(hostTimings, key),
+    "delta ms": phase(sidecarTimings, key) - phase(hostTimings, key),
+  }));
+
+  return {
+    title: "3. Turn overhead (two-request turn: echo hi, then a message)",
+    tables: [
+      formatTable(
+        [
+          latencyRow("sidecar runTurn (warm workspace)", sidecarTotal, h, { target: "<= +50 ms and <= 1.10x p50", result: verdict(pass) }),
+          latencyRow("codex SDK on the host (baseline)", hostTotal, h, { target: "-", result: "-" }),
+        ],
+        LATENCY_COLUMNS,
+      ),
+      "Per phase (p50 of each phase, from the stub's request timestamps):\n" + formatTable(phaseRows),
+    ],
+    checks: [
+      { metric: "turn overhead: sidecar p50 - host p50", measured: `${overhead >= 0 ? "+" : ""}${ms(overhead)}`, target: "<= +50 ms", pass: overhead <= 50 },
+      { metric: "turn overhead: sidecar p50 / host p50", measured: times(r), target: "<= 1.10x", pass: r <= 1.1 },
+    ],
+    notes: [
+      `overhead p50 = ${ms(overhead)}; arms alternate (ABBA...), ${options.warmup} warm-up turn(s) per arm discarded; every turn is checked (echo hi exit 0, final "done", exactly 2 model requests)`,
+      `for scale: one engine exec of \`true\` in the workspace container (create + start + attach + inspect) takes p50 ${ms(summarize(execSamples).p50)}`,
+      "both arms use the same codex binary and the same --config overrides (buildCodexConfig); the stub listens on the bench bridge's gateway for both",
+      "the host arm runs codex as root with no container limits; the sidecar arm runs it as uid 10001 under the workspace limits (1 CPU)",
+    ],
+  };
+}
