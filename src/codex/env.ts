@@ -33,7 +33,7 @@ export const MAX_ENV_VALUE_LENGTH = 8192;
 /** Every name buildCodexEnv may produce. Anything else coming out is a leak. */
 export const CODEX_ENV_ALLOWLIST: ReadonlySet<string> = new Set([
   "PATH", "HOME", "CODEX_HOME", "TMPDIR", "LANG", "TERM", "NODE_ENV", "USER", "LOGNAME", "SHELL",
-  "CODEX_API_KEY",
+  "CODEX_API_KEY", "ALIVE_TURN_ID", "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
   "ALIVE_WORKSPACE_ID", "ALIVE_USER_ID", "ALIVE_WORKSPACE_PATH", "ALIVE_API_URL", "ALIVE_MCP_TOKEN",
   "GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL", "NODE_PATH",
 ]);
@@ -82,4 +82,26 @@ export function buildCodexEnv(options: CodexEnvOptions): Record<string, string> 
 /** Docker's Env form. */
 export function toDockerEnv(env: Record<string, string>): string[] {
   return Object.entries(env).map(([name, value]) => `${name}=${value}`);
+}
+
+export interface CodexExecEnvOptions {
+  turnId: string;
+  codexApiKey: string | null;
+  aliveMcpToken: string | null;
+}
+
+/**
+ * What codex's own exec adds to the container's env for one turn: the turn marker and the
+ * secrets. Only this process gets them; its commands do not (shell_environment_policy), and it
+ * runs non-dumpable, so they cannot read its environ either.
+ */
+export function buildCodexExecEnv(options: CodexExecEnvOptions): Record<string, string> {
+  const env: Record<string, string> = {
+    ALIVE_TURN_ID: options.turnId,
+    CODEX_INTERNAL_ORIGINATOR_OVERRIDE: "codex_sdk_ts",
+  };
+  if (options.codexApiKey) env.CODEX_API_KEY = options.codexApiKey;
+  if (options.aliveMcpToken) env.ALIVE_MCP_TOKEN = options.aliveMcpToken;
+  for (const [name, value] of Object.entries(env)) checkEnvValue(name, value);
+  return env;
 }

@@ -11,6 +11,7 @@
  * and survive. A workspace runs one turn at a time, so nothing else is caught. Processes are
  * stopped first, then killed, in rounds until none is left, so a forking loop cannot outrun it.
  */
+/** Set by buildCodexExecEnv on codex's exec; its commands inherit it. */
 export const TURN_MARKER_ENV = "ALIVE_TURN_ID";
 
 export const SWEEP_SCRIPT = `

@@ -22,8 +22,8 @@ import { isInside } from "../workspace/policy.js";
 import { containerEnv } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
 import { buildCodexConfig } from "./config-overrides.js";
-import { CONTAINER_TMPDIR, toDockerEnv } from "./env.js";
-import { TURN_MARKER_ENV, sweepCommand } from "./sweep.js";
+import { CONTAINER_TMPDIR, buildCodexExecEnv, toDockerEnv } from "./env.js";
+import { sweepCommand } from "./sweep.js";
 import { findRollout, isThreadId } from "./threads.js";
 
 export interface TurnRunnerOptions {
@@ -340,12 +340,7 @@ class ContainerSide {
     if (signal.aborted) return;
     const argv = await this.relocateHostFiles(request.argv);
     const { uid, gid, workspacePath } = this.record.params;
-    const env = toDockerEnv({
-      [TURN_MARKER_ENV]: this.turnId,
-      CODEX_INTERNAL_ORIGINATOR_OVERRIDE: "codex_sdk_ts",
-      ...(this.options.codexApiKey ? { CODEX_API_KEY: this.options.codexApiKey } : {}),
-      ...(this.options.aliveMcpToken ? { ALIVE_MCP_TOKEN: this.options.aliveMcpToken } : {}),
-    });
+    const env = toDockerEnv(buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.options.codexApiKey, aliveMcpToken: this.options.aliveMcpToken }));
     const exec = await startExec(this.options.docker, this.record.containerId, {
       cmd: ["codex", ...argv],
       env,

@@ -1,0 +1,34 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { buildCodexConfig } from "../../src/codex/config-overrides.js";
+
+describe("codex config overrides", () => {
+  test("a base URL selects a custom provider without WebSockets that sends CODEX_API_KEY", () => {
+    const config = buildCodexConfig({ openaiBaseUrl: "http://172.17.0.1:9000/v1", sessionEnvNames: [] });
+    assert.equal(config.model_provider, "alive");
+    assert.deepEqual(config.model_providers, {
+      alive: { name: "Alive model API", base_url: "http://172.17.0.1:9000/v1", wire_api: "responses", supports_websockets: false, env_key: "CODEX_API_KEY" },
+    });
+    assert.equal(buildCodexConfig({ openaiBaseUrl: null, sessionEnvNames: [] }).model_provider, undefined);
+  });
+
+  test("agent commands never get the key or the MCP token", () => {
+    const policy = buildCodexConfig({ openaiBaseUrl: null, sessionEnvNames: [] }).shell_environment_policy as Record<string, unknown>;
+    assert.ok((policy.exclude as string[]).includes("CODEX_API_KEY"));
+    assert.ok((policy.exclude as string[]).includes("ALIVE_MCP_TOKEN"));
+    assert.equal(policy.ignore_default_excludes, false);
+  });
+
+  test("MCP servers get the session env forwarded (not the key), their own env on top, and approval", () => {
+    const config = buildCodexConfig({
+      openaiBaseUrl: null,
+      sessionEnvNames: ["HOME", "ALIVE_WORKSPACE_ID", "CODEX_API_KEY", "ALIVE_MCP_TOKEN"],
+      mcpServers: { tools: { command: "node", args: ["/srv/tools.js"], env: { EXTRA: "1" } } },
+    });
+    const server = (config.mcp_servers as Record<string, Record<string, unknown>>).tools!;
+    assert.deepEqual(server.env_vars, ["HOME", "ALIVE_WORKSPACE_ID", "ALIVE_MCP_TOKEN"]);
+    assert.deepEqual(server.env, { EXTRA: "1" });
+    assert.equal(server.default_tools_approval_mode, "approve");
+    assert.deepEqual(server.args, ["/srv/tools.js"]);
+  });
+});

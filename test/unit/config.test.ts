@@ -1,0 +1,78 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, SETTINGS, loadConfig, parseDuration, renderSettingsHelp } from "../../src/config.js";
+
+const expectConfigError = (fn: () => unknown, setting: string): void => {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(error.setting, setting);
+    assert.ok(!error.message.includes("\n"), "one line");
+    return true;
+  });
+};
+
+describe("config", () => {
+  test("defaults are valid and absolute", () => {
+    const config = loadConfig({}, {});
+    assert.ok(config.stateDir.startsWith("/"));
+    assert.ok(config.socketPath.startsWith("/"));
+    assert.deepEqual(config.workspaceRoots, ["/srv/alive/workspaces"]);
+    assert.deepEqual(config.uidRange, { min: 1000, max: 65533 });
+    assert.equal(config.allowRoot, false);
+    assert.equal(config.codexApiKey, null);
+    assert.equal(config.turnTimeoutMs, 15 * 60_000);
+    assert.deepEqual(config.defaultResources, { memoryMb: 2048, cpus: 1, pids: 512 });
+  });
+
+  test("a flag wins over its variable, which wins over the default", () => {
+    const env = { ALIVE_CODEX_STATE_DIR: "/var/lib/from-env", ALIVE_CODEX_MAX_TURNS: "7" };
+    const config = loadConfig({ "--state-dir": "/var/lib/from-flag" }, env);
+    assert.equal(config.stateDir, "/var/lib/from-flag");
+    assert.equal(config.maxTurns, 7);
+  });
+
+  test("each bad setting names itself, the value and what was expected", () => {
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_STATE_DIR: "relative/dir" }), "ALIVE_CODEX_STATE_DIR");
+    expectConfigError(() => loadConfig({ "--state-dir": "relative" }, {}), "--state-dir");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0" }), "ALIVE_CODEX_UID_RANGE");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_UID_RANGE: "5-2" }), "ALIVE_CODEX_UID_RANGE");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_WORKSPACE_ROOTS: "/srv/ok:relative" }), "ALIVE_CODEX_WORKSPACE_ROOTS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_IDLE_TIMEOUT: "soon" }), "ALIVE_CODEX_IDLE_TIMEOUT");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_TURN_TIMEOUT: "0" }), "ALIVE_CODEX_TURN_TIMEOUT");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_RESOURCES: "memoryMb=12" }), "ALIVE_CODEX_RESOURCES memoryMb");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_RESOURCES: "disk=1" }), "ALIVE_CODEX_RESOURCES");
+    expectConfigError(() => loadConfig({}, { OPENAI_BASE_URL: "ftp://x" }), "OPENAI_BASE_URL");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_LOG_LEVEL: "loud" }), "ALIVE_CODEX_LOG_LEVEL");
+    expectConfigError(() => loadConfig({}, { DOCKER_HOST: "docker.sock" }), "DOCKER_HOST");
+    expectConfigError(() => loadConfig({ "--no-such-flag": "1" }, {}), "--no-such-flag");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_ALLOW_ROOT: "maybe" }), "ALIVE_CODEX_ALLOW_ROOT");
+  });
+
+  test("uid 0 only with the explicit allow flag", () => {
+    assert.deepEqual(loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0", ALIVE_CODEX_ALLOW_ROOT: "true" }).uidRange, { min: 0, max: 0 });
+  });
+
+  test("OPENAI_API_KEY is a fallback for CODEX_API_KEY, read only here", () => {
+    assert.equal(loadConfig({}, { OPENAI_API_KEY: "sk-openai-fallback" }).codexApiKey, "sk-openai-fallback");
+    assert.equal(loadConfig({}, { OPENAI_API_KEY: "sk-openai", CODEX_API_KEY: "sk-codex" }).codexApiKey, "sk-codex");
+  });
+
+  test("a bad secret is reported without its value", () => {
+    assert.throws(() => loadConfig({}, { CODEX_API_KEY: "sk-secret-value\nsecond line" }), (error: Error) => !error.message.includes("sk-secret-value"));
+  });
+
+  test("durations", () => {
+    assert.equal(parseDuration("x", "1500"), 1500);
+    assert.equal(parseDuration("x", "90s"), 90_000);
+    assert.equal(parseDuration("x", "2h"), 7_200_000);
+  });
+
+  test("serve --help documents every setting with its flag, variable and default", () => {
+    const help = renderSettingsHelp();
+    for (const setting of SETTINGS) {
+      assert.ok(help.includes(setting.flag), setting.flag);
+      assert.ok(help.includes(setting.env), setting.env);
+      assert.ok(help.includes(setting.defaultText), setting.defaultText);
+    }
+  });
+});
