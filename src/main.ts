@@ -6,6 +6,7 @@ import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { codexVersion } from "./codex/binary.js";
 import { installBridgeScript } from "./codex/bridge.js";
+import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
 import { RuntimeImage, findPackageRoot, isImagePresent } from "./docker/images.js";
@@ -62,6 +63,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({
     docker,
+    launchers: new Launchers(docker),
     log,
     workspaces,
     bridgeScript,
@@ -91,7 +93,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
         turns: { running: turns.running },
       };
     },
-    ensureWorkspace: (params, signal) => workspaces.ensure(params, signal),
+    async ensureWorkspace(params, signal) {
+      const result = await workspaces.ensure(params, signal);
+      turns.prewarm(params.workspaceId);
+      return result;
+    },
     listWorkspaces: async () => ({ workspaces: workspaces.list() }),
     removeWorkspace: (params) => workspaces.remove(params.workspaceId, params.purgeHome ?? false),
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),

@@ -15,19 +15,21 @@ import { Codex, type ThreadEvent, type ThreadItem, type ThreadOptions, type Usag
 import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage, invalidParams } from "../errors.js";
 import type { Logger } from "../log.js";
-import { runExec, startExec } from "../docker/exec.js";
+import { runExec } from "../docker/exec.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
 import type { WorkspaceManager, WorkspaceRecord } from "../workspace/manager.js";
 import { isInside } from "../workspace/policy.js";
 import { containerEnv } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
 import { buildCodexConfig } from "./config-overrides.js";
-import { CONTAINER_TMPDIR, buildCodexExecEnv, toDockerEnv } from "./env.js";
+import { CONTAINER_TMPDIR, buildCodexExecEnv } from "./env.js";
+import { Launchers, encodeLaunchHeader, type LaunchTarget } from "./launcher.js";
 import { sweepCommand } from "./sweep.js";
 import { findRollout, isThreadId } from "./threads.js";
 
 export interface TurnRunnerOptions {
   docker: Docker;
+  launchers: Launchers;
   log: Logger;
   workspaces: WorkspaceManager;
   bridgeScript: string;
@@ -59,6 +61,7 @@ export class TurnRunner {
   private readonly turns = new Map<string, RunningTurn>();
   /** Per container: why codex's own sandbox cannot work there (null: it can). */
   private readonly sandboxSupport = new Map<string, Promise<string | null>>();
+  private closing = false;
 
   constructor(private readonly options: TurnRunnerOptions) {}
 
@@ -82,8 +85,15 @@ export class TurnRunner {
     return true;
   }
 
+  /** Starts the workspace's launcher for its next turn, if it is idle and running. */
+  prewarm(workspaceId: string): void {
+    const record = this.options.workspaces.find(workspaceId);
+    if (record && record.state === "running" && record.activeTurnId === null) this.options.launchers.prewarm(launchTarget(record));
+  }
+
   /** Lets running turns finish within graceMs, then cancels the rest and waits for them. */
   async shutdown(graceMs: number): Promise<void> {
+    this.closing = true;
     const pending = [...this.turns.values()];
     const all = Promise.allSettled(pending.map((t) => t.done));
     let timer: NodeJS.Timeout | undefined;
@@ -95,6 +105,7 @@ export class TurnRunner {
       await all;
     }
     clearTimeout(timer);
+    this.options.launchers.close();
   }
 
   async run(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult> {
@@ -127,6 +138,7 @@ export class TurnRunner {
     const done = this.execute(turnId, params, record, hooks, cancel).finally(() => {
       this.turns.delete(turnId);
       workspaces.releaseTurn(params.workspaceId, turnId);
+      if (!this.closing) this.prewarm(params.workspaceId);
     });
     this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, done });
     return done;
@@ -295,6 +307,11 @@ export class TurnRunner {
   }
 }
 
+function launchTarget(record: WorkspaceRecord): LaunchTarget {
+  const { workspaceId, uid, gid, workspacePath } = record.params;
+  return { workspaceId, containerId: record.containerId, user: `${uid}:${gid}`, workingDir: workspacePath };
+}
+
 /** The container half of one turn: the bridge, the exec of codex, the sweep. */
 class ContainerSide {
   private bridge: ExecBridge | null = null;
@@ -339,15 +356,10 @@ class ContainerSide {
     const request = await bridge.received();
     if (signal.aborted) return;
     const argv = await this.relocateHostFiles(request.argv);
-    const { uid, gid, workspacePath } = this.record.params;
-    const env = toDockerEnv(buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.options.codexApiKey, aliveMcpToken: this.options.aliveMcpToken }));
-    const exec = await startExec(this.options.docker, this.record.containerId, {
-      cmd: ["codex", ...argv],
-      env,
-      user: `${uid}:${gid}`,
-      workingDir: workspacePath,
-      stdin: request.stdin,
-    });
+    const env = buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.options.codexApiKey, aliveMcpToken: this.options.aliveMcpToken });
+    const exec = await this.options.launchers.take(launchTarget(this.record));
+    exec.stdin?.write(encodeLaunchHeader(env, argv));
+    exec.stdin?.end(request.stdin);
     this.started = true;
     // Aborted while codex was being started: the sweep may have run before codex existed.
     if (this.aborting !== null) void this.sweep();

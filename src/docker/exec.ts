@@ -9,13 +9,15 @@ export interface ExecOptions {
   env?: string[];
   user?: string;
   workingDir?: string;
-  /** Bytes written to the process's stdin, which is then closed. Omit for no stdin. */
-  stdin?: Buffer | string;
+  /** Bytes written to the process's stdin, which is then closed; "open" hands stdin to the caller. Omit for no stdin. */
+  stdin?: Buffer | string | "open";
   signal?: AbortSignal;
 }
 
 export interface StartedExec {
   id: string;
+  /** The process's stdin when started with `stdin: "open"` (end it to close stdin), else null. */
+  stdin: NodeJS.WritableStream | null;
   stdout: Readable;
   stderr: Readable;
   /** The exit code, or null when the engine has none (the container died under the process). */
@@ -47,7 +49,7 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   docker.modem.demuxStream(stream, stdout, stderr);
-  if (withStdin) {
+  if (withStdin && options.stdin !== "open") {
     stream.write(options.stdin as Buffer | string);
     stream.end();
   }
@@ -67,7 +69,7 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     stream.on("close", finish);
     stream.on("error", finish);
   });
-  return { id: exec.id, stdout, stderr, exit };
+  return { id: exec.id, stdin: options.stdin === "open" ? stream : null, stdout, stderr, exit };
 }
 
 export interface ExecResult {

@@ -1,0 +1,94 @@
+/**
+ * Pre-started codex launchers. Starting a process in a container (runc exec) costs ~40-50 ms, most
+ * of a turn's overhead. So each workspace keeps one launcher exec started ahead of time: an
+ * execute-only bash (non-dumpable, like codex, so no process of the same uid can read its memory
+ * or environ) that waits on stdin for one turn's header — the env entries codex gets and its argv,
+ * each NUL-terminated — exports them and execs codex, which then reads the prompt from the
+ * same stdin (bash reads a pipe byte by byte, so the prompt is left for codex).
+ */
+import type Docker from "dockerode";
+import { startExec, type StartedExec } from "../docker/exec.js";
+
+export const LAUNCHER_BINARY = "/opt/codex/bin/alive-launch";
+
+export const LAUNCH_SCRIPT = `
+IFS= read -r -d '' n || exit 70
+for ((i = 0; i < n; i++)); do IFS= read -r -d '' kv || exit 70; export "$kv"; done
+IFS= read -r -d '' n || exit 70
+args=()
+for ((i = 0; i < n; i++)); do IFS= read -r -d '' a || exit 70; args+=("$a"); done
+unset kv a n i
+exec codex "\${args[@]}"
+`;
+
+/** One turn's header: the env codex gets (buildCodexExecEnv) and its argv, NUL-terminated fields. */
+export function encodeLaunchHeader(env: Record<string, string>, argv: string[]): Buffer {
+  const entries = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+  const fields = [String(entries.length), ...entries, String(argv.length), ...argv];
+  for (const field of fields) if (field.includes("\0")) throw new Error("a launch field contains NUL");
+  return Buffer.from(fields.map((f) => `${f}\0`).join(""), "utf8");
+}
+
+export interface LaunchTarget {
+  workspaceId: string;
+  containerId: string;
+  user: string;
+  workingDir: string;
+}
+
+interface Idle {
+  containerId: string;
+  exec: Promise<StartedExec>;
+  dead: boolean;
+}
+
+export class Launchers {
+  private readonly idle = new Map<string, Idle>();
+
+  constructor(private readonly docker: Docker) {}
+
+  /** Starts a launcher for the workspace's next turn unless one is waiting. Never throws. */
+  prewarm(target: LaunchTarget): void {
+    const current = this.idle.get(target.workspaceId);
+    if (current && !current.dead && current.containerId === target.containerId) return;
+    const entry: Idle = { containerId: target.containerId, exec: this.start(target), dead: false };
+    this.idle.set(target.workspaceId, entry);
+    entry.exec.then(
+      (exec) =>
+        void exec.exit.then(() => {
+          entry.dead = true;
+          if (this.idle.get(target.workspaceId) === entry) this.idle.delete(target.workspaceId);
+        }),
+      () => {
+        entry.dead = true;
+        if (this.idle.get(target.workspaceId) === entry) this.idle.delete(target.workspaceId);
+      },
+    );
+  }
+
+  /** A waiting launcher for this container, or a new one. */
+  async take(target: LaunchTarget): Promise<StartedExec> {
+    const entry = this.idle.get(target.workspaceId);
+    this.idle.delete(target.workspaceId);
+    if (entry && !entry.dead && entry.containerId === target.containerId) {
+      const exec = await entry.exec.catch(() => null);
+      if (exec && !entry.dead && !exec.stdout.readableEnded) return exec;
+    }
+    return this.start(target);
+  }
+
+  /** Closes every waiting launcher's stdin: each exits at once. */
+  close(): void {
+    for (const entry of this.idle.values()) void entry.exec.then((exec) => exec.stdin?.end(), () => undefined);
+    this.idle.clear();
+  }
+
+  private start(target: LaunchTarget): Promise<StartedExec> {
+    return startExec(this.docker, target.containerId, {
+      cmd: [LAUNCHER_BINARY, "-c", LAUNCH_SCRIPT, "alive-launch"],
+      user: target.user,
+      workingDir: target.workingDir,
+      stdin: "open",
+    });
+  }
+}
