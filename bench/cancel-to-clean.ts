@@ -61,7 +61,9 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
     const init = baseline.find((p) => !baselinePids.has(p.ppid));
     const pump = baseline.find((p) => p.ppid === init?.pid);
     if (!init || !pump) throw new Error(`cannot find init and log pump in docker top: ${JSON.stringify(baseline)}`);
-    const isTurnProcess = (p: ProcessEntry): boolean => !(baselinePids.has(p.pid) && !p.stat.startsWith("Z")) && !(p.ppid === pump.pid && !p.stat.startsWith("Z"));
+    // The pre-started launcher waiting for the next turn is not the turn's; once it execs codex it is.
+    const isTurnProcess = (p: ProcessEntry): boolean =>
+      p.stat.startsWith("Z") || !(p.pid === init.pid || p.pid === pump.pid || p.ppid === pump.pid || p.args.includes("alive-launch -c"));
 
     stub.reset();
     stub.script({ kind: "command", cmd: COMMAND });
