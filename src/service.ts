@@ -86,7 +86,10 @@ export interface TurnResult {
   status: TurnStatus;
   finalResponse: string;
   items: ThreadItem[];
+  /** As codex reports it: cumulative over the thread when a thread is resumed. */
   usage: Usage | null;
+  /** This turn alone: usage minus the thread's previous turn (extension to PROTOCOL.md v1). */
+  turnUsage: Usage | null;
   error?: { code: string; message: string };
 }
 

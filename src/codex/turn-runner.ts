@@ -25,7 +25,7 @@ import { buildCodexConfig } from "./config-overrides.js";
 import { CONTAINER_TMPDIR, buildCodexExecEnv } from "./env.js";
 import { Launchers, encodeLaunchHeader, type LaunchTarget } from "./launcher.js";
 import { sweepCommand } from "./sweep.js";
-import { findRollout, isThreadId } from "./threads.js";
+import { ThreadUsageStore, findRollout, isThreadId, usageDelta } from "./threads.js";
 
 export interface TurnRunnerOptions {
   docker: Docker;
@@ -252,11 +252,26 @@ export class TurnRunner {
       await container.dispose();
       await containerTask;
     }
-    const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage };
+    const turnUsage = await this.turnUsage(record, state.threadId, state.usage);
+    const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage };
     if (state.failure) result.error = state.failure;
     log.info("turn finished", { threadId: state.threadId, status, durationMs: Date.now() - started, ...(state.failure ? { error: state.failure.code } : {}) });
     record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);
     return result;
+  }
+
+  /** Codex reports usage cumulatively over a resumed thread; this turn's share is the difference. */
+  private async turnUsage(record: WorkspaceRecord, threadId: string | null, usage: Usage | null): Promise<Usage | null> {
+    if (usage === null || threadId === null || !isThreadId(threadId)) return usage;
+    const store = new ThreadUsageStore(record.paths.threads);
+    try {
+      const delta = usageDelta(usage, await store.read(threadId));
+      await store.write(threadId, usage);
+      return delta;
+    } catch (error) {
+      this.options.log.warn("could not keep the thread's usage", { workspaceId: record.params.workspaceId, threadId, error: errorMessage(error) });
+      return usage;
+    }
   }
 
   private createThread(params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {

@@ -100,6 +100,8 @@ describe("codex turns in the workspace container", () => {
     const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });
     assert.equal(second.status, "completed");
     assert.equal(second.threadId, first.threadId);
+    assert.ok(first.usage && second.usage && second.turnUsage);
+    assert.equal(second.turnUsage.input_tokens, second.usage.input_tokens - first.usage.input_tokens, "turnUsage is this turn's share of the thread's cumulative usage");
     const history = inputMessages(stub.requests[1]!).map((m) => m.text).join("\n");
     assert.match(history, /first question/);
     assert.match(history, /first answer/);

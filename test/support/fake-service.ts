@@ -171,6 +171,7 @@ export class FakeSidecarService implements SidecarService {
         finalResponse: stopped ? "" : (script.finalResponse ?? "Done: one file."),
         items: [],
         usage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
+        turnUsage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
       };
     } finally {
       hooks.signal?.removeEventListener("abort", onAbort);

@@ -32,3 +32,14 @@ describe("codex config overrides", () => {
     assert.deepEqual(server.args, ["/srv/tools.js"]);
   });
 });
+
+describe("per-turn usage", () => {
+  test("is the difference from the thread's previous cumulative usage", async () => {
+    const { usageDelta } = await import("../../src/codex/threads.js");
+    const first = { input_tokens: 100, cached_input_tokens: 10, cache_write_input_tokens: 0, output_tokens: 20, reasoning_output_tokens: 5 };
+    const second = { input_tokens: 250, cached_input_tokens: 90, cache_write_input_tokens: 0, output_tokens: 32, reasoning_output_tokens: 5 };
+    assert.deepEqual(usageDelta(second, first), { input_tokens: 150, cached_input_tokens: 80, cache_write_input_tokens: 0, output_tokens: 12, reasoning_output_tokens: 0 });
+    assert.deepEqual(usageDelta(first, null), first);
+    assert.deepEqual(usageDelta(first, second), first, "counts going down means a fresh count, not a negative turn");
+  });
+});
