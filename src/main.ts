@@ -1,5 +1,5 @@
 /** Wires the sidecar's parts from a validated config and passes them in: no module singletons. */
-import { promises as fs, readFileSync } from "node:fs";
+import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { SidecarConfig } from "./config.js";
 import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
@@ -9,7 +9,8 @@ import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
-import { RuntimeImage, findPackageRoot, isImagePresent } from "./docker/images.js";
+import { RuntimeImage, isImagePresent } from "./docker/images.js";
+import { readPackageVersion } from "./version.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
 import type { HealthResult, SidecarService } from "./service.js";
@@ -30,10 +31,8 @@ export interface StartSidecarOptions {
   onImageProgress?: (line: string) => void;
 }
 
-export function sidecarVersion(): string {
-  const pkg = JSON.parse(readFileSync(path.join(findPackageRoot(), "package.json"), "utf8")) as { version: string };
-  return pkg.version;
-}
+/** The package's version (package.json). */
+export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
   const docker = createDockerClient(config.dockerHost);

@@ -9,7 +9,7 @@ import { psCommand } from "./commands/ps.js";
 import { rmCommand } from "./commands/rm.js";
 import { runCommand } from "./commands/run.js";
 import { serveCommand } from "./commands/serve.js";
-import { readPackageVersion } from "./version.js";
+import { readPackageVersion } from "../version.js";
 
 type Command = (args: string[], ctx: CliContext) => Promise<number>;
 

@@ -9,7 +9,7 @@ import { startRpcServer } from "../../rpc/server.js";
 import { SocketInUseError, probeSocket } from "../../rpc/socket.js";
 import { writeLine, type CliContext, type SignalName } from "../cli-context.js";
 import { ExitCode, UsageError } from "../cli-errors.js";
-import { readPackageVersion } from "../version.js";
+import { readPackageVersion } from "../../version.js";
 
 export const SERVE_USAGE = `Usage: alive-codex serve [--setting value ...]
 
