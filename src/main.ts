@@ -9,6 +9,7 @@ import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
+import { checkSelfMounts } from "./docker/self-mounts.js";
 import { RuntimeImage, isImagePresent } from "./docker/images.js";
 import { readPackageVersion } from "./version.js";
 import { WorkspaceManager } from "./workspace/manager.js";
@@ -36,6 +37,9 @@ export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
   const docker = createDockerClient(config.dockerHost);
+  // In a container, the state dir and workspace roots must be mounted at their host paths (bind
+  // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
+  await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
   // Bridges of a previous run are dead: their turns ended with that process.
   await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
