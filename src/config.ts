@@ -5,6 +5,7 @@
  * a default and a validator whose error names the setting, the value and what was expected.
  * The README's configuration table is checked against SETTINGS by a unit test.
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -42,6 +43,8 @@ export interface SidecarConfig {
   openaiBaseUrl: string | null;
   /** The key codex gets inside the container, as CODEX_API_KEY. Never logged. */
   codexApiKey: string | null;
+  /** Where codexApiKey was read from, when it came from a file. */
+  codexApiKeyFile: string | null;
   defaultModel: string | null;
   aliveApiUrl: string | null;
   /** Token for Alive's MCP servers, as ALIVE_MCP_TOKEN. Never logged. */
@@ -111,6 +114,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: "maxTurns", env: "ALIVE_CODEX_MAX_TURNS", flag: "--max-turns", defaultText: "32", description: "Most turns running at once across workspaces (-32007 past it)." },
   { key: "openaiBaseUrl", env: "OPENAI_BASE_URL", flag: "--openai-base-url", defaultText: "(codex's built-in OpenAI endpoint)", description: "Model API base URL as seen from inside workspace containers, e.g. http://172.17.0.1:8080/v1." },
   { key: "codexApiKey", env: "CODEX_API_KEY", flag: "--codex-api-key", defaultText: "$OPENAI_API_KEY, else none", description: "Key codex uses (given to codex only, never to agent commands or logs). OPENAI_API_KEY is read as a fallback.", secret: true },
+  { key: "codexApiKeyFile", env: "ALIVE_CODEX_API_KEY_FILE", flag: "--codex-api-key-file", defaultText: "(none)", description: "A file holding the key (e.g. a Docker or compose secret), used when CODEX_API_KEY is not set; keeps the key out of process listings and `docker inspect`." },
   { key: "defaultModel", env: "ALIVE_CODEX_MODEL", flag: "--model", defaultText: "(codex's default)", description: "Model used when turn.run options.model is not given." },
   { key: "aliveApiUrl", env: "ALIVE_API_URL", flag: "--alive-api-url", defaultText: "(none)", description: "Alive's internal API, passed to sessions and MCP servers as ALIVE_API_URL." },
   { key: "aliveMcpToken", env: "ALIVE_MCP_TOKEN", flag: "--alive-mcp-token", defaultText: "(none)", description: "Token for Alive's MCP servers, passed as ALIVE_MCP_TOKEN.", secret: true },
@@ -194,6 +198,18 @@ function parseSingleLine(setting: string, raw: string, maxLength: number, secret
   return raw;
 }
 
+function readKeyFile(setting: string, file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new ConfigError(setting, file, `a readable file holding the key (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+  }
+  const key = text.replace(/\r?\n$/, "");
+  if (key === "") throw new ConfigError(setting, file, "a file holding the key, not an empty one");
+  return parseSingleLine(setting, key, 4096, true);
+}
+
 function parseDockerHost(setting: string, raw: string): string {
   if (/^unix:\/\/\//.test(raw) || /^tcp:\/\/[^/]+:\d+\/?$/.test(raw)) return raw;
   if (path.isAbsolute(raw)) return `unix://${raw}`;
@@ -247,9 +263,13 @@ export function loadConfig(flags: Record<string, string> = {}, env: Env = proces
     return value;
   };
 
+  // The key: CODEX_API_KEY, else the key file, else OPENAI_API_KEY (read here only, never passed on under that name).
   const apiKeyRaw = get("codexApiKey");
-  const codexApiKeyRaw = apiKeyRaw.raw ?? (env.OPENAI_API_KEY === "" ? undefined : env.OPENAI_API_KEY);
-  const codexApiKey = codexApiKeyRaw === undefined ? null : parseSingleLine(apiKeyRaw.raw === undefined ? "OPENAI_API_KEY" : apiKeyRaw.name, codexApiKeyRaw, 4096, true);
+  const keyFile = str("codexApiKeyFile", null, parseAbsolutePath);
+  let codexApiKey: string | null = null;
+  if (apiKeyRaw.raw !== undefined) codexApiKey = parseSingleLine(apiKeyRaw.name, apiKeyRaw.raw, 4096, true);
+  else if (keyFile !== null) codexApiKey = readKeyFile(get("codexApiKeyFile").name, keyFile);
+  else if (env.OPENAI_API_KEY) codexApiKey = parseSingleLine("OPENAI_API_KEY", env.OPENAI_API_KEY, 4096, true);
 
   const resources = get("defaultResources");
   const logLevel = str("logLevel", "info", (name, raw) => {
@@ -291,6 +311,7 @@ export function loadConfig(flags: Record<string, string> = {}, env: Env = proces
     maxTurns: str("maxTurns", 32, (n, raw) => parseInteger(n, raw, 1, 10_000)) as number,
     openaiBaseUrl: str("openaiBaseUrl", null, parseUrl),
     codexApiKey,
+    codexApiKeyFile: keyFile,
     defaultModel: name("defaultModel", 128),
     aliveApiUrl: str("aliveApiUrl", null, parseUrl),
     aliveMcpToken: str("aliveMcpToken", null, (n, raw) => parseSingleLine(n, raw, 4096, true)),

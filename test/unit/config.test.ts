@@ -57,6 +57,16 @@ describe("config", () => {
     assert.equal(loadConfig({}, { OPENAI_API_KEY: "sk-openai", CODEX_API_KEY: "sk-codex" }).codexApiKey, "sk-codex");
   });
 
+  test("the key can come from a file (a Docker secret); CODEX_API_KEY wins over it", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const file = `${mkdtempSync(`${tmpdir()}/key-`)}/codex_key`;
+    writeFileSync(file, "sk-from-file\n");
+    assert.equal(loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: file }).codexApiKey, "sk-from-file");
+    assert.equal(loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: file, CODEX_API_KEY: "sk-env" }).codexApiKey, "sk-env");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: `${file}.missing` }), "ALIVE_CODEX_API_KEY_FILE");
+  });
+
   test("a bad secret is reported without its value", () => {
     assert.throws(() => loadConfig({}, { CODEX_API_KEY: "sk-secret-value\nsecond line" }), (error: Error) => !error.message.includes("sk-secret-value"));
   });
