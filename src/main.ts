@@ -63,7 +63,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       extraLabels: options.extraLabels ?? {},
     },
   });
-  await startWorkspaces(workspaces, log);
+  const stopRetrying = await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({
     docker,
     launchers: new Launchers(docker),
@@ -105,7 +105,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     removeWorkspace: (params) => workspaces.remove(params.workspaceId, params.purgeHome ?? false),
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
     runTurn: (params, hooks) => turns.run(params, hooks),
-    cancelTurn: async (params) => ({ cancelled: turns.cancel(params.turnId) }),
+    cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
   };
 
   return {
@@ -114,6 +114,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turns,
     docker,
     async close(graceMs) {
+      stopRetrying();
       await turns.shutdown(graceMs);
       await workspaces.close();
     },
@@ -166,10 +167,11 @@ function withDeadline<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-/** Adopts existing containers; if the engine is down, keeps retrying in the background. */
-async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promise<void> {
+/** Adopts existing containers; if the engine is down, keeps retrying in the background. Returns how to stop retrying. */
+async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promise<() => void> {
   try {
     await workspaces.start();
+    return () => undefined;
   } catch (error) {
     if (!(error instanceof SidecarError) || error.code !== ErrorCode.dockerUnreachable) throw error;
     log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", { error: errorMessage(error) });
@@ -183,5 +185,6 @@ async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promi
       );
     }, 5000);
     retry.unref();
+    return () => clearInterval(retry);
   }
 }

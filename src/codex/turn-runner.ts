@@ -51,6 +51,9 @@ interface RunningTurn {
   done: Promise<unknown>;
 }
 
+/** How long turn.cancel waits for the turn to settle before answering anyway. */
+const CANCEL_SETTLE_MS = 10_000;
+
 /** What is kept of codex's stderr for an error message. */
 const STDERR_TAIL = 8 * 1024;
 
@@ -73,7 +76,11 @@ export class TurnRunner {
     return [...this.turns.keys()];
   }
 
-  cancel(turnId: string): boolean {
+  /**
+   * Cancels a running turn and waits (a bounded while) until it has settled: its processes are
+   * gone and the workspace takes a new turn as soon as this resolves.
+   */
+  async cancel(turnId: string): Promise<boolean> {
     const turn = this.turns.get(turnId);
     if (!turn) {
       throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${JSON.stringify(turnId)}`, {
@@ -82,6 +89,9 @@ export class TurnRunner {
     }
     if (turn.cancel.signal.aborted) return false;
     turn.cancel.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([turn.done.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
+    clearTimeout(timer);
     return true;
   }
 
@@ -110,29 +120,30 @@ export class TurnRunner {
 
   async run(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult> {
     const { workspaces } = this.options;
-    if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
-    let record = workspaces.get(params.workspaceId);
-    if (record.params.network === "none" && this.options.openaiBaseUrl === null) {
-      // Without a network codex cannot reach the model API at all.
+    // Everything that can refuse the turn without a container is checked before a workspace
+    // carried in the call is ensured: a refused turn.run makes nothing.
+    const known = workspaces.find(params.workspaceId);
+    const target = params.workspace ?? known?.params;
+    if (!target) workspaces.get(params.workspaceId);
+    if (target?.network === "none") {
       throw new SidecarError(ErrorCode.notAllowed, `workspace ${params.workspaceId} has network "none": codex could not reach the model API`, {
-        data: { field: "workspaceId", reason: 'ensure the workspace with network "default" to run turns' },
+        data: { field: "network", reason: 'codex needs the model API; ensure the workspace with network "default" to run turns' },
       });
     }
     const turnId = params.turnId ?? randomUUID();
-    if (this.turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);
-    if (this.turns.size >= this.options.maxTurns) {
-      throw new SidecarError(ErrorCode.limitReached, `${this.turns.size} turns are running (limit ${this.options.maxTurns})`, {
-        data: { field: "turnId", reason: "turn limit reached; retry later or raise ALIVE_CODEX_MAX_TURNS" },
-      });
-    }
-    this.checkInput(params, record);
-    if (params.threadId !== undefined) await this.checkThread(params.threadId, record);
+    this.checkTurnSlot(turnId);
+    workspaces.assertIdle(params.workspaceId);
+    this.checkInput(params, target!.workspacePath);
+    if (params.threadId !== undefined) await this.checkThread(params.threadId, params.workspaceId);
+    if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
+    let record = workspaces.get(params.workspaceId);
     if (record.state !== "running") {
       await workspaces.ensure(record.params, hooks.signal);
       record = workspaces.get(params.workspaceId);
     }
     const sandboxMode = params.options?.sandboxMode ?? "danger-full-access";
     if (sandboxMode !== "danger-full-access") await this.checkSandbox(sandboxMode, record);
+    this.checkTurnSlot(turnId);
     workspaces.acquireTurn(params.workspaceId, turnId);
     const cancel = new AbortController();
     const done = this.execute(turnId, params, record, hooks, cancel).finally(() => {
@@ -144,12 +155,21 @@ export class TurnRunner {
     return done;
   }
 
-  private checkInput(params: RunTurnParams, record: WorkspaceRecord): void {
+  private checkTurnSlot(turnId: string): void {
+    if (this.turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);
+    if (this.turns.size >= this.options.maxTurns) {
+      throw new SidecarError(ErrorCode.limitReached, `${this.turns.size} turns are running (limit ${this.options.maxTurns})`, {
+        data: { field: "turnId", reason: "turn limit reached; retry later or raise ALIVE_CODEX_MAX_TURNS" },
+      });
+    }
+  }
+
+  private checkInput(params: RunTurnParams, workspacePath: string): void {
     if (typeof params.input === "string") return;
     for (const [index, item] of params.input.entries()) {
-      if (item.type === "local_image" && !isInside(record.params.workspacePath, path.resolve(item.path))) {
+      if (item.type === "local_image" && !isInside(workspacePath, path.resolve(item.path))) {
         throw new SidecarError(ErrorCode.notAllowed, `input[${index}].path is outside the workspace`, {
-          data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${record.params.workspacePath}` },
+          data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${workspacePath}` },
         });
       }
     }
@@ -182,10 +202,10 @@ export class TurnRunner {
     }
   }
 
-  private async checkThread(threadId: string, record: WorkspaceRecord): Promise<void> {
+  private async checkThread(threadId: string, workspaceId: string): Promise<void> {
     if (!isThreadId(threadId)) throw invalidParams("threadId", "must be a codex thread id (a UUID)", threadId);
-    if ((await findRollout(record.paths.codexHome, threadId)) === null) {
-      throw invalidParams("threadId", `no thread with this id exists in workspace ${record.params.workspaceId}`, threadId);
+    if ((await findRollout(this.options.workspaces.paths(workspaceId).codexHome, threadId)) === null) {
+      throw invalidParams("threadId", `no thread with this id exists in workspace ${workspaceId}`, threadId);
     }
   }
 

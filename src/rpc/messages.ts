@@ -49,8 +49,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function invalid(id: RequestId | null, reason: string): IncomingMessage {
-  return { kind: "invalid", id, error: { code: ErrorCode.invalidRequest, message: `invalid request: ${reason}`, data: { reason } } };
+/** A -32600 whose data names the member of the message that was wrong ("" for the message as a whole). */
+function invalid(id: RequestId | null, field: string, reason: string): IncomingMessage {
+  return { kind: "invalid", id, error: { code: ErrorCode.invalidRequest, message: `invalid request: ${reason}`, data: { field, reason } } };
 }
 
 /** Parses one line. A line that is not JSON is a -32700 parse error with id null. */
@@ -59,25 +60,25 @@ export function parseMessage(line: string): IncomingMessage {
   try {
     value = JSON.parse(line);
   } catch {
-    return { kind: "invalid", id: null, error: { code: ErrorCode.parseError, message: "parse error: the line is not valid JSON" } };
+    return { kind: "invalid", id: null, error: { code: ErrorCode.parseError, message: "parse error: the line is not valid JSON", data: { field: "", reason: "the line is not valid JSON" } } };
   }
   return classifyMessage(value);
 }
 
 /** Sorts a parsed JSON value into request, notification, response or invalid (-32600). */
 export function classifyMessage(value: unknown): IncomingMessage {
-  if (!isPlainObject(value)) return invalid(null, "a message must be a JSON object");
+  if (!isPlainObject(value)) return invalid(null, "", "a message must be a JSON object");
   const hasId = Object.hasOwn(value, "id");
   const id = hasId && isRequestId(value.id) ? value.id : null;
-  if (value.jsonrpc !== "2.0") return invalid(id, 'jsonrpc must be "2.0"');
-  if (hasId && value.id !== null && !isRequestId(value.id)) return invalid(null, "id must be a string or a number");
+  if (value.jsonrpc !== "2.0") return invalid(id, "jsonrpc", 'jsonrpc must be "2.0"');
+  if (hasId && value.id !== null && !isRequestId(value.id)) return invalid(null, "id", "id must be a string or a number");
 
   if (Object.hasOwn(value, "method")) {
-    if (typeof value.method !== "string") return invalid(id, "method must be a string");
+    if (typeof value.method !== "string") return invalid(id, "method", "method must be a string");
     if (!hasId) {
       return { kind: "notification", message: { jsonrpc: "2.0", method: value.method, params: value.params } };
     }
-    if (id === null) return invalid(null, "id must be a string or a number (null is not accepted)");
+    if (id === null) return invalid(null, "id", "id must be a string or a number (null is not accepted)");
     return { kind: "request", message: { jsonrpc: "2.0", id, method: value.method, params: value.params } };
   }
 
@@ -87,7 +88,7 @@ export function classifyMessage(value: unknown): IncomingMessage {
   if (Object.hasOwn(value, "error") && hasId && isRpcErrorObject(value.error)) {
     return { kind: "response", message: { jsonrpc: "2.0", id, error: value.error } };
   }
-  return invalid(id, "a message needs a method (request or notification) or a result/error (response)");
+  return invalid(id, "method", "a message needs a method (request or notification) or a result/error (response)");
 }
 
 function isRpcErrorObject(value: unknown): value is RpcErrorObject {

@@ -63,6 +63,7 @@ export class WorkspaceManager {
 
   /** Adopts our containers left by an earlier sidecar, follows engine events, starts the idle reaper. */
   async start(): Promise<void> {
+    if (this.closed) return;
     await this.followEvents();
     await this.reconcile();
     if (this.options.idleTimeoutMs > 0) {
@@ -94,6 +95,10 @@ export class WorkspaceManager {
     return record;
   }
 
+  paths(workspaceId: string): WorkspacePaths {
+    return this.records.get(workspaceId)?.paths ?? workspacePaths(this.options.stateDir, workspaceId);
+  }
+
   find(workspaceId: string): WorkspaceRecord | undefined {
     return this.records.get(workspaceId);
   }
@@ -104,14 +109,20 @@ export class WorkspaceManager {
     return { running, total: this.records.size };
   }
 
+  /** -32003 if the workspace runs a turn. */
+  assertIdle(workspaceId: string): void {
+    const active = this.records.get(workspaceId)?.activeTurnId ?? null;
+    if (active !== null) {
+      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is busy with turn ${active}`, {
+        data: { field: "workspaceId", reason: "a turn is already running in this workspace; wait for it or cancel it", activeTurnId: active },
+      });
+    }
+  }
+
   /** Marks a workspace busy with a turn; -32003 if it already runs one. */
   acquireTurn(workspaceId: string, turnId: string): WorkspaceRecord {
     const record = this.get(workspaceId);
-    if (record.activeTurnId !== null) {
-      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is busy with turn ${record.activeTurnId}`, {
-        data: { field: "workspaceId", reason: "a turn is already running in this workspace; wait for it or cancel it", activeTurnId: record.activeTurnId },
-      });
-    }
+    this.assertIdle(workspaceId);
     record.activeTurnId = turnId;
     record.lastActiveAt = Date.now();
     return record;

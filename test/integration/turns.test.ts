@@ -26,7 +26,7 @@ function recorder(signal?: AbortSignal): Recorded {
 
 /** Processes in the container other than the init, the log pump and the idle launcher of the next turn. */
 async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\"; done"]);
+  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", "for p in /proc/[0-9]*; do printf '%s %s\\n' \"${p#/proc/}\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done"]);
   return listing.stdout
     .trim()
     .split("\n")
@@ -157,7 +157,9 @@ describe("codex turns in the workspace container", () => {
     const resultA = await turnA;
     assert.equal(resultA.status, "cancelled");
     assert.equal(resultA.error?.code, "cancelled");
-    await waitFor(async () => (await turnProcesses(t, ca.containerId)).length === 0, { timeoutMs: 2000, what: "no process of the cancelled turn in the container" });
+    await waitFor(async () => (await turnProcesses(t, ca.containerId)).length === 0, { timeoutMs: 2000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
+      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, ca.containerId))}`);
+    });
     assert.ok(Date.now() - cancelledAt < 2000 + 1000);
     const resultB = await turnB;
     assert.equal(resultB.status, "completed");
@@ -277,9 +279,13 @@ describe("codex turns in the workspace container", () => {
     await t.sidecar.service.ensureWorkspace(ws);
     stub.script({ kind: "message", text: "logged" });
     const result = await run({ workspaceId: ws.workspaceId, turnId: "turn-logged", input: "x" });
-    const { logs } = await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId });
+    // The log travels FIFO -> the container's log pump -> the engine's log driver: wait for it.
+    const finished = new RegExp(`turn=turn-logged thread=${result.threadId} event=finished status=completed`);
+    const logs = await waitFor(async () => {
+      const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
+      return finished.test(current) ? current : null;
+    }, { timeoutMs: 5000, what: "the turn's end in docker logs" });
     assert.match(logs, /^\S+Z \S+Z turn=turn-logged thread=new event=started$/m);
-    assert.match(logs, new RegExp(`turn=turn-logged thread=${result.threadId} event=finished status=completed`));
     assert.match(logs, /turn=turn-logged codex: /);
     assert.ok(!logs.includes(TEST_API_KEY));
     assert.ok(!t.logLines.join("\n").includes(TEST_API_KEY), "no secret in the sidecar's own log");
