@@ -323,6 +323,22 @@ describe("codex turns in the workspace container", () => {
     await assert.rejects(run({ workspaceId: ws.workspaceId, input: [{ type: "text", text: "look" }, { type: "local_image", path: "/etc/shadow" }] }), (e: SidecarError) => e.code === ErrorCode.notAllowed);
   });
 
+  test("a refused turn.run that carries the workspace fields makes no workspace", async () => {
+    const ws = await t.workspace();
+    await assert.rejects(
+      run({ workspaceId: ws.workspaceId, workspace: ws, input: [{ type: "local_image", path: "/etc/passwd" }] }),
+      (e: SidecarError) => e.code === ErrorCode.notAllowed,
+    );
+    await assert.rejects(run({ workspaceId: ws.workspaceId, workspace: ws, threadId: "01a20197-e6c2-7350-861b-7d7d45fbf148", input: "x" }), (e: SidecarError) => e.code === ErrorCode.invalidParams);
+    const made = await t.docker.listContainers({ all: true, filters: { label: [`dev.alive.codex.workspace-id=${ws.workspaceId}`] } });
+    assert.deepEqual(made, []);
+    await assert.rejects(fs.stat(workspacePaths(t.stateDir, ws.workspaceId).root));
+    // The same call with good input ensures the workspace and runs the turn.
+    stub.script({ kind: "message", text: "made and ran" });
+    const result = await run({ workspaceId: ws.workspaceId, workspace: ws, input: "x" });
+    assert.equal(result.finalResponse, "made and ran");
+  });
+
   test("events are the SDK's ThreadEvents as codex emitted them", async () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
