@@ -3,6 +3,7 @@
  * state dir and workspace root, a Responses stub on that bridge's gateway, and a cleanup that
  * removes every container and the network carrying this run's label, also after a failure.
  */
+import { specContextFromConfig } from "../src/workspace/spec.js";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
@@ -132,16 +133,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       root,
       log,
       problems,
-      specContext: () => ({
-        image: imageRef,
-        network: config.network,
-        runtime: config.runtime,
-        defaultResources: config.defaultResources,
-        nofile: config.nofile,
-        aliveApiUrl: config.aliveApiUrl,
-        nodePath: config.nodePath,
-        extraLabels: labels,
-      }),
+      specContext: () => ({ ...specContextFromConfig(config, labels), image: imageRef }),
       async workspace(workspaceId) {
         const dir = path.join(workspaceRoot, workspaceId);
         await fs.mkdir(dir, { recursive: true });

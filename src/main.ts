@@ -14,6 +14,7 @@ import { RuntimeImage, isImagePresent } from "./docker/images.js";
 import { readPackageVersion } from "./version.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
+import { specContextFromConfig } from "./workspace/spec.js";
 import type { HealthResult, SidecarService } from "./service.js";
 
 export interface RunningSidecar {
@@ -53,15 +54,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     stateDir: config.stateDir,
     maxWorkspaces: config.maxWorkspaces,
     idleTimeoutMs: config.idleTimeoutMs,
-    spec: {
-      network: config.network,
-      runtime: config.runtime,
-      defaultResources: config.defaultResources,
-      nofile: config.nofile,
-      aliveApiUrl: config.aliveApiUrl,
-      nodePath: config.nodePath,
-      extraLabels: options.extraLabels ?? {},
-    },
+    spec: specContextFromConfig(config, options.extraLabels ?? {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({
@@ -102,7 +95,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       return result;
     },
     listWorkspaces: async () => ({ workspaces: workspaces.list() }),
-    removeWorkspace: (params) => workspaces.remove(params.workspaceId, params.purgeHome ?? false),
+    removeWorkspace: (params) => {
+      turns.discardLauncher(params.workspaceId);
+      return workspaces.remove(params.workspaceId, params.purgeHome ?? false);
+    },
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
     runTurn: (params, hooks) => turns.run(params, hooks),
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),

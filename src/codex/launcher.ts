@@ -40,6 +40,8 @@ interface Idle {
   containerId: string;
   exec: Promise<StartedExec>;
   dead: boolean;
+  /** Aborts the start while it is in flight (a removed container may never answer it). */
+  starting: AbortController;
 }
 
 export class Launchers {
@@ -51,7 +53,9 @@ export class Launchers {
   prewarm(target: LaunchTarget): void {
     const current = this.idle.get(target.workspaceId);
     if (current && !current.dead && current.containerId === target.containerId) return;
-    const entry: Idle = { containerId: target.containerId, exec: this.start(target), dead: false };
+    if (current) this.discardEntry(current);
+    const starting = new AbortController();
+    const entry: Idle = { containerId: target.containerId, exec: this.start(target, starting.signal), dead: false, starting };
     this.idle.set(target.workspaceId, entry);
     entry.exec.then(
       (exec) =>
@@ -77,18 +81,36 @@ export class Launchers {
     return this.start(target);
   }
 
-  /** Closes every waiting launcher's stdin: each exits at once. */
+  /** Drops the workspace's waiting launcher (its container is going away). */
+  discard(workspaceId: string): void {
+    const entry = this.idle.get(workspaceId);
+    this.idle.delete(workspaceId);
+    if (entry) this.discardEntry(entry);
+  }
+
+  /** Drops every waiting launcher: each exits as its connection closes. */
   close(): void {
-    for (const entry of this.idle.values()) void entry.exec.then((exec) => exec.stdin?.end(), () => undefined);
+    for (const entry of this.idle.values()) this.discardEntry(entry);
     this.idle.clear();
   }
 
-  private start(target: LaunchTarget): Promise<StartedExec> {
+  /** A start in flight is aborted; a started launcher's connection is closed, which closes its stdin. */
+  private discardEntry(entry: Idle): void {
+    entry.dead = true;
+    entry.starting.abort();
+    void entry.exec.then(
+      (exec) => (exec.stdin as (NodeJS.WritableStream & { destroy?: () => void }) | null)?.destroy?.(),
+      () => undefined,
+    );
+  }
+
+  private start(target: LaunchTarget, signal?: AbortSignal): Promise<StartedExec> {
     return startExec(this.docker, target.containerId, {
       cmd: [LAUNCHER_BINARY, "-c", LAUNCH_SCRIPT, "alive-launch"],
       user: target.user,
       workingDir: target.workingDir,
       stdin: "open",
+      ...(signal ? { signal } : {}),
     });
   }
 }

@@ -98,7 +98,12 @@ export class TurnRunner {
   /** Starts the workspace's launcher for its next turn, if it is idle and running. */
   prewarm(workspaceId: string): void {
     const record = this.options.workspaces.find(workspaceId);
-    if (record && record.state === "running" && record.activeTurnId === null) this.options.launchers.prewarm(launchTarget(record));
+    if (!this.closing && record && record.state === "running" && record.activeTurnId === null) this.options.launchers.prewarm(launchTarget(record));
+  }
+
+  /** Forgets the workspace's waiting launcher, before its container is removed. */
+  discardLauncher(workspaceId: string): void {
+    this.options.launchers.discard(workspaceId);
   }
 
   /** Lets running turns finish within graceMs, then cancels the rest and waits for them. */
@@ -149,7 +154,7 @@ export class TurnRunner {
     const done = this.execute(turnId, params, record, hooks, cancel).finally(() => {
       this.turns.delete(turnId);
       workspaces.releaseTurn(params.workspaceId, turnId);
-      if (!this.closing) this.prewarm(params.workspaceId);
+      this.prewarm(params.workspaceId);
     });
     this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, done });
     return done;

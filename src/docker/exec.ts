@@ -96,3 +96,16 @@ export async function runExec(docker: Docker, containerId: string, options: Exec
   const [stdout, stderr, exitCode] = await Promise.all([collect(started.stdout), collect(started.stderr), started.exit]);
   return { exitCode, stdout, stderr };
 }
+
+/** Joins the engine's multiplexed stream frames (no TTY: 8-byte header, then payload) as text. */
+export function demuxFrames(raw: Buffer | string): string {
+  if (typeof raw === "string") return raw;
+  const out: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= raw.length) {
+    const size = raw.readUInt32BE(offset + 4);
+    out.push(raw.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(out).toString("utf8");
+}

@@ -24,6 +24,9 @@ import {
 } from "./messages.js";
 import { CANCEL_ON_EOF, type MethodContext, type MethodHandler } from "./protocol.js";
 
+/** Output a client may leave unread before it is dropped, by default. */
+export const MAX_UNREAD_BYTES = 64 * 1024 * 1024;
+
 export interface ServerConnectionOptions {
   socket: Socket;
   handlers: ReadonlyMap<string, MethodHandler>;
@@ -32,6 +35,8 @@ export interface ServerConnectionOptions {
   log: Logger;
   maxLineBytes: number;
   maxInFlight: number;
+  /** Output the client may leave unread before the connection is dropped. */
+  maxUnreadBytes: number;
 }
 
 interface InFlight {
@@ -205,10 +210,19 @@ export class ServerConnection {
       return;
     }
     this.#writer.writeLine(line);
+    this.#checkBacklog();
   }
 
   #send(message: Message): void {
     this.#writer.write(message);
+    this.#checkBacklog();
+  }
+
+  /** A client that stops reading would make the sidecar buffer a long turn's events forever: drop it (its turns are cancelled). */
+  #checkBacklog(): void {
+    if (this.#socket.writableLength <= this.#options.maxUnreadBytes || this.#socket.destroyed) return;
+    this.#log.warn("dropping a client that stopped reading", { unreadBytes: this.#socket.writableLength });
+    this.#socket.destroy();
   }
 
   #onInputEnded(): void {

@@ -9,7 +9,7 @@ import type { WorkspacePolicy } from "../workspace/policy.js";
 import { MAX_LINE_BYTES } from "./framing.js";
 import { METHOD_HANDLERS } from "./handlers/index.js";
 import type { MethodHandler } from "./protocol.js";
-import { ServerConnection } from "./server-connection.js";
+import { MAX_UNREAD_BYTES, ServerConnection } from "./server-connection.js";
 import { SocketInUseError, applySocketPermissions, prepareSocketPath, probeSocket } from "./socket.js";
 
 export interface RpcServerOptions {
@@ -25,6 +25,8 @@ export interface RpcServerOptions {
   maxLineBytes?: number;
   /** Requests in flight per connection before -32007; defaults to 1024. */
   maxInFlightPerConnection?: number;
+  /** Output a client may leave unread before it is dropped (and its turns cancelled); default 64 MiB. */
+  maxUnreadBytes?: number;
   /** How long close() lets in-flight answers go out per connection; defaults to 1000 ms. */
   closeGraceMs?: number;
   /** The method table; defaults to every method of the protocol. */
@@ -55,6 +57,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
         log,
         maxLineBytes: options.maxLineBytes ?? MAX_LINE_BYTES,
         maxInFlight: options.maxInFlightPerConnection ?? 1024,
+        maxUnreadBytes: options.maxUnreadBytes ?? MAX_UNREAD_BYTES,
       },
       nextConnectionId++,
     );

@@ -10,7 +10,9 @@ import { execa } from "execa";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isConflict, isNotFound, isNotModified, toSidecarError, withDocker } from "../docker/engine.js";
+import { demuxFrames } from "../docker/exec.js";
 import { Labels, managedFilter } from "../docker/labels.js";
+import { LineSplitter } from "../rpc/framing.js";
 import type { ContainerState, EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { LogSink } from "./log-sink.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
@@ -297,7 +299,7 @@ export class WorkspaceManager {
         ...(signal ? { abortSignal: signal } : {}),
       }),
     );
-    return demuxBuffer(raw as unknown as Buffer);
+    return demuxFrames(raw as unknown as Buffer);
   }
 
   private forget(workspaceId: string): void {
@@ -376,15 +378,9 @@ export class WorkspaceManager {
       this.options.docker.getEvents({ filters: { type: ["container"], ...this.ownFilter() } }),
     )) as NodeJS.ReadableStream;
     this.events = stream;
-    let buffered = "";
+    const lines = new LineSplitter();
     stream.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString("utf8");
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line.trim() !== "") this.applyEvent(line);
-      }
+      for (const line of lines.push(chunk)) if (line.kind === "line" && line.text.trim() !== "") this.applyEvent(line.text);
     });
     const lost = (): void => {
       if (this.events !== stream) return;
@@ -497,15 +493,3 @@ function toState(state: string): ContainerState {
   return (known as string[]).includes(state) ? (state as ContainerState) : "missing";
 }
 
-/** Splits the engine's multiplexed log stream (no TTY) into text. */
-function demuxBuffer(raw: Buffer | string): string {
-  if (typeof raw === "string") return raw;
-  const out: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= raw.length) {
-    const size = raw.readUInt32BE(offset + 4);
-    out.push(raw.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(out).toString("utf8");
-}

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
 import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "../codex/env.js";
 import { Labels } from "../docker/labels.js";
-import type { ResourceLimits } from "../config.js";
+import type { ResourceLimits, SidecarConfig } from "../config.js";
 import type { WorkspaceParams } from "../service.js";
 import type { WorkspacePaths } from "./paths.js";
 
@@ -31,6 +31,22 @@ export interface SpecContext {
   nodePath: string | null;
   /** Extra labels (e.g. a test run id); part of the spec. */
   extraLabels: Record<string, string>;
+}
+
+/** The spec context a sidecar's configuration gives (all but the image, known once it is ensured). */
+export function specContextFromConfig(
+  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "aliveApiUrl" | "nodePath">,
+  extraLabels: Record<string, string>,
+): Omit<SpecContext, "image"> {
+  return {
+    network: config.network,
+    runtime: config.runtime,
+    defaultResources: config.defaultResources,
+    nofile: config.nofile,
+    aliveApiUrl: config.aliveApiUrl,
+    nodePath: config.nodePath,
+    extraLabels,
+  };
 }
 
 export function resolveResources(params: WorkspaceParams, defaults: ResourceLimits): ResourceLimits {

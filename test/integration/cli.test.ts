@@ -6,22 +6,19 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { SETTINGS } from "../../src/config.js";
 import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import type { HealthResult, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
+import { startCli, type CliRun } from "../support/cli-process.js";
 import { functionCallOutput, type ResponsesStub } from "../support/responses-stub.js";
 import { startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
-const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const CODEX_KEY = "sk-test-FAKE-KEY-must-not-leak-12345";
 /** In serve's environment only: none of them may reach its output or a container. */
 const ENV_SECRETS = {
@@ -31,31 +28,6 @@ const ENV_SECRETS = {
 };
 const SECRET_VALUES = [CODEX_KEY, ...Object.values(ENV_SECRETS)];
 
-interface Child {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** This environment without any sidecar setting (flags only), plus `extra`. */
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!SETTINGS.some((s) => s.env === key) && key !== "OPENAI_API_KEY") env[key] = value;
-  }
-  return { ...env, ...extra };
-}
-
-function startCli(args: string[], env: Record<string, string> = {}): Child {
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => stdout, stderr: () => stderr, exit };
-}
 
 describe("alive-codex against a real sidecar (serve as a child process)", () => {
   const docker = createDockerClient("unix:///var/run/docker.sock");
@@ -64,7 +36,7 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
   let stateDir: string;
   let workspaceRoot: string;
   let socketPath: string;
-  let serve: Child;
+  let serve: CliRun;
   /** Everything every CLI child printed, for the leak check. */
   const cliOutput: string[] = [];
   const workspaceId = uniqueId("cli");

@@ -10,6 +10,7 @@
  * ~500 MB of context and takes about half a minute). Workspace containers use
  * ALIVE_CODEX_TEST_IMAGE, so the runtime image is not rebuilt inside the sidecar.
  */
+import { demuxFrames } from "../../src/docker/exec.js";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
@@ -82,20 +83,9 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
   };
 }
 
-/** Splits the engine's multiplexed log frames (no TTY) and joins them as text. */
-function demux(buffer: Buffer): string {
-  const out: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    out.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(out).toString("utf8");
-}
 
 async function containerLogs(id: string): Promise<string> {
-  return demux((await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+  return demuxFrames((await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
 }
 
 async function isRunning(id: string): Promise<boolean> {

@@ -3,6 +3,7 @@
  * through the hooks, holds turns until released or aborted, and can be told to fail any method.
  * Also: a raw line client for the socket and a deadline-bound poll, so no test sleeps.
  */
+import { LineSplitter } from "../../src/rpc/framing.js";
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -198,25 +199,23 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   }
 }
 
+/** Parses every line the server sends as JSON (a line that is not JSON fails the test that reads it). */
+export function onJsonLines(socket: net.Socket, receive: (message: unknown) => void): void {
+  const lines = new LineSplitter(Number.MAX_SAFE_INTEGER);
+  socket.on("data", (chunk: Buffer) => {
+    for (const line of lines.push(chunk)) if (line.kind === "line") receive(JSON.parse(line.text));
+  });
+}
+
 /** A bare newline-JSON client, to send exactly the bytes a test wants and read every line back. */
 export class RawClient {
   readonly lines: unknown[] = [];
   readonly socket: net.Socket;
-  #buffer = "";
   closed = false;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      this.#buffer += chunk;
-      let newline: number;
-      while ((newline = this.#buffer.indexOf("\n")) !== -1) {
-        const line = this.#buffer.slice(0, newline);
-        this.#buffer = this.#buffer.slice(newline + 1);
-        this.lines.push(JSON.parse(line));
-      }
-    });
+    onJsonLines(socket, (message) => this.lines.push(message));
     socket.on("error", () => {});
     socket.on("close", () => (this.closed = true));
   }
@@ -270,7 +269,7 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(options: Partial<Pick<RpcServerOptions, "closeGraceMs" | "maxLineBytes">> = {}): Promise<TestServer> {
+export async function startTestServer(options: Partial<Pick<RpcServerOptions, "closeGraceMs" | "maxLineBytes" | "maxUnreadBytes">> = {}): Promise<TestServer> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-rpc-"));
   const workspaceRoot = path.join(dir, "workspaces");
   const workspacePath = path.join(workspaceRoot, "ws-1");

@@ -5,6 +5,7 @@
  * connections for what a typed client cannot send, and a snapshot of everything a request could
  * have left behind (containers, state dirs, bridges, codex processes).
  */
+import { onJsonLines } from "./fake-service.js";
 import { promises as fs, readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -44,22 +45,11 @@ export class RawConnection {
   readonly messages: WireMessage[] = [];
   readonly socket: net.Socket;
   readonly closed: Promise<void>;
-  #buffer = "";
   #nextId = 1;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      this.#buffer += chunk;
-      let newline: number;
-      while ((newline = this.#buffer.indexOf("\n")) !== -1) {
-        const line = this.#buffer.slice(0, newline);
-        this.#buffer = this.#buffer.slice(newline + 1);
-        // The server must only ever send JSON lines: a bad one fails the test that reads it.
-        this.messages.push(JSON.parse(line) as WireMessage);
-      }
-    });
+    onJsonLines(socket, (message) => this.messages.push(message as WireMessage));
     socket.on("error", () => {});
     this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
   }

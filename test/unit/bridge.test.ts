@@ -21,7 +21,13 @@ describe("exec bridge", () => {
       const script = await installBridgeScript(path.join(dir, "bin"));
       const bridge = await ExecBridge.create(path.join(dir, "turn-1"));
       const child = execa(script, ["exec", "--json", "with space", ""], { env: { PATH: "/usr/bin:/bin", ...bridge.env }, extendEnv: false, input: "prompt text", reject: false });
-      const request = await bridge.received();
+      // If the script cannot run, fail with what it said instead of waiting forever for its request.
+      const request = await Promise.race([
+        bridge.received(),
+        child.then((result) => {
+          throw new Error(`the bridge script ended before handing over its request: ${result.exitCode} ${result.stderr} ${result.message ?? ""}`);
+        }),
+      ]);
       assert.deepEqual(request.argv, ["exec", "--json", "with space", ""]);
       assert.equal(request.stdin.toString(), "prompt text");
       bridge.stdout.write('{"type":"thread.started"}\n');

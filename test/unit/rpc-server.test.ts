@@ -1,3 +1,4 @@
+import type { ThreadEvent } from "@openai/codex-sdk";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
@@ -267,6 +268,27 @@ describe("rpc server: concurrency and disconnects", () => {
     other.send({ jsonrpc: "2.0", id: 1, method: "sidecar.health" });
     assert.ok("result" in (await other.response(1)));
     other.close();
+  });
+
+  it("drops a client that stops reading a long turn's events, and cancels its turn", async () => {
+    const small = await startTestServer({ maxUnreadBytes: 256 * 1024 });
+    try {
+      const reader = await RawClient.connect(small.socketPath);
+      const big = "x".repeat(1024);
+      small.service.turnScript = () => ({
+        hold: true,
+        events: Array.from({ length: 5000 }, (_, i) => ({ type: "item.completed", item: { id: `i${i}`, type: "agent_message", text: big } }) as ThreadEvent),
+      });
+      reader.send({ jsonrpc: "2.0", id: "ensure", method: "workspace.ensure", params: { ...ensureParams(), workspacePath: small.workspacePath } });
+      assert.ok("result" in (await reader.response("ensure")));
+      reader.socket.pause();
+      reader.send({ jsonrpc: "2.0", id: "run", method: "turn.run", params: { workspaceId: "ws-1", input: "x", turnId: "t-slow" } });
+      await waitFor(() => small.service.turns.get("t-slow")?.aborted === true, "the stalled client's turn to be cancelled");
+      await waitFor(() => small.server.connections === 0, "the stalled connection to be dropped");
+      assert.ok(small.logLines.some((line) => line.includes("stopped reading")));
+    } finally {
+      await small.stop();
+    }
   });
 
   it("cancels turns when the client half-closes, but still answers its other requests", async () => {
