@@ -41,17 +41,23 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; 
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io
 fi
 
-if pgrep -x dockerd >/dev/null 2>&1; then
-  say "dockerd is running but does not answer yet; waiting for it"
-else
+start_dockerd() {
   say "starting dockerd in the background, log: ${LOG_FILE}"
   as_root mkdir -p "$(dirname "${LOG_FILE}")"
   # setsid: dockerd outlives this script and the CI step's process group.
   as_root sh -c 'setsid nohup dockerd >>"$1" 2>&1 </dev/null &' sh "${LOG_FILE}"
+}
+
+if pgrep -x dockerd >/dev/null 2>&1; then
+  say "dockerd is running but does not answer yet; waiting for it (or for it to exit, then starting one)"
+else
+  start_dockerd
 fi
 
 deadline=$(( $(date +%s) + WAIT_SECONDS ))
 until engine_answers_to_anyone; do
+  # A dockerd that was shutting down when we looked has gone: start our own.
+  if ! pgrep -x dockerd >/dev/null 2>&1; then start_dockerd; fi
   if [ "$(date +%s)" -ge "${deadline}" ]; then
     {
       echo "install-docker: ERROR: the Docker engine did not answer within ${WAIT_SECONDS} s."
