@@ -58,7 +58,8 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
     // What runs before the turn: the engine's init, the log pump (sh) and its current `cat`.
     const baseline = await top();
     const baselinePids = new Set(baseline.map((p) => p.pid));
-    const init = baseline.find((p) => !baselinePids.has(p.ppid));
+    // The engine's init (an exec, such as the waiting launcher, also has its parent outside).
+    const init = baseline.find((p) => !baselinePids.has(p.ppid) && p.args.includes("docker-init"));
     const pump = baseline.find((p) => p.ppid === init?.pid);
     if (!init || !pump) throw new Error(`cannot find init and log pump in docker top: ${JSON.stringify(baseline)}`);
     // The pre-started launcher waiting for the next turn is not the turn's; once it execs codex it is.

@@ -222,7 +222,7 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
         { metric: "rpc: turn.event throughput (synthetic)", measured: `${Math.round(rate.p50).toLocaleString("en")} events/s`, target: ">= 20,000 events/s", pass: ratePass },
       ],
       notes: [
-        "one client, one call at a time (latency, not throughput); the real service's health asks the engine for its version and inspects the runtime image on every call",
+        "one client, one call at a time (latency, not throughput); the real service's health pings the engine on every call and re-reads its version and the image state at most every 5 s",
         "throughput = events received by the client / (runTurn call -> result), every event's seq checked in order",
       ],
     };

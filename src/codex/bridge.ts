@@ -19,9 +19,12 @@ export const BRIDGE_SCRIPT = `#!/bin/sh
 # Written by alive-codex-sidecar: stands in for the codex binary for @openai/codex-sdk.
 # It runs nothing itself; see src/codex/bridge.ts.
 b="\${${BRIDGE_ENV}:?${BRIDGE_ENV} is not set}"
+# Open the output FIFOs first, while the sidecar's write ends are surely open: opened after the
+# sidecar finished, they would wait for a writer forever.
+exec 3<"$b/out" 4<"$b/err" || exit 70
 { printf '%d\\000' "$#"; printf '%s\\000' "$@"; cat; } > "$b/ctl" || exit 70
-cat "$b/err" >&2 &
-cat "$b/out"
+cat <&4 >&2 &
+cat <&3
 wait
 rc=$(cat "$b/rc" 2>/dev/null) || rc=70
 exit "$rc"

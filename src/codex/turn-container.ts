@@ -1,0 +1,175 @@
+/**
+ * The container half of one turn: the exec bridge the SDK talks to, codex started through the
+ * workspace's launcher, its stdio relayed, host files made readable inside, and the sweep of the
+ * turn's processes when it is aborted or fails.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { once } from "node:events";
+import type { Readable } from "node:stream";
+import type Docker from "dockerode";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { runExec } from "../docker/exec.js";
+import type { WorkspaceRecord } from "../workspace/manager.js";
+import { ExecBridge } from "./bridge.js";
+import { CONTAINER_TMPDIR, buildCodexExecEnv } from "./env.js";
+import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launcher.js";
+import { sweepCommand } from "./sweep.js";
+
+/** What is kept of codex's stderr for an error message. */
+const STDERR_TAIL = 8 * 1024;
+
+export interface TurnContainerOptions {
+  docker: Docker;
+  launchers: Launchers;
+  bridgesDir: string;
+  codexApiKey: string | null;
+  aliveMcpToken: string | null;
+}
+
+export function launchTarget(record: WorkspaceRecord): LaunchTarget {
+  const { workspaceId, uid, gid, workspacePath } = record.params;
+  return { workspaceId, containerId: record.containerId, user: `${uid}:${gid}`, workingDir: workspacePath };
+}
+
+export class TurnContainer {
+  private bridge: ExecBridge | null = null;
+  private turnTmp: { host: string; container: string } | null = null;
+  private stderrTail = "";
+  private exitCode: number | null | undefined;
+  private aborting: Promise<number> | null = null;
+  private execStdout: Readable | null = null;
+  started = false;
+
+  constructor(
+    private readonly options: TurnContainerOptions,
+    private readonly record: WorkspaceRecord,
+    private readonly turnId: string,
+    private readonly log: Logger,
+  ) {}
+
+  get bridgeEnv(): Record<string, string> {
+    if (!this.bridge) throw new Error("bridge not prepared");
+    return this.bridge.env;
+  }
+
+  async prepare(): Promise<void> {
+    await fs.mkdir(this.options.bridgesDir, { recursive: true, mode: 0o700 });
+    this.bridge = await ExecBridge.create(path.join(this.options.bridgesDir, `${this.turnId}-${randomBytes(4).toString("hex")}`));
+  }
+
+  /** Waits for the SDK's argv and prompt, runs codex in the container, relays its stdio to the bridge. */
+  async run(signal: AbortSignal): Promise<void> {
+    const bridge = this.bridge;
+    if (!bridge) throw new Error("bridge not prepared");
+    try {
+      await this.runCodex(bridge, signal);
+    } catch (error) {
+      // Let the bridge script exit, so the SDK's stream ends instead of waiting for output.
+      await bridge.finish(255).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async runCodex(bridge: ExecBridge, signal: AbortSignal): Promise<void> {
+    const request = await bridge.received();
+    if (signal.aborted) return;
+    const argv = await this.relocateHostFiles(request.argv);
+    const env = buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.options.codexApiKey, aliveMcpToken: this.options.aliveMcpToken });
+    const exec = await this.options.launchers.take(launchTarget(this.record));
+    exec.stdin?.write(encodeLaunchHeader(env, argv));
+    exec.stdin?.end(request.stdin);
+    this.started = true;
+    // Aborted while codex was being started: the sweep may have run before codex existed.
+    if (this.aborting !== null) void this.sweep();
+    this.execStdout = exec.stdout;
+    exec.stdout.pipe(bridge.stdout, { end: false });
+    if (this.aborting !== null) this.drainStdout();
+    let partial = "";
+    exec.stderr.on("data", (chunk: Buffer) => {
+      if (!bridge.stderr.writableEnded) bridge.stderr.write(chunk);
+      const text = partial + chunk.toString("utf8");
+      const lines = text.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) if (line.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${line}`);
+      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL);
+    });
+    const code = await exec.exit;
+    if (!exec.stdout.readableEnded) await once(exec.stdout, "end").catch(() => undefined);
+    if (partial.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${partial}`);
+    this.exitCode = code;
+    await bridge.finish(code ?? 255);
+  }
+
+  /** Host files the SDK wrote (the output schema) are copied where codex in the container can read them. */
+  private async relocateHostFiles(argv: string[]): Promise<string[]> {
+    const out = [...argv];
+    const index = out.indexOf("--output-schema");
+    if (index >= 0 && out[index + 1] !== undefined) {
+      const name = `.alive-turn-${this.turnId}-${randomBytes(4).toString("hex")}`;
+      const host = path.join(this.record.paths.tmp, name);
+      await fs.mkdir(host, { mode: 0o755 });
+      this.turnTmp = { host, container: path.posix.join(CONTAINER_TMPDIR, name) };
+      await fs.copyFile(out[index + 1] as string, path.join(host, "schema.json"));
+      await fs.chmod(path.join(host, "schema.json"), 0o644);
+      out[index + 1] = path.posix.join(this.turnTmp.container, "schema.json");
+    }
+    return out;
+  }
+
+  /** Turns whatever ended the SDK's stream into an error a person can act on. */
+  async explainFailure(error: unknown): Promise<{ code: string; message: string }> {
+    const container = this.options.docker.getContainer(this.record.containerId);
+    if (this.exitCode === null || (this.exitCode ?? 0) >= 128) {
+      // Killed, or no exit code: the container may be going down; the engine says so a moment later.
+      await container.wait({ condition: "not-running", abortSignal: AbortSignal.timeout(1000) }).catch(() => undefined);
+    }
+    const info = await container.inspect().catch(() => null);
+    if (info === null || !info.State.Running) {
+      const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
+      return { code: "container_died", message: `the workspace container ${detail} during the turn` };
+    }
+    const stderr = this.stderrTail.trim().split("\n").slice(-5).join("\n");
+    if (this.exitCode !== undefined && this.exitCode !== 0) {
+      return { code: "codex_exit", message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}` };
+    }
+    return { code: "codex_error", message: `${errorMessage(error)}${stderr && !errorMessage(error).includes(stderr) ? `: ${stderr}` : ""}` };
+  }
+
+  /** Sweeps the turn's processes and ends the bridge, once; resolves with how many were killed. */
+  abort(): Promise<number> {
+    this.aborting ??= (async () => {
+      this.drainStdout();
+      const swept = this.started ? await this.sweep() : 0;
+      await this.bridge?.finish(130).catch(() => undefined);
+      return swept;
+    })();
+    return this.aborting;
+  }
+
+  /** After an abort nobody reads codex's output any more: keep it flowing so the exec can end. */
+  private drainStdout(): void {
+    this.execStdout?.unpipe();
+    this.execStdout?.resume();
+  }
+
+  /** Kills every process of this turn in the container. */
+  async sweep(): Promise<number> {
+    const { uid, gid } = this.record.params;
+    try {
+      const result = await runExec(this.options.docker, this.record.containerId, { cmd: sweepCommand(this.turnId), user: `${uid}:${gid}`, signal: AbortSignal.timeout(10_000) });
+      const match = /swept (\d+)/.exec(result.stdout);
+      return match ? Number(match[1]) : 0;
+    } catch (error) {
+      this.log.warn("could not sweep the turn's processes", { error: errorMessage(error) });
+      return 0;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.bridge?.dispose().catch(() => undefined);
+    if (this.turnTmp) await fs.rm(this.turnTmp.host, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
