@@ -1,7 +1,8 @@
 /** Running processes inside a container through the engine's exec API (no docker CLI). */
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, type Duplex, type Readable } from "node:stream";
 import type Docker from "dockerode";
 import { toSidecarError } from "./engine.js";
+import { ExecStreams } from "./exec-streams.js";
 
 export interface ExecOptions {
   cmd: string[];
@@ -11,6 +12,7 @@ export interface ExecOptions {
   workingDir?: string;
   /** Bytes written to the process's stdin, which is then closed; "open" hands stdin to the caller. Omit for no stdin. */
   stdin?: Buffer | string | "open";
+  /** Aborts the start; aborted later, it closes the connection (the process itself lives on: moby#9098). */
   signal?: AbortSignal;
 }
 
@@ -46,6 +48,10 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
   } catch (error) {
     throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
   }
+  // The engine may never end this connection (see exec-streams.ts): it is tracked until it closes,
+  // and an abort after the start closes it too.
+  ExecStreams.of(docker).add(containerId, stream as unknown as Duplex);
+  closeOnAbort(stream as unknown as Duplex, options.signal);
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   docker.modem.demuxStream(stream, stdout, stderr);
@@ -70,6 +76,17 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     stream.on("error", finish);
   });
   return { id: exec.id, stdin: options.stdin === "open" ? stream : null, stdout, stderr, exit };
+}
+
+function closeOnAbort(stream: Duplex, signal: AbortSignal | undefined): void {
+  if (!signal) return;
+  if (signal.aborted) {
+    stream.destroy();
+    return;
+  }
+  const onAbort = (): void => void stream.destroy();
+  signal.addEventListener("abort", onAbort, { once: true });
+  stream.once("close", () => signal.removeEventListener("abort", onAbort));
 }
 
 export interface ExecResult {

@@ -11,6 +11,7 @@ import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isConflict, isNotFound, isNotModified, toSidecarError, withDocker } from "../docker/engine.js";
 import { demuxFrames } from "../docker/exec.js";
+import { ExecStreams } from "../docker/exec-streams.js";
 import { Labels, managedFilter } from "../docker/labels.js";
 import { LineSplitter } from "../rpc/framing.js";
 import type { ContainerState, EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
@@ -47,14 +48,11 @@ export interface WorkspaceRecord {
   sink: LogSink;
 }
 
-export type ContainerDiedListener = (workspaceId: string, containerId: string) => void;
-
 const SHELL_RC = "# Managed by alive-codex-sidecar: read-only, so nothing in HOME can change what agent shells start with.\numask 022\n";
 
 export class WorkspaceManager {
   private readonly records = new Map<string, WorkspaceRecord>();
   private readonly ensuring = new Map<string, Promise<EnsureWorkspaceResult>>();
-  private readonly diedListeners = new Set<ContainerDiedListener>();
   private imageRef: string | null = null;
   private networkReady: Promise<void> | null = null;
   private events: NodeJS.ReadableStream | null = null;
@@ -80,11 +78,7 @@ export class WorkspaceManager {
     if (this.reaper) clearInterval(this.reaper);
     (this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | null)?.destroy?.();
     for (const record of this.records.values()) record.sink.close();
-  }
-
-  onContainerDied(listener: ContainerDiedListener): () => void {
-    this.diedListeners.add(listener);
-    return () => this.diedListeners.delete(listener);
+    ExecStreams.of(this.options.docker).destroyAll();
   }
 
   get(workspaceId: string): WorkspaceRecord {
@@ -302,8 +296,12 @@ export class WorkspaceManager {
     return demuxFrames(raw as unknown as Buffer);
   }
 
+  /** Drops the record; connections to processes of its container are closed (the engine may never close them). */
   private forget(workspaceId: string): void {
-    this.records.get(workspaceId)?.sink.close();
+    const record = this.records.get(workspaceId);
+    if (!record) return;
+    record.sink.close();
+    ExecStreams.of(this.options.docker).destroyContainer(record.containerId);
     this.records.delete(workspaceId);
   }
 
@@ -395,7 +393,7 @@ export class WorkspaceManager {
   }
 
   private applyEvent(line: string): void {
-    let event: { Action?: string; id?: string; Actor?: { Attributes?: Record<string, string> } };
+    let event: { Action?: string; id?: string; timeNano?: number; Actor?: { Attributes?: Record<string, string> } };
     try {
       event = JSON.parse(line) as typeof event;
     } catch {
@@ -410,11 +408,11 @@ export class WorkspaceManager {
         break;
       case "die":
         record.state = "exited";
-        for (const listener of this.diedListeners) listener(record.params.workspaceId, record.containerId);
+        // Its processes are gone; their exec connections may stay open until we close them.
+        ExecStreams.of(this.options.docker).destroyContainer(record.containerId, event.timeNano === undefined ? Infinity : event.timeNano / 1e6);
         break;
       case "destroy":
         this.forget(record.params.workspaceId);
-        for (const listener of this.diedListeners) listener(record.params.workspaceId, record.containerId);
         break;
       default:
         break;

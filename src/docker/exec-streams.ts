@@ -1,0 +1,77 @@
+/**
+ * Every exec connection the sidecar holds open, by container.
+ *
+ * The engine keeps a hijacked exec connection (`POST /exec/<id>/start`) open after the process
+ * and even the container are gone (seen with Engine 20.10: a launcher's connection outlived the
+ * removal of its container), so nothing but the client ends it. One such socket keeps the
+ * sidecar's process from exiting and leaks a file descriptor per removed workspace. Whoever
+ * removes, replaces or sees the death of a container closes its connections here; `destroyAll`
+ * closes the rest on shutdown.
+ *
+ * Kept per Docker client (a WeakMap keyed by it), so every `startExec` on that client is tracked
+ * without threading a registry through each caller, and two sidecars in one process never share one.
+ */
+import type { Duplex } from "node:stream";
+import type Docker from "dockerode";
+
+const registries = new WeakMap<Docker, ExecStreams>();
+
+export class ExecStreams {
+  /** Per container: each open connection and when it was opened (ms since the epoch). */
+  private readonly byContainer = new Map<string, Map<Duplex, number>>();
+
+  /** The registry of this Docker client's exec connections. */
+  static of(docker: Docker): ExecStreams {
+    let registry = registries.get(docker);
+    if (!registry) {
+      registry = new ExecStreams();
+      registries.set(docker, registry);
+    }
+    return registry;
+  }
+
+  /** Tracks the connection until it closes. */
+  add(containerId: string, stream: Duplex): void {
+    let streams = this.byContainer.get(containerId);
+    if (!streams) {
+      streams = new Map();
+      this.byContainer.set(containerId, streams);
+    }
+    streams.set(stream, Date.now());
+    stream.once("close", () => {
+      const current = this.byContainer.get(containerId);
+      current?.delete(stream);
+      if (current?.size === 0) this.byContainer.delete(containerId);
+    });
+  }
+
+  /** Open connections, in all or in one container. */
+  count(containerId?: string): number {
+    if (containerId !== undefined) return this.byContainer.get(containerId)?.size ?? 0;
+    let total = 0;
+    for (const streams of this.byContainer.values()) total += streams.size;
+    return total;
+  }
+
+  /**
+   * Closes the connections to processes of this container (it was removed, replaced or died);
+   * with `openedBefore`, only those opened before then (a late "die" event must not close the
+   * connections of a container started again since).
+   */
+  destroyContainer(containerId: string, openedBefore = Infinity): number {
+    let closed = 0;
+    for (const [stream, openedAt] of this.byContainer.get(containerId) ?? []) {
+      if (openedAt >= openedBefore) continue;
+      stream.destroy();
+      closed += 1;
+    }
+    return closed;
+  }
+
+  /** Closes every connection (shutdown). */
+  destroyAll(): number {
+    let total = 0;
+    for (const containerId of [...this.byContainer.keys()]) total += this.destroyContainer(containerId);
+    return total;
+  }
+}
