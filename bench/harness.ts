@@ -12,6 +12,7 @@ import { loadConfig, type SidecarConfig } from "../src/config.js";
 import { createDockerClient, type Docker } from "../src/docker/engine.js";
 import { RuntimeImage } from "../src/docker/images.js";
 import { Labels } from "../src/docker/labels.js";
+import { markRunLive, reapAbandonedRuns, reapLabelled } from "../src/docker/reaper.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { startSidecar, type RunningSidecar } from "../src/main.js";
 import type { WorkspaceParams } from "../src/service.js";
@@ -70,7 +71,12 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     cleanups.length = 0;
   };
   cleanups.push(() => fs.rm(root, { recursive: true, force: true }));
-  cleanups.push(() => removeLabelled(docker, runId));
+  const runEnded = markRunLive(runId);
+  cleanups.push(async () => {
+    await reapLabelled(docker, [`${Labels.runId}=${runId}`]);
+    runEnded();
+  });
+  await reapAbandonedRuns(docker, { except: [runId] });
 
   try {
     const log = createLogger({
@@ -155,13 +161,4 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
     timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
-/** Removes every container, then every network, labelled with this run id. */
-export async function removeLabelled(docker: Docker, runId: string): Promise<void> {
-  const filters = { label: [`${Labels.runId}=${runId}`] };
-  const containers = await docker.listContainers({ all: true, filters });
-  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
-  const networks = await docker.listNetworks({ filters });
-  for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => undefined);
 }

@@ -12,7 +12,9 @@
 // ALIVE_CODEX_BASE_IMAGE is unset and debian:bookworm-slim is absent) and ensures the runtime
 // image once. The tests get ALIVE_CODEX_TEST_IMAGE, ALIVE_CODEX_BASE_IMAGE and a fresh
 // ALIVE_CODEX_TEST_RUN_ID; afterwards every container, network and volume labelled with that run
-// id is removed. Exits with the runner's code (1 if reaping failed after a green run).
+// id is removed (and whatever earlier runs that were killed left). Each test file must exit right
+// after its tests: one that leaves a handle open fails, naming it (test/support/exit-check.ts).
+// Exits with the runner's code (1 if reaping failed after a green run).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
@@ -25,6 +27,10 @@ const DIST_TEST = path.join(ROOT, "dist", "test");
 const DEFAULT_BASE_IMAGE = "debian:bookworm-slim";
 const PING_TIMEOUT_MS = 15_000;
 const RUN_ID_LABEL = "dev.alive.codex.run-id";
+// Each test file's process exits right after its last test and after-hooks (--test-force-exit), and
+// exit-check.js fails it there, naming what was still open: a file that would hang fails at once
+// instead of at the 300 s file timeout.
+const EXIT_CHECK = ["--test-force-exit", "--import", pathToFileURL(path.join(ROOT, "dist", "test", "support", "exit-check.js")).href];
 
 const say = (message) => console.log(`test.mjs: ${message}`);
 function fail(message) {
@@ -62,7 +68,7 @@ async function importDist(relative) {
 
 /** Runs node --test and resolves with its exit code; SIGINT/SIGTERM are passed on, and cleanup still runs. */
 function runTests(files, env) {
-  const args = ["--test", "--test-concurrency=2", "--test-timeout=300000", "--test-reporter=spec", ...runnerArgs, ...files];
+  const args = ["--test", "--test-concurrency=2", "--test-timeout=300000", "--test-reporter=spec", ...EXIT_CHECK, ...runnerArgs, ...files];
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: "inherit" });
     const forward = (signal) => child.kill(signal);
@@ -80,28 +86,13 @@ function runTests(files, env) {
   });
 }
 
-/** Removes every container, network and volume labelled with the run id; returns false if any removal failed. */
+/** Removes what this run made (the shared reaper: src/docker/reaper.ts); returns false if anything is left. */
 async function reap(docker, runId) {
-  const filters = { label: [`${RUN_ID_LABEL}=${runId}`] };
-  let ok = true;
-  const attempt = async (what, call) => {
-    try {
-      await call();
-    } catch (error) {
-      if (error?.statusCode === 404) return;
-      ok = false;
-      console.error(`test.mjs: ERROR: could not remove ${what}: ${error?.message ?? error}`);
-    }
-  };
-  const containers = await docker.listContainers({ all: true, filters });
-  for (const c of containers) await attempt(`container ${c.Id.slice(0, 12)}`, () => docker.getContainer(c.Id).remove({ force: true, v: true }));
-  const networks = await docker.listNetworks({ filters });
-  for (const n of networks) await attempt(`network ${n.Name}`, () => docker.getNetwork(n.Id).remove());
-  const volumes = (await docker.listVolumes({ filters })).Volumes ?? [];
-  for (const v of volumes) await attempt(`volume ${v.Name}`, () => docker.getVolume(v.Name).remove({ force: true }));
-  const total = containers.length + networks.length + volumes.length;
-  say(total === 0 ? `reaper: nothing left with ${RUN_ID_LABEL}=${runId}` : `reaper: removed ${containers.length} container(s), ${networks.length} network(s), ${volumes.length} volume(s) left by run ${runId}`);
-  return ok;
+  const result = await reapLabelled(docker, [`${RUN_ID_LABEL}=${runId}`]);
+  for (const failure of result.failures) console.error(`test.mjs: ERROR: could not remove ${failure}`);
+  const total = result.containers + result.networks + result.volumes;
+  say(total === 0 ? `reaper: nothing left with ${RUN_ID_LABEL}=${runId}` : `reaper: removed ${result.containers} container(s), ${result.networks} network(s), ${result.volumes} volume(s) left by run ${runId}`);
+  return result.failures.length === 0;
 }
 
 /** Runs scripts/make-base-image.mjs for `tag`, streaming its output. */
@@ -133,6 +124,7 @@ if (mode === "unit") {
 }
 
 const { createDockerClient } = await importDist("docker/engine.js");
+const { markRunLive, reapAbandonedRuns, reapLabelled } = await importDist("docker/reaper.js");
 const { RuntimeImage, isImagePresent, LOCAL_BASE_IMAGE } = await importDist("docker/images.js");
 const { createLogger } = await importDist("log.js");
 
@@ -150,6 +142,9 @@ try {
 }
 const version = await docker.version();
 say(`Docker engine ${version.Version} at ${dockerHost}`);
+const runEnded = markRunLive(runId);
+const abandoned = await reapAbandonedRuns(docker, { except: [runId] });
+if (abandoned.runs.length > 0) say(`reaper: cleared ${abandoned.result.containers} container(s), ${abandoned.result.networks} network(s) of earlier runs that did not end cleanly (${abandoned.runs.join(", ")})`);
 
 let baseImage = process.env.ALIVE_CODEX_BASE_IMAGE || "";
 if (baseImage === "") {
@@ -192,5 +187,6 @@ try {
 } catch (error) {
   console.error(`test.mjs: ERROR: reaper failed: ${error?.message ?? error}`);
 }
+runEnded();
 if (code === 0 && !reaped) fail("tests passed but the reaper could not remove everything they left");
 process.exit(code);

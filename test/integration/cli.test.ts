@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
+import { reapLabelled } from "../../src/docker/reaper.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import type { HealthResult, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
@@ -119,11 +120,8 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       serve.child.kill("SIGKILL");
       await withTimeout(serve.exit, 10_000, "serve to die").catch(() => undefined);
     }
-    // serve labels its containers with its state dir (it takes no run-id label): reap by that.
-    if (stateDir) {
-      const containers = await docker.listContainers({ all: true, filters: { label: [`${Labels.stateDir}=${stateDir}`] } });
-      await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
-    }
+    // serve's containers carry its state dir: reap by that, and wait until they are gone.
+    if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
     if (root) await fs.rm(root, { recursive: true, force: true });
     await stub?.close();
   });

@@ -21,6 +21,7 @@ import { execa } from "execa";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { LOCAL_BASE_IMAGE, findPackageRoot } from "../../src/docker/images.js";
 import { Labels } from "../../src/docker/labels.js";
+import { reapLabelled } from "../../src/docker/reaper.js";
 import { checkSelfMounts } from "../../src/docker/self-mounts.js";
 import { ErrorCode, type SidecarError } from "../../src/errors.js";
 import { SidecarClient } from "../../src/rpc/client.js";
@@ -160,12 +161,11 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
 
   after(async () => {
     await client?.close().catch(() => undefined);
-    // The sidecar's own containers carry the run id; the workspace containers it made carry its state dir.
-    const ours = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
-    const workspaces = stateDir ? await docker.listContainers({ all: true, filters: { label: [`${Labels.stateDir}=${stateDir}`] } }) : [];
-    const ids = new Set([...ours, ...workspaces].map((c) => c.Id));
-    for (const id of workspaceIds) ids.add(containerName(id));
-    await Promise.all([...ids].map((id) => docker.getContainer(id).remove({ force: true, v: true }).catch(() => undefined)));
+    // The sidecar's own container carries the instance label; the workspace containers it made carry
+    // its state dir. Both are reaped, waiting until the engine lists none of them.
+    await reapLabelled(docker, [`${INSTANCE_LABEL}=${instance}`], { deadlineMs: 30_000 });
+    if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
+    await Promise.all(workspaceIds.map((id) => docker.getContainer(containerName(id)).remove({ force: true, v: true }).catch(() => undefined)));
     await stub?.close();
     if (root) await fs.rm(root, { recursive: true, force: true });
   });

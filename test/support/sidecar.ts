@@ -10,6 +10,7 @@ import path from "node:path";
 import { loadConfig, type SidecarConfig } from "../../src/config.js";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
+import { reapLabelled } from "../../src/docker/reaper.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/main.js";
 import type { WorkspaceParams } from "../../src/service.js";
@@ -17,7 +18,8 @@ import { ensureWorkspaceNetwork } from "../../src/workspace/manager.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
-export const TEST_NETWORK = "alive-codex-test";
+/** Each run has its own network, so two runs (or a run and a killed one's leftovers) never share one. */
+export const TEST_NETWORK = `alive-codex-test-${TEST_RUN_ID}`;
 export const TEST_API_KEY = "sk-test-alive-0123456789abcdef";
 export const INSTANCE_LABEL = "dev.alive.codex.test-instance";
 export const TEST_UID = 10001;
@@ -133,9 +135,10 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
   };
 }
 
+/** Removes this instance's containers and waits until they are gone. */
 export async function removeInstanceContainers(docker: Docker, instance: string): Promise<void> {
-  const containers = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
-  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  const result = await reapLabelled(docker, [`${INSTANCE_LABEL}=${instance}`], { deadlineMs: 30_000 });
+  if (result.failures.length > 0) throw new Error(`could not remove the containers of test sidecar ${instance}: ${result.failures.join("; ")}`);
 }
 
 /** Reads a file inside a container (as root is never needed: as the workspace user). */

@@ -1,0 +1,45 @@
+/**
+ * Loaded into every test file's process by scripts/test.mjs (`--import`), which also passes
+ * `--test-force-exit`: the process exits as soon as its tests and after-hooks are done, and this
+ * check runs at that exit. Whatever is still open then (a socket, a server, a child process, a
+ * timer that keeps the loop alive) would have kept the file from exiting: the file fails, naming
+ * each handle, instead of hanging until the runner's 300 s file timeout.
+ */
+import type { ChildProcess } from "node:child_process";
+import net from "node:net";
+
+interface Handle {
+  hasRef?: () => boolean;
+  constructor: { name: string };
+}
+
+const stdio = new Set<unknown>([process.stdin, process.stdout, process.stderr]);
+
+function describe(handle: Handle): string {
+  if (handle instanceof net.Socket) {
+    const peer = handle.remoteAddress ? `${handle.remoteAddress}:${handle.remotePort}` : "a Unix socket";
+    const connection = (handle as net.Socket & { _httpMessage?: { method?: string; path?: string } })._httpMessage;
+    return `Socket to ${peer}${connection?.path ? ` (${connection.method ?? ""} ${connection.path})` : ""}, ${handle.bytesRead} bytes read`;
+  }
+  if (handle instanceof net.Server) {
+    const address = handle.address();
+    return `Server listening on ${typeof address === "string" ? address : address ? `${address.address}:${address.port}` : "?"}`;
+  }
+  const child = handle as unknown as Partial<ChildProcess>;
+  if (typeof child.pid === "number" && Array.isArray(child.spawnargs)) return `ChildProcess ${child.pid}: ${child.spawnargs.join(" ").slice(0, 200)}`;
+  const timer = handle as unknown as { _onTimeout?: { name?: string }; _idleTimeout?: number };
+  if (timer._onTimeout !== undefined) return `Timeout of ${timer._idleTimeout ?? "?"} ms (${timer._onTimeout?.name || "anonymous callback"})`;
+  return handle.constructor.name;
+}
+
+process.on("exit", (code) => {
+  const getHandles = (process as unknown as { _getActiveHandles?: () => Handle[] })._getActiveHandles;
+  const open = (getHandles?.call(process) ?? []).filter((h) => !stdio.has(h) && (typeof h.hasRef !== "function" || h.hasRef()));
+  if (open.length === 0) return;
+  process.stderr.write(
+    `exit-check: this test file left ${open.length} handle(s) open after its last test; without --test-force-exit it would not have exited:\n` +
+      open.map((h) => `  - ${describe(h)}`).join("\n") +
+      `\n  (process.getActiveResourcesInfo(): ${JSON.stringify(process.getActiveResourcesInfo())})\n`,
+  );
+  if (code === 0) process.exitCode = 1;
+});
