@@ -272,8 +272,9 @@ describe("rpc server: concurrency and disconnects", () => {
 
   it("drops a client that stops reading a long turn's events, and cancels its turn", async () => {
     const small = await startTestServer({ maxUnreadBytes: 256 * 1024 });
+    let reader: RawClient | undefined;
     try {
-      const reader = await RawClient.connect(small.socketPath);
+      reader = await RawClient.connect(small.socketPath);
       const big = "x".repeat(1024);
       small.service.turnScript = () => ({
         hold: true,
@@ -287,6 +288,8 @@ describe("rpc server: concurrency and disconnects", () => {
       await waitFor(() => small.server.connections === 0, "the stalled connection to be dropped");
       assert.ok(small.logLines.some((line) => line.includes("stopped reading")));
     } finally {
+      // Paused, it never reads the server's end: only destroying it closes our side.
+      reader?.socket.destroy();
       await small.stop();
     }
   });
