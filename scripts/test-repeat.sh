@@ -5,6 +5,8 @@
 #
 #   bash scripts/test-repeat.sh 10
 #   KEEP_LOGS=/tmp/repeat bash scripts/test-repeat.sh 5     # keep each run's log there
+#   ENGINE_LOCK=/tmp/engine.lock bash scripts/test-repeat.sh 10   # each run holds this flock(1)
+#                                    # lock, so others sharing the engine can run between runs
 #
 # Exits 0 only when every run exited 0. Needs what `npm test` needs (a Docker engine:
 # scripts/install-docker.sh); the images are built once and reused by later runs.
@@ -29,7 +31,9 @@ for i in $(seq 1 "${runs}"); do
   git clone -q "${repo}" "${work}/clone"
   log="${logs}/run-${i}.log"
   start=${SECONDS}
-  ( cd "${work}/clone" && npm ci --no-audit --no-fund >/dev/null 2>&1 && npm test ) >"${log}" 2>&1
+  lock=()
+  [ -n "${ENGINE_LOCK:-}" ] && lock=(flock "${ENGINE_LOCK}")
+  ( cd "${work}/clone" && npm ci --no-audit --no-fund >/dev/null 2>&1 && "${lock[@]}" npm test ) >"${log}" 2>&1
   code=$?
   took=$(( SECONDS - start ))
   summary=$(grep -E '^ℹ (tests|pass|fail) ' "${log}" | awk '{printf "%s %s  ", $2, $3}')
