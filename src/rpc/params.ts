@@ -8,6 +8,7 @@
 import path from "node:path";
 import { checkEnvValue } from "../codex/env.js";
 import { invalidParams } from "../errors.js";
+import { MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
 import type {
   McpServerSpec,
   NetworkMode,
@@ -43,13 +44,7 @@ export const LIMITS = {
   logTail: 100_000,
 } as const;
 
-export const RESOURCE_RANGES = {
-  memoryMb: { min: 64, max: 1_048_576, integer: true },
-  cpus: { min: 0.01, max: 1024, integer: false },
-  pids: { min: 16, max: 1_000_000, integer: true },
-} as const;
-
-export const TIMEOUT_RANGE = { min: 1000, max: 604_800_000 } as const;
+export const TIMEOUT_RANGE = { min: MIN_TURN_TIMEOUT_MS, max: MAX_DURATION_MS } as const;
 
 const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const;
 const SANDBOX_MODES = ["read-only", "workspace-write", "danger-full-access"] as const;
