@@ -6,18 +6,20 @@
  * types are -32602; a uid, gid or path outside the operator's policy is -32006.
  */
 import path from "node:path";
+import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
 import { checkEnvValue } from "../codex/env.js";
 import { invalidParams } from "../errors.js";
 import { MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
-import type {
-  McpServerSpec,
-  NetworkMode,
-  ResourceRequest,
-  RunTurnParams,
-  TurnInput,
-  TurnInputItem,
-  TurnRunOptions,
-  WorkspaceParams,
+import {
+  REASONING_EFFORTS,
+  type McpServerSpec,
+  type NetworkMode,
+  type ResourceRequest,
+  type RunTurnParams,
+  type TurnInput,
+  type TurnInputItem,
+  type TurnRunOptions,
+  type WorkspaceParams,
 } from "../service.js";
 import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../workspace/policy.js";
 
@@ -46,11 +48,18 @@ export const LIMITS = {
 
 export const TIMEOUT_RANGE = { min: MIN_TURN_TIMEOUT_MS, max: MAX_DURATION_MS } as const;
 
-const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const;
-const SANDBOX_MODES = ["read-only", "workspace-write", "danger-full-access"] as const;
-const APPROVAL_POLICIES = ["never", "on-request", "on-failure", "untrusted"] as const;
-const WEB_SEARCH_MODES = ["disabled", "cached", "live"] as const;
-const NETWORK_MODES = ["default", "none"] as const;
+/**
+ * Every value of a string union, in the order listed (the order error messages name them in). The
+ * compiler refuses a missing or an unknown one, so a codex-sdk upgrade that adds a mode is a decision.
+ */
+function everyValue<T extends string>(values: Record<T, true>): readonly T[] {
+  return Object.keys(values) as T[];
+}
+
+const SANDBOX_MODES = everyValue<SandboxMode>({ "read-only": true, "workspace-write": true, "danger-full-access": true });
+const APPROVAL_POLICIES = everyValue<ApprovalMode>({ never: true, "on-request": true, "on-failure": true, untrusted: true });
+const WEB_SEARCH_MODES = everyValue<WebSearchMode>({ disabled: true, cached: true, live: true });
+const NETWORK_MODES = everyValue<NetworkMode>({ default: true, none: true });
 
 // ---------------------------------------------------------------------------------------------
 // Primitive validators: one per kind of value, each naming the field.
