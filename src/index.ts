@@ -15,7 +15,6 @@ export {
 } from "./rpc/client.js";
 export {
   Method,
-  TURN_EVENT,
   type CancelTurnRequest,
   type EnsureWorkspaceRequest,
   type MethodName,
@@ -24,10 +23,9 @@ export {
   type MethodTypes,
   type RemoveWorkspaceRequest,
   type RunTurnRequest,
-  type TurnEvent,
-  type TurnEventParams,
   type WorkspaceLogsRequest,
-} from "./rpc/protocol.js";
+} from "./rpc/methods.js";
+export { TURN_EVENT, type TurnEvent, type TurnEventParams } from "./rpc/protocol.js";
 export { ErrorCode, type ErrorCodeValue, type ErrorData, type RpcErrorObject } from "./errors.js";
 export type {
   ContainerState,

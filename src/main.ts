@@ -54,7 +54,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     stateDir: config.stateDir,
     maxWorkspaces: config.maxWorkspaces,
     idleTimeoutMs: config.idleTimeoutMs,
-    spec: specContextFromConfig(config, options.extraLabels ?? {}),
+    spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({

@@ -2,7 +2,7 @@
  * The sidecar's operations, independent of transport. The RPC layer (src/rpc/) validates params
  * into these types and calls a SidecarService; src/main.ts wires the real implementation.
  */
-import type { ThreadEvent, ThreadItem, Usage } from "@openai/codex-sdk";
+import type { ModelReasoningEffort, ThreadEvent, ThreadItem, ThreadOptions, Usage } from "@openai/codex-sdk";
 
 export type NetworkMode = "default" | "none";
 
@@ -48,14 +48,16 @@ export interface WorkspaceSummary {
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };
 export type TurnInput = string | TurnInputItem[];
 
-export interface TurnRunOptions {
-  model?: string;
-  modelReasoningEffort?: "minimal" | "low" | "medium" | "high" | "xhigh";
-  sandboxMode?: "read-only" | "workspace-write" | "danger-full-access";
-  approvalPolicy?: "never" | "on-request" | "on-failure" | "untrusted";
-  networkAccessEnabled?: boolean;
-  additionalDirectories?: string[];
-  webSearchMode?: "disabled" | "cached" | "live";
+/**
+ * The reasoning efforts turn.run accepts (PROTOCOL.md): codex-sdk's ModelReasoningEffort names more
+ * than the protocol promises, so this list narrows it (and the compiler keeps it a subset).
+ */
+export const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const satisfies readonly ModelReasoningEffort[];
+
+/** turn.run options: codex-sdk's ThreadOptions where it defines them, plus the sidecar's own. */
+export interface TurnRunOptions
+  extends Pick<ThreadOptions, "model" | "sandboxMode" | "approvalPolicy" | "networkAccessEnabled" | "additionalDirectories" | "webSearchMode"> {
+  modelReasoningEffort?: (typeof REASONING_EFFORTS)[number];
   outputSchema?: Record<string, unknown>;
   timeoutMs?: number;
 }

@@ -10,19 +10,14 @@
 import { randomUUID } from "node:crypto";
 import net from "node:net";
 import type { ErrorCodeValue, ErrorData } from "../errors.js";
-import type { EnsureWorkspaceResult, HealthResult, TurnResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { MessageWriter, readLines } from "./framing.js";
 import { notificationMessage, parseMessage, requestMessage, type RequestId, type ResponseMessage } from "./messages.js";
-import {
-  Method,
-  TURN_EVENT,
-  type MethodName,
-  type MethodParams,
-  type MethodResult,
-  type RunTurnRequest,
-  type TurnEvent,
-  type TurnEventParams,
-} from "./protocol.js";
+// Types only: the client never loads the server's parsers and handlers.
+import type { MethodName, MethodParams, MethodResult } from "./methods.js";
+import { TURN_EVENT, type TurnEventParams } from "./protocol.js";
+import { TurnRun, type TurnEventMessage } from "./turn-run.js";
+
+export { TurnRun, type TurnEventMessage };
 
 /** An error answer from the sidecar: `code` is one of ErrorCode (or whatever a newer sidecar sends). */
 export class SidecarRpcError extends Error {
@@ -65,98 +60,10 @@ export interface RunTurnOptions {
   signal?: AbortSignal;
 }
 
-export interface TurnEventMessage {
-  seq: number;
-  event: TurnEvent;
-}
-
 interface PendingCall {
   method: string;
   resolve(result: unknown): void;
   reject(error: Error): void;
-}
-
-/**
- * A turn in flight. Iterate it for its events (in order, as they arrive; events that arrive before
- * iteration starts are kept for it); `result` settles when the turn ends. Iterate once.
- */
-export class TurnRun implements AsyncIterable<TurnEventMessage> {
-  /** Resolves with the turn's id once the first event arrives (cancel from then on). */
-  readonly turnId: Promise<string>;
-  readonly result: Promise<TurnResult>;
-  readonly #queue: TurnEventMessage[] = [];
-  #wake: (() => void) | null = null;
-  #finished = false;
-  #failure: Error | null = null;
-  #iterated = false;
-  #resolveTurnId!: (turnId: string) => void;
-  #rejectTurnId!: (error: Error) => void;
-  #sawEvent = false;
-
-  /** @internal Built by SidecarClient.runTurn. */
-  constructor(result: Promise<TurnResult>) {
-    this.turnId = new Promise((resolve, reject) => {
-      this.#resolveTurnId = resolve;
-      this.#rejectTurnId = reject;
-    });
-    this.turnId.catch(() => {});
-    this.result = result.then(
-      (value) => {
-        this.#resolveTurnId(value.turnId);
-        this.#finish(null);
-        return value;
-      },
-      (error: Error) => {
-        this.#rejectTurnId(error);
-        this.#finish(error);
-        throw error;
-      },
-    );
-    // Whoever iterates sees a failure through the iterator; nobody has to await `result` as well.
-    this.result.catch(() => {});
-  }
-
-  /** @internal */
-  pushEvent(turnId: string, message: TurnEventMessage): void {
-    if (this.#finished) return;
-    if (!this.#sawEvent) {
-      this.#sawEvent = true;
-      this.#resolveTurnId(turnId);
-    }
-    this.#queue.push(message);
-    this.#notify();
-  }
-
-  #finish(failure: Error | null): void {
-    this.#finished = true;
-    this.#failure = failure;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<TurnEventMessage> {
-    if (this.#iterated) throw new Error("a TurnRun can be iterated once");
-    this.#iterated = true;
-    for (;;) {
-      const next = this.#queue.shift();
-      if (next !== undefined) {
-        yield next;
-        continue;
-      }
-      if (this.#finished) {
-        if (this.#failure !== null) throw this.#failure;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      });
-    }
-  }
 }
 
 export class SidecarClient {
@@ -201,42 +108,42 @@ export class SidecarClient {
     });
   }
 
-  health(options?: CallOptions): Promise<HealthResult> {
-    return this.call(Method.health, {}, options);
+  health(options?: CallOptions): Promise<MethodResult<"sidecar.health">> {
+    return this.call("sidecar.health", {}, options);
   }
 
-  ensureWorkspace(params: WorkspaceParams, options?: CallOptions): Promise<EnsureWorkspaceResult> {
-    return this.call(Method.ensureWorkspace, params, options);
+  ensureWorkspace(params: MethodParams<"workspace.ensure">, options?: CallOptions): Promise<MethodResult<"workspace.ensure">> {
+    return this.call("workspace.ensure", params, options);
   }
 
-  listWorkspaces(options?: CallOptions): Promise<{ workspaces: WorkspaceSummary[] }> {
-    return this.call(Method.listWorkspaces, {}, options);
+  listWorkspaces(options?: CallOptions): Promise<MethodResult<"workspace.list">> {
+    return this.call("workspace.list", {}, options);
   }
 
-  removeWorkspace(workspaceId: string, removeOptions: { purgeHome?: boolean } = {}, options?: CallOptions): Promise<{ removed: boolean }> {
-    return this.call(Method.removeWorkspace, { workspaceId, purgeHome: removeOptions.purgeHome ?? false }, options);
+  removeWorkspace(workspaceId: string, removeOptions: { purgeHome?: boolean } = {}, options?: CallOptions): Promise<MethodResult<"workspace.remove">> {
+    return this.call("workspace.remove", { workspaceId, purgeHome: removeOptions.purgeHome ?? false }, options);
   }
 
-  workspaceLogs(workspaceId: string, tail?: number, options?: CallOptions): Promise<{ logs: string }> {
-    return this.call(Method.workspaceLogs, tail === undefined ? { workspaceId } : { workspaceId, tail }, options);
+  workspaceLogs(workspaceId: string, tail?: number, options?: CallOptions): Promise<MethodResult<"workspace.logs">> {
+    return this.call("workspace.logs", tail === undefined ? { workspaceId } : { workspaceId, tail }, options);
   }
 
-  cancelTurn(turnId: string, options?: CallOptions): Promise<{ cancelled: boolean }> {
-    return this.call(Method.cancelTurn, { turnId }, options);
+  cancelTurn(turnId: string, options?: CallOptions): Promise<MethodResult<"turn.cancel">> {
+    return this.call("turn.cancel", { turnId }, options);
   }
 
   /**
    * Starts a turn. Without a turnId the client picks one, so the turn's events can be told apart from
    * other turns on this connection. Aborting `signal` sends turn.cancel as soon as the turn is known.
    */
-  runTurn(params: RunTurnRequest, options: RunTurnOptions = {}): TurnRun {
+  runTurn(params: MethodParams<"turn.run">, options: RunTurnOptions = {}): TurnRun {
     const turnId = params.turnId ?? `turn-${randomUUID()}`;
     const signal = options.signal;
     if (signal?.aborted) {
       const run = new TurnRun(Promise.reject(abortReason(signal)));
       return run;
     }
-    const resultPromise = this.call(Method.runTurn, { ...params, turnId });
+    const resultPromise = this.call("turn.run", { ...params, turnId });
     const run = new TurnRun(resultPromise);
     this.#turns.set(turnId, run);
     const forget = (): void => {
@@ -259,7 +166,7 @@ export class SidecarClient {
     return run;
   }
 
-  /** Any method, typed by the protocol table. */
+  /** Any method, typed by its descriptor (./methods.ts). */
   call<M extends MethodName>(method: M, params: MethodParams<M>, options: CallOptions = {}): Promise<MethodResult<M>> {
     if (this.#closeError !== null) return Promise.reject(this.#closeError);
     const signal = options.signal;

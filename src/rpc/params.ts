@@ -5,22 +5,40 @@
  * Conventions: unknown fields are ignored; an optional field given as null counts as absent; wrong
  * types are -32602; a uid, gid or path outside the operator's policy is -32006.
  */
-import path from "node:path";
+import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
 import { checkEnvValue } from "../codex/env.js";
 import { invalidParams } from "../errors.js";
-import type {
-  McpServerSpec,
-  NetworkMode,
-  ResourceRequest,
-  RunTurnParams,
-  TurnInput,
-  TurnInputItem,
-  TurnRunOptions,
-  WorkspaceParams,
+import {
+  MAX_PATH_LENGTH,
+  absolutePath,
+  booleanValue,
+  everyValue,
+  expectObject,
+  expectParams,
+  expectString,
+  has,
+  integerIn,
+  join,
+  matching,
+  numberIn,
+  oneOf,
+  requireField,
+  singleLine,
+  type Fields,
+} from "./param-checks.js";
+import { MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
+import {
+  REASONING_EFFORTS,
+  type McpServerSpec,
+  type NetworkMode,
+  type ResourceRequest,
+  type RunTurnParams,
+  type TurnInput,
+  type TurnInputItem,
+  type TurnRunOptions,
+  type WorkspaceParams,
 } from "../service.js";
 import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../workspace/policy.js";
-
-type Fields = Record<string, unknown>;
 
 export const TURN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const THREAD_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -33,7 +51,7 @@ export const LIMITS = {
   inputBytes: 1024 * 1024,
   inputItems: 256,
   modelLength: 256,
-  pathLength: 4096,
+  pathLength: MAX_PATH_LENGTH,
   additionalDirectories: 64,
   mcpServers: 32,
   mcpCommandLength: 4096,
@@ -43,104 +61,12 @@ export const LIMITS = {
   logTail: 100_000,
 } as const;
 
-export const RESOURCE_RANGES = {
-  memoryMb: { min: 64, max: 1_048_576, integer: true },
-  cpus: { min: 0.01, max: 1024, integer: false },
-  pids: { min: 16, max: 1_000_000, integer: true },
-} as const;
+export const TIMEOUT_RANGE = { min: MIN_TURN_TIMEOUT_MS, max: MAX_DURATION_MS } as const;
 
-export const TIMEOUT_RANGE = { min: 1000, max: 604_800_000 } as const;
-
-const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const;
-const SANDBOX_MODES = ["read-only", "workspace-write", "danger-full-access"] as const;
-const APPROVAL_POLICIES = ["never", "on-request", "on-failure", "untrusted"] as const;
-const WEB_SEARCH_MODES = ["disabled", "cached", "live"] as const;
-const NETWORK_MODES = ["default", "none"] as const;
-
-// ---------------------------------------------------------------------------------------------
-// Primitive validators: one per kind of value, each naming the field.
-
-function isPlainObject(value: unknown): value is Fields {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function join(prefix: string, key: string): string {
-  return prefix === "" ? key : `${prefix}.${key}`;
-}
-
-/** The params object itself. Methods without params accept absent params. */
-function expectParams(raw: unknown): Fields {
-  if (raw === undefined || raw === null) return {};
-  if (!isPlainObject(raw)) throw invalidParams("params", "must be an object (named params)", raw);
-  return raw;
-}
-
-function expectObject(value: unknown, field: string): Fields {
-  if (!isPlainObject(value)) throw invalidParams(field, "must be an object", value);
-  return value;
-}
-
-/** Present and not null. */
-function has(fields: Fields, key: string): boolean {
-  return Object.hasOwn(fields, key) && fields[key] !== undefined && fields[key] !== null;
-}
-
-function expectString(value: unknown, field: string): string {
-  if (typeof value !== "string") throw invalidParams(field, "must be a string", value);
-  return value;
-}
-
-function requireField(fields: Fields, key: string, field: string): unknown {
-  if (!has(fields, key)) throw invalidParams(field, "is required");
-  return fields[key];
-}
-
-/** A single-line string (no NUL, CR or LF) of bounded length; non-empty unless allowEmpty. */
-function singleLine(value: unknown, field: string, maxLength: number, allowEmpty = false): string {
-  const text = expectString(value, field);
-  if (!allowEmpty && text.length === 0) throw invalidParams(field, "must not be empty");
-  return checkEnvValue(field, text, maxLength);
-}
-
-function integerIn(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidParams(field, `must be an integer from ${min} to ${max}`, value);
-  }
-  return value;
-}
-
-function numberIn(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
-    throw invalidParams(field, `must be a number from ${min} to ${max}`, value);
-  }
-  return value;
-}
-
-function booleanValue(value: unknown, field: string): boolean {
-  if (typeof value !== "boolean") throw invalidParams(field, "must be true or false", value);
-  return value;
-}
-
-function oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T {
-  if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-    throw invalidParams(field, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`, value);
-  }
-  return value as T;
-}
-
-function absolutePath(value: unknown, field: string): string {
-  const text = expectString(value, field);
-  if (text.includes("\0")) throw invalidParams(field, "must not contain NUL");
-  if (text.length > LIMITS.pathLength) throw invalidParams(field, `must be at most ${LIMITS.pathLength} characters`);
-  if (!path.isAbsolute(text)) throw invalidParams(field, "must be an absolute path", text);
-  return text;
-}
-
-function matching(value: unknown, field: string, pattern: RegExp, description: string): string {
-  const text = expectString(value, field);
-  if (!pattern.test(text)) throw invalidParams(field, description, text);
-  return text;
-}
+const SANDBOX_MODES = everyValue<SandboxMode>({ "read-only": true, "workspace-write": true, "danger-full-access": true });
+const APPROVAL_POLICIES = everyValue<ApprovalMode>({ never: true, "on-request": true, "on-failure": true, untrusted: true });
+const WEB_SEARCH_MODES = everyValue<WebSearchMode>({ disabled: true, cached: true, live: true });
+const NETWORK_MODES = everyValue<NetworkMode>({ default: true, none: true });
 
 function workspaceIdOf(fields: Fields): string {
   return checkWorkspaceId(expectString(requireField(fields, "workspaceId", "workspaceId"), "workspaceId"));

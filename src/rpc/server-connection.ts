@@ -22,14 +22,15 @@ import {
   type RequestId,
   type RequestMessage,
 } from "./messages.js";
-import { CANCEL_ON_EOF, type MethodContext, type MethodHandler } from "./protocol.js";
+import type { ServedMethod } from "./methods.js";
+import type { MethodContext } from "./protocol.js";
 
 /** Output a client may leave unread before it is dropped, by default. */
 export const MAX_UNREAD_BYTES = 64 * 1024 * 1024;
 
 export interface ServerConnectionOptions {
   socket: Socket;
-  handlers: ReadonlyMap<string, MethodHandler>;
+  methods: ReadonlyMap<string, ServedMethod>;
   service: SidecarService;
   policy: WorkspacePolicy;
   log: Logger;
@@ -40,7 +41,7 @@ export interface ServerConnectionOptions {
 }
 
 interface InFlight {
-  method: string;
+  method: ServedMethod;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -130,8 +131,8 @@ export class ServerConnection {
       this.#send(errorResponse(id, { code: ErrorCode.invalidRequest, message: "invalid request: a request with this id is already in flight", data: { field: "id", reason: "ids of requests in flight must be unique on a connection" } }));
       return;
     }
-    const handler = this.#options.handlers.get(method);
-    if (handler === undefined) {
+    const served = this.#options.methods.get(method);
+    if (served === undefined) {
       this.#send(errorResponse(id, { code: ErrorCode.methodNotFound, message: `unknown method ${JSON.stringify(method)}`, data: { field: "method", reason: "not a method of this sidecar" } }));
       return;
     }
@@ -140,11 +141,11 @@ export class ServerConnection {
       return;
     }
     const controller = new AbortController();
-    const entry: InFlight = { method, controller, done: Promise.resolve() };
+    const entry: InFlight = { method: served, controller, done: Promise.resolve() };
     this.#inFlight.set(id, entry);
     entry.done = (async () => {
       try {
-        const result = await handler(request.params, this.#context(controller.signal));
+        const result = await served.run(request.params, this.#context(controller.signal));
         this.#sendResult(id, method, result);
       } catch (error) {
         this.#send(errorResponse(id, this.#describeFailure(error, method, id, controller.signal)));
@@ -156,13 +157,13 @@ export class ServerConnection {
   }
 
   #runNotification(notification: NotificationMessage): void {
-    const handler = this.#options.handlers.get(notification.method);
-    if (handler === undefined) return; // Unknown notifications are ignored, as JSON-RPC asks.
+    const served = this.#options.methods.get(notification.method);
+    if (served === undefined) return; // Unknown notifications are ignored, as JSON-RPC asks.
     const controller = new AbortController();
     this.#notifications.add(controller);
     void (async () => {
       try {
-        await handler(notification.params, this.#context(controller.signal));
+        await served.run(notification.params, this.#context(controller.signal));
       } catch (error) {
         this.#describeFailure(error, notification.method, null, controller.signal);
       } finally {
@@ -228,7 +229,7 @@ export class ServerConnection {
   #onInputEnded(): void {
     this.#inputEnded = true;
     for (const entry of this.#inFlight.values()) {
-      if (CANCEL_ON_EOF.has(entry.method)) entry.controller.abort(new DOMException("the client stopped sending (EOF)", "AbortError"));
+      if (entry.method.cancelOnEof) entry.controller.abort(new DOMException("the client stopped sending (EOF)", "AbortError"));
     }
     this.#endIfDrained();
   }

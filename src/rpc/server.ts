@@ -7,8 +7,7 @@ import type { Logger } from "../log.js";
 import type { SidecarService } from "../service.js";
 import type { WorkspacePolicy } from "../workspace/policy.js";
 import { MAX_LINE_BYTES } from "./framing.js";
-import { METHOD_HANDLERS } from "./handlers/index.js";
-import type { MethodHandler } from "./protocol.js";
+import { METHOD_TABLE, type ServedMethod } from "./methods.js";
 import { MAX_UNREAD_BYTES, ServerConnection } from "./server-connection.js";
 import { SocketInUseError, applySocketPermissions, prepareSocketPath, probeSocket } from "./socket.js";
 
@@ -29,8 +28,8 @@ export interface RpcServerOptions {
   maxUnreadBytes?: number;
   /** How long close() lets in-flight answers go out per connection; defaults to 1000 ms. */
   closeGraceMs?: number;
-  /** The method table; defaults to every method of the protocol. */
-  handlers?: ReadonlyMap<string, MethodHandler>;
+  /** The methods answered, by wire name; defaults to every method of the protocol (METHOD_TABLE). */
+  methods?: ReadonlyMap<string, ServedMethod>;
 }
 
 export interface RpcServer {
@@ -51,7 +50,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     const connection = new ServerConnection(
       {
         socket,
-        handlers: options.handlers ?? METHOD_HANDLERS,
+        methods: options.methods ?? METHOD_TABLE,
         service: options.service,
         policy: options.policy,
         log,

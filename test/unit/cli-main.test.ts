@@ -142,6 +142,16 @@ describe("alive-codex against a sidecar", () => {
     assert.match(bad.stderr, /workspaceId/);
   });
 
+  it("client commands need only the socket: a bad server-only setting or a missing key file does not stop them", async () => {
+    const env = { ALIVE_CODEX_SOCKET: t.socketPath, ALIVE_CODEX_UID_RANGE: "garbage", ALIVE_CODEX_API_KEY_FILE: "/nonexistent" };
+    const ps = await cli(["ps", "--json"], env);
+    assert.equal(ps.code, 0, ps.stderr);
+    assert.ok(Array.isArray((JSON.parse(ps.stdout) as { workspaces: unknown }).workspaces));
+    const health = await cli(["health", "--json"], env);
+    assert.equal(health.code, 0, health.stderr);
+    assert.equal((await cli(["serve"], env)).code, 2, "serve still refuses them");
+  });
+
   it("rm removes the workspace", async () => {
     await ensureWs1();
     const { code, stdout } = await cli(["rm", "ws-1", "--purge", "--socket", t.socketPath, "--json"]);

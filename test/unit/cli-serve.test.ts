@@ -55,6 +55,15 @@ describe("parseServeArgs", () => {
     assert.throws(() => parseServeArgs(["--bogus", "1"]), /unknown setting --bogus/);
     assert.throws(() => parseServeArgs(["stray"]), /unexpected argument/);
   });
+
+  it("takes its flags from the settings table, boolean ones with or without a value", () => {
+    assert.deepEqual(parseServeArgs(["--extra-labels", "team=core", "--allow-root=false"]).flags, { "--extra-labels": "team=core", "--allow-root": "false" });
+    assert.deepEqual(parseServeArgs(["--allow-root", "no", "--nofile", "64"]).flags, { "--allow-root": "no", "--nofile": "64" });
+    assert.throws(() => parseServeArgs(["--socket", "--max-turns", "4"]), /--socket needs a value/);
+    assert.deepEqual(parseServeArgs(["--socket=--odd"]).flags, { "--socket": "--odd" });
+    assert.throws(() => parseServeArgs(["-x"]), /unknown setting -x/);
+    assert.throws(() => parseServeArgs(["--", "--socket"]), /unexpected argument "--socket"/);
+  });
 });
 
 describe("alive-codex serve", () => {

@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, SETTINGS, loadConfig, parseDuration, renderSettingsHelp } from "../../src/config.js";
+import { ConfigError, SETTINGS, loadClientConfig, loadConfig, parseDuration, renderSettingsHelp } from "../../src/config.js";
+import { RESOURCE_RANGES } from "../../src/shared/limits.js";
 
 const expectConfigError = (fn: () => unknown, setting: string): void => {
   assert.throws(fn, (error: unknown) => {
@@ -69,6 +70,50 @@ describe("config", () => {
 
   test("a bad secret is reported without its value", () => {
     assert.throws(() => loadConfig({}, { CODEX_API_KEY: "sk-secret-value\nsecond line" }), (error: Error) => !error.message.includes("sk-secret-value"));
+  });
+
+  test("the client settings load without the server-only ones: a bad range or a missing key file does not stop them", () => {
+    const env = { ALIVE_CODEX_SOCKET: "/run/test/sidecar.sock", ALIVE_CODEX_UID_RANGE: "garbage", ALIVE_CODEX_API_KEY_FILE: "/nonexistent" };
+    assert.deepEqual(loadClientConfig({}, env), { socketPath: "/run/test/sidecar.sock" });
+    assert.deepEqual(loadClientConfig({ "--socket": "/run/flag.sock" }, env), { socketPath: "/run/flag.sock" });
+    expectConfigError(() => loadConfig({}, env), "ALIVE_CODEX_UID_RANGE");
+    expectConfigError(() => loadConfig({}, { ...env, ALIVE_CODEX_UID_RANGE: "1000-2000" }), "ALIVE_CODEX_API_KEY_FILE");
+  });
+
+  test("the client settings are still validated, and server flags are not client flags", () => {
+    expectConfigError(() => loadClientConfig({}, { ALIVE_CODEX_SOCKET: "relative.sock" }), "ALIVE_CODEX_SOCKET");
+    expectConfigError(() => loadClientConfig({ "--uid-range": "1-2" }, {}), "--uid-range");
+  });
+
+  test("every setting's default passes its own parser", () => {
+    const config = loadConfig({}, {});
+    assert.equal(config.idleTimeoutMs, 30 * 60_000);
+    assert.equal(config.nofile, 4096);
+    assert.equal(config.baseImage, "debian:bookworm-slim");
+    assert.deepEqual(config.extraLabels, {});
+    for (const setting of SETTINGS) assert.ok(setting.key in config, setting.key);
+  });
+
+  test("resource limits are refused at the same bounds as workspace.ensure's resources", () => {
+    const { memoryMb, cpus, pids } = RESOURCE_RANGES;
+    const at = (raw: string) => loadConfig({}, { ALIVE_CODEX_RESOURCES: raw }).defaultResources;
+    assert.deepEqual(at(`memoryMb=${memoryMb.min},cpus=${cpus.max},pids=${pids.max}`), { memoryMb: memoryMb.min, cpus: cpus.max, pids: pids.max });
+    assert.deepEqual(at("cpus=2"), { memoryMb: 2048, cpus: 2, pids: 512 });
+    expectConfigError(() => at(`memoryMb=${memoryMb.max + 1}`), "ALIVE_CODEX_RESOURCES memoryMb");
+    expectConfigError(() => at(`cpus=${cpus.min / 2}`), "ALIVE_CODEX_RESOURCES cpus");
+    expectConfigError(() => at(`pids=${pids.min - 1}`), "ALIVE_CODEX_RESOURCES pids");
+  });
+
+  test("extra labels: key=value pairs, Docker label keys, none of the sidecar's own but the run id", () => {
+    assert.deepEqual(loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: "team=core, dev.alive.codex.run-id=run-42,empty=" }).extraLabels, {
+      team: "core",
+      "dev.alive.codex.run-id": "run-42",
+      empty: "",
+    });
+    assert.deepEqual(loadConfig({ "--extra-labels": "com.example/owner=ada" }, {}).extraLabels, { "com.example/owner": "ada" });
+    for (const bad of ["Team=core", "-x=1", "no-equals", "dev.alive.codex.managed=true", "dev.alive.codex.workspace-id=ws", "a=1,a=2", "a=x\0y", "a=x\ny"]) {
+      expectConfigError(() => loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: bad }), bad.startsWith("a=x") ? "ALIVE_CODEX_EXTRA_LABELS a" : "ALIVE_CODEX_EXTRA_LABELS");
+    }
   });
 
   test("durations", () => {

@@ -2,6 +2,7 @@
  * alive-codex serve: runs the sidecar. Settings come from flags, then the environment, then defaults.
  * SIGTERM/SIGINT: stop accepting connections, give running turns the shutdown grace, close the socket.
  */
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { SETTINGS, configSecrets, loadConfig, renderSettingsHelp, type SidecarConfig } from "../../config.js";
 import { createLogger, type Logger } from "../../log.js";
 import type { RunningSidecar } from "../../main.js";
@@ -18,35 +19,42 @@ containers. Every setting below is a flag or an environment variable; the flag w
 
 Settings:`;
 
-const FLAGS = new Set(SETTINGS.map((s) => s.flag));
-/** Flags that may stand alone, meaning "true". */
-const BOOLEAN_FLAGS = new Set(["--allow-root"]);
+/** parseArgs options from the settings table: every setting takes a value; a boolean one may stand alone. */
+const SERVE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
+  help: { type: "boolean", short: "h" },
+  ...Object.fromEntries(SETTINGS.map((s) => [s.flag.slice("--".length), { type: s.boolean ? "boolean" : "string" } as const])),
+};
 
+/** `serve`'s arguments → the flags loadConfig takes ("--state-dir" → its value), via node:util parseArgs. */
 export function parseServeArgs(args: string[]): { help: boolean; flags: Record<string, string> } {
+  // Not strict: an unknown flag or a missing value is reported here, in the CLI's own words.
+  const { tokens } = parseArgs({ args, options: SERVE_OPTIONS, strict: false, allowPositionals: true, tokens: true });
   const flags: Record<string, string> = {};
   let help = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === "--help" || arg === "-h") {
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i] as (typeof tokens)[number];
+    if (token.kind === "option-terminator") continue;
+    if (token.kind === "positional") throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}`, "serve");
+    if (token.name === "help") {
       help = true;
       continue;
     }
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`, "serve");
-    const eq = arg.indexOf("=");
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    if (!FLAGS.has(flag)) throw new UsageError(`unknown setting ${flag}`, "serve");
-    if (eq !== -1) {
-      flags[flag] = arg.slice(eq + 1);
+    const flag = `--${token.name}`;
+    const setting = SETTINGS.find((s) => s.flag === flag);
+    if (setting === undefined || !token.rawName.startsWith("--")) throw new UsageError(`unknown setting ${token.rawName}`, "serve");
+    if (setting.boolean) {
+      // Bare means true; as before parseArgs, a following plain word is the value ("--allow-root false").
+      const next = tokens[i + 1];
+      if (token.value === undefined && next?.kind === "positional") {
+        flags[flag] = next.value;
+        i++;
+      } else flags[flag] = token.value ?? "true";
       continue;
     }
-    const next = args[i + 1];
-    if (BOOLEAN_FLAGS.has(flag) && (next === undefined || next.startsWith("--"))) {
-      flags[flag] = "true";
-      continue;
+    if (token.value === undefined || (!token.inlineValue && token.value.startsWith("--"))) {
+      throw new UsageError(`${flag} needs a value (write ${flag}=VALUE for one that starts with --)`, "serve");
     }
-    if (next === undefined) throw new UsageError(`${flag} needs a value`, "serve");
-    flags[flag] = next;
-    i++;
+    flags[flag] = token.value;
   }
   return { help, flags };
 }

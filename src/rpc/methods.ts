@@ -1,0 +1,152 @@
+/**
+ * The RPC surface: one descriptor per method (PROTOCOL.md plus the extensions in docs/protocol.md).
+ * A descriptor keeps together what vscode-jsonrpc's RequestType<P, R, E> does: the method's name, its
+ * params as a client sends them and its result; and, for the server, the parser that validates the
+ * params at the edge and the handler that calls the service. The server dispatches through
+ * METHOD_TABLE; the typed client takes its types from here (a type-only import).
+ */
+import type {
+  EnsureWorkspaceResult,
+  HealthResult,
+  RunTurnParams,
+  TurnResult,
+  WorkspaceParams,
+  WorkspaceSummary,
+} from "../service.js";
+import type { WorkspacePolicy } from "../workspace/policy.js";
+import {
+  parseCancelTurnParams,
+  parseEnsureWorkspaceParams,
+  parseRemoveWorkspaceParams,
+  parseRunTurnParams,
+  parseWorkspaceLogsParams,
+} from "./params.js";
+import { TURN_EVENT, type MethodContext, type TurnEventParams } from "./protocol.js";
+
+export interface MethodDescriptor<Name extends string, Params, Parsed, Result> {
+  readonly name: Name;
+  /** Validates the params as sent (-32602 or -32006, naming the field) into what the handler takes. */
+  parse(raw: unknown, policy: WorkspacePolicy): Parsed | Promise<Parsed>;
+  handle(params: Parsed, context: MethodContext): Promise<Result>;
+  /** Its requests in flight are cancelled as soon as their client stops sending (EOF). */
+  readonly cancelOnEof?: boolean;
+  /** Type only, never set: the params a client sends. */
+  readonly params?: Params;
+}
+
+/**
+ * A descriptor whose client-side params are `Params`; the name, the parsed params and the result
+ * are inferred from the parser and the handler.
+ */
+function method<Params>() {
+  return <const Name extends string, Parsed, Result>(
+    descriptor: MethodDescriptor<Name, Params, Parsed, Result>,
+  ): MethodDescriptor<Name, Params, Parsed, Result> => descriptor;
+}
+
+/** For methods that take no params: any given are ignored. */
+const ignoreParams = (): void => undefined;
+
+/** workspace.ensure params as sent on the wire (workspacePath not yet resolved). */
+export type EnsureWorkspaceRequest = WorkspaceParams;
+
+/**
+ * turn.run params as sent on the wire. The workspace.ensure fields may ride along at the top level;
+ * when `workspacePath` is present the workspace is ensured before the turn starts.
+ */
+export type RunTurnRequest = Omit<RunTurnParams, "workspace"> & Partial<Omit<WorkspaceParams, "workspaceId">>;
+
+export interface RemoveWorkspaceRequest {
+  workspaceId: string;
+  purgeHome?: boolean;
+}
+
+export interface WorkspaceLogsRequest {
+  workspaceId: string;
+  tail?: number;
+}
+
+export interface CancelTurnRequest {
+  turnId: string;
+}
+
+export const METHODS = {
+  health: method<Record<string, never>>()({
+    name: "sidecar.health",
+    parse: ignoreParams,
+    handle: (_params, { service, signal }): Promise<HealthResult> => service.health(signal),
+  }),
+  ensureWorkspace: method<EnsureWorkspaceRequest>()({
+    name: "workspace.ensure",
+    parse: parseEnsureWorkspaceParams,
+    handle: (params, { service, signal }): Promise<EnsureWorkspaceResult> => service.ensureWorkspace(params, signal),
+  }),
+  listWorkspaces: method<Record<string, never>>()({
+    name: "workspace.list",
+    parse: ignoreParams,
+    handle: (_params, { service, signal }): Promise<{ workspaces: WorkspaceSummary[] }> => service.listWorkspaces(signal),
+  }),
+  removeWorkspace: method<RemoveWorkspaceRequest>()({
+    name: "workspace.remove",
+    parse: parseRemoveWorkspaceParams,
+    handle: (params, { service, signal }): Promise<{ removed: boolean }> => service.removeWorkspace(params, signal),
+  }),
+  /** Extension: the workspace container's log. */
+  workspaceLogs: method<WorkspaceLogsRequest>()({
+    name: "workspace.logs",
+    parse: parseWorkspaceLogsParams,
+    handle: (params, { service, signal }): Promise<{ logs: string }> => service.workspaceLogs(params, signal),
+  }),
+  /** A turn's events go out as turn.event notifications on the connection that asked. */
+  runTurn: method<RunTurnRequest>()({
+    name: "turn.run",
+    cancelOnEof: true,
+    parse: parseRunTurnParams,
+    handle: (params, { service, signal, notify }): Promise<TurnResult> =>
+      service.runTurn(params, {
+        signal,
+        onEvent: (turnId, seq, event) => {
+          const eventParams: TurnEventParams = { turnId, seq, event };
+          notify(TURN_EVENT, eventParams);
+        },
+      }),
+  }),
+  cancelTurn: method<CancelTurnRequest>()({
+    name: "turn.cancel",
+    parse: parseCancelTurnParams,
+    handle: (params, { service }): Promise<{ cancelled: boolean }> => service.cancelTurn(params),
+  }),
+} as const;
+
+type Descriptors = (typeof METHODS)[keyof typeof METHODS];
+
+export type MethodName = Descriptors["name"];
+type DescriptorOf<M extends MethodName> = Extract<Descriptors, { name: M }>;
+export type MethodParams<M extends MethodName> = NonNullable<DescriptorOf<M>["params"]>;
+export type MethodResult<M extends MethodName> = Awaited<ReturnType<DescriptorOf<M>["handle"]>>;
+
+/** Params and result of every method, for the typed client. */
+export type MethodTypes = { [M in MethodName]: { params: MethodParams<M>; result: MethodResult<M> } };
+
+/** Every method's wire name, by its descriptor's key: Method.runTurn is "turn.run". */
+export const Method = Object.fromEntries(Object.entries(METHODS).map(([key, descriptor]) => [key, descriptor.name])) as {
+  readonly [K in keyof typeof METHODS]: (typeof METHODS)[K]["name"];
+};
+
+/** A method as the server runs it: parse, then handle. */
+export interface ServedMethod {
+  readonly name: string;
+  readonly cancelOnEof: boolean;
+  run(params: unknown, context: MethodContext): Promise<unknown>;
+}
+
+function serve(descriptor: MethodDescriptor<string, unknown, unknown, unknown>): ServedMethod {
+  return {
+    name: descriptor.name,
+    cancelOnEof: descriptor.cancelOnEof ?? false,
+    run: async (params, context) => descriptor.handle(await descriptor.parse(params, context.policy), context),
+  };
+}
+
+/** Every method the server answers, by wire name. */
+export const METHOD_TABLE: ReadonlyMap<string, ServedMethod> = new Map(Object.values(METHODS).map((descriptor) => [descriptor.name, serve(descriptor)]));

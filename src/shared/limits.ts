@@ -1,0 +1,33 @@
+/**
+ * Value ranges shared by the operator's settings (src/config.ts) and the RPC params (src/rpc/params.ts):
+ * a workspace's resources may be set by either, and both must refuse the same values.
+ */
+
+export interface ResourceLimits {
+  memoryMb: number;
+  cpus: number;
+  pids: number;
+}
+
+export interface ValueRange {
+  min: number;
+  max: number;
+  /** Whole numbers only. */
+  integer: boolean;
+}
+
+/** Per workspace container: memory (= memory+swap) in MiB, CPUs, max processes. */
+export const RESOURCE_RANGES: { readonly [K in keyof ResourceLimits]: ValueRange } = {
+  memoryMb: { min: 64, max: 1_048_576, integer: true },
+  cpus: { min: 0.01, max: 1024, integer: false },
+  pids: { min: 16, max: 1_000_000, integer: true },
+};
+
+/** What a workspace gets when neither the operator nor the request says otherwise. */
+export const DEFAULT_RESOURCES: Readonly<ResourceLimits> = { memoryMb: 2048, cpus: 1, pids: 512 };
+
+/** The longest deadline anything takes (a turn, an idle timeout): 7 days. */
+export const MAX_DURATION_MS = 7 * 24 * 3600 * 1000;
+
+/** The shortest deadline a turn may ask for. */
+export const MIN_TURN_TIMEOUT_MS = 1000;
