@@ -17,7 +17,7 @@ import type { HealthResult, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { startCli, type CliRun } from "../support/cli-process.js";
 import { functionCallOutput, type ResponsesStub } from "../support/responses-stub.js";
-import { startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_UID } from "../support/sidecar.js";
+import { startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const CODEX_KEY = "sk-test-FAKE-KEY-must-not-leak-12345";
@@ -85,6 +85,7 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       "--workspace-roots", workspaceRoot,
       "--image", testImage(),
       "--network", TEST_NETWORK,
+      "--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`,
       "--openai-base-url", stub.baseUrl,
       "--codex-api-key", CODEX_KEY,
       "--model", "gpt-5.5",
@@ -120,7 +121,8 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       serve.child.kill("SIGKILL");
       await withTimeout(serve.exit, 10_000, "serve to die").catch(() => undefined);
     }
-    // serve's containers carry its state dir: reap by that, and wait until they are gone.
+    // serve's containers carry the run id (--extra-labels) and its state dir: reap by the state dir
+    // now (the runner reaps by run id at the end), and wait until they are gone.
     if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
     if (root) await fs.rm(root, { recursive: true, force: true });
     await stub?.close();

@@ -61,6 +61,7 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
       `ALIVE_CODEX_WORKSPACE_ROOTS=${options.workspaceRoot}`,
       `ALIVE_CODEX_IMAGE=${testImage()}`,
       `ALIVE_CODEX_NETWORK=${TEST_NETWORK}`,
+      `ALIVE_CODEX_EXTRA_LABELS=${Labels.runId}=${TEST_RUN_ID}`,
       `ALIVE_CODEX_UID_RANGE=10000-60000`,
       `ALIVE_CODEX_GID_RANGE=10000-60000`,
       `ALIVE_CODEX_MODEL=gpt-5.5`,
