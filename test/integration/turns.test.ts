@@ -157,10 +157,13 @@ describe("codex turns in the workspace container", () => {
     const resultA = await turnA;
     assert.equal(resultA.status, "cancelled");
     assert.equal(resultA.error?.code, "cancelled");
-    await waitFor(async () => (await turnProcesses(t, ca.containerId)).length === 0, { timeoutMs: 2000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
+    // The turn's sleeps would last 1000 s: they are gone within seconds of the cancel. How fast
+    // (the ≤ 1 s target) is the bench's cancel-to-clean row, not a timed test: this one must hold
+    // on a loaded 2-core machine too.
+    await waitFor(async () => (await turnProcesses(t, ca.containerId)).length === 0, { timeoutMs: 10_000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
       throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, ca.containerId))}`);
     });
-    assert.ok(Date.now() - cancelledAt < 2000 + 1000);
+    assert.ok(Date.now() - cancelledAt < 15_000);
     const resultB = await turnB;
     assert.equal(resultB.status, "completed");
     assert.equal(resultB.finalResponse, "b finished");
@@ -175,8 +178,8 @@ describe("codex turns in the workspace container", () => {
     const result = await run({ workspaceId: ws.workspaceId, input: "hang please", options: { timeoutMs: 3000 } });
     assert.equal(result.status, "timed_out");
     assert.equal(result.error?.code, "timed_out");
-    assert.ok(Date.now() - started < 10_000);
-    await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 2000, what: "codex to be gone" });
+    assert.ok(Date.now() - started < 20_000);
+    await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 10_000, what: "codex to be gone" });
   });
 
   test("a second turn for a busy workspace gets -32003 at once", async () => {
