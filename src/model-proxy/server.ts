@@ -98,13 +98,15 @@ function forward<T>(
   const transport = target.protocol === "https:" ? https : http;
   const upstream = transport.request(target, { method: req.method, headers: upstreamRequestHeaders(req.headers, options.apiKey), agent });
   let clientGone = false;
+  // Also true before the response's "close" is emitted (closeAllConnections destroys the socket first).
+  const clientLeft = (): boolean => clientGone || req.socket.destroyed;
 
   upstream.on("socket", (socket: Socket) => watchConnect(upstream, socket, target.protocol === "https:", options.connectTimeoutMs));
   upstream.on("error", (error) => {
     // Drain what the client still sends, so its connection stays usable for the answer.
     req.unpipe(upstream);
     req.resume();
-    if (clientGone) return;
+    if (clientLeft()) return;
     if (res.headersSent) {
       // Mid-stream: cut the client's response too, so it sees a broken stream, not a complete one.
       options.logger?.warn("model proxy: upstream failed mid-response", { ...fields, error });
@@ -116,7 +118,7 @@ function forward<T>(
     guarded(options, fields, () => options.onUpstreamError?.(ref, failure));
     sendOpenAiError(res, failure.status, "server_error", failure.code, failure.message);
   });
-  upstream.on("response", (upstreamRes) => relayResponse(options, upstreamRes, res, ref, fields));
+  upstream.on("response", (upstreamRes) => relayResponse(options, upstreamRes, res, ref, fields, clientLeft));
   // The client went away before its response was complete: stop the upstream work too.
   res.on("close", () => {
     if (res.writableFinished) return;
@@ -140,7 +142,14 @@ function watchConnect(upstream: ClientRequest, socket: Socket, tls: boolean, tim
   socket.once("close", done);
 }
 
-function relayResponse<T>(options: ResolvedModelProxyOptions<T>, upstreamRes: IncomingMessage, res: ServerResponse, ref: T, fields: LogFields): void {
+function relayResponse<T>(
+  options: ResolvedModelProxyOptions<T>,
+  upstreamRes: IncomingMessage,
+  res: ServerResponse,
+  ref: T,
+  fields: LogFields,
+  clientLeft: () => boolean,
+): void {
   res.writeHead(upstreamRes.statusCode ?? 502, clientResponseHeaders(upstreamRes.headers));
   res.flushHeaders();
   const counter = usageCounterFor(upstreamRes, (usage) => guarded(options, fields, () => options.onUsage?.(ref, usage)));
@@ -156,7 +165,8 @@ function relayResponse<T>(options: ResolvedModelProxyOptions<T>, upstreamRes: In
   });
   upstreamRes.on("error", () => {});
   upstreamRes.on("close", () => {
-    if (upstreamRes.complete) return;
+    // Complete, or cut by the proxy itself because the client left.
+    if (upstreamRes.complete || clientLeft()) return;
     options.logger?.warn("model proxy: the model API cut its response short", fields);
     res.destroy();
   });

@@ -9,6 +9,7 @@ import http from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, Server } from "node:http";
 import os from "node:os";
 import path from "node:path";
+import { createLogger } from "../../src/log.js";
 import { TurnCredentials } from "../../src/model-proxy/credentials.js";
 import { createModelProxy, type ModelProxyOptions, type TokenUsage, type UpstreamFailure } from "../../src/model-proxy/server.js";
 import { ResponsesStub } from "../support/responses-stub.js";
@@ -31,6 +32,10 @@ interface Harness {
 let dir: string;
 let stub: ResponsesStub;
 let proxies = 0;
+/** Every log line any proxy wrote, and every credential issued: no line may hold a credential or the key. */
+const logLines: string[] = [];
+const issued: string[] = [];
+const logger = createLogger({ level: "debug", write: (line) => logLines.push(line) });
 
 /** A proxy listening on a fresh Unix socket, recording what its callbacks saw. */
 async function startProxy(overrides: Partial<ModelProxyOptions<Ref>> = {}): Promise<Harness> {
@@ -43,8 +48,11 @@ async function startProxy(overrides: Partial<ModelProxyOptions<Ref>> = {}): Prom
     onUsage: (ref, usage) => harness.usages.push([ref, usage]),
     onRequest: (ref) => harness.requests.push(ref),
     onUpstreamError: (ref, failure) => harness.failures.push([ref, failure]),
+    logger,
+    logFields: (ref) => ({ ...ref }),
     ...overrides,
   });
+  issued.push(harness.token);
   await new Promise<void>((resolve) => server.listen(harness.socketPath, resolve));
   return { ...harness, close: () => closeServer(server) };
 }
@@ -87,6 +95,11 @@ describe("model proxy", () => {
     stub = await ResponsesStub.start();
   });
   after(async () => {
+    if (process.env.SHOW_PROXY_LOG) console.log(logLines.join("\n"));
+    assert.ok(logLines.length > 0, "the proxy logged something");
+    for (const line of logLines) {
+      for (const secret of [REAL_KEY, ...issued]) assert.ok(!line.includes(secret), `a log line holds a secret: ${line}`);
+    }
     await stub.close();
     await fs.rm(dir, { recursive: true, force: true });
   });
@@ -136,6 +149,7 @@ describe("model proxy", () => {
     try {
       const revoked = proxy.credentials.issue({ workspaceId: "w1", turnId: "old" });
       proxy.credentials.revoke(revoked);
+      issued.push(revoked);
       for (const headers of [{}, bearer("alive-turn-wrong"), bearer(REAL_KEY), bearer(revoked), { authorization: proxy.token }]) {
         const reply = await read(await send(proxy.socketPath, { headers }));
         assert.equal(reply.status, 401, JSON.stringify(headers));
@@ -187,6 +201,9 @@ describe("model proxy", () => {
         assert.equal(reply.status, 404, target);
       }
       assert.equal(stub.requests.length + stub.otherRequests.length, 0);
+      // A double slash stays part of the path: it cannot name another host.
+      assert.equal((await read(await send(proxy.socketPath, { path: "/v1//evil.example/responses", headers: bearer(proxy.token) }))).status, 200);
+      assert.equal(stub.requests[0]?.path, "/v1//evil.example/responses");
     } finally {
       await proxy.close();
     }
