@@ -48,7 +48,7 @@ export function createModelProxy<T>(options: ModelProxyOptions<T>): Server {
 function handleRequest<T>(options: ResolvedModelProxyOptions<T>, agent: http.Agent, req: IncomingMessage, res: ServerResponse): void {
   const token = bearerToken(req.headers.authorization);
   const ref = token === null ? null : options.authorize(token);
-  if (ref === null) {
+  if (ref === null || ref === undefined) {
     // Never log the token: a wrong one may be a real key pasted by mistake.
     options.logger?.debug("model proxy: refused a request without a valid credential", { present: token !== null });
     const message = token === null ? "missing bearer credential" : "invalid or revoked credential";
