@@ -23,10 +23,11 @@ export interface TokenUsage {
  */
 const FINAL_EVENTS: ReadonlySet<string> = new Set(["response.completed", "response.incomplete", "response.failed"]);
 
-/** A final event holds the whole response (all output items); past this many characters it is dropped. */
-export const DEFAULT_MAX_EVENT_LENGTH = 16 * 1024 * 1024;
+/** A final event holds the whole response (all output items); past this many bytes it is dropped. */
+export const DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024;
 
 const LF = 0x0a;
+const CR = 0x0d;
 
 /**
  * Reads a Responses API `usage` object (`input_tokens`, `input_tokens_details.cached_tokens`,
@@ -50,80 +51,92 @@ export function readUsage(value: unknown): TokenUsage | null {
 }
 
 export interface SseUsageReaderOptions {
-  /** Largest final event kept, in characters. Default DEFAULT_MAX_EVENT_LENGTH. */
-  maxEventLength?: number;
+  /** Largest final event kept, in bytes. Default DEFAULT_MAX_EVENT_BYTES. */
+  maxEventBytes?: number;
 }
 
 export class SseUsageReader {
-  readonly #maxEventLength: number;
-  readonly #decoder = new TextDecoder("utf-8");
-  /** The current line so far (while skipping, only whether it is empty matters). */
-  #partial = "";
+  readonly #maxEventBytes: number;
+  /** The current line so far, as pieces of the chunks (none kept while skipping). */
+  #partial: Buffer[] = [];
+  #partialBytes = 0;
   /** The last chunk ended in CR: a LF opening the next one belongs to it. */
   #afterCr = false;
   #eventName = "";
   #data: string[] = [];
-  #dataLength = 0;
+  #dataBytes = 0;
   /** The current event is of no interest or too large: only its end (a blank line) matters. */
   #skipping = false;
 
   constructor(options: SseUsageReaderOptions = {}) {
-    this.#maxEventLength = options.maxEventLength ?? DEFAULT_MAX_EVENT_LENGTH;
+    this.#maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   }
 
-  /** Feeds a chunk of the stream; returns the usage of every final event it completed. */
+  /**
+   * Feeds a chunk of the stream; returns the usage of every final event it completed. Lines are
+   * split on bytes (UTF-8 never has CR or LF inside a character) and only kept lines are decoded.
+   */
   push(chunk: Uint8Array): TokenUsage[] {
-    const text = this.#decoder.decode(chunk, { stream: true });
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const found: TokenUsage[] = [];
-    if (text.length === 0) return found;
-    let start = this.#afterCr && text.charCodeAt(0) === LF ? 1 : 0;
+    if (bytes.length === 0) return found;
+    let start = this.#afterCr && bytes[0] === LF ? 1 : 0;
     this.#afterCr = false;
     // Next LF and CR at or after `start`, each searched again only once passed (no rescans).
-    let lf = text.indexOf("\n", start);
-    let cr = text.indexOf("\r", start);
-    while (start < text.length) {
-      if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
-      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
+    let lf = bytes.indexOf(LF, start);
+    let cr = bytes.indexOf(CR, start);
+    while (start < bytes.length) {
+      if (lf !== -1 && lf < start) lf = bytes.indexOf(LF, start);
+      if (cr !== -1 && cr < start) cr = bytes.indexOf(CR, start);
       const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(lf, cr);
       if (end === -1) {
-        this.#extendLine(text.slice(start));
+        this.#extendLine(bytes, start, bytes.length);
         break;
       }
-      this.#extendLine(text.slice(start, end));
-      const line = this.#partial;
-      this.#partial = "";
-      this.#onLine(line, found);
+      if (this.#partialBytes === 0 && end > start) {
+        // The whole line is in this chunk (the usual case): no copy.
+        this.#onLine(this.#skipping ? null : bytes.toString("utf8", start, end), found);
+      } else {
+        this.#extendLine(bytes, start, end);
+        this.#endLine(found);
+      }
       start = end + 1;
       if (end === cr) {
-        if (start === text.length) this.#afterCr = true;
-        else if (text.charCodeAt(start) === LF) start++;
+        if (start === bytes.length) this.#afterCr = true;
+        else if (bytes[start] === LF) start++;
       }
     }
     return found;
   }
 
-  #extendLine(piece: string): void {
-    if (piece.length === 0) return;
-    if (this.#skipping) {
-      // Keep one character: enough to tell the line is not the blank one that ends the event.
-      if (this.#partial.length === 0) this.#partial = piece.slice(0, 1);
-      return;
-    }
-    if (this.#dataLength + this.#partial.length + piece.length > this.#maxEventLength) {
+  #extendLine(bytes: Buffer, from: number, to: number): void {
+    if (to <= from) return;
+    this.#partialBytes += to - from;
+    if (this.#skipping) return;
+    if (this.#dataBytes + this.#partialBytes > this.#maxEventBytes) {
       this.#skip();
-      this.#partial = piece.slice(0, 1);
       return;
     }
-    this.#partial += piece;
+    // A copy: the reader must not pin the caller's chunk, which may be a slice of a larger buffer.
+    this.#partial.push(Buffer.from(bytes.subarray(from, to)));
   }
 
-  #onLine(line: string, found: TokenUsage[]): void {
-    if (line.length === 0) {
+  #endLine(found: TokenUsage[]): void {
+    const blank = this.#partialBytes === 0;
+    const line = blank ? "" : this.#skipping ? null : Buffer.concat(this.#partial).toString("utf8");
+    this.#partial = [];
+    this.#partialBytes = 0;
+    this.#onLine(line, found);
+  }
+
+  /** One line of the stream; null is a line of a skipped event (not blank, not read). */
+  #onLine(line: string | null, found: TokenUsage[]): void {
+    if (line === "") {
       if (!this.#skipping && this.#data.length > 0) this.#dispatch(found);
       this.#reset();
       return;
     }
-    if (this.#skipping || line.startsWith(":")) return;
+    if (line === null || this.#skipping || line.startsWith(":")) return;
     const colon = line.indexOf(":");
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? "" : line.slice(colon + 1);
@@ -133,7 +146,8 @@ export class SseUsageReader {
       if (!FINAL_EVENTS.has(value)) this.#skip();
     } else if (field === "data") {
       this.#data.push(value);
-      this.#dataLength += value.length + 1;
+      this.#dataBytes += Buffer.byteLength(value) + 1;
+      if (this.#dataBytes > this.#maxEventBytes) this.#skip();
     }
   }
 
@@ -154,14 +168,15 @@ export class SseUsageReader {
 
   #skip(): void {
     this.#skipping = true;
+    this.#partial = [];
     this.#data = [];
-    this.#dataLength = 0;
+    this.#dataBytes = 0;
   }
 
   #reset(): void {
     this.#eventName = "";
     this.#data = [];
-    this.#dataLength = 0;
+    this.#dataBytes = 0;
     this.#skipping = false;
   }
 }

@@ -22,7 +22,7 @@ function messageStream(eol = "\n"): string {
     `: keep-alive comment${eol}${eol}`,
     frame("response.output_text.delta", { delta: "héllo – 🌍" }, eol),
     frame("response.output_item.done", { item: { type: "message", content: [{ type: "output_text", text: "héllo – 🌍" }] } }, eol),
-    frame("response.completed", { response: { id: "r1", usage } }, eol),
+    frame("response.completed", { response: { id: "r1", output: [{ text: "héllo – 🌍" }], usage } }, eol),
   ].join("");
 }
 
@@ -49,6 +49,13 @@ describe("SseUsageReader", () => {
         assert.deepEqual(feed(bytes, sizes), [expected], `eol ${JSON.stringify(eol)}, chunks ${sizes.join(",")}`);
       }
     }
+  });
+
+  test("takes any Uint8Array, not only Buffers", () => {
+    const bytes = new TextEncoder().encode(messageStream());
+    const reader = new SseUsageReader();
+    const found = [...reader.push(bytes.subarray(0, 101)), ...reader.push(bytes.subarray(101))];
+    assert.deepEqual(found, [expected]);
   });
 
   test("reports usage when the completed event's chunk arrives, not before", () => {
@@ -90,14 +97,14 @@ describe("SseUsageReader", () => {
   });
 
   test("drops a final event larger than the limit instead of buffering it, and reads the next one", () => {
-    const reader = new SseUsageReader({ maxEventLength: 1000 });
+    const reader = new SseUsageReader({ maxEventBytes: 1000 });
     const big = frame("response.completed", { response: { usage, output: "x".repeat(5000) } });
     const found = feed(Buffer.from(big + frame("response.completed", { response: { usage } })), [300], reader);
     assert.deepEqual(found, [expected]);
   });
 
   test("a large event of no interest (over the limit) does not disturb the next one", () => {
-    const reader = new SseUsageReader({ maxEventLength: 1000 });
+    const reader = new SseUsageReader({ maxEventBytes: 1000 });
     const text = frame("response.output_item.done", { item: { text: "y".repeat(100_000) } }) + frame("response.completed", { response: { usage } });
     assert.deepEqual(feed(Buffer.from(text), [4096], reader), [expected]);
   });
