@@ -1,0 +1,194 @@
+/**
+ * The model proxy when the upstream misbehaves: unreachable, a failing or stalled TLS handshake,
+ * a response cut short; and when the client goes away mid-stream. All of it on loopback.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import http from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { createModelProxy, upstreamPathFor, type UpstreamFailure } from "../../src/model-proxy/server.js";
+import { withTimeout } from "../support/wait.js";
+
+const TOKEN = "alive-turn-test";
+const REF = "turn-1";
+
+let dir: string;
+let proxies = 0;
+
+interface Proxy {
+  socketPath: string;
+  failures: Array<[string, UpstreamFailure]>;
+  close(): Promise<void>;
+}
+
+async function startProxy(upstreamBaseUrl: string, connectTimeoutMs = 5_000): Promise<Proxy> {
+  const failures: Array<[string, UpstreamFailure]> = [];
+  const server = createModelProxy<string>({
+    upstreamBaseUrl,
+    apiKey: "sk-real",
+    authorize: (token) => (token === TOKEN ? REF : null),
+    connectTimeoutMs,
+    onUpstreamError: (ref, failure) => failures.push([ref, failure]),
+  });
+  const socketPath = path.join(dir, `proxy-${++proxies}.sock`);
+  await listen(server, socketPath);
+  return { socketPath, failures, close: () => closeServer(server) };
+}
+
+function listen(server: net.Server, at: string | 0): Promise<void> {
+  return new Promise((resolve) => (at === 0 ? server.listen(0, "127.0.0.1", resolve) : server.listen(at, resolve)));
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  if (server instanceof http.Server) server.closeAllConnections();
+  return closed;
+}
+
+function post(socketPath: string): { response: Promise<IncomingMessage>; request: http.ClientRequest } {
+  const request = http.request({ socketPath, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, agent: false });
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    request.on("response", resolve);
+    request.on("error", reject);
+  });
+  request.end("{}");
+  return { response, request };
+}
+
+async function errorOf(res: IncomingMessage): Promise<{ status: number; error: { message: string; type: string; code: string } }> {
+  let body = "";
+  for await (const chunk of res) body += String(chunk);
+  return { status: res.statusCode ?? 0, ...(JSON.parse(body) as { error: { message: string; type: string; code: string } }) };
+}
+
+const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port;
+
+describe("model proxy upstream failures", () => {
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "model-proxy-up-"));
+  });
+  after(() => fs.rm(dir, { recursive: true, force: true }));
+
+  test("an upstream on a closed port is 502 model_unreachable at once, and reported", async () => {
+    const probe = net.createServer();
+    await listen(probe, 0);
+    const port = portOf(probe);
+    await closeServer(probe);
+    const proxy = await startProxy(`http://127.0.0.1:${port}/v1`);
+    try {
+      const started = Date.now();
+      const reply = await errorOf(await withTimeout(post(proxy.socketPath).response, 5_000, "the 502"));
+      assert.ok(Date.now() - started < 2_000);
+      assert.equal(reply.status, 502);
+      assert.equal(reply.error.code, "model_unreachable");
+      assert.equal(reply.error.type, "server_error");
+      assert.match(reply.error.message, /refused the connection/);
+      assert.deepEqual(proxy.failures, [[REF, { code: "model_unreachable", status: 502, message: reply.error.message }]]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("https to a plain HTTP server fails the TLS handshake: 502 saying so", async () => {
+    const plain = http.createServer((_req, res) => res.end("not TLS"));
+    await listen(plain, 0);
+    const proxy = await startProxy(`https://127.0.0.1:${portOf(plain)}/v1`);
+    try {
+      const reply = await errorOf(await withTimeout(post(proxy.socketPath).response, 5_000, "the 502"));
+      assert.equal(reply.status, 502);
+      assert.match(reply.error.message, /TLS handshake/);
+      assert.equal(proxy.failures.length, 1);
+    } finally {
+      await proxy.close();
+      await closeServer(plain);
+    }
+  });
+
+  test("a handshake that never completes is 504 after connectTimeoutMs", async () => {
+    // Accepts TCP and never speaks: TLS stays in its handshake.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => sockets.add(socket));
+    await listen(silent, 0);
+    const proxy = await startProxy(`https://127.0.0.1:${portOf(silent)}/v1`, 300);
+    try {
+      const started = Date.now();
+      const reply = await errorOf(await withTimeout(post(proxy.socketPath).response, 5_000, "the 504"));
+      assert.ok(Date.now() - started >= 250);
+      assert.equal(reply.status, 504);
+      assert.match(reply.error.message, /did not accept a connection within 300 ms/);
+      assert.equal(proxy.failures[0]?.[1].status, 504);
+    } finally {
+      await proxy.close();
+      for (const socket of sockets) socket.destroy();
+      await closeServer(silent);
+    }
+  });
+
+  test("a client that disconnects mid-stream aborts the upstream request", async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+    const upstream = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write('event: response.created\ndata: {"type":"response.created"}\n\n');
+      res.on("close", () => upstreamClosed());
+      req.resume();
+    });
+    await listen(upstream, 0);
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`);
+    try {
+      const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
+      await withTimeout(new Promise((resolve) => res.once("data", resolve)), 5_000, "the first event");
+      res.destroy();
+      await withTimeout(closed, 5_000, "the upstream to see its connection close");
+      assert.deepEqual(proxy.failures, [], "a client leaving is not an upstream failure");
+    } finally {
+      await proxy.close();
+      await closeServer(upstream);
+    }
+  });
+
+  test("an upstream that dies mid-stream cuts the client's response short", async () => {
+    const upstream = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write('event: response.created\ndata: {"type":"response.created"}\n\n', () => res.socket?.destroy());
+      req.resume();
+    });
+    await listen(upstream, 0);
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`);
+    try {
+      const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
+      const ended = new Promise<string>((resolve) => {
+        res.on("error", () => resolve("error"));
+        res.on("close", () => resolve(res.complete ? "complete" : "cut"));
+        res.resume();
+      });
+      assert.notEqual(await withTimeout(ended, 5_000, "the client response to end"), "complete");
+    } finally {
+      await proxy.close();
+      await closeServer(upstream);
+    }
+  });
+});
+
+describe("upstreamPathFor", () => {
+  test("maps the base path onto the upstream's, keeping the query", () => {
+    assert.deepEqual(upstreamPathFor("/v1/responses?a=1", "/v1", "/v1"), { pathname: "/v1/responses", search: "?a=1" });
+    assert.deepEqual(upstreamPathFor("/v1/responses", "/v1", "/api/openai"), { pathname: "/api/openai/responses", search: "" });
+    assert.deepEqual(upstreamPathFor("/v1", "/v1", ""), { pathname: "", search: "" });
+    assert.deepEqual(upstreamPathFor("/anything", "", "/v1"), { pathname: "/v1/anything", search: "" });
+  });
+
+  test("refuses targets outside the base path, absolute-form targets and dot-segment escapes", () => {
+    for (const target of ["/v2/responses", "/v1x", "/v1/../admin", "/v1/%2e%2e/admin", "/v1/.%2E/admin", "//evil.example/v1/responses", "http://evil.example/v1/responses", "*"]) {
+      assert.equal(upstreamPathFor(target, "/v1", "/v1"), null, target);
+    }
+  });
+
+  test("a double slash inside the path stays a path: the upstream's host cannot change", () => {
+    assert.deepEqual(upstreamPathFor("/v1//evil.example/x", "/v1", ""), { pathname: "//evil.example/x", search: "" });
+  });
+});
