@@ -92,7 +92,8 @@ export async function resolveDestination(target: Target, rules: DestinationRules
     const check = checkAddress(address, rules.hostAddresses);
     if (check.allowed) continue;
     const why = check.reason === "host_address" ? "an address of the host" : `a ${check.range.replace("_", "-")} address`;
-    return { ok: false, reason: check.reason, detail: `${target.host} resolves to ${address}, ${why}` };
+    const what = address === target.host ? `${address} is ${why}` : `${target.host} resolves to ${address}, ${why}`;
+    return { ok: false, reason: check.reason, detail: what };
   }
   return { ok: true, addresses, internal };
 }

@@ -20,6 +20,8 @@ export interface Upstreams {
   echoPort: number;
   /** Requests the HTTP upstream saw: method, url and headers. */
   requests: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }>;
+  /** Connections the echo server and the HTTP server have accepted. */
+  connections(): number;
   /** Resolves a pending GET /held: the upstream then writes its second chunk and ends. */
   release(): void;
   close(): Promise<void>;
@@ -43,6 +45,8 @@ export async function startUpstreams(): Promise<Upstreams> {
     }
   });
   const echo = net.createServer((socket) => socket.pipe(socket));
+  let connections = 0;
+  for (const server of [web, echo]) server.on("connection", () => connections++);
   web.listen(0, "127.0.0.1");
   echo.listen(0, "127.0.0.1");
   await Promise.all([once(web, "listening"), once(echo, "listening")]);
@@ -50,6 +54,7 @@ export async function startUpstreams(): Promise<Upstreams> {
     httpPort: (web.address() as net.AddressInfo).port,
     echoPort: (echo.address() as net.AddressInfo).port,
     requests,
+    connections: () => connections,
     release: () => held.shift()?.end("second\n"),
     close: async () => {
       web.closeAllConnections();
