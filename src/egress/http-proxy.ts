@@ -114,7 +114,10 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
   server.on("connect", (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
     server.track(client);
     client.on("error", () => client.destroy());
-    void handleConnect(req.url ?? "", client, head);
+    handleConnect(req.url ?? "", client, head).catch((error: unknown) => {
+      options.log.error("egress CONNECT failed unexpectedly", { error });
+      client.destroy();
+    });
   });
 
   async function handleConnect(authority: string, client: Duplex, head: Buffer): Promise<void> {
@@ -140,7 +143,10 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
   }
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    void handleRequest(req, res);
+    handleRequest(req, res).catch((error: unknown) => {
+      options.log.error("egress request failed unexpectedly", { error });
+      res.destroy();
+    });
   });
 
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
