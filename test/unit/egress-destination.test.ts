@@ -1,0 +1,98 @@
+/**
+ * resolveDestination decides and resolves but never connects, so public addresses can appear here
+ * (answered by an injected resolver; nothing is looked up or dialled).
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { lookupAddresses, parseAbsoluteTarget, parseConnectTarget, resolveDestination, type DestinationRules } from "../../src/egress/destination.js";
+import { parseInternalDestinations } from "../../src/egress/internal.js";
+import type { EgressPolicy } from "../../src/egress/policy.js";
+
+function rules(policy: EgressPolicy, names: Record<string, string[]>, over: Partial<DestinationRules> = {}): DestinationRules & { lookups: string[] } {
+  const lookups: string[] = [];
+  return {
+    policy,
+    internal: parseInternalDestinations(["http://alive.internal:8080", "10.0.0.5:9000"], "test"),
+    resolve: async (host) => {
+      lookups.push(host);
+      const found = names[host];
+      if (found === undefined) throw new Error(`getaddrinfo ENOTFOUND ${host}`);
+      return found;
+    },
+    hostAddresses: ["127.0.0.1", "::1", "8.8.4.4"],
+    lookups,
+    ...over,
+  };
+}
+
+describe("resolveDestination", () => {
+  test("a public name with public answers resolves to all of them", async () => {
+    const r = rules("public", { "pub.example": ["1.1.1.1", "2606:4700:4700::1111"] });
+    assert.deepEqual(await resolveDestination({ host: "pub.example", port: 443 }, r), { ok: true, addresses: ["1.1.1.1", "2606:4700:4700::1111"], internal: false });
+  });
+
+  test("one private answer among public ones refuses the name, in either order", async () => {
+    for (const answers of [["1.1.1.1", "10.0.0.1"], ["fd00::1", "1.1.1.1"]]) {
+      const result = await resolveDestination({ host: "mixed.example", port: 443 }, rules("public", { "mixed.example": answers }));
+      assert.equal(result.ok, false);
+      assert.equal(!result.ok && result.reason, "private_address");
+    }
+  });
+
+  test("a public address of the host is refused as host_address, by name or literal", async () => {
+    const r = rules("public", { "me.example": ["1.1.1.1", "8.8.4.4"] });
+    const byName = await resolveDestination({ host: "me.example", port: 443 }, r);
+    assert.deepEqual(byName, { ok: false, reason: "host_address", detail: "me.example resolves to 8.8.4.4, an address of the host" });
+    const literal = await resolveDestination({ host: "::ffff:808:404", port: 443 }, r);
+    assert.equal(!literal.ok && literal.reason, "host_address");
+  });
+
+  test("the policy decides before any lookup", async () => {
+    const r = rules({ allow: ["ok.example"], deny: [] }, { "other.example": ["1.1.1.1"] });
+    const result = await resolveDestination({ host: "other.example", port: 443 }, r);
+    assert.equal(!result.ok && result.reason, "not_allowed");
+    assert.deepEqual(r.lookups, []);
+  });
+
+  test("an internal destination skips the policy and the address checks, on its port only", async () => {
+    const r = rules("model", { "alive.internal": ["10.0.0.7"] });
+    assert.deepEqual(await resolveDestination({ host: "alive.internal", port: 8080 }, r), { ok: true, addresses: ["10.0.0.7"], internal: true });
+    assert.deepEqual(await resolveDestination({ host: "10.0.0.5", port: 9000 }, r), { ok: true, addresses: ["10.0.0.5"], internal: true });
+    const otherPort = await resolveDestination({ host: "10.0.0.5", port: 9001 }, r);
+    assert.equal(!otherPort.ok && otherPort.reason, "model_only");
+  });
+
+  test("a failed, empty or non-address answer is dns_failed", async () => {
+    const r = rules("public", { "empty.example": [], "junk.example": ["1.1.1.1", "not-an-ip"] });
+    for (const host of ["nx.example", "empty.example", "junk.example"]) {
+      const result = await resolveDestination({ host, port: 443 }, r);
+      assert.equal(!result.ok && result.reason, "dns_failed", host);
+    }
+  });
+});
+
+describe("parseConnectTarget and parseAbsoluteTarget", () => {
+  test("CONNECT targets are host:port or [IPv6]:port, normalised", () => {
+    assert.deepEqual(parseConnectTarget("Example.COM:443"), { host: "example.com", port: 443 });
+    assert.deepEqual(parseConnectTarget("[2001:DB8::1]:8443"), { host: "2001:db8::1", port: 8443 });
+    assert.deepEqual(parseConnectTarget("0x7f.1:22"), { host: "127.0.0.1", port: 22 });
+    for (const bad of ["example.com", "example.com:", ":443", "example.com:443/x", "a:b:443", "2001:db8::1:443", "[]:443", "example.com:123456"]) {
+      assert.equal(typeof parseConnectTarget(bad), "string", bad);
+    }
+  });
+
+  test("absolute-form targets keep the authority and the path with its query", () => {
+    assert.deepEqual(parseAbsoluteTarget("http://Example.com/a/b?c=d#frag"), { target: { host: "example.com", port: 80 }, authority: "example.com", path: "/a/b?c=d" });
+    assert.deepEqual(parseAbsoluteTarget("http://[::1]:8080"), { target: { host: "::1", port: 8080 }, authority: "[::1]:8080", path: "/" });
+    assert.match(parseAbsoluteTarget("/just/a/path") as string, /absolute-form/);
+    assert.match(parseAbsoluteTarget("ftp://example.com/") as string, /use CONNECT for ftp/);
+  });
+});
+
+describe("lookupAddresses", () => {
+  test("answers localhost from the host's resolver with loopback addresses only", async () => {
+    const addresses = await lookupAddresses(5_000)("localhost");
+    assert.ok(addresses.length > 0);
+    for (const address of addresses) assert.match(address, /^(127\.|::1$)/);
+  });
+});
