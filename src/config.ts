@@ -8,6 +8,9 @@
  */
 import os from "node:os";
 import path from "node:path";
+import { parseEgressPolicy, type EgressPolicy } from "./egress/policy.js";
+import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
+import { SidecarError } from "./errors.js";
 import type { LogLevel } from "./log.js";
 import { DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import {
@@ -31,6 +34,29 @@ import {
 } from "./shared/setting-parsers.js";
 
 export { ConfigError, parseDuration, type IdRange, type ResourceLimits };
+
+/** "public", "model", or a JSON object { "allow": [...], "deny": [...] }. */
+function parseEgressSetting(name: string, raw: string): EgressPolicy {
+  const text = raw.trim();
+  let value: unknown = text;
+  if (text.startsWith("{")) {
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new ConfigError(name, raw, 'JSON such as {"allow":["example.com","*.example.org"],"deny":[]}');
+    }
+  }
+  try {
+    return parseEgressPolicy(value, name);
+  } catch (error) {
+    if (!(error instanceof SidecarError)) throw error;
+    throw new ConfigError(name, raw, `"public", "model" or {"allow":[...],"deny":[...]}: ${error.data?.field ?? name} ${error.data?.reason ?? error.message}`);
+  }
+}
+
+function parseInternalSetting(name: string, raw: string): InternalDestination[] {
+  return parseInternalDestinations(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""), name);
+}
 
 export interface SidecarConfig {
   socketPath: string;
@@ -66,6 +92,12 @@ export interface SidecarConfig {
   logLevel: LogLevel;
   /** Docker labels added to every container and network the sidecar makes. */
   extraLabels: Record<string, string>;
+  /** The egress policy of a workspace that names none. */
+  defaultEgress: EgressPolicy;
+  /** The only non-public destinations the egress proxy connects to (ALIVE_API_URL's origin is always one). */
+  internalDestinations: InternalDestination[];
+  /** Host directories mounted read-only at the same path in every workspace container (trusted code such as Alive's MCP servers). */
+  trustedDirs: string[];
 }
 
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
@@ -135,7 +167,10 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "image", env: "ALIVE_CODEX_IMAGE", flag: "--image", parse: names(255), default: null, defaultText: "alive-codex-runtime:<hash of build inputs>", description: "Runtime image reference. Unset: the sidecar builds images/runtime on first need and tags it by its inputs." }),
   setting({ key: "baseImage", env: "ALIVE_CODEX_BASE_IMAGE", flag: "--base-image", parse: names(255), default: "debian:bookworm-slim", description: "Base image the runtime image is built FROM (scripts/make-base-image.mjs makes a local one)." }),
   setting({ key: "runtime", env: "ALIVE_CODEX_RUNTIME", flag: "--runtime", parse: names(64), default: null, defaultText: "(engine default, runc)", description: "OCI runtime for workspace containers, e.g. runsc for gVisor." }),
-  setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "Bridge network for workspace containers, created with inter-container traffic off." }),
+  setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "No longer used: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md). Still accepted, so existing configurations load." }),
+  setting({ key: "defaultEgress", env: "ALIVE_CODEX_EGRESS", flag: "--egress", parse: parseEgressSetting, default: "public", description: 'Egress policy of a workspace that names none: "public" (HTTP/HTTPS to any public destination through the sidecar\'s proxy), "model" (the model API only) or JSON {"allow":["example.com","*.example.org"],"deny":[...]}.' }),
+  setting({ key: "internalDestinations", env: "ALIVE_CODEX_INTERNAL_DESTINATIONS", flag: "--internal-destinations", parse: parseInternalSetting, default: () => [], defaultText: "ALIVE_API_URL's origin", description: "Comma-separated http(s) origins or host:port pairs: the only private destinations the egress proxy ever connects to, in every policy. ALIVE_API_URL's origin is always one." }),
+  setting({ key: "trustedDirs", env: "ALIVE_CODEX_TRUSTED_DIRS", flag: "--trusted-dirs", parse: parsePathList, default: () => [], description: "Colon-separated host directories (e.g. /opt/alive/packages) mounted read-only at the same path in every workspace container, for trusted code such as Alive's MCP servers." }),
   setting({ key: "defaultResources", env: "ALIVE_CODEX_RESOURCES", flag: "--resources", parse: (name, raw) => parseResources(name, raw, DEFAULT_RESOURCES), default: formatResources(DEFAULT_RESOURCES), description: "Default limits per workspace container: memory (= memory+swap) in MiB, CPUs, max processes." }),
   setting({ key: "nofile", env: "ALIVE_CODEX_NOFILE", flag: "--nofile", parse: integers(64, 1_048_576), default: "4096", description: "Open-files ulimit (soft = hard) in workspace containers." }),
   setting({ key: "idleTimeoutMs", env: "ALIVE_CODEX_IDLE_TIMEOUT", flag: "--idle-timeout", parse: parseDuration, default: "30m", description: "Stop a workspace container idle this long (0 = never). Units: ms, s, m, h." }),
@@ -203,6 +238,11 @@ export function loadConfig(flags: Flags = {}, env: Env = process.env): SidecarCo
     if (value.min === 0 && !config.allowRoot) {
       throw new ConfigError(name, raw ?? "", `a range above 0 (0 is root; set ALIVE_CODEX_ALLOW_ROOT=true / --allow-root to permit it)`);
     }
+  }
+  // Alive's own API is always an internal destination: its MCP servers reach it from every workspace.
+  if (config.aliveApiUrl !== null) {
+    const api = parseInternalDestinations([config.aliveApiUrl], settings.aliveApiUrl.name)[0];
+    if (api && !config.internalDestinations.some((d) => d.host === api.host && d.port === api.port)) config.internalDestinations = [...config.internalDestinations, api];
   }
   // The key: CODEX_API_KEY, else the key file, else OPENAI_API_KEY (read here only, never passed on under that name).
   if (config.codexApiKey === null && config.codexApiKeyFile !== null) {

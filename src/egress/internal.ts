@@ -4,7 +4,7 @@
  * the host and port a workspace asks for, never on what some other name resolves to.
  */
 import { isIP } from "node:net";
-import { ConfigError } from "../config.js";
+import { ConfigError } from "../shared/setting-parsers.js";
 import { canonicalAddress } from "./addresses.js";
 import { normalizeHost } from "./policy.js";
 
