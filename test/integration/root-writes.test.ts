@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { promises as fs, type Stats } from "node:fs";
 import path from "node:path";
+import { execa } from "execa";
 import type { TurnResult } from "../../src/service.js";
 import { workspacePaths, type WorkspacePaths } from "../../src/workspace/paths.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
@@ -174,6 +175,34 @@ describe("no root file operation through a path the tenant controls", () => {
     assert.equal(racer.runPlanted, 0, "the tenant could not plant anything in the run dir");
     assert.equal(racer.tmpSwaps, 0, "no .alive-turn-* directory ever appeared in TMPDIR");
     assert.deepEqual(racer.rootOwnedInTmp, [], "root made nothing in TMPDIR while turns ran");
+  });
+
+  test("what the tenant left at the shell rc names is moved aside, and purgeHome never follows a symlink out of HOME", async () => {
+    const ws = await t.workspace();
+    const wsPaths = workspacePaths(t.stateDir, ws.workspaceId);
+    const before = fingerprint(await fs.stat(victimFile));
+    // HOME from an earlier container: .bashrc a directory holding a symlink to the host dir, .profile a symlink to the host file.
+    await fs.mkdir(path.join(wsPaths.home, ".bashrc"), { recursive: true });
+    await fs.symlink(victimDir, path.join(wsPaths.home, ".bashrc", "inner"));
+    await fs.symlink(victimFile, path.join(wsPaths.home, ".profile"));
+    await fs.mkdir(path.join(wsPaths.home, "deep"));
+    await fs.symlink(victimDir, path.join(wsPaths.home, "deep", "link"));
+    await execa("chown", ["-hR", `${TEST_UID}:${TEST_GID}`, wsPaths.root]);
+
+    const { containerId: id } = await t.sidecar.service.ensureWorkspace(ws);
+    const home = await fs.readdir(wsPaths.home);
+    const bashrcAside = home.find((n) => n.startsWith(".bashrc.alive-moved-"));
+    assert.ok(bashrcAside, `the .bashrc directory was moved aside: ${home.join(" ")}`);
+    assert.equal(await fs.readlink(path.join(wsPaths.home, bashrcAside, "inner")), victimDir, "its content is the tenant's, untouched");
+    assert.ok(home.some((n) => n.startsWith(".profile.alive-moved-")), "the .profile symlink was moved aside");
+    const rc = await execIn(t.docker, id, ["/bin/sh", "-c", "cat ~/.bashrc ~/.profile"], `${TEST_UID}:${TEST_GID}`);
+    assert.match(rc.stdout, /Managed by alive-codex-sidecar/);
+
+    await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    await assert.rejects(fs.lstat(wsPaths.root), { code: "ENOENT" });
+    assert.deepEqual(await fs.readdir(victimDir), ["schema.json"], "nothing beside the host file was deleted");
+    assert.equal(await fs.readFile(victimFile, "utf8"), victimContent);
+    assert.deepEqual(fingerprint(await fs.stat(victimFile)), before);
   });
 
   test("the run dir stays root-owned and not writable by the tenant", async () => {
