@@ -1,5 +1,6 @@
 /** Codex threads on disk: rollouts live at $CODEX_HOME/sessions/YYYY/MM/DD/rollout-…-<thread id>.jsonl. */
-import { promises as fs } from "node:fs";
+import { constants, promises as fs } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Usage } from "@openai/codex-sdk";
 
@@ -11,24 +12,47 @@ export function isThreadId(value: string): boolean {
 }
 
 /**
- * Finds the rollout file of a thread under a workspace's CODEX_HOME (host side), or null. Walks
- * only real directories (never a symlink the tenant planted) and stops at the first match.
+ * Finds the rollout file of a thread under a workspace's CODEX_HOME (host side), or null.
+ *
+ * The tree is the tenant's and a process of theirs may be changing it while root reads it: each
+ * directory is opened with O_NOFOLLOW|O_DIRECTORY relative to its parent's open fd (through
+ * /proc/self/fd: Node has no openat), so a directory swapped for a symlink between the listing and
+ * the descent is refused instead of followed elsewhere on the host. It only lists directories,
+ * never opens a file, and stops at the first match.
  */
 export async function findRollout(codexHome: string, threadId: string): Promise<string | null> {
   const suffix = `-${threadId.toLowerCase()}.jsonl`;
-  const walk = async (dir: string, depth: number): Promise<string | null> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      const full = path.join(dir, entry.name);
-      if (entry.isFile() && entry.name.toLowerCase().endsWith(suffix)) return full;
-      if (entry.isDirectory() && depth < 4) {
-        const found = await walk(full, depth + 1);
-        if (found) return found;
+  const walk = async (dir: FileHandle, shown: string, depth: number): Promise<string | null> => {
+    try {
+      const entries = await fs.readdir(fdPath(dir), { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) {
+        if (entry.isFile() && entry.name.toLowerCase().endsWith(suffix)) return path.join(shown, entry.name);
+        if (entry.isDirectory() && depth < 4) {
+          const child = await openDirNoFollow(fdPath(dir, entry.name));
+          const found = child && (await walk(child, path.join(shown, entry.name), depth + 1));
+          if (found) return found;
+        }
       }
+      return null;
+    } finally {
+      await dir.close();
     }
-    return null;
   };
-  return walk(path.join(codexHome, "sessions"), 0);
+  // `.codex` is a name in the tenant's HOME: not followed either.
+  const home = await openDirNoFollow(codexHome);
+  if (!home) return null;
+  const sessions = await openDirNoFollow(fdPath(home, "sessions")).finally(() => home.close());
+  return sessions ? walk(sessions, path.join(codexHome, "sessions"), 0) : null;
+}
+
+/** The open directory itself, or `name` beneath it, as a path: openat(fd, name) for Node. */
+function fdPath(dir: FileHandle, name?: string): string {
+  return name === undefined ? `/proc/self/fd/${dir.fd}` : `/proc/self/fd/${dir.fd}/${name}`;
+}
+
+/** Opens a directory, refusing a symlink at its last component; null when it is not a directory. */
+function openDirNoFollow(file: string): Promise<FileHandle | null> {
+  return fs.open(file, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(() => null);
 }
 
 const USAGE_FIELDS = ["input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_output_tokens"] as const;

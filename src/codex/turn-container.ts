@@ -13,8 +13,9 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { runExec } from "../docker/exec.js";
 import type { WorkspaceRecord } from "../workspace/manager.js";
+import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
-import { CONTAINER_TMPDIR, buildCodexExecEnv } from "./env.js";
+import { buildCodexExecEnv } from "./env.js";
 import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launcher.js";
 import { sweepCommand } from "./sweep.js";
 
@@ -36,7 +37,8 @@ export function launchTarget(record: WorkspaceRecord): LaunchTarget {
 
 export class TurnContainer {
   private bridge: ExecBridge | null = null;
-  private turnTmp: { host: string; container: string } | null = null;
+  /** This turn's file in the workspace's run dir (host path), removed with the turn. */
+  private turnFile: string | null = null;
   private stderrTail = "";
   private exitCode: number | null | undefined;
   private aborting: Promise<number> | null = null;
@@ -103,18 +105,31 @@ export class TurnContainer {
     await bridge.finish(code ?? 255);
   }
 
-  /** Host files the SDK wrote (the output schema) are copied where codex in the container can read them. */
+  /**
+   * The output schema the SDK wrote on the host is copied where codex in the container can read it:
+   * the workspace's run dir, root-owned on the host and mounted read-only. Never the tenant's TMPDIR:
+   * there a process of theirs could swap the new name for a symlink between two of root's calls and
+   * have root write or chmod a host file of its choosing (CWE-367/CWE-59). Nothing in the run dir's
+   * path is the tenant's, and `wx` refuses to reuse a name.
+   */
   private async relocateHostFiles(argv: string[]): Promise<string[]> {
     const out = [...argv];
     const index = out.indexOf("--output-schema");
     if (index >= 0 && out[index + 1] !== undefined) {
-      const name = `.alive-turn-${this.turnId}-${randomBytes(4).toString("hex")}`;
-      const host = path.join(this.record.paths.tmp, name);
-      await fs.mkdir(host, { mode: 0o755 });
-      this.turnTmp = { host, container: path.posix.join(CONTAINER_TMPDIR, name) };
-      await fs.copyFile(out[index + 1] as string, path.join(host, "schema.json"));
-      await fs.chmod(path.join(host, "schema.json"), 0o644);
-      out[index + 1] = path.posix.join(this.turnTmp.container, "schema.json");
+      const schema = await fs.readFile(out[index + 1] as string);
+      const dir = this.record.paths.turnFiles;
+      // Exactly 0755 whatever the umask: the workspace uid must be able to read it.
+      if ((await fs.mkdir(dir, { recursive: true, mode: 0o755 })) !== undefined) await fs.chmod(dir, 0o755);
+      const name = `${this.turnId}-${randomBytes(4).toString("hex")}-schema.json`;
+      const file = await fs.open(path.join(dir, name), "wx", 0o644);
+      this.turnFile = path.join(dir, name);
+      try {
+        await file.writeFile(schema);
+        await file.chmod(0o644);
+      } finally {
+        await file.close();
+      }
+      out[index + 1] = path.posix.join(CONTAINER_TURN_FILES_DIR, name);
     }
     return out;
   }
@@ -170,6 +185,6 @@ export class TurnContainer {
 
   async dispose(): Promise<void> {
     await this.bridge?.dispose().catch(() => undefined);
-    if (this.turnTmp) await fs.rm(this.turnTmp.host, { recursive: true, force: true }).catch(() => undefined);
+    if (this.turnFile) await fs.rm(this.turnFile, { force: true }).catch(() => undefined);
   }
 }

@@ -3,6 +3,7 @@
  * idle, remove. State is kept in memory and refreshed from the engine's event stream, so a warm
  * ensure costs no engine round trip.
  */
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type Docker from "dockerode";
@@ -272,10 +273,7 @@ export class WorkspaceManager {
     }
     if (record) removed = true;
     this.forget(workspaceId);
-    if (purgeHome) {
-      const paths = workspacePaths(this.options.stateDir, workspaceId);
-      await fs.rm(paths.root, { recursive: true, force: true });
-    }
+    if (purgeHome) await removeTenantTree(workspacePaths(this.options.stateDir, workspaceId).root);
     this.options.log.info("workspace removed", { workspaceId, purgeHome, removed });
     return { removed };
   }
@@ -450,17 +448,32 @@ export async function prepareWorkspaceDirs(paths: WorkspacePaths, uid: number, g
   await fs.mkdir(paths.root, { recursive: true, mode: 0o711 });
   for (const dir of [paths.home, paths.codexHome, paths.claudeHome, paths.tmp]) await ensureOwnedDir(dir, uid, gid);
   // The read-only rc files are mounted over these names: whatever the tenant left there instead
-  // of a plain file (a directory, a symlink) would break or redirect that mount.
+  // of a plain file (a directory, a symlink) would break or redirect that mount. It is moved aside,
+  // never deleted: a recursive delete as root in the tenant's tree follows a directory swapped for
+  // a symlink mid-walk; rename(2) acts on the name and never follows it.
   for (const name of SHELL_RC_TARGETS) {
     const target = path.join(paths.home, name);
     const stat = await fs.lstat(target).catch(() => null);
-    if (stat && !stat.isFile()) await fs.rm(target, { recursive: true, force: true });
+    if (stat && !stat.isFile()) await fs.rename(target, `${target}.alive-moved-${randomBytes(4).toString("hex")}`);
   }
   await fs.mkdir(paths.run, { recursive: true, mode: 0o755 });
+  // Files of turns an earlier sidecar did not see end (root's own tree: no tenant name in it).
+  await fs.rm(paths.turnFiles, { recursive: true, force: true });
   await fs.writeFile(paths.shellRc, SHELL_RC, { mode: 0o644 });
   const fifo = await fs.lstat(paths.logFifo).catch(() => null);
   if (fifo && !fifo.isFIFO()) await fs.rm(paths.logFifo, { force: true });
   if (!fifo || !fifo.isFIFO()) await execa("mkfifo", ["-m", "0644", paths.logFifo]);
+}
+
+/**
+ * Deletes a tree that holds the tenant's HOME and TMPDIR, as root. Not with fs.rm: it walks by path,
+ * so a process of the tenant's (on the host as the same uid, or in a container started meanwhile)
+ * that swaps a directory for a symlink mid-walk makes root delete what the symlink points at. GNU
+ * rm walks with directory fds (openat with O_NOFOLLOW, unlinkat), so a swapped-in symlink is
+ * removed as a name and never followed; --one-file-system keeps it off anything mounted inside.
+ */
+async function removeTenantTree(dir: string): Promise<void> {
+  await execa("rm", ["-rf", "--one-file-system", "--", dir]);
 }
 
 /** Creates a directory for uid:gid; never follows a symlink a tenant may have planted there. */

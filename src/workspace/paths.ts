@@ -3,6 +3,7 @@
  *   <stateDir>/workspaces/<id>/home   HOME inside the container (/home/alive), uid:gid 0700, holds .codex/ and .claude/
  *   <stateDir>/workspaces/<id>/tmp    TMPDIR inside the container (/tmp), uid:gid 0700
  *   <stateDir>/workspaces/<id>/run    read-only inside (/run/alive): the log FIFO and the shell rc, root-owned
+ *   <stateDir>/workspaces/<id>/run/turns  per-turn files codex reads (the output schema), root-owned, removed with the turn
  *   <stateDir>/workspaces/<id>/threads  the sidecar's per-thread usage bookkeeping, root-owned, never mounted
  *   <stateDir>/bridges/<turnId>       the sidecar's private per-turn FIFOs (never mounted)
  */
@@ -18,6 +19,8 @@ export interface WorkspacePaths {
   run: string;
   logFifo: string;
   shellRc: string;
+  /** Per-turn files codex reads (the output schema): root-owned, read-only inside. */
+  turnFiles: string;
   /** The sidecar's per-thread bookkeeping (usage), root-owned and never mounted. */
   threads: string;
 }
@@ -36,6 +39,7 @@ export function workspacePaths(stateDir: string, workspaceId: string): Workspace
     run,
     logFifo: path.join(run, "log"),
     shellRc: path.join(run, "shellrc"),
+    turnFiles: path.join(run, "turns"),
     threads: path.join(root, "threads"),
   };
 }

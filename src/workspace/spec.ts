@@ -8,6 +8,8 @@ import type { WorkspaceParams } from "../service.js";
 import type { WorkspacePaths } from "./paths.js";
 
 export const CONTAINER_RUN_DIR = "/run/alive";
+/** WorkspacePaths.turnFiles as codex sees it. */
+export const CONTAINER_TURN_FILES_DIR = `${CONTAINER_RUN_DIR}/turns`;
 /** Shell start-up files that codex's `bash -lc` reads: all point at the sidecar's read-only rc. */
 export const SHELL_RC_TARGETS = [".bashrc", ".profile", ".bash_profile", ".bash_login"] as const;
 

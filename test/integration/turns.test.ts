@@ -294,7 +294,7 @@ describe("codex turns in the workspace container", () => {
     assert.ok(!t.logLines.join("\n").includes(TEST_API_KEY), "no secret in the sidecar's own log");
   });
 
-  test("an output schema reaches codex inside the container and its file is cleaned up", async () => {
+  test("an output schema reaches codex through the root-owned run dir, never TMPDIR, and its file is cleaned up", async () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
     stub.script({ kind: "message", text: '{"answer":"42"}' });
@@ -302,8 +302,9 @@ describe("codex turns in the workspace container", () => {
     const result = await run({ workspaceId: ws.workspaceId, input: "answer", options: { outputSchema: schema } });
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     assert.match(JSON.stringify(stub.requests[0]?.body.text ?? {}), /"answer"/, "the schema went to the model");
-    const leftovers = (await fs.readdir(workspacePaths(t.stateDir, ws.workspaceId).tmp)).filter((n) => n.startsWith(".alive-turn-"));
-    assert.deepEqual(leftovers, []);
+    const paths = workspacePaths(t.stateDir, ws.workspaceId);
+    assert.deepEqual(await fs.readdir(paths.turnFiles), [], "the turn's schema file is gone");
+    assert.deepEqual((await fs.readdir(paths.tmp)).filter((n) => n.startsWith(".alive-turn-")), [], "nothing of root's in TMPDIR");
   });
 
   test("codex's own sandbox modes fail with a clear reason instead of failing every command", async () => {
