@@ -14,7 +14,8 @@ import type { Logger } from "../log.js";
 import { runExec } from "../docker/exec.js";
 import type { WorkspaceRecord } from "../workspace/manager.js";
 import { ExecBridge } from "./bridge.js";
-import { CONTAINER_TMPDIR, buildCodexExecEnv } from "./env.js";
+import { CONTAINER_TMPDIR } from "../workspace/container-env.js";
+import { buildCodexExecEnv } from "./env.js";
 import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launcher.js";
 import { sweepCommand } from "./sweep.js";
 

@@ -14,12 +14,13 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import tar from "tar-fs";
-import { codexPackageInfo, findCodexVendorDir, parseCodexPackageInfo } from "../codex/binary.js";
+import { codexPackageInfo, findCodexVendorDir, parseCodexPackageInfo } from "../codex-package.js";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Docker } from "./engine.js";
 import { isNotFound, toSidecarError, withDocker } from "./engine.js";
 import { LABEL_PREFIX } from "./labels.js";
+import { raceAbort } from "../shared/abort.js";
 
 export const RUNTIME_IMAGE_REPOSITORY = "alive-codex-runtime";
 /** What scripts/make-base-image.mjs tags by default. */
@@ -468,17 +469,4 @@ export class RuntimeImage {
       }
     }
   }
-}
-
-/** Waits for `promise`, or rejects with the signal's reason when it aborts first; the listener is always removed. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    void promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -13,7 +13,7 @@ import { isConflict, isNotFound, isNotModified, toSidecarError, withDocker } fro
 import { demuxFrames } from "../docker/exec.js";
 import { ExecStreams } from "../docker/exec-streams.js";
 import { Labels, managedFilter } from "../docker/labels.js";
-import { LineSplitter } from "../rpc/framing.js";
+import { LineSplitter } from "../shared/line-splitter.js";
 import type { ContainerState, EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { LogSink } from "./log-sink.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";

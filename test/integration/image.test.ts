@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { codexVersion } from "../../src/codex/binary.js";
+import { codexVersion } from "../../src/codex-package.js";
 import type { Docker } from "../../src/docker/engine.js";
 import { createDockerClient } from "../../src/docker/engine.js";
 import { LOCAL_BASE_IMAGE, RuntimeImage, isImagePresent, runtimeImageRef } from "../../src/docker/images.js";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { codexTargetTriple, codexVersion, findCodexVendorDir, parseCodexPackageInfo } from "../../src/codex/binary.js";
+import { codexTargetTriple, codexVersion, findCodexVendorDir, parseCodexPackageInfo } from "../../src/codex-package.js";
 import type { RuntimeTagInputs } from "../../src/docker/images.js";
 import { defaultRuntimeContextDir, findPackageRoot, readContextFiles, runtimeImageTag } from "../../src/docker/images.js";
 
