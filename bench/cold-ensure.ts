@@ -18,7 +18,7 @@ import { performance } from "node:perf_hooks";
 import { execa } from "execa";
 import { runExec } from "../src/docker/exec.js";
 import { isImagePresent } from "../src/docker/images.js";
-import { prepareWorkspaceDirs } from "../src/workspace/manager.js";
+import { prepareWorkspaceDirs } from "../src/workspace/host-dirs.js";
 import { workspacePaths } from "../src/workspace/paths.js";
 import { buildWorkspaceSpec } from "../src/workspace/spec.js";
 import type { BenchEnv } from "./harness.js";

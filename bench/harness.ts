@@ -16,7 +16,7 @@ import { markRunLive, reapAbandonedRuns, reapLabelled } from "../src/docker/reap
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { startSidecar, type RunningSidecar } from "../src/sidecar.js";
 import type { WorkspaceParams } from "../src/service.js";
-import { ensureWorkspaceNetwork } from "../src/workspace/manager.js";
+import { ensureWorkspaceNetwork } from "../src/workspace/network.js";
 import type { SpecContext } from "../src/workspace/spec.js";
 import { ResponsesStub } from "../test/support/responses-stub.js";
 

@@ -14,7 +14,8 @@ import { ErrorCode, SidecarError, errorMessage, invalidParams } from "../errors.
 import type { Logger } from "../log.js";
 import { runExec } from "../docker/exec.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
-import type { WorkspaceManager, WorkspaceRecord } from "../workspace/manager.js";
+import type { WorkspaceManager } from "../workspace/manager.js";
+import type { WorkspaceRecord } from "../workspace/record.js";
 import { isInside } from "../workspace/policy.js";
 import { containerEnv } from "../workspace/spec.js";
 import { buildCodexConfig } from "./config-overrides.js";

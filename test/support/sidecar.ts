@@ -14,7 +14,7 @@ import { reapLabelled } from "../../src/docker/reaper.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
-import { ensureWorkspaceNetwork } from "../../src/workspace/manager.js";
+import { ensureWorkspaceNetwork } from "../../src/workspace/network.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
