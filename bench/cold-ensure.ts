@@ -17,7 +17,7 @@ import { promises as fs } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { execa } from "execa";
 import { runExec } from "../src/docker/exec.js";
-import { isImagePresent } from "../src/docker/images.js";
+import { isImagePresent } from "../src/docker/base-image.js";
 import { prepareWorkspaceDirs } from "../src/workspace/host-dirs.js";
 import { workspacePaths } from "../src/workspace/paths.js";
 import { buildWorkspaceSpec } from "../src/workspace/spec.js";

@@ -13,7 +13,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { codexVersion } from "../src/codex-package.js";
-import { isImagePresent } from "../src/docker/images.js";
+import { isImagePresent } from "../src/docker/base-image.js";
 import { ErrorCode, SidecarError } from "../src/errors.js";
 import { SidecarClient } from "../src/index.js";
 import { sidecarVersion } from "../src/sidecar.js";
