@@ -14,9 +14,9 @@ import { RuntimeImage } from "../src/docker/images.js";
 import { Labels } from "../src/docker/labels.js";
 import { markRunLive, reapAbandonedRuns, reapLabelled } from "../src/docker/reaper.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
-import { startSidecar, type RunningSidecar } from "../src/main.js";
+import { startSidecar, type RunningSidecar } from "../src/sidecar.js";
 import type { WorkspaceParams } from "../src/service.js";
-import { ensureWorkspaceNetwork } from "../src/workspace/manager.js";
+import { ensureWorkspaceNetwork } from "../src/workspace/network.js";
 import type { SpecContext } from "../src/workspace/spec.js";
 import { ResponsesStub } from "../test/support/responses-stub.js";
 

@@ -12,7 +12,7 @@
  */
 import os from "node:os";
 import { createDockerClient } from "../src/docker/engine.js";
-import { LOCAL_BASE_IMAGE, isImagePresent } from "../src/docker/images.js";
+import { resolveBaseImage } from "../src/docker/base-image.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
@@ -45,10 +45,9 @@ function parseArgs(argv: readonly string[]): BenchArgs {
   return { only, quick };
 }
 
-async function chooseBaseImage(dockerHost: string): Promise<string> {
-  const fromEnv = process.env.ALIVE_CODEX_BASE_IMAGE;
-  if (fromEnv) return fromEnv;
-  return (await isImagePresent(createDockerClient(dockerHost), "debian:bookworm-slim").catch(() => false)) ? "debian:bookworm-slim" : LOCAL_BASE_IMAGE;
+/** ALIVE_CODEX_BASE_IMAGE, else what the sidecar itself would choose (resolveBaseImage). */
+function chooseBaseImage(dockerHost: string): Promise<string> {
+  return resolveBaseImage(createDockerClient(dockerHost), process.env.ALIVE_CODEX_BASE_IMAGE || null);
 }
 
 async function main(): Promise<number> {

@@ -12,11 +12,11 @@
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { codexVersion } from "../src/codex/binary.js";
-import { isImagePresent } from "../src/docker/images.js";
+import { codexVersion } from "../src/codex-package.js";
+import { isImagePresent } from "../src/docker/base-image.js";
 import { ErrorCode, SidecarError } from "../src/errors.js";
 import { SidecarClient } from "../src/index.js";
-import { sidecarVersion } from "../src/main.js";
+import { sidecarVersion } from "../src/sidecar.js";
 import { startRpcServer, type RpcServer } from "../src/rpc/server.js";
 import type { HealthResult, SidecarService, TurnResult, WorkspaceParams } from "../src/service.js";
 import type { StubEvent } from "../test/support/responses-stub.js";

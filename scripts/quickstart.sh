@@ -24,24 +24,28 @@ say "npm ci && npm run build"
 npm ci
 npm run build
 
+# The sidecar chooses its base image itself (resolveBaseImage, src/docker/base-image.ts): the
+# configured one, else debian:bookworm-slim when present, else the local base. The quick start only
+# makes sure there is one to choose: pulled where a registry gives it, else made locally.
 DEFAULT_BASE_IMAGE="debian:bookworm-slim"
 LOCAL_BASE_IMAGE="alive-codex-base:bookworm"
+CHOOSE_BASE_IMAGE='
+import { createDockerClient } from "./dist/src/docker/engine.js";
+import { resolveBaseImage } from "./dist/src/docker/base-image.js";
+console.log(await resolveBaseImage(createDockerClient(process.env.DOCKER_HOST || "unix:///var/run/docker.sock"), null));
+'
 if [ -n "${ALIVE_CODEX_BASE_IMAGE:-}" ]; then
   say "base image ${ALIVE_CODEX_BASE_IMAGE} (ALIVE_CODEX_BASE_IMAGE)"
   if ! docker image inspect "${ALIVE_CODEX_BASE_IMAGE}" >/dev/null 2>&1 && [ "${ALIVE_CODEX_BASE_IMAGE}" = "${LOCAL_BASE_IMAGE}" ]; then
     node scripts/make-base-image.mjs "${LOCAL_BASE_IMAGE}"
   fi
-elif docker image inspect "${DEFAULT_BASE_IMAGE}" >/dev/null 2>&1; then
-  say "base image ${DEFAULT_BASE_IMAGE} (present)"
-elif docker image inspect "${LOCAL_BASE_IMAGE}" >/dev/null 2>&1; then
-  say "base image ${LOCAL_BASE_IMAGE} (made earlier by scripts/make-base-image.mjs)"
-  export ALIVE_CODEX_BASE_IMAGE="${LOCAL_BASE_IMAGE}"
+elif base_image="$(node --input-type=module -e "${CHOOSE_BASE_IMAGE}" 2>/dev/null)"; then
+  say "base image ${base_image} (present; the sidecar chooses it)"
 elif timeout 90 docker pull "${DEFAULT_BASE_IMAGE}"; then
   say "base image ${DEFAULT_BASE_IMAGE} (pulled)"
 else
   say "no registry gives ${DEFAULT_BASE_IMAGE}: making a local base image, ${LOCAL_BASE_IMAGE}"
   node scripts/make-base-image.mjs "${LOCAL_BASE_IMAGE}"
-  export ALIVE_CODEX_BASE_IMAGE="${LOCAL_BASE_IMAGE}"
 fi
 
 say "runtime image and directories"

@@ -24,7 +24,6 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DIST_TEST = path.join(ROOT, "dist", "test");
-const DEFAULT_BASE_IMAGE = "debian:bookworm-slim";
 const PING_TIMEOUT_MS = 15_000;
 const RUN_ID_LABEL = "dev.alive.codex.run-id";
 // Each test file's process exits right after its last test and after-hooks (--test-force-exit), and
@@ -125,7 +124,9 @@ if (mode === "unit") {
 
 const { createDockerClient } = await importDist("docker/engine.js");
 const { markRunLive, reapAbandonedRuns, reapLabelled } = await importDist("docker/reaper.js");
-const { RuntimeImage, isImagePresent, LOCAL_BASE_IMAGE } = await importDist("docker/images.js");
+const { RuntimeImage } = await importDist("docker/images.js");
+const { LOCAL_BASE_IMAGE, resolveBaseImage } = await importDist("docker/base-image.js");
+const { ErrorCode } = await importDist("errors.js");
 const { createLogger } = await importDist("log.js");
 
 const dockerHost = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
@@ -146,19 +147,19 @@ const runEnded = markRunLive(runId);
 const abandoned = await reapAbandonedRuns(docker, { except: [runId] });
 if (abandoned.runs.length > 0) say(`reaper: cleared ${abandoned.result.containers} container(s), ${abandoned.result.networks} network(s) of earlier runs that did not end cleanly (${abandoned.runs.join(", ")})`);
 
-let baseImage = process.env.ALIVE_CODEX_BASE_IMAGE || "";
-if (baseImage === "") {
-  if (await isImagePresent(docker, DEFAULT_BASE_IMAGE)) {
-    baseImage = DEFAULT_BASE_IMAGE;
-  } else {
-    say(`ALIVE_CODEX_BASE_IMAGE is unset and ${DEFAULT_BASE_IMAGE} is absent: using a local base, ${LOCAL_BASE_IMAGE}`);
-    try {
-      await makeBaseImage(LOCAL_BASE_IMAGE);
-    } catch (error) {
-      fail(`could not make the base image ${LOCAL_BASE_IMAGE}: ${error.message}`);
-    }
-    baseImage = LOCAL_BASE_IMAGE;
+// The sidecar's own choice (resolveBaseImage); when the engine has no base at all, make the local one.
+let baseImage;
+try {
+  baseImage = await resolveBaseImage(docker, process.env.ALIVE_CODEX_BASE_IMAGE || null);
+} catch (error) {
+  if (error?.code !== ErrorCode.imageUnavailable) fail(`cannot choose a base image: ${error?.message ?? error}`);
+  say(`ALIVE_CODEX_BASE_IMAGE is unset and the engine has no base image: making a local one, ${LOCAL_BASE_IMAGE}`);
+  try {
+    await makeBaseImage(LOCAL_BASE_IMAGE);
+  } catch (makeError) {
+    fail(`could not make the base image ${LOCAL_BASE_IMAGE}: ${makeError.message}`);
   }
+  baseImage = LOCAL_BASE_IMAGE;
 }
 
 const log = createLogger({ level: "info", write: (line) => console.log(line) });

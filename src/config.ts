@@ -68,7 +68,8 @@ export interface SidecarConfig {
   allowRoot: boolean;
   /** An explicit runtime image reference, or null for the tag derived from the build inputs. */
   image: string | null;
-  baseImage: string;
+  /** The base the runtime image is built FROM; null lets the sidecar choose (docker/base-image.ts). */
+  baseImage: string | null;
   runtime: string | null;
   network: string;
   defaultResources: ResourceLimits;
@@ -165,7 +166,7 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "gidRange", env: "ALIVE_CODEX_GID_RANGE", flag: "--gid-range", parse: parseRange, default: "1000-65533", description: "Allowed workspace gids, MIN-MAX inclusive." }),
   setting({ key: "allowRoot", env: "ALIVE_CODEX_ALLOW_ROOT", flag: "--allow-root", parse: parseBoolean, default: "false", boolean: true, description: "Allow uid/gid 0 inside the ranges. Off unless you know why you need it." }),
   setting({ key: "image", env: "ALIVE_CODEX_IMAGE", flag: "--image", parse: names(255), default: null, defaultText: "alive-codex-runtime:<hash of build inputs>", description: "Runtime image reference. Unset: the sidecar builds images/runtime on first need and tags it by its inputs." }),
-  setting({ key: "baseImage", env: "ALIVE_CODEX_BASE_IMAGE", flag: "--base-image", parse: names(255), default: "debian:bookworm-slim", description: "Base image the runtime image is built FROM (scripts/make-base-image.mjs makes a local one)." }),
+  setting({ key: "baseImage", env: "ALIVE_CODEX_BASE_IMAGE", flag: "--base-image", parse: names(255), default: null, defaultText: "debian:bookworm-slim when present, else the local alive-codex-base:bookworm", description: "Base image the runtime image is built FROM (scripts/make-base-image.mjs makes the local one where no registry is reachable)." }),
   setting({ key: "runtime", env: "ALIVE_CODEX_RUNTIME", flag: "--runtime", parse: names(64), default: null, defaultText: "(engine default, runc)", description: "OCI runtime for workspace containers, e.g. runsc for gVisor." }),
   setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "No longer used: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md). Still accepted, so existing configurations load." }),
   setting({ key: "defaultEgress", env: "ALIVE_CODEX_EGRESS", flag: "--egress", parse: parseEgressSetting, default: "public", description: 'Egress policy of a workspace that names none: "public" (HTTP/HTTPS to any public destination through the sidecar\'s proxy), "model" (the model API only) or JSON {"allow":["example.com","*.example.org"],"deny":[...]}.' }),

@@ -51,6 +51,11 @@ export function notAllowed(field: string, reason: string): SidecarError {
   return new SidecarError(ErrorCode.notAllowed, `${field} not allowed: ${reason}`, { data: { field, reason } });
 }
 
+/** -32005: the runtime image, or what it is built from, is not there and cannot be made; `data` says which and why. */
+export function imageUnavailable(message: string, data: Record<string, unknown>, cause?: unknown): SidecarError {
+  return new SidecarError(ErrorCode.imageUnavailable, message, { data, ...(cause === undefined ? {} : { cause }) });
+}
+
 /** A short, log-safe rendering of a received value (never a whole blob). */
 export function describeValue(value: unknown): string {
   if (typeof value === "string") {

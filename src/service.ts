@@ -1,6 +1,6 @@
 /**
  * The sidecar's operations, independent of transport. The RPC layer (src/rpc/) validates params
- * into these types and calls a SidecarService; src/main.ts wires the real implementation.
+ * into these types and calls a SidecarService; src/sidecar.ts wires the real implementation.
  */
 import type { ModelReasoningEffort, ThreadEvent, ThreadItem, ThreadOptions, Usage } from "@openai/codex-sdk";
 

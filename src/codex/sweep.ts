@@ -2,8 +2,8 @@
  * Killing a turn inside its container. Killing the `docker exec` client does not kill the process
  * in the container (moby#9098), and codex's own SIGTERM leaves backgrounded grandchildren alive.
  *
- * Codex runs with ALIVE_TURN_ID=<turn> in its environment, which its commands inherit; codex
- * itself runs non-dumpable (execute-only binary), so its environ is unreadable and it is known
+ * Codex runs with the turn marker (TURN_MARKER_ENV=<turn>, set in env.ts) in its environment, which
+ * its commands inherit; codex itself runs non-dumpable (execute-only binary), so its environ is unreadable and it is known
  * instead as the `codex` process exec'd from outside the container (parent pid 0). The sweep takes
  * the earliest of these (codex itself) and kills every process of the container started at or after
  * it (start time from /proc/<pid>/stat), marker or not: children that cleared their environment,
@@ -11,8 +11,7 @@
  * and survive. A workspace runs one turn at a time, so nothing else is caught. Processes are
  * stopped first, then killed, in rounds until none is left, so a forking loop cannot outrun it.
  */
-/** Set by buildCodexExecEnv on codex's exec; its commands inherit it. */
-export const TURN_MARKER_ENV = "ALIVE_TURN_ID";
+import { TURN_MARKER_ENV } from "./env.js";
 
 export const SWEEP_SCRIPT = `
 marker="${TURN_MARKER_ENV}=$1"

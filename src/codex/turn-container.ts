@@ -12,7 +12,7 @@ import type Docker from "dockerode";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { runExec } from "../docker/exec.js";
-import type { WorkspaceRecord } from "../workspace/manager.js";
+import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
 import { buildCodexExecEnv } from "./env.js";

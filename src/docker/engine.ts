@@ -39,11 +39,25 @@ export function toSidecarError(error: unknown, what: string): SidecarError {
   return new SidecarError(ErrorCode.internal, `Docker failed to ${what}: ${reason}`, { cause: error, data: { reason, ...(status === undefined ? {} : { dockerStatus: status }) } });
 }
 
-/** Runs a Docker call, translating its errors. */
-export async function withDocker<T>(what: string, call: () => Promise<T>): Promise<T> {
+export interface WithDockerOptions {
+  /**
+   * Engine statuses this call expects as an answer, not a failure (dockerode declares them per
+   * call as `statusCodes`): 304 on a start or stop means it already was, 404 on an inspect or a
+   * remove means it is not there, 409 on a create means it exists. The call then resolves to
+   * undefined instead of throwing.
+   */
+  ignore: readonly number[];
+}
+
+/** Runs a Docker call, translating its errors; with `ignore`, the statuses it expects resolve to undefined. */
+export async function withDocker<T>(what: string, call: () => Promise<T>): Promise<T>;
+export async function withDocker<T>(what: string, call: () => Promise<T>, options: WithDockerOptions): Promise<T | undefined>;
+export async function withDocker<T>(what: string, call: () => Promise<T>, options?: WithDockerOptions): Promise<T | undefined> {
   try {
     return await call();
   } catch (error) {
+    const status = dockerStatus(error);
+    if (status !== undefined && options?.ignore.includes(status)) return undefined;
     throw toSidecarError(error, what);
   }
 }

@@ -17,7 +17,7 @@ import path from "node:path";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Docker } from "./engine.js";
-import { isNotFound, toSidecarError } from "./engine.js";
+import { withDocker } from "./engine.js";
 
 /** One entry of a container inspect's `Mounts` (only the fields the check reads). */
 export interface ContainerMount {
@@ -231,13 +231,9 @@ interface SelfContainer {
 }
 
 async function inspectContainer(docker: Docker, ref: string, signal: AbortSignal): Promise<(SelfContainer & { hostname: string }) | null> {
-  try {
-    const info = await docker.getContainer(ref).inspect({ abortSignal: signal });
-    return { id: info.Id, hostname: info.Config?.Hostname ?? "", mounts: (info.Mounts ?? []) as ContainerMount[] };
-  } catch (error) {
-    if (isNotFound(error)) return null;
-    throw toSidecarError(error, `inspect the sidecar's own container ${ref}`);
-  }
+  const info = await withDocker(`inspect the sidecar's own container ${ref}`, () => docker.getContainer(ref).inspect({ abortSignal: signal }), { ignore: [404] });
+  if (info === undefined) return null;
+  return { id: info.Id, hostname: info.Config?.Hostname ?? "", mounts: (info.Mounts ?? []) as ContainerMount[] };
 }
 
 /**

@@ -1,6 +1,6 @@
 /** The primitive validators of RPC params: one per kind of value, each naming the field it refuses. */
 import path from "node:path";
-import { checkEnvValue } from "../codex/env.js";
+import { checkEnvValue } from "../shared/env-value.js";
 import { invalidParams } from "../errors.js";
 
 export type Fields = Record<string, unknown>;

@@ -6,7 +6,7 @@
  * types are -32602; a uid, gid or path outside the operator's policy is -32006.
  */
 import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
-import { checkEnvValue } from "../codex/env.js";
+import { checkEnvValue } from "../shared/env-value.js";
 import { invalidParams } from "../errors.js";
 import {
   MAX_PATH_LENGTH,

@@ -1,24 +1,28 @@
 /**
  * Workspace containers: ensure (idempotent, single-flight), adopt at start-up, list, stop when
- * idle, remove. State is kept in memory and refreshed from the engine's event stream, so a warm
- * ensure costs no engine round trip.
+ * idle, remove. The manager conducts; each concept has its file: the records (registry.ts,
+ * record.ts), adoption (adopt.ts), the engine's event stream (engine-events.ts), the idle reaper
+ * (idle-reaper.ts), the host dirs (host-dirs.ts) and the network (network.ts). State is kept in
+ * memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
  */
-import { randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
-import path from "node:path";
 import type Docker from "dockerode";
-import { execa } from "execa";
-import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
+import { ErrorCode, SidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isConflict, isNotFound, isNotModified, toSidecarError, withDocker } from "../docker/engine.js";
+import { removeContainer, startContainer } from "../docker/containers.js";
+import { withDocker } from "../docker/engine.js";
 import { demuxFrames } from "../docker/exec.js";
 import { ExecStreams } from "../docker/exec-streams.js";
-import { Labels, managedFilter } from "../docker/labels.js";
-import { LineSplitter } from "../rpc/framing.js";
-import type { ContainerState, EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
-import { LogSink } from "./log-sink.js";
+import { Labels } from "../docker/labels.js";
+import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
+import { WorkspaceEvents } from "./engine-events.js";
+import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
+import { startIdleReaper } from "./idle-reaper.js";
+import { ensureWorkspaceNetwork } from "./network.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import { SHELL_RC_TARGETS, buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
+import { buildWorkspaceRecord, paramsKey, type WorkspaceRecord } from "./record.js";
+import { WorkspaceRegistry } from "./registry.js";
+import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
 
 export interface ImageProvider {
   /** Makes sure the runtime image exists (building it if needed) and returns its reference. */
@@ -35,115 +39,76 @@ export interface WorkspaceManagerOptions {
   spec: Omit<SpecContext, "image">;
 }
 
-export interface WorkspaceRecord {
-  params: WorkspaceParams;
-  paramsKey: string;
-  containerId: string;
-  name: string;
-  specHash: string;
-  state: ContainerState;
-  createdAt: string;
-  lastActiveAt: number;
-  activeTurnId: string | null;
-  paths: WorkspacePaths;
-  sink: LogSink;
-}
-
-const SHELL_RC = "# Managed by alive-codex-sidecar: read-only, so nothing in HOME can change what agent shells start with.\numask 022\n";
-
 export class WorkspaceManager {
-  private readonly records = new Map<string, WorkspaceRecord>();
+  private readonly records: WorkspaceRegistry;
+  private readonly events: WorkspaceEvents;
   private readonly ensuring = new Map<string, Promise<EnsureWorkspaceResult>>();
   private imageRef: string | null = null;
   private networkReady: Promise<void> | null = null;
-  private events: NodeJS.ReadableStream | null = null;
   private reaper: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(private readonly options: WorkspaceManagerOptions) {}
+  constructor(private readonly options: WorkspaceManagerOptions) {
+    this.records = new WorkspaceRegistry(options.stateDir);
+    this.events = new WorkspaceEvents({
+      docker: options.docker,
+      log: options.log,
+      registry: this.records,
+      filter: ownContainersFilter(options.stateDir),
+      forget: (workspaceId) => this.forget(workspaceId),
+      reconcile: () => this.reconcile(),
+    });
+  }
 
   /** Adopts our containers left by an earlier sidecar, follows engine events, starts the idle reaper. */
   async start(): Promise<void> {
     if (this.closed) return;
-    await this.followEvents();
+    await this.events.follow();
     await this.reconcile();
-    if (this.options.idleTimeoutMs > 0) {
-      const every = Math.max(1000, Math.min(60_000, Math.floor(this.options.idleTimeoutMs / 2)));
-      this.reaper = setInterval(() => void this.stopIdle(), every);
-      this.reaper.unref();
-    }
+    const { docker, log, idleTimeoutMs } = this.options;
+    this.reaper = startIdleReaper({ docker, log, registry: this.records, idleTimeoutMs, forget: (workspaceId) => this.forget(workspaceId) });
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.reaper) clearInterval(this.reaper);
-    (this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | null)?.destroy?.();
+    this.events.close();
     for (const record of this.records.values()) record.sink.close();
     ExecStreams.of(this.options.docker).destroyAll();
   }
 
   get(workspaceId: string): WorkspaceRecord {
-    const record = this.records.get(workspaceId);
-    if (!record) {
-      throw new SidecarError(ErrorCode.unknownWorkspace, `unknown workspace ${JSON.stringify(workspaceId)}: call workspace.ensure first`, {
-        data: { field: "workspaceId", reason: "no container for this workspace; call workspace.ensure first" },
-      });
-    }
-    return record;
-  }
-
-  paths(workspaceId: string): WorkspacePaths {
-    return this.records.get(workspaceId)?.paths ?? workspacePaths(this.options.stateDir, workspaceId);
-  }
-
-  find(workspaceId: string): WorkspaceRecord | undefined {
     return this.records.get(workspaceId);
   }
 
+  paths(workspaceId: string): WorkspacePaths {
+    return this.records.paths(workspaceId);
+  }
+
+  find(workspaceId: string): WorkspaceRecord | undefined {
+    return this.records.find(workspaceId);
+  }
+
   counts(): { running: number; total: number } {
-    let running = 0;
-    for (const record of this.records.values()) if (record.state === "running") running += 1;
-    return { running, total: this.records.size };
+    return this.records.counts();
   }
 
   /** -32003 if the workspace runs a turn. */
   assertIdle(workspaceId: string): void {
-    const active = this.records.get(workspaceId)?.activeTurnId ?? null;
-    if (active !== null) {
-      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is busy with turn ${active}`, {
-        data: { field: "workspaceId", reason: "a turn is already running in this workspace; wait for it or cancel it", activeTurnId: active },
-      });
-    }
+    this.records.assertIdle(workspaceId);
   }
 
   /** Marks a workspace busy with a turn; -32003 if it already runs one. */
   acquireTurn(workspaceId: string, turnId: string): WorkspaceRecord {
-    const record = this.get(workspaceId);
-    this.assertIdle(workspaceId);
-    record.activeTurnId = turnId;
-    record.lastActiveAt = Date.now();
-    return record;
+    return this.records.acquireTurn(workspaceId, turnId);
   }
 
   releaseTurn(workspaceId: string, turnId: string): void {
-    const record = this.records.get(workspaceId);
-    if (record && record.activeTurnId === turnId) {
-      record.activeTurnId = null;
-      record.lastActiveAt = Date.now();
-    }
+    this.records.releaseTurn(workspaceId, turnId);
   }
 
   list(): WorkspaceSummary[] {
-    return [...this.records.values()].map((r) => ({
-      workspaceId: r.params.workspaceId,
-      userId: r.params.userId,
-      containerId: r.containerId,
-      containerName: r.name,
-      state: r.state,
-      createdAt: r.createdAt,
-      lastActiveAt: new Date(r.lastActiveAt).toISOString(),
-      activeTurnId: r.activeTurnId,
-    }));
+    return this.records.list();
   }
 
   /** Idempotent and single-flight per workspace: concurrent calls share one creation. */
@@ -161,9 +126,9 @@ export class WorkspaceManager {
   }
 
   private warmResult(params: WorkspaceParams): EnsureWorkspaceResult | null {
-    const record = this.records.get(params.workspaceId);
-    if (!record || record.state !== "running" || this.imageRef === null || this.events === null) return null;
-    if (record.paramsKey !== JSON.stringify(params)) return null;
+    const record = this.records.find(params.workspaceId);
+    if (!record || record.state !== "running" || this.imageRef === null || !this.events.following) return null;
+    if (record.paramsKey !== paramsKey(params)) return null;
     record.lastActiveAt = Date.now();
     return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: record.state };
   }
@@ -173,7 +138,7 @@ export class WorkspaceManager {
     if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
     const paths = workspacePaths(this.options.stateDir, params.workspaceId);
     const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef });
-    let record = this.records.get(params.workspaceId);
+    let record = this.records.find(params.workspaceId);
 
     if (record && record.specHash !== spec.hash) {
       if (record.activeTurnId !== null) {
@@ -182,16 +147,16 @@ export class WorkspaceManager {
         });
       }
       log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId });
-      await this.removeContainer(record.containerId);
+      await removeContainer(docker, record.containerId);
       this.forget(params.workspaceId);
       record = undefined;
     }
 
     if (record) {
-      if (record.state !== "running") await this.startContainer(record.containerId, signal);
+      if (record.state !== "running") await startContainer(docker, record.containerId, signal);
       record.state = "running";
       record.lastActiveAt = Date.now();
-      record.paramsKey = JSON.stringify(params);
+      record.paramsKey = paramsKey(params);
       return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running" };
     }
 
@@ -205,10 +170,14 @@ export class WorkspaceManager {
 
     let containerId: string;
     let created = true;
-    try {
-      containerId = (await docker.createContainer({ ...spec.options, ...(signal ? { abortSignal: signal } : {}) })).id;
-    } catch (error) {
-      if (!isConflict(error)) throw toSidecarError(error, `create the container for workspace ${params.workspaceId}`);
+    const made = await withDocker(
+      `create the container for workspace ${params.workspaceId}`,
+      () => docker.createContainer({ ...spec.options, ...(signal ? { abortSignal: signal } : {}) }),
+      { ignore: [409] },
+    );
+    if (made !== undefined) {
+      containerId = made.id;
+    } else {
       // Made by someone else meanwhile (another process, or a container we did not know): adopt only if it is ours and current.
       const info = await withDocker("inspect an existing workspace container", () => docker.getContainer(spec.name).inspect());
       if (info.Config.Labels?.[Labels.specHash] !== spec.hash) {
@@ -220,25 +189,12 @@ export class WorkspaceManager {
       created = false;
     }
     try {
-      await this.startContainer(containerId, signal);
+      await startContainer(docker, containerId, signal);
     } catch (error) {
-      if (created) await this.removeContainer(containerId).catch(() => undefined);
+      if (created) await removeContainer(docker, containerId).catch(() => undefined);
       throw error;
     }
-    const now = Date.now();
-    this.records.set(params.workspaceId, {
-      params,
-      paramsKey: JSON.stringify(params),
-      containerId,
-      name: spec.name,
-      specHash: spec.hash,
-      state: "running",
-      createdAt: new Date(now).toISOString(),
-      lastActiveAt: now,
-      activeTurnId: null,
-      paths,
-      sink: new LogSink(paths.logFifo),
-    });
+    this.records.add(buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths }));
     log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
     return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running" };
   }
@@ -256,22 +212,23 @@ export class WorkspaceManager {
   }
 
   async remove(workspaceId: string, purgeHome: boolean): Promise<{ removed: boolean }> {
-    const record = this.records.get(workspaceId);
+    const record = this.records.find(workspaceId);
     if (record?.activeTurnId) {
       throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is running turn ${record.activeTurnId}`, {
         data: { field: "workspaceId", reason: "cancel the running turn before removing the workspace" },
       });
     }
     await this.ensuring.get(workspaceId)?.catch(() => undefined);
-    let removed = false;
     const target = record?.containerId ?? containerName(workspaceId);
-    try {
-      await this.options.docker.getContainer(target).remove({ force: true, v: true });
-      removed = true;
-    } catch (error) {
-      if (!isNotFound(error)) throw toSidecarError(error, `remove the container of workspace ${workspaceId}`);
-    }
-    if (record) removed = true;
+    const gone = await withDocker(
+      `remove the container of workspace ${workspaceId}`,
+      async () => {
+        await this.options.docker.getContainer(target).remove({ force: true, v: true });
+        return true;
+      },
+      { ignore: [404] },
+    );
+    const removed = gone === true || record !== undefined;
     this.forget(workspaceId);
     if (purgeHome) await removeTenantTree(workspacePaths(this.options.stateDir, workspaceId).root);
     this.options.log.info("workspace removed", { workspaceId, purgeHome, removed });
@@ -294,213 +251,18 @@ export class WorkspaceManager {
     return demuxFrames(raw as unknown as Buffer);
   }
 
+  /** Adopts containers with our labels; leaves everything else alone. */
+  reconcile(): Promise<void> {
+    const { docker, log, stateDir } = this.options;
+    return adoptWorkspaceContainers({ docker, log, stateDir, registry: this.records });
+  }
+
   /** Drops the record; connections to processes of its container are closed (the engine may never close them). */
   private forget(workspaceId: string): void {
-    const record = this.records.get(workspaceId);
+    const record = this.records.find(workspaceId);
     if (!record) return;
     record.sink.close();
     ExecStreams.of(this.options.docker).destroyContainer(record.containerId);
     this.records.delete(workspaceId);
   }
-
-  private async startContainer(containerId: string, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.options.docker.getContainer(containerId).start(signal ? { abortSignal: signal } : {});
-    } catch (error) {
-      if (!isNotModified(error)) throw toSidecarError(error, `start container ${containerId.slice(0, 12)}`);
-    }
-  }
-
-  private async removeContainer(containerId: string): Promise<void> {
-    try {
-      await this.options.docker.getContainer(containerId).remove({ force: true, v: true });
-    } catch (error) {
-      if (!isNotFound(error)) throw toSidecarError(error, `remove container ${containerId.slice(0, 12)}`);
-    }
-  }
-
-  private ownFilter(): { label: string[] } {
-    return managedFilter({ [Labels.stateDir]: this.options.stateDir });
-  }
-
-  /** Adopts containers with our labels; leaves everything else alone. */
-  async reconcile(): Promise<void> {
-    const { docker, log } = this.options;
-    const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: this.ownFilter() }));
-    for (const summary of containers) {
-      const labels = summary.Labels ?? {};
-      const params = parseParamsLabel(labels[Labels.params]);
-      if (!params || this.records.has(params.workspaceId)) {
-        log.warn("ignoring a labelled container without usable workspace params", { containerId: summary.Id });
-        continue;
-      }
-      const paths = workspacePaths(this.options.stateDir, params.workspaceId);
-      this.records.set(params.workspaceId, {
-        params,
-        paramsKey: JSON.stringify(params),
-        containerId: summary.Id,
-        name: (summary.Names[0] ?? "").replace(/^\//, ""),
-        specHash: labels[Labels.specHash] ?? "",
-        state: toState(summary.State),
-        createdAt: new Date(summary.Created * 1000).toISOString(),
-        lastActiveAt: Date.now(),
-        activeTurnId: null,
-        paths,
-        sink: new LogSink(paths.logFifo),
-      });
-      log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });
-    }
-  }
-
-  private async stopIdle(): Promise<void> {
-    const now = Date.now();
-    for (const record of this.records.values()) {
-      if (record.state !== "running" || record.activeTurnId !== null) continue;
-      if (now - record.lastActiveAt < this.options.idleTimeoutMs) continue;
-      this.options.log.info("stopping idle workspace container", { workspaceId: record.params.workspaceId, containerId: record.containerId });
-      try {
-        await this.options.docker.getContainer(record.containerId).stop({ t: 5 });
-        record.state = "exited";
-      } catch (error) {
-        if (isNotModified(error)) record.state = "exited";
-        else if (isNotFound(error)) this.forget(record.params.workspaceId);
-        else this.options.log.warn("could not stop idle workspace container", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
-      }
-    }
-  }
-
-  private async followEvents(): Promise<void> {
-    const stream = (await withDocker("follow engine events", () =>
-      this.options.docker.getEvents({ filters: { type: ["container"], ...this.ownFilter() } }),
-    )) as NodeJS.ReadableStream;
-    this.events = stream;
-    const lines = new LineSplitter();
-    stream.on("data", (chunk: Buffer) => {
-      for (const line of lines.push(chunk)) if (line.kind === "line" && line.text.trim() !== "") this.applyEvent(line.text);
-    });
-    const lost = (): void => {
-      if (this.events !== stream) return;
-      this.events = null;
-      if (this.closed) return;
-      this.options.log.warn("lost the engine event stream; warm ensures will check the engine until it is back");
-      const retry = setTimeout(() => void this.followEvents().then(() => this.reconcile()).catch(() => lost()), 2000);
-      retry.unref();
-    };
-    stream.on("end", lost);
-    stream.on("error", lost);
-  }
-
-  private applyEvent(line: string): void {
-    let event: { Action?: string; id?: string; timeNano?: number; Actor?: { Attributes?: Record<string, string> } };
-    try {
-      event = JSON.parse(line) as typeof event;
-    } catch {
-      return;
-    }
-    const workspaceId = event.Actor?.Attributes?.[Labels.workspaceId];
-    const record = workspaceId === undefined ? undefined : this.records.get(workspaceId);
-    if (!record || record.containerId !== event.id) return;
-    switch (event.Action) {
-      case "start":
-        record.state = "running";
-        break;
-      case "die":
-        record.state = "exited";
-        // Its processes are gone; their exec connections may stay open until we close them.
-        ExecStreams.of(this.options.docker).destroyContainer(record.containerId, event.timeNano === undefined ? Infinity : event.timeNano / 1e6);
-        break;
-      case "destroy":
-        this.forget(record.params.workspaceId);
-        break;
-      default:
-        break;
-    }
-  }
 }
-
-/** Creates the workspace bridge (inter-container traffic off) unless it exists; returns its gateway. */
-export async function ensureWorkspaceNetwork(docker: Docker, name: string, extraLabels: Record<string, string> = {}): Promise<{ id: string; gateway: string | null }> {
-  const inspect = async (): Promise<{ id: string; gateway: string | null }> => {
-    const info = (await docker.getNetwork(name).inspect()) as { Id: string; IPAM?: { Config?: Array<{ Gateway?: string }> } };
-    return { id: info.Id, gateway: info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway ?? null };
-  };
-  try {
-    return await inspect();
-  } catch (error) {
-    if (!isNotFound(error)) throw toSidecarError(error, `inspect network ${name}`);
-  }
-  try {
-    await docker.createNetwork({
-      Name: name,
-      Driver: "bridge",
-      CheckDuplicate: true,
-      Labels: { ...extraLabels, [Labels.managed]: "true" },
-      Options: { "com.docker.network.bridge.enable_icc": "false" },
-    });
-  } catch (error) {
-    if (!isConflict(error)) throw toSidecarError(error, `create network ${name}`);
-  }
-  return withDocker(`inspect network ${name}`, inspect);
-}
-
-/** HOME (with .codex/ and .claude/) and TMPDIR owned by the workspace's uid:gid; run/ stays root's. */
-export async function prepareWorkspaceDirs(paths: WorkspacePaths, uid: number, gid: number): Promise<void> {
-  await fs.mkdir(paths.root, { recursive: true, mode: 0o711 });
-  for (const dir of [paths.home, paths.codexHome, paths.claudeHome, paths.tmp]) await ensureOwnedDir(dir, uid, gid);
-  // The read-only rc files are mounted over these names: whatever the tenant left there instead
-  // of a plain file (a directory, a symlink) would break or redirect that mount. It is moved aside,
-  // never deleted: a recursive delete as root in the tenant's tree follows a directory swapped for
-  // a symlink mid-walk; rename(2) acts on the name and never follows it.
-  for (const name of SHELL_RC_TARGETS) {
-    const target = path.join(paths.home, name);
-    const stat = await fs.lstat(target).catch(() => null);
-    if (stat && !stat.isFile()) await fs.rename(target, `${target}.alive-moved-${randomBytes(4).toString("hex")}`);
-  }
-  await fs.mkdir(paths.run, { recursive: true, mode: 0o755 });
-  // Files of turns an earlier sidecar did not see end (root's own tree: no tenant name in it).
-  await fs.rm(paths.turnFiles, { recursive: true, force: true });
-  await fs.writeFile(paths.shellRc, SHELL_RC, { mode: 0o644 });
-  const fifo = await fs.lstat(paths.logFifo).catch(() => null);
-  if (fifo && !fifo.isFIFO()) await fs.rm(paths.logFifo, { force: true });
-  if (!fifo || !fifo.isFIFO()) await execa("mkfifo", ["-m", "0644", paths.logFifo]);
-}
-
-/**
- * Deletes a tree that holds the tenant's HOME and TMPDIR, as root. Not with fs.rm: it walks by path,
- * so a process of the tenant's (on the host as the same uid, or in a container started meanwhile)
- * that swaps a directory for a symlink mid-walk makes root delete what the symlink points at. GNU
- * rm walks with directory fds (openat with O_NOFOLLOW, unlinkat), so a swapped-in symlink is
- * removed as a name and never followed; --one-file-system keeps it off anything mounted inside.
- */
-async function removeTenantTree(dir: string): Promise<void> {
-  await execa("rm", ["-rf", "--one-file-system", "--", dir]);
-}
-
-/** Creates a directory for uid:gid; never follows a symlink a tenant may have planted there. */
-async function ensureOwnedDir(dir: string, uid: number, gid: number): Promise<void> {
-  const existing = await fs.lstat(dir).catch(() => null);
-  if (existing?.isDirectory()) {
-    if (existing.uid !== uid || existing.gid !== gid) await fs.lchown(dir, uid, gid);
-    return;
-  }
-  if (existing) await fs.rm(dir, { force: true });
-  await fs.mkdir(dir, { mode: 0o700 });
-  await fs.lchown(dir, uid, gid);
-}
-
-function parseParamsLabel(raw: string | undefined): WorkspaceParams | null {
-  if (raw === undefined) return null;
-  try {
-    const value = JSON.parse(raw) as Partial<WorkspaceParams>;
-    if (typeof value.workspaceId !== "string" || typeof value.uid !== "number" || typeof value.gid !== "number" || typeof value.workspacePath !== "string" || typeof value.userId !== "string") return null;
-    return value as WorkspaceParams;
-  } catch {
-    return null;
-  }
-}
-
-function toState(state: string): ContainerState {
-  const known: ContainerState[] = ["created", "running", "paused", "restarting", "removing", "exited", "dead"];
-  return (known as string[]).includes(state) ? (state as ContainerState) : "missing";
-}
-

@@ -1,7 +1,7 @@
 /** The pure part of a workspace: its container's create options and the hash of them. */
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
-import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "../codex/env.js";
+import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "./container-env.js";
 import { Labels } from "../docker/labels.js";
 import type { ResourceLimits, SidecarConfig } from "../config.js";
 import type { WorkspaceParams } from "../service.js";

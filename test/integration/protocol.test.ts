@@ -11,7 +11,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ErrorCode } from "../../src/errors.js";
-import { sidecarVersion } from "../../src/main.js";
+import { sidecarVersion } from "../../src/sidecar.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import type { EnsureWorkspaceResult, HealthResult, TurnResult, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";

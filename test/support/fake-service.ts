@@ -3,7 +3,7 @@
  * through the hooks, holds turns until released or aborted, and can be told to fail any method.
  * Also: a raw line client for the socket and a deadline-bound poll, so no test sleeps.
  */
-import { LineSplitter } from "../../src/rpc/framing.js";
+import { LineSplitter } from "../../src/shared/line-splitter.js";
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";

@@ -11,7 +11,7 @@ import net from "node:net";
 import path from "node:path";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { createLogger } from "../../src/log.js";
-import { sidecarVersion } from "../../src/main.js";
+import { sidecarVersion } from "../../src/sidecar.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
 import { bridgesDir } from "../../src/workspace/paths.js";

@@ -12,9 +12,9 @@ import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import { reapLabelled } from "../../src/docker/reaper.js";
 import { createLogger, type Logger } from "../../src/log.js";
-import { startSidecar, type RunningSidecar } from "../../src/main.js";
+import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
-import { ensureWorkspaceNetwork } from "../../src/workspace/manager.js";
+import { ensureWorkspaceNetwork } from "../../src/workspace/network.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";

@@ -2,7 +2,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { loadConfig } from "../../src/config.js";
-import { CODEX_ENV_ALLOWLIST, IMAGE_PATH, buildCodexEnv, buildCodexExecEnv } from "../../src/codex/env.js";
+import { CODEX_ENV_ALLOWLIST, buildCodexExecEnv } from "../../src/codex/env.js";
+import { IMAGE_PATH, buildCodexEnv } from "../../src/workspace/container-env.js";
 import { containerEnv } from "../../src/workspace/spec.js";
 
 /** The sidecar's own environment, stuffed with secrets and noise. */

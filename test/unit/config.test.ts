@@ -89,7 +89,7 @@ describe("config", () => {
     const config = loadConfig({}, {});
     assert.equal(config.idleTimeoutMs, 30 * 60_000);
     assert.equal(config.nofile, 4096);
-    assert.equal(config.baseImage, "debian:bookworm-slim");
+    assert.equal(config.baseImage, null, "unset: the sidecar chooses (debian:bookworm-slim when present, else the local base)");
     assert.deepEqual(config.extraLabels, {});
     for (const setting of SETTINGS) assert.ok(setting.key in config, setting.key);
   });

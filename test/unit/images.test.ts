@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { codexTargetTriple, codexVersion, findCodexVendorDir, parseCodexPackageInfo } from "../../src/codex/binary.js";
-import type { RuntimeTagInputs } from "../../src/docker/images.js";
-import { defaultRuntimeContextDir, findPackageRoot, readContextFiles, runtimeImageTag } from "../../src/docker/images.js";
+import { codexTargetTriple, codexVersion, findCodexVendorDir, parseCodexPackageInfo } from "../../src/codex-package.js";
+import { defaultRuntimeContextDir, findPackageRoot } from "../../src/docker/build-context.js";
+import { readContextFiles, runtimeImageTag, type RuntimeTagInputs } from "../../src/docker/image-tag.js";
 
 const base: RuntimeTagInputs = {
   files: [

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { renderSettingsMarkdown } from "../../src/config.js";
-import { findPackageRoot } from "../../src/docker/images.js";
+import { findPackageRoot } from "../../src/docker/build-context.js";
 
 const root = findPackageRoot();
 const readme = readFileSync(path.join(root, "README.md"), "utf8");

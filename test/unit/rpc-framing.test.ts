@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
-import { LineSplitter, MessageWriter, readLines, type LineChunk } from "../../src/rpc/framing.js";
+import { MessageWriter, readLines } from "../../src/rpc/framing.js";
+import { LineSplitter, type LineChunk } from "../../src/shared/line-splitter.js";
 import { classifyMessage, parseMessage } from "../../src/rpc/messages.js";
 
 const lines = (chunks: LineChunk[]): string[] => chunks.map((c) => (c.kind === "line" ? c.text : `<${c.kind}>`));

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { SETTINGS, configSecrets, loadConfig, renderSettingsHelp, type SidecarConfig } from "../../config.js";
 import { createLogger, type Logger } from "../../log.js";
-import type { RunningSidecar } from "../../main.js";
+import type { RunningSidecar } from "../../sidecar.js";
 import { startRpcServer } from "../../rpc/server.js";
 import { SocketInUseError, probeSocket } from "../../rpc/socket.js";
 import { writeLine, type CliContext, type SignalName } from "../cli-context.js";
@@ -67,7 +67,7 @@ export interface ServeDependencies {
 
 /** The real core, loaded only when serving so the client commands start fast. */
 const defaultDependencies: ServeDependencies = {
-  startSidecar: async (config, log) => (await import("../../main.js")).startSidecar(config, log),
+  startSidecar: async (config, log) => (await import("../../sidecar.js")).startSidecar(config, log),
 };
 
 export async function serveCommand(args: string[], ctx: CliContext, deps: ServeDependencies = defaultDependencies): Promise<number> {

@@ -5,6 +5,9 @@
  *
  * The runtime image copies that vendor directory to /opt/codex, so the codex inside the
  * containers is exactly the version the SDK on the host was released with.
+ *
+ * It sits at the bottom, beside version.ts, rather than in codex/: the runtime image (docker/)
+ * needs it too, and docker/ imports nothing above it.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";

@@ -4,13 +4,15 @@ import path from "node:path";
 import type { SidecarConfig } from "./config.js";
 import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
-import { codexVersion } from "./codex/binary.js";
+import { codexVersion } from "./codex-package.js";
 import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
-import { RuntimeImage, isImagePresent } from "./docker/images.js";
+import { isImagePresent } from "./docker/base-image.js";
+import { RuntimeImage } from "./docker/images.js";
+import { raceAbort } from "./shared/abort.js";
 import { readPackageVersion } from "./version.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
@@ -134,13 +136,13 @@ class EngineStatus {
   async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null]> {
     const deadline = AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]);
     try {
-      await withDeadline(this.docker.ping(), deadline);
+      await raceAbort(this.docker.ping(), deadline);
     } catch {
       this.cached = null;
       return [{ reachable: false }, null];
     }
     if (this.cached === null || Date.now() - this.cached.at > EngineStatus.TTL_MS) {
-      const info = await withDeadline(this.docker.version(), deadline);
+      const info = await raceAbort(this.docker.version(), deadline);
       let image: { ref: string; present: boolean } | null = null;
       try {
         const ref = await this.image.ref();
@@ -152,15 +154,6 @@ class EngineStatus {
     }
     return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image];
   }
-}
-
-function withDeadline<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /** Adopts existing containers; if the engine is down, keeps retrying in the background. Returns how to stop retrying. */

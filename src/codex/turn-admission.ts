@@ -1,0 +1,47 @@
+/**
+ * Admission: everything that can refuse a turn without a container (the turn slots, the
+ * workspace's network, the input's paths, the thread), checked before a workspace carried in the
+ * call is ensured, so a refused turn.run makes nothing. The sandbox probe (sandbox-probe.ts) needs
+ * the container and comes after.
+ */
+import path from "node:path";
+import { ErrorCode, SidecarError, invalidParams } from "../errors.js";
+import type { RunTurnParams, WorkspaceParams } from "../service.js";
+import { isInside } from "../workspace/policy.js";
+import { findRollout, isThreadId } from "./threads.js";
+
+/** Codex needs the model API: a workspace without a network cannot run turns. */
+export function checkNetwork(target: WorkspaceParams | undefined, workspaceId: string): void {
+  if (target?.network === "none") {
+    throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} has network "none": codex could not reach the model API`, {
+      data: { field: "network", reason: 'codex needs the model API; ensure the workspace with network "default" to run turns' },
+    });
+  }
+}
+
+export function checkTurnSlot(turns: ReadonlyMap<string, unknown>, turnId: string, maxTurns: number): void {
+  if (turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);
+  if (turns.size >= maxTurns) {
+    throw new SidecarError(ErrorCode.limitReached, `${turns.size} turns are running (limit ${maxTurns})`, {
+      data: { field: "turnId", reason: "turn limit reached; retry later or raise ALIVE_CODEX_MAX_TURNS" },
+    });
+  }
+}
+
+export function checkInput(params: RunTurnParams, workspacePath: string): void {
+  if (typeof params.input === "string") return;
+  for (const [index, item] of params.input.entries()) {
+    if (item.type === "local_image" && !isInside(workspacePath, path.resolve(item.path))) {
+      throw new SidecarError(ErrorCode.notAllowed, `input[${index}].path is outside the workspace`, {
+        data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${workspacePath}` },
+      });
+    }
+  }
+}
+
+export async function checkThread(threadId: string, workspaceId: string, codexHome: string): Promise<void> {
+  if (!isThreadId(threadId)) throw invalidParams("threadId", "must be a codex thread id (a UUID)", threadId);
+  if ((await findRollout(codexHome, threadId)) === null) {
+    throw invalidParams("threadId", `no thread with this id exists in workspace ${workspaceId}`, threadId);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * One turn's execution: the SDK spawns the exec bridge script (bridge.ts), the real codex runs in
+ * the container (turn-container.ts) and its events reach the caller as codex emits them. Every
+ * turn has a deadline; an aborted turn's processes are swept from the container (sweep.ts). A
+ * failed turn is a result, not an exception.
+ */
+import { Codex, type ThreadOptions } from "@openai/codex-sdk";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
+import { containerEnv } from "../workspace/spec.js";
+import type { WorkspaceRecord } from "../workspace/record.js";
+import { buildCodexConfig } from "./config-overrides.js";
+import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
+import { applyTurnEvent, newTurnState } from "./turn-state.js";
+import { computeTurnUsage } from "./turn-usage.js";
+
+export interface TurnExecutionOptions extends TurnContainerOptions {
+  log: Logger;
+  bridgeScript: string;
+  openaiBaseUrl: string | null;
+  aliveApiUrl: string | null;
+  nodePath: string | null;
+  defaultModel: string | null;
+  turnTimeoutMs: number;
+}
+
+export async function executeTurn(options: TurnExecutionOptions, turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController): Promise<TurnResult> {
+  const { log: baseLog } = options;
+  const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
+  const started = Date.now();
+  const timeoutMs = params.options?.timeoutMs ?? options.turnTimeoutMs;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = AbortSignal.any([cancel.signal, deadline, ...(hooks.signal ? [hooks.signal] : [])]);
+  let seq = 0;
+  const emit = (event: Parameters<TurnHooks["onEvent"]>[2]): void => {
+    try {
+      hooks.onEvent(turnId, seq, event);
+    } catch (error) {
+      log.warn("event listener threw", { error: errorMessage(error) });
+    }
+    seq += 1;
+  };
+  emit({ type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: params.threadId ?? null });
+  log.info("turn started", { threadId: params.threadId ?? null });
+  record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
+
+  const state = newTurnState(params.threadId ?? null);
+  const container = new TurnContainer(options, record, turnId, log);
+  let status: TurnStatus = "completed";
+  let containerTask: Promise<void> = Promise.resolve();
+  let containerError: unknown;
+  // On abort, act at once: the SDK only notices when its stdout ends, and the bridge script's
+  // relays keep that open until the container side finishes.
+  const onAbort = (): void => void container.abort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    await container.prepare();
+    const thread = createThread(options, params, record, container.bridgeEnv);
+    containerTask = container.run(signal).catch((error: unknown) => {
+      containerError = error;
+    });
+    const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
+    for await (const event of events) {
+      emit(event);
+      applyTurnEvent(event, state, params.threadId);
+      if (state.failure) break;
+    }
+    await containerTask;
+    if (containerError !== undefined && !state.failure && !signal.aborted) state.failure = await container.explainFailure(containerError);
+  } catch (error) {
+    if (!signal.aborted) {
+      state.failure ??= await container.explainFailure(containerError ?? error);
+    }
+  } finally {
+    if (signal.aborted) {
+      status = deadline.aborted && !cancel.signal.aborted ? "timed_out" : "cancelled";
+      const swept = await container.abort();
+      state.failure = status === "timed_out"
+        ? { code: "timed_out", message: `the turn did not finish within ${timeoutMs} ms and was stopped` }
+        : { code: "cancelled", message: hooks.signal?.aborted && !cancel.signal.aborted ? "the client disconnected; the turn was cancelled" : "the turn was cancelled" };
+      log.info("turn processes swept", { swept });
+    } else if (state.failure) {
+      status = "failed";
+      if (container.started) await container.sweep();
+    }
+    signal.removeEventListener("abort", onAbort);
+    await container.dispose();
+    await containerTask;
+  }
+  const turnUsage = await computeTurnUsage(record, state.threadId, state.usage, options.log);
+  const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage };
+  if (state.failure) result.error = state.failure;
+  log.info("turn finished", { threadId: state.threadId, status, durationMs: Date.now() - started, ...(state.failure ? { error: state.failure.code } : {}) });
+  record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);
+  return result;
+}
+
+function createThread(options: TurnExecutionOptions, params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {
+  const sessionEnv = containerEnv(record.params, options);
+  const sessionEnvNames = [...Object.keys(sessionEnv), ...(options.aliveMcpToken ? ["ALIVE_MCP_TOKEN"] : [])];
+  const codex = new Codex({
+    codexPathOverride: options.bridgeScript,
+    env: { PATH: "/usr/bin:/bin", ...bridgeEnv },
+    config: buildCodexConfig({ openaiBaseUrl: options.openaiBaseUrl, sessionEnvNames, ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}) }),
+  });
+  const o = params.options ?? {};
+  const model = o.model ?? options.defaultModel ?? undefined;
+  const threadOptions: ThreadOptions = {
+    sandboxMode: o.sandboxMode ?? "danger-full-access",
+    approvalPolicy: o.approvalPolicy ?? "never",
+    skipGitRepoCheck: true,
+    workingDirectory: record.params.workspacePath,
+    ...(model ? { model } : {}),
+    ...(o.modelReasoningEffort ? { modelReasoningEffort: o.modelReasoningEffort } : {}),
+    ...(o.networkAccessEnabled !== undefined ? { networkAccessEnabled: o.networkAccessEnabled } : {}),
+    ...(o.additionalDirectories ? { additionalDirectories: o.additionalDirectories } : {}),
+    ...(o.webSearchMode ? { webSearchMode: o.webSearchMode } : {}),
+  };
+  return params.threadId ? codex.resumeThread(params.threadId, threadOptions) : codex.startThread(threadOptions);
+}

@@ -1,0 +1,63 @@
+/** Adoption at start-up: the containers an earlier sidecar with this state dir left running or stopped. */
+import type { Docker } from "../docker/engine.js";
+import { withDocker } from "../docker/engine.js";
+import { Labels, managedFilter } from "../docker/labels.js";
+import type { Logger } from "../log.js";
+import type { ContainerState, WorkspaceParams } from "../service.js";
+import { workspacePaths } from "./paths.js";
+import { buildWorkspaceRecord } from "./record.js";
+import type { WorkspaceRegistry } from "./registry.js";
+
+export interface AdoptOptions {
+  docker: Docker;
+  log: Logger;
+  stateDir: string;
+  registry: WorkspaceRegistry;
+}
+
+/** Our containers: labelled as managed, by a sidecar with this state dir (it holds their HOMEs). */
+export function ownContainersFilter(stateDir: string): { label: string[] } {
+  return managedFilter({ [Labels.stateDir]: stateDir });
+}
+
+/** Adopts containers with our labels; leaves everything else alone. */
+export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<void> {
+  const { docker, log, stateDir, registry } = options;
+  const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: ownContainersFilter(stateDir) }));
+  for (const summary of containers) {
+    const labels = summary.Labels ?? {};
+    const params = parseParamsLabel(labels[Labels.params]);
+    if (!params || registry.has(params.workspaceId)) {
+      log.warn("ignoring a labelled container without usable workspace params", { containerId: summary.Id });
+      continue;
+    }
+    registry.add(
+      buildWorkspaceRecord({
+        params,
+        containerId: summary.Id,
+        name: (summary.Names[0] ?? "").replace(/^\//, ""),
+        specHash: labels[Labels.specHash] ?? "",
+        state: toState(summary.State),
+        createdAt: new Date(summary.Created * 1000).toISOString(),
+        paths: workspacePaths(stateDir, params.workspaceId),
+      }),
+    );
+    log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });
+  }
+}
+
+function parseParamsLabel(raw: string | undefined): WorkspaceParams | null {
+  if (raw === undefined) return null;
+  try {
+    const value = JSON.parse(raw) as Partial<WorkspaceParams>;
+    if (typeof value.workspaceId !== "string" || typeof value.uid !== "number" || typeof value.gid !== "number" || typeof value.workspacePath !== "string" || typeof value.userId !== "string") return null;
+    return value as WorkspaceParams;
+  } catch {
+    return null;
+  }
+}
+
+function toState(state: string): ContainerState {
+  const known: ContainerState[] = ["created", "running", "paused", "restarting", "removing", "exited", "dead"];
+  return (known as string[]).includes(state) ? (state as ContainerState) : "missing";
+}
