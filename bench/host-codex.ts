@@ -27,7 +27,7 @@ export async function createHostCodex(parentDir: string, baseUrl: string): Promi
       CODEX_HOME: join(home, ".codex"),
       CODEX_API_KEY: BENCH_API_KEY,
     },
-    config: buildCodexConfig({ openaiBaseUrl: baseUrl, sessionEnvNames: [] }),
+    config: buildCodexConfig({ modelBaseUrl: baseUrl, sessionEnvNames: [] }),
   });
   return {
     startThread: () =>

@@ -3,7 +3,9 @@
  * into these types and calls a SidecarService; src/sidecar.ts wires the real implementation.
  */
 import type { ModelReasoningEffort, ThreadEvent, ThreadItem, ThreadOptions, Usage } from "@openai/codex-sdk";
+import type { EgressDescription, EgressPolicy } from "./egress/policy.js";
 
+/** "default": the sidecar's egress proxy under the workspace's policy; "none": the model API only. Either way the container has no network of its own. */
 export type NetworkMode = "default" | "none";
 
 export interface ResourceRequest {
@@ -22,6 +24,8 @@ export interface WorkspaceParams {
   git?: { name?: string; email?: string };
   network?: NetworkMode;
   resources?: ResourceRequest;
+  /** Where the workspace may connect through the sidecar's egress proxy; absent: the operator's default. */
+  egress?: EgressPolicy;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
@@ -43,6 +47,10 @@ export interface WorkspaceSummary {
   createdAt: string;
   lastActiveAt: string;
   activeTurnId: string | null;
+  /** The egress policy in force (network "none" and a turn without network access narrow it to "model"). */
+  egress: EgressDescription;
+  /** How the workspace reaches out: no network of its own, only the sidecar's proxies; refusals counted. */
+  network: { mode: "none"; via: "sidecar"; egressRefusals: number };
 }
 
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };

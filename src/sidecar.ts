@@ -14,6 +14,9 @@ import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
 import { raceAbort } from "./shared/abort.js";
 import { readPackageVersion } from "./version.js";
+import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
+import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.js";
+import { TurnCredentials } from "./model-proxy/credentials.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
@@ -49,6 +52,20 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
   const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
   const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: config.image, log, ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}) });
+  // The model key stays here: codex in a workspace gets a per-turn credential that only the
+  // workspace's model proxy accepts (egress/workspace-endpoints.ts).
+  const credentials = new TurnCredentials<TurnRef>();
+  let failTurn: (turnId: string, message: string) => void = () => undefined;
+  const network = new WorkspaceEndpoints({
+    log,
+    modelUpstream: config.openaiBaseUrl ?? OPENAI_API_BASE_URL,
+    apiKey: config.codexApiKey,
+    aliveApiUrl: config.aliveApiUrl,
+    internal: config.internalDestinations,
+    credentials,
+    // A model API that cannot be reached fails the turn within seconds instead of codex retrying it to its deadline.
+    onModelUnreachable: (ref, failure) => failTurn(ref.turnId, failure.message),
+  });
   const workspaces = new WorkspaceManager({
     docker,
     log,
@@ -57,6 +74,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     maxWorkspaces: config.maxWorkspaces,
     idleTimeoutMs: config.idleTimeoutMs,
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
+    defaultEgress: config.defaultEgress,
+    network,
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({
@@ -66,8 +85,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     workspaces,
     bridgeScript,
     bridgesDir: bridgesDir(config.stateDir),
-    openaiBaseUrl: config.openaiBaseUrl,
-    codexApiKey: config.codexApiKey,
+    credentials,
+    trustedDirs: config.trustedDirs,
     aliveApiUrl: config.aliveApiUrl,
     aliveMcpToken: config.aliveMcpToken,
     nodePath: config.nodePath,
@@ -106,6 +125,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
   };
 
+  failTurn = (turnId, message) => turns.fail(turnId, "model_unreachable", message);
   return {
     service,
     workspaces,

@@ -9,8 +9,8 @@ export type CodexConfigValue = string | number | boolean | CodexConfigValue[] | 
 export type CodexConfigObject = { [key: string]: CodexConfigValue };
 
 export interface CodexConfigOptions {
-  /** Model API base URL; set → a custom provider without the WebSocket detour. */
-  openaiBaseUrl: string | null;
+  /** The model API as codex inside sees it: the model proxy's loopback URL (egress/container-net.ts). */
+  modelBaseUrl: string;
   /** Names of the session env codex runs with; MCP servers get them forwarded. */
   sessionEnvNames: readonly string[];
   mcpServers?: Record<string, McpServerSpec>;
@@ -31,18 +31,18 @@ export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject
       ignore_default_excludes: false,
     },
   };
-  if (options.openaiBaseUrl !== null) {
-    config.model_provider = PROVIDER_ID;
-    config.model_providers = {
-      [PROVIDER_ID]: {
-        name: "Alive model API",
-        base_url: options.openaiBaseUrl,
-        wire_api: "responses",
-        supports_websockets: false,
-        env_key: "CODEX_API_KEY",
-      },
-    };
-  }
+  // Always a custom provider: codex's built-in one tries a WebSocket seven times (~6.4 s) before
+  // HTTP, and it would go to OpenAI directly; this one goes to the sidecar's model proxy over HTTP.
+  config.model_provider = PROVIDER_ID;
+  config.model_providers = {
+    [PROVIDER_ID]: {
+      name: "Alive model API",
+      base_url: options.modelBaseUrl,
+      wire_api: "responses",
+      supports_websockets: false,
+      env_key: "CODEX_API_KEY",
+    },
+  };
   const servers = options.mcpServers ?? {};
   if (Object.keys(servers).length > 0) {
     // An MCP server's env starts from codex's small allow-list; forward the whole session env

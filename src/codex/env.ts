@@ -17,10 +17,12 @@ export const CODEX_ENV_ALLOWLIST: ReadonlySet<string> = new Set([
   "CODEX_API_KEY", TURN_MARKER_ENV, "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
   "ALIVE_WORKSPACE_ID", "ALIVE_USER_ID", "ALIVE_WORKSPACE_PATH", "ALIVE_API_URL", "ALIVE_MCP_TOKEN",
   "GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL", "NODE_PATH",
+  "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
 ]);
 
 export interface CodexExecEnvOptions {
   turnId: string;
+  /** The turn's model credential (the model proxy swaps in the real key outside the container). */
   codexApiKey: string | null;
   aliveMcpToken: string | null;
 }

@@ -1,23 +1,14 @@
 /**
  * Admission: everything that can refuse a turn without a container (the turn slots, the
- * workspace's network, the input's paths, the thread), checked before a workspace carried in the
+ * input's paths, the additional directories, the thread), checked before a workspace carried in the
  * call is ensured, so a refused turn.run makes nothing. The sandbox probe (sandbox-probe.ts) needs
  * the container and comes after.
  */
 import path from "node:path";
 import { ErrorCode, SidecarError, invalidParams } from "../errors.js";
-import type { RunTurnParams, WorkspaceParams } from "../service.js";
+import type { RunTurnParams } from "../service.js";
 import { isInside } from "../workspace/policy.js";
 import { findRollout, isThreadId } from "./threads.js";
-
-/** Codex needs the model API: a workspace without a network cannot run turns. */
-export function checkNetwork(target: WorkspaceParams | undefined, workspaceId: string): void {
-  if (target?.network === "none") {
-    throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} has network "none": codex could not reach the model API`, {
-      data: { field: "network", reason: 'codex needs the model API; ensure the workspace with network "default" to run turns' },
-    });
-  }
-}
 
 export function checkTurnSlot(turns: ReadonlyMap<string, unknown>, turnId: string, maxTurns: number): void {
   if (turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);
@@ -36,6 +27,20 @@ export function checkInput(params: RunTurnParams, workspacePath: string): void {
         data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${workspacePath}` },
       });
     }
+  }
+}
+
+/** Codex may be pointed only at the workspace and the operator's read-only trusted directories. */
+export function checkAdditionalDirectories(params: RunTurnParams, workspacePath: string, trustedDirs: readonly string[]): void {
+  for (const [index, dir] of (params.options?.additionalDirectories ?? []).entries()) {
+    const resolved = path.resolve(dir);
+    if (isInside(workspacePath, resolved) || trustedDirs.some((trusted) => isInside(trusted, resolved))) continue;
+    throw new SidecarError(ErrorCode.notAllowed, `options.additionalDirectories[${index}] is outside the workspace and the trusted directories`, {
+      data: {
+        field: `options.additionalDirectories[${index}]`,
+        reason: `must lie inside the workspace path ${workspacePath}${trustedDirs.length > 0 ? ` or one of ${trustedDirs.join(", ")}` : ""} (ALIVE_CODEX_TRUSTED_DIRS)`,
+      },
+    });
   }
 }
 

@@ -26,7 +26,6 @@ export interface TurnContainerOptions {
   docker: Docker;
   launchers: Launchers;
   bridgesDir: string;
-  codexApiKey: string | null;
   aliveMcpToken: string | null;
 }
 
@@ -50,6 +49,8 @@ export class TurnContainer {
     private readonly record: WorkspaceRecord,
     private readonly turnId: string,
     private readonly log: Logger,
+    /** What codex sends as its API key: this turn's credential for the model proxy, never the real key. */
+    private readonly modelCredential: string,
   ) {}
 
   get bridgeEnv(): Record<string, string> {
@@ -79,7 +80,7 @@ export class TurnContainer {
     const request = await bridge.received();
     if (signal.aborted) return;
     const argv = await this.relocateHostFiles(request.argv);
-    const env = buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.options.codexApiKey, aliveMcpToken: this.options.aliveMcpToken });
+    const env = buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.modelCredential, aliveMcpToken: this.options.aliveMcpToken });
     const exec = await this.options.launchers.take(launchTarget(this.record));
     exec.stdin?.write(encodeLaunchHeader(env, argv));
     exec.stdin?.end(request.stdin);

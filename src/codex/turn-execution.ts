@@ -11,14 +11,26 @@ import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../servic
 import { containerEnv } from "../workspace/spec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { buildCodexConfig } from "./config-overrides.js";
+import { MODEL_BASE_URL } from "../egress/container-net.js";
+import type { TurnRef } from "../egress/workspace-endpoints.js";
+import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
 import { computeTurnUsage } from "./turn-usage.js";
 
+/** Why a turn was failed from outside its event stream (the model proxy could not reach the model API). */
+export class TurnFailure {
+  constructor(
+    readonly code: string,
+    readonly message: string,
+  ) {}
+}
+
 export interface TurnExecutionOptions extends TurnContainerOptions {
   log: Logger;
   bridgeScript: string;
-  openaiBaseUrl: string | null;
+  /** Issues the turn's model credential (revoked when the turn ends). */
+  credentials: TurnCredentials<TurnRef>;
   aliveApiUrl: string | null;
   nodePath: string | null;
   defaultModel: string | null;
@@ -46,7 +58,8 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
 
   const state = newTurnState(params.threadId ?? null);
-  const container = new TurnContainer(options, record, turnId, log);
+  const credential = options.credentials.issue({ workspaceId: params.workspaceId, turnId });
+  const container = new TurnContainer(options, record, turnId, log, credential);
   let status: TurnStatus = "completed";
   let containerTask: Promise<void> = Promise.resolve();
   let containerError: unknown;
@@ -73,7 +86,14 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
       state.failure ??= await container.explainFailure(containerError ?? error);
     }
   } finally {
-    if (signal.aborted) {
+    options.credentials.revoke(credential);
+    const failedBy = cancel.signal.reason instanceof TurnFailure ? cancel.signal.reason : null;
+    if (signal.aborted && failedBy !== null) {
+      status = "failed";
+      const swept = await container.abort();
+      state.failure = { code: failedBy.code, message: failedBy.message };
+      log.info("turn processes swept", { swept });
+    } else if (signal.aborted) {
       status = deadline.aborted && !cancel.signal.aborted ? "timed_out" : "cancelled";
       const swept = await container.abort();
       state.failure = status === "timed_out"
@@ -102,18 +122,19 @@ function createThread(options: TurnExecutionOptions, params: RunTurnParams, reco
   const codex = new Codex({
     codexPathOverride: options.bridgeScript,
     env: { PATH: "/usr/bin:/bin", ...bridgeEnv },
-    config: buildCodexConfig({ openaiBaseUrl: options.openaiBaseUrl, sessionEnvNames, ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}) }),
+    config: buildCodexConfig({ modelBaseUrl: MODEL_BASE_URL, sessionEnvNames, ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}) }),
   });
   const o = params.options ?? {};
   const model = o.model ?? options.defaultModel ?? undefined;
+  // Codex's own sandbox stays off: "workspace-write" is enforced by the container (read-only root,
+  // writes only to the workspace, HOME and TMPDIR; egress narrowed by the sidecar's proxy).
   const threadOptions: ThreadOptions = {
-    sandboxMode: o.sandboxMode ?? "danger-full-access",
+    sandboxMode: o.sandboxMode === "read-only" ? "read-only" : "danger-full-access",
     approvalPolicy: o.approvalPolicy ?? "never",
     skipGitRepoCheck: true,
     workingDirectory: record.params.workspacePath,
     ...(model ? { model } : {}),
     ...(o.modelReasoningEffort ? { modelReasoningEffort: o.modelReasoningEffort } : {}),
-    ...(o.networkAccessEnabled !== undefined ? { networkAccessEnabled: o.networkAccessEnabled } : {}),
     ...(o.additionalDirectories ? { additionalDirectories: o.additionalDirectories } : {}),
     ...(o.webSearchMode ? { webSearchMode: o.webSearchMode } : {}),
   };

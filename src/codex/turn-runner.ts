@@ -11,9 +11,9 @@ import type { RunTurnParams, TurnHooks, TurnResult } from "../service.js";
 import type { WorkspaceManager } from "../workspace/manager.js";
 import type { Launchers } from "./launcher.js";
 import { SandboxProbe } from "./sandbox-probe.js";
-import { checkInput, checkNetwork, checkThread, checkTurnSlot } from "./turn-admission.js";
+import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
-import { executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
 
 export interface TurnRunnerOptions extends TurnExecutionOptions {
   docker: Docker;
@@ -21,6 +21,8 @@ export interface TurnRunnerOptions extends TurnExecutionOptions {
   log: Logger;
   workspaces: WorkspaceManager;
   maxTurns: number;
+  /** Operator directories mounted read-only in every workspace: options.additionalDirectories may name them. */
+  trustedDirs: readonly string[];
 }
 
 interface RunningTurn {
@@ -69,6 +71,15 @@ export class TurnRunner {
     return true;
   }
 
+  /**
+   * Fails a running turn from outside its event stream (the model proxy found the model API
+   * unreachable): it stops at once, its processes are swept, and its result says why.
+   */
+  fail(turnId: string, code: string, message: string): void {
+    const turn = this.turns.get(turnId);
+    if (turn && !turn.cancel.signal.aborted) turn.cancel.abort(new TurnFailure(code, message));
+  }
+
   /** Starts the workspace's launcher for its next turn, if it is idle and running. */
   prewarm(workspaceId: string): void {
     const record = this.options.workspaces.find(workspaceId);
@@ -104,11 +115,11 @@ export class TurnRunner {
     const known = workspaces.find(params.workspaceId);
     const target = params.workspace ?? known?.params;
     if (!target) workspaces.get(params.workspaceId);
-    checkNetwork(target, params.workspaceId);
     const turnId = params.turnId ?? randomUUID();
     checkTurnSlot(this.turns, turnId, this.options.maxTurns);
     workspaces.assertIdle(params.workspaceId);
     checkInput(params, target!.workspacePath);
+    checkAdditionalDirectories(params, target!.workspacePath, this.options.trustedDirs);
     if (params.threadId !== undefined) await checkThread(params.threadId, params.workspaceId, workspaces.paths(params.workspaceId).codexHome);
     if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
     let record = workspaces.get(params.workspaceId);
@@ -116,13 +127,18 @@ export class TurnRunner {
       await workspaces.ensure(record.params, hooks.signal);
       record = workspaces.get(params.workspaceId);
     }
+    // read-only needs codex's own sandbox (bubblewrap), which the hardened container refuses: the
+    // probe says so. workspace-write is the container's own promise: codex runs unsandboxed in it,
+    // and without network access the turn's egress narrows to the model API.
     const sandboxMode = params.options?.sandboxMode ?? "danger-full-access";
-    if (sandboxMode !== "danger-full-access") await this.sandbox.check(sandboxMode, record);
+    if (sandboxMode === "read-only") await this.sandbox.check(sandboxMode, record);
     checkTurnSlot(this.turns, turnId, this.options.maxTurns);
     workspaces.acquireTurn(params.workspaceId, turnId);
+    record.turnEgress = sandboxMode === "workspace-write" && params.options?.networkAccessEnabled !== true ? "model" : null;
     const cancel = new AbortController();
     const done = executeTurn(this.options, turnId, params, record, hooks, cancel).finally(() => {
       this.turns.delete(turnId);
+      record.turnEgress = null;
       workspaces.releaseTurn(params.workspaceId, turnId);
       this.prewarm(params.workspaceId);
     });

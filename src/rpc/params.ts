@@ -7,6 +7,7 @@
  */
 import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
 import { checkEnvValue } from "../shared/env-value.js";
+import { parseEgressPolicy } from "../egress/policy.js";
 import { invalidParams } from "../errors.js";
 import {
   MAX_PATH_LENGTH,
@@ -102,6 +103,7 @@ async function parseWorkspaceFields(fields: Fields, workspaceId: string, policy:
   }
   if (has(fields, "network")) out.network = oneOf<NetworkMode>(fields.network, "network", NETWORK_MODES);
   if (has(fields, "resources")) out.resources = parseResources(fields.resources, "resources");
+  if (has(fields, "egress")) out.egress = parseEgressPolicy(fields.egress, "egress");
 
   // Last: the only step that touches the filesystem, after every cheap check passed.
   out.workspacePath = await resolveWorkspacePath(rawPath, policy);

@@ -2,6 +2,7 @@
 import type { Docker } from "../docker/engine.js";
 import { withDocker } from "../docker/engine.js";
 import { Labels, managedFilter } from "../docker/labels.js";
+import type { EgressPolicy } from "../egress/policy.js";
 import type { Logger } from "../log.js";
 import type { ContainerState, WorkspaceParams } from "../service.js";
 import { workspacePaths } from "./paths.js";
@@ -13,6 +14,7 @@ export interface AdoptOptions {
   log: Logger;
   stateDir: string;
   registry: WorkspaceRegistry;
+  defaultEgress: EgressPolicy;
 }
 
 /** Our containers: labelled as managed, by a sidecar with this state dir (it holds their HOMEs). */
@@ -22,7 +24,7 @@ export function ownContainersFilter(stateDir: string): { label: string[] } {
 
 /** Adopts containers with our labels; leaves everything else alone. */
 export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<void> {
-  const { docker, log, stateDir, registry } = options;
+  const { docker, log, stateDir, registry, defaultEgress } = options;
   const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: ownContainersFilter(stateDir) }));
   for (const summary of containers) {
     const labels = summary.Labels ?? {};
@@ -40,6 +42,7 @@ export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<v
         state: toState(summary.State),
         createdAt: new Date(summary.Created * 1000).toISOString(),
         paths: workspacePaths(stateDir, params.workspaceId),
+        defaultEgress,
       }),
     );
     log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });

@@ -6,7 +6,7 @@
  * memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
  */
 import type Docker from "dockerode";
-import { ErrorCode, SidecarError } from "../errors.js";
+import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { removeContainer, startContainer } from "../docker/containers.js";
 import { withDocker } from "../docker/engine.js";
@@ -18,15 +18,24 @@ import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
 import { WorkspaceEvents } from "./engine-events.js";
 import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
 import { startIdleReaper } from "./idle-reaper.js";
-import { ensureWorkspaceNetwork } from "./network.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import { buildWorkspaceRecord, paramsKey, type WorkspaceRecord } from "./record.js";
+import type { EgressPolicy } from "../egress/policy.js";
+import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
+import { buildWorkspaceRecord, egressInForce, paramsKey, type WorkspaceRecord } from "./record.js";
 import { WorkspaceRegistry } from "./registry.js";
 import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
 
 export interface ImageProvider {
   /** Makes sure the runtime image exists (building it if needed) and returns its reference. */
   ensure(signal?: AbortSignal): Promise<{ ref: string }>;
+}
+
+/** The host side of each workspace's network (egress/workspace-endpoints.ts): served while the sidecar knows the workspace. */
+export interface WorkspaceNetwork {
+  ensure(net: WorkspaceNet): Promise<void>;
+  close(workspaceId: string): Promise<void>;
+  closeAll(): Promise<void>;
+  refusals(workspaceId: string): number;
 }
 
 export interface WorkspaceManagerOptions {
@@ -37,6 +46,9 @@ export interface WorkspaceManagerOptions {
   maxWorkspaces: number;
   idleTimeoutMs: number;
   spec: Omit<SpecContext, "image">;
+  /** The egress policy of a workspace that names none. */
+  defaultEgress: EgressPolicy;
+  network: WorkspaceNetwork;
 }
 
 export class WorkspaceManager {
@@ -44,7 +56,6 @@ export class WorkspaceManager {
   private readonly events: WorkspaceEvents;
   private readonly ensuring = new Map<string, Promise<EnsureWorkspaceResult>>();
   private imageRef: string | null = null;
-  private networkReady: Promise<void> | null = null;
   private reaper: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -75,6 +86,7 @@ export class WorkspaceManager {
     this.events.close();
     for (const record of this.records.values()) record.sink.close();
     ExecStreams.of(this.options.docker).destroyAll();
+    await this.options.network.closeAll();
   }
 
   get(workspaceId: string): WorkspaceRecord {
@@ -108,7 +120,7 @@ export class WorkspaceManager {
   }
 
   list(): WorkspaceSummary[] {
-    return this.records.list();
+    return this.records.list((workspaceId) => this.options.network.refusals(workspaceId));
   }
 
   /** Idempotent and single-flight per workspace: concurrent calls share one creation. */
@@ -166,7 +178,6 @@ export class WorkspaceManager {
       });
     }
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
-    if (params.network !== "none") await this.ensureNetwork();
 
     let containerId: string;
     let created = true;
@@ -194,21 +205,23 @@ export class WorkspaceManager {
       if (created) await removeContainer(docker, containerId).catch(() => undefined);
       throw error;
     }
-    this.records.add(buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths }));
+    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress });
+    this.records.add(fresh);
+    try {
+      await this.serveNetwork(fresh);
+    } catch (error) {
+      this.forget(params.workspaceId);
+      if (created) await removeContainer(docker, containerId).catch(() => undefined);
+      throw error;
+    }
     log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
     return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running" };
   }
 
-  /** The dedicated bridge for workspace containers: inter-container traffic off. */
-  ensureNetwork(): Promise<void> {
-    this.networkReady ??= ensureWorkspaceNetwork(this.options.docker, this.options.spec.network, this.options.spec.extraLabels).then(
-      () => undefined,
-      (error: unknown) => {
-        this.networkReady = null;
-        throw error;
-      },
-    );
-    return this.networkReady;
+  /** Serves the sockets the workspace's forwarders reach: its only way out. */
+  private serveNetwork(record: WorkspaceRecord): Promise<void> {
+    const { workspaceId, uid, gid } = record.params;
+    return this.options.network.ensure({ workspaceId, uid, gid, dir: record.paths.net, policy: () => egressInForce(record) });
   }
 
   async remove(workspaceId: string, purgeHome: boolean): Promise<{ removed: boolean }> {
@@ -251,10 +264,15 @@ export class WorkspaceManager {
     return demuxFrames(raw as unknown as Buffer);
   }
 
-  /** Adopts containers with our labels; leaves everything else alone. */
-  reconcile(): Promise<void> {
-    const { docker, log, stateDir } = this.options;
-    return adoptWorkspaceContainers({ docker, log, stateDir, registry: this.records });
+  /** Adopts containers with our labels (and serves their networks); leaves everything else alone. */
+  async reconcile(): Promise<void> {
+    const { docker, log, stateDir, defaultEgress } = this.options;
+    await adoptWorkspaceContainers({ docker, log, stateDir, registry: this.records, defaultEgress });
+    for (const record of [...this.records.values()]) {
+      await this.serveNetwork(record).catch((error: unknown) => {
+        log.error("could not serve an adopted workspace's network; its turns cannot reach the model", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
+      });
+    }
   }
 
   /** Drops the record; connections to processes of its container are closed (the engine may never close them). */
@@ -264,5 +282,6 @@ export class WorkspaceManager {
     record.sink.close();
     ExecStreams.of(this.options.docker).destroyContainer(record.containerId);
     this.records.delete(workspaceId);
+    void this.options.network.close(workspaceId);
   }
 }

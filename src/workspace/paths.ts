@@ -4,6 +4,7 @@
  *   <stateDir>/workspaces/<id>/tmp    TMPDIR inside the container (/tmp), uid:gid 0700
  *   <stateDir>/workspaces/<id>/run    read-only inside (/run/alive): the log FIFO and the shell rc, root-owned
  *   <stateDir>/workspaces/<id>/run/turns  per-turn files codex reads (the output schema), root-owned, removed with the turn
+ *   <stateDir>/workspaces/<id>/run/net    the sockets of the workspace's network (egress, model, Alive's API), each the workspace uid's, mode 0600
  *   <stateDir>/workspaces/<id>/threads  the sidecar's per-thread usage bookkeeping, root-owned, never mounted
  *   <stateDir>/bridges/<turnId>       the sidecar's private per-turn FIFOs (never mounted)
  */
@@ -21,6 +22,8 @@ export interface WorkspacePaths {
   shellRc: string;
   /** Per-turn files codex reads (the output schema): root-owned, read-only inside. */
   turnFiles: string;
+  /** The sockets the workspace's forwarders reach (egress/workspace-endpoints.ts). */
+  net: string;
   /** The sidecar's per-thread bookkeeping (usage), root-owned and never mounted. */
   threads: string;
 }
@@ -40,6 +43,7 @@ export function workspacePaths(stateDir: string, workspaceId: string): Workspace
     logFifo: path.join(run, "log"),
     shellRc: path.join(run, "shellrc"),
     turnFiles: path.join(run, "turns"),
+    net: path.join(run, "net"),
     threads: path.join(root, "threads"),
   };
 }

@@ -1,5 +1,6 @@
 /** What the sidecar knows about one workspace container, and the one builder of it (ensured and adopted alike). */
-import type { ContainerState, WorkspaceParams } from "../service.js";
+import { describeEgress, type EgressPolicy } from "../egress/policy.js";
+import type { ContainerState, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { LogSink } from "./log-sink.js";
 import type { WorkspacePaths } from "./paths.js";
 
@@ -15,6 +16,10 @@ export interface WorkspaceRecord {
   activeTurnId: string | null;
   paths: WorkspacePaths;
   sink: LogSink;
+  /** The workspace's egress policy (its own, else the operator's default; network "none": "model"). */
+  egress: EgressPolicy;
+  /** A narrower policy for the running turn (one without network access), or null. */
+  turnEgress: EgressPolicy | null;
 }
 
 export interface WorkspaceRecordFields {
@@ -26,6 +31,8 @@ export interface WorkspaceRecordFields {
   /** When the engine made the container; defaults to now (a container this call made). */
   createdAt?: string;
   paths: WorkspacePaths;
+  /** The operator's default egress policy, for a workspace that names none. */
+  defaultEgress: EgressPolicy;
 }
 
 /** The key a warm ensure compares: the same params give the same container. */
@@ -48,5 +55,34 @@ export function buildWorkspaceRecord(fields: WorkspaceRecordFields): WorkspaceRe
     activeTurnId: null,
     paths: fields.paths,
     sink: new LogSink(fields.paths.logFifo),
+    egress: workspaceEgress(fields.params, fields.defaultEgress),
+    turnEgress: null,
+  };
+}
+
+/** The policy a workspace's params give: network "none" allows the model API alone. */
+export function workspaceEgress(params: WorkspaceParams, defaultEgress: EgressPolicy): EgressPolicy {
+  if (params.network === "none") return "model";
+  return params.egress ?? defaultEgress;
+}
+
+/** The policy in force right now. */
+export function egressInForce(record: WorkspaceRecord): EgressPolicy {
+  return record.turnEgress ?? record.egress;
+}
+
+/** What workspace.list says of the record (the refusal count comes from the network's servers). */
+export function summarizeRecord(r: WorkspaceRecord, egressRefusals: number): WorkspaceSummary {
+  return {
+    workspaceId: r.params.workspaceId,
+    userId: r.params.userId,
+    containerId: r.containerId,
+    containerName: r.name,
+    state: r.state,
+    createdAt: r.createdAt,
+    lastActiveAt: new Date(r.lastActiveAt).toISOString(),
+    activeTurnId: r.activeTurnId,
+    egress: describeEgress(egressInForce(r)),
+    network: { mode: "none", via: "sidecar", egressRefusals },
   };
 }

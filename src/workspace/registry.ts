@@ -2,7 +2,7 @@
 import { ErrorCode, SidecarError } from "../errors.js";
 import type { WorkspaceSummary } from "../service.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import type { WorkspaceRecord } from "./record.js";
+import { summarizeRecord, type WorkspaceRecord } from "./record.js";
 
 export class WorkspaceRegistry {
   readonly #records = new Map<string, WorkspaceRecord>();
@@ -80,16 +80,7 @@ export class WorkspaceRegistry {
     }
   }
 
-  list(): WorkspaceSummary[] {
-    return [...this.#records.values()].map((r) => ({
-      workspaceId: r.params.workspaceId,
-      userId: r.params.userId,
-      containerId: r.containerId,
-      containerName: r.name,
-      state: r.state,
-      createdAt: r.createdAt,
-      lastActiveAt: new Date(r.lastActiveAt).toISOString(),
-      activeTurnId: r.activeTurnId,
-    }));
+  list(egressRefusals: (workspaceId: string) => number = () => 0): WorkspaceSummary[] {
+    return [...this.#records.values()].map((r) => summarizeRecord(r, egressRefusals(r.params.workspaceId)));
   }
 }

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
 import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "./container-env.js";
 import { Labels } from "../docker/labels.js";
+import { forwarderScript, insideApiUrl, proxyEnv } from "../egress/container-net.js";
 import type { ResourceLimits, SidecarConfig } from "../config.js";
 import type { WorkspaceParams } from "../service.js";
 import type { WorkspacePaths } from "./paths.js";
@@ -14,10 +15,13 @@ export const CONTAINER_TURN_FILES_DIR = `${CONTAINER_RUN_DIR}/turns`;
 export const SHELL_RC_TARGETS = [".bashrc", ".profile", ".bash_profile", ".bash_login"] as const;
 
 /**
- * The container's main process (under the engine's init, which reaps zombies): it copies what the
- * sidecar writes into the log FIFO to stdout, so `docker logs` shows each turn. It holds no secret.
+ * The container's main process (under the engine's init, which reaps zombies): it starts the
+ * forwarders of the workspace's network (egress/container-net.ts), then copies what the sidecar
+ * writes into the log FIFO to stdout, so `docker logs` shows each turn. It holds no secret.
  */
-export const LOG_PUMP_SCRIPT = `while :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/null || sleep 1; done`;
+export function containerMainScript(withApi: boolean): string {
+  return `${forwarderScript(withApi)}\nwhile :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/null || sleep 1; done`;
+}
 
 export function containerName(workspaceId: string): string {
   return `alive-codex-${workspaceId}`;
@@ -31,13 +35,15 @@ export interface SpecContext {
   nofile: number;
   aliveApiUrl: string | null;
   nodePath: string | null;
+  /** Host directories mounted read-only at the same path (trusted code such as Alive's MCP servers). */
+  trustedDirs: string[];
   /** Extra labels (e.g. a test run id); part of the spec. */
   extraLabels: Record<string, string>;
 }
 
 /** The spec context a sidecar's configuration gives (all but the image, known once it is ensured). */
 export function specContextFromConfig(
-  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "aliveApiUrl" | "nodePath">,
+  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
   extraLabels: Record<string, string>,
 ): Omit<SpecContext, "image"> {
   return {
@@ -47,6 +53,7 @@ export function specContextFromConfig(
     nofile: config.nofile,
     aliveApiUrl: config.aliveApiUrl,
     nodePath: config.nodePath,
+    trustedDirs: config.trustedDirs,
     extraLabels,
   };
 }
@@ -59,16 +66,23 @@ export function resolveResources(params: WorkspaceParams, defaults: ResourceLimi
   };
 }
 
-/** The env the container itself carries (no secrets: the key only ever reaches codex's own exec). */
+/**
+ * The env the container itself carries (no secrets: the model key never enters a container, and
+ * codex's per-turn credential reaches its own exec only). Network tools find the egress proxy
+ * through the proxy variables; ALIVE_API_URL is the loopback end of Alive's API.
+ */
 export function containerEnv(params: WorkspaceParams, context: Pick<SpecContext, "aliveApiUrl" | "nodePath">): Record<string, string> {
-  return buildCodexEnv({
-    workspaceId: params.workspaceId,
-    userId: params.userId,
-    workspacePath: params.workspacePath,
-    ...(params.git === undefined ? {} : { git: params.git }),
-    aliveApiUrl: context.aliveApiUrl,
-    nodePath: context.nodePath,
-  });
+  return {
+    ...buildCodexEnv({
+      workspaceId: params.workspaceId,
+      userId: params.userId,
+      workspacePath: params.workspacePath,
+      ...(params.git === undefined ? {} : { git: params.git }),
+      aliveApiUrl: context.aliveApiUrl === null ? null : insideApiUrl(context.aliveApiUrl),
+      nodePath: context.nodePath,
+    }),
+    ...proxyEnv(),
+  };
 }
 
 /** What goes into the spec hash and the params label: everything needed to re-create the container. */
@@ -83,6 +97,7 @@ export function storedParams(params: WorkspaceParams): WorkspaceParams {
   if (params.git !== undefined) stored.git = params.git;
   if (params.network !== undefined) stored.network = params.network;
   if (params.resources !== undefined) stored.resources = params.resources;
+  if (params.egress !== undefined) stored.egress = params.egress;
   return stored;
 }
 
@@ -101,12 +116,13 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     { Type: "bind" as const, Source: paths.tmp, Target: CONTAINER_TMPDIR },
     { Type: "bind" as const, Source: paths.run, Target: CONTAINER_RUN_DIR, ReadOnly: true },
     ...SHELL_RC_TARGETS.map((file) => ({ Type: "bind" as const, Source: paths.shellRc, Target: `${CONTAINER_HOME}/${file}`, ReadOnly: true })),
+    ...context.trustedDirs.map((dir) => ({ Type: "bind" as const, Source: dir, Target: dir, ReadOnly: true })),
   ];
   const options: ContainerCreateOptions = {
     name,
     Image: context.image,
     Entrypoint: ["/bin/sh"],
-    Cmd: ["-c", LOG_PUMP_SCRIPT],
+    Cmd: ["-c", containerMainScript(context.aliveApiUrl !== null)],
     User: `${params.uid}:${params.gid}`,
     Env: toDockerEnv(containerEnv(params, context)),
     WorkingDir: params.workspacePath,
@@ -135,7 +151,9 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       NanoCpus: Math.round(resources.cpus * 1e9),
       Ulimits: [{ Name: "nofile", Soft: context.nofile, Hard: context.nofile }],
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
-      NetworkMode: params.network === "none" ? "none" : context.network,
+      // No network of its own: only loopback, no route. Everything out goes through the sidecar's
+      // sockets (egress/workspace-endpoints.ts), whatever params.network says.
+      NetworkMode: "none",
       IpcMode: "private",
       RestartPolicy: { Name: "no" },
       ...(context.runtime === null ? {} : { Runtime: context.runtime }),

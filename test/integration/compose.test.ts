@@ -74,7 +74,8 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
     Labels: { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: instance },
     HostConfig: {
       Init: true,
-      NetworkMode: "none",
+      // The sidecar reaches the model API (here the stub on the test bridge) for its workspaces, which have no network.
+      NetworkMode: TEST_NETWORK,
       Binds: [
         `${DOCKER_SOCKET}:${DOCKER_SOCKET}`,
         `${options.runDir}:${CONTAINER_RUN_DIR}`,

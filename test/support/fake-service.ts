@@ -112,6 +112,8 @@ export class FakeSidecarService implements SidecarService {
       createdAt: NOW,
       lastActiveAt: NOW,
       activeTurnId: null,
+      egress: { mode: "public" },
+      network: { mode: "none", via: "sidecar", egressRefusals: 0 },
     };
     this.workspaces.set(params.workspaceId, summary);
     return { workspaceId: summary.workspaceId, containerId: summary.containerId, containerName: summary.containerName, created: existing === undefined, state: "running" };

@@ -3,17 +3,16 @@ import assert from "node:assert/strict";
 import { buildCodexConfig } from "../../src/codex/config-overrides.js";
 
 describe("codex config overrides", () => {
-  test("a base URL selects a custom provider without WebSockets that sends CODEX_API_KEY", () => {
-    const config = buildCodexConfig({ openaiBaseUrl: "http://172.17.0.1:9000/v1", sessionEnvNames: [] });
+  test("codex always uses a custom provider at the model proxy: no WebSocket detour, CODEX_API_KEY (the turn's credential) as its key", () => {
+    const config = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] });
     assert.equal(config.model_provider, "alive");
     assert.deepEqual(config.model_providers, {
-      alive: { name: "Alive model API", base_url: "http://172.17.0.1:9000/v1", wire_api: "responses", supports_websockets: false, env_key: "CODEX_API_KEY" },
+      alive: { name: "Alive model API", base_url: "http://127.0.0.1:3129/v1", wire_api: "responses", supports_websockets: false, env_key: "CODEX_API_KEY" },
     });
-    assert.equal(buildCodexConfig({ openaiBaseUrl: null, sessionEnvNames: [] }).model_provider, undefined);
   });
 
   test("agent commands never get the key or the MCP token", () => {
-    const policy = buildCodexConfig({ openaiBaseUrl: null, sessionEnvNames: [] }).shell_environment_policy as Record<string, unknown>;
+    const policy = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] }).shell_environment_policy as Record<string, unknown>;
     assert.ok((policy.exclude as string[]).includes("CODEX_API_KEY"));
     assert.ok((policy.exclude as string[]).includes("ALIVE_MCP_TOKEN"));
     assert.equal(policy.ignore_default_excludes, false);
@@ -21,7 +20,7 @@ describe("codex config overrides", () => {
 
   test("MCP servers get the session env forwarded (not the key), their own env on top, and approval", () => {
     const config = buildCodexConfig({
-      openaiBaseUrl: null,
+      modelBaseUrl: "http://127.0.0.1:3129/v1",
       sessionEnvNames: ["HOME", "ALIVE_WORKSPACE_ID", "CODEX_API_KEY", "ALIVE_MCP_TOKEN"],
       mcpServers: { tools: { command: "node", args: ["/srv/tools.js"], env: { EXTRA: "1" } } },
     });

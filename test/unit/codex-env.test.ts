@@ -46,7 +46,8 @@ describe("the explicit codex env", () => {
       assert.equal(exec.CODEX_API_KEY, "sk-codex-ALLOWED");
       assert.equal(exec.ANTHROPIC_API_KEY, undefined);
       assert.equal(exec.OPENAI_API_KEY, undefined);
-      assert.equal(session.ALIVE_API_URL, "http://alive.internal:3000");
+      assert.equal(session.ALIVE_API_URL, "http://127.0.0.1:3130", "Alive's API through the container's loopback end of the sidecar's reverse proxy");
+      assert.equal(session.HTTPS_PROXY, "http://127.0.0.1:3128", "agent tools reach out through the sidecar's egress proxy");
       assert.deepEqual([session.GIT_AUTHOR_NAME, session.GIT_COMMITTER_EMAIL], ["Ada", "ada@example.test"]);
     } finally {
       for (const name of Object.keys(process.env)) if (!(name in previous)) delete process.env[name];

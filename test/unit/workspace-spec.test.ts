@@ -13,6 +13,7 @@ const context: SpecContext = {
   nofile: 4096,
   aliveApiUrl: null,
   nodePath: null,
+  trustedDirs: [],
   extraLabels: {},
 };
 const params: WorkspaceParams = { workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 10002, workspacePath: "/srv/alive/workspaces/ws-1" };

@@ -1,0 +1,162 @@
+/**
+ * The network of a workspace. Its container has none of its own (Docker network "none": only
+ * loopback, no route anywhere). Inside, the container's main process runs forwarders (socat) that
+ * listen on loopback ports and pass each connection to a Unix socket the sidecar serves in the
+ * workspace's run dir (read-only inside at /run/alive/net; container-net.ts has the inside end):
+ *   proxy.sock  the egress proxy, HTTP_PROXY/HTTPS_PROXY inside (policy per workspace)
+ *   model.sock  the model proxy, codex's base URL: a per-turn credential in, the real key out
+ *   api.sock    Alive's API (ALIVE_API_URL inside), when the operator set one
+ * So nothing leaves a workspace but through these servers, under runc and gVisor alike, with no
+ * bridge and no host firewall rule. Each socket belongs to the workspace's uid (mode 0600): no
+ * other host user can use it.
+ */
+import { promises as fs } from "node:fs";
+import type { Server } from "node:http";
+import path from "node:path";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { TurnCredentials } from "../model-proxy/credentials.js";
+import { createModelProxy, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
+import { createApiProxy } from "./api-proxy.js";
+import { NET_SOCKETS } from "./container-net.js";
+import type { RefusalReason } from "./destination.js";
+import { createEgressProxy } from "./http-proxy.js";
+import type { InternalDestination } from "./internal.js";
+import type { EgressPolicy } from "./policy.js";
+
+
+/** What a model credential refers to. */
+export interface TurnRef {
+  workspaceId: string;
+  turnId: string;
+}
+
+export interface WorkspaceEndpointsOptions {
+  log: Logger;
+  /** The model API the sidecar forwards to (OPENAI_BASE_URL, else OpenAI's). */
+  modelUpstream: string;
+  /** The real key; it never leaves the sidecar except towards modelUpstream. */
+  apiKey: string | null;
+  aliveApiUrl: string | null;
+  internal: readonly InternalDestination[];
+  credentials: TurnCredentials<TurnRef>;
+  onUsage?: (ref: TurnRef, usage: TokenUsage) => void;
+  onModelUnreachable?: (ref: TurnRef, failure: UpstreamFailure) => void;
+  onRefusal?: (workspaceId: string, host: string, port: number, reason: RefusalReason) => void;
+}
+
+export interface WorkspaceNet {
+  workspaceId: string;
+  /** The host directory the sockets go in (mounted read-only inside at CONTAINER_NET_DIR). */
+  dir: string;
+  uid: number;
+  gid: number;
+  /** The egress policy in force, read for every request. */
+  policy: () => EgressPolicy;
+}
+
+interface Endpoints {
+  servers: Server[];
+}
+
+export class WorkspaceEndpoints {
+  private readonly open = new Map<string, Promise<Endpoints>>();
+  private readonly refused = new Map<string, number>();
+
+  constructor(private readonly options: WorkspaceEndpointsOptions) {}
+
+  /** Serves the workspace's sockets unless they are served already (idempotent; a sidecar restart re-creates them). */
+  ensure(net: WorkspaceNet): Promise<void> {
+    let endpoints = this.open.get(net.workspaceId);
+    if (!endpoints) {
+      endpoints = this.start(net);
+      this.open.set(net.workspaceId, endpoints);
+      endpoints.catch(() => this.open.delete(net.workspaceId));
+    }
+    return endpoints.then(() => undefined);
+  }
+
+  /** Egress refusals of the workspace since its sockets were opened. */
+  refusals(workspaceId: string): number {
+    return this.refused.get(workspaceId) ?? 0;
+  }
+
+  /** Stops serving the workspace (it was removed): open tunnels and streams end. */
+  async close(workspaceId: string): Promise<void> {
+    const endpoints = this.open.get(workspaceId);
+    this.open.delete(workspaceId);
+    this.refused.delete(workspaceId);
+    this.options.credentials.revokeWhere((ref) => ref.workspaceId === workspaceId);
+    const open = await endpoints?.catch(() => null);
+    if (open) await Promise.all(open.servers.map(closeServer));
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.open.keys()].map((workspaceId) => this.close(workspaceId)));
+  }
+
+  private async start(net: WorkspaceNet): Promise<Endpoints> {
+    const { options } = this;
+    const log = options.log.child({ workspaceId: net.workspaceId });
+    const endpoints: Endpoints = { servers: [] };
+    const egress = createEgressProxy({
+      policy: net.policy,
+      internal: options.internal,
+      log,
+      onRefusal: (host, port, reason) => {
+        this.refused.set(net.workspaceId, (this.refused.get(net.workspaceId) ?? 0) + 1);
+        options.onRefusal?.(net.workspaceId, host, port, reason);
+      },
+    });
+    const model = createModelProxy<TurnRef>({
+      upstreamBaseUrl: options.modelUpstream,
+      apiKey: options.apiKey,
+      // A credential works only through its own workspace's socket.
+      authorize: (token) => {
+        const ref = options.credentials.resolve(token);
+        return ref !== null && ref.workspaceId === net.workspaceId ? ref : null;
+      },
+      logger: log,
+      logFields: (ref) => ({ turnId: ref.turnId }),
+      ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+      ...(options.onModelUnreachable ? { onUpstreamError: options.onModelUnreachable } : {}),
+    });
+    const servers: Array<[string, Server]> = [
+      [NET_SOCKETS.proxy, egress],
+      [NET_SOCKETS.model, model],
+      ...(options.aliveApiUrl ? [[NET_SOCKETS.api, createApiProxy({ target: options.aliveApiUrl, log })] as [string, Server]] : []),
+    ];
+    await fs.mkdir(net.dir, { recursive: true, mode: 0o755 });
+    try {
+      for (const [name, server] of servers) {
+        await listenOwned(server, path.join(net.dir, name), net.uid, net.gid);
+        endpoints.servers.push(server);
+      }
+    } catch (error) {
+      await Promise.all(endpoints.servers.map(closeServer));
+      throw new Error(`could not serve the network sockets of workspace ${net.workspaceId} in ${net.dir}: ${errorMessage(error)}`, { cause: error });
+    }
+    return endpoints;
+  }
+}
+
+/** Listens on a Unix socket that only `uid` (and root) may connect to; a stale socket file is replaced. */
+async function listenOwned(server: Server, socketPath: string, uid: number, gid: number): Promise<void> {
+  await fs.rm(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  await fs.chown(socketPath, uid, gid);
+  await fs.chmod(socketPath, 0o600);
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
