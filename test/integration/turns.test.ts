@@ -24,13 +24,13 @@ function recorder(signal?: AbortSignal): Recorded {
   return { events, hooks: { onEvent: (_turnId, seq, event) => events.push({ seq, event }), ...(signal ? { signal } : {}) } };
 }
 
-/** Processes in the container other than the init, the log pump and the idle launcher of the next turn. */
+/** Processes in the container other than the init, the log pump, the network forwarders and the idle launcher of the next turn. */
 async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
   const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", "for p in /proc/[0-9]*; do printf '%s %s\\n' \"${p#/proc/}\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done"]);
   return listing.stdout
     .trim()
     .split("\n")
-    .filter((line) => !/^1 /.test(line) && !/while :; do cat \/run\/alive\/log/.test(line) && !/^\d+ cat \/run\/alive\/log/.test(line) && !/for p in \/proc/.test(line) && !/alive-launch -c/.test(line) && line.trim() !== "");
+    .filter((line) => !/^1 /.test(line) && !/while :; do cat \/run\/alive\/log/.test(line) && !/^\d+ cat \/run\/alive\/log/.test(line) && !/for p in \/proc/.test(line) && !/alive-launch -c/.test(line) && !/^\d+ socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(line) && line.trim() !== "");
 }
 
 describe("codex turns in the workspace container", () => {
@@ -307,10 +307,11 @@ describe("codex turns in the workspace container", () => {
     assert.deepEqual((await fs.readdir(paths.tmp)).filter((n) => n.startsWith(".alive-turn-")), [], "nothing of root's in TMPDIR");
   });
 
-  test("codex's own sandbox modes fail with a clear reason instead of failing every command", async () => {
+  // workspace-write is enforced by the container instead (egress.test.ts).
+  test("codex's own read-only sandbox fails with a clear reason instead of failing every command", async () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
-    for (const sandboxMode of ["workspace-write", "read-only"] as const) {
+    for (const sandboxMode of ["read-only"] as const) {
       await assert.rejects(run({ workspaceId: ws.workspaceId, input: "x", options: { sandboxMode } }), (e: SidecarError) => {
         assert.equal(e.code, ErrorCode.notAllowed);
         assert.equal(e.data?.field, "options.sandboxMode");
