@@ -16,7 +16,7 @@ import { markRunLive, reapAbandonedRuns, reapLabelled } from "../src/docker/reap
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { startSidecar, type RunningSidecar } from "../src/sidecar.js";
 import type { WorkspaceParams } from "../src/service.js";
-import { ensureWorkspaceNetwork } from "../src/workspace/network.js";
+import { ensureBridgeNetwork } from "../src/docker/networks.js";
 import type { SpecContext } from "../src/workspace/spec.js";
 import { ResponsesStub } from "../test/support/responses-stub.js";
 
@@ -93,7 +93,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     options.progress(`runtime image ${imageRef}`);
 
     const networkName = `alive-codex-${runId}`;
-    const network = await ensureWorkspaceNetwork(docker, networkName, labels);
+    const network = await ensureBridgeNetwork(docker, networkName, labels);
     if (!network.gateway) throw new Error(`network ${networkName} has no gateway`);
     const stub = await ResponsesStub.start({ host: network.gateway });
 

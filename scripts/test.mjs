@@ -180,7 +180,12 @@ try {
 say(`runtime image ${image.ref} ${image.built ? `built in ${Math.round((Date.now() - started) / 1000)} s` : "reused"} (base ${baseImage})`);
 say(`${files.length} test file(s), run id ${runId}`);
 
-Object.assign(env, { ALIVE_CODEX_TEST_IMAGE: image.ref, ALIVE_CODEX_BASE_IMAGE: baseImage });
+// The run's own bridge, made once here: test files start in parallel, and two that create it at
+// the same moment get two networks of one name (the engine's duplicate check is not atomic).
+const { ensureBridgeNetwork } = await importDist("docker/networks.js");
+const testNetwork = `alive-codex-test-${runId}`;
+await ensureBridgeNetwork(docker, testNetwork, { [RUN_ID_LABEL]: runId });
+Object.assign(env, { ALIVE_CODEX_TEST_IMAGE: image.ref, ALIVE_CODEX_BASE_IMAGE: baseImage, ALIVE_CODEX_TEST_NETWORK: testNetwork });
 const code = await runTests(files, env);
 let reaped = false;
 try {

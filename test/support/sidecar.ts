@@ -14,12 +14,12 @@ import { reapLabelled } from "../../src/docker/reaper.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
-import { ensureWorkspaceNetwork } from "../../src/workspace/network.js";
+import { ensureBridgeNetwork } from "../../src/docker/networks.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
 /** Each run has its own network, so two runs (or a run and a killed one's leftovers) never share one. */
-export const TEST_NETWORK = `alive-codex-test-${TEST_RUN_ID}`;
+export const TEST_NETWORK = process.env.ALIVE_CODEX_TEST_NETWORK ?? `alive-codex-test-${TEST_RUN_ID}`;
 export const TEST_API_KEY = "sk-test-alive-0123456789abcdef";
 export const INSTANCE_LABEL = "dev.alive.codex.test-instance";
 export const TEST_UID = 10001;
@@ -61,7 +61,7 @@ export interface TestSidecarOptions {
 
 /** The gateway of the test bridge, where a stub must listen for containers to reach it. */
 export async function testGateway(docker: Docker): Promise<string> {
-  const network = await ensureWorkspaceNetwork(docker, TEST_NETWORK, { [Labels.runId]: TEST_RUN_ID });
+  const network = await ensureBridgeNetwork(docker, TEST_NETWORK, { [Labels.runId]: TEST_RUN_ID });
   if (!network.gateway) throw new Error(`network ${TEST_NETWORK} has no gateway`);
   return network.gateway;
 }

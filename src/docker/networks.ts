@@ -1,10 +1,14 @@
-/** The dedicated bridge for workspace containers. */
-import type { Docker } from "../docker/engine.js";
-import { withDocker } from "../docker/engine.js";
-import { Labels } from "../docker/labels.js";
+/**
+ * A labelled bridge network with inter-container traffic off. Workspace containers have no network
+ * of their own any more (docs/security.md); what needs a bridge is the sidecar's own container
+ * under compose and the test runner's stand-ins on a gateway address.
+ */
+import type { Docker } from "./engine.js";
+import { withDocker } from "./engine.js";
+import { Labels } from "./labels.js";
 
-/** Creates the workspace bridge (inter-container traffic off) unless it exists; returns its gateway. */
-export async function ensureWorkspaceNetwork(docker: Docker, name: string, extraLabels: Record<string, string> = {}): Promise<{ id: string; gateway: string | null }> {
+/** Creates the bridge (inter-container traffic off) unless it exists; returns its gateway. */
+export async function ensureBridgeNetwork(docker: Docker, name: string, extraLabels: Record<string, string> = {}): Promise<{ id: string; gateway: string | null }> {
   const inspect = async (): Promise<{ id: string; gateway: string | null }> => {
     const info = (await docker.getNetwork(name).inspect()) as { Id: string; IPAM?: { Config?: Array<{ Gateway?: string }> } };
     return { id: info.Id, gateway: info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway ?? null };
