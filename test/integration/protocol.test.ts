@@ -418,9 +418,10 @@ describe("protocol over the real socket", () => {
       },
       { name: "uid 0 riding on turn.run", method: "turn.run", params: async () => ({ ...(await fresh("turnroot")), uid: 0, input: "x" }), code: ErrorCode.notAllowed, field: "uid" },
       {
-        name: 'sandboxMode "workspace-write" (codex\'s sandbox cannot run in the container)',
+        // workspace-write is the container's own promise now (egress.test.ts); read-only still needs codex's sandbox.
+        name: 'sandboxMode "read-only" (codex\'s sandbox cannot run in the container)',
         method: "turn.run",
-        params: () => turnOnBase({ options: { sandboxMode: "workspace-write" } }),
+        params: () => turnOnBase({ options: { sandboxMode: "read-only" } }),
         code: ErrorCode.notAllowed,
         field: "options.sandboxMode",
         check: (e) => assert.match(e.data?.reason ?? "", /danger-full-access/),
