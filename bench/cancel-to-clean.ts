@@ -5,13 +5,16 @@
  * two times:
  * (i) runTurn resolves with status "cancelled";
  * (ii) the container holds no process of the turn: `docker top` (the host's ps over the container's
- *      processes; it adds no process inside) lists only what ran before the turn (init, the log
- *      pump and its `cat`), or a fresh child of the log pump. Zombies count as remaining.
+ *      processes; it adds no process inside) lists only the container's own processes
+ *      (turnProcessFilter: init, the main script and its forwarder loops, what those restart) and
+ *      the launcher waiting for the next turn. Zombies count as remaining, and so do the socat
+ *      children that carried the turn's connections (to the model proxy, the egress proxy).
  * The container is polled back to back from the moment of the cancel, so (ii) has the resolution
  * of one `docker top` call (see the table).
  */
 import { performance } from "node:perf_hooks";
 import type { WorkspaceParams } from "../src/service.js";
+import { CONTAINER_RUN_DIR } from "../src/workspace/spec.js";
 import type { BenchEnv } from "./harness.js";
 import { LATENCY_COLUMNS, latencyRow, ms, verdict, type SectionResult } from "./report.js";
 import { formatTable, summarize } from "./stats.js";
@@ -47,6 +50,7 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
   const topCalls: number[] = [];
   const leftAtCancel: number[] = [];
   let sleepsSeen = 0;
+  const connectionsAtCancel: number[] = [];
 
   const eventsAfterCancel: number[] = [];
   const lastEventToResolved: number[] = [];
@@ -55,17 +59,8 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
   for (let i = -options.warmup; i < options.n; i++) {
     // Untimed: restarts the container if something stopped it (a parallel test sidecar's idle reaper adopts every managed container).
     container = docker.getContainer((await service.ensureWorkspace(params)).containerId);
-    // What runs before the turn: the engine's init, the log pump (sh) and its current `cat`.
-    const baseline = await top();
-    const baselinePids = new Set(baseline.map((p) => p.pid));
-    // The engine's init (an exec, such as the waiting launcher, also has its parent outside).
-    const init = baseline.find((p) => !baselinePids.has(p.ppid) && p.args.includes("docker-init"));
-    const pump = baseline.find((p) => p.ppid === init?.pid);
-    if (!init || !pump) throw new Error(`cannot find init and log pump in docker top: ${JSON.stringify(baseline)}`);
-    // The pre-started launcher waiting for the next turn is not the turn's; once it execs codex it is.
-    const isTurnProcess = (p: ProcessEntry): boolean =>
-      p.stat.startsWith("Z") || !(p.pid === init.pid || p.pid === pump.pid || p.ppid === pump.pid || p.args.includes("alive-launch -c"));
-
+    // What runs before the turn tells the container's own processes from the turn's.
+    const isTurnProcess = turnProcessFilter(await top());
     stub.reset();
     stub.script({ kind: "command", cmd: COMMAND });
     // Should codex get as far as a second request (it does once exec_command yields), the turn ends with a message.
@@ -102,6 +97,7 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
     if (i >= 0) {
       leftAtCancel.push(before.length);
       if (before.some((p) => p.args.startsWith("sleep 1000"))) sleepsSeen += 1;
+      connectionsAtCancel.push(before.filter((p) => p.args.startsWith("socat ")).length);
     }
 
     let resolvedAt = NaN;
@@ -158,9 +154,36 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
     ],
     notes: [
       `the turn's processes just before the cancel (one docker top call after item.started): median ${summarize(leftAtCancel).p50}, max ${summarize(leftAtCancel).max}; \`sleep 1000\` among them in ${sleepsSeen}/${leftAtCancel.length} turns`,
+      `socat connection children (a turn's connections through the forwarders) among them: median ${summarize(connectionsAtCancel).p50}, max ${summarize(connectionsAtCancel).max}; they count until they exit`,
       `codex events that still arrived after the cancel: median ${summarize(eventsAfterCancel).p50}; codex's own turn.completed arrived after the cancel in ${completedAfterCancel}/${eventsAfterCancel.length} turns; last such event -> runTurn resolved: p50 ${ms(summarize(lastEventToResolved).p50)}`,
       "(ii) is polled back to back from the cancel, so its figures carry the probe's own latency (last row) as resolution",
       `no baseline; ${options.warmup} warm-up turn(s) discarded`,
     ],
+  };
+}
+
+/**
+ * From a `docker top` taken before the turn: is a process the turn's? The container's own are the
+ * engine's init, the main script (the log pump, containerMainScript) and the forwarder loops it
+ * forked (egress/container-net.ts), and any child of the main script or of a loop: a fresh `cat` of
+ * the log FIFO, a socat listener (restarted or not), a `sleep 1`. A socat *connection* child is a
+ * child of a listener, not of a loop, so it is the turn's until it exits. So is everything that
+ * descends from the turn's exec or was reparented to init, except the pre-started launcher waiting
+ * for the next turn (once it execs codex, its args change and it is the turn's).
+ */
+function turnProcessFilter(baseline: readonly ProcessEntry[]): (p: ProcessEntry) => boolean {
+  const pids = new Set(baseline.map((p) => p.pid));
+  // The engine's init (an exec, such as the waiting launcher, also has its parent outside).
+  const init = baseline.find((p) => !pids.has(p.ppid) && p.args.includes("docker-init"));
+  const main = baseline.find((p) => p.ppid === init?.pid && p.args.includes(CONTAINER_RUN_DIR));
+  if (!init || !main) throw new Error(`cannot find init and the main script in docker top: ${JSON.stringify(baseline)}`);
+  // The forwarder loops: subshells of the main script (same args), present from the container's start.
+  const loops = baseline.filter((p) => p.ppid === main.pid && p.args === main.args);
+  const supervisors = new Set([main.pid, ...loops.map((p) => p.pid)]);
+  if (loops.length === 0) throw new Error(`no forwarder loop under the main script in docker top: ${JSON.stringify(baseline)}`);
+  return (p) => {
+    if (p.stat.startsWith("Z")) return true;
+    if (p.pid === init.pid || supervisors.has(p.pid) || supervisors.has(p.ppid)) return false;
+    return !p.args.includes("alive-launch -c");
   };
 }

@@ -4,11 +4,14 @@
  * Five arms, interleaved (the order rotates every round), on a fresh workspace id each time:
  * - sidecar: service.ensureWorkspace; resolves after the engine's start call returned. It includes
  *   the sidecar's own work: the workspace dirs (HOME, TMPDIR, run/ with the log FIFO) and the spec.
- * - CLI: `docker run -d` with the same create options (bench/docker-run-args.ts); returns after the
- *   CLI's create + start. The bind-mount dirs are made beforehand, untimed.
+ * - CLI: `docker run -d` with the same create options (bench/docker-run-args.ts: network none, the
+ *   main script with its forwarders); returns after the CLI's create + start. The bind-mount dirs
+ *   are made beforehand, untimed; nothing serves the sockets the forwarders reach (the sidecar arm
+ *   serves them before it resolves).
  * - by hand: the sidecar's steps done with the same calls (dirs, createContainer, start), each
- *   timed, to show where a cold ensure's time goes; once with the spec as is, once with network
- *   "none" (what attaching the bridge costs);
+ *   timed, to show where a cold ensure's time goes; once with the spec as is (network none, the
+ *   forwarders in the main script), once with the previous setup (the bench's bridge network, the
+ *   log pump alone): what the new network setup costs or saves at create and start;
  * - engine floor: a minimal container of the same image (no mounts, limits, init or network).
  * After every sample, untimed, `true` is exec'd in the container (proof it was exec-ready) and the
  * container is removed.
@@ -20,7 +23,7 @@ import { runExec } from "../src/docker/exec.js";
 import { isImagePresent } from "../src/docker/base-image.js";
 import { prepareWorkspaceDirs } from "../src/workspace/host-dirs.js";
 import { workspacePaths } from "../src/workspace/paths.js";
-import { buildWorkspaceSpec } from "../src/workspace/spec.js";
+import { CONTAINER_RUN_DIR, buildWorkspaceSpec, type WorkspaceSpec } from "../src/workspace/spec.js";
 import type { BenchEnv } from "./harness.js";
 import { containerShape, dockerRunArgs, shapeDifferences } from "./docker-run-args.js";
 import { LATENCY_COLUMNS, latencyRow, ms, times, verdict, type SectionResult } from "./report.js";
@@ -33,13 +36,21 @@ export interface ColdEnsureOptions {
 
 const TITLE = "1. Cold ensure (create + start until exec-ready)";
 
-type Arm = "sidecar" | "cli" | "api" | "no-network" | "minimal";
+type Arm = "sidecar" | "cli" | "api" | "previous" | "minimal";
+
+/** The main script before workspaces lost their network: the log pump alone, no forwarders. */
+const PREVIOUS_MAIN_SCRIPT = `while :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/null || sleep 1; done`;
+
+/** The same spec as the previous setup made it: on the bench's bridge network, the log pump alone. */
+function previousSetup(spec: WorkspaceSpec, network: string): WorkspaceSpec {
+  return { ...spec, options: { ...spec.options, Cmd: ["-c", PREVIOUS_MAIN_SCRIPT], HostConfig: { ...spec.options.HostConfig, NetworkMode: network } } };
+}
 
 export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions): Promise<SectionResult> {
   const { docker, sidecar } = env;
-  const samples: Record<Arm, number[]> = { sidecar: [], cli: [], api: [], "no-network": [], minimal: [] };
+  const samples: Record<Arm, number[]> = { sidecar: [], cli: [], api: [], previous: [], minimal: [] };
   const phases = { dirs: [] as number[], spec: [] as number[], create: [] as number[], start: [] as number[] };
-  const phasesNoNetwork = { dirs: [] as number[], spec: [] as number[], create: [] as number[], start: [] as number[] };
+  const phasesPrevious = { dirs: [] as number[], spec: [] as number[], create: [] as number[], start: [] as number[] };
   const parity: { sidecar?: string; cli?: string } = {};
 
   const assertExecReady = async (containerId: string, arm: Arm): Promise<void> => {
@@ -79,21 +90,22 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     return elapsed;
   };
 
-  /** The sidecar's steps by hand; `variant` "no-network" uses the same spec with NetworkMode none. */
-  const runApi = async (variant: "spec" | "no-network", record: boolean): Promise<number> => {
+  /** The sidecar's steps by hand; `variant` "previous" is the same spec with the previous network setup. */
+  const runApi = async (variant: "spec" | "previous", record: boolean): Promise<number> => {
     const params = await env.workspace(env.uniqueId("bench-cold-a"));
     const paths = workspacePaths(env.config.stateDir, params.workspaceId);
     const t0 = performance.now();
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
     const t1 = performance.now();
-    const spec = buildWorkspaceSpec(variant === "spec" ? params : { ...params, network: "none" }, paths, env.specContext());
+    const built = buildWorkspaceSpec(params, paths, env.specContext());
+    const spec = variant === "spec" ? built : previousSetup(built, env.network.name);
     const t2 = performance.now();
     const container = await docker.createContainer(spec.options);
     const t3 = performance.now();
     await container.start();
     const t4 = performance.now();
     if (record) {
-      const target = variant === "spec" ? phases : phasesNoNetwork;
+      const target = variant === "spec" ? phases : phasesPrevious;
       target.dirs.push(t1 - t0);
       target.spec.push(t2 - t1);
       target.create.push(t3 - t2);
@@ -117,7 +129,7 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     return elapsed;
   };
 
-  const arms: Arm[] = ["sidecar", "cli", "api", "no-network", "minimal"];
+  const arms: Arm[] = ["sidecar", "cli", "api", "previous", "minimal"];
   for (let round = -options.warmup; round < options.n; round++) {
     const offset = ((round % arms.length) + arms.length) % arms.length;
     for (const arm of [...arms.slice(offset), ...arms.slice(0, offset)]) {
@@ -125,7 +137,7 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
         arm === "sidecar" ? await runSidecar()
         : arm === "cli" ? await runCli()
         : arm === "minimal" ? await runMinimal()
-        : await runApi(arm === "api" ? "spec" : "no-network", round >= 0);
+        : await runApi(arm === "api" ? "spec" : "previous", round >= 0);
       if (round >= 0) samples[arm].push(elapsed);
     }
   }
@@ -161,25 +173,25 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
       latencyRow("sidecar ensureWorkspace", samples.sidecar, cli, { target: "p50 <= 0.7x CLI and < 200 ms", result: verdict(ratioPass && absolutePass) }),
       latencyRow("docker run -d (CLI, baseline)", samples.cli, cli, { target: "-", result: "-" }),
       latencyRow("by hand: dirs + create + start", samples.api, cli, { target: "-", result: "-" }),
-      latencyRow("by hand, same spec but network none", samples["no-network"], cli, { target: "-", result: "-" }),
+      latencyRow("by hand, previous setup (bridge, no forwarders)", samples.previous, cli, { target: "-", result: "-" }),
       latencyRow("engine floor: minimal container", samples.minimal, cli, { target: "-", result: "-" }),
     ],
     LATENCY_COLUMNS,
   );
-  const phaseRow = (phase: string, values: number[], noNetwork?: number[]): TableRow => {
+  const phaseRow = (phase: string, values: number[], previous?: number[]): TableRow => {
     const a = summarize(values);
-    const b = noNetwork === undefined ? undefined : summarize(noNetwork);
-    return { phase, n: a.n, "p50 ms": a.p50, "p95 ms": a.p95, "network none p50 ms": b?.p50 ?? "-" };
+    const b = previous === undefined ? undefined : summarize(previous);
+    return { phase, n: a.n, "p50 ms": a.p50, "p95 ms": a.p95, "previous setup p50 ms": b?.p50 ?? "-" };
   };
   const phaseTable = formatTable(
     [
       phaseRow("image check (isImagePresent; once per sidecar, cached after)", imageCheck),
-      phaseRow("workspace dirs + log FIFO (prepareWorkspaceDirs)", phases.dirs, phasesNoNetwork.dirs),
-      phaseRow("buildWorkspaceSpec", phases.spec, phasesNoNetwork.spec),
-      phaseRow("docker createContainer", phases.create, phasesNoNetwork.create),
-      phaseRow("docker start", phases.start, phasesNoNetwork.start),
+      phaseRow("workspace dirs + log FIFO (prepareWorkspaceDirs)", phases.dirs, phasesPrevious.dirs),
+      phaseRow("buildWorkspaceSpec", phases.spec, phasesPrevious.spec),
+      phaseRow("docker createContainer", phases.create, phasesPrevious.create),
+      phaseRow("docker start", phases.start, phasesPrevious.start),
     ],
-    ["phase", "n", "p50 ms", "p95 ms", "network none p50 ms"],
+    ["phase", "n", "p50 ms", "p95 ms", "previous setup p50 ms"],
     { decimals: 2 },
   );
   return {
@@ -191,7 +203,8 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     ],
     notes: [
       "exec-ready = the engine's start call returned (sidecar: ensureWorkspace resolved; CLI: `docker run -d` exited 0); each sample is then proven with an untimed exec of `true`",
-      "the sidecar arm includes making the workspace dirs and FIFO; the CLI arm's dirs are made untimed beforehand; removal is not timed",
+      "the sidecar arm includes making the workspace dirs and FIFO and serving the workspace's sockets; the CLI arm's dirs are made untimed beforehand and its sockets are not served; removal is not timed",
+      "sidecar, CLI and by hand: network none and the forwarders (the spec as is); previous setup: the same spec on the bench's bridge network with the log pump alone (what the sidecar made before)",
       `arms interleaved with a rotating order; ${options.warmup} warm-up round(s) discarded`,
       parityNote,
     ],

@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, turn, cancel, rpc)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, turn, cancel, rpc, proxy)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -15,13 +15,14 @@ import { createDockerClient } from "../src/docker/engine.js";
 import { resolveBaseImage } from "../src/docker/base-image.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
+import { benchProxy } from "./proxy.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
 import { failedSection, renderSection, summaryTable, type Check, type SectionResult } from "./report.js";
 import { benchRpc } from "./rpc.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "turn", "cancel", "rpc"] as const;
+const SECTIONS = ["cold", "warm", "turn", "cancel", "rpc", "proxy"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -105,6 +106,9 @@ async function main(): Promise<number> {
     );
     await run("rpc", "rpc", ["rpc: sidecar.health p50 (real service)", "rpc: sidecar.health p50 (RPC layer only)", "rpc: turn.event throughput (synthetic)"], () =>
       benchRpc(env, warm, { healthN: n(2000, 200), healthWarmup: n(200, 20), events: n(100_000, 10_000), eventRuns: n(3, 1) }),
+    );
+    await run("proxy", "model proxy", ["model proxy: p50 added per request", "model proxy: SSE throughput vs direct"], () =>
+      benchProxy({ n: n(2000, 200), warmup: n(200, 20), streamMb: n(128, 16), streamRuns: n(7, 2), tunnels: n(1000, 100), log: env.log }),
     );
   } finally {
     process.off("SIGINT", onSignal);
