@@ -24,13 +24,28 @@ function recorder(signal?: AbortSignal): Recorded {
   return { events, hooks: { onEvent: (_turnId, seq, event) => events.push({ seq, event }), ...(signal ? { signal } : {}) } };
 }
 
-/** Processes in the container other than the init, the log pump, the network forwarders and the idle launcher of the next turn. */
+/**
+ * Processes in the container other than the init, the log pump, the network forwarders' listeners
+ * and the idle launcher of the next turn. A socat whose parent is a socat is a connection the
+ * forwarder forked: that one belongs to whoever connected, so it counts.
+ */
 async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", "for p in /proc/[0-9]*; do printf '%s %s\\n' \"${p#/proc/}\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done"]);
-  return listing.stdout
+  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
+  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
+  const procs = listing.stdout
     .trim()
     .split("\n")
-    .filter((line) => !/^1 /.test(line) && !/while :; do cat \/run\/alive\/log/.test(line) && !/^\d+ cat \/run\/alive\/log/.test(line) && !/for p in \/proc/.test(line) && !/alive-launch -c/.test(line) && !/^\d+ socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(line) && line.trim() !== "");
+    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
+  return procs
+    .filter(({ pid, ppid, cmd }) => {
+      if (pid === "1" || cmd === "") return false;
+      if (/while :; do cat \/run\/alive\/log/.test(cmd) || /^cat \/run\/alive\/log/.test(cmd) || /for p in \/proc/.test(cmd) || /alive-launch -c/.test(cmd)) return false;
+      return !(/^socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(cmd) && !isSocat(ppid));
+    })
+    .map(({ pid, cmd }) => `${pid} ${cmd}`);
 }
 
 describe("codex turns in the workspace container", () => {
