@@ -55,7 +55,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
-  let failTurn: (turnId: string, message: string) => void = () => undefined;
+  // The turn runner is made after the network it is told about by: these reach it once it exists.
+  let turnsReady: TurnRunner | null = null;
   const network = new WorkspaceEndpoints({
     log,
     modelUpstream: config.openaiBaseUrl ?? OPENAI_API_BASE_URL,
@@ -64,7 +65,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     internal: config.internalDestinations,
     credentials,
     // A model API that cannot be reached fails the turn within seconds instead of codex retrying it to its deadline.
-    onModelUnreachable: (ref, failure) => failTurn(ref.turnId, failure.message),
+    onModelUnreachable: (ref, failure) => turnsReady?.fail(ref.turnId, "model_unreachable", failure.message),
+    // Exact usage per turn, and its token budget enforced before each model request.
+    onUsage: (ref, usage) => turnsReady?.recordModelUsage(ref.turnId, usage),
+    admit: (ref) => turnsReady?.admitModelRequest(ref.turnId) ?? null,
   });
   const workspaces = new WorkspaceManager({
     docker,
@@ -93,7 +97,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     defaultModel: config.defaultModel,
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
+    budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
+  turnsReady = turns;
   const version = sidecarVersion();
 
   const engine = new EngineStatus(docker, image);
@@ -125,7 +131,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
   };
 
-  failTurn = (turnId, message) => turns.fail(turnId, "model_unreachable", message);
   return {
     service,
     workspaces,
