@@ -58,11 +58,11 @@ export interface ListenAddress {
   port: number;
 }
 
-/** host:port for a TCP listener, e.g. 127.0.0.1:9464 or [::1]:9464; the port 1-65535. */
+/** host:port for a TCP listener, e.g. 127.0.0.1:9464 or [::1]:9464; port 0 takes any free one. */
 export function parseListenAddress(setting: string, raw: string): ListenAddress {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(raw.trim());
   const port = match ? Number(match[3]) : 0;
-  if (!match || port < 1 || port > 65535) throw new ConfigError(setting, raw, "host:port, e.g. 127.0.0.1:9464 or [::1]:9464");
+  if (!match || port > 65535) throw new ConfigError(setting, raw, "host:port, e.g. 127.0.0.1:9464 or [::1]:9464");
   return { host: (match[1] ?? match[2]) as string, port };
 }
 

@@ -8,8 +8,8 @@ import type { RunTurnParams, TurnResult, WorkspaceParams } from "../../src/servi
 import { ResponsesStub, type ScriptStep } from "../support/responses-stub.js";
 import { startGatewayStub, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
 
-/** A fixed amount of CPU work (about a second on this machine), however loaded it is. */
-const CPU_WORK = `awk 'BEGIN{for(i=0;i<20000000;i++)s+=i; print "worked"}'`;
+/** A fixed amount of CPU work (about 1.5 CPU seconds on this machine), however loaded it is. */
+const CPU_WORK = `awk 'BEGIN{for(i=0;i<80000000;i++)s+=i; print "worked"}'`;
 
 describe("per-turn accounting and budgets", () => {
   let stub: ResponsesStub;
@@ -17,7 +17,7 @@ describe("per-turn accounting and budgets", () => {
   let ws: WorkspaceParams;
   before(async () => {
     stub = await startGatewayStub();
-    t = await startTestSidecar({ stub });
+    t = await startTestSidecar({ stub, flags: { "--metrics-listen": "127.0.0.1:0" } });
     ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
   });
@@ -56,7 +56,7 @@ describe("per-turn accounting and budgets", () => {
     assert.equal(idle.status, "completed");
     assert.equal(busy.status, "completed");
     const [a, b] = [idle.resources.cpuSeconds ?? 0, busy.resources.cpuSeconds ?? 0];
-    assert.ok(b - a > 0.4, `busy ${b} s vs idle ${a} s`);
+    assert.ok(b - a > 0.8, `busy ${b} s vs idle ${a} s`);
   });
 
   test("a token budget stops a turn whose model keeps asking for tools: nothing is forwarded past it", async () => {
@@ -83,5 +83,32 @@ describe("per-turn accounting and budgets", () => {
     stub.respondWith(undefined);
     stub.script({ kind: "message", text: "still fine" });
     assert.equal((await run({ input: "next" })).status, "completed", "the workspace takes the next turn");
+  });
+
+  test("after those turns /metrics shows the counters and histograms moved; closing the sidecar closes it", async () => {
+    const address = t.sidecar.metricsAddress;
+    assert.ok(address, "served on the listen address");
+    const url = `http://${address.host}:${address.port}/metrics`;
+    const text = await (await fetch(url)).text();
+    const value = (pattern: string): number => {
+      const match = new RegExp(`^${pattern.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(text);
+      assert.ok(match, `${pattern} in /metrics`);
+      return Number(match[1]);
+    };
+    assert.ok(value('alive_codex_turns_total{status="completed",error_code=""}') >= 4);
+    assert.equal(value('alive_codex_turns_total{status="failed",error_code="budget_exceeded"}'), 2);
+    assert.ok(value('alive_codex_turn_duration_seconds_count{status="completed"}') >= 4);
+    assert.ok(value("alive_codex_turn_first_event_seconds_count") >= 6);
+    assert.ok(value("alive_codex_turn_cpu_seconds_total") > 1.5);
+    assert.ok(value('alive_codex_workspace_ensure_duration_seconds_count{kind="cold"}') >= 1);
+    assert.ok(value("alive_codex_model_requests_total") >= 11);
+    assert.ok(value('alive_codex_model_tokens_total{kind="input"}') >= 3420);
+    assert.ok(value('alive_codex_model_tokens_total{kind="cached"}') >= 190);
+    assert.equal(value('alive_codex_workspaces{state="running"}'), 1);
+    assert.equal(value("alive_codex_turns_running"), 0);
+    assert.ok(value("alive_codex_process_resident_memory_bytes") > 0, "the process defaults");
+    assert.doesNotMatch(text, new RegExp(ws.workspaceId), "no workspace id in any label");
+    await t.stop();
+    await assert.rejects(fetch(url), "the metrics server closed with the sidecar");
   });
 });
