@@ -59,7 +59,7 @@ function syntheticService(eventsPerTurn: () => number): SidecarService {
         hooks.onEvent(turnId, i, { type: "item.completed", item: { id: `item_${i}`, type: "agent_message", text: `synthetic event ${i}` } });
         if (i % 1000 === 0) await nextTurn();
       }
-      return { turnId, threadId: null, status: "completed", finalResponse: "", items: [], usage: null, turnUsage: null };
+      return { turnId, threadId: null, status: "completed", finalResponse: "", items: [], usage: null, turnUsage: null, resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 }, tokens: { input: 0, cached: 0, output: 0, reasoning: 0 } };
     },
   };
 }

@@ -8,11 +8,11 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { parseEgressPolicy, type EgressPolicy } from "./egress/policy.js";
+import type { EgressPolicy } from "./egress/policy.js";
 import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
-import { SidecarError } from "./errors.js";
+import { parseEgressSetting, parseInternalSetting } from "./egress/settings.js";
 import type { LogLevel } from "./log.js";
-import { DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
+import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import {
   ConfigError,
   formatResources,
@@ -22,7 +22,9 @@ import {
   parseDuration,
   parseInteger,
   parseLabels,
+  parseListenAddress,
   parseName,
+  parseNumber,
   parseOneOf,
   parsePathList,
   parseRange,
@@ -31,32 +33,11 @@ import {
   parseUrl,
   readKeyFile,
   type IdRange,
+  type ListenAddress,
 } from "./shared/setting-parsers.js";
 
 export { ConfigError, parseDuration, type IdRange, type ResourceLimits };
 
-/** "public", "model", or a JSON object { "allow": [...], "deny": [...] }. */
-function parseEgressSetting(name: string, raw: string): EgressPolicy {
-  const text = raw.trim();
-  let value: unknown = text;
-  if (text.startsWith("{")) {
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new ConfigError(name, raw, 'JSON such as {"allow":["example.com","*.example.org"],"deny":[]}');
-    }
-  }
-  try {
-    return parseEgressPolicy(value, name);
-  } catch (error) {
-    if (!(error instanceof SidecarError)) throw error;
-    throw new ConfigError(name, raw, `"public", "model" or {"allow":[...],"deny":[...]}: ${error.data?.field ?? name} ${error.data?.reason ?? error.message}`);
-  }
-}
-
-function parseInternalSetting(name: string, raw: string): InternalDestination[] {
-  return parseInternalDestinations(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""), name);
-}
 
 export interface SidecarConfig {
   socketPath: string;
@@ -99,6 +80,13 @@ export interface SidecarConfig {
   internalDestinations: InternalDestination[];
   /** Host directories mounted read-only at the same path in every workspace container (trusted code such as Alive's MCP servers). */
   trustedDirs: string[];
+  /** A turn's token and CPU budgets when turn.run names none, and the most it may name (null: none). */
+  budgetTokens: number | null;
+  budgetTokensMax: number | null;
+  budgetCpuSeconds: number | null;
+  budgetCpuSecondsMax: number | null;
+  /** Where Prometheus metrics are served (GET /metrics); null: not served. */
+  metricsListen: ListenAddress | null;
 }
 
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
@@ -149,6 +137,8 @@ function defaultStateDir(env: Env): string {
 
 const names = (maxLength: number) => (name: string, raw: string) => parseName(name, raw, maxLength);
 const integers = (min: number, max: number) => (name: string, raw: string) => parseInteger(name, raw, min, max);
+const tokenBudget = (name: string, raw: string): number => parseInteger(name, raw, BUDGET_RANGES.tokens.min, BUDGET_RANGES.tokens.max);
+const cpuBudget = (name: string, raw: string): number => parseNumber(name, raw, BUDGET_RANGES.cpuSeconds.min, BUDGET_RANGES.cpuSeconds.max);
 const secretLine = (name: string, raw: string): string => parseSingleLine(name, raw, 4096, true);
 
 function parseTurnTimeout(name: string, raw: string): number {
@@ -179,6 +169,11 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "shutdownGraceMs", env: "ALIVE_CODEX_SHUTDOWN_GRACE", flag: "--shutdown-grace", parse: parseDuration, default: "30s", description: "On SIGTERM/SIGINT, how long running turns may finish before they are cancelled." }),
   setting({ key: "maxWorkspaces", env: "ALIVE_CODEX_MAX_WORKSPACES", flag: "--max-workspaces", parse: integers(1, 100_000), default: "200", description: "Most workspace containers at once (-32007 past it)." }),
   setting({ key: "maxTurns", env: "ALIVE_CODEX_MAX_TURNS", flag: "--max-turns", parse: integers(1, 10_000), default: "32", description: "Most turns running at once across workspaces (-32007 past it)." }),
+  setting({ key: "budgetTokens", env: "ALIVE_CODEX_BUDGET_TOKENS", flag: "--budget-tokens", parse: tokenBudget, default: null, defaultText: "(none; the ceiling if set)", description: "Token budget of a turn whose turn.run names none (options.budget.tokens): past it the turn fails with budget_exceeded." }),
+  setting({ key: "budgetTokensMax", env: "ALIVE_CODEX_BUDGET_TOKENS_MAX", flag: "--budget-tokens-max", parse: tokenBudget, default: null, description: "The largest token budget turn.run may ask for (-32006 above it)." }),
+  setting({ key: "budgetCpuSeconds", env: "ALIVE_CODEX_BUDGET_CPU_SECONDS", flag: "--budget-cpu-seconds", parse: cpuBudget, default: null, defaultText: "(none; the ceiling if set)", description: "CPU-seconds budget of a turn (the workspace container's cgroup) whose turn.run names none: past it the turn fails with budget_exceeded." }),
+  setting({ key: "budgetCpuSecondsMax", env: "ALIVE_CODEX_BUDGET_CPU_SECONDS_MAX", flag: "--budget-cpu-seconds-max", parse: cpuBudget, default: null, description: "The largest CPU-seconds budget turn.run may ask for (-32006 above it)." }),
+  setting({ key: "metricsListen", env: "ALIVE_CODEX_METRICS_LISTEN", flag: "--metrics-listen", parse: parseListenAddress, default: null, defaultText: "(off)", description: "host:port to serve Prometheus metrics on (GET /metrics), e.g. 127.0.0.1:9464 (port 0: any free port, logged). No authentication: keep it on loopback or a private network." }),
   setting({ key: "openaiBaseUrl", env: "OPENAI_BASE_URL", flag: "--openai-base-url", parse: parseUrl, default: null, defaultText: "https://api.openai.com/v1", description: "Model API base URL the sidecar's model proxy forwards to (from the sidecar, not from the workspaces, which have no network), e.g. http://127.0.0.1:8080/v1." }),
   setting({ key: "codexApiKey", env: "CODEX_API_KEY", flag: "--codex-api-key", parse: secretLine, default: null, defaultText: "$OPENAI_API_KEY, else none", secret: true, description: "The model API key. It stays in the sidecar: its model proxy adds it to codex's requests, and codex in a workspace only ever holds a per-turn credential. OPENAI_API_KEY is read as a fallback." }),
   setting({ key: "codexApiKeyFile", env: "ALIVE_CODEX_API_KEY_FILE", flag: "--codex-api-key-file", parse: parseAbsolutePath, default: null, description: "A file holding the key (e.g. a Docker or compose secret), used when CODEX_API_KEY is not set; keeps the key out of process listings and `docker inspect`." }),
@@ -239,6 +234,11 @@ export function loadConfig(flags: Flags = {}, env: Env = process.env): SidecarCo
     if (value.min === 0 && !config.allowRoot) {
       throw new ConfigError(name, raw ?? "", `a range above 0 (0 is root; set ALIVE_CODEX_ALLOW_ROOT=true / --allow-root to permit it)`);
     }
+  }
+  for (const [key, max] of [["budgetTokens", "budgetTokensMax"], ["budgetCpuSeconds", "budgetCpuSecondsMax"]] as const) {
+    const { value, name, raw } = settings[key];
+    const ceiling = config[max];
+    if (value !== null && ceiling !== null && value > ceiling) throw new ConfigError(name, raw ?? "", `at most ${settings[max].name}=${ceiling}`);
   }
   // Alive's own API is always an internal destination: its MCP servers reach it from every workspace.
   if (config.aliveApiUrl !== null) {

@@ -68,6 +68,30 @@ export interface TurnRunOptions
   modelReasoningEffort?: (typeof REASONING_EFFORTS)[number];
   outputSchema?: Record<string, unknown>;
   timeoutMs?: number;
+  /** Limits that stop the turn (error.code "budget_exceeded") when crossed; absent: the operator's defaults. */
+  budget?: TurnBudgetRequest;
+}
+
+export interface TurnBudgetRequest {
+  /** Model tokens (input + output, as the model API counts them) over the turn's model requests. */
+  tokens?: number;
+  /** CPU time of the workspace container over the turn. */
+  cpuSeconds?: number;
+}
+
+/** What the workspace container used over the turn, from its cgroup; null where the cgroup could not be read. */
+export interface TurnResources {
+  cpuSeconds: number | null;
+  peakMemoryBytes: number | null;
+  wallMs: number;
+}
+
+/** Exact token counts of the turn's model requests, as the sidecar's model proxy read them off the responses. */
+export interface TurnTokens {
+  input: number;
+  cached: number;
+  output: number;
+  reasoning: number;
 }
 
 export interface McpServerSpec {
@@ -100,6 +124,10 @@ export interface TurnResult {
   usage: Usage | null;
   /** This turn alone: usage minus the thread's previous turn (extension to PROTOCOL.md v1). */
   turnUsage: Usage | null;
+  /** The workspace container's CPU time, peak memory and the turn's wall time (extension). */
+  resources: TurnResources;
+  /** Tokens the sidecar's model proxy counted for this turn (extension). */
+  tokens: TurnTokens;
   error?: { code: string; message: string };
 }
 

@@ -8,6 +8,7 @@ import { codexVersion } from "./codex-package.js";
 import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
+import type { TurnReport } from "./codex/turn-execution.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
 import { isImagePresent } from "./docker/base-image.js";
@@ -17,6 +18,8 @@ import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
 import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.js";
 import { TurnCredentials } from "./model-proxy/credentials.js";
+import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
+import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
@@ -27,6 +30,8 @@ export interface RunningSidecar {
   workspaces: WorkspaceManager;
   turns: TurnRunner;
   docker: Docker;
+  /** Where Prometheus metrics are served (ALIVE_CODEX_METRICS_LISTEN), or null. */
+  metricsAddress: { host: string; port: number } | null;
   /** Graceful stop: running turns get `graceMs` to finish, then are cancelled; containers stay for re-adoption. */
   close(graceMs: number): Promise<void>;
 }
@@ -55,7 +60,12 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
-  let failTurn: (turnId: string, message: string) => void = () => undefined;
+  // The turn runner is made after the network it is told about by: these reach it once it exists.
+  let turnsReady: TurnRunner | null = null;
+  // Metrics only when served; their gauges read the workspaces and turns when scraped.
+  const metrics: SidecarMetrics | null = config.metricsListen
+    ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0 })
+    : null;
   const network = new WorkspaceEndpoints({
     log,
     modelUpstream: config.openaiBaseUrl ?? OPENAI_API_BASE_URL,
@@ -64,7 +74,18 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     internal: config.internalDestinations,
     credentials,
     // A model API that cannot be reached fails the turn within seconds instead of codex retrying it to its deadline.
-    onModelUnreachable: (ref, failure) => failTurn(ref.turnId, failure.message),
+    onModelUnreachable: (ref, failure) => {
+      metrics?.countProxyError(failure.code);
+      turnsReady?.fail(ref.turnId, "model_unreachable", failure.message);
+    },
+    // Exact usage per turn, and its token budget enforced before each model request.
+    onUsage: (ref, usage) => {
+      metrics?.countTokens(usage);
+      turnsReady?.recordModelUsage(ref.turnId, usage);
+    },
+    admit: (ref) => turnsReady?.admitModelRequest(ref.turnId) ?? null,
+    onModelRequest: () => metrics?.countModelRequest(),
+    onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
   });
   const workspaces = new WorkspaceManager({
     docker,
@@ -76,6 +97,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
     defaultEgress: config.defaultEgress,
     network,
+    ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
   const turns = new TurnRunner({
@@ -93,7 +115,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     defaultModel: config.defaultModel,
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
+    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report) } : {}),
+    budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
+  turnsReady = turns;
   const version = sidecarVersion();
 
   const engine = new EngineStatus(docker, image);
@@ -125,16 +150,26 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
   };
 
-  failTurn = (turnId, message) => turns.fail(turnId, "model_unreachable", message);
+  let metricsServer: MetricsServer | null = null;
+  try {
+    if (metrics && config.metricsListen) metricsServer = await startMetricsServer(config.metricsListen, metrics.registry, log);
+  } catch (error) {
+    stopRetrying();
+    await turns.shutdown(0);
+    await workspaces.close();
+    throw new Error(`cannot serve metrics on ${config.metricsListen?.host}:${config.metricsListen?.port}: ${errorMessage(error)}`, { cause: error });
+  }
   return {
     service,
     workspaces,
     turns,
     docker,
+    metricsAddress: metricsServer?.address ?? null,
     async close(graceMs) {
       stopRetrying();
       await turns.shutdown(graceMs);
       await workspaces.close();
+      await metricsServer?.close();
     },
   };
 }

@@ -17,6 +17,7 @@ import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
 import { computeTurnUsage } from "./turn-usage.js";
+import type { TurnMeter } from "./turn-meter.js";
 
 /** Why a turn was failed from outside its event stream (the model proxy could not reach the model API). */
 export class TurnFailure {
@@ -35,9 +36,22 @@ export interface TurnExecutionOptions extends TurnContainerOptions {
   nodePath: string | null;
   defaultModel: string | null;
   turnTimeoutMs: number;
+  /** Told of every finished turn (the metrics). */
+  onTurnFinished?: (report: TurnReport) => void;
 }
 
-export async function executeTurn(options: TurnExecutionOptions, turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController): Promise<TurnResult> {
+/** A finished turn, as the metrics see it: no ids. */
+export interface TurnReport {
+  status: TurnStatus;
+  errorCode: string | null;
+  durationMs: number;
+  /** From the turn's start to codex's first event; null if codex emitted none. */
+  firstEventMs: number | null;
+  resources: TurnResult["resources"];
+  tokens: TurnResult["tokens"];
+}
+
+export async function executeTurn(options: TurnExecutionOptions, turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController, meter: TurnMeter): Promise<TurnResult> {
   const { log: baseLog } = options;
   const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
   const started = Date.now();
@@ -45,6 +59,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   const deadline = AbortSignal.timeout(timeoutMs);
   const signal = AbortSignal.any([cancel.signal, deadline, ...(hooks.signal ? [hooks.signal] : [])]);
   let seq = 0;
+  let firstEventMs: number | null = null;
   const emit = (event: Parameters<TurnHooks["onEvent"]>[2]): void => {
     try {
       hooks.onEvent(turnId, seq, event);
@@ -68,6 +83,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   const onAbort = (): void => void container.abort();
   signal.addEventListener("abort", onAbort, { once: true });
   try {
+    await meter.start();
     await container.prepare();
     const thread = createThread(options, params, record, container.bridgeEnv);
     containerTask = container.run(signal).catch((error: unknown) => {
@@ -75,6 +91,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     });
     const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
     for await (const event of events) {
+      firstEventMs ??= Date.now() - started;
       emit(event);
       applyTurnEvent(event, state, params.threadId);
       if (state.failure) break;
@@ -108,11 +125,18 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     await container.dispose();
     await containerTask;
   }
+  const resources = await meter.finish();
   const turnUsage = await computeTurnUsage(record, state.threadId, state.usage, options.log);
-  const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage };
+  const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage, resources, tokens: { ...meter.tokens } };
   if (state.failure) result.error = state.failure;
-  log.info("turn finished", { threadId: state.threadId, status, durationMs: Date.now() - started, ...(state.failure ? { error: state.failure.code } : {}) });
+  const durationMs = Date.now() - started;
+  log.info("turn finished", { threadId: state.threadId, status, durationMs, ...(state.failure ? { error: state.failure.code } : {}), resources, tokens: result.tokens, budget: meter.budget });
   record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);
+  try {
+    options.onTurnFinished?.({ status, errorCode: state.failure?.code ?? null, durationMs, firstEventMs, resources, tokens: result.tokens });
+  } catch (error) {
+    log.warn("turn observer threw", { error: errorMessage(error) });
+  }
   return result;
 }
 

@@ -14,6 +14,10 @@ import { SandboxProbe } from "./sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
 import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import type { ProxyRefusal } from "../model-proxy/options.js";
+import type { TokenUsage } from "../model-proxy/sse-usage.js";
+import { resolveTurnBudget, type BudgetLimits } from "./turn-budget.js";
+import { TurnMeter } from "./turn-meter.js";
 
 export interface TurnRunnerOptions extends TurnExecutionOptions {
   docker: Docker;
@@ -23,12 +27,17 @@ export interface TurnRunnerOptions extends TurnExecutionOptions {
   maxTurns: number;
   /** Operator directories mounted read-only in every workspace: options.additionalDirectories may name them. */
   trustedDirs: readonly string[];
+  /** The operator's default budgets and ceilings. */
+  budgets: BudgetLimits;
+  /** Where the cgroup hierarchies are mounted (tests point it elsewhere); default /sys/fs/cgroup. */
+  cgroupRoot?: string;
 }
 
 interface RunningTurn {
   turnId: string;
   workspaceId: string;
   cancel: AbortController;
+  meter: TurnMeter;
   done: Promise<unknown>;
 }
 
@@ -73,11 +82,21 @@ export class TurnRunner {
 
   /**
    * Fails a running turn from outside its event stream (the model proxy found the model API
-   * unreachable): it stops at once, its processes are swept, and its result says why.
+   * unreachable, a budget was crossed): it stops at once, its processes are swept, and its result says why.
    */
   fail(turnId: string, code: string, message: string): void {
     const turn = this.turns.get(turnId);
     if (turn && !turn.cancel.signal.aborted) turn.cancel.abort(new TurnFailure(code, message));
+  }
+
+  /** The model proxy read a response's usage for the turn: counted, and checked against its token budget. */
+  recordModelUsage(turnId: string, usage: TokenUsage): void {
+    this.turns.get(turnId)?.meter.addUsage(usage);
+  }
+
+  /** The model proxy asks before forwarding a request: refused once the turn's token budget is spent. */
+  admitModelRequest(turnId: string): ProxyRefusal | null {
+    return this.turns.get(turnId)?.meter.admit() ?? null;
   }
 
   /** Starts the workspace's launcher for its next turn, if it is idle and running. */
@@ -120,6 +139,7 @@ export class TurnRunner {
     workspaces.assertIdle(params.workspaceId);
     checkInput(params, target!.workspacePath);
     checkAdditionalDirectories(params, target!.workspacePath, this.options.trustedDirs);
+    const budget = resolveTurnBudget(params.options?.budget, this.options.budgets);
     if (params.threadId !== undefined) await checkThread(params.threadId, params.workspaceId, workspaces.paths(params.workspaceId).codexHome);
     if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
     let record = workspaces.get(params.workspaceId);
@@ -136,13 +156,19 @@ export class TurnRunner {
     workspaces.acquireTurn(params.workspaceId, turnId);
     record.turnEgress = sandboxMode === "workspace-write" && params.options?.networkAccessEnabled !== true ? "model" : null;
     const cancel = new AbortController();
-    const done = executeTurn(this.options, turnId, params, record, hooks, cancel).finally(() => {
+    const meter = new TurnMeter({
+      containerId: record.containerId,
+      budget,
+      onExceeded: (message) => this.fail(turnId, "budget_exceeded", message),
+      ...(this.options.cgroupRoot ? { cgroupRoot: this.options.cgroupRoot } : {}),
+    });
+    const done = executeTurn(this.options, turnId, params, record, hooks, cancel, meter).finally(() => {
       this.turns.delete(turnId);
       record.turnEgress = null;
       workspaces.releaseTurn(params.workspaceId, turnId);
       this.prewarm(params.workspaceId);
     });
-    this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, done });
+    this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, meter, done });
     return done;
   }
 }

@@ -16,14 +16,13 @@ import path from "node:path";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
-import { createModelProxy, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
+import { createModelProxy, type ProxyRefusal, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
 import { createApiProxy } from "./api-proxy.js";
 import { NET_SOCKETS } from "./container-net.js";
 import type { RefusalReason } from "./destination.js";
 import { createEgressProxy } from "./http-proxy.js";
 import type { InternalDestination } from "./internal.js";
 import type { EgressPolicy } from "./policy.js";
-
 
 /** What a model credential refers to. */
 export interface TurnRef {
@@ -40,7 +39,11 @@ export interface WorkspaceEndpointsOptions {
   aliveApiUrl: string | null;
   internal: readonly InternalDestination[];
   credentials: TurnCredentials<TurnRef>;
+  /** Asked before each model request is forwarded; a refusal is answered instead (a spent token budget). */
+  admit?: (ref: TurnRef) => ProxyRefusal | null;
   onUsage?: (ref: TurnRef, usage: TokenUsage) => void;
+  /** Called for each model request forwarded (the metrics). */
+  onModelRequest?: (ref: TurnRef) => void;
   onModelUnreachable?: (ref: TurnRef, failure: UpstreamFailure) => void;
   onRefusal?: (workspaceId: string, host: string, port: number, reason: RefusalReason) => void;
 }
@@ -118,7 +121,9 @@ export class WorkspaceEndpoints {
       },
       logger: log,
       logFields: (ref) => ({ turnId: ref.turnId }),
+      ...(options.admit ? { admit: options.admit } : {}),
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+      ...(options.onModelRequest ? { onRequest: options.onModelRequest } : {}),
       ...(options.onModelUnreachable ? { onUpstreamError: options.onModelUnreachable } : {}),
     });
     const servers: Array<[string, Server]> = [

@@ -27,7 +27,7 @@ import {
   singleLine,
   type Fields,
 } from "./param-checks.js";
-import { MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
+import { BUDGET_RANGES, MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
 import {
   REASONING_EFFORTS,
   type McpServerSpec,
@@ -35,6 +35,7 @@ import {
   type ResourceRequest,
   type RunTurnParams,
   type TurnInput,
+  type TurnBudgetRequest,
   type TurnInputItem,
   type TurnRunOptions,
   type WorkspaceParams,
@@ -191,6 +192,20 @@ function parseOptions(value: unknown): TurnRunOptions {
   if (has(fields, "webSearchMode")) out.webSearchMode = oneOf(fields.webSearchMode, "options.webSearchMode", WEB_SEARCH_MODES);
   if (has(fields, "outputSchema")) out.outputSchema = expectObject(fields.outputSchema, "options.outputSchema");
   if (has(fields, "timeoutMs")) out.timeoutMs = integerIn(fields.timeoutMs, "options.timeoutMs", TIMEOUT_RANGE.min, TIMEOUT_RANGE.max);
+  if (has(fields, "budget")) out.budget = parseBudget(fields.budget);
+  return out;
+}
+
+/** options.budget: { tokens?, cpuSeconds? }; the operator's ceilings are checked when the turn is admitted. */
+export function parseBudget(value: unknown): TurnBudgetRequest {
+  const fields = expectObject(value, "options.budget");
+  const out: TurnBudgetRequest = {};
+  for (const key of ["tokens", "cpuSeconds"] as const) {
+    if (!has(fields, key)) continue;
+    const range = BUDGET_RANGES[key];
+    const field = `options.budget.${key}`;
+    out[key] = range.integer ? integerIn(fields[key], field, range.min, range.max) : numberIn(fields[key], field, range.min, range.max);
+  }
   return out;
 }
 

@@ -31,3 +31,9 @@ export const MAX_DURATION_MS = 7 * 24 * 3600 * 1000;
 
 /** The shortest deadline a turn may ask for. */
 export const MIN_TURN_TIMEOUT_MS = 1000;
+
+/** A turn's budget (turn.run options.budget and the operator's defaults and ceilings). */
+export const BUDGET_RANGES: { readonly tokens: ValueRange; readonly cpuSeconds: ValueRange } = {
+  tokens: { min: 1, max: 1_000_000_000_000, integer: true },
+  cpuSeconds: { min: 0.01, max: 7 * 24 * 3600, integer: false },
+};

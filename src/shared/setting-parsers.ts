@@ -46,6 +46,26 @@ export function parseInteger(setting: string, raw: string, min: number, max: num
   return value;
 }
 
+/** A decimal number from min to max (e.g. CPU seconds). */
+export function parseNumber(setting: string, raw: string, min: number, max: number): number {
+  const value = Number(raw.trim());
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || value < min || value > max) throw new ConfigError(setting, raw, `a number from ${min} to ${max}`);
+  return value;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** host:port for a TCP listener, e.g. 127.0.0.1:9464 or [::1]:9464; port 0 takes any free one. */
+export function parseListenAddress(setting: string, raw: string): ListenAddress {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(raw.trim());
+  const port = match ? Number(match[3]) : 0;
+  if (!match || port > 65535) throw new ConfigError(setting, raw, "host:port, e.g. 127.0.0.1:9464 or [::1]:9464");
+  return { host: (match[1] ?? match[2]) as string, port };
+}
+
 export function parseRange(setting: string, raw: string): IdRange {
   const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(raw);
   const limit = 2 ** 31 - 2;

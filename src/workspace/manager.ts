@@ -49,6 +49,8 @@ export interface WorkspaceManagerOptions {
   /** The egress policy of a workspace that names none. */
   defaultEgress: EgressPolicy;
   network: WorkspaceNetwork;
+  /** Told how long each ensure took: warm (the container was running) or cold (created, started or adopted). */
+  onEnsured?: (kind: "cold" | "warm", seconds: number) => void;
 }
 
 export class WorkspaceManager {
@@ -125,14 +127,19 @@ export class WorkspaceManager {
 
   /** Idempotent and single-flight per workspace: concurrent calls share one creation. */
   async ensure(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
+    const started = performance.now();
     const warm = this.warmResult(params);
-    if (warm) return warm;
+    if (warm) {
+      this.options.onEnsured?.("warm", (performance.now() - started) / 1000);
+      return warm;
+    }
     const inflight = this.ensuring.get(params.workspaceId);
     if (inflight) {
       await inflight.catch(() => undefined);
       return this.ensure(params, signal);
     }
     const attempt = this.ensureCold(params, signal).finally(() => this.ensuring.delete(params.workspaceId));
+    void attempt.then(() => this.options.onEnsured?.("cold", (performance.now() - started) / 1000), () => undefined);
     this.ensuring.set(params.workspaceId, attempt);
     return attempt;
   }

@@ -175,6 +175,8 @@ export class FakeSidecarService implements SidecarService {
         items: [],
         usage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
         turnUsage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
+        resources: { cpuSeconds: 0.01, peakMemoryBytes: 1_048_576, wallMs: 1 },
+        tokens: stopped ? { input: 0, cached: 0, output: 0, reasoning: 0 } : { input: 10, cached: 2, output: 5, reasoning: 1 },
       };
     } finally {
       hooks.signal?.removeEventListener("abort", onAbort);

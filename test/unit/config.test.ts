@@ -116,6 +116,21 @@ describe("config", () => {
     }
   });
 
+  test("budgets and their ceilings; the metrics listen address", () => {
+    const none = loadConfig({}, {});
+    assert.deepEqual([none.budgetTokens, none.budgetTokensMax, none.budgetCpuSeconds, none.budgetCpuSecondsMax, none.metricsListen], [null, null, null, null, null]);
+    const config = loadConfig({ "--budget-cpu-seconds": "2.5" }, { ALIVE_CODEX_BUDGET_TOKENS: "200000", ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000000", ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:9464" });
+    assert.equal(config.budgetTokens, 200_000);
+    assert.equal(config.budgetCpuSeconds, 2.5);
+    assert.deepEqual(config.metricsListen, { host: "127.0.0.1", port: 9464 });
+    assert.deepEqual(loadConfig({ "--metrics-listen": "[::1]:9100" }, {}).metricsListen, { host: "::1", port: 9100 });
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_TOKENS: "0" }), "ALIVE_CODEX_BUDGET_TOKENS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_CPU_SECONDS: "lots" }), "ALIVE_CODEX_BUDGET_CPU_SECONDS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_TOKENS: "2000", ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000" }), "ALIVE_CODEX_BUDGET_TOKENS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_METRICS_LISTEN: "9464" }), "ALIVE_CODEX_METRICS_LISTEN");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:70000" }), "ALIVE_CODEX_METRICS_LISTEN");
+  });
+
   test("durations", () => {
     assert.equal(parseDuration("x", "1500"), 1500);
     assert.equal(parseDuration("x", "90s"), 90_000);

@@ -16,20 +16,21 @@ import { fileURLToPath } from "node:url";
  *   1 docker     src/docker/**
  *   1 net        src/egress/** and src/model-proxy/** (the proxies each workspace reaches out
  *                through), beside docker: neither imports the other
+ *   1 metrics    src/metrics/** (the Prometheus registry and its server): only the wiring feeds it
  *   0 bottom     config, errors, log, version, service (the types rpc and the wiring meet at),
  *                codex-package (the installed codex build, which the runtime image needs), shared/**,
  *                and the pure egress rules config and rpc validate with (egress/policy.ts,
- *                egress/internal.ts, egress/addresses.ts)
+ *                egress/internal.ts, egress/addresses.ts, egress/settings.ts)
  *
  * The rule: a file imports its own layer or a lower rank. One exception: rpc stands beside the
  * wiring, not above it; it knows the service only by its types, so it imports the bottom and,
  * of the rest, only workspace/policy.ts (the rules a workspace's params must meet, which rpc
  * applies at the edge when it validates them).
  */
-const RANKS = { cli: 6, rpc: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, bottom: 0 } as const;
+const RANKS = { cli: 6, rpc: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, bottom: 0 } as const;
 type Layer = keyof typeof RANKS;
 
-const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts"]);
+const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
 const RPC_MAY_IMPORT = new Set(["workspace/policy.ts"]);
 
 /** The layer of a file, by its path relative to src/ ('/'-separated); null for a file no layer claims. */
@@ -40,6 +41,7 @@ function layerOf(file: string): Layer | null {
   const folder = file.split("/")[0];
   if (folder === "shared") return "bottom";
   if (folder === "egress" || folder === "model-proxy") return "net";
+  if (folder === "metrics") return "metrics";
   if (folder === "cli" || folder === "rpc" || folder === "codex" || folder === "workspace" || folder === "docker") return folder;
   return null;
 }

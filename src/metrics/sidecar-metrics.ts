@@ -1,0 +1,105 @@
+/**
+ * The sidecar's Prometheus metrics, on a registry of its own (never prom-client's global one, so
+ * two sidecars in one process, or a library embedding it, do not collide). Label values come from
+ * small fixed sets (statuses, error codes, refusal reasons, token kinds): never a workspace, user
+ * or turn id; a per-workspace view is what workspace.list is for.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** A finished turn as the metrics take it (codex/turn-execution.ts reports one). */
+export interface TurnObservation {
+  status: string;
+  errorCode: string | null;
+  durationMs: number;
+  firstEventMs: number | null;
+  resources: { cpuSeconds: number | null };
+}
+
+/** What the metrics read when scraped. */
+export interface MetricsSources {
+  /** The state of every known workspace container. */
+  workspaceStates: () => readonly string[];
+  runningTurns: () => number;
+}
+
+export const METRIC_PREFIX = "alive_codex_";
+const TOKEN_KINDS = ["input", "cached", "output", "reasoning"] as const;
+/** Turns last seconds to an hour; a cold ensure builds or pulls nothing in the usual case. */
+const TURN_BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+const FAST_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  private readonly turns: Counter<"status" | "error_code">;
+  private readonly turnDuration: Histogram<"status">;
+  private readonly firstEvent: Histogram;
+  private readonly turnCpu: Counter;
+  private readonly ensureDuration: Histogram<"kind">;
+  private readonly egressRefusals: Counter<"reason">;
+  private readonly modelRequests: Counter;
+  private readonly modelTokens: Counter<"kind">;
+  private readonly proxyErrors: Counter<"code">;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    this.turns = new Counter({ name: `${METRIC_PREFIX}turns_total`, help: "Finished turns by status and error code (error_code is empty for a completed turn).", labelNames: ["status", "error_code"], registers });
+    this.turnDuration = new Histogram({ name: `${METRIC_PREFIX}turn_duration_seconds`, help: "Wall time of finished turns, from turn.run to the result.", labelNames: ["status"], buckets: TURN_BUCKETS, registers });
+    this.firstEvent = new Histogram({ name: `${METRIC_PREFIX}turn_first_event_seconds`, help: "Time from a turn's start to codex's first event.", buckets: FAST_BUCKETS, registers });
+    this.turnCpu = new Counter({ name: `${METRIC_PREFIX}turn_cpu_seconds_total`, help: "CPU time of workspace containers over their turns.", registers });
+    this.ensureDuration = new Histogram({ name: `${METRIC_PREFIX}workspace_ensure_duration_seconds`, help: "workspace.ensure duration: warm (the container was running) or cold (created, started or adopted).", labelNames: ["kind"], buckets: FAST_BUCKETS, registers });
+    this.egressRefusals = new Counter({ name: `${METRIC_PREFIX}egress_refusals_total`, help: "Connections the egress proxy refused, by reason.", labelNames: ["reason"], registers });
+    this.modelRequests = new Counter({ name: `${METRIC_PREFIX}model_requests_total`, help: "Model requests the model proxy forwarded.", registers });
+    this.modelTokens = new Counter({ name: `${METRIC_PREFIX}model_tokens_total`, help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).", labelNames: ["kind"], registers });
+    this.proxyErrors = new Counter({ name: `${METRIC_PREFIX}model_proxy_errors_total`, help: "Model requests that got no answer from the model API, by code.", labelNames: ["code"], registers });
+    new Gauge({
+      name: `${METRIC_PREFIX}workspaces`,
+      help: "Known workspace containers by state.",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const state of sources.workspaceStates()) this.inc({ state });
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}turns_running`,
+      help: "Turns running now.",
+      registers,
+      collect() {
+        this.set(sources.runningTurns());
+      },
+    });
+    for (const kind of TOKEN_KINDS) this.modelTokens.inc({ kind }, 0);
+  }
+
+  observeTurn(turn: TurnObservation): void {
+    this.turns.inc({ status: turn.status, error_code: turn.errorCode ?? "" });
+    this.turnDuration.observe({ status: turn.status }, turn.durationMs / 1000);
+    if (turn.firstEventMs !== null) this.firstEvent.observe(turn.firstEventMs / 1000);
+    if (turn.resources.cpuSeconds !== null) this.turnCpu.inc(turn.resources.cpuSeconds);
+  }
+
+  observeEnsure(kind: "cold" | "warm", seconds: number): void {
+    this.ensureDuration.observe({ kind }, seconds);
+  }
+
+  countEgressRefusal(reason: string): void {
+    this.egressRefusals.inc({ reason });
+  }
+
+  countModelRequest(): void {
+    this.modelRequests.inc();
+  }
+
+  countTokens(usage: { inputTokens: number; cachedTokens: number; outputTokens: number; reasoningTokens: number }): void {
+    this.modelTokens.inc({ kind: "input" }, usage.inputTokens);
+    this.modelTokens.inc({ kind: "cached" }, usage.cachedTokens);
+    this.modelTokens.inc({ kind: "output" }, usage.outputTokens);
+    this.modelTokens.inc({ kind: "reasoning" }, usage.reasoningTokens);
+  }
+
+  countProxyError(code: string): void {
+    this.proxyErrors.inc({ code });
+  }
+}
