@@ -56,7 +56,8 @@ export function startIdleReaper(options: IdleReaperOptions): NodeJS.Timeout | nu
   return timer;
 }
 
-async function reapIdle(options: IdleReaperOptions): Promise<void> {
+/** One round: each workspace due a pause or a stop gets it, one after the other. */
+export async function reapIdle(options: IdleReaperOptions): Promise<void> {
   for (const record of [...options.registry.values()]) {
     const { workspaceId } = record.params;
     if (options.registry.find(workspaceId) !== record || options.busy(workspaceId)) continue;
