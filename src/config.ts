@@ -55,7 +55,10 @@ export interface SidecarConfig {
   network: string;
   defaultResources: ResourceLimits;
   nofile: number;
+  /** Pause a workspace idle this long (0: never pause nor stop). */
   idleTimeoutMs: number;
+  /** Stop a workspace paused this long (0: never). */
+  stopTimeoutMs: number;
   turnTimeoutMs: number;
   shutdownGraceMs: number;
   maxWorkspaces: number;
@@ -164,7 +167,8 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "trustedDirs", env: "ALIVE_CODEX_TRUSTED_DIRS", flag: "--trusted-dirs", parse: parsePathList, default: () => [], description: "Colon-separated host directories (e.g. /opt/alive/packages) mounted read-only at the same path in every workspace container, for trusted code such as Alive's MCP servers." }),
   setting({ key: "defaultResources", env: "ALIVE_CODEX_RESOURCES", flag: "--resources", parse: (name, raw) => parseResources(name, raw, DEFAULT_RESOURCES), default: formatResources(DEFAULT_RESOURCES), description: "Default limits per workspace container: memory (= memory+swap) in MiB, CPUs, max processes." }),
   setting({ key: "nofile", env: "ALIVE_CODEX_NOFILE", flag: "--nofile", parse: integers(64, 1_048_576), default: "4096", description: "Open-files ulimit (soft = hard) in workspace containers." }),
-  setting({ key: "idleTimeoutMs", env: "ALIVE_CODEX_IDLE_TIMEOUT", flag: "--idle-timeout", parse: parseDuration, default: "30m", description: "Stop a workspace container idle this long (0 = never). Units: ms, s, m, h." }),
+  setting({ key: "idleTimeoutMs", env: "ALIVE_CODEX_IDLE_TIMEOUT", flag: "--idle-timeout", parse: parseDuration, default: "30m", description: "Pause (freeze) a workspace container that ran no turn this long (0 = never pause nor stop): it keeps its memory and uses no CPU, and the next ensure or turn thaws it in milliseconds. Units: ms, s, m, h." }),
+  setting({ key: "stopTimeoutMs", env: "ALIVE_CODEX_STOP_TIMEOUT", flag: "--stop-timeout", parse: parseDuration, default: "4h", description: "Stop a workspace container paused this much longer (0 = never), giving its memory back; the next ensure starts it again (hundreds of ms). Units: ms, s, m, h." }),
   setting({ key: "turnTimeoutMs", env: "ALIVE_CODEX_TURN_TIMEOUT", flag: "--turn-timeout", parse: parseTurnTimeout, default: "15m", description: "Default deadline of a turn; turn.run options.timeoutMs overrides it." }),
   setting({ key: "shutdownGraceMs", env: "ALIVE_CODEX_SHUTDOWN_GRACE", flag: "--shutdown-grace", parse: parseDuration, default: "30s", description: "On SIGTERM/SIGINT, how long running turns may finish before they are cancelled." }),
   setting({ key: "maxWorkspaces", env: "ALIVE_CODEX_MAX_WORKSPACES", flag: "--max-workspaces", parse: integers(1, 100_000), default: "200", description: "Most workspace containers at once (-32007 past it)." }),

@@ -94,6 +94,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     stateDir: config.stateDir,
     maxWorkspaces: config.maxWorkspaces,
     idleTimeoutMs: config.idleTimeoutMs,
+    // With no pause there is no paused period to stop after: 0 keeps meaning "never" for both.
+    stopTimeoutMs: config.idleTimeoutMs > 0 ? config.stopTimeoutMs : 0,
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
     defaultEgress: config.defaultEgress,
     network,

@@ -154,6 +154,15 @@ export class TurnRunner {
     if (sandboxMode === "read-only") await this.sandbox.check(sandboxMode, record);
     checkTurnSlot(this.turns, turnId, this.options.maxTurns);
     workspaces.acquireTurn(params.workspaceId, turnId);
+    try {
+      // Held by the turn, the workspace is never paused or stopped; one the idle reaper began to
+      // pause or stop before is waited for and brought back here.
+      await workspaces.ready(params.workspaceId, hooks.signal);
+      checkTurnSlot(this.turns, turnId, this.options.maxTurns);
+    } catch (error) {
+      workspaces.releaseTurn(params.workspaceId, turnId);
+      throw error;
+    }
     record.turnEgress = sandboxMode === "workspace-write" && params.options?.networkAccessEnabled !== true ? "model" : null;
     const cancel = new AbortController();
     const meter = new TurnMeter({

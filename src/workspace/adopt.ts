@@ -1,4 +1,4 @@
-/** Adoption at start-up: the containers an earlier sidecar with this state dir left running or stopped. */
+/** Adoption at start-up: the containers an earlier sidecar with this state dir left running, paused or stopped (a paused one keeps its state; its stop period starts now). */
 import type { Docker } from "../docker/engine.js";
 import { withDocker } from "../docker/engine.js";
 import { Labels, managedFilter } from "../docker/labels.js";

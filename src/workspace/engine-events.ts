@@ -77,10 +77,18 @@ export class WorkspaceEvents {
     if (!record || record.containerId !== event.id) return;
     switch (event.Action) {
       case "start":
+      case "unpause":
         record.state = "running";
+        record.pausedAt = null;
+        break;
+      case "pause":
+        // Paused by the reaper (which set this already) or by an operator: the stop period starts now.
+        if (record.state !== "paused") record.pausedAt = Date.now();
+        record.state = "paused";
         break;
       case "die":
         record.state = "exited";
+        record.pausedAt = null;
         // Its processes are gone; their exec connections may stay open until we close them.
         ExecStreams.of(this.options.docker).destroyContainer(record.containerId, event.timeNano === undefined ? Infinity : event.timeNano / 1e6);
         break;

@@ -1,43 +1,68 @@
-/** Stops workspace containers that ran no turn for idleTimeoutMs; their records stay, for the next ensure to start them. */
-import type { Docker } from "../docker/engine.js";
-import { isNotFound, isNotModified } from "../docker/engine.js";
-import { errorMessage } from "../errors.js";
-import type { Logger } from "../log.js";
+/**
+ * The idle reaper: a workspace that ran no turn for idleTimeoutMs is paused (frozen), and one paused
+ * for stopTimeoutMs more is stopped. Records stay, for the next ensure to thaw or start them. Each
+ * pause or stop runs as the workspace's one transition (the manager's single flight), so an ensure
+ * or a turn arriving meanwhile waits for it and then brings the container back.
+ */
+import type { WorkspaceRecord } from "./record.js";
 import type { WorkspaceRegistry } from "./registry.js";
 
-export interface IdleReaperOptions {
-  docker: Docker;
-  log: Logger;
-  registry: WorkspaceRegistry;
+export interface IdleTimeouts {
+  /** Pause a workspace idle this long; 0: never pause. */
   idleTimeoutMs: number;
-  /** Drops a workspace whose container is gone. */
-  forget(workspaceId: string): void;
+  /** Stop a workspace paused this long; 0: never stop. */
+  stopTimeoutMs: number;
 }
 
-/** Checks every half idle timeout (1 s to 1 min); null when idleTimeoutMs is 0 (never stop). Clear the timer to stop. */
+export type IdleAction = "pause" | "stop";
+
+export interface IdleReaperOptions extends IdleTimeouts {
+  registry: WorkspaceRegistry;
+  /** True while an ensure, pause or stop of the workspace is in flight: it is left alone this round. */
+  busy(workspaceId: string): boolean;
+  /** Runs the transition as the workspace's single flight. */
+  apply(record: WorkspaceRecord, action: IdleAction): Promise<void>;
+}
+
+/** What the reaper does with a record at `now`: a workspace running a turn is never touched. */
+export function idleAction(record: Pick<WorkspaceRecord, "state" | "activeTurnId" | "lastActiveAt" | "pausedAt">, now: number, timeouts: IdleTimeouts): IdleAction | null {
+  if (record.activeTurnId !== null) return null;
+  if (record.state === "running" && timeouts.idleTimeoutMs > 0 && now - record.lastActiveAt >= timeouts.idleTimeoutMs) return "pause";
+  if (record.state === "paused" && timeouts.stopTimeoutMs > 0 && now - (record.pausedAt ?? now) >= timeouts.stopTimeoutMs) return "stop";
+  return null;
+}
+
+/**
+ * How often the reaper looks: half the shorter timeout, between 500 ms and 1 min (so a 1 s test
+ * timeout acts within 1.5 s); null when neither timeout is set.
+ */
+export function reaperInterval(timeouts: IdleTimeouts): number | null {
+  const set = [timeouts.idleTimeoutMs, timeouts.stopTimeoutMs].filter((ms) => ms > 0);
+  if (set.length === 0) return null;
+  return Math.max(500, Math.min(60_000, Math.floor(Math.min(...set) / 2)));
+}
+
+/** Starts the reaper; null when it has nothing to do. Clear the timer to stop it. */
 export function startIdleReaper(options: IdleReaperOptions): NodeJS.Timeout | null {
-  if (options.idleTimeoutMs <= 0) return null;
-  const every = Math.max(1000, Math.min(60_000, Math.floor(options.idleTimeoutMs / 2)));
-  const timer = setInterval(() => void stopIdle(options), every);
+  const every = reaperInterval(options);
+  if (every === null) return null;
+  let sweeping = false;
+  const timer = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    void reapIdle(options).finally(() => (sweeping = false));
+  }, every);
   timer.unref();
   return timer;
 }
 
-async function stopIdle(options: IdleReaperOptions): Promise<void> {
-  const { docker, log, registry, idleTimeoutMs } = options;
-  const now = Date.now();
-  for (const record of registry.values()) {
-    if (record.state !== "running" || record.activeTurnId !== null) continue;
-    if (now - record.lastActiveAt < idleTimeoutMs) continue;
-    log.info("stopping idle workspace container", { workspaceId: record.params.workspaceId, containerId: record.containerId });
-    try {
-      await docker.getContainer(record.containerId).stop({ t: 5 });
-      record.state = "exited";
-    } catch (error) {
-      // Three answers, three outcomes: 304 (already stopped), 404 (gone), anything else (keep it, say so).
-      if (isNotModified(error)) record.state = "exited";
-      else if (isNotFound(error)) options.forget(record.params.workspaceId);
-      else log.warn("could not stop idle workspace container", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
-    }
+/** One round: each workspace due a pause or a stop gets it, one after the other. */
+export async function reapIdle(options: IdleReaperOptions): Promise<void> {
+  for (const record of [...options.registry.values()]) {
+    const { workspaceId } = record.params;
+    if (options.registry.find(workspaceId) !== record || options.busy(workspaceId)) continue;
+    // Decided and begun in one synchronous step: nothing can take the workspace in between.
+    const action = idleAction(record, Date.now(), options);
+    if (action !== null) await options.apply(record, action).catch(() => undefined);
   }
 }

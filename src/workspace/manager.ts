@@ -1,23 +1,25 @@
 /**
- * Workspace containers: ensure (idempotent, single-flight), adopt at start-up, list, stop when
- * idle, remove. The manager conducts; each concept has its file: the records (registry.ts,
+ * Workspace containers: ensure (idempotent, single-flight), adopt at start-up, list, pause and then
+ * stop when idle, remove. The manager conducts; each concept has its file: the records (registry.ts,
  * record.ts), adoption (adopt.ts), the engine's event stream (engine-events.ts), the idle reaper
- * (idle-reaper.ts), the host dirs (host-dirs.ts) and the network (network.ts). State is kept in
- * memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
+ * (idle-reaper.ts) and the transitions it and an ensure make (lifecycle.ts), creation
+ * (create-container.ts), the host dirs (host-dirs.ts) and the network (network.ts). State is kept
+ * in memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
  */
 import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { removeContainer, startContainer } from "../docker/containers.js";
+import { removeContainer } from "../docker/containers.js";
 import { withDocker } from "../docker/engine.js";
-import { demuxFrames } from "../docker/exec.js";
+import { readContainerLogs } from "../docker/container-logs.js";
 import { ExecStreams } from "../docker/exec-streams.js";
-import { Labels } from "../docker/labels.js";
 import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
+import { createWorkspaceContainer } from "./create-container.js";
 import { WorkspaceEvents } from "./engine-events.js";
 import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
-import { startIdleReaper } from "./idle-reaper.js";
+import { startIdleReaper, type IdleAction } from "./idle-reaper.js";
+import { pauseIdleWorkspace, resumeWorkspace, stopIdleWorkspace } from "./lifecycle.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
 import type { EgressPolicy } from "../egress/policy.js";
 import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
@@ -44,7 +46,10 @@ export interface WorkspaceManagerOptions {
   image: ImageProvider;
   stateDir: string;
   maxWorkspaces: number;
+  /** Pause a workspace idle this long (0: never). */
   idleTimeoutMs: number;
+  /** Stop a workspace paused this long (0: never). */
+  stopTimeoutMs: number;
   spec: Omit<SpecContext, "image">;
   /** The egress policy of a workspace that names none. */
   defaultEgress: EgressPolicy;
@@ -56,7 +61,8 @@ export interface WorkspaceManagerOptions {
 export class WorkspaceManager {
   private readonly records: WorkspaceRegistry;
   private readonly events: WorkspaceEvents;
-  private readonly ensuring = new Map<string, Promise<EnsureWorkspaceResult>>();
+  /** Per workspace, the one transition in flight (an ensure, a pause or a stop): they never overlap. */
+  private readonly pending = new Map<string, Promise<unknown>>();
   private imageRef: string | null = null;
   private reaper: NodeJS.Timeout | null = null;
   private closed = false;
@@ -78,8 +84,14 @@ export class WorkspaceManager {
     if (this.closed) return;
     await this.events.follow();
     await this.reconcile();
-    const { docker, log, idleTimeoutMs } = this.options;
-    this.reaper = startIdleReaper({ docker, log, registry: this.records, idleTimeoutMs, forget: (workspaceId) => this.forget(workspaceId) });
+    const { idleTimeoutMs, stopTimeoutMs } = this.options;
+    this.reaper = startIdleReaper({
+      registry: this.records,
+      idleTimeoutMs,
+      stopTimeoutMs,
+      busy: (workspaceId) => this.pending.has(workspaceId),
+      apply: (record, action) => this.exclusive(record.params.workspaceId, () => this.applyIdle(record, action)),
+    });
   }
 
   async close(): Promise<void> {
@@ -125,23 +137,50 @@ export class WorkspaceManager {
     return this.records.list((workspaceId) => this.options.network.refusals(workspaceId));
   }
 
-  /** Idempotent and single-flight per workspace: concurrent calls share one creation. */
+  /**
+   * Idempotent and single-flight per workspace: concurrent calls share one creation, and an ensure
+   * arriving while the idle reaper pauses or stops the container waits for that, then brings it back.
+   */
   async ensure(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const started = performance.now();
+    const inflight = this.pending.get(params.workspaceId);
+    if (inflight) {
+      await inflight.catch(() => undefined);
+      return this.ensure(params, signal);
+    }
     const warm = this.warmResult(params);
     if (warm) {
       this.options.onEnsured?.("warm", (performance.now() - started) / 1000);
       return warm;
     }
-    const inflight = this.ensuring.get(params.workspaceId);
-    if (inflight) {
-      await inflight.catch(() => undefined);
-      return this.ensure(params, signal);
-    }
-    const attempt = this.ensureCold(params, signal).finally(() => this.ensuring.delete(params.workspaceId));
+    const attempt = this.exclusive(params.workspaceId, () => this.ensureCold(params, signal));
     void attempt.then(() => this.options.onEnsured?.("cold", (performance.now() - started) / 1000), () => undefined);
-    this.ensuring.set(params.workspaceId, attempt);
     return attempt;
+  }
+
+  /**
+   * For a turn that holds the workspace (acquireTurn): waits out a pause or stop begun before it
+   * did, and brings the container back. Costs nothing when the container runs and nothing is in flight.
+   */
+  async ready(workspaceId: string, signal?: AbortSignal): Promise<void> {
+    const record = this.get(workspaceId);
+    if (!this.pending.has(workspaceId) && record.state === "running") return;
+    await this.ensure(record.params, signal);
+  }
+
+  /** Runs `work` as the workspace's one transition; it is registered before `work` first yields. */
+  private exclusive<T>(workspaceId: string, work: () => Promise<T>): Promise<T> {
+    const attempt = work().finally(() => {
+      if (this.pending.get(workspaceId) === attempt) this.pending.delete(workspaceId);
+    });
+    this.pending.set(workspaceId, attempt);
+    return attempt;
+  }
+
+  private async applyIdle(record: WorkspaceRecord, action: IdleAction): Promise<void> {
+    const transition = { docker: this.options.docker, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
+    if (action === "pause") await pauseIdleWorkspace(transition, record);
+    else await stopIdleWorkspace(transition, record);
   }
 
   private warmResult(params: WorkspaceParams): EnsureWorkspaceResult | null {
@@ -172,9 +211,8 @@ export class WorkspaceManager {
     }
 
     if (record) {
-      if (record.state !== "running") await startContainer(docker, record.containerId, signal);
-      record.state = "running";
-      record.lastActiveAt = Date.now();
+      // Paused: thawed (the fast path); stopped: started. Either way the same container and HOME.
+      await resumeWorkspace(docker, record, { stale: !this.events.following, signal });
       record.paramsKey = paramsKey(params);
       return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running" };
     }
@@ -185,33 +223,7 @@ export class WorkspaceManager {
       });
     }
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
-
-    let containerId: string;
-    let created = true;
-    const made = await withDocker(
-      `create the container for workspace ${params.workspaceId}`,
-      () => docker.createContainer({ ...spec.options, ...(signal ? { abortSignal: signal } : {}) }),
-      { ignore: [409] },
-    );
-    if (made !== undefined) {
-      containerId = made.id;
-    } else {
-      // Made by someone else meanwhile (another process, or a container we did not know): adopt only if it is ours and current.
-      const info = await withDocker("inspect an existing workspace container", () => docker.getContainer(spec.name).inspect());
-      if (info.Config.Labels?.[Labels.specHash] !== spec.hash) {
-        throw new SidecarError(ErrorCode.internal, `a container named ${spec.name} already exists and was not made from this spec`, {
-          data: { reason: `remove it (docker rm -f ${spec.name}) or call workspace.remove` },
-        });
-      }
-      containerId = info.Id;
-      created = false;
-    }
-    try {
-      await startContainer(docker, containerId, signal);
-    } catch (error) {
-      if (created) await removeContainer(docker, containerId).catch(() => undefined);
-      throw error;
-    }
+    const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
     const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress });
     this.records.add(fresh);
     try {
@@ -238,7 +250,7 @@ export class WorkspaceManager {
         data: { field: "workspaceId", reason: "cancel the running turn before removing the workspace" },
       });
     }
-    await this.ensuring.get(workspaceId)?.catch(() => undefined);
+    await this.pending.get(workspaceId)?.catch(() => undefined);
     const target = record?.containerId ?? containerName(workspaceId);
     const gone = await withDocker(
       `remove the container of workspace ${workspaceId}`,
@@ -256,19 +268,8 @@ export class WorkspaceManager {
   }
 
   /** The container's log as `docker logs --timestamps` shows it. */
-  async logs(workspaceId: string, tail: number | undefined, signal?: AbortSignal): Promise<string> {
-    const record = this.get(workspaceId);
-    const raw = await withDocker("read workspace logs", () =>
-      this.options.docker.getContainer(record.containerId).logs({
-        stdout: true,
-        stderr: true,
-        timestamps: true,
-        follow: false,
-        ...(tail === undefined ? {} : { tail }),
-        ...(signal ? { abortSignal: signal } : {}),
-      }),
-    );
-    return demuxFrames(raw as unknown as Buffer);
+  logs(workspaceId: string, tail: number | undefined, signal?: AbortSignal): Promise<string> {
+    return readContainerLogs(this.options.docker, this.get(workspaceId).containerId, tail, signal);
   }
 
   /** Adopts containers with our labels (and serves their networks); leaves everything else alone. */

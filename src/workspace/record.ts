@@ -13,6 +13,8 @@ export interface WorkspaceRecord {
   state: ContainerState;
   createdAt: string;
   lastActiveAt: number;
+  /** Since when the container has been paused (ms since the epoch; adopted paused: since adoption), else null. */
+  pausedAt: number | null;
   activeTurnId: string | null;
   paths: WorkspacePaths;
   sink: LogSink;
@@ -52,6 +54,7 @@ export function buildWorkspaceRecord(fields: WorkspaceRecordFields): WorkspaceRe
     state: fields.state,
     createdAt: fields.createdAt ?? new Date(now).toISOString(),
     lastActiveAt: now,
+    pausedAt: fields.state === "paused" ? now : null,
     activeTurnId: null,
     paths: fields.paths,
     sink: new LogSink(fields.paths.logFifo),

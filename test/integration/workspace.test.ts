@@ -186,8 +186,8 @@ describe("workspace lifecycle across sidecars", () => {
     }
   });
 
-  test("the idle reaper stops a container idle past the timeout", async () => {
-    const t = await startTestSidecar({ flags: { "--idle-timeout": "1s" } });
+  test("the idle reaper pauses a container idle past the timeout and stops it after the stop timeout", async () => {
+    const t = await startTestSidecar({ flags: { "--idle-timeout": "1s", "--stop-timeout": "1s" } });
     try {
       const ws = await t.workspace();
       const { containerId } = await t.sidecar.service.ensureWorkspace(ws);

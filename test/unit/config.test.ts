@@ -39,6 +39,7 @@ describe("config", () => {
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_UID_RANGE: "5-2" }), "ALIVE_CODEX_UID_RANGE");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_WORKSPACE_ROOTS: "/srv/ok:relative" }), "ALIVE_CODEX_WORKSPACE_ROOTS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_IDLE_TIMEOUT: "soon" }), "ALIVE_CODEX_IDLE_TIMEOUT");
+    expectConfigError(() => loadConfig({ "--stop-timeout": "later" }, {}), "--stop-timeout");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_TURN_TIMEOUT: "0" }), "ALIVE_CODEX_TURN_TIMEOUT");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_RESOURCES: "memoryMb=12" }), "ALIVE_CODEX_RESOURCES memoryMb");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_RESOURCES: "disk=1" }), "ALIVE_CODEX_RESOURCES");
@@ -87,7 +88,8 @@ describe("config", () => {
 
   test("every setting's default passes its own parser", () => {
     const config = loadConfig({}, {});
-    assert.equal(config.idleTimeoutMs, 30 * 60_000);
+    assert.equal(config.idleTimeoutMs, 30 * 60_000, "paused after 30 min idle");
+    assert.equal(config.stopTimeoutMs, 4 * 3_600_000, "stopped after 4 h paused");
     assert.equal(config.nofile, 4096);
     assert.equal(config.baseImage, null, "unset: the sidecar chooses (debian:bookworm-slim when present, else the local base)");
     assert.deepEqual(config.extraLabels, {});
