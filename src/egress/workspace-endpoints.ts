@@ -64,6 +64,8 @@ interface Endpoints {
 
 export class WorkspaceEndpoints {
   private readonly open = new Map<string, Promise<Endpoints>>();
+  /** Closes in flight: a server's close unlinks its socket path, so a new one binds only after. */
+  private readonly closing = new Map<string, Promise<void>>();
   private readonly refused = new Map<string, number>();
 
   constructor(private readonly options: WorkspaceEndpointsOptions) {}
@@ -72,7 +74,8 @@ export class WorkspaceEndpoints {
   ensure(net: WorkspaceNet): Promise<void> {
     let endpoints = this.open.get(net.workspaceId);
     if (!endpoints) {
-      endpoints = this.start(net);
+      const closing = this.closing.get(net.workspaceId) ?? Promise.resolve();
+      endpoints = closing.then(() => this.start(net));
       this.open.set(net.workspaceId, endpoints);
       endpoints.catch(() => this.open.delete(net.workspaceId));
     }
@@ -85,13 +88,22 @@ export class WorkspaceEndpoints {
   }
 
   /** Stops serving the workspace (it was removed): open tunnels and streams end. */
-  async close(workspaceId: string): Promise<void> {
+  close(workspaceId: string): Promise<void> {
     const endpoints = this.open.get(workspaceId);
     this.open.delete(workspaceId);
     this.refused.delete(workspaceId);
     this.options.credentials.revokeWhere((ref) => ref.workspaceId === workspaceId);
-    const open = await endpoints?.catch(() => null);
-    if (open) await Promise.all(open.servers.map(closeServer));
+    if (!endpoints) return this.closing.get(workspaceId) ?? Promise.resolve();
+    const done = endpoints
+      .catch(() => null)
+      .then(async (open) => {
+        if (open) await Promise.all(open.servers.map(closeServer));
+      })
+      .finally(() => {
+        if (this.closing.get(workspaceId) === done) this.closing.delete(workspaceId);
+      });
+    this.closing.set(workspaceId, done);
+    return done;
   }
 
   async closeAll(): Promise<void> {
