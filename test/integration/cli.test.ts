@@ -184,7 +184,11 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
   });
 
   test("logs shows the turn's lines", async () => {
-    const { code, stdout, stderr } = await cli(["logs", "--socket", socketPath, workspaceId]);
+    // The engine copies the container's output into its log a moment after the turn ends.
+    const { code, stdout, stderr } = await waitFor(async () => {
+      const shown = await cli(["logs", "--socket", socketPath, workspaceId]);
+      return shown.code !== 0 || /event=finished/.test(shown.stdout) ? shown : null;
+    }, { timeoutMs: 10_000, intervalMs: 200, what: "the turn's end in the workspace log" });
     assert.equal(code, 0, stderr);
     assert.match(stdout, /turn=turn-\S+ thread=new event=started/);
     assert.match(stdout, /turn=turn-\S+ thread=[0-9a-f-]{36} event=finished status=completed/);

@@ -217,7 +217,12 @@ describe("protocol over the real socket", () => {
       assert.ok(firstEvent < resultIndex && lastEvent < resultIndex, "every event is written before the result");
       assert.equal(stub.requests.length, 2);
 
-      const logs = resultOf<{ logs: string }>(await conn.call("workspace.logs", { workspaceId: base.workspaceId }));
+      // The engine copies the container's output into its log a moment after the turn's result.
+      const finished = new RegExp(`turn=turn-proto-run thread=${result.threadId} event=finished status=completed`);
+      const logs = await waitFor(async () => {
+        const current = resultOf<{ logs: string }>(await conn.call("workspace.logs", { workspaceId: base.workspaceId }));
+        return finished.test(current.logs) ? current : null;
+      }, { timeoutMs: 10_000, what: "the turn's end in workspace.logs" });
       assert.match(logs.logs, /turn=turn-proto-run thread=new event=started/);
       assert.match(logs.logs, new RegExp(`turn=turn-proto-run thread=${result.threadId} event=finished status=completed`));
       const tail = resultOf<{ logs: string }>(await conn.call("workspace.logs", { workspaceId: base.workspaceId, tail: 1 }));
@@ -534,8 +539,12 @@ describe("protocol over the real socket", () => {
       }, { timeoutMs: 5000, what: "the workspace to be free" });
       const health = await (await h.client()).health();
       assert.equal(health.turns.running, 0);
-      const { logs } = await (await h.client()).workspaceLogs(base.workspaceId);
-      assert.match(logs, /turn=turn-proto-drop thread=\S+ event=finished status=cancelled error=cancelled/);
+      // The line is written before the workspace is free; the engine copies the container's output
+      // into its log a moment later.
+      await waitFor(async () => /turn=turn-proto-drop thread=\S+ event=finished status=cancelled error=cancelled/.test((await (await h.client()).workspaceLogs(base.workspaceId)).logs), {
+        timeoutMs: 10_000,
+        what: "the turn's end in docker logs",
+      });
       const snapshot = await h.snapshot();
       assert.deepEqual(snapshot.bridges, []);
       assert.deepEqual(snapshot.bridgeProcesses, []);
