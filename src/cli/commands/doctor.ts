@@ -7,6 +7,8 @@ import { loadConfig, renderSettingsHelp } from "../../config.js";
 import { createLogger } from "../../log.js";
 import { writeLine, type CliContext } from "../cli-context.js";
 import { ExitCode } from "../cli-errors.js";
+import { formatTable } from "../format.js";
+import type { DoctorReport } from "../../doctor/report.js";
 import { parseServeArgs } from "./serve.js";
 
 export const DOCTOR_USAGE = `Usage: alive-codex doctor [--json] [--setting value ...]
@@ -48,9 +50,20 @@ export async function doctorCommand(args: string[], ctx: CliContext): Promise<nu
     onCheck: json ? undefined : (check) => writeLine(ctx.stderr, `doctor: ${check.name} ${check.status}`),
   });
   if (json) writeLine(ctx.stdout, JSON.stringify(report));
-  else {
-    const { formatDoctorReport } = await import("../../doctor/report.js");
-    writeLine(ctx.stdout, formatDoctorReport(report));
-  }
+  else writeLine(ctx.stdout, formatDoctorReport(report));
   return report.ok ? ExitCode.ok : ExitCode.failed;
+}
+
+/** The table `alive-codex doctor` prints: CHECK, RESULT, DETAIL, and the fix under a failed row. */
+export function formatDoctorReport(report: DoctorReport): string {
+  const rows = report.checks.map((c) => [c.name, c.status.toUpperCase(), `${c.detail}${c.fix === undefined ? "" : `\n  fix: ${c.fix}`}`]);
+  const lines: string[][] = [];
+  for (const [name = "", status = "", text = ""] of rows) {
+    const [first = "", ...rest] = text.split("\n");
+    lines.push([name, status, first]);
+    for (const more of rest) lines.push(["", "", more]);
+  }
+  const failed = report.checks.filter((c) => c.status === "fail").length;
+  const summary = report.ok ? "doctor: every check passed" : `doctor: ${failed} check${failed === 1 ? "" : "s"} failed`;
+  return `${formatTable(["CHECK", "RESULT", "DETAIL"], lines)}\n\n${summary}`;
 }
