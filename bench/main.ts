@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, turn, cancel, rpc)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, turn, cancel, rpc, accounting)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -13,6 +13,7 @@
 import os from "node:os";
 import { createDockerClient } from "../src/docker/engine.js";
 import { resolveBaseImage } from "../src/docker/base-image.js";
+import { benchAccountingOverhead } from "./accounting-overhead.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
@@ -21,7 +22,7 @@ import { benchRpc } from "./rpc.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "turn", "cancel", "rpc"] as const;
+const SECTIONS = ["cold", "warm", "turn", "cancel", "rpc", "accounting"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -105,6 +106,9 @@ async function main(): Promise<number> {
     );
     await run("rpc", "rpc", ["rpc: sidecar.health p50 (real service)", "rpc: sidecar.health p50 (RPC layer only)", "rpc: turn.event throughput (synthetic)"], () =>
       benchRpc(env, warm, { healthN: n(2000, 200), healthWarmup: n(200, 20), events: n(100_000, 10_000), eventRuns: n(3, 1) }),
+    );
+    await run("accounting", "metrics and accounting overhead", ["metrics and accounting overhead p50"], () =>
+      benchAccountingOverhead(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
     );
   } finally {
     process.off("SIGINT", onSignal);
