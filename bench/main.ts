@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, turn, cancel, rpc, proxy)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, turn, cancel, rpc, proxy, accounting)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -13,6 +13,7 @@
 import os from "node:os";
 import { createDockerClient } from "../src/docker/engine.js";
 import { resolveBaseImage } from "../src/docker/base-image.js";
+import { benchAccountingOverhead } from "./accounting-overhead.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
 import { benchPausedEnsure } from "./paused-ensure.js";
@@ -23,7 +24,7 @@ import { benchRpc } from "./rpc.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "paused", "turn", "cancel", "rpc", "proxy"] as const;
+const SECTIONS = ["cold", "warm", "paused", "turn", "cancel", "rpc", "proxy", "accounting"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -111,6 +112,9 @@ async function main(): Promise<number> {
     );
     await run("proxy", "model proxy", ["model proxy: p50 added per request", "model proxy: SSE throughput vs direct"], () =>
       benchProxy({ n: n(2000, 200), warmup: n(200, 20), streamMb: n(128, 16), streamRuns: n(7, 2), tunnels: n(1000, 100), log: env.log }),
+    );
+    await run("accounting", "metrics and accounting overhead", ["metrics and accounting overhead p50"], () =>
+      benchAccountingOverhead(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
     );
   } finally {
     process.off("SIGINT", onSignal);

@@ -3,6 +3,7 @@ import { ConfigError } from "../config.js";
 import { SidecarConnectionError, SidecarRpcError } from "../rpc/client.js";
 import { writeLine, type CliContext } from "./cli-context.js";
 import { ExitCode, UsageError } from "./cli-errors.js";
+import { doctorCommand } from "./commands/doctor.js";
 import { healthCommand } from "./commands/health.js";
 import { logsCommand } from "./commands/logs.js";
 import { psCommand } from "./commands/ps.js";
@@ -20,6 +21,7 @@ const COMMANDS: ReadonlyMap<string, { run: Command; summary: string }> = new Map
   ["run", { run: runCommand, summary: "run one codex turn in a workspace and stream it" }],
   ["logs", { run: logsCommand, summary: "show a workspace container's log" }],
   ["rm", { run: rmCommand, summary: "remove a workspace container" }],
+  ["doctor", { run: doctorCommand, summary: "prove this install works: engine, image, hardening, a turn, cancel, egress" }],
 ]);
 
 export function renderUsage(): string {

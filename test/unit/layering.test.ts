@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
  *
  *   6 cli        src/cli/**, src/index.ts (the library's entry: the client and the protocol's types)
  *   5 rpc        src/rpc/**
+ *   5 doctor     src/doctor/** (alive-codex doctor: starts its own sidecar and checks it), beside
+ *                rpc: neither imports the other
  *   4 wiring     src/sidecar.ts
  *   3 codex      src/codex/**
  *   2 workspace  src/workspace/**
@@ -27,7 +29,7 @@ import { fileURLToPath } from "node:url";
  * of the rest, only workspace/policy.ts (the rules a workspace's params must meet, which rpc
  * applies at the edge when it validates them).
  */
-const RANKS = { cli: 6, rpc: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, bottom: 0 } as const;
+const RANKS = { cli: 6, rpc: 5, doctor: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, bottom: 0 } as const;
 type Layer = keyof typeof RANKS;
 
 const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
@@ -42,7 +44,7 @@ function layerOf(file: string): Layer | null {
   if (folder === "shared") return "bottom";
   if (folder === "egress" || folder === "model-proxy") return "net";
   if (folder === "metrics") return "metrics";
-  if (folder === "cli" || folder === "rpc" || folder === "codex" || folder === "workspace" || folder === "docker") return folder;
+  if (folder === "cli" || folder === "rpc" || folder === "doctor" || folder === "codex" || folder === "workspace" || folder === "docker") return folder;
   return null;
 }
 

@@ -26,7 +26,7 @@ const SERVE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
 };
 
 /** `serve`'s arguments → the flags loadConfig takes ("--state-dir" → its value), via node:util parseArgs. */
-export function parseServeArgs(args: string[]): { help: boolean; flags: Record<string, string> } {
+export function parseServeArgs(args: string[], command = "serve"): { help: boolean; flags: Record<string, string> } {
   // Not strict: an unknown flag or a missing value is reported here, in the CLI's own words.
   const { tokens } = parseArgs({ args, options: SERVE_OPTIONS, strict: false, allowPositionals: true, tokens: true });
   const flags: Record<string, string> = {};
@@ -34,14 +34,14 @@ export function parseServeArgs(args: string[]): { help: boolean; flags: Record<s
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i] as (typeof tokens)[number];
     if (token.kind === "option-terminator") continue;
-    if (token.kind === "positional") throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}`, "serve");
+    if (token.kind === "positional") throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}`, command);
     if (token.name === "help") {
       help = true;
       continue;
     }
     const flag = `--${token.name}`;
     const setting = SETTINGS.find((s) => s.flag === flag);
-    if (setting === undefined || !token.rawName.startsWith("--")) throw new UsageError(`unknown setting ${token.rawName}`, "serve");
+    if (setting === undefined || !token.rawName.startsWith("--")) throw new UsageError(`unknown setting ${token.rawName}`, command);
     if (setting.boolean) {
       // Bare means true; as before parseArgs, a following plain word is the value ("--allow-root false").
       const next = tokens[i + 1];
@@ -52,7 +52,7 @@ export function parseServeArgs(args: string[]): { help: boolean; flags: Record<s
       continue;
     }
     if (token.value === undefined || (!token.inlineValue && token.value.startsWith("--"))) {
-      throw new UsageError(`${flag} needs a value (write ${flag}=VALUE for one that starts with --)`, "serve");
+      throw new UsageError(`${flag} needs a value (write ${flag}=VALUE for one that starts with --)`, command);
     }
     flags[flag] = token.value;
   }

@@ -1,0 +1,288 @@
+/**
+ * alive-codex doctor: proves the whole path on this install with the operator's settings (engine,
+ * image, limits) but nothing of theirs touched: its own sidecar, in-process, on a temporary state
+ * dir, a scratch workspace it makes and removes, and a scripted model on loopback instead of a
+ * real one (no key, no internet). Checks run in order; one that cannot run after a failure is
+ * skipped. Everything it made is removed afterwards, also after a failure.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { SidecarConfig } from "../config.js";
+import { isImagePresent } from "../docker/base-image.js";
+import { createDockerClient, type Docker } from "../docker/engine.js";
+import { RuntimeImage } from "../docker/images.js";
+import { Labels } from "../docker/labels.js";
+import { reapLabelled } from "../docker/reaper.js";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { raceAbort } from "../shared/abort.js";
+import type { EnsureWorkspaceResult, RunTurnParams, TurnResult, WorkspaceParams } from "../service.js";
+import type { RunningSidecar } from "../sidecar.js";
+import { METADATA_ADDRESS, probeMetadataConnect, turnProcesses } from "./container-probes.js";
+import { describeHardening, hardeningProblems } from "./hardening.js";
+import { skipped, type DoctorCheck, type DoctorReport } from "./report.js";
+import { startScriptedModel, type ScriptedReply, type ScriptedRequest } from "./scripted-model.js";
+
+export interface DoctorOptions {
+  log: Logger;
+  /** Called as each check finishes (the CLI prints progress). */
+  onCheck?: (check: DoctorCheck) => void;
+}
+
+const TURN_PROMPT = "doctor: run the check command";
+const CANCEL_PROMPT = "doctor: run the long command";
+const CHECK_OUTPUT = "doctor-ok";
+/** A model from codex's bundled catalog: an unknown one adds an error item to every turn. */
+const DOCTOR_MODEL = "gpt-5.5";
+const CANCEL_DEADLINE_MS = 10_000;
+
+/** The scripted model: one command per prompt, then a message carrying its output. */
+export function doctorScript(request: ScriptedRequest): ScriptedReply {
+  const output = request.commandOutputs.at(-1);
+  if (request.prompt.includes(CANCEL_PROMPT)) return output === undefined ? { kind: "command", cmd: "sleep 1000" } : { kind: "message", text: "the long command ended" };
+  if (output === undefined) return { kind: "command", cmd: `echo ${CHECK_OUTPUT}` };
+  return { kind: "message", text: `the command printed: ${output.includes(CHECK_OUTPUT) ? CHECK_OUTPUT : output.slice(-200)}` };
+}
+
+class Checks {
+  readonly list: DoctorCheck[] = [];
+  constructor(private readonly onCheck: ((check: DoctorCheck) => void) | undefined) {}
+
+  /** Runs one check; `run` returns the evidence of a pass or throws a CheckFailure (anything else is a failure too). */
+  async run(name: string, fix: string, run: () => Promise<string>): Promise<boolean> {
+    const started = Date.now();
+    let check: DoctorCheck;
+    try {
+      check = { name, status: "pass", detail: await run(), durationMs: Date.now() - started };
+    } catch (error) {
+      const failure = error instanceof CheckFailure ? error : null;
+      check = { name, status: "fail", detail: failure?.message ?? errorMessage(error), fix: failure?.fix ?? fix, durationMs: Date.now() - started };
+    }
+    this.add(check);
+    return check.status === "pass";
+  }
+
+  add(check: DoctorCheck): void {
+    this.list.push(check);
+    this.onCheck?.(check);
+  }
+
+  skip(names: string[], because: string): void {
+    for (const name of names) this.add(skipped(name, because));
+  }
+}
+
+/** A failed check's reason, and its fix when the default one of the check does not fit. */
+class CheckFailure extends Error {
+  constructor(
+    message: string,
+    readonly fix?: string,
+  ) {
+    super(message);
+  }
+}
+
+const LATER_CHECKS = ["sidecar", "workspace", "hardening", "turn", "cancel", "egress"] as const;
+
+export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOptions): Promise<DoctorReport> {
+  const checks = new Checks(options.onCheck);
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), "alive-codex-doctor-"));
+  // The workspace's container bind-mounts dirs under here: its owner must be able to reach them.
+  await fs.chmod(root, 0o755);
+  const stateDir = path.join(root, "state");
+  const docker = createDockerClient(operatorConfig.dockerHost);
+  try {
+    await runChecks(checks, operatorConfig, docker, root, stateDir, options.log);
+  } finally {
+    await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
+  }
+  return { ok: checks.list.every((c) => c.status !== "fail"), stateDir, checks: checks.list };
+}
+
+async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: Docker, root: string, stateDir: string, log: Logger): Promise<void> {
+  const engineOk = await checks.run("engine", `start the engine or point --docker-host / DOCKER_HOST at one; none installed: bash scripts/install-docker.sh`, async () => {
+    try {
+      await raceAbort(docker.ping(), AbortSignal.timeout(5000));
+    } catch (error) {
+      throw new CheckFailure(`the Docker engine at ${operatorConfig.dockerHost} does not answer (${errorMessage(error)})`);
+    }
+    const version = await raceAbort(docker.version(), AbortSignal.timeout(5000));
+    return `Docker ${version.Version} at ${operatorConfig.dockerHost}`;
+  });
+  if (!engineOk) return checks.skip(["image", ...LATER_CHECKS], "the engine does not answer");
+
+  const imageOk = await checks.run("image", "", () => checkImage(docker, operatorConfig, log));
+  if (!imageOk) return checks.skip([...LATER_CHECKS], "no runtime image");
+
+  const config = doctorConfig(operatorConfig, root, stateDir);
+  const model = await startScriptedModel(doctorScript);
+  config.openaiBaseUrl = model.baseUrl;
+  let sidecar: RunningSidecar | null = null;
+  let workspace: WorkspaceParams | null = null;
+  try {
+    const sidecarOk = await checks.run("sidecar", "see the reason; alive-codex serve with the same settings shows the full log", async () => {
+      const { startSidecar } = await import("../sidecar.js");
+      sidecar = await startSidecar(config, log);
+      return `started on ${stateDir}`;
+    });
+    if (!sidecarOk || sidecar === null) return checks.skip(LATER_CHECKS.slice(1), "the sidecar did not start");
+    const running: RunningSidecar = sidecar;
+    workspace = await makeScratchWorkspace(config, root);
+    const params = workspace;
+    let ensured: EnsureWorkspaceResult | null = null;
+    const workspaceOk = await checks.run("workspace", "see the reason; docker logs of the container may tell more", async () => {
+      ensured = await running.service.ensureWorkspace(params, AbortSignal.timeout(120_000));
+      return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid})`;
+    });
+    if (!workspaceOk || ensured === null) return checks.skip(LATER_CHECKS.slice(2), "no workspace container");
+    const containerId = (ensured as EnsureWorkspaceResult).containerId;
+    const user = `${params.uid}:${params.gid}`;
+
+    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", async () => {
+      const info = await docker.getContainer(containerId).inspect();
+      const problems = hardeningProblems(info);
+      if (problems.length > 0) throw new CheckFailure(problems.join("; "));
+      return describeHardening(info);
+    });
+    await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running, params));
+    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running, docker, params, containerId, user));
+    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", async () => {
+      const { exitCode, response } = await probeMetadataConnect(docker, containerId, user);
+      const status = response.split("\n")[0] ?? "";
+      if (!/^HTTP\/1\.[01] 403\b/.test(status)) throw new CheckFailure(`CONNECT ${METADATA_ADDRESS} through the proxy got ${JSON.stringify(status || `nothing (exit ${exitCode})`)}, expected 403`);
+      const reason = /^x-alive-egress-refused:\s*(.*)$/im.exec(response)?.[1]?.trim();
+      return `CONNECT ${METADATA_ADDRESS} refused: 403${reason ? ` (${reason})` : ""}`;
+    });
+  } finally {
+    const removal = await removeEverything(docker, sidecar, workspace, stateDir);
+    await model.close();
+    checks.add(removal);
+  }
+}
+
+/** The operator's settings with doctor's own dirs, no secrets and nothing served. */
+function doctorConfig(operator: SidecarConfig, root: string, stateDir: string): SidecarConfig {
+  return {
+    ...operator,
+    socketPath: path.join(root, "sidecar.sock"),
+    stateDir,
+    workspaceRoots: [path.join(root, "workspaces")],
+    // The scripted model needs no key: the operator's never leaves for it.
+    codexApiKey: null,
+    codexApiKeyFile: null,
+    aliveMcpToken: null,
+    aliveApiUrl: null,
+    metricsListen: null,
+    idleTimeoutMs: 0,
+    defaultModel: DOCTOR_MODEL,
+  };
+}
+
+/** A workspace dir owned by the top of the configured ranges (the least likely to be a real account). */
+async function makeScratchWorkspace(config: SidecarConfig, root: string): Promise<WorkspaceParams> {
+  const workspaceId = `doctor-${randomBytes(4).toString("hex")}`;
+  const dir = path.join(root, "workspaces", workspaceId);
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  const uid = config.uidRange.max;
+  const gid = config.gidRange.max;
+  await fs.chown(dir, uid, gid);
+  return { workspaceId, userId: "alive-codex-doctor", uid, gid, workspacePath: dir };
+}
+
+async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): Promise<string> {
+  if (config.image !== null) {
+    if (await isImagePresent(docker, config.image)) return `${config.image} present`;
+    throw new CheckFailure(
+      `the runtime image ${config.image} is missing`,
+      `docker pull / docker load ${config.image}, or unset ALIVE_CODEX_IMAGE (--image) so the sidecar builds it (npm test builds one too)`,
+    );
+  }
+  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: null, log });
+  try {
+    const { ref, built } = await image.ensure(AbortSignal.timeout(20 * 60_000));
+    return built ? `${ref} built` : `${ref} present`;
+  } catch (error) {
+    throw new CheckFailure(
+      `the runtime image cannot be built: ${errorMessage(error)}`,
+      "without a registry, make the local base image first: node scripts/make-base-image.mjs (docs/image.md)",
+    );
+  }
+}
+
+async function runTurn(sidecar: RunningSidecar, params: RunTurnParams, onEvent: (type: string, item?: { type: string }) => void = () => undefined): Promise<TurnResult> {
+  return sidecar.service.runTurn(params, {
+    onEvent: (_turnId, _seq, event) => onEvent(event.type, "item" in event ? event.item : undefined),
+  });
+}
+
+async function checkTurn(sidecar: RunningSidecar, workspace: WorkspaceParams): Promise<string> {
+  const result = await runTurn(sidecar, { workspaceId: workspace.workspaceId, input: TURN_PROMPT, options: { model: DOCTOR_MODEL, timeoutMs: 90_000 } });
+  if (result.status !== "completed") throw new CheckFailure(`the turn ${result.status}: ${result.error?.message ?? "no reason given"}`);
+  const command = result.items.find((item) => item.type === "command_execution");
+  if (command?.type !== "command_execution") throw new CheckFailure("the turn completed without running the scripted command");
+  if (command.exit_code !== 0 || !command.aggregated_output.includes(CHECK_OUTPUT)) {
+    throw new CheckFailure(`\`${command.command}\` exited ${command.exit_code ?? "?"} with ${JSON.stringify(command.aggregated_output.slice(0, 200))}`);
+  }
+  if (!result.finalResponse.includes(CHECK_OUTPUT)) throw new CheckFailure(`the command's output did not reach the model: final message ${JSON.stringify(result.finalResponse.slice(0, 200))}`);
+  return `echo ${CHECK_OUTPUT} ran in the container and its output came back (${result.resources.wallMs} ms, ${result.tokens.input + result.tokens.output} tokens)`;
+}
+
+async function checkCancel(sidecar: RunningSidecar, docker: Docker, workspace: WorkspaceParams, containerId: string, user: string): Promise<string> {
+  const turnId = `doctor-cancel-${randomBytes(4).toString("hex")}`;
+  let started = false;
+  const turn = runTurn(sidecar, { workspaceId: workspace.workspaceId, turnId, input: CANCEL_PROMPT, options: { model: DOCTOR_MODEL, timeoutMs: 90_000 } }, (type, item) => {
+    if (type === "item.started" && item?.type === "command_execution") started = true;
+  });
+  const deadline = Date.now() + 60_000;
+  while (!(started && (await turnProcesses(docker, containerId, user)).some((p) => /sleep 1000/.test(p)))) {
+    if (Date.now() > deadline) {
+      await sidecar.service.cancelTurn({ turnId }).catch(() => undefined);
+      await turn.catch(() => undefined);
+      throw new CheckFailure("the long command did not start within 60 s");
+    }
+    await sleep(100);
+  }
+  const cancelledAt = Date.now();
+  await sidecar.service.cancelTurn({ turnId });
+  const result = await turn;
+  if (result.status !== "cancelled") throw new CheckFailure(`the cancelled turn ended ${result.status}`);
+  let left = await turnProcesses(docker, containerId, user);
+  while (left.length > 0 && Date.now() - cancelledAt < CANCEL_DEADLINE_MS) {
+    await sleep(100);
+    left = await turnProcesses(docker, containerId, user);
+  }
+  if (left.length > 0) throw new CheckFailure(`${left.length} process(es) of the cancelled turn still run ${CANCEL_DEADLINE_MS / 1000} s after cancel: ${left.join(", ").slice(0, 300)}`);
+  return `turn.cancel during \`sleep 1000\`: no turn process left after ${Date.now() - cancelledAt} ms`;
+}
+
+/** Removes the scratch workspace (and its HOME), closes the sidecar, and makes sure no container of doctor's state dir is left. */
+async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, workspace: WorkspaceParams | null, stateDir: string): Promise<DoctorCheck> {
+  const started = Date.now();
+  const problems: string[] = [];
+  if (sidecar !== null) {
+    const running: RunningSidecar = sidecar;
+    if (workspace !== null) {
+      await running.service.removeWorkspace({ workspaceId: workspace.workspaceId, purgeHome: true }).catch((error: unknown) => problems.push(`workspace.remove: ${errorMessage(error)}`));
+    }
+    await running.close(0).catch((error: unknown) => problems.push(`closing the sidecar: ${errorMessage(error)}`));
+  }
+  // A backstop for whatever the steps above could not remove: everything labelled with doctor's state dir.
+  try {
+    const reaped = await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
+    problems.push(...reaped.failures);
+    if (reaped.containers > 0 && sidecar !== null) problems.push(`${reaped.containers} container(s) were left and had to be reaped`);
+  } catch (error) {
+    if (sidecar !== null) problems.push(`listing leftovers: ${errorMessage(error)}`);
+  }
+  const durationMs = Date.now() - started;
+  if (problems.length > 0) {
+    return { name: "cleanup", status: "fail", detail: problems.join("; "), fix: `docker ps -a --filter label=${Labels.stateDir}=${stateDir}; remove what is listed`, durationMs };
+  }
+  return { name: "cleanup", status: "pass", detail: sidecar === null ? "nothing was made" : "scratch workspace, its container and HOME removed; sidecar closed", durationMs };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,81 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { ContainerInspectInfo } from "dockerode";
+import { formatDoctorReport } from "../../src/cli/commands/doctor.js";
+import { renderUsage } from "../../src/cli/run-cli.js";
+import { hardeningProblems } from "../../src/doctor/hardening.js";
+import { doctorScript } from "../../src/doctor/run-doctor.js";
+import { startScriptedModel } from "../../src/doctor/scripted-model.js";
+
+type Inspect = Pick<ContainerInspectInfo, "Config" | "HostConfig">;
+
+const HARDENED = {
+  Config: { User: "10001:10001" },
+  HostConfig: { CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges:true"], ReadonlyRootfs: true, NetworkMode: "none", PidsLimit: 512, Memory: 2 * 1024 ** 3 },
+} as unknown as Inspect;
+
+function variant(config: Record<string, unknown>, host: Record<string, unknown>): Inspect {
+  return { Config: { ...HARDENED.Config, ...config }, HostConfig: { ...HARDENED.HostConfig, ...host } } as unknown as Inspect;
+}
+
+describe("doctor", () => {
+  test("hardening: the sidecar's container passes; each weakening is named", () => {
+    assert.deepEqual(hardeningProblems(HARDENED), []);
+    const cases: Array<[Inspect, RegExp]> = [
+      [variant({ User: "" }, {}), /runs as "root"/],
+      [variant({ User: "0:0" }, {}), /runs as "0:0"/],
+      [variant({}, { CapDrop: [] }), /CapDrop/],
+      [variant({}, { CapAdd: ["NET_ADMIN"] }), /CapAdd/],
+      [variant({}, { SecurityOpt: [] }), /no-new-privileges/],
+      [variant({}, { ReadonlyRootfs: false }), /writable/],
+      [variant({}, { NetworkMode: "bridge" }), /NetworkMode is "bridge"/],
+      [variant({}, { PidsLimit: 0 }), /pids/],
+      [variant({}, { Memory: 0 }), /memory/],
+    ];
+    for (const [info, expected] of cases) assert.match(hardeningProblems(info).join("; "), expected);
+  });
+
+  test("the script: a command first, then a message carrying its output; sleep for the cancel check", () => {
+    assert.deepEqual(doctorScript({ prompt: "doctor: run the check command", commandOutputs: [] }), { kind: "command", cmd: "echo doctor-ok" });
+    assert.match(JSON.stringify(doctorScript({ prompt: "doctor: run the check command", commandOutputs: ["Output:\ndoctor-ok\n"] })), /"message".*doctor-ok/);
+    assert.deepEqual(doctorScript({ prompt: "doctor: run the long command", commandOutputs: [] }), { kind: "command", cmd: "sleep 1000" });
+  });
+
+  test("the scripted model answers POST /v1/responses with Responses SSE and sees the command outputs", async () => {
+    const seen: string[][] = [];
+    const model = await startScriptedModel((request) => {
+      seen.push(request.commandOutputs);
+      return { kind: "command", cmd: "echo hi" };
+    });
+    try {
+      const body = { input: [{ role: "user", content: [{ type: "input_text", text: "go" }] }, { type: "function_call_output", call_id: "c", output: "earlier" }] };
+      const res = await fetch(`${model.baseUrl}/responses`, { method: "POST", body: JSON.stringify(body) });
+      assert.equal(res.headers.get("content-type"), "text/event-stream");
+      const text = await res.text();
+      assert.match(text, /^event: response\.created\ndata: /);
+      assert.match(text, /event: response\.output_item\.done\ndata: .*"name":"exec_command".*echo hi/);
+      assert.match(text, /event: response\.completed\ndata: .*"usage"/);
+      assert.deepEqual(seen, [["earlier"]]);
+      assert.equal((await fetch(`${model.baseUrl}/responses`)).status, 426);
+    } finally {
+      await model.close();
+    }
+  });
+
+  test("the table names each check's result, and a failure's fix under it; help lists doctor", () => {
+    const table = formatDoctorReport({
+      ok: false,
+      stateDir: "/tmp/x",
+      checks: [
+        { name: "engine", status: "pass", detail: "Docker 20.10", durationMs: 1 },
+        { name: "image", status: "fail", detail: "the runtime image x is missing", fix: "unset ALIVE_CODEX_IMAGE", durationMs: 1 },
+        { name: "turn", status: "skip", detail: "not run: no runtime image", durationMs: 0 },
+      ],
+    });
+    assert.match(table, /^engine\s+PASS\s+Docker 20\.10$/m);
+    assert.match(table, /^image\s+FAIL\s+the runtime image x is missing\n\s+fix: unset ALIVE_CODEX_IMAGE$/m);
+    assert.match(table, /^turn\s+SKIP\s+not run/m);
+    assert.match(table, /1 check failed$/);
+    assert.match(renderUsage(), /^ {2}doctor\s+prove this install works/m);
+  });
+});
