@@ -7,6 +7,8 @@
  * both against the same Responses stub on the bench bridge's gateway. Each turn starts a new thread.
  * The stub's request timestamps split every turn into phases.
  */
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { ThreadItem } from "@openai/codex-sdk";
 import { runExec } from "../src/docker/exec.js";
@@ -74,19 +76,26 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     };
   };
 
-  const runSidecar = (): Promise<TurnTiming> =>
-    timed("sidecar", async (threadStarted) => {
+  // The same turn in a workspace allowed 2 CPUs (NanoCpus 2e9: all of this machine) instead of the default 1.
+  const wide = { ...(await env.workspace(env.uniqueId("bench-turn-cpus2"))), resources: { cpus: 2 } };
+  await service.ensureWorkspace(wide);
+
+  const sidecarTurn = (arm: string, target: WorkspaceParams) => (): Promise<TurnTiming> =>
+    timed(arm, async (threadStarted) => {
+      await service.ensureWorkspace(target);
       const result = await service.runTurn(
-        { workspaceId: params.workspaceId, input: PROMPT },
+        { workspaceId: target.workspaceId, input: PROMPT },
         {
           onEvent: (_turnId, _seq, event) => {
             if (event.type === "thread.started") threadStarted();
           },
         },
       );
-      if (result.status !== "completed") throw new Error(`sidecar: turn ${result.status}: ${result.error?.message ?? ""}`);
-      checkItems("sidecar", result.items, result.finalResponse);
+      if (result.status !== "completed") throw new Error(`${arm}: turn ${result.status}: ${result.error?.message ?? ""}`);
+      checkItems(arm, result.items, result.finalResponse);
     });
+  const runSidecar = sidecarTurn("sidecar", params);
+  const runWide = sidecarTurn("sidecar cpus=2", wide);
   const runHost = (): Promise<TurnTiming> =>
     timed("host", async (threadStarted) => {
       // What Thread.run() does, with the event stream visible.
@@ -106,18 +115,31 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
 
   const sidecarTimings: TurnTiming[] = [];
   const hostTimings: TurnTiming[] = [];
+  const wideTimings: TurnTiming[] = [];
+  const arms: Array<[() => Promise<TurnTiming>, TurnTiming[]]> = [
+    [runSidecar, sidecarTimings],
+    [runHost, hostTimings],
+    [runWide, wideTimings],
+  ];
+  let homeWrites: { sidecar: string[]; host: string[] } = { sidecar: [], host: [] };
   try {
     for (let i = -options.warmup; i < options.n; i++) {
-      // Alternate which arm goes first, so neither always runs right after the other.
-      const order = i % 2 === 0 ? [runSidecar, runHost] : [runHost, runSidecar];
-      for (const run of order) {
+      // Rotate which arm goes first, so none always runs right after another.
+      const offset = ((i % arms.length) + arms.length) % arms.length;
+      for (const [run, into] of [...arms.slice(offset), ...arms.slice(0, offset)]) {
         const timing = await run();
-        if (i >= 0) (run === runSidecar ? sidecarTimings : hostTimings).push(timing);
+        if (i >= 0) into.push(timing);
       }
     }
+    // Untimed: which files in HOME one more turn creates or modifies (sidecar: the workspace's HOME bind mount).
+    homeWrites = {
+      sidecar: await filesWritten(env.sidecar.workspaces.paths(params.workspaceId).home, () => runSidecar()),
+      host: await filesWritten(host.home, () => runHost()),
+    };
   } finally {
     stub.reset();
     await host.dispose();
+    await service.removeWorkspace({ workspaceId: wide.workspaceId, purgeHome: true }).catch(() => undefined);
   }
 
   // For scale: one engine exec round trip in the workspace (what the sidecar adds per process it runs).
@@ -137,6 +159,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
   const r = ratio(s.p50, h.p50);
   const pass = overhead <= 50 && r <= 1.1;
   const phase = (timings: TurnTiming[], key: keyof TurnTiming): number => summarize(timings.map((t) => t[key])).p50;
+  const w = summarize(wideTimings.map((t) => t.total));
   const phaseRows = (["toThreadStarted", "toFirstRequest", "commandRoundTrip", "toResult", "total"] as const).map((key) => ({
     phase: {
       toThreadStarted: "call -> thread.started (codex process up)",
@@ -148,6 +171,8 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     "sidecar p50 ms": phase(sidecarTimings, key),
     "host p50 ms": phase(hostTimings, key),
     "delta ms": phase(sidecarTimings, key) - phase(hostTimings, key),
+    "cpus=2 p50 ms": phase(wideTimings, key),
+    "cpus=2 delta ms": phase(wideTimings, key) - phase(hostTimings, key),
   }));
 
   return {
@@ -157,6 +182,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
         [
           latencyRow("sidecar runTurn (warm workspace)", sidecarTotal, h, { target: "<= +50 ms and <= 1.10x p50", result: verdict(pass) }),
           latencyRow("codex SDK on the host (baseline)", hostTotal, h, { target: "-", result: "-" }),
+          latencyRow("sidecar runTurn, workspace with cpus=2", wideTimings.map((t) => t.total), h, { target: "-", result: "-" }),
         ],
         LATENCY_COLUMNS,
       ),
@@ -168,9 +194,31 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     ],
     notes: [
       `overhead p50 = ${ms(overhead)}; arms alternate (ABBA...), ${options.warmup} warm-up turn(s) per arm discarded; every turn is checked (echo hi exit 0, final "done", exactly 2 model requests)`,
+      `cpus=2 (NanoCpus 2e9, this machine's 2 cores) vs the default 1: overhead p50 ${ms(w.p50 - h.p50)} (${times(ratio(w.p50, h.p50))}) vs ${ms(overhead)}`,
+      `files one turn creates or modifies in HOME: sidecar ${homeWrites.sidecar.length} (${homeWrites.sidecar.join(", ") || "none"}); host ${homeWrites.host.length} (${homeWrites.host.join(", ") || "none"})`,
       `for scale: one engine exec of \`true\` in the workspace container (create + start + attach + inspect) takes p50 ${ms(summarize(execSamples).p50)}`,
       "both arms use the same codex binary and the same --config overrides (buildCodexConfig); the stub listens on the bench bridge's gateway for both",
       "the host arm runs codex as root with no container limits; the sidecar arm runs it as uid 10001 under the workspace limits (1 CPU)",
     ],
   };
+}
+
+/** Relative paths of the files under `dir` that `run` created or whose mtime it changed. */
+async function filesWritten(dir: string, run: () => Promise<unknown>): Promise<string[]> {
+  const snapshot = async (): Promise<Map<string, number>> => {
+    const seen = new Map<string, number>();
+    const walk = async (at: string): Promise<void> => {
+      for (const entry of await fs.readdir(at, { withFileTypes: true }).catch(() => [])) {
+        const full = path.join(at, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.isFile()) seen.set(path.relative(dir, full), (await fs.stat(full)).mtimeMs);
+      }
+    };
+    await walk(dir);
+    return seen;
+  };
+  const before = await snapshot();
+  await run();
+  const after = await snapshot();
+  return [...after].filter(([file, mtime]) => before.get(file) !== mtime).map(([file]) => file.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<uuid>")).sort();
 }
