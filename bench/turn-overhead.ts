@@ -79,6 +79,19 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
   // The same turn in a workspace allowed 2 CPUs (NanoCpus 2e9: all of this machine) instead of the default 1.
   const wide = { ...(await env.workspace(env.uniqueId("bench-turn-cpus2"))), resources: { cpus: 2 } };
   await service.ensureWorkspace(wide);
+  // The default 1 CPU as a longer CFS window: quota 1 s per 1 s period (same average bound) lets a
+  // start-up burst use both cores. Written to the container's cgroup (v1) directly, for the bench only.
+  const burst = await env.workspace(env.uniqueId("bench-turn-period1s"));
+  const burstId = (await service.ensureWorkspace(burst)).containerId;
+  const cpuDir = (id: string): string => `/sys/fs/cgroup/cpu/docker/${id}`;
+  await fs.writeFile(path.join(cpuDir(burstId), "cpu.cfs_period_us"), "1000000");
+  await fs.writeFile(path.join(cpuDir(burstId), "cpu.cfs_quota_us"), "1000000");
+  const defaultId = (await service.ensureWorkspace(params)).containerId;
+  const cpuStat = async (id: string): Promise<{ throttled: number; throttledMs: number }> => {
+    const text = await fs.readFile(path.join(cpuDir(id), "cpu.stat"), "utf8").catch(() => "");
+    const field = (name: string): number => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
+    return { throttled: field("nr_throttled"), throttledMs: field("throttled_time") / 1e6 };
+  };
 
   const sidecarTurn = (arm: string, target: WorkspaceParams) => (): Promise<TurnTiming> =>
     timed(arm, async (threadStarted) => {
@@ -96,6 +109,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     });
   const runSidecar = sidecarTurn("sidecar", params);
   const runWide = sidecarTurn("sidecar cpus=2", wide);
+  const runBurst = sidecarTurn("sidecar 1 CPU per 1 s period", burst);
   const runHost = (): Promise<TurnTiming> =>
     timed("host", async (threadStarted) => {
       // What Thread.run() does, with the event stream visible.
@@ -116,11 +130,15 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
   const sidecarTimings: TurnTiming[] = [];
   const hostTimings: TurnTiming[] = [];
   const wideTimings: TurnTiming[] = [];
+  const burstTimings: TurnTiming[] = [];
   const arms: Array<[() => Promise<TurnTiming>, TurnTiming[]]> = [
     [runSidecar, sidecarTimings],
     [runHost, hostTimings],
     [runWide, wideTimings],
+    [runBurst, burstTimings],
   ];
+  const throttleBefore = { default: await cpuStat(defaultId), burst: await cpuStat(burstId) };
+  const throttling = { default: "-", burst: "-" };
   let homeWrites: { sidecar: string[]; host: string[] } = { sidecar: [], host: [] };
   try {
     for (let i = -options.warmup; i < options.n; i++) {
@@ -131,6 +149,11 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
         if (i >= 0) into.push(timing);
       }
     }
+    const throttleAfter = { default: await cpuStat(defaultId), burst: await cpuStat(burstId) };
+    const turns = options.n + options.warmup;
+    for (const arm of ["default", "burst"] as const) {
+      throttling[arm] = `${((throttleAfter[arm].throttled - throttleBefore[arm].throttled) / turns).toFixed(1)} throttled periods, ${((throttleAfter[arm].throttledMs - throttleBefore[arm].throttledMs) / turns).toFixed(1)} ms throttled per turn`;
+    }
     // Untimed: which files in HOME one more turn creates or modifies (sidecar: the workspace's HOME bind mount).
     homeWrites = {
       sidecar: await filesWritten(env.sidecar.workspaces.paths(params.workspaceId).home, () => runSidecar()),
@@ -140,6 +163,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     stub.reset();
     await host.dispose();
     await service.removeWorkspace({ workspaceId: wide.workspaceId, purgeHome: true }).catch(() => undefined);
+    await service.removeWorkspace({ workspaceId: burst.workspaceId, purgeHome: true }).catch(() => undefined);
   }
 
   // For scale: one engine exec round trip in the workspace (what the sidecar adds per process it runs).
@@ -160,6 +184,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
   const pass = overhead <= 50 && r <= 1.1;
   const phase = (timings: TurnTiming[], key: keyof TurnTiming): number => summarize(timings.map((t) => t[key])).p50;
   const w = summarize(wideTimings.map((t) => t.total));
+  const b = summarize(burstTimings.map((t) => t.total));
   const phaseRows = (["toThreadStarted", "toFirstRequest", "commandRoundTrip", "toResult", "total"] as const).map((key) => ({
     phase: {
       toThreadStarted: "call -> thread.started (codex process up)",
@@ -173,6 +198,8 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     "delta ms": phase(sidecarTimings, key) - phase(hostTimings, key),
     "cpus=2 p50 ms": phase(wideTimings, key),
     "cpus=2 delta ms": phase(wideTimings, key) - phase(hostTimings, key),
+    "1s-period p50 ms": phase(burstTimings, key),
+    "1s-period delta ms": phase(burstTimings, key) - phase(hostTimings, key),
   }));
 
   return {
@@ -183,6 +210,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
           latencyRow("sidecar runTurn (warm workspace)", sidecarTotal, h, { target: "<= +50 ms and <= 1.10x p50", result: verdict(pass) }),
           latencyRow("codex SDK on the host (baseline)", hostTotal, h, { target: "-", result: "-" }),
           latencyRow("sidecar runTurn, workspace with cpus=2", wideTimings.map((t) => t.total), h, { target: "-", result: "-" }),
+          latencyRow("sidecar runTurn, 1 CPU as 1 s quota / 1 s period", burstTimings.map((t) => t.total), h, { target: "-", result: "-" }),
         ],
         LATENCY_COLUMNS,
       ),
@@ -195,6 +223,8 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     notes: [
       `overhead p50 = ${ms(overhead)}; arms alternate (ABBA...), ${options.warmup} warm-up turn(s) per arm discarded; every turn is checked (echo hi exit 0, final "done", exactly 2 model requests)`,
       `cpus=2 (NanoCpus 2e9, this machine's 2 cores) vs the default 1: overhead p50 ${ms(w.p50 - h.p50)} (${times(ratio(w.p50, h.p50))}) vs ${ms(overhead)}`,
+      `1 CPU as quota 1 s per 1 s CFS period (cgroup written by the bench; default is 100 ms / 100 ms): overhead p50 ${ms(b.p50 - h.p50)} (${times(ratio(b.p50, h.p50))})`,
+      `CFS throttling per turn (cpu.stat): default 1 CPU: ${throttling.default}; 1 s period: ${throttling.burst}`,
       `files one turn creates or modifies in HOME: sidecar ${homeWrites.sidecar.length} (${homeWrites.sidecar.join(", ") || "none"}); host ${homeWrites.host.length} (${homeWrites.host.join(", ") || "none"})`,
       `for scale: one engine exec of \`true\` in the workspace container (create + start + attach + inspect) takes p50 ${ms(summarize(execSamples).p50)}`,
       "both arms use the same codex binary and the same --config overrides (buildCodexConfig); the stub listens on the bench bridge's gateway for both",
