@@ -4,6 +4,8 @@
  * (a) through the sidecar in a warm workspace (service.runTurn: SDK → exec bridge → engine exec →
  *     codex in the container), and
  * (b) by codex on the host through the SDK (the baseline),
+ * (c) through the sidecar in a workspace with resources.cpus 2, and
+ * (d) through the sidecar in a 1-CPU workspace whose CFS period the bench widens to 1 s (quota 1 s),
  * both against the same Responses stub on the bench bridge's gateway. Each turn starts a new thread.
  * The stub's request timestamps split every turn into phases.
  */
@@ -221,7 +223,7 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
       { metric: "turn overhead: sidecar p50 / host p50", measured: times(r), target: "<= 1.10x", pass: r <= 1.1 },
     ],
     notes: [
-      `overhead p50 = ${ms(overhead)}; arms alternate (ABBA...), ${options.warmup} warm-up turn(s) per arm discarded; every turn is checked (echo hi exit 0, final "done", exactly 2 model requests)`,
+      `overhead p50 = ${ms(overhead)}; arms interleaved (order rotating), ${options.warmup} warm-up turn(s) per arm discarded; every turn is checked (echo hi exit 0, final "done", exactly 2 model requests)`,
       `cpus=2 (NanoCpus 2e9, this machine's 2 cores) vs the default 1: overhead p50 ${ms(w.p50 - h.p50)} (${times(ratio(w.p50, h.p50))}) vs ${ms(overhead)}`,
       `1 CPU as quota 1 s per 1 s CFS period (cgroup written by the bench; default is 100 ms / 100 ms): overhead p50 ${ms(b.p50 - h.p50)} (${times(ratio(b.p50, h.p50))})`,
       `CFS throttling per turn (cpu.stat): default 1 CPU: ${throttling.default}; 1 s period: ${throttling.burst}`,
