@@ -11,6 +11,8 @@ import { BENCH_API_KEY, BENCH_MODEL } from "./harness.js";
 export interface HostCodex {
   /** A new thread in the host sandbox, with the thread options the sidecar uses. */
   startThread(): Thread;
+  /** The HOME codex runs with (CODEX_HOME is its .codex). */
+  home: string;
   dispose(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export async function createHostCodex(parentDir: string, baseUrl: string): Promi
     config: buildCodexConfig({ modelBaseUrl: baseUrl, sessionEnvNames: [] }),
   });
   return {
+    home,
     startThread: () =>
       codex.startThread({
         model: BENCH_MODEL,

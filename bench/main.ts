@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, turn, cancel, rpc, proxy, accounting)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, density, turn, cancel, rpc, proxy, accounting)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -16,6 +16,7 @@ import { resolveBaseImage } from "../src/docker/base-image.js";
 import { benchAccountingOverhead } from "./accounting-overhead.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
+import { benchDensity } from "./density.js";
 import { benchPausedEnsure } from "./paused-ensure.js";
 import { benchProxy } from "./proxy.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
@@ -24,7 +25,7 @@ import { benchRpc } from "./rpc.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "paused", "turn", "cancel", "rpc", "proxy", "accounting"] as const;
+const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -101,6 +102,9 @@ async function main(): Promise<number> {
     );
     await run("warm", "warm ensure", ["warm ensure p50"], () => benchWarmEnsure(env, warm, { n: n(1000, 50), warmup: n(50, 5) }));
     await run("paused", "returning workspace", ["ensure of a paused workspace p50"], () => benchPausedEnsure(env, { n: n(20, 3), warmup: n(2, 1) }));
+    await run("density", "idle density", ["idle workspace host memory (mean)"], () =>
+      benchDensity(env, { n: n(200, 10), concurrency: 4, idleTimeoutMs: 2000 }),
+    );
     await run("turn", "turn overhead", ["turn overhead: sidecar p50 - host p50", "turn overhead: sidecar p50 / host p50"], () =>
       benchTurnOverhead(env, warm, { n: n(20, 2), warmup: n(2, 1) }),
     );
