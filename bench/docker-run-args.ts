@@ -8,7 +8,7 @@ import type { ContainerCreateOptions, HostConfig } from "dockerode";
 const CONFIG_KEYS = new Set(["name", "Image", "Entrypoint", "Cmd", "User", "Env", "WorkingDir", "StopTimeout", "Labels", "HostConfig"]);
 const HOST_CONFIG_KEYS = new Set([
   "Init", "Mounts", "ReadonlyRootfs", "Tmpfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap",
-  "NanoCpus", "Ulimits", "LogConfig", "NetworkMode", "IpcMode", "RestartPolicy", "Runtime",
+  "NanoCpus", "CpuPeriod", "CpuQuota", "Ulimits", "LogConfig", "NetworkMode", "IpcMode", "RestartPolicy", "Runtime",
 ]);
 
 /** Arguments after `docker run -d`: flags, the image, then the command's arguments. */
@@ -50,6 +50,8 @@ function hostConfigArgs(host: HostConfig): string[] {
   if (host.Memory !== undefined) args.push("--memory", `${host.Memory}b`);
   if (host.MemorySwap !== undefined) args.push("--memory-swap", `${host.MemorySwap}b`);
   if (host.NanoCpus !== undefined) args.push("--cpus", String(host.NanoCpus / 1e9));
+  if (host.CpuPeriod !== undefined) args.push("--cpu-period", String(host.CpuPeriod));
+  if (host.CpuQuota !== undefined) args.push("--cpu-quota", String(host.CpuQuota));
   for (const limit of host.Ulimits ?? []) args.push("--ulimit", `${limit.Name}=${limit.Soft}:${limit.Hard}`);
   if (host.LogConfig?.Type !== undefined) args.push("--log-driver", host.LogConfig.Type);
   for (const [key, value] of Object.entries(host.LogConfig?.Config ?? {})) args.push("--log-opt", `${key}=${String(value)}`);
@@ -85,7 +87,7 @@ export function containerShape(info: { Config: Record<string, unknown>; HostConf
   const config = info.Config as { User?: string; Entrypoint?: unknown; Cmd?: unknown; Env?: string[]; Labels?: Record<string, string>; StopTimeout?: unknown };
   const host = info.HostConfig as Record<string, unknown> & { Mounts?: Array<{ Type?: string; Target?: string; ReadOnly?: boolean }> };
   const pick = [
-    "Init", "ReadonlyRootfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap", "NanoCpus", "Ulimits",
+    "Init", "ReadonlyRootfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap", "NanoCpus", "CpuPeriod", "CpuQuota", "Ulimits",
     "LogConfig", "NetworkMode", "IpcMode", "RestartPolicy", "Runtime", "Tmpfs", "Privileged", "CapAdd",
   ];
   return {

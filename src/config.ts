@@ -55,6 +55,8 @@ export interface SidecarConfig {
   network: string;
   defaultResources: ResourceLimits;
   nofile: number;
+  /** The window (µs) over which a workspace's CPU limit is enforced: quota = cpus × period. */
+  cpuPeriodUs: number;
   /** Pause a workspace idle this long (0: never pause nor stop). */
   idleTimeoutMs: number;
   /** Stop a workspace paused this long (0: never). */
@@ -144,6 +146,13 @@ const tokenBudget = (name: string, raw: string): number => parseInteger(name, ra
 const cpuBudget = (name: string, raw: string): number => parseNumber(name, raw, BUDGET_RANGES.cpuSeconds.min, BUDGET_RANGES.cpuSeconds.max);
 const secretLine = (name: string, raw: string): string => parseSingleLine(name, raw, 4096, true);
 
+/** A duration from 1 ms to 1 s, in microseconds (the kernel's CFS period bounds). */
+function parseCpuPeriod(name: string, raw: string): number {
+  const ms = parseDuration(name, raw);
+  if (ms < 1 || ms > 1000) throw new ConfigError(name, raw, "a duration from 1ms to 1s");
+  return ms * 1000;
+}
+
 function parseTurnTimeout(name: string, raw: string): number {
   const value = parseDuration(name, raw);
   if (value === 0) throw new ConfigError(name, raw, "a duration above 0: every turn has a deadline");
@@ -166,6 +175,7 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "internalDestinations", env: "ALIVE_CODEX_INTERNAL_DESTINATIONS", flag: "--internal-destinations", parse: parseInternalSetting, default: () => [], defaultText: "ALIVE_API_URL's origin", description: "Comma-separated http(s) origins or host:port pairs: the only private destinations the egress proxy ever connects to, in every policy. ALIVE_API_URL's origin is always one." }),
   setting({ key: "trustedDirs", env: "ALIVE_CODEX_TRUSTED_DIRS", flag: "--trusted-dirs", parse: parsePathList, default: () => [], description: "Colon-separated host directories (e.g. /opt/alive/packages) mounted read-only at the same path in every workspace container, for trusted code such as Alive's MCP servers." }),
   setting({ key: "defaultResources", env: "ALIVE_CODEX_RESOURCES", flag: "--resources", parse: (name, raw) => parseResources(name, raw, DEFAULT_RESOURCES), default: formatResources(DEFAULT_RESOURCES), description: "Default limits per workspace container: memory (= memory+swap) in MiB, CPUs, max processes." }),
+  setting({ key: "cpuPeriodUs", env: "ALIVE_CODEX_CPU_PERIOD", flag: "--cpu-period", parse: parseCpuPeriod, default: "1s", description: "Window over which a workspace's CPU limit is enforced (1ms to 1s): its quota is cpus × this. Docker's 100ms throttles codex's start-up under a 1-CPU limit (+78 ms per turn measured); 1s lets a turn start at full speed while the average stays bounded, at the cost of a tenant bursting on all cores for up to one window's quota (docs/benchmarks.md)." }),
   setting({ key: "nofile", env: "ALIVE_CODEX_NOFILE", flag: "--nofile", parse: integers(64, 1_048_576), default: "4096", description: "Open-files ulimit (soft = hard) in workspace containers." }),
   setting({ key: "idleTimeoutMs", env: "ALIVE_CODEX_IDLE_TIMEOUT", flag: "--idle-timeout", parse: parseDuration, default: "30m", description: "Pause (freeze) a workspace container that ran no turn this long (0 = never pause nor stop): it keeps its memory and uses no CPU, and the next ensure or turn thaws it in milliseconds. Units: ms, s, m, h." }),
   setting({ key: "stopTimeoutMs", env: "ALIVE_CODEX_STOP_TIMEOUT", flag: "--stop-timeout", parse: parseDuration, default: "4h", description: "Stop a workspace container paused this much longer (0 = never), giving its memory back; the next ensure starts it again (hundreds of ms). Units: ms, s, m, h." }),

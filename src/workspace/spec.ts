@@ -33,6 +33,8 @@ export interface SpecContext {
   runtime: string | null;
   defaultResources: ResourceLimits;
   nofile: number;
+  /** CFS period in µs; each workspace's quota is cpus × this. */
+  cpuPeriodUs: number;
   aliveApiUrl: string | null;
   nodePath: string | null;
   /** Host directories mounted read-only at the same path (trusted code such as Alive's MCP servers). */
@@ -43,7 +45,7 @@ export interface SpecContext {
 
 /** The spec context a sidecar's configuration gives (all but the image, known once it is ensured). */
 export function specContextFromConfig(
-  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
+  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
   extraLabels: Record<string, string>,
 ): Omit<SpecContext, "image"> {
   return {
@@ -51,6 +53,7 @@ export function specContextFromConfig(
     runtime: config.runtime,
     defaultResources: config.defaultResources,
     nofile: config.nofile,
+    cpuPeriodUs: config.cpuPeriodUs,
     aliveApiUrl: config.aliveApiUrl,
     nodePath: config.nodePath,
     trustedDirs: config.trustedDirs,
@@ -148,7 +151,10 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       PidsLimit: resources.pids,
       Memory: resources.memoryMb * 1024 * 1024,
       MemorySwap: resources.memoryMb * 1024 * 1024,
-      NanoCpus: Math.round(resources.cpus * 1e9),
+      // The CPU limit as quota over a period the operator chooses (ALIVE_CODEX_CPU_PERIOD), not
+      // NanoCpus, which the engine enforces over 100 ms and which throttles codex's start-up.
+      CpuPeriod: context.cpuPeriodUs,
+      CpuQuota: Math.max(1000, Math.round(resources.cpus * context.cpuPeriodUs)),
       Ulimits: [{ Name: "nofile", Soft: context.nofile, Hard: context.nofile }],
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
       // No network of its own: only loopback, no route. Everything out goes through the sidecar's

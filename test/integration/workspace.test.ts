@@ -70,7 +70,7 @@ describe("workspace containers", () => {
     assert.equal(host.PidsLimit, 64);
     assert.equal(host.Memory, 256 * 1024 * 1024);
     assert.equal(host.MemorySwap, 256 * 1024 * 1024, "memory+swap equals memory: no swap");
-    assert.equal(host.NanoCpus, 5e8);
+    assert.equal((host.CpuQuota ?? 0) / (host.CpuPeriod ?? 1), 0.5, "cpus 0.5: half of each CPU period");
     assert.deepEqual(host.CapDrop, ["ALL"]);
     assert.ok(host.SecurityOpt?.includes("no-new-privileges:true"));
     assert.equal(host.Init, true);

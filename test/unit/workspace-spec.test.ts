@@ -11,6 +11,7 @@ const context: SpecContext = {
   runtime: null,
   defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
   nofile: 4096,
+  cpuPeriodUs: 1_000_000,
   aliveApiUrl: null,
   nodePath: null,
   trustedDirs: [],
@@ -63,7 +64,8 @@ describe("workspace spec", () => {
     const { options } = buildWorkspaceSpec({ ...params, network: "none", resources: { memoryMb: 512, cpus: 0.5, pids: 100 } }, paths, context);
     assert.equal(options.HostConfig!.NetworkMode, "none");
     assert.equal(options.HostConfig!.Memory, 512 * 1024 * 1024);
-    assert.equal(options.HostConfig!.NanoCpus, 5e8);
+    // cpus 0.5: half of each CPU period (the operator's ALIVE_CODEX_CPU_PERIOD, here 1 s).
+    assert.deepEqual([options.HostConfig!.CpuQuota, options.HostConfig!.CpuPeriod], [500_000, 1_000_000]);
     assert.equal(options.HostConfig!.PidsLimit, 100);
   });
 });
