@@ -111,9 +111,9 @@ async function closedPort(): Promise<number> {
 function connectsFromHost(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
-    const timer = setTimeout(() => done(false), 5000);
+    const deadline = setTimeout(() => done(false), 5000);
     const done = (ok: boolean): void => {
-      clearTimeout(timer);
+      clearTimeout(deadline);
       socket.destroy();
       resolve(ok);
     };
