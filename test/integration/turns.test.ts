@@ -86,7 +86,7 @@ describe("codex turns in the workspace container", () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
     stub.script(
-      { kind: "command", cmd: "echo made-by-codex > made.txt; env; cat /proc/self/environ | tr '\\0' '\\n'; echo ppid-env; tr '\\0' '\\n' < /proc/$PPID/environ; echo end" },
+      { kind: "command", cmd: "echo made-by-codex > made.txt; env; cat /proc/self/environ | tr '\\0' '\\n'; echo ppid-env; { tr '\\0' '\\n' < /proc/$PPID/environ; } 2>&1; echo end" },
       { kind: "message", text: "done" },
     );
     const result = await run({ workspaceId: ws.workspaceId, input: "make a file" });
