@@ -16,6 +16,7 @@
  * root-owned state dir, and the tenant's tree is only ever inside the mounted filesystem. mount(8)
  * attaches the loop device with autoclear, so unmounting detaches it.
  */
+import { randomBytes } from "node:crypto";
 import { promises as fs, statfsSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
@@ -114,6 +115,8 @@ export class WorkspaceDisks {
     // The mount table names mount points by their real path.
     const stateDir = await fs.realpath(options.stateDir);
     await fs.mkdir(disksDir(stateDir), { recursive: true, mode: 0o700 });
+    // Images a killed sidecar was making (root's own directory: no tenant name in it).
+    for (const name of await fs.readdir(disksDir(stateDir))) if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
     options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb });
     return new WorkspaceDisks({ ...options, stateDir });
   }
@@ -251,19 +254,21 @@ export class WorkspaceDisks {
     return { enforcement: "image", attached };
   }
 
+  /** Made under a temporary name and renamed when whole: a sidecar killed mid-mkfs leaves no half-made disk behind its name. */
   private async makeImage(image: string, limits: DiskLimits): Promise<void> {
-    const handle = await fs.open(image, "wx", 0o600);
+    const partial = `${image}.partial-${randomBytes(4).toString("hex")}`;
     try {
-      await handle.truncate(limits.diskMb * MIB);
+      const handle = await fs.open(partial, "wx", 0o600);
+      try {
+        await handle.truncate(limits.diskMb * MIB);
+      } finally {
+        await handle.close();
+      }
+      const reservePercent = Math.min(5, Math.max(0.1, (ROOT_RESERVE_MB / limits.diskMb) * 100)).toFixed(2);
+      await run("mkfs.ext4", ["-q", "-F", "-T", "default", "-b", "4096", "-I", String(INODE_BYTES), "-N", String(limits.diskInodes), "-m", reservePercent, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", partial]);
+      await fs.rename(partial, image);
     } finally {
-      await handle.close();
-    }
-    const reservePercent = Math.min(5, Math.max(0.1, (ROOT_RESERVE_MB / limits.diskMb) * 100)).toFixed(2);
-    try {
-      await run("mkfs.ext4", ["-q", "-F", "-T", "default", "-b", "4096", "-I", String(INODE_BYTES), "-N", String(limits.diskInodes), "-m", reservePercent, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", image]);
-    } catch (error) {
-      await fs.rm(image, { force: true });
-      throw error;
+      await fs.rm(partial, { force: true });
     }
   }
 

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { execa } from "execa";
 import type { ThreadEvent } from "@openai/codex-sdk";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
@@ -155,6 +156,37 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
       await assert.rejects(fs.stat(root), "the workspace root is deleted");
     }
     assert.deepEqual((await current.sidecar.service.health()).disk, { enforcement: "image", attached: 0 });
+  });
+
+  test("disk limits turned on over a workspace made without them: refused, naming the way out, until it is purged", async () => {
+    const plain = await startTestSidecar({ stub });
+    extra.push(plain);
+    assert.deepEqual((await plain.sidecar.service.health()).disk, { enforcement: "none", attached: 0 });
+    const ws = await plain.workspace(uniqueId("disk-legacy"));
+    const made = await plain.sidecar.service.ensureWorkspace(ws);
+    assert.equal((await plain.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
+    await execIn(plain.docker, made.containerId, ["/bin/sh", "-c", 'echo old > "$HOME/old.txt"']);
+
+    await plain.stop();
+    const limited = await startTestSidecar({ stub, reuse: plain, flags: DISK_FLAGS });
+    extra.push(limited);
+    await assert.rejects(limited.sidecar.service.ensureWorkspace(ws), (error: unknown) => {
+      assert.ok(error instanceof SidecarError);
+      assert.equal(error.code, ErrorCode.invalidParams);
+      assert.equal(error.data?.field, "workspaceId");
+      assert.match(String(error.data?.reason), /purgeHome/);
+      return true;
+    });
+    const root = workspacePaths(await fs.realpath(limited.stateDir), ws.workspaceId).root;
+    assert.equal(readMounts().has(root), false, "nothing was mounted over the old files");
+    assert.equal(await fs.readFile(path.join(root, "home", "old.txt"), "utf8"), "old\n");
+
+    await limited.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    const fresh = await limited.sidecar.service.ensureWorkspace(ws);
+    assert.equal(fresh.created, true);
+    assert.equal(readMounts().has(root), true, "the purged workspace gets its disk");
+    await limited.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    assert.equal(readMounts().has(root), false);
   });
 
   test("a disk above the operator's ceiling is refused before anything is made", async () => {
