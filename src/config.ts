@@ -13,6 +13,8 @@ import { parseInternalDestinations, type InternalDestination } from "./egress/in
 import { parseEgressSetting, parseInternalSetting } from "./egress/settings.js";
 import type { LogLevel } from "./log.js";
 import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
+import { DEFAULT_DISK, DISK_RANGES, type DiskLimits } from "./shared/limits.js";
+import { DISK_ENFORCEMENTS, formatDiskLimits, parseDiskLimits, type DiskEnforcement } from "./shared/disk-settings.js";
 import {
   ConfigError,
   formatResources,
@@ -92,6 +94,11 @@ export interface SidecarConfig {
   budgetCpuSecondsMax: number | null;
   /** Where Prometheus metrics are served (GET /metrics); null: not served. */
   metricsListen: ListenAddress | null;
+  /** How each workspace's disk is bounded (issue 14): "off" or "image" (a loop-mounted filesystem per workspace). */
+  diskEnforcement: DiskEnforcement;
+  /** A workspace's disk when its resources name none, and the most they may name. */
+  defaultDisk: DiskLimits;
+  maxDisk: DiskLimits;
 }
 
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
@@ -198,6 +205,9 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "dockerHost", env: "DOCKER_HOST", flag: "--docker-host", parse: parseDockerHost, default: "unix:///var/run/docker.sock", description: "Docker Engine endpoint (unix:// socket path, or tcp://host:port)." }),
   setting({ key: "logLevel", env: "ALIVE_CODEX_LOG_LEVEL", flag: "--log-level", parse: (name, raw) => parseOneOf<LogLevel>(name, raw, ["debug", "info", "warn", "error"]), default: "info", description: "debug, info, warn or error." }),
   setting({ key: "extraLabels", env: "ALIVE_CODEX_EXTRA_LABELS", flag: "--extra-labels", parse: parseLabels, default: () => ({}), description: "Docker labels added to every container and network the sidecar makes: key=value pairs separated by commas. Keys under dev.alive.codex. are the sidecar's own, except dev.alive.codex.run-id." }),
+  setting({ key: "diskEnforcement", env: "ALIVE_CODEX_DISK", flag: "--disk", parse: (name, raw) => parseOneOf<DiskEnforcement>(name, raw, DISK_ENFORCEMENTS), default: "off", description: 'How a workspace\'s disk (its HOME, TMPDIR and run dir under the state dir) is bounded: "off" (not at all: one workspace can fill the state dir\'s filesystem; a warning at start) or "image" (each workspace\'s dirs live on its own ext4 image, sparse and loop-mounted, of resources.diskMb: a write past it fails with ENOSPC inside; needs root, e2fsprogs and loop devices; the sidecar refuses to start without them). See docs/security.md, "Disk".' }),
+  setting({ key: "defaultDisk", env: "ALIVE_CODEX_DISK_DEFAULT", flag: "--disk-default", parse: (name, raw) => parseDiskLimits(name, raw, DEFAULT_DISK), default: formatDiskLimits(DEFAULT_DISK), description: "A workspace's disk when its resources name none: size in MiB and inodes (files and directories; fixed when the disk is made)." }),
+  setting({ key: "maxDisk", env: "ALIVE_CODEX_DISK_MAX", flag: "--disk-max", parse: (name, raw) => parseDiskLimits(name, raw, { diskMb: 102_400, diskInodes: 10_000_000 }), default: formatDiskLimits({ diskMb: 102_400, diskInodes: 10_000_000 }), description: `The largest resources.diskMb and resources.diskInodes a workspace may ask for (-32006 above it; ranges ${DISK_RANGES.diskMb.min}..${DISK_RANGES.diskMb.max} MiB, ${DISK_RANGES.diskInodes.min}..${DISK_RANGES.diskInodes.max} inodes).` }),
 ];
 
 /** One setting's value and the name it was given under (the flag, else the variable), for the cross-setting rules. */
@@ -253,6 +263,9 @@ export function loadConfig(flags: Flags = {}, env: Env = process.env): SidecarCo
     const { value, name, raw } = settings[key];
     const ceiling = config[max];
     if (value !== null && ceiling !== null && value > ceiling) throw new ConfigError(name, raw ?? "", `at most ${settings[max].name}=${ceiling}`);
+  }
+  for (const key of ["diskMb", "diskInodes"] as const) {
+    if (config.defaultDisk[key] > config.maxDisk[key]) throw new ConfigError(settings.defaultDisk.name, settings.defaultDisk.raw ?? formatDiskLimits(config.defaultDisk), `${key} (here ${config.defaultDisk[key]}) at most ${settings.maxDisk.name} ${key}=${config.maxDisk[key]}`);
   }
   // Alive's own API is always an internal destination: its MCP servers reach it from every workspace.
   if (config.aliveApiUrl !== null) {

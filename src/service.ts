@@ -12,6 +12,10 @@ export interface ResourceRequest {
   memoryMb?: number;
   cpus?: number;
   pids?: number;
+  /** The workspace's disk in MiB (issue 14): enforced when the operator enables disk limits (ALIVE_CODEX_DISK). */
+  diskMb?: number;
+  /** The most files and directories the workspace's disk holds; fixed when that disk is made. */
+  diskInodes?: number;
 }
 
 export interface WorkspaceParams {
@@ -51,6 +55,24 @@ export interface WorkspaceSummary {
   egress: EgressDescription;
   /** How the workspace reaches out: no network of its own, only the sidecar's proxies; refusals counted. */
   network: { mode: "none"; via: "sidecar"; egressRefusals: number };
+  /** The workspace's own disk (HOME, TMPDIR, run dir) when disk limits are on and it is attached; else null. */
+  disk?: DiskUsage | null;
+}
+
+/** A workspace disk's size and use (statfs of its filesystem: no walk of the tree). */
+export interface DiskUsage {
+  /** Bytes and inodes the workspace may use in all, and uses now. */
+  limitBytes: number;
+  usedBytes: number;
+  limitInodes: number;
+  usedInodes: number;
+}
+
+/** How the sidecar bounds each workspace's disk: "image" (a loop-mounted filesystem image per workspace) or "none". */
+export interface DiskHealth {
+  enforcement: "image" | "none";
+  /** Workspace disks attached (mounted) now. */
+  attached: number;
 }
 
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };
@@ -153,6 +175,7 @@ export interface HealthResult {
   image: { ref: string; present: boolean };
   workspaces: { running: number; total: number };
   turns: { running: number };
+  disk?: DiskHealth;
 }
 
 export interface SidecarService {

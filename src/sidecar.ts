@@ -20,6 +20,7 @@ import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.j
 import { TurnCredentials } from "./model-proxy/credentials.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
+import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
@@ -87,6 +88,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     onModelRequest: () => metrics?.countModelRequest(),
     onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
   });
+  // Refuses to start when the operator asked for disk limits this host cannot enforce.
+  const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk });
   const workspaces = new WorkspaceManager({
     docker,
     log,
@@ -99,6 +102,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
     defaultEgress: config.defaultEgress,
     network,
+    disks,
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
@@ -135,6 +139,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
         image: imageStatus ?? { ref: config.image ?? "", present: false },
         workspaces: workspaces.counts(),
         turns: { running: turns.running },
+        disk: disks.health(),
       };
     },
     async ensureWorkspace(params, signal) {

@@ -27,7 +27,7 @@ import {
   singleLine,
   type Fields,
 } from "./param-checks.js";
-import { BUDGET_RANGES, MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
+import { BUDGET_RANGES, DISK_RANGES, MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
 import {
   REASONING_EFFORTS,
   type McpServerSpec,
@@ -120,6 +120,10 @@ function parseResources(value: unknown, field: string): ResourceRequest {
     out[key] = range.integer
       ? integerIn(fields[key], join(field, key), range.min, range.max)
       : numberIn(fields[key], join(field, key), range.min, range.max);
+  }
+  // The operator's ceilings (ALIVE_CODEX_DISK_MAX) are checked at ensure, where the config is known.
+  for (const key of ["diskMb", "diskInodes"] as const) {
+    if (has(fields, key)) out[key] = integerIn(fields[key], join(field, key), DISK_RANGES[key].min, DISK_RANGES[key].max);
   }
   return out;
 }

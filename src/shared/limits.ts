@@ -37,3 +37,17 @@ export const BUDGET_RANGES: { readonly tokens: ValueRange; readonly cpuSeconds: 
   tokens: { min: 1, max: 1_000_000_000_000, integer: true },
   cpuSeconds: { min: 0.01, max: 7 * 24 * 3600, integer: false },
 };
+
+/** A workspace's disk (issue 14): the size in MiB of the filesystem holding its HOME, TMPDIR and run dir, and its inode count. */
+export interface DiskLimits {
+  diskMb: number;
+  diskInodes: number;
+}
+
+export const DISK_RANGES: { readonly [K in keyof DiskLimits]: ValueRange } = {
+  diskMb: { min: 64, max: 16_777_216, integer: true },
+  diskInodes: { min: 1024, max: 100_000_000, integer: true },
+};
+
+/** What a workspace's disk gets when neither the operator nor the request says otherwise. */
+export const DEFAULT_DISK: Readonly<DiskLimits> = { diskMb: 10_240, diskInodes: 262_144 };

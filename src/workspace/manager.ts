@@ -16,6 +16,7 @@ import { ExecStreams } from "../docker/exec-streams.js";
 import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
 import { createWorkspaceContainer } from "./create-container.js";
+import type { WorkspaceDisks } from "./disk-image.js";
 import { WorkspaceEvents } from "./engine-events.js";
 import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
 import { startIdleReaper, type IdleAction } from "./idle-reaper.js";
@@ -54,6 +55,8 @@ export interface WorkspaceManagerOptions {
   /** The egress policy of a workspace that names none. */
   defaultEgress: EgressPolicy;
   network: WorkspaceNetwork;
+  /** Each workspace's disk (disk-image.ts): attached before its container runs, detached when it is removed. */
+  disks: WorkspaceDisks;
   /** Told how long each ensure took: warm (the container was running) or cold (created, started or adopted). */
   onEnsured?: (kind: "cold" | "warm", seconds: number) => void;
 }
@@ -134,7 +137,9 @@ export class WorkspaceManager {
   }
 
   list(): WorkspaceSummary[] {
-    return this.records.list((workspaceId) => this.options.network.refusals(workspaceId));
+    const summaries = this.records.list((workspaceId) => this.options.network.refusals(workspaceId));
+    const usages = this.options.disks.usages(summaries.map((s) => s.workspaceId));
+    return summaries.map((summary) => ({ ...summary, disk: usages.get(summary.workspaceId) ?? null }));
   }
 
   /**
@@ -193,10 +198,28 @@ export class WorkspaceManager {
 
   private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const { docker, log } = this.options;
+    // The disk first: a request past the operator's ceiling fails before anything is made or replaced.
+    const disk = this.options.disks.resolve(params);
     if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
     const paths = workspacePaths(this.options.stateDir, params.workspaceId);
     const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef });
     let record = this.records.find(params.workspaceId);
+    if (disk && (await this.options.disks.needsGrowth(params.workspaceId, disk))) {
+      // A disk grows unmounted: the container holding it goes first (its spec changed with the size anyway).
+      if (record) {
+        if (record.activeTurnId !== null) {
+          throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} runs a turn; its disk can only grow when idle`, {
+            data: { field: "resources.diskMb", reason: "a larger disk needs the container replaced, and a turn is running" },
+          });
+        }
+        await removeContainer(docker, record.containerId);
+        this.forget(params.workspaceId);
+        record = undefined;
+      }
+      await this.options.disks.detach(params.workspaceId, { purge: false });
+    }
+    // Mounted before any container of the workspace runs: a stopped one restarted after a reboot, a replaced or a new one.
+    if (disk) await this.options.disks.attach(params.workspaceId, disk);
 
     if (record && record.specHash !== spec.hash) {
       if (record.activeTurnId !== null) {
@@ -262,6 +285,7 @@ export class WorkspaceManager {
     );
     const removed = gone === true || record !== undefined;
     this.forget(workspaceId);
+    await this.options.disks.detach(workspaceId, { purge: purgeHome });
     if (purgeHome) await removeTenantTree(workspacePaths(this.options.stateDir, workspaceId).root);
     this.options.log.info("workspace removed", { workspaceId, purgeHome, removed });
     return { removed };

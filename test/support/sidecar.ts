@@ -15,6 +15,8 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { ensureBridgeNetwork } from "../../src/docker/networks.js";
+import { readMounts } from "../../src/workspace/mountinfo.js";
+import { execa } from "execa";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
@@ -130,7 +132,10 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
     async cleanup() {
       await stop();
       await removeInstanceContainers(docker, instance);
-      if (!options.reuse) await fs.rm(root, { recursive: true, force: true });
+      if (!options.reuse) {
+        await unmountUnder(root);
+        await fs.rm(root, { recursive: true, force: true });
+      }
     },
   };
 }
@@ -145,4 +150,14 @@ export async function removeInstanceContainers(docker: Docker, instance: string)
 export async function execIn(docker: Docker, containerId: string, cmd: string[], user?: string): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
   const { runExec } = await import("../../src/docker/exec.js");
   return runExec(docker, containerId, { cmd, ...(user ? { user } : {}) });
+}
+
+/**
+ * Unmounts whatever a test left mounted under `dir` (workspace disks of a failed test): deleting the
+ * tree would empty the images but leave their mounts and loop devices behind. Lazily, deepest first.
+ */
+export async function unmountUnder(dir: string): Promise<void> {
+  const real = await fs.realpath(dir).catch(() => dir);
+  const under = [...readMounts().keys()].filter((point) => point.startsWith(`${real}${path.sep}`)).sort((a, b) => b.length - a.length);
+  for (const point of under) await execa("umount", ["-l", point], { reject: false });
 }

@@ -33,6 +33,7 @@ export async function healthCommand(args: string[], ctx: CliContext): Promise<nu
       ["workspaces", `${health.workspaces.running} running / ${health.workspaces.total} total`],
       ["turns", `${health.turns.running} running`],
     ];
+    if (health.disk) rows.push(["disk", health.disk.enforcement === "image" ? `limited (loop-mounted image per workspace, ${health.disk.attached} attached)` : "NOT LIMITED (ALIVE_CODEX_DISK=off)"]);
     writeLine(ctx.stdout, formatPairs(rows));
     return ExitCode.ok;
   } finally {

@@ -1,0 +1,297 @@
+/**
+ * A workspace's disk (issue 14): with ALIVE_CODEX_DISK=image, everything of the workspace under the
+ * state dir (HOME, TMPDIR, the run dir, the thread bookkeeping) lives on its own ext4 filesystem, a
+ * sparse image file loop-mounted at <stateDir>/workspaces/<id>. The kernel enforces the size: a
+ * write past it fails with ENOSPC inside the container, and nothing outside the image notices.
+ *
+ *   <stateDir>/disks/<id>.img     the image: root's, mode 0600, in a root-only dir, never mounted into a container
+ *
+ * Why an image and not XFS project quotas: the hosts this runs on include kernels built without
+ * quota support (CONFIG_XFS_QUOTA, CONFIG_QFMT_V2 unset: "quota support not available in this
+ * kernel"), and an image needs only loop devices, which every Docker host has. Its costs are in
+ * docs/security.md ("Disk"): one loop device and one mount per workspace with a container or kept
+ * HOME, a fixed inode count, and ~0.1 s at a workspace's first ensure to make and mount it.
+ *
+ * Every path here is root's: the image dir and the workspace root are made by root under the
+ * root-owned state dir, and the tenant's tree is only ever inside the mounted filesystem. mount(8)
+ * attaches the loop device with autoclear, so unmounting detaches it.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs, statfsSync } from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import { ErrorCode, SidecarError, errorMessage, notAllowed } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { DiskHealth, DiskUsage, WorkspaceParams } from "../service.js";
+import type { DiskEnforcement } from "../shared/disk-settings.js";
+import type { DiskLimits } from "../shared/limits.js";
+import { readMounts, type MountEntry } from "./mountinfo.js";
+import { workspacePaths } from "./paths.js";
+
+const MIB = 1024 * 1024;
+/** ext4's inode size here: each inode costs this much of the disk, made at mkfs. */
+const INODE_BYTES = 256;
+/** At most this share of a disk goes to inode tables when the inode count is the operator's default. */
+const DEFAULT_BYTES_PER_INODE = 16 * 1024;
+/** Kept for root (the sidecar's turn files and bookkeeping in run/ and threads/) when the tenant has filled the rest. */
+const ROOT_RESERVE_MB = 4;
+const TOOL_TIMEOUT_MS = 30_000;
+/** The tools an image needs: e2fsprogs and util-linux. */
+const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"] as const;
+
+export interface WorkspaceDisksOptions {
+  stateDir: string;
+  log: Logger;
+  enforcement: DiskEnforcement;
+  /** A workspace's disk when its resources name none. */
+  defaults: DiskLimits;
+  /** The most a workspace's resources may name. */
+  max: DiskLimits;
+}
+
+export function disksDir(stateDir: string): string {
+  return path.join(stateDir, "disks");
+}
+
+export function diskImagePath(stateDir: string, workspaceId: string): string {
+  return path.join(disksDir(stateDir), `${workspaceId}.img`);
+}
+
+/**
+ * The disk a workspace gets: its request, else the operator's default (whose inode count is capped
+ * at one per 16 KiB so a small disk is not all inode tables). Above the operator's ceiling: -32006;
+ * more inodes than the disk can hold: -32602. Both name the field.
+ */
+export function resolveDiskLimits(params: Pick<WorkspaceParams, "resources">, defaults: DiskLimits, max: DiskLimits): DiskLimits {
+  const diskMb = params.resources?.diskMb ?? defaults.diskMb;
+  if (diskMb > max.diskMb) throw notAllowed("resources.diskMb", `${diskMb} MiB is above the operator's ceiling of ${max.diskMb} MiB (ALIVE_CODEX_DISK_MAX)`);
+  const requested = params.resources?.diskInodes;
+  if (requested !== undefined && requested > max.diskInodes) {
+    throw notAllowed("resources.diskInodes", `${requested} is above the operator's ceiling of ${max.diskInodes} (ALIVE_CODEX_DISK_MAX)`);
+  }
+  const fit = Math.floor((diskMb * MIB) / 4 / INODE_BYTES);
+  if (requested !== undefined && requested > fit) {
+    throw new SidecarError(ErrorCode.invalidParams, `invalid resources.diskInodes: ${requested} inodes need ${Math.ceil((requested * INODE_BYTES) / MIB)} MiB of inode tables, more than a quarter of a ${diskMb} MiB disk (at most ${fit})`, {
+      data: { field: "resources.diskInodes", reason: `at most ${fit} for resources.diskMb ${diskMb}`, received: String(requested) },
+    });
+  }
+  const diskInodes = requested ?? Math.min(defaults.diskInodes, Math.floor((diskMb * MIB) / DEFAULT_BYTES_PER_INODE));
+  return { diskMb, diskInodes };
+}
+
+/** What statfs says of a mounted workspace disk, as the tenant sees it (root's reserve left out of the limit). */
+export function usageFromStatfs(stats: { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number }): DiskUsage {
+  const usedBlocks = stats.blocks - stats.bfree;
+  return {
+    limitBytes: (usedBlocks + stats.bavail) * stats.bsize,
+    usedBytes: usedBlocks * stats.bsize,
+    limitInodes: stats.files,
+    usedInodes: stats.files - stats.ffree,
+  };
+}
+
+export class WorkspaceDisks {
+  private constructor(private readonly options: WorkspaceDisksOptions) {}
+
+  /**
+   * With "image": refuses to start (a clear error) when this host cannot make workspace disks, so an
+   * operator who asked for limits never runs without them. With "off": says at start-up that disks are unbounded.
+   */
+  static async open(options: WorkspaceDisksOptions): Promise<WorkspaceDisks> {
+    if (options.enforcement === "off") {
+      options.log.warn("workspace disks are not limited: one workspace can fill the state dir's filesystem; set ALIVE_CODEX_DISK=image to bound each (docs/security.md, Disk)", { stateDir: options.stateDir });
+      return new WorkspaceDisks(options);
+    }
+    const problems: string[] = [];
+    if (typeof process.getuid === "function" && process.getuid() !== 0) problems.push("the sidecar is not root (mounting needs CAP_SYS_ADMIN)");
+    for (const tool of TOOLS) {
+      const found = await execa("sh", ["-c", 'command -v "$1"', "sh", tool], { reject: false, timeout: TOOL_TIMEOUT_MS });
+      if (found.exitCode !== 0) problems.push(`${tool} is not installed (${["mkfs.ext4", "e2fsck", "resize2fs"].includes(tool) ? "e2fsprogs" : "util-linux"})`);
+    }
+    if (!(await fs.stat("/dev/loop-control").catch(() => null))) problems.push("/dev/loop-control is missing (no loop device support)");
+    if (problems.length > 0) {
+      throw new Error(`ALIVE_CODEX_DISK=image: this host cannot make workspace disks: ${problems.join("; ")}. Install them, or set ALIVE_CODEX_DISK=off to run without disk limits (docs/security.md, Disk)`);
+    }
+    // The mount table names mount points by their real path.
+    const stateDir = await fs.realpath(options.stateDir);
+    await fs.mkdir(disksDir(stateDir), { recursive: true, mode: 0o700 });
+    // Images a killed sidecar was making (root's own directory: no tenant name in it).
+    for (const name of await fs.readdir(disksDir(stateDir))) if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
+    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb });
+    return new WorkspaceDisks({ ...options, stateDir });
+  }
+
+  get enforced(): boolean {
+    return this.options.enforcement === "image";
+  }
+
+  /** The disk this workspace gets, or null when disks are not limited. Throws -32006/-32602 naming the field. */
+  resolve(params: Pick<WorkspaceParams, "resources">): DiskLimits | null {
+    if (!this.enforced) return null;
+    return resolveDiskLimits(params, this.options.defaults, this.options.max);
+  }
+
+  /**
+   * Whether the workspace's disk exists and is smaller than `limits` ask: it then grows, unmounted (the
+   * caller removes the container holding it and detaches it first: growing a mounted ext4 needs
+   * CAP_SYS_RESOURCE, which a sidecar in a container often lacks). -32602 for a smaller disk: a disk never shrinks.
+   */
+  async needsGrowth(workspaceId: string, limits: DiskLimits): Promise<boolean> {
+    const existing = await fs.stat(diskImagePath(this.options.stateDir, workspaceId)).catch(() => null);
+    if (!existing) return false;
+    if (existing.size > limits.diskMb * MIB) {
+      throw new SidecarError(ErrorCode.invalidParams, `invalid resources.diskMb: workspace ${workspaceId}'s disk is ${existing.size / MIB} MiB; a disk grows but never shrinks`, {
+        data: { field: "resources.diskMb", reason: `at least ${existing.size / MIB} (the disk's size), or remove the workspace with purgeHome`, received: String(limits.diskMb) },
+      });
+    }
+    return existing.size < limits.diskMb * MIB;
+  }
+
+  /**
+   * Makes the workspace's disk mounted at its root with `limits`: made (sparse image, mkfs) and mounted
+   * at its first ensure, mounted again after a reboot, grown while unmounted; idempotent, so a
+   * restarted sidecar finds the mount and attaches nothing more. Refuses to mount over a workspace
+   * root that holds files from before disk limits.
+   */
+  async attach(workspaceId: string, limits: DiskLimits): Promise<void> {
+    const { stateDir, log } = this.options;
+    const root = workspacePaths(stateDir, workspaceId).root;
+    const image = diskImagePath(stateDir, workspaceId);
+    let mount = readMounts().get(root);
+    if (mount && !(await this.isOurs(mount, image))) {
+      throw new Error(`${root} is a mount of ${mount.source}, not workspace ${workspaceId}'s disk ${image}: unmount it`);
+    }
+    const existing = await fs.stat(image).catch(() => null);
+    const grow = existing !== null && existing.size < limits.diskMb * MIB;
+    if (mount && grow) throw new Error(`workspace ${workspaceId}'s disk is mounted: it grows only while unmounted (detach it first)`);
+    if (!mount) {
+      await fs.mkdir(path.dirname(root), { recursive: true, mode: 0o711 });
+      await fs.mkdir(root, { recursive: false, mode: 0o711 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "EEXIST") throw error;
+      });
+      const entries = await fs.readdir(root);
+      if (entries.length > 0) {
+        throw new SidecarError(ErrorCode.invalidParams, `workspace ${workspaceId} has files from before disk limits (ALIVE_CODEX_DISK=image) in ${root}; they cannot be moved onto a disk safely`, {
+          data: { field: "workspaceId", reason: "remove the workspace with purgeHome (or move its dirs aside) before it gets a disk" },
+        });
+      }
+      // A disk unmounted lazily while still held is live in the kernel: a second mount of its image would corrupt it.
+      if (existing && (await loopDevicesOf(image)).length > 0) {
+        throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId}'s disk is still held by a process of its removed container; try again shortly`, {
+          data: { field: "workspaceId", reason: "the disk's previous mount has not been released yet" },
+        });
+      }
+      if (!existing) await this.makeImage(image, limits);
+      if (existing && grow) await this.growImage(workspaceId, image, existing.size, limits);
+      await run("mount", ["-t", "ext4", "-o", "loop,nosuid,nodev,discard", image, root]);
+      await fs.chmod(root, 0o711);
+      mount = readMounts().get(root);
+      if (!mount) throw new Error(`mounted ${image} at ${root} but the mount table does not show it`);
+      log.info("workspace disk mounted", { workspaceId, diskMb: limits.diskMb, device: mount.source, made: !existing });
+    }
+  }
+
+  /**
+   * Grows an unmounted image: the file, then the filesystem (resize2fs wants a fresh e2fsck first).
+   * Never while any loop device still holds it (a lazily detached mount is still live in the kernel).
+   */
+  private async growImage(workspaceId: string, image: string, fromBytes: number, limits: DiskLimits): Promise<void> {
+    if ((await loopDevicesOf(image)).length > 0) throw new Error(`workspace ${workspaceId}'s disk ${image} is still attached to a loop device; it cannot grow until that is released`);
+    await fs.truncate(image, limits.diskMb * MIB);
+    // e2fsck -p: 0 clean, 1 errors corrected; anything else stops the growth.
+    const check = await execa("e2fsck", ["-f", "-p", image], { reject: false, timeout: TOOL_TIMEOUT_MS * 4 });
+    if (check.exitCode !== 0 && check.exitCode !== 1) throw new Error(`e2fsck -f -p ${image} failed (exit ${check.exitCode ?? check.signal}): ${(check.stderr || check.stdout).trim().slice(0, 500)}`);
+    await run("resize2fs", [image]);
+    this.options.log.info("workspace disk grown", { workspaceId, fromMb: fromBytes / MIB, toMb: limits.diskMb });
+  }
+
+  /**
+   * Unmounts the workspace's disk (its container is gone): the loop device goes with it. A mount still
+   * held (a process of a container being torn down) is detached lazily: the kernel frees it when the
+   * last user goes. With `purge`, the image is deleted: its space and inodes go back to the host.
+   */
+  async detach(workspaceId: string, options: { purge: boolean }): Promise<void> {
+    if (!this.enforced && !options.purge) return;
+    const { stateDir, log } = this.options;
+    const root = workspacePaths(stateDir, workspaceId).root;
+    const image = diskImagePath(stateDir, workspaceId);
+    const mount = readMounts().get(root);
+    if (mount && (await this.isOurs(mount, image))) {
+      const plain = await execa("umount", [root], { reject: false, timeout: TOOL_TIMEOUT_MS });
+      if (plain.exitCode !== 0) {
+        log.warn("workspace disk busy; detached lazily", { workspaceId, error: plain.stderr.trim() });
+        await run("umount", ["-l", root]);
+      }
+    }
+    // A loop device left on the image without autoclear (a mount made by hand) is released too.
+    for (const device of await loopDevicesOf(image)) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    if (options.purge) await fs.rm(image, { force: true });
+    if (mount) log.info("workspace disk unmounted", { workspaceId, purged: options.purge });
+  }
+
+  /** Every workspace's disk use, from one read of the mount table and a statfs per mounted disk. */
+  usages(workspaceIds: string[]): Map<string, DiskUsage> {
+    const out = new Map<string, DiskUsage>();
+    if (!this.enforced) return out;
+    const mounts = readMounts();
+    for (const workspaceId of workspaceIds) {
+      const root = workspacePaths(this.options.stateDir, workspaceId).root;
+      if (!mounts.has(root)) continue;
+      try {
+        out.set(workspaceId, usageFromStatfs(statfsSync(root)));
+      } catch (error) {
+        this.options.log.warn("could not read a workspace disk's usage", { workspaceId, error: errorMessage(error) });
+      }
+    }
+    return out;
+  }
+
+  health(): DiskHealth {
+    if (!this.enforced) return { enforcement: "none", attached: 0 };
+    const prefix = path.join(this.options.stateDir, "workspaces") + path.sep;
+    let attached = 0;
+    for (const mountPoint of readMounts().keys()) if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
+    return { enforcement: "image", attached };
+  }
+
+  /** Made under a temporary name and renamed when whole: a sidecar killed mid-mkfs leaves no half-made disk behind its name. */
+  private async makeImage(image: string, limits: DiskLimits): Promise<void> {
+    const partial = `${image}.partial-${randomBytes(4).toString("hex")}`;
+    try {
+      const handle = await fs.open(partial, "wx", 0o600);
+      try {
+        await handle.truncate(limits.diskMb * MIB);
+      } finally {
+        await handle.close();
+      }
+      const reservePercent = Math.min(5, Math.max(0.1, (ROOT_RESERVE_MB / limits.diskMb) * 100)).toFixed(2);
+      await run("mkfs.ext4", ["-q", "-F", "-T", "default", "-b", "4096", "-I", String(INODE_BYTES), "-N", String(limits.diskInodes), "-m", reservePercent, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", partial]);
+      await fs.rename(partial, image);
+    } finally {
+      await fs.rm(partial, { force: true });
+    }
+  }
+
+  /** A mount at the workspace root is ours when its loop device's backing file is the workspace's image. */
+  private async isOurs(mount: MountEntry, image: string): Promise<boolean> {
+    const device = /^\/dev\/(loop\d+)$/.exec(mount.source)?.[1];
+    if (!device) return false;
+    const backing = await fs.readFile(`/sys/block/${device}/loop/backing_file`, "utf8").catch(() => "");
+    return backing.trim() === image;
+  }
+}
+
+/** Runs a tool; its failure names the command and what it said. */
+async function run(file: string, args: string[]): Promise<void> {
+  const result = await execa(file, args, { reject: false, timeout: TOOL_TIMEOUT_MS });
+  if (result.exitCode !== 0) throw new Error(`${file} ${args.join(" ")} failed (exit ${result.exitCode ?? result.signal}): ${(result.stderr || result.stdout).trim().slice(0, 500)}`);
+}
+
+/** The loop devices backed by `image` (losetup -j). */
+async function loopDevicesOf(image: string): Promise<string[]> {
+  const attached = await execa("losetup", ["-j", image], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  return attached.stdout
+    .split("\n")
+    .map((line) => /^(\/dev\/loop\d+):/.exec(line)?.[1])
+    .filter((device): device is string => device !== undefined);
+}

@@ -1,0 +1,141 @@
+/** Workspace disks (issue 14): the pure parts: the mount table, the limits a workspace gets, usage from statfs, the settings and params. */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ConfigError, loadConfig } from "../../src/config.js";
+import { ErrorCode, SidecarError } from "../../src/errors.js";
+import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
+import { parseDiskLimits } from "../../src/shared/disk-settings.js";
+import { DEFAULT_DISK } from "../../src/shared/limits.js";
+import { diskImagePath, resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-image.js";
+import { parseMountInfo } from "../../src/workspace/mountinfo.js";
+
+
+describe("the mount table (mountinfo)", () => {
+  test("finds mount point, type and source past a varying number of optional fields", () => {
+    const text = [
+      "26 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard",
+      "45 26 7:0 / /var/lib/alive-codex/workspaces/ws-1 rw,nosuid,nodev,relatime - ext4 /dev/loop0 rw,discard",
+      "46 26 7:1 / /srv/state rw,relatime shared:7 master:3 propagate_from:2 - xfs /dev/loop1 rw,prjquota",
+      "",
+      "garbage line",
+    ].join("\n");
+    assert.deepEqual(parseMountInfo(text), [
+      { mountPoint: "/", fsType: "ext4", source: "/dev/vda" },
+      { mountPoint: "/var/lib/alive-codex/workspaces/ws-1", fsType: "ext4", source: "/dev/loop0" },
+      { mountPoint: "/srv/state", fsType: "xfs", source: "/dev/loop1" },
+    ]);
+  });
+
+  test("unescapes the kernel's octal escapes in paths (a space, a tab, a backslash)", () => {
+    const [entry] = parseMountInfo("50 26 7:2 / /srv/a\\040b\\011c\\134d rw - ext4 /dev/loop2 rw");
+    assert.equal(entry?.mountPoint, "/srv/a b\tc\\d");
+  });
+});
+
+describe("the disk a workspace gets", () => {
+  const defaults = { diskMb: 10_240, diskInodes: 262_144 };
+  const max = { diskMb: 20_480, diskInodes: 1_000_000 };
+
+  test("the request, else the operator's default; a small disk's default inodes are capped at one per 16 KiB", () => {
+    assert.deepEqual(resolveDiskLimits({}, defaults, max), defaults);
+    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 2048, diskInodes: 5000 } }, defaults, max), { diskMb: 2048, diskInodes: 5000 });
+    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 64 } }, defaults, max), { diskMb: 64, diskInodes: 4096 });
+  });
+
+  test("above the operator's ceiling: -32006 naming the field; more inodes than a quarter of the disk holds: -32602", () => {
+    const refuses = (resources: { diskMb?: number; diskInodes?: number }, code: number, field: string): void => {
+      assert.throws(() => resolveDiskLimits({ resources }, defaults, max), (error: unknown) => {
+        assert.ok(error instanceof SidecarError);
+        assert.equal(error.code, code);
+        assert.equal(error.data?.field, field);
+        return true;
+      });
+    };
+    refuses({ diskMb: 20_481 }, ErrorCode.notAllowed, "resources.diskMb");
+    refuses({ diskInodes: 1_000_001 }, ErrorCode.notAllowed, "resources.diskInodes");
+    refuses({ diskMb: 64, diskInodes: 65_536 + 1 }, ErrorCode.invalidParams, "resources.diskInodes");
+    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 64, diskInodes: 65_536 } }, defaults, max), { diskMb: 64, diskInodes: 65_536 });
+  });
+
+  test("images live in the state dir's disks/, one per workspace", () => {
+    assert.equal(diskImagePath("/var/lib/alive-codex", "ws-1"), "/var/lib/alive-codex/disks/ws-1.img");
+  });
+});
+
+describe("a disk's usage from statfs", () => {
+  test("the limit is what the tenant can reach: used plus available, root's reserve left out", () => {
+    const usage = usageFromStatfs({ bsize: 4096, blocks: 16_000, bfree: 6_000, bavail: 5_000, files: 4096, ffree: 4000 });
+    assert.deepEqual(usage, { limitBytes: 15_000 * 4096, usedBytes: 10_000 * 4096, limitInodes: 4096, usedInodes: 96 });
+  });
+});
+
+describe("disk settings", () => {
+  test("off by default, with the default and ceiling stated", () => {
+    const config = loadConfig({}, {});
+    assert.equal(config.diskEnforcement, "off");
+    assert.deepEqual(config.defaultDisk, DEFAULT_DISK);
+    assert.ok(config.maxDisk.diskMb >= config.defaultDisk.diskMb);
+  });
+
+  test("image enforcement, a default and a ceiling from flags or variables", () => {
+    const config = loadConfig({ "--disk": "image" }, { ALIVE_CODEX_DISK_DEFAULT: "diskMb=512", ALIVE_CODEX_DISK_MAX: "diskMb=4096,diskInodes=500000" });
+    assert.equal(config.diskEnforcement, "image");
+    assert.deepEqual(config.defaultDisk, { diskMb: 512, diskInodes: DEFAULT_DISK.diskInodes });
+    assert.deepEqual(config.maxDisk, { diskMb: 4096, diskInodes: 500_000 });
+  });
+
+  test("bad values name the setting; a default above the ceiling names both", () => {
+    const refuses = (fn: () => unknown, setting: string, expected?: RegExp): void => {
+      assert.throws(fn, (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.setting, setting);
+        if (expected) assert.match(error.message, expected);
+        return true;
+      });
+    };
+    refuses(() => loadConfig({}, { ALIVE_CODEX_DISK: "xfs" }), "ALIVE_CODEX_DISK");
+    refuses(() => parseDiskLimits("--disk-default", "diskMb=10", DEFAULT_DISK), "--disk-default diskMb");
+    refuses(() => parseDiskLimits("--disk-default", "sizeMb=100", DEFAULT_DISK), "--disk-default");
+    refuses(() => loadConfig({ "--disk-default": "diskMb=8192", "--disk-max": "diskMb=4096" }, {}), "--disk-default", /diskMb \(here 8192\) at most --disk-max diskMb=4096/);
+  });
+});
+
+describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => {
+  let dir: string;
+  let root: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-disk-params-"));
+    root = path.join(dir, "root");
+    await fs.mkdir(path.join(root, "w"), { recursive: true });
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const params = (resources: Record<string, unknown>): Record<string, unknown> => ({ workspaceId: "ws-1", userId: "u", uid: 1000, gid: 1000, workspacePath: path.join(root, "w"), resources });
+  const policy = (): Parameters<typeof parseEnsureWorkspaceParams>[1] => ({ uidRange: { min: 1000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] });
+
+  test("whole numbers within range are kept", async () => {
+    const parsed = await parseEnsureWorkspaceParams(params({ diskMb: 128, diskInodes: 4096, memoryMb: 256 }), policy());
+    assert.deepEqual(parsed.resources, { memoryMb: 256, diskMb: 128, diskInodes: 4096 });
+  });
+
+  test("anything else is -32602 naming the field", async () => {
+    for (const [resources, field] of [
+      [{ diskMb: 63 }, "resources.diskMb"],
+      [{ diskMb: 1.5 }, "resources.diskMb"],
+      [{ diskMb: "100" }, "resources.diskMb"],
+      [{ diskInodes: 10 }, "resources.diskInodes"],
+    ] as const) {
+      await assert.rejects(parseEnsureWorkspaceParams(params(resources), policy()), (error: unknown) => {
+        assert.ok(error instanceof SidecarError);
+        assert.equal(error.code, ErrorCode.invalidParams);
+        assert.equal(error.data?.field, field, JSON.stringify(resources));
+        return true;
+      });
+    }
+  });
+});
+
