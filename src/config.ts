@@ -92,6 +92,10 @@ export interface SidecarConfig {
   budgetCpuSecondsMax: number | null;
   /** Where Prometheus metrics are served (GET /metrics); null: not served. */
   metricsListen: ListenAddress | null;
+  /** The turn journal: MiB of events kept per turn, and how long and how many ended turns are kept. */
+  journalTurnMaxMb: number;
+  journalMaxAgeMs: number;
+  journalMaxTurns: number;
 }
 
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
@@ -198,6 +202,9 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "dockerHost", env: "DOCKER_HOST", flag: "--docker-host", parse: parseDockerHost, default: "unix:///var/run/docker.sock", description: "Docker Engine endpoint (unix:// socket path, or tcp://host:port)." }),
   setting({ key: "logLevel", env: "ALIVE_CODEX_LOG_LEVEL", flag: "--log-level", parse: (name, raw) => parseOneOf<LogLevel>(name, raw, ["debug", "info", "warn", "error"]), default: "info", description: "debug, info, warn or error." }),
   setting({ key: "extraLabels", env: "ALIVE_CODEX_EXTRA_LABELS", flag: "--extra-labels", parse: parseLabels, default: () => ({}), description: "Docker labels added to every container and network the sidecar makes: key=value pairs separated by commas. Keys under dev.alive.codex. are the sidecar's own, except dev.alive.codex.run-id." }),
+  setting({ key: "journalTurnMaxMb", env: "ALIVE_CODEX_JOURNAL_TURN_MAX_MB", flag: "--journal-turn-max-mb", parse: integers(1, 65_536), default: "32", description: "MiB of events the turn journal (<state dir>/journal/) keeps per turn; past it a sidecar.journal.truncated marker event, and turn.attach replays no further." }),
+  setting({ key: "journalMaxAgeMs", env: "ALIVE_CODEX_JOURNAL_MAX_AGE", flag: "--journal-max-age", parse: parseDuration, default: "168h", description: "Ended turns older than this are pruned from the turn journal (0 = never by age), at start-up and every few minutes. Units: ms, s, m, h." }),
+  setting({ key: "journalMaxTurns", env: "ALIVE_CODEX_JOURNAL_MAX_TURNS", flag: "--journal-max-turns", parse: integers(1, 10_000_000), default: "10000", description: "Most ended turns the turn journal keeps (the oldest are pruned first)." }),
 ];
 
 /** One setting's value and the name it was given under (the flag, else the variable), for the cross-setting rules. */

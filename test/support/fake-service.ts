@@ -96,7 +96,7 @@ export class FakeSidecarService implements SidecarService {
       docker: { reachable: true, serverVersion: "27.0.0" },
       image: { ref: "alive-codex-runtime:test", present: true },
       workspaces: { running: this.workspaces.size, total: this.workspaces.size },
-      turns: { running: this.turns.size },
+      turns: { running: this.turns.size, detached: 0 },
     };
   }
 
@@ -191,6 +191,22 @@ export class FakeSidecarService implements SidecarService {
     turn.cancelled = true;
     turn.release();
     return { cancelled: true };
+  }
+
+  /** The journal's methods: the fake keeps no journal, so every turn is unknown to them. */
+  async attachTurn(params: { turnId: string }): Promise<TurnResult> {
+    this.#record("attachTurn", params);
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+  }
+
+  async getTurn(params: { turnId: string }): Promise<never> {
+    this.#record("getTurn", params);
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+  }
+
+  async listTurns(params: unknown): Promise<{ turns: [] }> {
+    this.#record("listTurns", params);
+    return { turns: [] };
   }
 }
 
