@@ -4,7 +4,7 @@
  * costs a few syscalls, and the event stream never waits for the disk. `flushed()` resolves once
  * every line appended so far is in the file (turn.attach reads the file after it).
  */
-import { promises as fsp, constants, write, close } from "node:fs";
+import { promises as fsp, constants, open, write, close } from "node:fs";
 import type { Logger } from "../log.js";
 import { errorMessage } from "../errors.js";
 import { TRUNCATED_EVENT_TYPE, type EndRecord, type StartRecord } from "./journal-records.js";
@@ -12,8 +12,10 @@ import { TRUNCATED_EVENT_TYPE, type EndRecord, type StartRecord } from "./journa
 /** Opens a turn's file: created here (a leftover with the same turn id is replaced), never through a symlink. */
 export async function openJournalFile(file: string): Promise<number> {
   await fsp.rm(file, { force: true });
-  const handle = await fsp.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_APPEND, 0o600);
-  return handle.fd;
+  // A raw fd, not a FileHandle: a FileHandle closes itself when collected, under the writer.
+  return new Promise((resolve, reject) => {
+    open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_APPEND, 0o600, (error, fd) => (error ? reject(error) : resolve(fd)));
+  });
 }
 
 export class JournalWriter {

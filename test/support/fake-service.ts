@@ -10,6 +10,9 @@ import os from "node:os";
 import path from "node:path";
 import type { ThreadEvent } from "@openai/codex-sdk";
 import type {
+  AttachTurnHooks,
+  TurnInfo,
+  TurnSummary,
   EnsureWorkspaceResult,
   HealthResult,
   RunTurnParams,
@@ -194,17 +197,17 @@ export class FakeSidecarService implements SidecarService {
   }
 
   /** The journal's methods: the fake keeps no journal, so every turn is unknown to them. */
-  async attachTurn(params: { turnId: string }): Promise<TurnResult> {
+  async attachTurn(params: { turnId: string; afterSeq?: number }, _hooks?: AttachTurnHooks): Promise<TurnResult> {
     this.#record("attachTurn", params);
     throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
   }
 
-  async getTurn(params: { turnId: string }): Promise<never> {
+  async getTurn(params: { turnId: string }): Promise<TurnInfo> {
     this.#record("getTurn", params);
     throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
   }
 
-  async listTurns(params: unknown): Promise<{ turns: [] }> {
+  async listTurns(params: { workspaceId?: string; status?: TurnSummary["status"] }): Promise<{ turns: TurnSummary[] }> {
     this.#record("listTurns", params);
     return { turns: [] };
   }
