@@ -137,8 +137,12 @@ export interface TurnResult {
 }
 
 export interface TurnHooks {
-  /** Called for every event in order; seq counts from 0 without gaps. The first comes before codex starts. */
-  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent): void;
+  /**
+   * Called for every event in order; seq counts from 0 without gaps. The first comes before codex
+   * starts. `line`, when given, is the event's turn.event notification line (shared/turn-event-line.ts),
+   * made once for the journal and the wire.
+   */
+  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent, line?: string): void;
   /** Aborting it cancels the turn (status "cancelled"). */
   signal?: AbortSignal;
 }
@@ -179,8 +183,8 @@ export interface TurnInfo extends TurnSummary {
 }
 
 export interface AttachTurnHooks {
-  /** Called for every event with seq > afterSeq, in order, replayed then live. */
-  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent): void;
+  /** Called for every event with seq > afterSeq, in order, replayed then live; `line` as in TurnHooks (a replayed event comes as its line alone, `event` null). */
+  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent | null, line?: string): void;
   /** Aborted when the attaching client goes away (the turn runs on). */
   signal: AbortSignal;
 }

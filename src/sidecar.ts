@@ -171,7 +171,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
     runTurn: (params, hooks) => turnHub.run(params, hooks),
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
-    attachTurn: (params, hooks) => turnHub.attach(params.turnId, params.afterSeq, (seq, event) => hooks.onEvent(params.turnId, seq, event as Parameters<typeof hooks.onEvent>[2]), hooks.signal),
+    attachTurn: (params, hooks) => turnHub.attachTurn(params, hooks),
     getTurn: (params) => turnHub.get(params.turnId),
     listTurns: async (params) => ({ turns: turnHub.list(params) }),
   };

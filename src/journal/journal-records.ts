@@ -2,7 +2,9 @@
  * The lines of a turn's journal file (`<stateDir>/journal/<turnId>.jsonl`), one JSON object each:
  *
  *   {"k":"start","turnId","workspaceId","startedAt"}           first, when the turn is accepted
- *   {"k":"event","seq","event"}                                every event, in seq order
+ *   {"jsonrpc":"2.0","method":"turn.event","params":{"turnId","seq","event"}}
+ *                                                              every event, in seq order, the very
+ *                                                              line the connection sent
  *   {"k":"end","turnId","workspaceId","startedAt","endedAt","status","lastSeq","result"}   last
  *
  * A turn whose events outgrow the per-turn bound gets, in place of the event that would cross it,
@@ -55,8 +57,8 @@ export function parseRecord(line: string): JournalRecord | null {
     return null;
   }
   if (typeof value !== "object" || value === null) return null;
-  const record = value as { k?: unknown; seq?: unknown; turnId?: unknown };
-  if (record.k === "event" && typeof record.seq === "number") return value as EventRecord;
+  const record = value as { k?: unknown; turnId?: unknown; method?: unknown; params?: { seq?: unknown; event?: unknown } };
+  if (record.method === "turn.event" && typeof record.params?.seq === "number") return { k: "event", seq: record.params.seq, event: record.params.event };
   if ((record.k === "start" || record.k === "end") && typeof record.turnId === "string") return value as JournalRecord;
   return null;
 }

@@ -11,14 +11,16 @@
 import { randomUUID } from "node:crypto";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { RunTurnParams, TurnHooks, TurnInfo, TurnResult } from "../service.js";
+import type { AttachTurnHooks, RunTurnParams, TurnHooks, TurnInfo, TurnResult } from "../service.js";
 import { raceAbort } from "../shared/abort.js";
+import { turnEventLine } from "../shared/turn-event-line.js";
 import type { TurnPhase, TurnSummary } from "./journal-records.js";
 import type { JournalWriter } from "./journal-writer.js";
 import type { TurnJournal } from "./turn-journal.js";
 
 export type RunTurnFn = (params: RunTurnParams, hooks: TurnHooks) => Promise<TurnResult>;
-type EventSink = (seq: number, event: unknown) => void;
+/** An event for a subscriber: the object when live, null when replayed from the journal; its turn.event line always. */
+type EventSink = (seq: number, event: unknown, line: string) => void;
 
 export interface TurnHubOptions {
   journal: TurnJournal;
@@ -68,14 +70,16 @@ export class TurnHub {
     };
     if (keepRunning) hooks.signal?.addEventListener("abort", onClientGone, { once: true });
     const onEvent: TurnHooks["onEvent"] = (id, seq, event) => {
+      // Serialised once: the journal keeps the turn.event line the connection sends.
+      const line = turnEventLine(turnId, seq, JSON.stringify(event));
       // The runner emits seq 0 only once it has admitted the turn: a refused turn.run (a busy
       // workspace, a turn id already running) never touches the journal or the turn it collides with.
       live ??= this.#begin(turnId, params.workspaceId, clientGone);
       live.summary.lastSeq = seq;
-      if (live.writer) live.writer.event(seq, event);
-      else void live.opening.then(() => live?.writer?.event(seq, event));
-      if (!clientGone) hooks.onEvent(id, seq, event);
-      for (const sink of live.subscribers) sink(seq, event);
+      if (live.writer) live.writer.event(turnId, seq, line);
+      else void live.opening.then(() => live?.writer?.event(turnId, seq, line));
+      if (!clientGone) hooks.onEvent(id, seq, event, line);
+      for (const sink of live.subscribers) sink(seq, event, line);
     };
     let result: TurnResult;
     try {
@@ -96,43 +100,50 @@ export class TurnHub {
    */
   async attach(turnId: string, afterSeq: number | undefined, sink: EventSink, signal: AbortSignal): Promise<TurnResult> {
     let last = afterSeq ?? -1;
-    const send = (seq: number, event: unknown): void => {
+    const send = (seq: number, event: unknown, line: string): void => {
       if (seq <= last) return;
       last = seq;
-      sink(seq, event);
+      sink(seq, event, line);
     };
     const live = this.#live.get(turnId);
     if (live === undefined) {
       if (this.options.journal.endedSummary(turnId) === undefined) throw unknownTurn(turnId);
       for await (const record of this.options.journal.events(turnId, last)) {
         signal.throwIfAborted();
-        send(record.seq, record.event);
+        send(record.seq, null, record.line);
       }
       const result = await this.options.journal.result(turnId);
       if (result === null) throw unknownTurn(turnId);
       return result;
     }
-    const queued: Array<[number, unknown]> = [];
+    const queued: Array<[number, unknown, string]> = [];
     let direct = false;
-    const subscriber: EventSink = (seq, event) => {
-      if (direct) send(seq, event);
-      else queued.push([seq, event]);
+    const subscriber: EventSink = (seq, event, line) => {
+      if (direct) send(seq, event, line);
+      else queued.push([seq, event, line]);
     };
     live.subscribers.add(subscriber);
     try {
       await live.opening;
       await live.writer?.flushed();
-      for await (const record of this.options.journal.events(turnId, last)) {
+      // Only what is in the file now, all complete lines; later events are in the queue.
+      for await (const record of this.options.journal.events(turnId, last, live.writer?.writtenBytes ?? 0)) {
         signal.throwIfAborted();
-        send(record.seq, record.event);
+        send(record.seq, null, record.line);
       }
-      for (const [seq, event] of queued) send(seq, event);
+      for (const [seq, event, line] of queued) send(seq, event, line);
       queued.length = 0;
       direct = true;
       return await raceAbort(live.ended, signal);
     } finally {
       live.subscribers.delete(subscriber);
     }
+  }
+
+  /** turn.attach as the service offers it: events to `hooks.onEvent` with their JSON. */
+  attachTurn(params: { turnId: string; afterSeq?: number }, hooks: AttachTurnHooks): Promise<TurnResult> {
+    const { turnId } = params;
+    return this.attach(turnId, params.afterSeq, (seq, event, line) => hooks.onEvent(turnId, seq, event as Parameters<AttachTurnHooks["onEvent"]>[2], line), hooks.signal);
   }
 
   async get(turnId: string): Promise<TurnInfo> {

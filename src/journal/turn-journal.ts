@@ -10,7 +10,8 @@ import { createInterface } from "node:readline";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnResult, TurnStatus } from "../service.js";
-import { JOURNAL_SUFFIX, parseRecord, summaryOfEnd, turnsToPrune, type EndRecord, type EventRecord, type TurnSummary } from "./journal-records.js";
+import { JOURNAL_SUFFIX, parseRecord, summaryOfEnd, turnsToPrune, type EndRecord, type TurnSummary } from "./journal-records.js";
+import { turnEventLineSeq } from "../shared/turn-event-line.js";
 import { JournalWriter, openJournalFile } from "./journal-writer.js";
 
 export interface JournalLimits {
@@ -32,6 +33,14 @@ export interface TurnJournalOptions {
 export interface RecoveredTurn {
   turnId: string;
   workspaceId: string;
+}
+
+/** What start-up reads of a turn's file: its start, its last seq, and how many bytes of whole lines it holds. */
+interface OrphanScan {
+  workspaceId: string | null;
+  startedAt: string | null;
+  lastSeq: number;
+  keep: number;
 }
 
 export function journalDir(stateDir: string): string {
@@ -107,16 +116,19 @@ export class TurnJournal {
     return [...this.#ended.values()];
   }
 
-  /** The events of a turn with seq > afterSeq, in order, as the file has them now; a torn last line is skipped. */
-  async *events(turnId: string, afterSeq: number): AsyncGenerator<EventRecord> {
-    const input = createReadStream(this.#file(turnId), { encoding: "utf8", highWaterMark: 256 * 1024 });
+  /**
+   * The events of a turn with seq > afterSeq, in order, each as its turn.event line (never parsed:
+   * it goes out as written). `endBytes` stops at that offset: a running turn's file is read only up to its last
+   * complete write.
+   */
+  async *events(turnId: string, afterSeq: number, endBytes?: number): AsyncGenerator<{ seq: number; line: string }> {
+    if (endBytes === 0) return;
+    const input = createReadStream(this.#file(turnId), { encoding: "utf8", highWaterMark: 256 * 1024, ...(endBytes === undefined ? {} : { end: endBytes - 1 }) });
     const lines = createInterface({ input, crlfDelay: Infinity });
     try {
       for await (const line of lines) {
-        // Cheap check first: only event lines with a larger seq are parsed.
-        if (!line.startsWith('{"k":"event"')) continue;
-        const record = parseRecord(line);
-        if (record?.k === "event" && record.seq > afterSeq) yield record;
+        const seq = turnEventLineSeq(line);
+        if (seq !== null && seq > afterSeq) yield { seq, line: `${line}\n` };
       }
     } finally {
       lines.close();
@@ -149,26 +161,29 @@ export class TurnJournal {
    * Reads a file's start, its last seq and its end line. With `endOnly`, only the tail is read when
    * it holds a complete end line (ended turns: cheap at start-up); else the whole file.
    */
-  async #scan(turnId: string, options: { endOnly?: boolean } = {}): Promise<{ workspaceId: string | null; startedAt: string | null; lastSeq: number; end: EndRecord | null; size: number }> {
+  async #scan(turnId: string, options: { endOnly?: boolean } = {}): Promise<OrphanScan & { end: EndRecord | null }> {
     const file = this.#file(turnId);
     const tail = await readLastLine(file);
     const last = tail.line === null ? null : parseRecord(tail.line);
-    if (last?.k === "end") return { workspaceId: last.workspaceId, startedAt: last.startedAt, lastSeq: last.lastSeq, end: last, size: tail.size };
-    if (options.endOnly) return { workspaceId: null, startedAt: null, lastSeq: -1, end: null, size: tail.size };
+    // A line the killed sidecar had half written (no newline yet) is cut off when the turn is ended.
+    const keep = tail.complete ? tail.size : tail.size - Buffer.byteLength(tail.line ?? "");
+    if (last?.k === "end" && tail.complete) return { workspaceId: last.workspaceId, startedAt: last.startedAt, lastSeq: last.lastSeq, end: last, keep };
+    if (options.endOnly) return { workspaceId: null, startedAt: null, lastSeq: -1, end: null, keep };
     let workspaceId: string | null = null;
     let startedAt: string | null = null;
     let lastSeq = -1;
-    const input = createReadStream(file, { encoding: "utf8" });
+    if (keep === 0) return { workspaceId, startedAt, lastSeq, end: null, keep };
+    const input = createReadStream(file, { encoding: "utf8", end: keep - 1 });
     for await (const line of createInterface({ input, crlfDelay: Infinity })) {
       const record = parseRecord(line);
       if (record?.k === "start") ({ workspaceId, startedAt } = record);
       else if (record?.k === "event") lastSeq = Math.max(lastSeq, record.seq);
     }
-    return { workspaceId, startedAt, lastSeq, end: null, size: tail.size };
+    return { workspaceId, startedAt, lastSeq, end: null, keep };
   }
 
   /** Ends a turn an earlier sidecar left without an end line (a torn last line is cut off first). */
-  async #endOrphan(turnId: string, scan: { workspaceId: string | null; startedAt: string | null; lastSeq: number; size: number }, error: { code: string; message: string }): Promise<EndRecord> {
+  async #endOrphan(turnId: string, scan: OrphanScan, error: { code: string; message: string }): Promise<EndRecord> {
     const file = this.#file(turnId);
     const endedAt = new Date().toISOString();
     const status: TurnStatus = "failed";
@@ -195,12 +210,8 @@ export class TurnJournal {
     };
     const handle = await fsp.open(file, "r+");
     try {
-      // A line the killed sidecar had half written is closed off with a newline (readers skip it),
-      // so the end line is a line of its own.
-      const last = Buffer.alloc(1);
-      if (scan.size > 0) await handle.read(last, 0, 1, scan.size - 1);
-      const separator = scan.size > 0 && last[0] !== 0x0a ? "\n" : "";
-      await handle.write(`${separator}${JSON.stringify(end)}\n`, scan.size);
+      await handle.truncate(scan.keep);
+      await handle.write(`${JSON.stringify(end)}\n`, scan.keep);
     } finally {
       await handle.close();
     }
@@ -209,11 +220,11 @@ export class TurnJournal {
 }
 
 /** The last line of a file (without its newline) and the file's size; reads backwards in chunks. */
-async function readLastLine(file: string): Promise<{ line: string | null; size: number }> {
+async function readLastLine(file: string): Promise<{ line: string | null; size: number; complete: boolean }> {
   const handle = await fsp.open(file, "r");
   try {
     const { size } = await handle.stat();
-    if (size === 0) return { line: null, size };
+    if (size === 0) return { line: null, size, complete: true };
     const chunk = 64 * 1024;
     let start = size;
     let tail = Buffer.alloc(0);
@@ -224,10 +235,11 @@ async function readLastLine(file: string): Promise<{ line: string | null; size: 
       tail = Buffer.concat([buffer, tail]);
       start = from;
       // The newline ending the last line does not count; the one before it starts the line.
-      const body = tail[tail.length - 1] === 0x0a ? tail.subarray(0, tail.length - 1) : tail;
+      const complete = tail[tail.length - 1] === 0x0a;
+      const body = complete ? tail.subarray(0, tail.length - 1) : tail;
       const newline = body.lastIndexOf(0x0a);
-      if (newline >= 0) return { line: body.subarray(newline + 1).toString("utf8"), size };
-      if (start === 0) return { line: body.toString("utf8"), size };
+      if (newline >= 0) return { line: body.subarray(newline + 1).toString("utf8"), size, complete };
+      if (start === 0) return { line: body.toString("utf8"), size, complete };
     }
   } finally {
     await handle.close();

@@ -120,13 +120,10 @@ export const METHODS = {
     name: "turn.run",
     cancelOnEof: true,
     parse: parseRunTurnParams,
-    handle: (params, { service, signal, notify }): Promise<TurnResult> =>
-      service.runTurn(params, {
-        signal,
-        onEvent: (turnId, seq, event) => {
-          const eventParams: TurnEventParams = { turnId, seq, event };
-          notify(TURN_EVENT, eventParams);
-        },
+    handle: (params, context): Promise<TurnResult> =>
+      context.service.runTurn(params, {
+        signal: context.signal,
+        onEvent: (turnId, seq, event, line) => sendTurnEvent(context, turnId, seq, event, line),
       }),
   }),
   cancelTurn: method<CancelTurnRequest>()({
@@ -138,13 +135,10 @@ export const METHODS = {
   attachTurn: method<AttachTurnRequest>()({
     name: "turn.attach",
     parse: parseAttachTurnParams,
-    handle: (params, { service, signal, notify }): Promise<TurnResult> =>
-      service.attachTurn(params, {
-        signal,
-        onEvent: (turnId, seq, event) => {
-          const eventParams: TurnEventParams = { turnId, seq, event };
-          notify(TURN_EVENT, eventParams);
-        },
+    handle: (params, context): Promise<TurnResult> =>
+      context.service.attachTurn(params, {
+        signal: context.signal,
+        onEvent: (turnId, seq, event, line) => sendTurnEvent(context, turnId, seq, event, line),
       }),
   }),
   /** Extension: a running or journaled turn's status, last seq and (once ended) result. */
@@ -160,6 +154,16 @@ export const METHODS = {
     handle: (params, { service }): Promise<{ turns: TurnSummary[] }> => service.listTurns(params),
   }),
 } as const;
+
+/** A turn.event notification: the line the service made (once, for the journal too) when it gave one, else serialised here. */
+function sendTurnEvent(context: MethodContext, turnId: string, seq: number, event: TurnEventParams["event"] | null, line: string | undefined): void {
+  if (line !== undefined && context.notifyLine) {
+    context.notifyLine(line);
+    return;
+  }
+  const eventParams: TurnEventParams = { turnId, seq, event: event ?? (JSON.parse(line ?? "null") as { params: TurnEventParams }).params.event };
+  context.notify(TURN_EVENT, eventParams);
+}
 
 type Descriptors = (typeof METHODS)[keyof typeof METHODS];
 

@@ -109,9 +109,10 @@ describe("turns that outlive their client", () => {
     const dir = path.join(h.t.stateDir, "journal");
     const [dirStat, fileStat] = await Promise.all([fs.stat(dir), fs.stat(path.join(dir, `${turnId}.jsonl`))]);
     assert.deepEqual([dirStat.uid, dirStat.mode & 0o777, fileStat.uid, fileStat.mode & 0o777], [process.getuid!(), 0o700, process.getuid!(), 0o600]);
-    const lines = (await fs.readFile(path.join(dir, `${turnId}.jsonl`), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { k: string; seq?: number });
-    assert.deepEqual(lines.map((l) => l.k), ["start", ...events.map(() => "event"), "end"]);
-    assert.deepEqual(lines.filter((l) => l.k === "event").map((l) => l.seq), events.map((e) => e.seq));
+    // Besides its start and end lines, the journal holds each event's turn.event line as the client got it.
+    const lines = (await fs.readFile(path.join(dir, `${turnId}.jsonl`), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { k?: string; method?: string; params?: { turnId: string; seq: number; event: unknown } });
+    assert.deepEqual(lines.map((l) => l.k ?? l.method), ["start", ...events.map(() => "turn.event"), "end"]);
+    assert.deepEqual(lines.slice(1, -1).map((l) => l.params), events.map((e) => ({ turnId, seq: e.seq, event: e.event })));
   });
 
   test("unknown turns are -32004 for turn.attach and turn.get; bad params name the field", async () => {

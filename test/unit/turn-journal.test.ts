@@ -10,6 +10,9 @@ import { TurnHub, type RunTurnFn } from "../../src/journal/turn-hub.js";
 import { TurnJournal, type JournalLimits } from "../../src/journal/turn-journal.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js";
 import { waitFor } from "../support/wait.js";
+import { serializeMessage } from "../../src/rpc/framing.js";
+import { notificationMessage } from "../../src/rpc/messages.js";
+import { turnEventLine } from "../../src/rpc/protocol.js";
 
 const waitUntil = (condition: () => boolean): Promise<true> => waitFor(() => condition() || null, { timeoutMs: 5000, intervalMs: 2 });
 
@@ -80,7 +83,7 @@ describe("turn journal files", () => {
     const records = [];
     for await (const record of j.events("t-big", -1)) records.push(record);
     const last = records.at(-1)!;
-    assert.equal((last.event as { type: string }).type, TRUNCATED_EVENT_TYPE);
+    assert.equal((JSON.parse(last.line) as { params: { event: { type: string } } }).params.event.type, TRUNCATED_EVENT_TYPE);
     assert.ok(last.seq > 5 && last.seq < 100, `truncated at ${last.seq}`);
     assert.deepEqual(records.map((r) => r.seq), Array.from({ length: last.seq + 1 }, (_, i) => i));
     assert.ok((await fs.stat(path.join(dir, "journal", "t-big.jsonl"))).size < 2000 + 1500);
@@ -92,9 +95,9 @@ describe("turn journal files", () => {
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     const lines = [
       JSON.stringify({ k: "start", turnId: "t-orphan", workspaceId: "ws-9", startedAt: "2026-01-01T00:00:00.000Z" }),
-      JSON.stringify({ k: "event", seq: 0, event: { type: "sidecar.turn.accepted" } }),
-      JSON.stringify({ k: "event", seq: 1, event: { type: "turn.started" } }),
-      '{"k":"event","seq":2,"event":{"type":"item.sta',
+      turnEventLine("t-orphan", 0, JSON.stringify({ type: "sidecar.turn.accepted" })).trim(),
+      turnEventLine("t-orphan", 1, JSON.stringify({ type: "turn.started" })).trim(),
+      turnEventLine("t-orphan", 2, JSON.stringify({ type: "item.started" })).slice(0, 70),
     ];
     await fs.writeFile(file, lines.join("\n"));
     const j = journal();
@@ -220,5 +223,14 @@ describe("turn hub", () => {
     await assert.rejects(attached, /gone/);
     release();
     assert.equal((await running).status, "completed");
+  });
+});
+
+describe("turn.event from the event's JSON", () => {
+  it("is the line serializeMessage makes of the notification", () => {
+    const event = { type: "item.completed", item: { id: "i1", type: "agent_message", text: "quote \" newline \n unicode ✓ \u2028" } };
+    for (const turnId of ["turn-1", "t.with-odd_chars"]) {
+      assert.equal(turnEventLine(turnId, 42, JSON.stringify(event)), serializeMessage(notificationMessage("turn.event", { turnId, seq: 42, event })));
+    }
   });
 });

@@ -35,7 +35,7 @@ class JournaledService extends FakeSidecarService {
   }
   override attachTurn(params: { turnId: string; afterSeq?: number }, hooks: { onEvent: TurnHooks["onEvent"]; signal: AbortSignal }): Promise<TurnResult> {
     this.attaches.push(params);
-    return this.hub.attach(params.turnId, params.afterSeq, (seq, event) => hooks.onEvent(params.turnId, seq, event as never), hooks.signal);
+    return this.hub.attachTurn(params, hooks);
   }
 }
 
