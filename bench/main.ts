@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, density, turn, cancel, rpc, proxy, accounting)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, density, turn, cancel, rpc, proxy, accounting, journal)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -17,6 +17,7 @@ import { benchAccountingOverhead } from "./accounting-overhead.js";
 import { benchCancelToClean } from "./cancel-to-clean.js";
 import { benchColdEnsure } from "./cold-ensure.js";
 import { benchDensity } from "./density.js";
+import { benchJournal } from "./journal.js";
 import { benchPausedEnsure } from "./paused-ensure.js";
 import { benchProxy } from "./proxy.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
@@ -25,7 +26,7 @@ import { benchRpc } from "./rpc.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting"] as const;
+const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting", "journal"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -119,6 +120,9 @@ async function main(): Promise<number> {
     );
     await run("accounting", "metrics and accounting overhead", ["metrics and accounting overhead p50"], () =>
       benchAccountingOverhead(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
+    );
+    await run("journal", "turn journal", ["journal: turn.event overhead (p50 rate)", "journal: attach replay rate (p50)", "restart: start -> orphan-free (max)"], () =>
+      benchJournal(env, { events: n(100_000, 10_000), runs: n(7, 1), restarts: n(5, 1) }),
     );
   } finally {
     process.off("SIGINT", onSignal);

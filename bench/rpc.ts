@@ -38,7 +38,7 @@ const CONSTANT_HEALTH: HealthResult = {
   docker: { reachable: true, serverVersion: "bench" },
   image: { ref: "alive-codex-runtime:bench", present: true },
   workspaces: { running: 0, total: 0 },
-  turns: { running: 0 },
+  turns: { running: 0, detached: 0 },
 };
 
 /** A service that answers health with a constant and runs "turns" that only emit synthetic events. */
@@ -51,6 +51,9 @@ function syntheticService(eventsPerTurn: () => number): SidecarService {
     removeWorkspace: unsupported,
     workspaceLogs: unsupported,
     cancelTurn: unsupported,
+    attachTurn: unsupported,
+    getTurn: unsupported,
+    listTurns: unsupported,
     async runTurn(params, hooks): Promise<TurnResult> {
       const turnId = params.turnId ?? "synthetic";
       const count = eventsPerTurn();

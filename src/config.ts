@@ -99,6 +99,10 @@ export interface SidecarConfig {
   /** A workspace's disk when its resources name none, and the most they may name. */
   defaultDisk: DiskLimits;
   maxDisk: DiskLimits;
+  /** The turn journal: MiB of events kept per turn, and how long and how many ended turns are kept. */
+  journalTurnMaxMb: number;
+  journalMaxAgeMs: number;
+  journalMaxTurns: number;
 }
 
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
@@ -208,6 +212,9 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "diskEnforcement", env: "ALIVE_CODEX_DISK", flag: "--disk", parse: (name, raw) => parseOneOf<DiskEnforcement>(name, raw, DISK_ENFORCEMENTS), default: "off", description: 'How a workspace\'s disk (its HOME, TMPDIR and run dir under the state dir) is bounded: "off" (not at all: one workspace can fill the state dir\'s filesystem; a warning at start) or "image" (each workspace\'s dirs live on its own ext4 image, sparse and loop-mounted, of resources.diskMb: a write past it fails with ENOSPC inside; needs root, e2fsprogs and loop devices; the sidecar refuses to start without them). See docs/security.md, "Disk".' }),
   setting({ key: "defaultDisk", env: "ALIVE_CODEX_DISK_DEFAULT", flag: "--disk-default", parse: (name, raw) => parseDiskLimits(name, raw, DEFAULT_DISK), default: formatDiskLimits(DEFAULT_DISK), description: "A workspace's disk when its resources name none: size in MiB and inodes (files and directories; fixed when the disk is made)." }),
   setting({ key: "maxDisk", env: "ALIVE_CODEX_DISK_MAX", flag: "--disk-max", parse: (name, raw) => parseDiskLimits(name, raw, { diskMb: 102_400, diskInodes: 10_000_000 }), default: formatDiskLimits({ diskMb: 102_400, diskInodes: 10_000_000 }), description: `The largest resources.diskMb and resources.diskInodes a workspace may ask for (-32006 above it; ranges ${DISK_RANGES.diskMb.min}..${DISK_RANGES.diskMb.max} MiB, ${DISK_RANGES.diskInodes.min}..${DISK_RANGES.diskInodes.max} inodes).` }),
+  setting({ key: "journalTurnMaxMb", env: "ALIVE_CODEX_JOURNAL_TURN_MAX_MB", flag: "--journal-turn-max-mb", parse: integers(1, 65_536), default: "32", description: "MiB of events the turn journal (<state dir>/journal/) keeps per turn; past it a sidecar.journal.truncated marker event, and turn.attach replays no further." }),
+  setting({ key: "journalMaxAgeMs", env: "ALIVE_CODEX_JOURNAL_MAX_AGE", flag: "--journal-max-age", parse: parseDuration, default: "168h", description: "Ended turns older than this are pruned from the turn journal (0 = never by age), at start-up and every few minutes. Units: ms, s, m, h." }),
+  setting({ key: "journalMaxTurns", env: "ALIVE_CODEX_JOURNAL_MAX_TURNS", flag: "--journal-max-turns", parse: integers(1, 10_000_000), default: "10000", description: "Most ended turns the turn journal keeps (the oldest are pruned first)." }),
 ];
 
 /** One setting's value and the name it was given under (the flag, else the variable), for the cross-setting rules. */

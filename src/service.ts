@@ -92,7 +92,12 @@ export interface TurnRunOptions
   timeoutMs?: number;
   /** Limits that stop the turn (error.code "budget_exceeded") when crossed; absent: the operator's defaults. */
   budget?: TurnBudgetRequest;
+  /** What the client's disconnect does to the turn: "cancel" (default) or "continue" (it runs on; turn.attach follows it). */
+  onDisconnect?: TurnDisconnectPolicy;
 }
+
+export const DISCONNECT_POLICIES = ["cancel", "continue"] as const;
+export type TurnDisconnectPolicy = (typeof DISCONNECT_POLICIES)[number];
 
 export interface TurnBudgetRequest {
   /** Model tokens (input + output, as the model API counts them) over the turn's model requests. */
@@ -154,8 +159,12 @@ export interface TurnResult {
 }
 
 export interface TurnHooks {
-  /** Called for every event in order; seq counts from 0 without gaps. The first comes before codex starts. */
-  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent): void;
+  /**
+   * Called for every event in order; seq counts from 0 without gaps. The first comes before codex
+   * starts. `line`, when given, is the event's turn.event notification line (shared/turn-event-line.ts),
+   * made once for the journal and the wire.
+   */
+  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent, line?: string): void;
   /** Aborting it cancels the turn (status "cancelled"). */
   signal?: AbortSignal;
 }
@@ -174,8 +183,33 @@ export interface HealthResult {
   docker: { reachable: boolean; serverVersion?: string };
   image: { ref: string; present: boolean };
   workspaces: { running: number; total: number };
-  turns: { running: number };
+  turns: { running: number; detached: number };
   disk?: DiskHealth;
+}
+
+/** A turn as turn.list and turn.get describe it (from the running turns and the turn journal). */
+export interface TurnSummary {
+  turnId: string;
+  workspaceId: string;
+  status: "running" | TurnStatus;
+  /** The seq of the turn's last event so far (-1: none). */
+  lastSeq: number;
+  startedAt: string;
+  endedAt: string | null;
+  /** Running, its turn.run client gone (onDisconnect "continue"), and no connection attached. */
+  detached: boolean;
+}
+
+export interface TurnInfo extends TurnSummary {
+  /** Once the turn has ended. */
+  result: TurnResult | null;
+}
+
+export interface AttachTurnHooks {
+  /** Called for every event with seq > afterSeq, in order, replayed then live; `line` as in TurnHooks (a replayed event comes as its line alone, `event` null). */
+  onEvent(turnId: string, seq: number, event: ThreadEvent | TurnStartedByEvent | null, line?: string): void;
+  /** Aborted when the attaching client goes away (the turn runs on). */
+  signal: AbortSignal;
 }
 
 export interface SidecarService {
@@ -187,4 +221,8 @@ export interface SidecarService {
   workspaceLogs(params: { workspaceId: string; tail?: number }, signal?: AbortSignal): Promise<{ logs: string }>;
   runTurn(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult>;
   cancelTurn(params: { turnId: string }): Promise<{ cancelled: boolean }>;
+  /** The turn's events after afterSeq (journal, then live), then its result; -32004 for an unknown turn. */
+  attachTurn(params: { turnId: string; afterSeq?: number }, hooks: AttachTurnHooks): Promise<TurnResult>;
+  getTurn(params: { turnId: string }): Promise<TurnInfo>;
+  listTurns(params: { workspaceId?: string; status?: TurnSummary["status"] }): Promise<{ turns: TurnSummary[] }>;
 }

@@ -22,6 +22,9 @@ import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
+import { sweepOrphanTurns, type OrphanSweepReport } from "./codex/orphan-sweep.js";
+import { TurnHub } from "./journal/turn-hub.js";
+import { TurnJournal, journalDir } from "./journal/turn-journal.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import type { HealthResult, SidecarService } from "./service.js";
@@ -30,6 +33,10 @@ export interface RunningSidecar {
   service: SidecarService;
   workspaces: WorkspaceManager;
   turns: TurnRunner;
+  /** Every turn's journal, attach, get and list (journal/). */
+  turnHub: TurnHub;
+  /** The start-up sweep of turns an earlier sidecar left running (null while the engine was unreachable). */
+  orphanSweep: OrphanSweepReport | null;
   docker: Docker;
   /** Where Prometheus metrics are served (ALIVE_CODEX_METRICS_LISTEN), or null. */
   metricsAddress: { host: string; port: number } | null;
@@ -57,15 +64,26 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
   await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
   const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
+  // Turns an earlier sidecar left without a result end in the journal as failed (sidecar_restarted);
+  // their processes are swept below, before any workspace is offered.
+  const journal = new TurnJournal({
+    dir: journalDir(config.stateDir),
+    limits: { maxBytesPerTurn: config.journalTurnMaxMb * 1024 * 1024, maxAgeMs: config.journalMaxAgeMs, maxTurns: config.journalMaxTurns },
+    log,
+  });
+  const recovered = await journal.open({ code: "sidecar_restarted", message: "the sidecar restarted while the turn ran; its processes were stopped" });
+  for (const turn of recovered) log.warn("a turn an earlier sidecar left running ended as sidecar_restarted", { turnId: turn.turnId, workspaceId: turn.workspaceId });
+  journal.startPruning(JOURNAL_PRUNE_INTERVAL_MS);
   const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: config.image, log, ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}) });
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
   // The turn runner is made after the network it is told about by: these reach it once it exists.
   let turnsReady: TurnRunner | null = null;
+  let hubReady: TurnHub | null = null;
   // Metrics only when served; their gauges read the workspaces and turns when scraped.
   const metrics: SidecarMetrics | null = config.metricsListen
-    ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0 })
+    ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0, detachedTurns: () => hubReady?.detached ?? 0 })
     : null;
   const network = new WorkspaceEndpoints({
     log,
@@ -106,6 +124,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
+  const orphanSweep = await sweepAdoptedWorkspaces(docker, workspaces, log);
   const turns = new TurnRunner({
     docker,
     launchers: new Launchers(docker),
@@ -125,6 +144,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
   turnsReady = turns;
+  const turnHub = new TurnHub({ journal, log, run: (params, hooks) => turns.run(params, hooks) });
+  hubReady = turnHub;
   const version = sidecarVersion();
 
   const engine = new EngineStatus(docker, image);
@@ -138,7 +159,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
         docker: dockerStatus,
         image: imageStatus ?? { ref: config.image ?? "", present: false },
         workspaces: workspaces.counts(),
-        turns: { running: turns.running },
+        turns: { running: turns.running, detached: turnHub.detached },
         disk: disks.health(),
       };
     },
@@ -153,8 +174,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       return workspaces.remove(params.workspaceId, params.purgeHome ?? false);
     },
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
-    runTurn: (params, hooks) => turns.run(params, hooks),
+    runTurn: (params, hooks) => turnHub.run(params, hooks),
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
+    attachTurn: (params, hooks) => turnHub.attachTurn(params, hooks),
+    getTurn: (params) => turnHub.get(params.turnId),
+    listTurns: async (params) => ({ turns: turnHub.list(params) }),
   };
 
   let metricsServer: MetricsServer | null = null;
@@ -162,6 +186,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     if (metrics && config.metricsListen) metricsServer = await startMetricsServer(config.metricsListen, metrics.registry, log);
   } catch (error) {
     stopRetrying();
+    journal.close();
     await turns.shutdown(0);
     await workspaces.close();
     throw new Error(`cannot serve metrics on ${config.metricsListen?.host}:${config.metricsListen?.port}: ${errorMessage(error)}`, { cause: error });
@@ -170,10 +195,13 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     service,
     workspaces,
     turns,
+    turnHub,
+    orphanSweep,
     docker,
     metricsAddress: metricsServer?.address ?? null,
     async close(graceMs) {
       stopRetrying();
+      journal.close();
       await turns.shutdown(graceMs);
       await workspaces.close();
       await metricsServer?.close();
@@ -216,6 +244,25 @@ class EngineStatus {
     }
     return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image];
   }
+}
+
+/** How often ended turns past the journal's age or count are pruned. */
+const JOURNAL_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
+
+/**
+ * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
+ * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
+ */
+async function sweepAdoptedWorkspaces(docker: Docker, workspaces: WorkspaceManager, log: Logger): Promise<OrphanSweepReport | null> {
+  const running = workspaces.list().filter((w) => w.state === "running");
+  if (running.length === 0) return null;
+  const targets = running.map((w) => {
+    const { uid, gid } = workspaces.get(w.workspaceId).params;
+    return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
+  });
+  const report = await sweepOrphanTurns(docker, targets, log);
+  log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
+  return report;
 }
 
 /** Adopts existing containers; if the engine is down, keeps retrying in the background. Returns how to stop retrying. */

@@ -20,6 +20,8 @@ export interface MetricsSources {
   /** The state of every known workspace container. */
   workspaceStates: () => readonly string[];
   runningTurns: () => number;
+  /** Running turns whose client went away (onDisconnect "continue") and that nobody is attached to. */
+  detachedTurns?: () => number;
 }
 
 export const METRIC_PREFIX = "alive_codex_";
@@ -68,6 +70,14 @@ export class SidecarMetrics {
       registers,
       collect() {
         this.set(sources.runningTurns());
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}turns_detached`,
+      help: "Running turns whose client went away (onDisconnect \"continue\") and that no connection is attached to.",
+      registers,
+      collect() {
+        this.set(sources.detachedTurns?.() ?? 0);
       },
     });
     for (const kind of TOKEN_KINDS) this.modelTokens.inc({ kind }, 0);

@@ -58,7 +58,30 @@ export interface CallOptions {
 export interface RunTurnOptions {
   /** Aborting sends turn.cancel for the turn; the result then arrives with status "cancelled". */
   signal?: AbortSignal;
+  /**
+   * Survive a lost connection: the turn runs with onDisconnect "continue" (unless the params say
+   * otherwise), and when the socket goes away the run reconnects with backoff and attaches after the
+   * last seq it delivered, so the iteration sees every event exactly once. `true` takes the defaults.
+   */
+  reattach?: boolean | ReattachOptions;
 }
+
+export interface ReattachOptions {
+  /** Connection attempts after a loss before giving up (SidecarConnectionError); default 20. */
+  attempts?: number;
+  /** The first wait before reconnecting, doubled per attempt up to maxDelayMs; default 100. */
+  initialDelayMs?: number;
+  /** Default 2000. */
+  maxDelayMs?: number;
+}
+
+export interface AttachTurnOptions {
+  /** Only events with a larger seq; absent: all of them. */
+  afterSeq?: number;
+  signal?: AbortSignal;
+}
+
+const REATTACH_DEFAULTS: Required<ReattachOptions> = { attempts: 20, initialDelayMs: 100, maxDelayMs: 2000 };
 
 interface PendingCall {
   method: string;
@@ -75,6 +98,8 @@ export class SidecarClient {
   readonly #closed: Promise<void>;
   #nextId = 1;
   #closeError: SidecarConnectionError | null = null;
+  /** close() was called: a reattaching run does not reconnect. */
+  #closedByCaller = false;
 
   private constructor(socketPath: string, socket: net.Socket) {
     this.socketPath = socketPath;
@@ -132,6 +157,25 @@ export class SidecarClient {
     return this.call("turn.cancel", { turnId }, options);
   }
 
+  getTurn(turnId: string, options?: CallOptions): Promise<MethodResult<"turn.get">> {
+    return this.call("turn.get", { turnId }, options);
+  }
+
+  listTurns(filter: MethodParams<"turn.list"> = {}, options?: CallOptions): Promise<MethodResult<"turn.list">> {
+    return this.call("turn.list", filter, options);
+  }
+
+  /**
+   * Follows a turn started elsewhere (another connection, an earlier client, a sidecar since
+   * restarted): its events after `afterSeq` (journal, then live), then its result.
+   */
+  attachTurn(turnId: string, options: AttachTurnOptions = {}): TurnRun {
+    const params = options.afterSeq === undefined ? { turnId } : { turnId, afterSeq: options.afterSeq };
+    // The call starts on the next microtask, once `run` exists.
+    const run: TurnRun = new TurnRun(Promise.resolve().then(() => this.#tracked(turnId, run, "turn.attach", params, options.signal)));
+    return run;
+  }
+
   /**
    * Starts a turn. Without a turnId the client picks one, so the turn's events can be told apart from
    * other turns on this connection. Aborting `signal` sends turn.cancel as soon as the turn is known.
@@ -143,6 +187,7 @@ export class SidecarClient {
       const run = new TurnRun(Promise.reject(abortReason(signal)));
       return run;
     }
+    if (options.reattach) return this.#runReattaching({ ...params, turnId }, options.reattach === true ? {} : options.reattach, signal);
     const resultPromise = this.call("turn.run", { ...params, turnId });
     const run = new TurnRun(resultPromise);
     this.#turns.set(turnId, run);
@@ -164,6 +209,65 @@ export class SidecarClient {
       void run.result.then(removeListener, removeListener);
     }
     return run;
+  }
+
+  /** turn.run on this connection, then turn.attach on new ones each time the connection is lost. */
+  #runReattaching(params: MethodParams<"turn.run"> & { turnId: string }, reattach: ReattachOptions, signal: AbortSignal | undefined): TurnRun {
+    const { attempts, initialDelayMs, maxDelayMs } = { ...REATTACH_DEFAULTS, ...reattach };
+    const { turnId } = params;
+    const wire = { ...params, options: { ...params.options, onDisconnect: params.options?.onDisconnect ?? "continue" } };
+    /** The connection the turn is followed on now, once it is not this one. */
+    let current: SidecarClient | null = null;
+    const follow = async (run: TurnRun): Promise<MethodResult<"turn.run">> => {
+      let lost: unknown;
+      try {
+        return await this.#tracked(turnId, run, "turn.run", wire);
+      } catch (error) {
+        if (!(error instanceof SidecarConnectionError) || this.#closedByCaller) throw error;
+        lost = error;
+      }
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        await sleep(Math.min(initialDelayMs * 2 ** attempt, maxDelayMs));
+        let client: SidecarClient;
+        try {
+          client = await SidecarClient.connect(this.socketPath);
+        } catch (error) {
+          lost = error;
+          continue;
+        }
+        current = client;
+        try {
+          if (signal?.aborted) void client.cancelTurn(turnId).catch(() => {});
+          const after = run.lastSeq >= 0 ? { turnId, afterSeq: run.lastSeq } : { turnId };
+          return await client.#tracked(turnId, run, "turn.attach", after);
+        } catch (error) {
+          if (!(error instanceof SidecarConnectionError)) throw error;
+          lost = error;
+        } finally {
+          await client.close();
+        }
+      }
+      throw new SidecarConnectionError(this.socketPath, `lost the connection to the sidecar at ${this.socketPath} and could not reattach to turn ${turnId} in ${attempts} attempts`, { cause: lost });
+    };
+    // The call starts on the next microtask, once `run` exists.
+    const run: TurnRun = new TurnRun(Promise.resolve().then(() => follow(run)));
+    if (signal !== undefined) {
+      const onAbort = (): void => void (current ?? this).cancelTurn(turnId).catch(() => {});
+      signal.addEventListener("abort", onAbort, { once: true });
+      const removeListener = (): void => signal.removeEventListener("abort", onAbort);
+      void run.result.then(removeListener, removeListener);
+    }
+    return run;
+  }
+
+  /** A call whose turn.event notifications for `turnId` go to `run` while it is in flight. */
+  async #tracked<M extends "turn.run" | "turn.attach">(turnId: string, run: TurnRun, method: M, params: MethodParams<M>, signal?: AbortSignal): Promise<MethodResult<M>> {
+    this.#turns.set(turnId, run);
+    try {
+      return await this.call(method, params, signal ? { signal } : {});
+    } finally {
+      if (this.#turns.get(turnId) === run) this.#turns.delete(turnId);
+    }
   }
 
   /** Any method, typed by its descriptor (./methods.ts). */
@@ -201,6 +305,7 @@ export class SidecarClient {
 
   /** Closes the connection. Pending calls reject; turns still running on the sidecar are cancelled by it. */
   async close(): Promise<void> {
+    this.#closedByCaller = true;
     this.#closeError ??= new SidecarConnectionError(this.socketPath, "the client was closed");
     this.#socket.end();
     this.#socket.destroySoon();
@@ -245,6 +350,10 @@ export class SidecarClient {
     this.#pending.clear();
     for (const call of pending) call.reject(error);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function abortReason(signal: AbortSignal): Error {

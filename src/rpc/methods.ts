@@ -9,7 +9,9 @@ import type {
   EnsureWorkspaceResult,
   HealthResult,
   RunTurnParams,
+  TurnInfo,
   TurnResult,
+  TurnSummary,
   WorkspaceParams,
   WorkspaceSummary,
 } from "../service.js";
@@ -21,6 +23,7 @@ import {
   parseRunTurnParams,
   parseWorkspaceLogsParams,
 } from "./params.js";
+import { parseAttachTurnParams, parseGetTurnParams, parseListTurnsParams } from "./turn-params.js";
 import { TURN_EVENT, type MethodContext, type TurnEventParams } from "./protocol.js";
 
 export interface MethodDescriptor<Name extends string, Params, Parsed, Result> {
@@ -70,6 +73,21 @@ export interface CancelTurnRequest {
   turnId: string;
 }
 
+export interface AttachTurnRequest {
+  turnId: string;
+  /** Only events with a larger seq are sent; absent: all. */
+  afterSeq?: number;
+}
+
+export interface GetTurnRequest {
+  turnId: string;
+}
+
+export interface ListTurnsRequest {
+  workspaceId?: string;
+  status?: TurnSummary["status"];
+}
+
 export const METHODS = {
   health: method<Record<string, never>>()({
     name: "sidecar.health",
@@ -102,13 +120,10 @@ export const METHODS = {
     name: "turn.run",
     cancelOnEof: true,
     parse: parseRunTurnParams,
-    handle: (params, { service, signal, notify }): Promise<TurnResult> =>
-      service.runTurn(params, {
-        signal,
-        onEvent: (turnId, seq, event) => {
-          const eventParams: TurnEventParams = { turnId, seq, event };
-          notify(TURN_EVENT, eventParams);
-        },
+    handle: (params, context): Promise<TurnResult> =>
+      context.service.runTurn(params, {
+        signal: context.signal,
+        onEvent: (turnId, seq, event, line) => sendTurnEvent(context, turnId, seq, event, line),
       }),
   }),
   cancelTurn: method<CancelTurnRequest>()({
@@ -116,7 +131,39 @@ export const METHODS = {
     parse: parseCancelTurnParams,
     handle: (params, { service }): Promise<{ cancelled: boolean }> => service.cancelTurn(params),
   }),
+  /** Extension: a turn's events after afterSeq (from its journal, then live) as turn.event notifications, then its result. */
+  attachTurn: method<AttachTurnRequest>()({
+    name: "turn.attach",
+    parse: parseAttachTurnParams,
+    handle: (params, context): Promise<TurnResult> =>
+      context.service.attachTurn(params, {
+        signal: context.signal,
+        onEvent: (turnId, seq, event, line) => sendTurnEvent(context, turnId, seq, event, line),
+      }),
+  }),
+  /** Extension: a running or journaled turn's status, last seq and (once ended) result. */
+  getTurn: method<GetTurnRequest>()({
+    name: "turn.get",
+    parse: parseGetTurnParams,
+    handle: (params, { service }): Promise<TurnInfo> => service.getTurn(params),
+  }),
+  /** Extension: the running and journaled turns, optionally of one workspace or in one status. */
+  listTurns: method<ListTurnsRequest>()({
+    name: "turn.list",
+    parse: parseListTurnsParams,
+    handle: (params, { service }): Promise<{ turns: TurnSummary[] }> => service.listTurns(params),
+  }),
 } as const;
+
+/** A turn.event notification: the line the service made (once, for the journal too) when it gave one, else serialised here. */
+function sendTurnEvent(context: MethodContext, turnId: string, seq: number, event: TurnEventParams["event"] | null, line: string | undefined): void {
+  if (line !== undefined && context.notifyLine) {
+    context.notifyLine(line);
+    return;
+  }
+  const eventParams: TurnEventParams = { turnId, seq, event: event ?? (JSON.parse(line ?? "null") as { params: TurnEventParams }).params.event };
+  context.notify(TURN_EVENT, eventParams);
+}
 
 type Descriptors = (typeof METHODS)[keyof typeof METHODS];
 

@@ -29,6 +29,7 @@ import {
 } from "./param-checks.js";
 import { BUDGET_RANGES, DISK_RANGES, MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS, RESOURCE_RANGES } from "../shared/limits.js";
 import {
+  DISCONNECT_POLICIES,
   REASONING_EFFORTS,
   type McpServerSpec,
   type NetworkMode,
@@ -197,6 +198,7 @@ function parseOptions(value: unknown): TurnRunOptions {
   if (has(fields, "outputSchema")) out.outputSchema = expectObject(fields.outputSchema, "options.outputSchema");
   if (has(fields, "timeoutMs")) out.timeoutMs = integerIn(fields.timeoutMs, "options.timeoutMs", TIMEOUT_RANGE.min, TIMEOUT_RANGE.max);
   if (has(fields, "budget")) out.budget = parseBudget(fields.budget);
+  if (has(fields, "onDisconnect")) out.onDisconnect = oneOf(fields.onDisconnect, "options.onDisconnect", DISCONNECT_POLICIES);
   return out;
 }
 

@@ -7,8 +7,8 @@ import type { Logger } from "../log.js";
 import type { SidecarService, TurnStartedByEvent } from "../service.js";
 import type { WorkspacePolicy } from "../workspace/policy.js";
 
-/** The notification sent for every event of a turn.run in flight, on the connection that asked. */
-export const TURN_EVENT = "turn.event";
+/** The notification sent for every event of a turn.run in flight, on the connection that asked (and turn.attach). */
+export { TURN_EVENT, turnEventLine } from "../shared/turn-event-line.js";
 
 export type TurnEvent = ThreadEvent | TurnStartedByEvent;
 
@@ -17,6 +17,7 @@ export interface TurnEventParams {
   seq: number;
   event: TurnEvent;
 }
+
 
 /** What a handler gets for one request. */
 export interface MethodContext {
@@ -27,4 +28,6 @@ export interface MethodContext {
   signal: AbortSignal;
   /** Sends a notification on the request's connection; a no-op once it is closed. */
   notify(method: string, params: unknown): void;
+  /** Sends a line already serialised (one JSON-RPC message, newline-terminated); a no-op once closed. */
+  notifyLine?(line: string): void;
 }

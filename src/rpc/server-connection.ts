@@ -178,6 +178,14 @@ export class ServerConnection {
       policy: this.#options.policy,
       log: this.#log,
       signal,
+      notifyLine: (line) => {
+        try {
+          this.#writer.writeLine(line);
+          this.#checkBacklog();
+        } catch (error) {
+          this.#log.error("could not send a notification", { error });
+        }
+      },
       notify: (method, params) => {
         // Called from inside the service (a turn's onEvent): it must never throw back into it.
         try {

@@ -23,6 +23,7 @@ export class TurnRun implements AsyncIterable<TurnEventMessage> {
   #resolveTurnId!: (turnId: string) => void;
   #rejectTurnId!: (error: Error) => void;
   #sawEvent = false;
+  #lastSeq = -1;
 
   /** @internal Built by SidecarClient.runTurn. */
   constructor(result: Promise<TurnResult>) {
@@ -47,9 +48,15 @@ export class TurnRun implements AsyncIterable<TurnEventMessage> {
     this.result.catch(() => {});
   }
 
-  /** @internal */
+  /** The seq of the last event handed to the iteration (-1: none yet). */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** @internal An event at or below the last seq taken (a replay after a reattach) is dropped: each seq is seen once. */
   pushEvent(turnId: string, message: TurnEventMessage): void {
-    if (this.#finished) return;
+    if (this.#finished || message.seq <= this.#lastSeq) return;
+    this.#lastSeq = message.seq;
     if (!this.#sawEvent) {
       this.#sawEvent = true;
       this.#resolveTurnId(turnId);

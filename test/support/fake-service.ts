@@ -10,6 +10,9 @@ import os from "node:os";
 import path from "node:path";
 import type { ThreadEvent } from "@openai/codex-sdk";
 import type {
+  AttachTurnHooks,
+  TurnInfo,
+  TurnSummary,
   EnsureWorkspaceResult,
   HealthResult,
   RunTurnParams,
@@ -96,7 +99,7 @@ export class FakeSidecarService implements SidecarService {
       docker: { reachable: true, serverVersion: "27.0.0" },
       image: { ref: "alive-codex-runtime:test", present: true },
       workspaces: { running: this.workspaces.size, total: this.workspaces.size },
-      turns: { running: this.turns.size },
+      turns: { running: this.turns.size, detached: 0 },
     };
   }
 
@@ -191,6 +194,22 @@ export class FakeSidecarService implements SidecarService {
     turn.cancelled = true;
     turn.release();
     return { cancelled: true };
+  }
+
+  /** The journal's methods: the fake keeps no journal, so every turn is unknown to them. */
+  async attachTurn(params: { turnId: string; afterSeq?: number }, _hooks?: AttachTurnHooks): Promise<TurnResult> {
+    this.#record("attachTurn", params);
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+  }
+
+  async getTurn(params: { turnId: string }): Promise<TurnInfo> {
+    this.#record("getTurn", params);
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+  }
+
+  async listTurns(params: { workspaceId?: string; status?: TurnSummary["status"] }): Promise<{ turns: TurnSummary[] }> {
+    this.#record("listTurns", params);
+    return { turns: [] };
   }
 }
 

@@ -19,6 +19,8 @@ import { fileURLToPath } from "node:url";
  *   1 net        src/egress/** and src/model-proxy/** (the proxies each workspace reaches out
  *                through), beside docker: neither imports the other
  *   1 metrics    src/metrics/** (the Prometheus registry and its server): only the wiring feeds it
+ *   1 journal    src/journal/** (the turn journal, attach, get, list): wraps the turn runner the
+ *                wiring hands it, so it imports only the bottom
  *   0 bottom     config, errors, log, version, service (the types rpc and the wiring meet at),
  *                codex-package (the installed codex build, which the runtime image needs), shared/**,
  *                and the pure egress rules config and rpc validate with (egress/policy.ts,
@@ -29,7 +31,7 @@ import { fileURLToPath } from "node:url";
  * of the rest, only workspace/policy.ts (the rules a workspace's params must meet, which rpc
  * applies at the edge when it validates them).
  */
-const RANKS = { cli: 6, rpc: 5, doctor: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, bottom: 0 } as const;
+const RANKS = { cli: 6, rpc: 5, doctor: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, journal: 1, bottom: 0 } as const;
 type Layer = keyof typeof RANKS;
 
 const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
@@ -44,6 +46,7 @@ function layerOf(file: string): Layer | null {
   if (folder === "shared") return "bottom";
   if (folder === "egress" || folder === "model-proxy") return "net";
   if (folder === "metrics") return "metrics";
+  if (folder === "journal") return "journal";
   if (folder === "cli" || folder === "rpc" || folder === "doctor" || folder === "codex" || folder === "workspace" || folder === "docker") return folder;
   return null;
 }

@@ -13,7 +13,7 @@ describe("the method table", () => {
   it("answers exactly the protocol's methods, by their wire names", () => {
     assert.deepEqual(
       [...METHOD_TABLE.keys()].sort(),
-      ["sidecar.health", "turn.cancel", "turn.run", "workspace.ensure", "workspace.list", "workspace.logs", "workspace.remove"],
+      ["sidecar.health", "turn.attach", "turn.cancel", "turn.get", "turn.list", "turn.run", "workspace.ensure", "workspace.list", "workspace.logs", "workspace.remove"],
     );
     assert.deepEqual(Method, {
       health: "sidecar.health",
@@ -23,6 +23,9 @@ describe("the method table", () => {
       workspaceLogs: "workspace.logs",
       runTurn: "turn.run",
       cancelTurn: "turn.cancel",
+      attachTurn: "turn.attach",
+      getTurn: "turn.get",
+      listTurns: "turn.list",
     });
   });
 
