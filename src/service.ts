@@ -26,6 +26,8 @@ export interface WorkspaceParams {
   resources?: ResourceRequest;
   /** Where the workspace may connect through the sidecar's egress proxy; absent: the operator's default. */
   egress?: EgressPolicy;
+  /** The OCI runtime ("runc", "runsc", ...) as asked for; absent: the operator's default (docs/runtimes.md). */
+  runtime?: string;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
@@ -51,6 +53,8 @@ export interface WorkspaceSummary {
   egress: EgressDescription;
   /** How the workspace reaches out: no network of its own, only the sidecar's proxies; refusals counted. */
   network: { mode: "none"; via: "sidecar"; egressRefusals: number };
+  /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
+  runtime: string | null;
 }
 
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };
