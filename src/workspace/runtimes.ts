@@ -25,6 +25,16 @@ export function hostPidsLimit(runtime: string | null, pids: number): number {
   return runtime === "runsc" ? pids * GVISOR_PIDS_FACTOR : pids;
 }
 
+/**
+ * Whether an idle container under `runtime` may be paused. Not under gVisor: `runsc pause` of a
+ * ptrace sandbox hung here (20 minutes, holding the engine's lock on the container until its
+ * processes were killed), where the same pause had thawed fine in an earlier run. An idle runsc
+ * workspace is stopped instead (idle-reaper.ts), and the next ensure or turn starts it again.
+ */
+export function canPause(runtime: string | null): boolean {
+  return runtime !== "runsc";
+}
+
 /** What the engine says about its runtimes (`docker info`: Runtimes' keys and DefaultRuntime). */
 export interface EngineRuntimes {
   names: string[];

@@ -9,7 +9,8 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
-import { WorkspaceRuntimes, allowedRuntimes, resolveRuntime, type EngineRuntimes, type RuntimePolicy } from "../../src/workspace/runtimes.js";
+import { idleAction } from "../../src/workspace/idle-reaper.js";
+import { WorkspaceRuntimes, allowedRuntimes, canPause, resolveRuntime, type EngineRuntimes, type RuntimePolicy } from "../../src/workspace/runtimes.js";
 import { buildWorkspaceSpec, type SpecContext } from "../../src/workspace/spec.js";
 import type { Docker } from "../../src/docker/engine.js";
 
@@ -77,6 +78,21 @@ describe("workspace runtimes", () => {
     runtimes = { runc: {}, runsc: {} };
     assert.equal(await catalog.resolve("runsc"), "runsc");
     assert.equal(calls, 3);
+  });
+});
+
+describe("idle runsc workspaces", () => {
+  const idle = { activeTurnId: null, lastActiveAt: 0, pausedAt: null, state: "running" as const };
+  const timeouts = { idleTimeoutMs: 1000, stopTimeoutMs: 5000 };
+
+  test("are stopped at the idle timeout, never paused (runsc pause hung); runc ones are paused", () => {
+    assert.equal(canPause("runsc"), false);
+    assert.equal(canPause("runc"), true);
+    assert.equal(idleAction({ ...idle, runtime: "runsc" }, 1000, timeouts), "stop");
+    assert.equal(idleAction({ ...idle, runtime: "runc" }, 1000, timeouts), "pause");
+    assert.equal(idleAction({ ...idle, runtime: null }, 1000, timeouts), "pause");
+    assert.equal(idleAction({ ...idle, runtime: "runsc" }, 999, timeouts), null, "not idle long enough");
+    assert.equal(idleAction({ ...idle, runtime: "runsc" }, 1000, { idleTimeoutMs: 1000, stopTimeoutMs: 0 }), null, "stopping is off: left running");
   });
 });
 
