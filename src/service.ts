@@ -30,6 +30,8 @@ export interface WorkspaceParams {
   resources?: ResourceRequest;
   /** Where the workspace may connect through the sidecar's egress proxy; absent: the operator's default. */
   egress?: EgressPolicy;
+  /** The OCI runtime ("runc", "runsc", ...) as asked for; absent: the operator's default (docs/runtimes.md). */
+  runtime?: string;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
@@ -57,6 +59,8 @@ export interface WorkspaceSummary {
   network: { mode: "none"; via: "sidecar"; egressRefusals: number };
   /** The workspace's own disk (HOME, TMPDIR, run dir) when disk limits are on and it is attached; else null. */
   disk?: DiskUsage | null;
+  /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
+  runtime: string | null;
 }
 
 /** A workspace disk's size and use (statfs of its filesystem: no walk of the tree). */

@@ -10,7 +10,6 @@ import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { removeContainer } from "../docker/containers.js";
-import { withDocker } from "../docker/engine.js";
 import { readContainerLogs } from "../docker/container-logs.js";
 import { ExecStreams } from "../docker/exec-streams.js";
 import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
@@ -26,6 +25,7 @@ import type { EgressPolicy } from "../egress/policy.js";
 import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
 import { buildWorkspaceRecord, egressInForce, paramsKey, type WorkspaceRecord } from "./record.js";
 import { WorkspaceRegistry } from "./registry.js";
+import type { WorkspaceRuntimes } from "./runtimes.js";
 import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
 
 export interface ImageProvider {
@@ -52,6 +52,8 @@ export interface WorkspaceManagerOptions {
   /** Stop a workspace paused this long (0: never). */
   stopTimeoutMs: number;
   spec: Omit<SpecContext, "image">;
+  /** Resolves and checks each workspace's OCI runtime (allowlist, engine); the resolved name goes into the spec. */
+  runtimes: Pick<WorkspaceRuntimes, "resolve">;
   /** The egress policy of a workspace that names none. */
   defaultEgress: EgressPolicy;
   network: WorkspaceNetwork;
@@ -198,11 +200,13 @@ export class WorkspaceManager {
 
   private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const { docker, log } = this.options;
+    // First: a runtime the operator does not allow or the engine does not have makes nothing (-32006).
+    const runtime = await this.options.runtimes.resolve(params.runtime, signal);
     // The disk first: a request past the operator's ceiling fails before anything is made or replaced.
     const disk = this.options.disks.resolve(params);
     if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
     const paths = workspacePaths(this.options.stateDir, params.workspaceId);
-    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef });
+    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef, runtime });
     let record = this.records.find(params.workspaceId);
     if (disk && (await this.options.disks.needsGrowth(params.workspaceId, disk))) {
       // A disk grows unmounted: the container holding it goes first (its spec changed with the size anyway).
@@ -227,7 +231,7 @@ export class WorkspaceManager {
           data: { field: "workspaceId", reason: "the requested settings differ from the running container's and a turn is running" },
         });
       }
-      log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId });
+      log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId, runtime, previousRuntime: record.runtime });
       await removeContainer(docker, record.containerId);
       this.forget(params.workspaceId);
       record = undefined;
@@ -247,7 +251,7 @@ export class WorkspaceManager {
     }
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
     const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
-    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress });
+    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress, runtime });
     this.records.add(fresh);
     try {
       await this.serveNetwork(fresh);
@@ -275,15 +279,8 @@ export class WorkspaceManager {
     }
     await this.pending.get(workspaceId)?.catch(() => undefined);
     const target = record?.containerId ?? containerName(workspaceId);
-    const gone = await withDocker(
-      `remove the container of workspace ${workspaceId}`,
-      async () => {
-        await this.options.docker.getContainer(target).remove({ force: true, v: true });
-        return true;
-      },
-      { ignore: [404] },
-    );
-    const removed = gone === true || record !== undefined;
+    const gone = await removeContainer(this.options.docker, target);
+    const removed = gone || record !== undefined;
     this.forget(workspaceId);
     await this.options.disks.detach(workspaceId, { purge: purgeHome });
     if (purgeHome) await removeTenantTree(workspacePaths(this.options.stateDir, workspaceId).root);

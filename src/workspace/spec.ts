@@ -7,6 +7,7 @@ import { forwarderScript, insideApiUrl, proxyEnv } from "../egress/container-net
 import type { ResourceLimits, SidecarConfig } from "../config.js";
 import type { WorkspaceParams } from "../service.js";
 import type { WorkspacePaths } from "./paths.js";
+import { hostPidsLimit } from "./runtimes.js";
 
 export const CONTAINER_RUN_DIR = "/run/alive";
 /** WorkspacePaths.turnFiles as codex sees it. */
@@ -30,6 +31,7 @@ export function containerName(workspaceId: string): string {
 export interface SpecContext {
   image: string;
   network: string;
+  /** The OCI runtime, resolved (workspace/runtimes.ts); null: the engine's default, unnamed. */
   runtime: string | null;
   defaultResources: ResourceLimits;
   nofile: number;
@@ -101,6 +103,7 @@ export function storedParams(params: WorkspaceParams): WorkspaceParams {
   if (params.network !== undefined) stored.network = params.network;
   if (params.resources !== undefined) stored.resources = params.resources;
   if (params.egress !== undefined) stored.egress = params.egress;
+  if (params.runtime !== undefined) stored.runtime = params.runtime;
   return stored;
 }
 
@@ -140,6 +143,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       [Labels.gid]: String(params.gid),
       [Labels.workspacePath]: params.workspacePath,
       [Labels.params]: JSON.stringify(storedParams(params)),
+      ...(context.runtime === null ? {} : { [Labels.runtime]: context.runtime }),
     },
     HostConfig: {
       Init: true,
@@ -148,7 +152,8 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       Tmpfs: { "/var/tmp": "rw,nosuid,nodev,size=64m" },
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true"],
-      PidsLimit: resources.pids,
+      // Under gVisor the cgroup counts the sandbox's host tasks, not the tenant's (runtimes.ts).
+      PidsLimit: hostPidsLimit(context.runtime, resources.pids),
       Memory: resources.memoryMb * 1024 * 1024,
       MemorySwap: resources.memoryMb * 1024 * 1024,
       // The CPU limit as quota over a period the operator chooses (ALIVE_CODEX_CPU_PERIOD), not

@@ -117,6 +117,7 @@ export class FakeSidecarService implements SidecarService {
       activeTurnId: null,
       egress: { mode: "public" },
       network: { mode: "none", via: "sidecar", egressRefusals: 0 },
+      runtime: params.runtime ?? "runc",
     };
     this.workspaces.set(params.workspaceId, summary);
     return { workspaceId: summary.workspaceId, containerId: summary.containerId, containerName: summary.containerName, created: existing === undefined, state: "running" };
