@@ -1,6 +1,7 @@
 /** What the sidecar knows about one workspace container, and the one builder of it (ensured and adopted alike). */
 import { describeEgress, type EgressPolicy } from "../egress/policy.js";
-import type { ContainerState, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { ContainerState, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { MeasuredIsolation } from "./isolation.js";
 import { LogSink } from "./log-sink.js";
 import type { WorkspacePaths } from "./paths.js";
 
@@ -22,6 +23,8 @@ export interface WorkspaceRecord {
   egress: EgressPolicy;
   /** A narrower policy for the running turn (one without network access), or null. */
   turnEgress: EgressPolicy | null;
+  /** The container's isolation as measured (isolation-probe.ts), for containerId; null until measured. */
+  isolation: MeasuredIsolation | null;
 }
 
 export interface WorkspaceRecordFields {
@@ -60,6 +63,7 @@ export function buildWorkspaceRecord(fields: WorkspaceRecordFields): WorkspaceRe
     sink: new LogSink(fields.paths.logFifo),
     egress: workspaceEgress(fields.params, fields.defaultEgress),
     turnEgress: null,
+    isolation: null,
   };
 }
 
@@ -87,5 +91,12 @@ export function summarizeRecord(r: WorkspaceRecord, egressRefusals: number): Wor
     activeTurnId: r.activeTurnId,
     egress: describeEgress(egressInForce(r)),
     network: { mode: "none", via: "sidecar", egressRefusals },
+    isolation: isolationReport(r),
   };
+}
+
+/** The measured isolation of the record's current container, with the egress policy in force now; null if not measured. */
+export function isolationReport(r: WorkspaceRecord): IsolationReport | null {
+  if (r.isolation === null || r.isolation.containerId !== r.containerId) return null;
+  return { ...r.isolation, egress: { policy: describeEgress(egressInForce(r)), enforcedBy: "sidecar-proxy" } };
 }
