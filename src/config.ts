@@ -52,6 +52,8 @@ export interface SidecarConfig {
   /** The base the runtime image is built FROM; null lets the sidecar choose (docker/base-image.ts). */
   baseImage: string | null;
   runtime: string | null;
+  /** The runtimes a workspace may ask for in workspace.ensure (the operator's default is always one). */
+  runtimes: string[];
   network: string;
   defaultResources: ResourceLimits;
   nofile: number;
@@ -145,6 +147,12 @@ const integers = (min: number, max: number) => (name: string, raw: string) => pa
 const tokenBudget = (name: string, raw: string): number => parseInteger(name, raw, BUDGET_RANGES.tokens.min, BUDGET_RANGES.tokens.max);
 const cpuBudget = (name: string, raw: string): number => parseNumber(name, raw, BUDGET_RANGES.cpuSeconds.min, BUDGET_RANGES.cpuSeconds.max);
 const secretLine = (name: string, raw: string): string => parseSingleLine(name, raw, 4096, true);
+/** A comma-separated list of runtime names, at least one. */
+const runtimeNames = (name: string, raw: string): string[] => {
+  const list = raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
+  if (list.length === 0) throw new ConfigError(name, raw, "a comma-separated list of runtime names, e.g. runc,runsc");
+  return [...new Set(list.map((entry) => parseName(name, entry, 64)))];
+};
 
 /** A duration from 1 ms to 1 s, in microseconds (the kernel's CFS period bounds). */
 function parseCpuPeriod(name: string, raw: string): number {
@@ -169,7 +177,8 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "allowRoot", env: "ALIVE_CODEX_ALLOW_ROOT", flag: "--allow-root", parse: parseBoolean, default: "false", boolean: true, description: "Allow uid/gid 0 inside the ranges. Off unless you know why you need it." }),
   setting({ key: "image", env: "ALIVE_CODEX_IMAGE", flag: "--image", parse: names(255), default: null, defaultText: "alive-codex-runtime:<hash of build inputs>", description: "Runtime image reference. Unset: the sidecar builds images/runtime on first need and tags it by its inputs." }),
   setting({ key: "baseImage", env: "ALIVE_CODEX_BASE_IMAGE", flag: "--base-image", parse: names(255), default: null, defaultText: "debian:bookworm-slim when present, else the local alive-codex-base:bookworm", description: "Base image the runtime image is built FROM (scripts/make-base-image.mjs makes the local one where no registry is reachable)." }),
-  setting({ key: "runtime", env: "ALIVE_CODEX_RUNTIME", flag: "--runtime", parse: names(64), default: null, defaultText: "(engine default, runc)", description: "OCI runtime for workspace containers, e.g. runsc for gVisor." }),
+  setting({ key: "runtime", env: "ALIVE_CODEX_RUNTIME", flag: "--runtime", parse: names(64), default: null, defaultText: "(engine default, runc)", description: "OCI runtime of a workspace container whose workspace.ensure names none, e.g. runsc for gVisor (docs/runtimes.md)." }),
+  setting({ key: "runtimes", env: "ALIVE_CODEX_RUNTIMES", flag: "--runtimes", parse: runtimeNames, default: "runc,runsc", description: "Comma-separated OCI runtimes a workspace may ask for (workspace.ensure runtime); ALIVE_CODEX_RUNTIME is always allowed. Each must also be registered with the engine (docker info), else -32006. scripts/install-runsc.sh registers runsc (docs/runtimes.md)." }),
   setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "No longer used: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md). Still accepted, so existing configurations load." }),
   setting({ key: "defaultEgress", env: "ALIVE_CODEX_EGRESS", flag: "--egress", parse: parseEgressSetting, default: "public", description: 'Egress policy of a workspace that names none: "public" (HTTP/HTTPS to any public destination through the sidecar\'s proxy), "model" (the model API only) or JSON {"allow":["example.com","*.example.org"],"deny":[...]}.' }),
   setting({ key: "internalDestinations", env: "ALIVE_CODEX_INTERNAL_DESTINATIONS", flag: "--internal-destinations", parse: parseInternalSetting, default: () => [], defaultText: "ALIVE_API_URL's origin", description: "Comma-separated http(s) origins or host:port pairs: the only private destinations the egress proxy ever connects to, in every policy. ALIVE_API_URL's origin is always one." }),

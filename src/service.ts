@@ -26,6 +26,8 @@ export interface WorkspaceParams {
   resources?: ResourceRequest;
   /** Where the workspace may connect through the sidecar's egress proxy; absent: the operator's default. */
   egress?: EgressPolicy;
+  /** The OCI runtime ("runc", "runsc", ...) as asked for; absent: the operator's default (docs/runtimes.md). */
+  runtime?: string;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
@@ -55,6 +57,8 @@ export interface WorkspaceSummary {
   network: { mode: "none"; via: "sidecar"; egressRefusals: number };
   /** What was measured of the container (extension); null until an ensure has measured it (an adopted container not yet ensured). */
   isolation: IsolationReport | null;
+  /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
+  runtime: string | null;
 }
 
 /**

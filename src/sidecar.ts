@@ -23,6 +23,7 @@ import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
+import { WorkspaceRuntimes } from "./workspace/runtimes.js";
 import type { HealthResult, SidecarService } from "./service.js";
 
 export interface RunningSidecar {
@@ -97,6 +98,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     // With no pause there is no paused period to stop after: 0 keeps meaning "never" for both.
     stopTimeoutMs: config.idleTimeoutMs > 0 ? config.stopTimeoutMs : 0,
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
+    runtimes: new WorkspaceRuntimes(docker, { defaultRuntime: config.runtime, allowed: config.runtimes }),
     defaultEgress: config.defaultEgress,
     network,
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),

@@ -14,6 +14,8 @@ export const Labels = {
   /** JSON of the WorkspaceParams the container was made from, so a restarted sidecar can adopt it. */
   params: `${LABEL_PREFIX}.params`,
   createdAt: `${LABEL_PREFIX}.created-at`,
+  /** The OCI runtime the container runs under (runc, runsc, ...). */
+  runtime: `${LABEL_PREFIX}.runtime`,
   /** Set by tests (and anyone embedding the sidecar) to reap their own containers. */
   runId: `${LABEL_PREFIX}.run-id`,
 } as const;

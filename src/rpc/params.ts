@@ -46,6 +46,7 @@ export const TURN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const THREAD_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const MCP_SERVER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const RUNTIME_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export const LIMITS = {
   userIdLength: 128,
@@ -105,6 +106,8 @@ async function parseWorkspaceFields(fields: Fields, workspaceId: string, policy:
   if (has(fields, "network")) out.network = oneOf<NetworkMode>(fields.network, "network", NETWORK_MODES);
   if (has(fields, "resources")) out.resources = parseResources(fields.resources, "resources");
   if (has(fields, "egress")) out.egress = parseEgressPolicy(fields.egress, "egress");
+  // Only the shape here; whether the operator allows it and the engine has it is the manager's check (-32006).
+  if (has(fields, "runtime")) out.runtime = matching(fields.runtime, "runtime", RUNTIME_NAME_PATTERN, "must be an OCI runtime name such as \"runc\" or \"runsc\"");
 
   // Last: the only step that touches the filesystem, after every cheap check passed.
   out.workspacePath = await resolveWorkspacePath(rawPath, policy);

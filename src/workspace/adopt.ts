@@ -43,6 +43,7 @@ export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<v
         createdAt: new Date(summary.Created * 1000).toISOString(),
         paths: workspacePaths(stateDir, params.workspaceId),
         defaultEgress,
+        runtime: labels[Labels.runtime] ?? null,
       }),
     );
     log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });

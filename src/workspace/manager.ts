@@ -28,6 +28,7 @@ import { expectationFromSpec, measureIsolation } from "./isolation-probe.js";
 import { buildWorkspaceRecord, egressInForce, isolationReport, paramsKey, type WorkspaceRecord } from "./record.js";
 import type { WorkspaceSpec } from "./spec.js";
 import { WorkspaceRegistry } from "./registry.js";
+import type { WorkspaceRuntimes } from "./runtimes.js";
 import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
 
 export interface ImageProvider {
@@ -54,6 +55,8 @@ export interface WorkspaceManagerOptions {
   /** Stop a workspace paused this long (0: never). */
   stopTimeoutMs: number;
   spec: Omit<SpecContext, "image">;
+  /** Resolves and checks each workspace's OCI runtime (allowlist, engine); the resolved name goes into the spec. */
+  runtimes: Pick<WorkspaceRuntimes, "resolve">;
   /** The egress policy of a workspace that names none. */
   defaultEgress: EgressPolicy;
   network: WorkspaceNetwork;
@@ -199,9 +202,11 @@ export class WorkspaceManager {
 
   private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const { docker, log } = this.options;
+    // First: a runtime the operator does not allow or the engine does not have makes nothing (-32006).
+    const runtime = await this.options.runtimes.resolve(params.runtime, signal);
     if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
     const paths = workspacePaths(this.options.stateDir, params.workspaceId);
-    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef });
+    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef, runtime });
     let record = this.records.find(params.workspaceId);
 
     if (record && record.specHash !== spec.hash) {
@@ -210,7 +215,7 @@ export class WorkspaceManager {
           data: { field: "workspaceId", reason: "the requested settings differ from the running container's and a turn is running" },
         });
       }
-      log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId });
+      log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId, runtime, previousRuntime: record.runtime });
       await removeContainer(docker, record.containerId);
       this.forget(params.workspaceId);
       record = undefined;
@@ -231,7 +236,7 @@ export class WorkspaceManager {
     }
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
     const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
-    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress });
+    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress, runtime });
     this.records.add(fresh);
     let isolation;
     try {

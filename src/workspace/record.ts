@@ -23,6 +23,8 @@ export interface WorkspaceRecord {
   egress: EgressPolicy;
   /** A narrower policy for the running turn (one without network access), or null. */
   turnEgress: EgressPolicy | null;
+  /** The OCI runtime the container runs under; null when unknown (adopted without the label). */
+  runtime: string | null;
   /** The container's isolation as measured (isolation-probe.ts), for containerId; null until measured. */
   isolation: MeasuredIsolation | null;
 }
@@ -38,6 +40,8 @@ export interface WorkspaceRecordFields {
   paths: WorkspacePaths;
   /** The operator's default egress policy, for a workspace that names none. */
   defaultEgress: EgressPolicy;
+  /** The OCI runtime the container runs under, if known. */
+  runtime: string | null;
 }
 
 /** The key a warm ensure compares: the same params give the same container. */
@@ -63,6 +67,7 @@ export function buildWorkspaceRecord(fields: WorkspaceRecordFields): WorkspaceRe
     sink: new LogSink(fields.paths.logFifo),
     egress: workspaceEgress(fields.params, fields.defaultEgress),
     turnEgress: null,
+    runtime: fields.runtime,
     isolation: null,
   };
 }
@@ -91,6 +96,7 @@ export function summarizeRecord(r: WorkspaceRecord, egressRefusals: number): Wor
     activeTurnId: r.activeTurnId,
     egress: describeEgress(egressInForce(r)),
     network: { mode: "none", via: "sidecar", egressRefusals },
+    runtime: r.runtime,
     isolation: isolationReport(r),
   };
 }

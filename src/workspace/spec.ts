@@ -30,6 +30,7 @@ export function containerName(workspaceId: string): string {
 export interface SpecContext {
   image: string;
   network: string;
+  /** The OCI runtime, resolved (workspace/runtimes.ts); null: the engine's default, unnamed. */
   runtime: string | null;
   defaultResources: ResourceLimits;
   nofile: number;
@@ -101,6 +102,7 @@ export function storedParams(params: WorkspaceParams): WorkspaceParams {
   if (params.network !== undefined) stored.network = params.network;
   if (params.resources !== undefined) stored.resources = params.resources;
   if (params.egress !== undefined) stored.egress = params.egress;
+  if (params.runtime !== undefined) stored.runtime = params.runtime;
   return stored;
 }
 
@@ -140,6 +142,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       [Labels.gid]: String(params.gid),
       [Labels.workspacePath]: params.workspacePath,
       [Labels.params]: JSON.stringify(storedParams(params)),
+      ...(context.runtime === null ? {} : { [Labels.runtime]: context.runtime }),
     },
     HostConfig: {
       Init: true,

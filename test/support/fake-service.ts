@@ -115,6 +115,7 @@ export class FakeSidecarService implements SidecarService {
       activeTurnId: null,
       egress: { mode: "public" },
       network: { mode: "none", via: "sidecar", egressRefusals: 0 },
+      runtime: params.runtime ?? "runc",
       isolation: null,
     };
     summary.isolation = sampleIsolation(summary.containerId);
