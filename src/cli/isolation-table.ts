@@ -4,7 +4,7 @@ import { formatTable } from "./format.js";
 
 export const ISOLATION_HEADER = ["WORKSPACE", "RUNTIME", "USER", "CAPS", "NNP", "SECCOMP", "ROOT", "WRITABLE", "PIDS", "MEMORY", "CPUS", "EGRESS", "KEY", "HOST"] as const;
 
-const allZero = (hex: string): boolean => /^0+$/.test(hex);
+const allZero = (hex: string): boolean => /^(0+|unsupported)$/.test(hex);
 
 function describeCaps(caps: IsolationReport["capabilities"]): string {
   if (allZero(caps.effective) && allZero(caps.bounding) && allZero(caps.permitted) && allZero(caps.ambient)) return "none";

@@ -29,7 +29,7 @@ export async function measureIsolation(docker: Docker, containerId: string, user
   const started = performance.now();
   const [info, result] = await Promise.all([
     withDocker("inspect a workspace container", () => docker.getContainer(containerId).inspect({ abortSignal: bounded })),
-    runExec(docker, containerId, { user, cmd: ["/bin/sh", "-c", isolationScript(hostAddresses())], signal: bounded }),
+    runExec(docker, containerId, { user, cmd: ["/bin/bash", "-c", isolationScript(hostAddresses())], signal: bounded }),
   ]);
   const measuredMs = performance.now() - started;
   const host = info.HostConfig;

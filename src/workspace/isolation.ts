@@ -14,24 +14,27 @@ export type MeasuredIsolation = Omit<IsolationReport, "egress">;
 export const HOST_PROBE_PORT = 2375;
 
 /**
- * Runs inside as the workspace user (sh). Each section starts with a `@@name` line. The connect
- * attempts use bash's /dev/tcp (no client of ours), each bounded by `timeout 2` and run in parallel.
+ * Runs inside as the workspace user, in bash (the image's), with builtins only: under gVisor every
+ * fork and exec is costly (ptrace), so files are read with `mapfile` and the connects are
+ * redirections of the `:` builtin to bash's /dev/tcp, one after another in the shell itself. With
+ * no route (network none) each fails at once; were there a route, a connect answers or the exec's
+ * deadline (isolation-probe.ts) ends the measurement, which then fails the ensure. setpriv
+ * (PR_GET_NO_NEW_PRIVS) runs only where /proc/self/status has no NoNewPrivs line (gVisor). Each
+ * section starts with a `@@name` line.
  */
 export function isolationScript(hostAddresses: readonly string[]): string {
-  const connects = hostAddresses
-    .map((address) => `( out=$(timeout 2 bash -c 'exec 3<>/dev/tcp/${address}/${HOST_PROBE_PORT}' 2>&1); echo "${address} rc=$? $(printf '%s' "$out" | tr '\\n' ' ')" ) &`)
-    .join("\n");
+  const addresses = hostAddresses.filter((a) => /^[0-9.]+$/.test(a)).join(" ");
   return [
-    "echo @@status; grep -E '^(Uid|Gid|Groups|CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status",
-    "echo @@setpriv; setpriv --dump 2>/dev/null | grep -E '^no_new_privs:'",
-    "echo @@mountinfo; cat /proc/self/mountinfo",
+    "show() { [ -r \"$1\" ] && mapfile -t m < \"$1\" && printf '%s\\n' \"${m[@]}\"; }",
+    "echo @@status; show /proc/self/status",
+    "echo @@setpriv; case \"${m[*]}\" in *NoNewPrivs:*) ;; *) setpriv --dump 2>/dev/null ;; esac",
+    "echo @@mountinfo; show /proc/self/mountinfo",
     "echo @@cgroup",
-    "for f in /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; do [ -r $f ] && printf '%s %s\\n' $f \"$(cat $f 2>/dev/null)\"; done",
-    "echo @@route; cat /proc/net/route 2>/dev/null",
-    "echo @@net; ls /sys/class/net 2>/dev/null",
+    "for f in /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; do [ -r $f ] && read -r v < $f 2>/dev/null && printf '%s %s\\n' $f \"$v\"; done",
+    "echo @@route; show /proc/net/route",
+    "echo @@net; show /proc/net/dev",
     "echo @@connect",
-    connects,
-    "wait",
+    `for a in ${addresses}; do e=$( { : 3<>/dev/tcp/$a/${HOST_PROBE_PORT}; } 2>&1 ) && e=connected; echo "$a \${e##*: }"; done`,
     "echo @@end",
   ].join("\n");
 }
@@ -117,6 +120,14 @@ export function parseCgroupLimits(lines: readonly string[]): { pids: number | nu
   return { pids, memoryBytes, cpus };
 }
 
+/** Interface names from /proc/net/dev (two header lines, then "name: counters"). */
+export function parseInterfaces(lines: readonly string[]): string[] {
+  return lines
+    .map((line) => /^\s*([^\s:]+):/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined)
+    .sort();
+}
+
 /** True when /proc/net/route holds a default route (destination 00000000) on any interface. */
 export function hasDefaultRoute(lines: readonly string[]): boolean {
   return lines.slice(1).some((line) => line.trim().split(/\s+/)[1] === "00000000");
@@ -141,7 +152,7 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
   const [uid = -1] = ids("Uid");
   const [gid = -1] = ids("Gid");
   const groups = ids("Groups");
-  const setprivLine = (sections.get("setpriv") ?? [])[0];
+  const setprivLine = (sections.get("setpriv") ?? []).find((l) => l.startsWith("no_new_privs:"));
   const nnpStatus = statusField(status, "NoNewPrivs");
   const noNewPrivs = setprivLine !== undefined ? /no_new_privs:\s*1/.test(setprivLine) : nnpStatus === "1";
   const seccompField = statusField(status, "Seccomp");
@@ -155,8 +166,8 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
   const limits: MeasuredIsolation["limits"] =
     cgroup && cgroup.pids !== null ? { ...cgroup, source: "cgroup" } : { pids: facts.pids, memoryBytes: facts.memoryBytes, cpus: facts.cpus, source: "inspect" };
   const connects = section("connect");
-  // "rc=0": connected. "refused": a host answered. Anything else (unreachable, timed out) got nowhere.
-  const reached = connects.filter((line) => / rc=0 /.test(`${line} `) || /refused/i.test(line));
+  // "connected", or "refused": a host answered. Anything else (unreachable, no route) got nowhere.
+  const reached = connects.filter((line) => /\b(connected|refused)\b/i.test(line));
   return {
     containerId: facts.containerId,
     runtime,
@@ -165,14 +176,15 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
       effective: statusField(status, "CapEff") ?? "",
       permitted: statusField(status, "CapPrm") ?? "",
       bounding: statusField(status, "CapBnd") ?? "",
-      ambient: statusField(status, "CapAmb") ?? "",
+      // gVisor has no ambient set (no CapAmb line): none can be raised.
+      ambient: statusField(status, "CapAmb") ?? "unsupported",
     },
     noNewPrivs,
     seccomp,
     readOnlyRoot: root?.readOnly ?? facts.readOnlyRootfs,
     mounts,
     limits,
-    network: { interfaces: (sections.get("net") ?? []).flatMap((l) => l.trim().split(/\s+/)).filter(Boolean), defaultRoute: hasDefaultRoute(sections.get("route") ?? []) },
+    network: { interfaces: parseInterfaces(sections.get("net") ?? []), defaultRoute: hasDefaultRoute(sections.get("route") ?? []) },
     modelKey: "proxy",
     hostReachable: reached.length > 0,
     hostProbe: connects.length === 0 ? "no host address to try" : connects.map((l) => l.trim()).join("; "),
@@ -193,7 +205,7 @@ export interface IsolationExpectation {
   cpus: number;
 }
 
-const ZERO_CAPS = /^0+$/;
+const ZERO_CAPS = /^(0+|unsupported)$/;
 
 /** Every way the measured report differs from what was asked; empty when it matches. */
 export function isolationDifferences(report: MeasuredIsolation, expected: IsolationExpectation): string[] {

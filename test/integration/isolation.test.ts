@@ -31,17 +31,18 @@ describe("the isolation report", () => {
     await t?.cleanup();
   });
 
-  test("ensure measures the container from inside; workspace.list carries the same report, and an exec inside agrees", async () => {
-    const ws = await t.workspace();
+  for (const runtime of ["runc", "runsc"] as const) test(`${runtime}: ensure measures the container from inside; workspace.list carries the same report, and an exec inside agrees`, async () => {
+    const gvisor = runtime === "runsc";
+    const ws = await t.workspace(undefined, { runtime });
     const ensured = await t.sidecar.service.ensureWorkspace(ws);
     const r = ensured.isolation as IsolationReport;
     assert.ok(r, "the ensure result carries isolation");
     assert.equal(r.containerId, ensured.containerId);
-    assert.equal(r.runtime, "runc");
+    assert.equal(r.runtime, runtime);
     assert.deepEqual(r.user, { uid: TEST_UID, gid: TEST_GID, groups: [TEST_GID] });
-    for (const [name, value] of Object.entries(r.capabilities)) assert.match(value, ZERO, `capabilities.${name}`);
+    for (const [name, value] of Object.entries(r.capabilities)) assert.match(value, gvisor && name === "ambient" ? /^unsupported$/ : ZERO, `capabilities.${name}`);
     assert.equal(r.noNewPrivs, true);
-    assert.equal(r.seccomp, "filter");
+    assert.equal(r.seccomp, gvisor ? "gvisor-sentry" : "filter");
     assert.equal(r.readOnlyRoot, true);
     const mount = (p: string): { path: string; readOnly: boolean } | undefined => r.mounts.find((m) => m.path === p);
     assert.deepEqual(mount("/"), { path: "/", readOnly: true });
@@ -51,14 +52,15 @@ describe("the isolation report", () => {
     assert.deepEqual(mount("/run/alive"), { path: "/run/alive", readOnly: true });
     assert.deepEqual(mount("/etc/hosts"), { path: "/etc/hosts", readOnly: true }, "the engine's /etc files are read-only under a read-only root");
     const d = t.config.defaultResources;
-    assert.deepEqual(r.limits, { pids: d.pids, memoryBytes: d.memoryMb * 1024 * 1024, cpus: d.cpus, source: "cgroup" });
+    // gVisor shows no cgroup files inside: the limits then come from the engine.
+    assert.deepEqual(r.limits, { pids: d.pids, memoryBytes: d.memoryMb * 1024 * 1024, cpus: d.cpus, source: gvisor ? "inspect" : "cgroup" });
     assert.deepEqual(r.network, { interfaces: ["lo"], defaultRoute: false });
     assert.deepEqual(r.egress, { policy: { mode: "public" }, enforcedBy: "sidecar-proxy" });
     assert.equal(r.modelKey, "proxy");
     assert.equal(r.hostReachable, false);
-    assert.match(r.hostProbe, /Network is unreachable/, r.hostProbe);
+    assert.match(r.hostProbe, gvisor ? /No route to host|Network is unreachable/ : /Network is unreachable/, r.hostProbe);
     assert.ok(r.measuredMs > 0 && r.measuredMs < 5_000, `measured in ${r.measuredMs} ms`);
-    console.log(`isolation measured in ${r.measuredMs} ms`);
+    console.log(`${runtime}: isolation measured in ${r.measuredMs} ms`);
 
     const listed = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId);
     assert.deepEqual(listed?.isolation, r, "workspace.list shows what the ensure measured");
@@ -66,8 +68,9 @@ describe("the isolation report", () => {
     const status = await statusInside(t, ensured.containerId);
     assert.equal(status.CapEff, r.capabilities.effective);
     assert.equal(status.CapBnd, r.capabilities.bounding);
-    assert.equal(status.NoNewPrivs, "1");
-    assert.equal(status.Seccomp, "2");
+    // What the report says of gVisor is what /proc/self/status shows there: no NoNewPrivs line, Seccomp 0.
+    assert.equal(status.NoNewPrivs, gvisor ? undefined : "1");
+    assert.equal(status.Seccomp, gvisor ? "0" : "2");
   });
 
   test("a warm ensure answers from the cache; a replaced container is measured again; the egress shown is the one in force", async () => {
@@ -89,13 +92,14 @@ describe("the isolation report", () => {
   test("a container that does not hold what its spec asks is refused (-32006, naming each difference) and removed", async () => {
     const ws = await t.workspace();
     const made = await t.sidecar.service.ensureWorkspace(ws);
-    const image = (await t.docker.getContainer(made.containerId).inspect()).Config.Image;
+    const info = await t.docker.getContainer(made.containerId).inspect();
     await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId });
     // The same name, labels and spec hash, but a writable root, no no-new-privileges and a capability:
     // the sidecar adopts a container by its hash, so only the measurement can tell.
     const spec = buildWorkspaceSpec(ws, workspacePaths(t.stateDir, ws.workspaceId), {
       ...specContextFromConfig(t.config, { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: t.instance }),
-      image,
+      image: info.Config.Image,
+      runtime: (info.HostConfig as { Runtime?: string }).Runtime ?? null,
     });
     const host = spec.options.HostConfig ?? {};
     const tampered = await t.docker.createContainer({ ...spec.options, HostConfig: { ...host, ReadonlyRootfs: false, SecurityOpt: [], CapAdd: ["CHOWN"] } });
