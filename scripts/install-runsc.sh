@@ -26,7 +26,9 @@ as_root() {
   fi
 }
 
-engine_lists_runsc() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+RUNTIME_ARGS='["--platform=ptrace","--network=none","--host-uds=open","--host-fifo=open"]'
+# The engine lists runsc with exactly these arguments (a runsc registered with others needs a reload).
+engine_lists_runsc() { docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null | tr -d ' ' | grep -qF "\"runtimeArgs\":${RUNTIME_ARGS}"; }
 
 docker info >/dev/null 2>&1 || die "the Docker engine does not answer: run scripts/install-docker.sh first"
 
@@ -41,6 +43,8 @@ say "$("${RUNSC_PATH}" --version 2>&1 | head -n 1)"
 # ptrace: the platform that needs no KVM and works inside a VM. network=none: the workspace has no
 # network of its own (NetworkMode none); the only mode that ran here. host-uds=open: lets processes
 # in the sandbox connect to the host Unix sockets bind-mounted at /run/alive (egress, model, API).
+# host-fifo=open: lets the log pump read the host FIFO at /run/alive/log (`docker logs`); without
+# it gVisor gives the sandbox a pipe of its own and even listing /run/alive fails (EINVAL).
 # node merges the runtime into the existing JSON and prints "unchanged" when it is already there.
 merged="$(as_root cat "${DAEMON_JSON}" 2>/dev/null || echo '{}')"
 result="$(printf '%s' "${merged}" | node -e '
@@ -48,12 +52,12 @@ result="$(printf '%s' "${merged}" | node -e '
   const text = fs.readFileSync(0, "utf8").trim() || "{}";
   let config;
   try { config = JSON.parse(text); } catch (error) { console.error(`not JSON: ${error.message}`); process.exit(2); }
-  const wanted = { path: process.argv[1], runtimeArgs: ["--platform=ptrace", "--network=none", "--host-uds=open"] };
+  const wanted = { path: process.argv[1], runtimeArgs: JSON.parse(process.argv[2]) };
   const runtimes = config.runtimes ?? {};
   if (JSON.stringify(runtimes.runsc) === JSON.stringify(wanted)) { console.log("unchanged"); process.exit(0); }
   config.runtimes = { ...runtimes, runsc: wanted };
   console.log(JSON.stringify(config, null, 2));
-' "${RUNSC_PATH}")" || die "${DAEMON_JSON} is not valid JSON; fix it by hand (nothing was changed)"
+' "${RUNSC_PATH}" "${RUNTIME_ARGS}")" || die "${DAEMON_JSON} is not valid JSON; fix it by hand (nothing was changed)"
 
 if [ "${result}" = "unchanged" ]; then
   say "${DAEMON_JSON} already registers runsc"
@@ -66,7 +70,7 @@ else
 fi
 
 if engine_lists_runsc; then
-  say "the engine lists runsc; nothing to reload"
+  say "the engine lists runsc with these arguments; nothing to reload"
   exit 0
 fi
 

@@ -28,9 +28,11 @@ export interface CodexExecEnvOptions {
 }
 
 /**
- * What codex's own exec adds to the container's env for one turn: the turn marker and the
- * secrets. Only this process gets them; its commands do not (shell_environment_policy), and it
- * runs non-dumpable, so they cannot read its environ either.
+ * What codex's own exec adds to the container's env for one turn: the turn marker, the turn's
+ * model credential and the MCP token. Only this process gets them; its commands do not inherit
+ * them (shell_environment_policy). codex is an ordinary process of the workspace's uid, so a
+ * command that reads its /proc/<pid>/environ finds them: the credential works only for this
+ * workspace's model proxy and only while the turn runs (docs/security.md).
  */
 export function buildCodexExecEnv(options: CodexExecEnvOptions): Record<string, string> {
   const env: Record<string, string> = {

@@ -1,8 +1,7 @@
 /**
  * Pre-started codex launchers. Starting a process in a container (runc exec) costs ~40-50 ms, most
- * of a turn's overhead. So each workspace keeps one launcher exec started ahead of time: an
- * execute-only bash (non-dumpable, like codex, so no process of the same uid can read its memory
- * or environ) that waits on stdin for one turn's header — the env entries codex gets and its argv,
+ * of a turn's overhead. So each workspace keeps one launcher exec started ahead of time: a copy
+ * of bash (/opt/codex/bin/alive-launch) that waits on stdin for one turn's header — the env entries codex gets and its argv,
  * each NUL-terminated — exports them and execs codex, which then reads the prompt from the
  * same stdin (bash reads a pipe byte by byte, so the prompt is left for codex).
  */

@@ -3,8 +3,8 @@
  * in the container (moby#9098), and codex's own SIGTERM leaves backgrounded grandchildren alive.
  *
  * Codex runs with the turn marker (TURN_MARKER_ENV=<turn>, set in env.ts) in its environment, which
- * its commands inherit; codex itself runs non-dumpable (execute-only binary), so its environ is unreadable and it is known
- * instead as the `codex` process exec'd from outside the container (parent pid 0). The sweep takes
+ * its commands inherit, and is also known as the `codex` process exec'd from outside the container
+ * (parent pid 0; under gVisor as under runc), which covers a codex whose environ cannot be read. The sweep takes
  * the earliest of these (codex itself) and kills every process of the container started at or after
  * it (start time from /proc/<pid>/stat), marker or not: children that cleared their environment,
  * setsid'd daemons and background jobs included. The init and the log pump started before any turn
@@ -16,7 +16,7 @@ import { TURN_MARKER_ENV } from "./env.js";
 export const SWEEP_SCRIPT = `
 marker="${TURN_MARKER_ENV}=$1"
 self=$$
-# "<ppid> <start time> <comm>" of a process, from /proc/<pid>/stat (readable even when non-dumpable)
+# "<ppid> <start time> <comm>" of a process, from /proc/<pid>/stat (readable for every process)
 info() { read -r s < "/proc/$1/stat" 2>/dev/null || return 1; c=\${s#*(}; c=\${c%) *}; s=\${s##*) }; set -- $s; echo "$2 \${20} $c"; }
 first=
 for p in /proc/[0-9]*; do
@@ -24,7 +24,7 @@ for p in /proc/[0-9]*; do
   [ "$pid" = 1 ] || [ "$pid" = "$self" ] && continue
   i=$(info "$pid") || continue
   set -- $i
-  # codex itself runs non-dumpable (its environ is unreadable): it is the codex exec'd from outside.
+  # codex is also known as the codex exec'd from outside (parent pid 0), should its environ be unreadable.
   if { [ "$1" = 0 ] && [ "$3" = codex ]; } || grep -qzx "$marker" "$p/environ" 2>/dev/null; then
     if [ -z "$first" ] || [ "$2" -lt "$first" ]; then first=$2; fi
   fi

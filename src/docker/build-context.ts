@@ -10,7 +10,6 @@ import tar from "tar-fs";
 const CODEX_CONTEXT_DIR = "codex";
 /** The vendor entries copied to /opt/codex (codex-resources/voice is left out). */
 const CODEX_ENTRIES = ["codex-package.json", "bin", "codex-path", path.join("codex-resources", "bwrap")] as const;
-/** Installed mode 0711 (see the map below). */
 /** The directory holding package.json, found by walking up from `from` (works from src/ and dist/src/). */
 export function findPackageRoot(from: string = fileURLToPath(import.meta.url)): string {
   let dir = path.dirname(from);
@@ -59,15 +58,12 @@ export async function stageBuildContext(contextDir: string, vendorDir: string): 
       header.uid = 0;
       header.gid = 0;
       const mode = header.mode ?? 0o644;
+      // Executables 0755, codex included: gVisor (runsc) cannot run an execute-only (0711) binary,
+      // and codex holds no secret worth hiding from its own workspace any more (docs/security.md).
       header.mode = header.type === "directory" || (mode & 0o111) !== 0 ? 0o755 : 0o644;
-      // Execute-only codex: the kernel makes a process whose binary it cannot read non-dumpable,
-      // so the agent (same uid) cannot read codex's /proc/<pid>/environ, where its key is.
-      if (EXECUTE_ONLY.has(header.name)) header.mode = 0o711;
       return header;
     },
   });
   // tar-fs packs into a streamx Readable; dockerode only pipes it, which streamx supports.
   return { stream: pack as unknown as NodeJS.ReadableStream, dir };
 }
-
-const EXECUTE_ONLY = new Set(["codex/bin/codex", "codex/bin/codex-code-mode-host"]);

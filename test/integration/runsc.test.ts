@@ -1,0 +1,246 @@
+/**
+ * A workspace under gVisor (runtime "runsc"): the whole turn path against the real engine and the
+ * real codex, with the scripted model on the host's loopback behind the sidecar's model proxy.
+ * Ensure, a command turn, resume, cancel (nothing left), an MCP server, the egress policy (a refused
+ * CONNECT and an allowed internal destination) and `docker logs`; a runtime the operator does not
+ * allow or the engine does not have makes nothing; a changed runtime replaces the idle container.
+ *
+ * Needs runsc registered with the engine (scripts/install-runsc.sh). runsc on the ptrace platform
+ * is slow: each turn here takes seconds, so the file keeps to one sidecar and few turns.
+ */
+import { after, before, beforeEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import type { AddressInfo } from "node:net";
+import { Labels } from "../../src/docker/labels.js";
+import { ErrorCode, SidecarError } from "../../src/errors.js";
+import type { RunTurnParams, TurnHooks, TurnResult, WorkspaceSummary } from "../../src/service.js";
+import { workspacePaths } from "../../src/workspace/paths.js";
+import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
+import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
+import { TEST_API_KEY, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import { waitFor } from "../support/wait.js";
+
+/** runsc with ptrace on a loaded 2-core machine: a turn with a command can take tens of seconds. */
+const TURN_TIMEOUT_MS = 120_000;
+/** A runtime the test allows but no engine has. */
+const MISSING_RUNTIME = "alive-test-missing-runtime";
+
+/**
+ * Processes in the container other than the init, the log pump, the forwarders' listeners and the
+ * idle launcher of the next turn (as turns.test.ts counts them): what a turn left behind.
+ */
+async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
+  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
+  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
+  const procs = listing.stdout
+    .trim()
+    .split("\n")
+    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
+  return procs
+    .filter(({ pid, ppid, cmd }) => {
+      if (pid === "1" || cmd === "") return false;
+      if (/while :; do cat \/run\/alive\/log/.test(cmd) || /^cat \/run\/alive\/log/.test(cmd) || /for p in \/proc/.test(cmd) || /alive-launch -c/.test(cmd)) return false;
+      // Between two forwarder restarts the loop sleeps; a sleep whose parent is the init's shell is the loop's.
+      return !(/^socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(cmd) && !isSocat(ppid));
+    })
+    .map(({ pid, cmd }) => `${pid} ${cmd}`);
+}
+
+function recorder(): { types: string[]; hooks: TurnHooks } {
+  const types: string[] = [];
+  return { types, hooks: { onEvent: (_turnId, _seq, event) => types.push(event.type === "item.started" ? `item.started:${event.item.type}` : event.type) } };
+}
+
+function commandOutput(result: TurnResult): string {
+  return result.items.map((item) => (item.type === "command_execution" ? item.aggregated_output : "")).join("\n");
+}
+
+/** Writes a raw request to the egress proxy's loopback port; prints "PX <label> <status> <refusal> <last line>". */
+const PX = [
+  "px() (",
+  '  exec 3<>/dev/tcp/127.0.0.1/3128 || { echo "PX $1 noproxy"; exit 0; }',
+  "  printf '%b' \"$2\" >&3",
+  "  resp=$(timeout 15 cat <&3 | tr -d '\\r')",
+  "  status=$(printf '%s\\n' \"$resp\" | head -n1 | cut -d' ' -f2)",
+  "  refused=$(printf '%s\\n' \"$resp\" | sed -n 's/^x-alive-egress-refused: //Ip' | head -n1)",
+  '  echo "PX $1 $status ${refused:-none} $(printf \'%s\\n\' "$resp" | tail -n1)"',
+  ")",
+].join("\n");
+
+async function summaryOf(t: TestSidecar, workspaceId: string): Promise<WorkspaceSummary> {
+  const found = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId);
+  assert.ok(found, `workspace ${workspaceId} is listed`);
+  return found;
+}
+
+describe("a workspace under gVisor (runtime runsc)", () => {
+  let stub: ResponsesStub;
+  let t: TestSidecar;
+  let internal: http.Server;
+  let internalPort: number;
+  const internalRequests: string[] = [];
+
+  before(async () => {
+    const info = (await import("../../src/docker/engine.js")).createDockerClient("unix:///var/run/docker.sock");
+    const runtimes = Object.keys(((await info.info()) as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
+    assert.ok(runtimes.includes("runsc"), `the engine lists runsc (scripts/install-runsc.sh registers it); it lists ${runtimes.join(", ")}`);
+    stub = await ResponsesStub.start({ host: "127.0.0.1" });
+    internal = http.createServer((req, res) => {
+      internalRequests.push(req.url ?? "");
+      res.end(`internal-ok ${req.url ?? ""}`);
+    });
+    await new Promise<void>((resolve) => internal.listen(0, "127.0.0.1", resolve));
+    internalPort = (internal.address() as AddressInfo).port;
+    t = await startTestSidecar({
+      stub,
+      flags: { "--runtimes": `runc,runsc,${MISSING_RUNTIME}`, "--internal-destinations": `http://127.0.0.1:${internalPort}` },
+    });
+  });
+  after(async () => {
+    await t?.cleanup();
+    await stub?.close();
+    internal?.closeAllConnections();
+    await new Promise((resolve) => internal?.close(resolve));
+  });
+  beforeEach(() => stub.reset());
+
+  const run = (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> =>
+    t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks);
+
+  test("a runtime off the allowlist or unknown to the engine is -32006 naming it and the allowed ones, and makes nothing", async () => {
+    for (const [runtime, pattern] of [
+      ["io.containerd.runc.v2", /not allowed: the operator allows runc, runsc, alive-test-missing-runtime/],
+      ["kata", /the operator allows/],
+      [MISSING_RUNTIME, /not registered with the Docker engine, which lists .*runsc/],
+    ] as const) {
+      const ws = await t.workspace(uniqueId("refused"), { runtime });
+      await assert.rejects(t.sidecar.service.ensureWorkspace(ws), (error: unknown) => {
+        assert.ok(error instanceof SidecarError, String(error));
+        assert.equal(error.code, ErrorCode.notAllowed);
+        assert.equal(error.data?.field, "runtime");
+        assert.match(error.message, new RegExp(`"${runtime.replace(/\./g, "\\.")}"`));
+        assert.match(error.message, pattern);
+        assert.deepEqual(error.data?.allowed, ["runc", "runsc"], "the allowed runtimes the engine has");
+        return true;
+      });
+      const made = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] } });
+      assert.deepEqual(made, [], "no container");
+      await assert.rejects(fs.stat(workspacePaths(t.stateDir, ws.workspaceId).root), { code: "ENOENT" }, "no host dirs");
+      assert.equal((await t.sidecar.service.listWorkspaces()).workspaces.some((w) => w.workspaceId === ws.workspaceId), false);
+    }
+  });
+
+  test("ensure, a command turn, a resumed turn and docker logs, inside gVisor", async () => {
+    const ws = await t.workspace(uniqueId("gv"), { runtime: "runsc" });
+    const ensured = await t.sidecar.service.ensureWorkspace(ws);
+    const inspect = await t.docker.getContainer(ensured.containerId).inspect();
+    assert.equal(inspect.HostConfig.Runtime, "runsc");
+    assert.equal(inspect.Config.Labels[Labels.runtime], "runsc");
+    assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runsc");
+    // gVisor's own kernel answers, not the host's.
+    const dmesg = await execIn(t.docker, ensured.containerId, ["/bin/sh", "-c", "dmesg 2>&1 | head -n 3"]);
+    assert.match(dmesg.stdout, /gVisor/i, dmesg.stdout + dmesg.stderr);
+
+    stub.script({ kind: "command", cmd: "echo made-in-gvisor > made.txt; id -u; cat made.txt" }, { kind: "message", text: "first answer" });
+    const first = await run({ workspaceId: ws.workspaceId, turnId: "turn-gv-1", input: "first question" });
+    assert.equal(first.status, "completed", JSON.stringify(first.error));
+    assert.equal(first.finalResponse, "first answer");
+    assert.match(commandOutput(first), /made-in-gvisor/);
+    const file = path.join(ws.workspacePath, "made.txt");
+    assert.equal((await fs.readFile(file, "utf8")).trim(), "made-in-gvisor");
+    assert.equal((await fs.stat(file)).uid, ws.uid, "written through the bind mount as the workspace uid");
+    assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model proxy swapped in the key");
+    assert.ok(first.threadId);
+
+    stub.script({ kind: "message", text: "second answer" });
+    const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });
+    assert.equal(second.status, "completed", JSON.stringify(second.error));
+    assert.equal(second.threadId, first.threadId);
+    const history = inputMessages(stub.requests.at(-1)!).map((m) => m.text).join("\n");
+    assert.match(history, /first question/);
+    assert.match(history, /first answer/);
+
+    const finished = new RegExp(`turn=turn-gv-1 thread=${first.threadId} event=finished status=completed`);
+    const logs = await waitFor(async () => {
+      const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
+      return finished.test(current) ? current : null;
+    }, { timeoutMs: 10_000, what: "the turn's end in docker logs" });
+    assert.match(logs, /^\S+Z \S+Z turn=turn-gv-1 thread=new event=started$/m);
+    assert.ok(!logs.includes(TEST_API_KEY));
+  });
+
+  test("cancel during a long command leaves no process of the turn in the sandbox", async () => {
+    const ws = await t.workspace(uniqueId("gvc"), { runtime: "runsc" });
+    const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
+    stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000" }, { kind: "message", text: "never" });
+    const rec = recorder();
+    const turn = run({ workspaceId: ws.workspaceId, turnId: "turn-gv-cancel", input: "long job" }, rec.hooks);
+    await waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" });
+    await waitFor(async () => (await turnProcesses(t, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
+    assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId: "turn-gv-cancel" }), { cancelled: true });
+    const result = await turn;
+    assert.equal(result.status, "cancelled");
+    await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
+      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, containerId))}`);
+    });
+    // The workspace is usable again: the next turn runs (the cancelled turn's last step was never asked for).
+    stub.reset();
+    stub.script({ kind: "message", text: "after cancel" });
+    assert.equal((await run({ workspaceId: ws.workspaceId, input: "again" })).finalResponse, "after cancel");
+  });
+
+  test("an MCP server's tool call and the egress policy (a refused CONNECT, an allowed internal destination)", async () => {
+    const ws = await t.workspace(uniqueId("gvm"), { runtime: "runsc", egress: { allow: ["*.example.test"], deny: ["bad.example.test"] } });
+    await t.sidecar.service.ensureWorkspace(ws);
+    const server = path.join(ws.workspacePath, "env-server.cjs");
+    await fs.writeFile(server, MCP_ENV_SERVER_SOURCE);
+    // MCP tools come through tool_search once the server is up: call the tool until it answers, within a bound.
+    let attempts = 0;
+    stub.respondWith((request) => {
+      const output = functionCallOutput(request as Parameters<typeof functionCallOutput>[0]) ?? "";
+      if (output.includes("ENV-JSON")) return { kind: "message", text: "tool done" };
+      attempts += 1;
+      return attempts <= 200 ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` } : { kind: "message", text: "gave up" };
+    });
+    const mcp = await run({ workspaceId: ws.workspaceId, input: "call the tool", mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value" } } } });
+    assert.equal(mcp.status, "completed", JSON.stringify(mcp.error));
+    assert.equal(mcp.finalResponse, "tool done");
+    const toolOutput = (functionCallOutput(stub.requests.at(-1)!) ?? "").replace(/\\"/g, '"');
+    assert.match(toolOutput, /"EXTRA_FROM_SPEC":"spec-value"/);
+    assert.match(toolOutput, new RegExp(`"ALIVE_WORKSPACE_ID":"${ws.workspaceId}"`));
+
+    stub.reset();
+    const get = `GET http://127.0.0.1:${internalPort}/from-gvisor HTTP/1.1\\r\\nHost: 127.0.0.1:${internalPort}\\r\\nConnection: close\\r\\n\\r\\n`;
+    const cmd = [PX, "px denied 'CONNECT bad.example.test:443 HTTP/1.1\\r\\nHost: bad.example.test:443\\r\\n\\r\\n'", `px internal '${get}'`].join("\n");
+    stub.script({ kind: "command", cmd }, { kind: "message", text: "probed" });
+    const probed = await run({ workspaceId: ws.workspaceId, input: "probe" });
+    assert.equal(probed.status, "completed", JSON.stringify(probed.error));
+    const output = commandOutput(probed);
+    assert.match(output, /^PX denied 403 denied .*bad\.example\.test/m, output);
+    assert.match(output, /^PX internal 200 none internal-ok \/from-gvisor$/m, output);
+    assert.deepEqual(internalRequests, ["/from-gvisor"]);
+    assert.equal((await summaryOf(t, ws.workspaceId)).network.egressRefusals, 1);
+  });
+
+  test("a changed runtime replaces the idle container, keeping HOME; the same runtime keeps it", async () => {
+    const ws = await t.workspace(uniqueId("gvr"), { runtime: "runsc" });
+    const first = await t.sidecar.service.ensureWorkspace(ws);
+    assert.equal((await t.sidecar.service.ensureWorkspace(ws)).containerId, first.containerId, "same runtime: same container");
+    const home = workspacePaths(t.stateDir, ws.workspaceId).home;
+    await fs.writeFile(path.join(home, "kept.txt"), "kept");
+    const { runtime: _runtime, ...asRunc } = ws;
+    const second = await t.sidecar.service.ensureWorkspace(asRunc);
+    assert.notEqual(second.containerId, first.containerId);
+    assert.equal(second.created, true);
+    assert.equal((await t.docker.getContainer(second.containerId).inspect()).HostConfig.Runtime, "runc", "the engine's default when none is asked for");
+    assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runc");
+    await assert.rejects(t.docker.getContainer(first.containerId).inspect(), { statusCode: 404 }, "the runsc container is gone");
+    assert.equal(await fs.readFile(path.join(home, "kept.txt"), "utf8"), "kept");
+  });
+});
