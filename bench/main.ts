@@ -2,7 +2,7 @@
  * `npm run bench`: the sidecar's performance against its baselines, on this machine, now.
  *
  *   npm run bench                       every section
- *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, density, turn, cancel, rpc, proxy, accounting)
+ *   npm run bench -- --only=cold,rpc    some sections (cold, warm, paused, density, turn, cancel, rpc, proxy, accounting, runtimes)
  *   npm run bench -- --quick            small N, for trying the bench itself (figures not meaningful)
  *
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
@@ -22,10 +22,11 @@ import { benchProxy } from "./proxy.js";
 import { startBenchEnv, type BenchEnv } from "./harness.js";
 import { failedSection, renderSection, summaryTable, type Check, type SectionResult } from "./report.js";
 import { benchRpc } from "./rpc.js";
+import { benchRuntimes } from "./runtimes.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting"] as const;
+const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting", "runtimes"] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -119,6 +120,9 @@ async function main(): Promise<number> {
     );
     await run("accounting", "metrics and accounting overhead", ["metrics and accounting overhead p50"], () =>
       benchAccountingOverhead(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
+    );
+    await run("runtimes", "runtimes (runc, runsc)", ["runsc cold ensure p50 (runc alongside)", "runsc warm turn overhead p50 (runc alongside)"], () =>
+      benchRuntimes(env, { coldN: n(10, 2), turnN: n(10, 2), warmup: n(1, 1) }),
     );
   } finally {
     process.off("SIGINT", onSignal);

@@ -10,7 +10,6 @@ import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { removeContainer } from "../docker/containers.js";
-import { withDocker } from "../docker/engine.js";
 import { readContainerLogs } from "../docker/container-logs.js";
 import { ExecStreams } from "../docker/exec-streams.js";
 import type { EnsureWorkspaceResult, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
@@ -299,15 +298,8 @@ export class WorkspaceManager {
     }
     await this.pending.get(workspaceId)?.catch(() => undefined);
     const target = record?.containerId ?? containerName(workspaceId);
-    const gone = await withDocker(
-      `remove the container of workspace ${workspaceId}`,
-      async () => {
-        await this.options.docker.getContainer(target).remove({ force: true, v: true });
-        return true;
-      },
-      { ignore: [404] },
-    );
-    const removed = gone === true || record !== undefined;
+    const gone = await removeContainer(this.options.docker, target);
+    const removed = gone || record !== undefined;
     this.forget(workspaceId);
     if (purgeHome) await removeTenantTree(workspacePaths(this.options.stateDir, workspaceId).root);
     this.options.log.info("workspace removed", { workspaceId, purgeHome, removed });

@@ -10,6 +10,21 @@ import type { Docker } from "../docker/engine.js";
 import { withDocker } from "../docker/engine.js";
 import { ErrorCode, SidecarError } from "../errors.js";
 
+/**
+ * How many host tasks a sandbox needs per task of the workspace's under gVisor: runsc's ptrace
+ * platform backs the sandbox's processes with host stub processes (a thread in each per Sentry
+ * thread that ran it) and keeps a pool of them, all in the container's pids cgroup. Measured here:
+ * 317 host tasks after one codex turn, 629 after twelve, a few dozen processes inside. At the plain
+ * limit (512 by default) the Sentry's next clone fails with EAGAIN and it panics, killing the
+ * container mid-turn (exit code 2).
+ */
+export const GVISOR_PIDS_FACTOR = 16;
+
+/** The engine's PidsLimit for a workspace allowed `pids` processes under `runtime` (docs/runtimes.md). */
+export function hostPidsLimit(runtime: string | null, pids: number): number {
+  return runtime === "runsc" ? pids * GVISOR_PIDS_FACTOR : pids;
+}
+
 /** What the engine says about its runtimes (`docker info`: Runtimes' keys and DefaultRuntime). */
 export interface EngineRuntimes {
   names: string[];

@@ -7,6 +7,7 @@ import { forwarderScript, insideApiUrl, proxyEnv } from "../egress/container-net
 import type { ResourceLimits, SidecarConfig } from "../config.js";
 import type { WorkspaceParams } from "../service.js";
 import type { WorkspacePaths } from "./paths.js";
+import { hostPidsLimit } from "./runtimes.js";
 
 export const CONTAINER_RUN_DIR = "/run/alive";
 /** WorkspacePaths.turnFiles as codex sees it. */
@@ -151,7 +152,8 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       Tmpfs: { "/var/tmp": "rw,nosuid,nodev,size=64m" },
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true"],
-      PidsLimit: resources.pids,
+      // Under gVisor the cgroup counts the sandbox's host tasks, not the tenant's (runtimes.ts).
+      PidsLimit: hostPidsLimit(context.runtime, resources.pids),
       Memory: resources.memoryMb * 1024 * 1024,
       MemorySwap: resources.memoryMb * 1024 * 1024,
       // The CPU limit as quota over a period the operator chooses (ALIVE_CODEX_CPU_PERIOD), not

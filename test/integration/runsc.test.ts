@@ -142,6 +142,7 @@ describe("a workspace under gVisor (runtime runsc)", () => {
     const inspect = await t.docker.getContainer(ensured.containerId).inspect();
     assert.equal(inspect.HostConfig.Runtime, "runsc");
     assert.equal(inspect.Config.Labels[Labels.runtime], "runsc");
+    assert.equal(inspect.HostConfig.PidsLimit, 512 * 16, "the pids cgroup holds gVisor's host tasks too");
     assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runsc");
     // gVisor's own kernel answers, not the host's.
     const dmesg = await execIn(t.docker, ensured.containerId, ["/bin/sh", "-c", "dmesg 2>&1 | head -n 3"]);
@@ -157,6 +158,7 @@ describe("a workspace under gVisor (runtime runsc)", () => {
     assert.equal((await fs.stat(file)).uid, ws.uid, "written through the bind mount as the workspace uid");
     assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model proxy swapped in the key");
     assert.ok(first.threadId);
+    assert.ok((first.resources.cpuSeconds ?? 0) > 0, "the sandbox's cgroup is metered");
 
     stub.script({ kind: "message", text: "second answer" });
     const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });

@@ -103,6 +103,8 @@ describe("runtime in the spec", () => {
     assert.equal(runsc.options.HostConfig?.Runtime, "runsc");
     assert.equal(runsc.options.Labels?.[Labels.runtime], "runsc");
     assert.notEqual(runc.hash, runsc.hash);
+    assert.equal(runc.options.HostConfig?.PidsLimit, 512);
+    assert.equal(runsc.options.HostConfig?.PidsLimit, 512 * 16, "gVisor's host tasks (ptrace stubs) count against the cgroup");
     assert.equal(JSON.parse(runsc.options.Labels![Labels.params]!).runtime, "runsc", "kept for adoption");
   });
 });
