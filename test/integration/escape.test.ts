@@ -15,16 +15,13 @@ import { fileURLToPath } from "node:url";
 import type { IsolationReport, TurnResult, WorkspaceParams } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { hostAddresses } from "../../src/workspace/isolation-probe.js";
+import { hostPidsLimit } from "../../src/workspace/runtimes.js";
 import { ResponsesStub, functionCallOutput } from "../support/responses-stub.js";
 import { TEST_API_KEY, TEST_UID, execIn, startTestSidecar, testGateway, type TestSidecar } from "../support/sidecar.js";
 
 const PROBES_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/support/escape-probes.sh");
 const TURN_TIMEOUT_MS = 240_000;
-/**
- * The default pids limit. Under gVisor the limit counts the sandbox's own host tasks (the Sentry and
- * its ptrace stubs) too: 256 killed the sandbox as codex started (container_died), so both runtimes
- * use the sidecar's default.
- */
+/** The workspace's pids limit (under gVisor the engine's limit is hostPidsLimit of it: runtimes.ts). */
 const PIDS = 512;
 const MEMORY_MB = 384;
 /** The probes in parts, one exec_command each: codex hands a command back after at most 30 s. */
@@ -137,7 +134,7 @@ describe("escape and abuse suite, from inside a codex turn", () => {
       ESC_HOSTS: hosts.join(" "),
       ESC_LISTEN_PORT: String(listenerPort),
       ESC_KEY_HEX: Buffer.from(TEST_API_KEY).toString("hex"),
-      ESC_PIDS: String(PIDS),
+      ESC_PIDS: String(hostPidsLimit(runtime, PIDS)),
       ESC_MEM_MB: String(MEMORY_MB),
       ESC_DISK_QUOTA_MB: "",
       ESC_SKIP: skip.join(" "),
@@ -202,7 +199,7 @@ describe("escape and abuse suite, from inside a codex turn", () => {
       assert.deepEqual(r.network.interfaces, ["lo"]);
       assert.match(evidence("default_route"), /interfaces: lo;/);
       assert.equal(r.readOnlyRoot, true);
-      assert.equal(r.limits.pids, PIDS);
+      assert.equal(r.limits.pids, hostPidsLimit(runtime, PIDS));
       assert.equal(r.limits.memoryBytes, MEMORY_MB * 2 ** 20);
       assert.equal(r.modelKey, "proxy");
     });

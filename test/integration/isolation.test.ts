@@ -9,6 +9,7 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { Labels } from "../../src/docker/labels.js";
 import type { IsolationReport } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
+import { hostPidsLimit } from "../../src/workspace/runtimes.js";
 import { buildWorkspaceSpec, specContextFromConfig } from "../../src/workspace/spec.js";
 import { CONTAINER_HOME, CONTAINER_TMPDIR } from "../../src/workspace/container-env.js";
 import { INSTANCE_LABEL, TEST_GID, TEST_RUN_ID, TEST_UID, execIn, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
@@ -53,7 +54,7 @@ describe("the isolation report", () => {
     assert.deepEqual(mount("/etc/hosts"), { path: "/etc/hosts", readOnly: true }, "the engine's /etc files are read-only under a read-only root");
     const d = t.config.defaultResources;
     // gVisor shows no cgroup files inside: the limits then come from the engine.
-    assert.deepEqual(r.limits, { pids: d.pids, memoryBytes: d.memoryMb * 1024 * 1024, cpus: d.cpus, source: gvisor ? "inspect" : "cgroup" });
+    assert.deepEqual(r.limits, { pids: hostPidsLimit(runtime, d.pids), memoryBytes: d.memoryMb * 1024 * 1024, cpus: d.cpus, source: gvisor ? "inspect" : "cgroup" });
     assert.deepEqual(r.network, { interfaces: ["lo"], defaultRoute: false });
     assert.deepEqual(r.egress, { policy: { mode: "public" }, enforcedBy: "sidecar-proxy" });
     assert.equal(r.modelKey, "proxy");
