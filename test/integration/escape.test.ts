@@ -171,8 +171,8 @@ describe("escape and abuse suite, from inside a codex turn", () => {
   }
 
   for (const runtime of ["runc", "runsc"] as const) {
-    // Under gVisor the fork bomb takes the whole sandbox down (see the todo test below): skipped here.
-    const skip = runtime === "runsc" ? ["fork_bomb"] : [];
+    // Under gVisor the fork and memory bombs take the whole sandbox down (the todo tests below): skipped here.
+    const skip = runtime === "runsc" ? ["fork_bomb", "memory_bomb"] : [];
     test(`${runtime}: every probe holds, and workspace.list's isolation says what the probes saw`, async () => {
       const { lines, ws } = await runProbes(runtime, PARTS, skip);
       const names = new Set(lines.map((l) => l.name));
@@ -205,12 +205,15 @@ describe("escape and abuse suite, from inside a codex turn", () => {
     });
   }
 
-  // Found by this suite: under gVisor the pids limit is enforced on the sandbox's host tasks (the
-  // Sentry's), so a fork bomb that reaches it stops the whole sandbox (the container exits 2 and the
-  // turn fails container_died) instead of failing a fork inside. Contained to the workspace (nothing
-  // else is touched), but the workspace dies. Fixing it is the runtime's plumbing (docs/security.md).
-  test("runsc: a fork bomb fails a fork inside the sandbox instead of stopping it", { todo: "gVisor: the pids limit stops the sandbox (docs/security.md, Isolation report)" }, async () => {
-    const { lines } = await runProbes("runsc", ["bombs"]);
-    assert.equal(lines.find((l) => l.name === "fork_bomb")?.verdict, "HELD");
-  });
+  // Found by this suite: under gVisor the pids and memory limits are enforced on the sandbox's host
+  // tasks (the Sentry and its ptrace stubs), not inside it, so a bomb that reaches one stops the whole
+  // sandbox (the turn fails container_died: the Sentry panics, or the host OOM-kills it) instead of
+  // failing a fork or killing the allocating process inside. Contained to the workspace (nothing else
+  // is touched), but the workspace dies. The fix is the runtime's plumbing (docs/security.md).
+  for (const [bomb, other] of [["fork_bomb", "memory_bomb"], ["memory_bomb", "fork_bomb"]] as const) {
+    test(`runsc: the ${bomb.replace("_", " ")} is stopped inside the sandbox, which survives it`, { todo: "gVisor: a bomb reaching the host cgroup's limit stops the sandbox (docs/security.md, Isolation report)" }, async () => {
+      const { lines } = await runProbes("runsc", ["bombs"], [other]);
+      assert.equal(lines.find((l) => l.name === bomb)?.verdict, "HELD");
+    });
+  }
 });
