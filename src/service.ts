@@ -42,6 +42,8 @@ export interface EnsureWorkspaceResult {
   containerName: string;
   created: boolean;
   state: ContainerState;
+  /** What was measured of the running container (extension; docs/security.md "Isolation report"). */
+  isolation?: IsolationReport;
 }
 
 export interface WorkspaceSummary {
@@ -59,6 +61,8 @@ export interface WorkspaceSummary {
   network: { mode: "none"; via: "sidecar"; egressRefusals: number };
   /** The workspace's own disk (HOME, TMPDIR, run dir) when disk limits are on and it is attached; else null. */
   disk?: DiskUsage | null;
+  /** What was measured of the container (extension); null until an ensure has measured it (an adopted container not yet ensured). */
+  isolation: IsolationReport | null;
   /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
   runtime: string | null;
 }
@@ -77,6 +81,40 @@ export interface DiskHealth {
   enforcement: "image" | "none";
   /** Workspace disks attached (mounted) now. */
   attached: number;
+}
+
+/**
+ * A workspace container's isolation, measured from the running container (inspect plus a process
+ * exec'd inside as the workspace user), not echoed from its spec (docs/security.md "Isolation report").
+ */
+export interface IsolationReport {
+  containerId: string;
+  /** The OCI runtime the engine ran it with ("runc", "runsc"). */
+  runtime: string;
+  user: { uid: number; gid: number; groups: number[] };
+  /** As /proc/self/status shows them, hex (all zero: no capability at all). */
+  capabilities: { effective: string; permitted: string; bounding: string; ambient: string };
+  /** PR_GET_NO_NEW_PRIVS as the workspace user sees it (setpriv --dump), else /proc/self/status. */
+  noNewPrivs: boolean;
+  /** "filter": a seccomp BPF filter (runc); "gvisor-sentry": gVisor's own kernel is the filter (it reports Seccomp 0). */
+  seccomp: "filter" | "strict" | "disabled" | "gvisor-sentry";
+  readOnlyRoot: boolean;
+  /** Mounts outside /proc, /dev and /sys, as the container sees them. */
+  mounts: Array<{ path: string; readOnly: boolean }>;
+  /** From the container's cgroup as seen inside ("cgroup"), else from the engine ("inspect"). */
+  limits: { pids: number | null; memoryBytes: number | null; cpus: number | null; source: "cgroup" | "inspect" };
+  /** Interfaces inside (only "lo" for network none) and whether a default route exists. */
+  network: { interfaces: string[]; defaultRoute: boolean };
+  /** The policy in force and how it is enforced: no network of its own, only the sidecar's proxies. */
+  egress: { policy: EgressDescription; enforcedBy: "sidecar-proxy" };
+  /** Where the model key is: in the sidecar's model proxy, never in the container. */
+  modelKey: "proxy";
+  /** A TCP connect from inside to the host's addresses: false when none got through or was refused by the host; evidence holds the errors. */
+  hostReachable: boolean;
+  hostProbe: string;
+  measuredAt: string;
+  /** How long the measurement took (inspect and exec in parallel). */
+  measuredMs: number;
 }
 
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };

@@ -12,7 +12,7 @@ import type { Logger } from "../log.js";
 import { removeContainer } from "../docker/containers.js";
 import { readContainerLogs } from "../docker/container-logs.js";
 import { ExecStreams } from "../docker/exec-streams.js";
-import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { EnsureWorkspaceResult, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
 import { createWorkspaceContainer } from "./create-container.js";
 import type { WorkspaceDisks } from "./disk-image.js";
@@ -23,7 +23,10 @@ import { pauseIdleWorkspace, resumeWorkspace, stopIdleWorkspace } from "./lifecy
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
 import type { EgressPolicy } from "../egress/policy.js";
 import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
-import { buildWorkspaceRecord, egressInForce, paramsKey, type WorkspaceRecord } from "./record.js";
+import { isolationDifferences } from "./isolation.js";
+import { expectationFromSpec, measureIsolation } from "./isolation-probe.js";
+import { buildWorkspaceRecord, egressInForce, isolationReport, paramsKey, type WorkspaceRecord } from "./record.js";
+import type { WorkspaceSpec } from "./spec.js";
 import { WorkspaceRegistry } from "./registry.js";
 import type { WorkspaceRuntimes } from "./runtimes.js";
 import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
@@ -194,8 +197,11 @@ export class WorkspaceManager {
     const record = this.records.find(params.workspaceId);
     if (!record || record.state !== "running" || this.imageRef === null || !this.events.following) return null;
     if (record.paramsKey !== paramsKey(params)) return null;
+    // An adopted container not measured yet takes the cold path once, which measures it.
+    const isolation = isolationReport(record);
+    if (isolation === null) return null;
     record.lastActiveAt = Date.now();
-    return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: record.state };
+    return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: record.state, isolation };
   }
 
   private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
@@ -241,7 +247,8 @@ export class WorkspaceManager {
       // Paused: thawed (the fast path); stopped: started. Either way the same container and HOME.
       await resumeWorkspace(docker, record, { stale: !this.events.following, signal });
       record.paramsKey = paramsKey(params);
-      return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running" };
+      const isolation = await this.checkIsolation(record, spec, false, signal);
+      return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running", isolation };
     }
 
     if (this.records.size >= this.options.maxWorkspaces) {
@@ -253,7 +260,9 @@ export class WorkspaceManager {
     const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
     const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress, runtime });
     this.records.add(fresh);
+    let isolation;
     try {
+      isolation = await this.checkIsolation(fresh, spec, created, signal);
       await this.serveNetwork(fresh);
     } catch (error) {
       this.forget(params.workspaceId);
@@ -261,7 +270,40 @@ export class WorkspaceManager {
       throw error;
     }
     log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
-    return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running" };
+    return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running", isolation };
+  }
+
+  /**
+   * The container's isolation, measured once per container id (cached on the record) and compared
+   * with what the spec asked for. A container that differs is refused (-32006, naming each
+   * difference) and removed: it carries our labels and the spec's hash, yet does not hold what the
+   * spec promises, so it must not run a tenant's code. A failed measurement removes a container
+   * this ensure made (`created`); a known container is left for the next ensure to measure again.
+   */
+  private async checkIsolation(record: WorkspaceRecord, spec: WorkspaceSpec, created: boolean, signal?: AbortSignal): Promise<IsolationReport> {
+    const cached = isolationReport(record);
+    if (cached) return cached;
+    const { docker, log } = this.options;
+    const { workspaceId, uid, gid } = record.params;
+    const measured = await measureIsolation(docker, record.containerId, `${uid}:${gid}`, signal).catch(async (error: unknown) => {
+      if (created) {
+        this.forget(workspaceId);
+        await removeContainer(docker, record.containerId).catch(() => undefined);
+      }
+      throw error;
+    });
+    const differences = isolationDifferences(measured, expectationFromSpec(spec.options));
+    if (differences.length > 0) {
+      log.error("workspace container refused: its measured isolation differs from its spec", { workspaceId, containerId: record.containerId, differences });
+      this.forget(workspaceId);
+      await removeContainer(docker, record.containerId).catch(() => undefined);
+      throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} refused: its container's isolation differs from what was asked: ${differences.join("; ")}`, {
+        data: { field: "isolation", reason: differences.join("; "), differences },
+      });
+    }
+    record.isolation = measured;
+    log.debug("workspace isolation measured", { workspaceId, containerId: record.containerId, ms: measured.measuredMs });
+    return isolationReport(record) as IsolationReport;
   }
 
   /** Serves the sockets the workspace's forwarders reach: its only way out. */

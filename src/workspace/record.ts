@@ -1,6 +1,7 @@
 /** What the sidecar knows about one workspace container, and the one builder of it (ensured and adopted alike). */
 import { describeEgress, type EgressPolicy } from "../egress/policy.js";
-import type { ContainerState, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { ContainerState, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { MeasuredIsolation } from "./isolation.js";
 import { LogSink } from "./log-sink.js";
 import type { WorkspacePaths } from "./paths.js";
 
@@ -24,6 +25,8 @@ export interface WorkspaceRecord {
   turnEgress: EgressPolicy | null;
   /** The OCI runtime the container runs under; null when unknown (adopted without the label). */
   runtime: string | null;
+  /** The container's isolation as measured (isolation-probe.ts), for containerId; null until measured. */
+  isolation: MeasuredIsolation | null;
 }
 
 export interface WorkspaceRecordFields {
@@ -65,6 +68,7 @@ export function buildWorkspaceRecord(fields: WorkspaceRecordFields): WorkspaceRe
     egress: workspaceEgress(fields.params, fields.defaultEgress),
     turnEgress: null,
     runtime: fields.runtime,
+    isolation: null,
   };
 }
 
@@ -93,5 +97,12 @@ export function summarizeRecord(r: WorkspaceRecord, egressRefusals: number): Wor
     egress: describeEgress(egressInForce(r)),
     network: { mode: "none", via: "sidecar", egressRefusals },
     runtime: r.runtime,
+    isolation: isolationReport(r),
   };
+}
+
+/** The measured isolation of the record's current container, with the egress policy in force now; null if not measured. */
+export function isolationReport(r: WorkspaceRecord): IsolationReport | null {
+  if (r.isolation === null || r.isolation.containerId !== r.containerId) return null;
+  return { ...r.isolation, egress: { policy: describeEgress(egressInForce(r)), enforcedBy: "sidecar-proxy" } };
 }

@@ -13,6 +13,7 @@ import type {
   AttachTurnHooks,
   TurnInfo,
   TurnSummary,
+  IsolationReport,
   EnsureWorkspaceResult,
   HealthResult,
   RunTurnParams,
@@ -118,9 +119,11 @@ export class FakeSidecarService implements SidecarService {
       egress: { mode: "public" },
       network: { mode: "none", via: "sidecar", egressRefusals: 0 },
       runtime: params.runtime ?? "runc",
+      isolation: null,
     };
+    summary.isolation = sampleIsolation(summary.containerId);
     this.workspaces.set(params.workspaceId, summary);
-    return { workspaceId: summary.workspaceId, containerId: summary.containerId, containerName: summary.containerName, created: existing === undefined, state: "running" };
+    return { workspaceId: summary.workspaceId, containerId: summary.containerId, containerName: summary.containerName, created: existing === undefined, state: "running", isolation: summary.isolation };
   }
 
   async listWorkspaces(): Promise<{ workspaces: WorkspaceSummary[] }> {
@@ -322,5 +325,27 @@ export async function startTestServer(options: Partial<Pick<RpcServerOptions, "c
       await server.close();
       await fs.rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** An isolation report as a runc workspace measures it (for the CLI's table). */
+export function sampleIsolation(containerId: string): IsolationReport {
+  return {
+    containerId,
+    runtime: "runc",
+    user: { uid: 10001, gid: 10001, groups: [10001] },
+    capabilities: { effective: "0000000000000000", permitted: "0000000000000000", bounding: "0000000000000000", ambient: "0000000000000000" },
+    noNewPrivs: true,
+    seccomp: "filter",
+    readOnlyRoot: true,
+    mounts: [{ path: "/", readOnly: true }, { path: "/home/alive", readOnly: false }],
+    limits: { pids: 512, memoryBytes: 2048 * 1024 * 1024, cpus: 1, source: "cgroup" },
+    network: { interfaces: ["lo"], defaultRoute: false },
+    egress: { policy: { mode: "public" }, enforcedBy: "sidecar-proxy" },
+    modelKey: "proxy",
+    hostReachable: false,
+    hostProbe: "192.0.2.2 rc=1 bash: connect: Network is unreachable",
+    measuredAt: NOW,
+    measuredMs: 42,
   };
 }

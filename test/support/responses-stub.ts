@@ -40,7 +40,7 @@ export type ScriptStep =
   /** An assistant message that ends the turn. */
   | ({ kind: "message"; text: string; usage?: Partial<StubUsage> } & StepTiming)
   /** An `exec_command` call; codex runs `cmd` and posts its output in the next request. */
-  | ({ kind: "command"; cmd: string; callId?: string; workdir?: string; usage?: Partial<StubUsage> } & StepTiming)
+  | ({ kind: "command"; cmd: string; callId?: string; workdir?: string; usage?: Partial<StubUsage>; yieldTimeMs?: number; maxOutputTokens?: number } & StepTiming)
   /** An MCP tool call: `namespace` is `mcp__<server>`, `name` the tool. */
   | ({
       kind: "tool";
@@ -334,6 +334,8 @@ export function eventsFor(step: Exclude<ScriptStep, { kind: "hang" } | { kind: "
     case "command": {
       const args: Record<string, unknown> = { cmd: step.cmd };
       if (step.workdir !== undefined) args.workdir = step.workdir;
+      if (step.yieldTimeMs !== undefined) args.yield_time_ms = step.yieldTimeMs;
+      if (step.maxOutputTokens !== undefined) args.max_output_tokens = step.maxOutputTokens;
       return [
         created,
         {

@@ -133,6 +133,15 @@ describe("alive-codex against a sidecar", () => {
     assert.equal(header?.indexOf("USER"), row?.indexOf(row.split(/ {3,}/)[1] as string), "columns line up");
   });
 
+  it("ps --isolation prints each workspace's measured isolation", async () => {
+    await ensureWs1();
+    const table = await cli(["ps", "--isolation", "--socket", t.socketPath]);
+    assert.equal(table.code, 0, table.stderr);
+    const [header, row] = table.stdout.split("\n");
+    assert.match(header ?? "", /^WORKSPACE +RUNTIME +USER +CAPS +NNP +SECCOMP +ROOT +WRITABLE +PIDS +MEMORY +CPUS +EGRESS +KEY +HOST$/);
+    assert.match(row ?? "", /^ws-1 +runc +10001:10001 +none +yes +filter +ro +\/home\/alive +512 +2048MiB +1 +public via sidecar-proxy +proxy +unreachable$/);
+  });
+
   it("logs prints the workspace's log; an RPC error exits 1", async () => {
     const logs = await cli(["logs", "ws-1", "--tail", "5", "--socket", t.socketPath]);
     assert.equal(logs.code, 0);

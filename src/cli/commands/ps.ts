@@ -4,11 +4,14 @@ import { CLIENT_OPTIONS, parseCommandArgs } from "../args.js";
 import { writeLine, type CliContext } from "../cli-context.js";
 import { ExitCode, UsageError } from "../cli-errors.js";
 import { formatAge, formatTable } from "../format.js";
+import { renderIsolationTable } from "../isolation-table.js";
 import { connectClient } from "./connect.js";
 
-export const PS_USAGE = `Usage: alive-codex ps [--socket PATH] [--json]
+export const PS_USAGE = `Usage: alive-codex ps [--socket PATH] [--json] [--isolation]
 
-Lists the workspaces the sidecar knows: container, state, age, last activity and running turn.`;
+Lists the workspaces the sidecar knows: container, state, age, last activity and running turn.
+With --isolation: what was measured of each container (runtime, user, capabilities, no_new_privs,
+seccomp, read-only root, writable mounts, limits, egress, where the model key is, host reachability).`;
 
 export const PS_HEADER = ["WORKSPACE", "USER", "CONTAINER", "STATE", "CREATED", "LAST ACTIVE", "TURN"] as const;
 
@@ -26,7 +29,7 @@ export function renderWorkspaceTable(workspaces: readonly WorkspaceSummary[], no
 }
 
 export async function psCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseCommandArgs("ps", { args, options: CLIENT_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseCommandArgs("ps", { args, options: { ...CLIENT_OPTIONS, isolation: { type: "boolean" } }, allowPositionals: true });
   if (values.help) {
     writeLine(ctx.stdout, PS_USAGE);
     return ExitCode.ok;
@@ -35,7 +38,8 @@ export async function psCommand(args: string[], ctx: CliContext): Promise<number
   const client = await connectClient(values.socket);
   try {
     const { workspaces } = await client.listWorkspaces();
-    writeLine(ctx.stdout, values.json ? JSON.stringify({ workspaces }) : renderWorkspaceTable(workspaces, Date.now()));
+    const table = values.isolation ? renderIsolationTable(workspaces) : renderWorkspaceTable(workspaces, Date.now());
+    writeLine(ctx.stdout, values.json ? JSON.stringify({ workspaces }) : table);
     return ExitCode.ok;
   } finally {
     await client.close();
