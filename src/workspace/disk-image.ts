@@ -23,7 +23,7 @@ import { execa } from "execa";
 import { ErrorCode, SidecarError, errorMessage, notAllowed } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { DiskHealth, DiskUsage, WorkspaceParams } from "../service.js";
-import type { DiskEnforcement } from "../shared/disk-settings.js";
+import { decideDiskEnforcement, type DiskCapabilities, type DiskDecision, type DiskSetting } from "../shared/disk-settings.js";
 import type { DiskLimits } from "../shared/limits.js";
 import { readMounts, type MountEntry } from "./mountinfo.js";
 import { workspacePaths } from "./paths.js";
@@ -42,7 +42,10 @@ const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"]
 export interface WorkspaceDisksOptions {
   stateDir: string;
   log: Logger;
-  enforcement: DiskEnforcement;
+  /** The operator's ALIVE_CODEX_DISK: "auto" becomes "image" or "off" at open(). */
+  enforcement: DiskSetting;
+  /** The host's capabilities (tests); probed when absent. */
+  capabilities?: DiskCapabilities;
   /** A workspace's disk when its resources name none. */
   defaults: DiskLimits;
   /** The most a workspace's resources may name. */
@@ -91,38 +94,36 @@ export function usageFromStatfs(stats: { bsize: number; blocks: number; bfree: n
 }
 
 export class WorkspaceDisks {
-  private constructor(private readonly options: WorkspaceDisksOptions) {}
+  private constructor(
+    private readonly options: WorkspaceDisksOptions,
+    private readonly decision: DiskDecision,
+  ) {}
 
   /**
-   * With "image": refuses to start (a clear error) when this host cannot make workspace disks, so an
-   * operator who asked for limits never runs without them. With "off": says at start-up that disks are unbounded.
+   * Settles the enforcement: "image" refuses to start (a clear error) when this host cannot make
+   * workspace disks, so an operator who asked for limits never runs without them; "auto" takes
+   * "image" where the host can and "off" (one warning naming what is missing) where it cannot;
+   * "off" says at start-up that disks are unbounded.
    */
   static async open(options: WorkspaceDisksOptions): Promise<WorkspaceDisks> {
-    if (options.enforcement === "off") {
-      options.log.warn("workspace disks are not limited: one workspace can fill the state dir's filesystem; set ALIVE_CODEX_DISK=image to bound each (docs/security.md, Disk)", { stateDir: options.stateDir });
-      return new WorkspaceDisks(options);
-    }
-    const problems: string[] = [];
-    if (typeof process.getuid === "function" && process.getuid() !== 0) problems.push("the sidecar is not root (mounting needs CAP_SYS_ADMIN)");
-    for (const tool of TOOLS) {
-      const found = await execa("sh", ["-c", 'command -v "$1"', "sh", tool], { reject: false, timeout: TOOL_TIMEOUT_MS });
-      if (found.exitCode !== 0) problems.push(`${tool} is not installed (${["mkfs.ext4", "e2fsck", "resize2fs"].includes(tool) ? "e2fsprogs" : "util-linux"})`);
-    }
-    if (!(await fs.stat("/dev/loop-control").catch(() => null))) problems.push("/dev/loop-control is missing (no loop device support)");
-    if (problems.length > 0) {
-      throw new Error(`ALIVE_CODEX_DISK=image: this host cannot make workspace disks: ${problems.join("; ")}. Install them, or set ALIVE_CODEX_DISK=off to run without disk limits (docs/security.md, Disk)`);
+    const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities()));
+    const decision = decideDiskEnforcement(options.enforcement, capabilities);
+    if (decision.enforcement === "off") {
+      const how = decision.requested === "auto" ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}` : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
+      options.log.warn(`workspace disks are not limited: one workspace can fill the state dir's filesystem (${how}; docs/security.md, Disk)`, { stateDir: options.stateDir });
+      return new WorkspaceDisks(options, decision);
     }
     // The mount table names mount points by their real path.
     const stateDir = await fs.realpath(options.stateDir);
     await fs.mkdir(disksDir(stateDir), { recursive: true, mode: 0o700 });
     // Images a killed sidecar was making (root's own directory: no tenant name in it).
     for (const name of await fs.readdir(disksDir(stateDir))) if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
-    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb });
-    return new WorkspaceDisks({ ...options, stateDir });
+    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb, requested: decision.requested });
+    return new WorkspaceDisks({ ...options, stateDir }, decision);
   }
 
   get enforced(): boolean {
-    return this.options.enforcement === "image";
+    return this.decision.enforcement === "image";
   }
 
   /** The disk this workspace gets, or null when disks are not limited. Throws -32006/-32602 naming the field. */
@@ -247,11 +248,12 @@ export class WorkspaceDisks {
   }
 
   health(): DiskHealth {
-    if (!this.enforced) return { enforcement: "none", attached: 0 };
+    const { requested, missing } = this.decision;
+    if (!this.enforced) return { enforcement: "none", attached: 0, requested, ...(missing.length > 0 ? { missing } : {}) };
     const prefix = path.join(this.options.stateDir, "workspaces") + path.sep;
     let attached = 0;
     for (const mountPoint of readMounts().keys()) if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
-    return { enforcement: "image", attached };
+    return { enforcement: "image", attached, requested };
   }
 
   /** Made under a temporary name and renamed when whole: a sidecar killed mid-mkfs leaves no half-made disk behind its name. */
@@ -294,4 +296,55 @@ async function loopDevicesOf(image: string): Promise<string[]> {
     .split("\n")
     .map((line) => /^(\/dev\/loop\d+):/.exec(line)?.[1])
     .filter((device): device is string => device !== undefined);
+}
+
+/**
+ * What this host offers for workspace disks, without side effects: the uid, CAP_SYS_ADMIN in the
+ * effective set (/proc/self/status), the tools on PATH (one sh), and whether /dev/loop-control opens
+ * read-write (absent on a host without the loop module; refused in a container without the device).
+ */
+export async function probeDiskCapabilities(): Promise<DiskCapabilities> {
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  const status = await fs.readFile("/proc/self/status", "utf8").catch(() => "");
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  const capSysAdmin = capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 21n)) !== 0n;
+  // One shell for all of them: the tools are looked up on the PATH mount(8) and the rest will be run with.
+  const lookup = await execa("sh", ["-c", 'for tool; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done', "sh", ...TOOLS], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  const missingTools = lookup.exitCode === 0 ? lookup.stdout.split("\n").filter((tool) => tool !== "") : [...TOOLS];
+  let loopControl: DiskCapabilities["loopControl"] = "ok";
+  try {
+    await (await fs.open("/dev/loop-control", "r+")).close();
+  } catch (error) {
+    loopControl = (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "denied";
+  }
+  return { root, capSysAdmin, missingTools, loopControl };
+}
+
+/** What of workspace disks is left under `dir`: the mounts below it and the loop devices whose backing file is below it. */
+export async function disksLeftUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
+  const real = await fs.realpath(dir).catch(() => dir);
+  const prefix = `${real}${path.sep}`;
+  const mounts = [...readMounts().keys()].filter((point) => point.startsWith(prefix));
+  const loopDevices: string[] = [];
+  for (const name of await fs.readdir("/sys/block").catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "");
+    if (backing.startsWith(prefix)) loopDevices.push(`/dev/${name}`);
+  }
+  return { mounts, loopDevices };
+}
+
+/**
+ * Releases every workspace disk left under `dir` (a finished test's or doctor's temporary root, a
+ * killed run's): unmounts, deepest first and lazily when busy, then detaches the loop devices still
+ * backed by a file below it. Returns what it found; call disksLeftUnder afterwards to verify.
+ */
+export async function releaseDisksUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
+  const found = await disksLeftUnder(dir);
+  for (const point of [...found.mounts].sort((a, b) => b.length - a.length)) {
+    const plain = await execa("umount", [point], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    if (plain.exitCode !== 0) await execa("umount", ["-l", point], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  }
+  for (const device of (await disksLeftUnder(dir)).loopDevices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  return found;
 }

@@ -179,6 +179,13 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const health = await client.health();
     assert.equal(health.docker.reachable, true, "the sidecar reaches the engine through the mounted socket");
     assert.deepEqual(health.image, { ref: testImage(), present: true });
+    // The default, auto, in a container as compose runs it (no CAP_SYS_ADMIN, no loop devices): off, saying why, and one warning.
+    assert.equal(health.disk?.enforcement, "none", JSON.stringify(health.disk));
+    assert.equal(health.disk?.requested, "auto");
+    assert.match((health.disk?.missing ?? []).join("; "), /lacks CAP_SYS_ADMIN.*\/dev\/loop-control/);
+    const diskWarnings = (await containerLogs(sidecarId)).split("\n").filter((line) => /workspace disks/.test(line));
+    assert.equal(diskWarnings.length, 1, diskWarnings.join("\n"));
+    assert.match(diskWarnings[0] ?? "", /"level":"warn".*workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them/);
 
     const workspaceId = `compose-${randomBytes(4).toString("hex")}`;
     workspaceIds.push(workspaceId);
