@@ -21,6 +21,12 @@ export interface DiskCapabilities {
   missingTools: string[];
   /** /dev/loop-control: opened read-write ("ok"), absent, or refused (a container without the device cgroup rule). */
   loopControl: "ok" | "missing" | "denied";
+  /**
+   * When the sidecar runs in a container of the engine it drives: the propagation of the state
+   * dir's bind mount (a disk mounted inside reaches the engine only through "shared"/"rshared").
+   * Null outside such a container.
+   */
+  stateDirPropagation: string | null;
 }
 
 const E2FSPROGS_TOOLS = new Set(["mkfs.ext4", "e2fsck", "resize2fs"]);
@@ -37,6 +43,9 @@ export function diskProblems(caps: DiskCapabilities): string[] {
   }
   if (caps.loopControl === "missing") problems.push("/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)");
   if (caps.loopControl === "denied") problems.push("/dev/loop-control cannot be opened (in a container: a device cgroup rule 'b 7:* rwm' and 'c 10:237 rwm', docs/security.md, Disk)");
+  if (caps.stateDirPropagation !== null && !/^r?shared$/.test(caps.stateDirPropagation)) {
+    problems.push(`the state dir is bind-mounted into the sidecar's container with propagation ${caps.stateDirPropagation || "unset"}: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)`);
+  }
   return problems;
 }
 

@@ -46,6 +46,8 @@ export interface WorkspaceDisksOptions {
   enforcement: DiskSetting;
   /** The host's capabilities (tests); probed when absent. */
   capabilities?: DiskCapabilities;
+  /** From checkSelfMounts: the state dir's mount propagation when the sidecar runs in a container of the engine, else null. */
+  stateDirPropagation?: string | null;
   /** A workspace's disk when its resources name none. */
   defaults: DiskLimits;
   /** The most a workspace's resources may name. */
@@ -106,7 +108,7 @@ export class WorkspaceDisks {
    * "off" says at start-up that disks are unbounded.
    */
   static async open(options: WorkspaceDisksOptions): Promise<WorkspaceDisks> {
-    const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities()));
+    const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities(options.stateDirPropagation ?? null)));
     const decision = decideDiskEnforcement(options.enforcement, capabilities);
     if (decision.enforcement === "off") {
       const how = decision.requested === "auto" ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}` : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
@@ -301,9 +303,10 @@ async function loopDevicesOf(image: string): Promise<string[]> {
 /**
  * What this host offers for workspace disks, without side effects: the uid, CAP_SYS_ADMIN in the
  * effective set (/proc/self/status), the tools on PATH (one sh), and whether /dev/loop-control opens
- * read-write (absent on a host without the loop module; refused in a container without the device).
+ * read-write (absent on a host without the loop module; refused in a container without the device);
+ * `stateDirPropagation` comes from checkSelfMounts (the engine's view of the sidecar's own container).
  */
-export async function probeDiskCapabilities(): Promise<DiskCapabilities> {
+export async function probeDiskCapabilities(stateDirPropagation: string | null = null): Promise<DiskCapabilities> {
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   const status = await fs.readFile("/proc/self/status", "utf8").catch(() => "");
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
@@ -317,7 +320,7 @@ export async function probeDiskCapabilities(): Promise<DiskCapabilities> {
   } catch (error) {
     loopControl = (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "denied";
   }
-  return { root, capSysAdmin, missingTools, loopControl };
+  return { root, capSysAdmin, missingTools, loopControl, stateDirPropagation };
 }
 
 /** What of workspace disks is left under `dir`: the mounts below it and the loop devices whose backing file is below it. */

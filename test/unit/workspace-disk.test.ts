@@ -144,15 +144,18 @@ describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => 
 
 
 describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () => {
-  const CAPABLE: DiskCapabilities = { root: true, capSysAdmin: true, missingTools: [], loopControl: "ok" };
+  const CAPABLE: DiskCapabilities = { root: true, capSysAdmin: true, missingTools: [], loopControl: "ok", stateDirPropagation: null };
   /** The compose test's host: root in a default container (no CAP_SYS_ADMIN, no loop devices), e2fsprogs absent. */
-  const CONTAINER: DiskCapabilities = { root: true, capSysAdmin: false, missingTools: ["mkfs.ext4", "e2fsck", "resize2fs"], loopControl: "missing" };
+  const CONTAINER: DiskCapabilities = { root: true, capSysAdmin: false, missingTools: ["mkfs.ext4", "e2fsck", "resize2fs"], loopControl: "missing", stateDirPropagation: "rprivate" };
 
   test("a capable host: auto and image both enforce; off stays off without probing", () => {
     assert.deepEqual(decideDiskEnforcement("auto", CAPABLE), { enforcement: "image", requested: "auto", missing: [] });
     assert.deepEqual(decideDiskEnforcement("image", CAPABLE), { enforcement: "image", requested: "image", missing: [] });
     assert.deepEqual(decideDiskEnforcement("off", null), { enforcement: "off", requested: "off", missing: [] });
     assert.deepEqual(decideDiskEnforcement("off", CAPABLE), { enforcement: "off", requested: "off", missing: [] });
+    // In a container whose state dir is bound rshared (docs/security.md), as on the host.
+    assert.equal(decideDiskEnforcement("auto", { ...CAPABLE, stateDirPropagation: "rshared" }).enforcement, "image");
+    assert.equal(decideDiskEnforcement("auto", { ...CAPABLE, stateDirPropagation: "shared" }).enforcement, "image");
   });
 
   test("each missing capability alone makes auto fall back to off, naming it and how to get it", () => {
@@ -163,6 +166,9 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       [{ missingTools: ["losetup"] }, /^losetup is not installed \(install util-linux\)$/],
       [{ loopControl: "missing" }, /\/dev\/loop-control is missing \(load the loop module: modprobe loop/],
       [{ loopControl: "denied" }, /\/dev\/loop-control cannot be opened \(in a container: a device cgroup rule/],
+      // A privileged sidecar container whose state dir is bound as the engine does by default: its mounts would not reach the engine.
+      [{ stateDirPropagation: "rprivate" }, /state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine \(bind-mount it with bind-propagation=rshared/],
+      [{ stateDirPropagation: "" }, /propagation unset/],
     ];
     for (const [change, expected] of cases) {
       const decision = decideDiskEnforcement("auto", { ...CAPABLE, ...change });
@@ -180,6 +186,7 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       "the sidecar lacks CAP_SYS_ADMIN (in a container: cap_add SYS_ADMIN; docs/security.md, Disk)",
       "mkfs.ext4, e2fsck, resize2fs are not installed (install e2fsprogs)",
       "/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)",
+      "the state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)",
     ]);
   });
 
@@ -214,6 +221,8 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
   test("the probe reads this process's real capabilities (whatever they are here) in the shape the decision takes", async () => {
     const caps = await probeDiskCapabilities();
     assert.equal(caps.root, process.getuid?.() === 0);
+    assert.equal(caps.stateDirPropagation, null);
+    assert.equal((await probeDiskCapabilities("rprivate")).stateDirPropagation, "rprivate");
     assert.ok(["ok", "missing", "denied"].includes(caps.loopControl));
     assert.ok(caps.missingTools.every((tool) => ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"].includes(tool)));
     if (!caps.root) assert.equal(decideDiskEnforcement("auto", caps).enforcement, "off");
