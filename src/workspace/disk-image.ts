@@ -111,6 +111,11 @@ export class WorkspaceDisks {
     const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities(options.stateDirPropagation ?? null)));
     const decision = decideDiskEnforcement(options.enforcement, capabilities);
     if (decision.enforcement === "off") {
+      // Disks made while limits were in force would be left aside, their workspaces started on empty dirs without a bound: never silently.
+      const images = decision.requested === "auto" ? (await fs.readdir(disksDir(options.stateDir)).catch(() => [] as string[])).filter((name) => name.endsWith(".img")) : [];
+      if (images.length > 0) {
+        throw new Error(`ALIVE_CODEX_DISK=auto: ${images.length} workspace disk(s) in ${disksDir(options.stateDir)} were made while disk limits were in force, but this host cannot enforce them now: ${decision.missing.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=off to start those workspaces without their disks (docs/security.md, Disk)`);
+      }
       const how = decision.requested === "auto" ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}` : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
       options.log.warn(`workspace disks are not limited: one workspace can fill the state dir's filesystem (${how}; docs/security.md, Disk)`, { stateDir: options.stateDir });
       return new WorkspaceDisks(options, decision);

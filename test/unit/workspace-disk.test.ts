@@ -218,6 +218,23 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
     await assert.rejects(WorkspaceDisks.open({ stateDir, log, enforcement: "image", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }), /ALIVE_CODEX_DISK=image: this host cannot make workspace disks/);
   });
 
+  test("auto on a host that cannot, over a state dir whose workspaces have disks: refused, naming the disks and the way out", async () => {
+    const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-disk-auto-kept-"));
+    try {
+      await fs.mkdir(path.join(stateDir, "disks"));
+      await fs.writeFile(path.join(stateDir, "disks", "ws-1.img"), "");
+      const log = createLogger({ level: "error", write: () => undefined });
+      await assert.rejects(
+        WorkspaceDisks.open({ stateDir, log, enforcement: "auto", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }),
+        /ALIVE_CODEX_DISK=auto: 1 workspace disk\(s\) in .*disks were made while disk limits were in force, but this host cannot enforce them now: the sidecar lacks CAP_SYS_ADMIN.*set ALIVE_CODEX_DISK=off/,
+      );
+      // off is the operator's explicit choice: it starts.
+      assert.equal((await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK })).enforced, false);
+    } finally {
+      await fs.rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   test("the probe reads this process's real capabilities (whatever they are here) in the shape the decision takes", async () => {
     const caps = await probeDiskCapabilities();
     assert.equal(caps.root, process.getuid?.() === 0);
