@@ -1,5 +1,5 @@
 /**
- * A workspace's disk (issue 14): with ALIVE_CODEX_DISK=image, everything of the workspace under the
+ * A workspace's disk (issue 14): with disks in force (ALIVE_CODEX_DISK=image, or auto where the host can), everything of the workspace under the
  * state dir (HOME, TMPDIR, the run dir, the thread bookkeeping) lives on its own ext4 filesystem, a
  * sparse image file loop-mounted at <stateDir>/workspaces/<id>. The kernel enforces the size: a
  * write past it fails with ENOSPC inside the container, and nothing outside the image notices.
@@ -159,9 +159,10 @@ export class WorkspaceDisks {
    * Makes the workspace's disk mounted at its root with `limits`: made (sparse image, mkfs) and mounted
    * at its first ensure, mounted again after a reboot, grown while unmounted; idempotent, so a
    * restarted sidecar finds the mount and attaches nothing more. Refuses to mount over a workspace
-   * root that holds files from before disk limits.
+   * root that holds files from before disk limits; with ALIVE_CODEX_DISK=auto such a workspace (one
+   * made before auto was the default) runs on without a disk, said in a warning, and "legacy" is returned.
    */
-  async attach(workspaceId: string, limits: DiskLimits): Promise<void> {
+  async attach(workspaceId: string, limits: DiskLimits): Promise<"attached" | "legacy"> {
     const { stateDir, log } = this.options;
     const root = workspacePaths(stateDir, workspaceId).root;
     const image = diskImagePath(stateDir, workspaceId);
@@ -178,6 +179,10 @@ export class WorkspaceDisks {
         if (error.code !== "EEXIST") throw error;
       });
       const entries = await fs.readdir(root);
+      if (entries.length > 0 && !existing && this.decision.requested === "auto") {
+        log.warn("workspace has files from before disk limits: it runs without a disk limit until it is removed with purgeHome (ALIVE_CODEX_DISK=auto; docs/security.md, Disk)", { workspaceId });
+        return "legacy";
+      }
       if (entries.length > 0) {
         throw new SidecarError(ErrorCode.invalidParams, `workspace ${workspaceId} has files from before disk limits (ALIVE_CODEX_DISK=image) in ${root}; they cannot be moved onto a disk safely`, {
           data: { field: "workspaceId", reason: "remove the workspace with purgeHome (or move its dirs aside) before it gets a disk" },
@@ -197,6 +202,7 @@ export class WorkspaceDisks {
       if (!mount) throw new Error(`mounted ${image} at ${root} but the mount table does not show it`);
       log.info("workspace disk mounted", { workspaceId, diskMb: limits.diskMb, device: mount.source, made: !existing });
     }
+    return "attached";
   }
 
   /**

@@ -228,4 +228,31 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
     assert.deepEqual(await disksLeftUnder(auto.root), { mounts: [], loopDevices: [] }, "removed with purgeHome: nothing mounted or attached");
   });
+
+  test("auto over a workspace made before limits (an upgrade): it runs on without a disk, warned, until purged; then it gets one", async () => {
+    const plain = await startTestSidecar({ stub });
+    extra.push(plain);
+    const ws = await plain.workspace(uniqueId("disk-upgrade"));
+    const made = await plain.sidecar.service.ensureWorkspace(ws);
+    await execIn(plain.docker, made.containerId, ["/bin/sh", "-c", 'echo old > "$HOME/old.txt"']);
+    await plain.stop();
+
+    const auto = await startTestSidecar({ stub, reuse: plain, defaultDisk: true });
+    extra.push(auto);
+    const adopted = await auto.sidecar.service.ensureWorkspace(ws);
+    assert.equal(adopted.containerId, made.containerId, "the same container, adopted");
+    const root = workspacePaths(await fs.realpath(auto.stateDir), ws.workspaceId).root;
+    assert.equal(readMounts().has(root), false, "nothing mounted over the old files");
+    assert.equal((await auto.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
+    assert.ok(auto.logLines.some((line) => /"level":"warn"/.test(line) && /files from before disk limits: it runs without a disk limit until it is removed with purgeHome/.test(line) && line.includes(ws.workspaceId)), auto.logLines.join("\n"));
+    const kept = await execIn(auto.docker, adopted.containerId, ["/bin/sh", "-c", 'cat "$HOME/old.txt"']);
+    assert.equal(kept.stdout.trim(), "old");
+
+    await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    const fresh = await auto.sidecar.service.ensureWorkspace(ws);
+    assert.equal(fresh.created, true);
+    assert.equal(readMounts().get(root)?.fsType, "ext4", "purged, it gets its disk");
+    await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    assert.deepEqual(await disksLeftUnder(auto.root), { mounts: [], loopDevices: [] });
+  });
 });
