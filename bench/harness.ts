@@ -118,6 +118,9 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         "--max-workspaces": "10000",
         "--docker-host": options.dockerHost,
         "--log-level": "info",
+        // The numbers here are the sidecar's without workspace disks (the default, auto, mounts one per
+        // workspace on a root host with loop devices); their costs are measured in docs/security.md, Disk.
+        "--disk": "off",
       },
       {},
     );

@@ -12,12 +12,13 @@
 // ALIVE_CODEX_BASE_IMAGE is unset and debian:bookworm-slim is absent) and ensures the runtime
 // image once. The tests get ALIVE_CODEX_TEST_IMAGE, ALIVE_CODEX_BASE_IMAGE and a fresh
 // ALIVE_CODEX_TEST_RUN_ID; afterwards every container, network and volume labelled with that run
-// id is removed (and whatever earlier runs that were killed left). Each test file must exit right
+// id is removed (and whatever earlier runs that were killed left, their workspace disks included). Each test file must exit right
 // after its tests: one that leaves a handle open fails, naming it (test/support/exit-check.ts).
 // Exits with the runner's code (1 if reaping failed after a green run).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, realpathSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -123,7 +124,8 @@ if (mode === "unit") {
 }
 
 const { createDockerClient } = await importDist("docker/engine.js");
-const { markRunLive, reapAbandonedRuns, reapLabelled } = await importDist("docker/reaper.js");
+const { isRunLive, markRunLive, reapAbandonedRuns, reapLabelled } = await importDist("docker/reaper.js");
+const { disksLeftUnder, releaseDisksUnder } = await importDist("workspace/disk-image.js");
 const { RuntimeImage } = await importDist("docker/images.js");
 const { LOCAL_BASE_IMAGE, resolveBaseImage } = await importDist("docker/base-image.js");
 const { ErrorCode } = await importDist("errors.js");
@@ -146,6 +148,32 @@ say(`Docker engine ${version.Version} at ${dockerHost}`);
 const runEnded = markRunLive(runId);
 const abandoned = await reapAbandonedRuns(docker, { except: [runId] });
 if (abandoned.runs.length > 0) say(`reaper: cleared ${abandoned.result.containers} container(s), ${abandoned.result.networks} network(s) of earlier runs that did not end cleanly (${abandoned.runs.join(", ")})`);
+await releaseAbandonedDisks();
+
+/**
+ * Workspace disks (mounts, loop devices) left under the temporary roots of test runs that were
+ * killed: each root names its run (test/support/sidecar.ts writes run-id); a live run's, one
+ * without a pid file ("local": node --test run by hand) and this run's are left alone.
+ */
+async function releaseAbandonedDisks() {
+  const tmp = realpathSync(os.tmpdir());
+  const roots = new Set();
+  for (const point of (await disksLeftUnder(tmp)).mounts) {
+    const first = point.slice(tmp.length + 1).split(path.sep)[0];
+    if (first.startsWith("alive-codex-test-")) roots.add(path.join(tmp, first));
+  }
+  for (const root of roots) {
+    let owner;
+    try {
+      owner = readFileSync(path.join(root, "run-id"), "utf8").trim();
+    } catch {
+      continue;
+    }
+    if (owner === runId || owner === "local" || isRunLive(owner)) continue;
+    const released = await releaseDisksUnder(root);
+    say(`reaper: released ${released.mounts.length} workspace disk mount(s) of run ${owner} under ${root}`);
+  }
+}
 
 // The sidecar's own choice (resolveBaseImage); when the engine has no base at all, make the local one.
 let baseImage;

@@ -14,7 +14,7 @@ import { parseEgressSetting, parseInternalSetting } from "./egress/settings.js";
 import type { LogLevel } from "./log.js";
 import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import { DEFAULT_DISK, DISK_RANGES, type DiskLimits } from "./shared/limits.js";
-import { DISK_ENFORCEMENTS, formatDiskLimits, parseDiskLimits, type DiskEnforcement } from "./shared/disk-settings.js";
+import { DISK_SETTINGS, formatDiskLimits, parseDiskLimits, type DiskSetting } from "./shared/disk-settings.js";
 import {
   ConfigError,
   formatResources,
@@ -96,8 +96,8 @@ export interface SidecarConfig {
   budgetCpuSecondsMax: number | null;
   /** Where Prometheus metrics are served (GET /metrics); null: not served. */
   metricsListen: ListenAddress | null;
-  /** How each workspace's disk is bounded (issue 14): "off" or "image" (a loop-mounted filesystem per workspace). */
-  diskEnforcement: DiskEnforcement;
+  /** How each workspace's disk is bounded (issue 14): "auto" (image where the host can), "off" or "image" (a loop-mounted filesystem per workspace). */
+  diskEnforcement: DiskSetting;
   /** A workspace's disk when its resources name none, and the most they may name. */
   defaultDisk: DiskLimits;
   maxDisk: DiskLimits;
@@ -218,7 +218,7 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "dockerHost", env: "DOCKER_HOST", flag: "--docker-host", parse: parseDockerHost, default: "unix:///var/run/docker.sock", description: "Docker Engine endpoint (unix:// socket path, or tcp://host:port)." }),
   setting({ key: "logLevel", env: "ALIVE_CODEX_LOG_LEVEL", flag: "--log-level", parse: (name, raw) => parseOneOf<LogLevel>(name, raw, ["debug", "info", "warn", "error"]), default: "info", description: "debug, info, warn or error." }),
   setting({ key: "extraLabels", env: "ALIVE_CODEX_EXTRA_LABELS", flag: "--extra-labels", parse: parseLabels, default: () => ({}), description: "Docker labels added to every container and network the sidecar makes: key=value pairs separated by commas. Keys under dev.alive.codex. are the sidecar's own, except dev.alive.codex.run-id." }),
-  setting({ key: "diskEnforcement", env: "ALIVE_CODEX_DISK", flag: "--disk", parse: (name, raw) => parseOneOf<DiskEnforcement>(name, raw, DISK_ENFORCEMENTS), default: "off", description: 'How a workspace\'s disk (its HOME, TMPDIR and run dir under the state dir) is bounded: "off" (not at all: one workspace can fill the state dir\'s filesystem; a warning at start) or "image" (each workspace\'s dirs live on its own ext4 image, sparse and loop-mounted, of resources.diskMb: a write past it fails with ENOSPC inside; needs root, e2fsprogs and loop devices; the sidecar refuses to start without them). See docs/security.md, "Disk".' }),
+  setting({ key: "diskEnforcement", env: "ALIVE_CODEX_DISK", flag: "--disk", parse: (name, raw) => parseOneOf<DiskSetting>(name, raw, DISK_SETTINGS), default: "auto", description: 'How a workspace\'s disk (its HOME, TMPDIR and run dir under the state dir) is bounded: "image" (each workspace\'s dirs live on its own ext4 image, sparse and loop-mounted, of resources.diskMb: a write past it fails with ENOSPC inside; needs root with CAP_SYS_ADMIN, e2fsprogs and usable loop devices; the sidecar refuses to start without them), "off" (not at all: one workspace can fill the state dir\'s filesystem; a warning at start) or "auto" ("image" where the host can enforce it, else "off" with a warning naming what is missing; sidecar.health says which). See docs/security.md, "Disk".' }),
   setting({ key: "defaultDisk", env: "ALIVE_CODEX_DISK_DEFAULT", flag: "--disk-default", parse: (name, raw) => parseDiskLimits(name, raw, DEFAULT_DISK), default: formatDiskLimits(DEFAULT_DISK), description: "A workspace's disk when its resources name none: size in MiB and inodes (files and directories; fixed when the disk is made)." }),
   setting({ key: "maxDisk", env: "ALIVE_CODEX_DISK_MAX", flag: "--disk-max", parse: (name, raw) => parseDiskLimits(name, raw, { diskMb: 102_400, diskInodes: 10_000_000 }), default: formatDiskLimits({ diskMb: 102_400, diskInodes: 10_000_000 }), description: `The largest resources.diskMb and resources.diskInodes a workspace may ask for (-32006 above it; ranges ${DISK_RANGES.diskMb.min}..${DISK_RANGES.diskMb.max} MiB, ${DISK_RANGES.diskInodes.min}..${DISK_RANGES.diskInodes.max} inodes).` }),
   setting({ key: "journalTurnMaxMb", env: "ALIVE_CODEX_JOURNAL_TURN_MAX_MB", flag: "--journal-turn-max-mb", parse: integers(1, 65_536), default: "32", description: "MiB of events the turn journal (<state dir>/journal/) keeps per turn; past it a sidecar.journal.truncated marker event, and turn.attach replays no further." }),

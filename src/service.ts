@@ -78,9 +78,14 @@ export interface DiskUsage {
 
 /** How the sidecar bounds each workspace's disk: "image" (a loop-mounted filesystem image per workspace) or "none". */
 export interface DiskHealth {
+  /** The enforcement in force. */
   enforcement: "image" | "none";
   /** Workspace disks attached (mounted) now. */
   attached: number;
+  /** The operator's ALIVE_CODEX_DISK: with "auto", `enforcement` is what start-up chose for this host. */
+  requested?: "auto" | "image" | "off";
+  /** With "auto" settled on "none": what the host lacks for disk limits, each naming how to get it. */
+  missing?: string[];
 }
 
 /**

@@ -59,7 +59,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const docker = createDockerClient(config.dockerHost);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
-  await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
+  const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
   // Bridges of a previous run are dead: their turns ended with that process.
   await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
@@ -108,7 +108,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
   });
   // Refuses to start when the operator asked for disk limits this host cannot enforce.
-  const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk });
+  // In a container, a disk reaches the engine only through a shared bind of the state dir.
+  const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk, stateDirPropagation: self.stateDirPropagation });
   const workspaces = new WorkspaceManager({
     docker,
     log,

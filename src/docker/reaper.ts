@@ -118,7 +118,8 @@ export function markRunLive(runId: string): () => void {
   return () => rmSync(file, { force: true });
 }
 
-function isRunLive(runId: string): boolean {
+/** Whether run `runId` is still alive: its pid file names a live process (scripts/test.mjs leaves the disks of such a run alone). */
+export function isRunLive(runId: string): boolean {
   let pid: number;
   try {
     pid = Number(readFileSync(path.join(RUNS_DIR, `${runId}.pid`), "utf8"));

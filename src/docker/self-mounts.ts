@@ -28,6 +28,8 @@ export interface ContainerMount {
   /** The path inside the container. */
   Destination: string;
   RW?: boolean;
+  /** A bind mount's propagation: "rprivate" (the engine's default), "rshared", "shared", "rslave"... */
+  Propagation?: string;
 }
 
 export interface SelfMountPaths {
@@ -265,7 +267,21 @@ async function findByHostname(docker: Docker, hints: SelfContainerHints, signal:
  * file hints at a container and the engine knows no container of that hostname (a VM, a build
  * host, or a container of another engine).
  */
-export async function checkSelfMounts(docker: Docker, paths: SelfMountPaths, options: CheckSelfMountsOptions = {}): Promise<void> {
+/** What checkSelfMounts saw of the sidecar's own container: none (not in a container the engine knows), or its id and the state dir's mount propagation. */
+export interface SelfMounts {
+  containerId: string | null;
+  /** The propagation of the bind mount holding the state dir ("" when the engine names none); null outside a container. */
+  stateDirPropagation: string | null;
+}
+
+/** The propagation of the mount holding `stateDir` (the deepest at or above it); "" when none covers it or the engine names none. */
+export function stateDirPropagation(mounts: readonly ContainerMount[], stateDir: string): string {
+  const target = normalize(stateDir);
+  const covering = mounts.filter((m) => isWithin(target, normalize(m.Destination))).sort((a, b) => normalize(b.Destination).length - normalize(a.Destination).length)[0];
+  return covering?.Propagation ?? "";
+}
+
+export async function checkSelfMounts(docker: Docker, paths: SelfMountPaths, options: CheckSelfMountsOptions = {}): Promise<SelfMounts> {
   const signal = AbortSignal.any([AbortSignal.timeout(INSPECT_TIMEOUT_MS), ...(options.signal ? [options.signal] : [])]);
   let self: SelfContainer | null = null;
   if (options.containerId !== undefined) {
@@ -277,14 +293,15 @@ export async function checkSelfMounts(docker: Docker, paths: SelfMountPaths, opt
     }
   } else {
     const hints = await readSelfContainerHints();
-    if (hints.ids.length === 0 && !hints.marker) return;
+    if (hints.ids.length === 0 && !hints.marker) return { containerId: null, stateDirPropagation: null };
     for (const id of hints.ids) {
       self = await inspectContainer(docker, id, signal);
       if (self !== null) break;
     }
     if (self === null) self = await findByHostname(docker, hints, signal, options.log);
-    if (self === null) return;
+    if (self === null) return { containerId: null, stateDirPropagation: null };
   }
   const mismatches = findMountMismatches(self.mounts, paths);
   if (mismatches.length > 0) throw selfMountError(self.id, mismatches);
+  return { containerId: self.id, stateDirPropagation: stateDirPropagation(self.mounts, paths.stateDir) };
 }

@@ -18,6 +18,8 @@ import { reapLabelled } from "../docker/reaper.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { raceAbort } from "../shared/abort.js";
+import { describeDiskHealth } from "../shared/disk-settings.js";
+import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-image.js";
 import type { EnsureWorkspaceResult, RunTurnParams, TurnResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
 import { METADATA_ADDRESS, probeMetadataConnect, turnProcesses } from "./container-probes.js";
@@ -84,7 +86,7 @@ class CheckFailure extends Error {
   }
 }
 
-const LATER_CHECKS = ["sidecar", "workspace", "hardening", "turn", "cancel", "egress"] as const;
+const LATER_CHECKS = ["sidecar", "workspace", "disk", "hardening", "turn", "cancel", "egress"] as const;
 
 export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOptions): Promise<DoctorReport> {
   const checks = new Checks(options.onCheck);
@@ -96,6 +98,8 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
   try {
     await runChecks(checks, operatorConfig, docker, root, stateDir, options.log);
   } finally {
+    // Never delete through a mounted workspace disk: whatever is still mounted goes first (removeEverything has normally released all).
+    await releaseDisksUnder(root).catch(() => undefined);
     await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
   return { ok: checks.list.every((c) => c.status !== "fail"), stateDir, checks: checks.list };
@@ -140,6 +144,8 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
     const containerId = (ensured as EnsureWorkspaceResult).containerId;
     const user = `${params.uid}:${params.gid}`;
 
+    await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(running, params));
+
     await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", async () => {
       const info = await docker.getContainer(containerId).inspect();
       const problems = hardeningProblems(info);
@@ -156,7 +162,7 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
       return `CONNECT ${METADATA_ADDRESS} refused: 403${reason ? ` (${reason})` : ""}`;
     });
   } finally {
-    const removal = await removeEverything(docker, sidecar, workspace, stateDir);
+    const removal = await removeEverything(docker, sidecar, workspace, stateDir, root);
     await model.close();
     checks.add(removal);
   }
@@ -257,8 +263,24 @@ async function checkCancel(sidecar: RunningSidecar, docker: Docker, workspace: W
   return `turn.cancel during \`sleep 1000\`: no turn process left after ${Date.now() - cancelledAt} ms`;
 }
 
-/** Removes the scratch workspace (and its HOME), closes the sidecar, and makes sure no container of doctor's state dir is left. */
-async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, workspace: WorkspaceParams | null, stateDir: string): Promise<DoctorCheck> {
+/**
+ * The disk enforcement in force (ALIVE_CODEX_DISK; with "auto", what start-up chose and why) and,
+ * when limits are in force, the scratch workspace's own disk as workspace.list reports it.
+ */
+async function checkDisk(sidecar: RunningSidecar, workspace: WorkspaceParams): Promise<string> {
+  const disk = (await sidecar.service.health()).disk;
+  if (disk === undefined) throw new CheckFailure("sidecar.health reports no disk entry");
+  if (disk.enforcement === "none") return describeDiskHealth(disk);
+  const usage = (await sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspace.workspaceId)?.disk;
+  if (!usage) throw new CheckFailure(`disk limits are in force but the scratch workspace ${workspace.workspaceId} has no disk mounted`);
+  return `${describeDiskHealth(disk)}; the scratch workspace's disk: ${Math.round(usage.limitBytes / (1024 * 1024))} MiB, ${usage.limitInodes} inodes`;
+}
+
+/**
+ * Removes the scratch workspace (its HOME and disk), closes the sidecar, and makes sure no container
+ * of doctor's state dir is left, nor a mount or loop device under doctor's temporary root.
+ */
+async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, workspace: WorkspaceParams | null, stateDir: string, root: string): Promise<DoctorCheck> {
   const started = Date.now();
   const problems: string[] = [];
   if (sidecar !== null) {
@@ -276,11 +298,20 @@ async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, 
   } catch (error) {
     if (sidecar !== null) problems.push(`listing leftovers: ${errorMessage(error)}`);
   }
+  // The same for workspace disks: released if anything is left (then a failure: workspace.remove should have), and verified gone.
+  try {
+    const released = await releaseDisksUnder(root);
+    if (released.mounts.length + released.loopDevices.length > 0) problems.push(`workspace disks were left and had to be released: ${[...released.mounts, ...released.loopDevices].join(", ")}`);
+    const left = await disksLeftUnder(root);
+    if (left.mounts.length + left.loopDevices.length > 0) problems.push(`still mounted or attached: ${[...left.mounts, ...left.loopDevices].join(", ")}`);
+  } catch (error) {
+    problems.push(`releasing workspace disks: ${errorMessage(error)}`);
+  }
   const durationMs = Date.now() - started;
   if (problems.length > 0) {
-    return { name: "cleanup", status: "fail", detail: problems.join("; "), fix: `docker ps -a --filter label=${Labels.stateDir}=${stateDir}; remove what is listed`, durationMs };
+    return { name: "cleanup", status: "fail", detail: problems.join("; "), fix: `docker ps -a --filter label=${Labels.stateDir}=${stateDir}; remove what is listed; for disks: losetup -a and findmnt, looking for ${root}`, durationMs };
   }
-  return { name: "cleanup", status: "pass", detail: sidecar === null ? "nothing was made" : "scratch workspace, its container and HOME removed; sidecar closed", durationMs };
+  return { name: "cleanup", status: "pass", detail: sidecar === null ? "nothing was made" : "scratch workspace, its container, HOME and disk removed (nothing mounted or attached left); sidecar closed", durationMs };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * A workspace's disk (issue 14): with ALIVE_CODEX_DISK=image, everything of the workspace under the
+ * A workspace's disk (issue 14): with disks in force (ALIVE_CODEX_DISK=image, or auto where the host can), everything of the workspace under the
  * state dir (HOME, TMPDIR, the run dir, the thread bookkeeping) lives on its own ext4 filesystem, a
  * sparse image file loop-mounted at <stateDir>/workspaces/<id>. The kernel enforces the size: a
  * write past it fails with ENOSPC inside the container, and nothing outside the image notices.
@@ -23,7 +23,7 @@ import { execa } from "execa";
 import { ErrorCode, SidecarError, errorMessage, notAllowed } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { DiskHealth, DiskUsage, WorkspaceParams } from "../service.js";
-import type { DiskEnforcement } from "../shared/disk-settings.js";
+import { decideDiskEnforcement, type DiskCapabilities, type DiskDecision, type DiskSetting } from "../shared/disk-settings.js";
 import type { DiskLimits } from "../shared/limits.js";
 import { readMounts, type MountEntry } from "./mountinfo.js";
 import { workspacePaths } from "./paths.js";
@@ -42,7 +42,12 @@ const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"]
 export interface WorkspaceDisksOptions {
   stateDir: string;
   log: Logger;
-  enforcement: DiskEnforcement;
+  /** The operator's ALIVE_CODEX_DISK: "auto" becomes "image" or "off" at open(). */
+  enforcement: DiskSetting;
+  /** The host's capabilities (tests); probed when absent. */
+  capabilities?: DiskCapabilities;
+  /** From checkSelfMounts: the state dir's mount propagation when the sidecar runs in a container of the engine, else null. */
+  stateDirPropagation?: string | null;
   /** A workspace's disk when its resources name none. */
   defaults: DiskLimits;
   /** The most a workspace's resources may name. */
@@ -91,38 +96,41 @@ export function usageFromStatfs(stats: { bsize: number; blocks: number; bfree: n
 }
 
 export class WorkspaceDisks {
-  private constructor(private readonly options: WorkspaceDisksOptions) {}
+  private constructor(
+    private readonly options: WorkspaceDisksOptions,
+    private readonly decision: DiskDecision,
+  ) {}
 
   /**
-   * With "image": refuses to start (a clear error) when this host cannot make workspace disks, so an
-   * operator who asked for limits never runs without them. With "off": says at start-up that disks are unbounded.
+   * Settles the enforcement: "image" refuses to start (a clear error) when this host cannot make
+   * workspace disks, so an operator who asked for limits never runs without them; "auto" takes
+   * "image" where the host can and "off" (one warning naming what is missing) where it cannot;
+   * "off" says at start-up that disks are unbounded.
    */
   static async open(options: WorkspaceDisksOptions): Promise<WorkspaceDisks> {
-    if (options.enforcement === "off") {
-      options.log.warn("workspace disks are not limited: one workspace can fill the state dir's filesystem; set ALIVE_CODEX_DISK=image to bound each (docs/security.md, Disk)", { stateDir: options.stateDir });
-      return new WorkspaceDisks(options);
-    }
-    const problems: string[] = [];
-    if (typeof process.getuid === "function" && process.getuid() !== 0) problems.push("the sidecar is not root (mounting needs CAP_SYS_ADMIN)");
-    for (const tool of TOOLS) {
-      const found = await execa("sh", ["-c", 'command -v "$1"', "sh", tool], { reject: false, timeout: TOOL_TIMEOUT_MS });
-      if (found.exitCode !== 0) problems.push(`${tool} is not installed (${["mkfs.ext4", "e2fsck", "resize2fs"].includes(tool) ? "e2fsprogs" : "util-linux"})`);
-    }
-    if (!(await fs.stat("/dev/loop-control").catch(() => null))) problems.push("/dev/loop-control is missing (no loop device support)");
-    if (problems.length > 0) {
-      throw new Error(`ALIVE_CODEX_DISK=image: this host cannot make workspace disks: ${problems.join("; ")}. Install them, or set ALIVE_CODEX_DISK=off to run without disk limits (docs/security.md, Disk)`);
+    const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities(options.stateDirPropagation ?? null)));
+    const decision = decideDiskEnforcement(options.enforcement, capabilities);
+    if (decision.enforcement === "off") {
+      // Disks made while limits were in force would be left aside, their workspaces started on empty dirs without a bound: never silently.
+      const images = decision.requested === "auto" ? (await fs.readdir(disksDir(options.stateDir)).catch(() => [] as string[])).filter((name) => name.endsWith(".img")) : [];
+      if (images.length > 0) {
+        throw new Error(`ALIVE_CODEX_DISK=auto: ${images.length} workspace disk(s) in ${disksDir(options.stateDir)} were made while disk limits were in force, but this host cannot enforce them now: ${decision.missing.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=off to start those workspaces without their disks (docs/security.md, Disk)`);
+      }
+      const how = decision.requested === "auto" ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}` : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
+      options.log.warn(`workspace disks are not limited: one workspace can fill the state dir's filesystem (${how}; docs/security.md, Disk)`, { stateDir: options.stateDir });
+      return new WorkspaceDisks(options, decision);
     }
     // The mount table names mount points by their real path.
     const stateDir = await fs.realpath(options.stateDir);
     await fs.mkdir(disksDir(stateDir), { recursive: true, mode: 0o700 });
     // Images a killed sidecar was making (root's own directory: no tenant name in it).
     for (const name of await fs.readdir(disksDir(stateDir))) if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
-    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb });
-    return new WorkspaceDisks({ ...options, stateDir });
+    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb, requested: decision.requested });
+    return new WorkspaceDisks({ ...options, stateDir }, decision);
   }
 
   get enforced(): boolean {
-    return this.options.enforcement === "image";
+    return this.decision.enforcement === "image";
   }
 
   /** The disk this workspace gets, or null when disks are not limited. Throws -32006/-32602 naming the field. */
@@ -151,9 +159,10 @@ export class WorkspaceDisks {
    * Makes the workspace's disk mounted at its root with `limits`: made (sparse image, mkfs) and mounted
    * at its first ensure, mounted again after a reboot, grown while unmounted; idempotent, so a
    * restarted sidecar finds the mount and attaches nothing more. Refuses to mount over a workspace
-   * root that holds files from before disk limits.
+   * root that holds files from before disk limits; with ALIVE_CODEX_DISK=auto such a workspace (one
+   * made before auto was the default) runs on without a disk, said in a warning, and "legacy" is returned.
    */
-  async attach(workspaceId: string, limits: DiskLimits): Promise<void> {
+  async attach(workspaceId: string, limits: DiskLimits): Promise<"attached" | "legacy"> {
     const { stateDir, log } = this.options;
     const root = workspacePaths(stateDir, workspaceId).root;
     const image = diskImagePath(stateDir, workspaceId);
@@ -170,6 +179,10 @@ export class WorkspaceDisks {
         if (error.code !== "EEXIST") throw error;
       });
       const entries = await fs.readdir(root);
+      if (entries.length > 0 && !existing && this.decision.requested === "auto") {
+        log.warn("workspace has files from before disk limits: it runs without a disk limit until it is removed with purgeHome (ALIVE_CODEX_DISK=auto; docs/security.md, Disk)", { workspaceId });
+        return "legacy";
+      }
       if (entries.length > 0) {
         throw new SidecarError(ErrorCode.invalidParams, `workspace ${workspaceId} has files from before disk limits (ALIVE_CODEX_DISK=image) in ${root}; they cannot be moved onto a disk safely`, {
           data: { field: "workspaceId", reason: "remove the workspace with purgeHome (or move its dirs aside) before it gets a disk" },
@@ -189,6 +202,7 @@ export class WorkspaceDisks {
       if (!mount) throw new Error(`mounted ${image} at ${root} but the mount table does not show it`);
       log.info("workspace disk mounted", { workspaceId, diskMb: limits.diskMb, device: mount.source, made: !existing });
     }
+    return "attached";
   }
 
   /**
@@ -247,11 +261,12 @@ export class WorkspaceDisks {
   }
 
   health(): DiskHealth {
-    if (!this.enforced) return { enforcement: "none", attached: 0 };
+    const { requested, missing } = this.decision;
+    if (!this.enforced) return { enforcement: "none", attached: 0, requested, ...(missing.length > 0 ? { missing } : {}) };
     const prefix = path.join(this.options.stateDir, "workspaces") + path.sep;
     let attached = 0;
     for (const mountPoint of readMounts().keys()) if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
-    return { enforcement: "image", attached };
+    return { enforcement: "image", attached, requested };
   }
 
   /** Made under a temporary name and renamed when whole: a sidecar killed mid-mkfs leaves no half-made disk behind its name. */
@@ -294,4 +309,56 @@ async function loopDevicesOf(image: string): Promise<string[]> {
     .split("\n")
     .map((line) => /^(\/dev\/loop\d+):/.exec(line)?.[1])
     .filter((device): device is string => device !== undefined);
+}
+
+/**
+ * What this host offers for workspace disks, without side effects: the uid, CAP_SYS_ADMIN in the
+ * effective set (/proc/self/status), the tools on PATH (one sh), and whether /dev/loop-control opens
+ * read-write (absent on a host without the loop module; refused in a container without the device);
+ * `stateDirPropagation` comes from checkSelfMounts (the engine's view of the sidecar's own container).
+ */
+export async function probeDiskCapabilities(stateDirPropagation: string | null = null): Promise<DiskCapabilities> {
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  const status = await fs.readFile("/proc/self/status", "utf8").catch(() => "");
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  const capSysAdmin = capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 21n)) !== 0n;
+  // One shell for all of them: the tools are looked up on the PATH mount(8) and the rest will be run with.
+  const lookup = await execa("sh", ["-c", 'for tool; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done', "sh", ...TOOLS], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  const missingTools = lookup.exitCode === 0 ? lookup.stdout.split("\n").filter((tool) => tool !== "") : [...TOOLS];
+  let loopControl: DiskCapabilities["loopControl"] = "ok";
+  try {
+    await (await fs.open("/dev/loop-control", "r+")).close();
+  } catch (error) {
+    loopControl = (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "denied";
+  }
+  return { root, capSysAdmin, missingTools, loopControl, stateDirPropagation };
+}
+
+/** What of workspace disks is left under `dir`: the mounts below it and the loop devices whose backing file is below it. */
+export async function disksLeftUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
+  const real = await fs.realpath(dir).catch(() => dir);
+  const prefix = `${real}${path.sep}`;
+  const mounts = [...readMounts().keys()].filter((point) => point.startsWith(prefix));
+  const loopDevices: string[] = [];
+  for (const name of await fs.readdir("/sys/block").catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "");
+    if (backing.startsWith(prefix)) loopDevices.push(`/dev/${name}`);
+  }
+  return { mounts, loopDevices };
+}
+
+/**
+ * Releases every workspace disk left under `dir` (a finished test's or doctor's temporary root, a
+ * killed run's): unmounts, deepest first and lazily when busy, then detaches the loop devices still
+ * backed by a file below it. Returns what it found; call disksLeftUnder afterwards to verify.
+ */
+export async function releaseDisksUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
+  const found = await disksLeftUnder(dir);
+  for (const point of [...found.mounts].sort((a, b) => b.length - a.length)) {
+    const plain = await execa("umount", [point], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    if (plain.exitCode !== 0) await execa("umount", ["-l", point], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  }
+  for (const device of (await disksLeftUnder(dir)).loopDevices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  return found;
 }

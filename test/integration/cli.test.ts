@@ -94,6 +94,9 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       "--idle-timeout", "0",
       "--shutdown-grace", "3s",
       "--log-level", "debug",
+      // Pinned off: the default, auto, mounts a disk per workspace on this machine, and the SIGTERM
+      // test leaves a container running (and so its disk mounted) by design; disks are disk.test.ts's.
+      "--disk", "off",
     ];
     serve = startCli(["serve", ...flags], ENV_SECRETS);
     const exitedEarly = serve.exit.then(({ code, signal }) => {
@@ -135,8 +138,10 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     assert.equal(health.docker.reachable, true);
     assert.deepEqual(health.image, { ref: testImage(), present: true });
     assert.deepEqual(health.turns, { running: 0 });
+    assert.deepEqual(health.disk, { enforcement: "none", attached: 0, requested: "off" });
 
     const plain = await cli(["health", "--socket", socketPath]);
+    assert.match(plain.stdout, /^disk\s+NOT LIMITED \(ALIVE_CODEX_DISK=off\)$/m);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /^docker\s+reachable/m);
     assert.match(plain.stdout, new RegExp(`^image\\s+${testImage().replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(present\\)$`, "m"));

@@ -179,6 +179,13 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const health = await client.health();
     assert.equal(health.docker.reachable, true, "the sidecar reaches the engine through the mounted socket");
     assert.deepEqual(health.image, { ref: testImage(), present: true });
+    // The default, auto, in a container as compose runs it (no CAP_SYS_ADMIN, no loop devices): off, saying why, and one warning.
+    assert.equal(health.disk?.enforcement, "none", JSON.stringify(health.disk));
+    assert.equal(health.disk?.requested, "auto");
+    assert.match((health.disk?.missing ?? []).join("; "), /lacks CAP_SYS_ADMIN.*\/dev\/loop-control.*propagation rprivate/);
+    const diskWarnings = (await containerLogs(sidecarId)).split("\n").filter((line) => /workspace disks/.test(line));
+    assert.equal(diskWarnings.length, 1, diskWarnings.join("\n"));
+    assert.match(diskWarnings[0] ?? "", /"level":"warn".*workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them/);
 
     const workspaceId = `compose-${randomBytes(4).toString("hex")}`;
     workspaceIds.push(workspaceId);
@@ -206,7 +213,8 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
   });
 
   test("checkSelfMounts, given the sidecar container's id, accepts its identity mounts and names a path it lacks", async () => {
-    await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId });
+    // The engine binds rprivate unless told otherwise: a workspace disk mounted in the container would not reach it.
+    assert.deepEqual(await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId }), { containerId: sidecarId, stateDirPropagation: "rprivate" });
     await checkSelfMounts(docker, { stateDir: path.join(stateDir, "workspaces"), workspaceRoots: [path.join(workspaceRoot, "below")] }, { containerId: sidecarId });
     await assert.rejects(
       checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot, "/srv/not-mounted"] }, { containerId: sidecarId }),

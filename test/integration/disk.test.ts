@@ -11,7 +11,8 @@ import { execa } from "execa";
 import type { ThreadEvent } from "@openai/codex-sdk";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import type { TurnHooks, WorkspaceParams } from "../../src/service.js";
-import { diskImagePath } from "../../src/workspace/disk-image.js";
+import { loadConfig } from "../../src/config.js";
+import { diskImagePath, disksLeftUnder } from "../../src/workspace/disk-image.js";
 import { readMounts } from "../../src/workspace/mountinfo.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub } from "../support/responses-stub.js";
@@ -48,6 +49,8 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     for (const other of extra) await other.cleanup().catch(() => undefined);
     await t?.cleanup();
     await stub?.close();
+    // Nothing of this file's disks outlives it: no mount under its roots, no loop device backed by a file there.
+    for (const sidecar of [t, ...extra]) if (sidecar) assert.deepEqual(await disksLeftUnder(sidecar.root), { mounts: [], loopDevices: [] }, `left under ${sidecar.root}`);
   });
 
   let a: WorkspaceParams;
@@ -58,7 +61,7 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     b = await t.workspace(uniqueId("disk-b"));
     const [ensuredA, ensuredB] = await Promise.all([t.sidecar.service.ensureWorkspace(a), t.sidecar.service.ensureWorkspace(b)]);
     const health = await t.sidecar.service.health();
-    assert.deepEqual(health.disk, { enforcement: "image", attached: 2 });
+    assert.deepEqual(health.disk, { enforcement: "image", attached: 2, requested: "image" });
 
     // The turn's command fills its TMPDIR past 64 MiB; workspace b writes 40 MiB of its own meanwhile.
     stub.script({ kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' }, { kind: "message", text: "disk full, as expected" });
@@ -155,13 +158,13 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
       await assert.rejects(fs.stat(image), "the image is deleted");
       await assert.rejects(fs.stat(root), "the workspace root is deleted");
     }
-    assert.deepEqual((await current.sidecar.service.health()).disk, { enforcement: "image", attached: 0 });
+    assert.deepEqual((await current.sidecar.service.health()).disk, { enforcement: "image", attached: 0, requested: "image" });
   });
 
   test("disk limits turned on over a workspace made without them: refused, naming the way out, until it is purged", async () => {
     const plain = await startTestSidecar({ stub });
     extra.push(plain);
-    assert.deepEqual((await plain.sidecar.service.health()).disk, { enforcement: "none", attached: 0 });
+    assert.deepEqual((await plain.sidecar.service.health()).disk, { enforcement: "none", attached: 0, requested: "off" });
     const ws = await plain.workspace(uniqueId("disk-legacy"));
     const made = await plain.sidecar.service.ensureWorkspace(ws);
     assert.equal((await plain.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
@@ -202,5 +205,54 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     await assert.rejects(fs.stat(workspacePaths(stateDir, ws.workspaceId).root));
     const containers = await current.docker.listContainers({ all: true, filters: { name: [ws.workspaceId] } });
     assert.deepEqual(containers, []);
+  });
+
+  test("the default, auto, on this machine (root, e2fsprogs, loop devices): disks are enforced and health says auto chose them", async () => {
+    assert.equal(loadConfig({}, {}).diskEnforcement, "auto", "auto is the default");
+    const auto = await startTestSidecar({ stub, defaultDisk: true });
+    extra.push(auto);
+    assert.equal(auto.config.diskEnforcement, "auto");
+    assert.deepEqual((await auto.sidecar.service.health()).disk, { enforcement: "image", attached: 0, requested: "auto" });
+    assert.deepEqual(auto.logLines.filter((line) => /workspace disks are not limited/.test(line)), [], "no warning: limits are in force");
+    assert.ok(auto.logLines.some((line) => /workspace disks are limited/.test(line) && /"requested":"auto"/.test(line)), auto.logLines.join("\n"));
+
+    const ws = await auto.workspace(uniqueId("disk-auto"), { resources: { diskMb: 64 } });
+    const ensured = await auto.sidecar.service.ensureWorkspace(ws);
+    const root = workspacePaths(await fs.realpath(auto.stateDir), ws.workspaceId).root;
+    assert.equal(readMounts().get(root)?.fsType, "ext4", "the workspace root is its own disk");
+    assert.deepEqual((await auto.sidecar.service.health()).disk, { enforcement: "image", attached: 1, requested: "auto" });
+    const full = await writeZeros(auto, ensured.containerId, "big", 100);
+    assert.notEqual(full.exitCode, 0);
+    assert.match(full.output, /No space left on device/);
+
+    await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    assert.deepEqual(await disksLeftUnder(auto.root), { mounts: [], loopDevices: [] }, "removed with purgeHome: nothing mounted or attached");
+  });
+
+  test("auto over a workspace made before limits (an upgrade): it runs on without a disk, warned, until purged; then it gets one", async () => {
+    const plain = await startTestSidecar({ stub });
+    extra.push(plain);
+    const ws = await plain.workspace(uniqueId("disk-upgrade"));
+    const made = await plain.sidecar.service.ensureWorkspace(ws);
+    await execIn(plain.docker, made.containerId, ["/bin/sh", "-c", 'echo old > "$HOME/old.txt"']);
+    await plain.stop();
+
+    const auto = await startTestSidecar({ stub, reuse: plain, defaultDisk: true });
+    extra.push(auto);
+    const adopted = await auto.sidecar.service.ensureWorkspace(ws);
+    assert.equal(adopted.containerId, made.containerId, "the same container, adopted");
+    const root = workspacePaths(await fs.realpath(auto.stateDir), ws.workspaceId).root;
+    assert.equal(readMounts().has(root), false, "nothing mounted over the old files");
+    assert.equal((await auto.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
+    assert.ok(auto.logLines.some((line) => /"level":"warn"/.test(line) && /files from before disk limits: it runs without a disk limit until it is removed with purgeHome/.test(line) && line.includes(ws.workspaceId)), auto.logLines.join("\n"));
+    const kept = await execIn(auto.docker, adopted.containerId, ["/bin/sh", "-c", 'cat "$HOME/old.txt"']);
+    assert.equal(kept.stdout.trim(), "old");
+
+    await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    const fresh = await auto.sidecar.service.ensureWorkspace(ws);
+    assert.equal(fresh.created, true);
+    assert.equal(readMounts().get(root)?.fsType, "ext4", "purged, it gets its disk");
+    await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
+    assert.deepEqual(await disksLeftUnder(auto.root), { mounts: [], loopDevices: [] });
   });
 });

@@ -6,9 +6,11 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import path from "node:path";
 import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import type { DoctorReport } from "../../src/doctor/report.js";
+import { disksLeftUnder } from "../../src/workspace/disk-image.js";
 import { startCli } from "../support/cli-process.js";
 import { testImage, TEST_RUN_ID } from "../support/sidecar.js";
 import { withTimeout } from "../support/wait.js";
@@ -34,12 +36,13 @@ function check(report: DoctorReport, name: string): DoctorReport["checks"][numbe
   return found;
 }
 
-/** Nothing of doctor's run is left: no container labelled with its state dir, no temporary dir. */
+/** Nothing of doctor's run is left: no container labelled with its state dir, no temporary dir, no mount or loop device of its workspace disk. */
 async function assertNothingLeft(report: DoctorReport): Promise<void> {
   const docker = createDockerClient("unix:///var/run/docker.sock");
   const left = await docker.listContainers({ all: true, filters: { label: [`${Labels.stateDir}=${report.stateDir}`] } });
   assert.deepEqual(left.map((c) => c.Names), []);
   assert.equal(existsSync(report.stateDir), false, `${report.stateDir} is left`);
+  assert.deepEqual(await disksLeftUnder(path.dirname(report.stateDir)), { mounts: [], loopDevices: [] });
 }
 
 describe("alive-codex doctor", () => {
@@ -50,8 +53,11 @@ describe("alive-codex doctor", () => {
     assert.equal(report.ok, true);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      ["engine", "image", "sidecar", "workspace", "hardening", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]),
+      ["engine", "image", "sidecar", "workspace", "disk", "hardening", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]),
     );
+    // The default, auto, on this machine (root, loop devices): the scratch workspace had its own disk, and it is gone.
+    assert.match(check(report, "disk").detail, /^limited \(loop-mounted image per workspace, 1 attached; chosen automatically: ALIVE_CODEX_DISK=auto\); the scratch workspace's disk: \d+ MiB, \d+ inodes$/);
+    assert.match(check(report, "cleanup").detail, /disk removed \(nothing mounted or attached left\)/);
     assert.match(check(report, "turn").detail, /doctor-ok/);
     assert.match(check(report, "egress").detail, /403/);
     await assertNothingLeft(report);
@@ -61,7 +67,7 @@ describe("alive-codex doctor", () => {
     const { code, stdout } = await doctor(["--image", testImage(), ...RANGES, ...RUN_LABEL], 240_000);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^CHECK\s+RESULT\s+DETAIL$/m);
-    for (const name of ["engine", "image", "hardening", "turn", "cancel", "egress", "cleanup"]) assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
+    for (const name of ["engine", "image", "disk", "hardening", "turn", "cancel", "egress", "cleanup"]) assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
     assert.match(stdout, /every check passed/);
   });
 

@@ -15,8 +15,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { ensureBridgeNetwork } from "../../src/docker/networks.js";
-import { readMounts } from "../../src/workspace/mountinfo.js";
-import { execa } from "execa";
+import { releaseDisksUnder } from "../../src/workspace/disk-image.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
@@ -25,6 +24,8 @@ export const TEST_NETWORK = process.env.ALIVE_CODEX_TEST_NETWORK ?? `alive-codex
 export const TEST_API_KEY = "sk-test-alive-0123456789abcdef";
 export const INSTANCE_LABEL = "dev.alive.codex.test-instance";
 export const TEST_UID = 10001;
+/** In each test sidecar's root: the run id that made it (scripts/test.mjs reads it). */
+export const RUN_ID_FILE = "run-id";
 export const TEST_GID = 10001;
 
 export function testImage(): string {
@@ -59,6 +60,8 @@ export interface TestSidecarOptions {
   flags?: Record<string, string>;
   /** Reuse the dirs (and instance label) of an earlier instance: a restarted sidecar. */
   reuse?: TestSidecar;
+  /** Leave ALIVE_CODEX_DISK at its default (auto) instead of pinning it off. */
+  defaultDisk?: boolean;
 }
 
 /** The gateway of the test bridge, where a stub must listen for containers to reach it. */
@@ -80,6 +83,8 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
   const workspaceRoot = path.join(root, "workspaces");
   await fs.mkdir(workspaceRoot, { recursive: true, mode: 0o755 });
   await fs.chmod(root, 0o755);
+  // Whose root this is: scripts/test.mjs releases the workspace disks left under the roots of runs that were killed.
+  await fs.writeFile(path.join(root, RUN_ID_FILE), TEST_RUN_ID);
   const instance = options.reuse?.instance ?? randomBytes(6).toString("hex");
   const flags: Record<string, string> = {
     "--socket": path.join(root, "sidecar.sock"),
@@ -93,6 +98,9 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
     "--model": "gpt-5.5",
     "--idle-timeout": "0",
     "--log-level": "debug",
+    // Workspace disks only where a test asks for them (disk.test.ts): the default, auto, would mount
+    // an image per workspace on this machine (root, loop devices), slower and more to clean up.
+    ...(options.defaultDisk ? {} : { "--disk": "off" }),
     ...(options.stub ? { "--openai-base-url": options.stub.baseUrl } : {}),
     ...options.flags,
   };
@@ -153,11 +161,9 @@ export async function execIn(docker: Docker, containerId: string, cmd: string[],
 }
 
 /**
- * Unmounts whatever a test left mounted under `dir` (workspace disks of a failed test): deleting the
- * tree would empty the images but leave their mounts and loop devices behind. Lazily, deepest first.
+ * Releases whatever workspace disks a test left under `dir` (a failed test's): deleting the tree
+ * would empty the images but leave their mounts and loop devices behind.
  */
 export async function unmountUnder(dir: string): Promise<void> {
-  const real = await fs.realpath(dir).catch(() => dir);
-  const under = [...readMounts().keys()].filter((point) => point.startsWith(`${real}${path.sep}`)).sort((a, b) => b.length - a.length);
-  for (const point of under) await execa("umount", ["-l", point], { reject: false });
+  await releaseDisksUnder(dir);
 }

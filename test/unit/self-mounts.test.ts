@@ -6,6 +6,7 @@ import {
   containerIdFromMountinfo,
   describeMountMismatch,
   findMountMismatches,
+  stateDirPropagation,
   selfMountError,
   type ContainerMount,
 } from "../../src/docker/self-mounts.js";
@@ -134,5 +135,20 @@ describe("finding the sidecar's container id", () => {
     assert.equal(containerIdFromCgroup("0::/\n"), null);
     assert.equal(containerIdFromCgroup("4:memory:/process_api/900edadbf5c78ae4d5b35898ccd622e8\n0::/\n"), null);
     assert.equal(containerIdFromCgroup(`0::/user.slice/${ID}\n`), null);
+  });
+});
+
+describe("stateDirPropagation (workspace disks in a container reach the engine only through a shared bind)", () => {
+  test("the propagation of the deepest mount holding the state dir; empty when none names one or none covers it", () => {
+    const mounts = [
+      { Type: "bind", Source: "/", Destination: "/", Propagation: "rprivate" },
+      { Type: "bind", Source: "/var/lib/alive-codex", Destination: "/var/lib/alive-codex", Propagation: "rshared" },
+      { Type: "bind", Source: "/srv", Destination: "/srv" },
+    ];
+    assert.equal(stateDirPropagation(mounts, "/var/lib/alive-codex/"), "rshared");
+    assert.equal(stateDirPropagation(mounts, "/var/lib/alive-codex/state"), "rshared");
+    assert.equal(stateDirPropagation(mounts, "/var/lib/other"), "rprivate");
+    assert.equal(stateDirPropagation(mounts, "/srv/state"), "");
+    assert.equal(stateDirPropagation([], "/var/lib/alive-codex"), "");
   });
 });

@@ -1,4 +1,4 @@
-/** Workspace disks (issue 14): the pure parts: the mount table, the limits a workspace gets, usage from statfs, the settings and params. */
+/** Workspace disks (issue 14): the pure parts: the mount table, the limits a workspace gets, usage from statfs, the settings, the auto decision and params. */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
@@ -7,9 +7,10 @@ import path from "node:path";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
-import { parseDiskLimits } from "../../src/shared/disk-settings.js";
+import { createLogger } from "../../src/log.js";
+import { decideDiskEnforcement, describeDiskHealth, parseDiskLimits, type DiskCapabilities } from "../../src/shared/disk-settings.js";
 import { DEFAULT_DISK } from "../../src/shared/limits.js";
-import { diskImagePath, resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-image.js";
+import { WorkspaceDisks, diskImagePath, probeDiskCapabilities, resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-image.js";
 import { parseMountInfo } from "../../src/workspace/mountinfo.js";
 
 
@@ -73,9 +74,11 @@ describe("a disk's usage from statfs", () => {
 });
 
 describe("disk settings", () => {
-  test("off by default, with the default and ceiling stated", () => {
+  test("auto by default, with the default and ceiling stated; off and image by name", () => {
     const config = loadConfig({}, {});
-    assert.equal(config.diskEnforcement, "off");
+    assert.equal(config.diskEnforcement, "auto");
+    assert.equal(loadConfig({ "--disk": "off" }, {}).diskEnforcement, "off");
+    assert.equal(loadConfig({}, { ALIVE_CODEX_DISK: "auto" }).diskEnforcement, "auto");
     assert.deepEqual(config.defaultDisk, DEFAULT_DISK);
     assert.ok(config.maxDisk.diskMb >= config.defaultDisk.diskMb);
   });
@@ -139,3 +142,106 @@ describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => 
   });
 });
 
+
+describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () => {
+  const CAPABLE: DiskCapabilities = { root: true, capSysAdmin: true, missingTools: [], loopControl: "ok", stateDirPropagation: null };
+  /** The compose test's host: root in a default container (no CAP_SYS_ADMIN, no loop devices), e2fsprogs absent. */
+  const CONTAINER: DiskCapabilities = { root: true, capSysAdmin: false, missingTools: ["mkfs.ext4", "e2fsck", "resize2fs"], loopControl: "missing", stateDirPropagation: "rprivate" };
+
+  test("a capable host: auto and image both enforce; off stays off without probing", () => {
+    assert.deepEqual(decideDiskEnforcement("auto", CAPABLE), { enforcement: "image", requested: "auto", missing: [] });
+    assert.deepEqual(decideDiskEnforcement("image", CAPABLE), { enforcement: "image", requested: "image", missing: [] });
+    assert.deepEqual(decideDiskEnforcement("off", null), { enforcement: "off", requested: "off", missing: [] });
+    assert.deepEqual(decideDiskEnforcement("off", CAPABLE), { enforcement: "off", requested: "off", missing: [] });
+    // In a container whose state dir is bound rshared (docs/security.md), as on the host.
+    assert.equal(decideDiskEnforcement("auto", { ...CAPABLE, stateDirPropagation: "rshared" }).enforcement, "image");
+    assert.equal(decideDiskEnforcement("auto", { ...CAPABLE, stateDirPropagation: "shared" }).enforcement, "image");
+  });
+
+  test("each missing capability alone makes auto fall back to off, naming it and how to get it", () => {
+    const cases: Array<[Partial<DiskCapabilities>, RegExp]> = [
+      [{ root: false, capSysAdmin: false }, /not root \(run it as root/],
+      [{ capSysAdmin: false }, /lacks CAP_SYS_ADMIN \(in a container: cap_add SYS_ADMIN/],
+      [{ missingTools: ["mkfs.ext4"] }, /^mkfs\.ext4 is not installed \(install e2fsprogs\)$/],
+      [{ missingTools: ["losetup"] }, /^losetup is not installed \(install util-linux\)$/],
+      [{ loopControl: "missing" }, /\/dev\/loop-control is missing \(load the loop module: modprobe loop/],
+      [{ loopControl: "denied" }, /\/dev\/loop-control cannot be opened \(in a container: a device cgroup rule/],
+      // A privileged sidecar container whose state dir is bound as the engine does by default: its mounts would not reach the engine.
+      [{ stateDirPropagation: "rprivate" }, /state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine \(bind-mount it with bind-propagation=rshared/],
+      [{ stateDirPropagation: "" }, /propagation unset/],
+    ];
+    for (const [change, expected] of cases) {
+      const decision = decideDiskEnforcement("auto", { ...CAPABLE, ...change });
+      assert.equal(decision.enforcement, "off", JSON.stringify(change));
+      assert.equal(decision.requested, "auto");
+      assert.equal(decision.missing.length, 1, decision.missing.join("; "));
+      assert.match(decision.missing[0] ?? "", expected);
+    }
+  });
+
+  test("in a default container: off, with every gap named once (tools grouped by package)", () => {
+    const decision = decideDiskEnforcement("auto", CONTAINER);
+    assert.equal(decision.enforcement, "off");
+    assert.deepEqual(decision.missing, [
+      "the sidecar lacks CAP_SYS_ADMIN (in a container: cap_add SYS_ADMIN; docs/security.md, Disk)",
+      "mkfs.ext4, e2fsck, resize2fs are not installed (install e2fsprogs)",
+      "/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)",
+      "the state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)",
+    ]);
+  });
+
+  test("image on a host that cannot: refused, naming what is missing and the way out", () => {
+    assert.throws(() => decideDiskEnforcement("image", CONTAINER), /ALIVE_CODEX_DISK=image: this host cannot make workspace disks: the sidecar lacks CAP_SYS_ADMIN.*e2fsprogs.*loop-control.*set ALIVE_CODEX_DISK=auto .* or off/);
+  });
+
+  test("health's disk entry, as health and doctor show it", () => {
+    assert.equal(describeDiskHealth({ enforcement: "image", attached: 2, requested: "auto" }), "limited (loop-mounted image per workspace, 2 attached; chosen automatically: ALIVE_CODEX_DISK=auto)");
+    assert.equal(describeDiskHealth({ enforcement: "image", attached: 0, requested: "image" }), "limited (loop-mounted image per workspace, 0 attached)");
+    assert.equal(describeDiskHealth({ enforcement: "none", attached: 0, requested: "off" }), "NOT LIMITED (ALIVE_CODEX_DISK=off)");
+    assert.equal(describeDiskHealth({ enforcement: "none", attached: 0, requested: "auto", missing: ["a", "b"] }), "NOT LIMITED (ALIVE_CODEX_DISK=auto: this host cannot enforce disk limits: a; b)");
+    // An older sidecar's entry, without requested.
+    assert.equal(describeDiskHealth({ enforcement: "none", attached: 0 }), "NOT LIMITED (ALIVE_CODEX_DISK=off)");
+  });
+
+  test("WorkspaceDisks.open with auto on a host that cannot: one warning naming what is missing, health says why, nothing made", async () => {
+    const lines: Array<{ level: string; line: string }> = [];
+    const log = createLogger({ level: "debug", write: (line, level) => lines.push({ level, line }) });
+    const stateDir = path.join(os.tmpdir(), `alive-disk-auto-${process.pid}-never-made`);
+    const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "auto", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK });
+    assert.equal(disks.enforced, false);
+    assert.equal(disks.resolve({ resources: { diskMb: 64 } }), null);
+    assert.deepEqual(disks.health(), { enforcement: "none", attached: 0, requested: "auto", missing: decideDiskEnforcement("auto", CONTAINER).missing });
+    const warnings = lines.filter((l) => l.level === "warn");
+    assert.equal(warnings.length, 1, JSON.stringify(lines));
+    assert.match(warnings[0]?.line ?? "", /workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them: the sidecar lacks CAP_SYS_ADMIN.*install e2fsprogs.*loop-control is missing/);
+    await assert.rejects(fs.stat(stateDir), "nothing is made on a host that cannot");
+    await assert.rejects(WorkspaceDisks.open({ stateDir, log, enforcement: "image", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }), /ALIVE_CODEX_DISK=image: this host cannot make workspace disks/);
+  });
+
+  test("auto on a host that cannot, over a state dir whose workspaces have disks: refused, naming the disks and the way out", async () => {
+    const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-disk-auto-kept-"));
+    try {
+      await fs.mkdir(path.join(stateDir, "disks"));
+      await fs.writeFile(path.join(stateDir, "disks", "ws-1.img"), "");
+      const log = createLogger({ level: "error", write: () => undefined });
+      await assert.rejects(
+        WorkspaceDisks.open({ stateDir, log, enforcement: "auto", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }),
+        /ALIVE_CODEX_DISK=auto: 1 workspace disk\(s\) in .*disks were made while disk limits were in force, but this host cannot enforce them now: the sidecar lacks CAP_SYS_ADMIN.*set ALIVE_CODEX_DISK=off/,
+      );
+      // off is the operator's explicit choice: it starts.
+      assert.equal((await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK })).enforced, false);
+    } finally {
+      await fs.rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  test("the probe reads this process's real capabilities (whatever they are here) in the shape the decision takes", async () => {
+    const caps = await probeDiskCapabilities();
+    assert.equal(caps.root, process.getuid?.() === 0);
+    assert.equal(caps.stateDirPropagation, null);
+    assert.equal((await probeDiskCapabilities("rprivate")).stateDirPropagation, "rprivate");
+    assert.ok(["ok", "missing", "denied"].includes(caps.loopControl));
+    assert.ok(caps.missingTools.every((tool) => ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"].includes(tool)));
+    if (!caps.root) assert.equal(decideDiskEnforcement("auto", caps).enforcement, "off");
+  });
+});

@@ -3,6 +3,7 @@ import { CLIENT_OPTIONS, parseCommandArgs } from "../args.js";
 import { writeLine, type CliContext } from "../cli-context.js";
 import { ExitCode, UsageError } from "../cli-errors.js";
 import { formatPairs } from "../format.js";
+import { describeDiskHealth } from "../../shared/disk-settings.js";
 import { connectClient } from "./connect.js";
 
 export const HEALTH_USAGE = `Usage: alive-codex health [--socket PATH] [--json]
@@ -33,10 +34,11 @@ export async function healthCommand(args: string[], ctx: CliContext): Promise<nu
       ["workspaces", `${health.workspaces.running} running / ${health.workspaces.total} total`],
       ["turns", `${health.turns.running} running`],
     ];
-    if (health.disk) rows.push(["disk", health.disk.enforcement === "image" ? `limited (loop-mounted image per workspace, ${health.disk.attached} attached)` : "NOT LIMITED (ALIVE_CODEX_DISK=off)"]);
+    if (health.disk) rows.push(["disk", describeDiskHealth(health.disk)]);
     writeLine(ctx.stdout, formatPairs(rows));
     return ExitCode.ok;
   } finally {
     await client.close();
   }
 }
+
