@@ -137,7 +137,7 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     const health = JSON.parse(stdout) as HealthResult;
     assert.equal(health.docker.reachable, true);
     assert.deepEqual(health.image, { ref: testImage(), present: true });
-    assert.deepEqual(health.turns, { running: 0 });
+    assert.deepEqual(health.turns, { running: 0, detached: 0 });
     assert.deepEqual(health.disk, { enforcement: "none", attached: 0, requested: "off" });
 
     const plain = await cli(["health", "--socket", socketPath]);

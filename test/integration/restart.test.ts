@@ -75,6 +75,9 @@ describe("a sidecar killed mid-turn, then started again", () => {
       "--image", testImage(),
       "--network", TEST_NETWORK,
       "--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`,
+      // Pinned off: the default (auto) mounts a disk per workspace here, and a SIGKILLed serve leaves
+      // it mounted by design (the next sidecar adopts it); disks across a restart are disk.test.ts's.
+      "--disk", "off",
       "--openai-base-url", stub.baseUrl,
       "--codex-api-key", "sk-test-restart-0123456789",
       "--model", "gpt-5.5",
