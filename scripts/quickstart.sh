@@ -3,7 +3,9 @@
 #
 #   bash scripts/quickstart.sh [alive-codex serve flags...]
 #
-# 1. a Docker engine (scripts/install-docker.sh installs and starts one if none answers);
+# 1. a Docker engine (scripts/install-docker.sh installs and starts one if none answers), with
+#    gVisor registered as the runtime "runsc" (scripts/install-runsc.sh: workspace.ensure's
+#    runtime "runsc", and the test suite runs the turn path and the escape suite under it);
 # 2. npm ci and npm run build;
 # 3. a base image: ALIVE_CODEX_BASE_IMAGE if set, else debian:bookworm-slim when present, else
 #    alive-codex-base:bookworm when present, else debian:bookworm-slim when pullable, else a local
@@ -19,6 +21,9 @@ say() { printf 'quickstart: %s\n' "$*"; }
 
 say "Docker engine"
 bash scripts/install-docker.sh
+
+say "gVisor (runsc) for workspaces that ask for it"
+bash scripts/install-runsc.sh
 
 say "npm ci && npm run build"
 npm ci
