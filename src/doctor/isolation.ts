@@ -35,6 +35,6 @@ export function describeIsolation(report: IsolationReport): string {
     `host unreachable`,
     `model key in the ${report.modelKey}`,
     `pids ${limits.pids ?? "none"}, memory ${memoryMb} (${limits.source})`,
-    `measured in ${report.measuredMs} ms`,
+    `measured in ${Math.round(report.measuredMs)} ms`,
   ].join(", ");
 }
