@@ -24,6 +24,7 @@ import type { EnsureWorkspaceResult, RunTurnParams, TurnResult, WorkspaceParams 
 import type { RunningSidecar } from "../sidecar.js";
 import { METADATA_ADDRESS, probeMetadataConnect, turnProcesses } from "./container-probes.js";
 import { describeHardening, hardeningProblems } from "./hardening.js";
+import { describeIsolation, isolationProblems } from "./isolation.js";
 import { skipped, type DoctorCheck, type DoctorReport } from "./report.js";
 import { startScriptedModel, type ScriptedReply, type ScriptedRequest } from "./scripted-model.js";
 
@@ -86,7 +87,7 @@ class CheckFailure extends Error {
   }
 }
 
-const LATER_CHECKS = ["sidecar", "workspace", "disk", "hardening", "turn", "cancel", "egress"] as const;
+const LATER_CHECKS = ["sidecar", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress"] as const;
 
 export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOptions): Promise<DoctorReport> {
   const checks = new Checks(options.onCheck);
@@ -151,6 +152,14 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
       const problems = hardeningProblems(info);
       if (problems.length > 0) throw new CheckFailure(problems.join("; "));
       return describeHardening(info);
+    });
+    await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)", async () => {
+      const fromEnsure = (ensured as EnsureWorkspaceResult).isolation;
+      const listed = (await running.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === params.workspaceId);
+      if (listed === undefined) throw new CheckFailure(`workspace.list does not list the scratch workspace ${params.workspaceId}`);
+      const problems = [...new Set([...isolationProblems(fromEnsure).map((p) => `workspace.ensure: ${p}`), ...isolationProblems(listed.isolation).map((p) => `workspace.list: ${p}`)])];
+      if (problems.length > 0) throw new CheckFailure(problems.join("; "));
+      return describeIsolation(listed.isolation as NonNullable<typeof listed.isolation>);
     });
     await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running, params));
     await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running, docker, params, containerId, user));

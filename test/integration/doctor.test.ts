@@ -53,12 +53,13 @@ describe("alive-codex doctor", () => {
     assert.equal(report.ok, true);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      ["engine", "image", "sidecar", "workspace", "disk", "hardening", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]),
+      ["engine", "image", "sidecar", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]),
     );
     // The default, auto, on this machine (root, loop devices): the scratch workspace had its own disk, and it is gone.
     assert.match(check(report, "disk").detail, /^limited \(loop-mounted image per workspace, 1 attached; chosen automatically: ALIVE_CODEX_DISK=auto\); the scratch workspace's disk: \d+ MiB, \d+ inodes$/);
     assert.match(check(report, "cleanup").detail, /disk removed \(nothing mounted or attached left\)/);
     assert.match(check(report, "turn").detail, /doctor-ok/);
+    assert.match(check(report, "isolation").detail, /^runc: uid \d+, CapEff 0+ CapBnd 0+, no_new_privs, seccomp filter, read-only root, network lo without a default route, host unreachable, model key in the proxy, pids \d+, memory \d+ MiB \((cgroup|inspect)\), measured in \d+ ms$/);
     assert.match(check(report, "egress").detail, /403/);
     await assertNothingLeft(report);
   });
@@ -67,7 +68,7 @@ describe("alive-codex doctor", () => {
     const { code, stdout } = await doctor(["--image", testImage(), ...RANGES, ...RUN_LABEL], 240_000);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^CHECK\s+RESULT\s+DETAIL$/m);
-    for (const name of ["engine", "image", "disk", "hardening", "turn", "cancel", "egress", "cleanup"]) assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
+    for (const name of ["engine", "image", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"]) assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
     assert.match(stdout, /every check passed/);
   });
 
@@ -81,7 +82,7 @@ describe("alive-codex doctor", () => {
     assert.equal(image.status, "fail");
     assert.match(image.detail, /alive-codex-runtime:missing is missing/);
     assert.match(image.fix ?? "", /unset ALIVE_CODEX_IMAGE/);
-    for (const later of ["sidecar", "turn", "egress"]) assert.equal(check(report, later).status, "skip");
+    for (const later of ["sidecar", "isolation", "turn", "egress"]) assert.equal(check(report, later).status, "skip");
     await assertNothingLeft(report);
   });
 

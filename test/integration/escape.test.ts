@@ -4,11 +4,14 @@
  * runsc. Each probe prints HELD or BROKEN with its evidence; every expected probe must be there and
  * none BROKEN. Two are judged here on the host: the log flood (the container's log files stay within
  * the json-file rotation) and the host listener (no connection ever arrived). Last, the workspace's
- * `isolation` in workspace.list must say what the probes saw.
+ * `isolation` in workspace.list must say what the probes saw. Under runsc the fork and memory bombs
+ * end the whole sandbox, so they run apart, one turn each, and what is asserted is that only that
+ * sandbox dies and the workspace comes back (the tests at the end).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
+import { execFile } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +20,7 @@ import { workspacePaths } from "../../src/workspace/paths.js";
 import { hostAddresses } from "../../src/workspace/isolation-probe.js";
 import { hostPidsLimit } from "../../src/workspace/runtimes.js";
 import { ResponsesStub, functionCallOutput } from "../support/responses-stub.js";
+import { waitFor } from "../support/wait.js";
 import { TEST_API_KEY, TEST_UID, execIn, startTestSidecar, testGateway, type TestSidecar } from "../support/sidecar.js";
 
 const PROBES_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/support/escape-probes.sh");
@@ -88,6 +92,16 @@ async function containerLogBytes(t: TestSidecar, containerId: string): Promise<n
   let total = 0;
   for (const name of await fs.readdir(dir)) if (name.startsWith(base)) total += (await fs.stat(path.join(dir, name))).size;
   return total;
+}
+
+/** Host processes whose command line names the container (runsc's sandbox, gofer and stubs, the shim). */
+async function hostProcessesOf(containerId: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    execFile("pgrep", ["-af", containerId], (error, stdout) => {
+      if (error && (error as { code?: unknown }).code !== 1) reject(error);
+      else resolve(stdout.split("\n").filter((l) => l.trim() !== "" && !l.includes("pgrep")));
+    });
+  });
 }
 
 describe("escape and abuse suite, from inside a codex turn", () => {
@@ -207,13 +221,81 @@ describe("escape and abuse suite, from inside a codex turn", () => {
 
   // Found by this suite: under gVisor the pids and memory limits are enforced on the sandbox's host
   // tasks (the Sentry and its ptrace stubs), not inside it, so a bomb that reaches one stops the whole
-  // sandbox (the turn fails container_died: the Sentry panics, or the host OOM-kills it) instead of
-  // failing a fork or killing the allocating process inside. Contained to the workspace (nothing else
-  // is touched), but the workspace dies. The fix is the runtime's plumbing (docs/security.md).
-  for (const [bomb, other] of [["fork_bomb", "memory_bomb"], ["memory_bomb", "fork_bomb"]] as const) {
-    test(`runsc: the ${bomb.replace("_", " ")} is stopped inside the sandbox, which survives it`, { todo: "gVisor: a bomb reaching the host cgroup's limit stops the sandbox (docs/security.md, Isolation report)" }, async () => {
-      const { lines } = await runProbes("runsc", ["bombs"], [other]);
-      assert.equal(lines.find((l) => l.name === bomb)?.verdict, "HELD");
+  // sandbox (the Sentry panics, or the host OOM-kills it) instead of failing a fork or killing the
+  // allocating process inside. What holds, and is asserted here, is containment at the sandbox: the
+  // bomb's turn ends container_died well before its timeout, a neighbour sandbox carries on untouched
+  // (an exec during the bomb, same StartedAt and restart count after), the sidecar answers health,
+  // nothing of the dead sandbox runs on the host, and the next ensure brings the workspace back for a
+  // command turn. (docs/security.md, "Found: a fork or memory bomb stops a gVisor sandbox".)
+  const BOMB_TURN_TIMEOUT_MS = 180_000;
+  for (const bomb of ["fork_bomb", "memory_bomb"] as const) {
+    test(`runsc: the ${bomb.replace("_", " ")} stops its own sandbox alone; the neighbour, the host and the sidecar carry on; the next ensure brings the workspace back`, async () => {
+      const neighbour = await t.workspace(undefined, { runtime: "runsc" });
+      const neighbourId = (await t.sidecar.service.ensureWorkspace(neighbour)).containerId;
+      const neighbourBefore = await t.docker.getContainer(neighbourId).inspect();
+
+      const ws = await t.workspace(undefined, { runtime: "runsc", resources: { pids: PIDS, memoryMb: MEMORY_MB } });
+      const containerId = (await t.sidecar.service.ensureWorkspace(ws)).containerId;
+      const startedBefore = (await t.docker.getContainer(containerId).inspect()).State.StartedAt;
+      // The host-side check below can see a live sandbox: its processes name the container.
+      const hostBefore = await hostProcessesOf(containerId);
+      assert.ok(hostBefore.length > 0, `no host process names the live sandbox ${containerId}`);
+      await fs.copyFile(PROBES_SOURCE, path.join(ws.workspacePath, "escape-probes.sh"));
+      const results = path.join(ws.workspacePath, "escape-results.txt");
+      const vars = `ESC_RUNTIME=runsc ESC_PIDS='${hostPidsLimit("runsc", PIDS)}' ESC_MEM_MB='${MEMORY_MB}' ESC_OUT=escape-results.txt`;
+      stub.reset();
+      stub.script({ kind: "command", cmd: `${vars} bash ./escape-probes.sh ${bomb}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 }, { kind: "message", text: "bombed" });
+      const started = Date.now();
+      const turn = t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "bomb the sandbox", options: { timeoutMs: BOMB_TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+      let settled = false;
+      void turn.finally(() => (settled = true)).catch(() => undefined);
+
+      // While the bomb goes off: the neighbour sandbox runs a command.
+      await waitFor(async () => settled || (await fs.readFile(results, "utf8")).includes(`START ${bomb}`), { timeoutMs: 120_000, intervalMs: 200, what: `the ${bomb} to start` });
+      const during = await execIn(t.docker, neighbourId, ["/bin/sh", "-c", "echo neighbour-alive"], `${TEST_UID}:${TEST_UID}`);
+      assert.equal(during.exitCode, 0, during.stderr);
+      assert.equal(during.stdout.trim(), "neighbour-alive");
+
+      const result = await turn;
+      const seconds = (Date.now() - started) / 1000;
+      const written = await fs.readFile(results, "utf8").catch(() => "");
+      console.log(`--- runsc ${bomb} (turn ${seconds.toFixed(1)} s): ${result.status} ${JSON.stringify(result.error)}\n${written.trimEnd()}`);
+      // The bomb's turn ended by the sandbox's death, not by its timeout, and said so.
+      assert.equal(result.status, "failed", JSON.stringify(result.error));
+      assert.equal(result.error?.code, "container_died", JSON.stringify(result.error));
+      assert.ok(seconds * 1000 < BOMB_TURN_TIMEOUT_MS - 30_000, `the turn ended in ${seconds.toFixed(1)} s, well before its ${BOMB_TURN_TIMEOUT_MS / 1000} s timeout`);
+      const dead = (await t.docker.getContainer(containerId).inspect()).State;
+      assert.equal(dead.Running, false, "the bombed sandbox is down");
+
+      // The host: the sidecar answers, and nothing of the dead sandbox runs (shim, gofer, sandbox, stubs).
+      const health = await t.sidecar.service.health();
+      assert.equal(health.docker.reachable, true);
+      console.log(`host processes naming the sandbox: ${hostBefore.length} before the bomb (${hostBefore.map((l) => l.split(" ")[1]?.split("/").at(-1)).join(", ")})`);
+      await waitFor(async () => (await hostProcessesOf(containerId)).length === 0, { timeoutMs: 30_000, intervalMs: 250, what: `no host process naming ${containerId}` }).catch(async (error: unknown) => {
+        throw new Error(`host processes of the dead sandbox: ${(await hostProcessesOf(containerId)).join(" | ")}`, { cause: error });
+      });
+
+      // The neighbour was never restarted and still runs commands.
+      const neighbourAfter = await t.docker.getContainer(neighbourId).inspect();
+      assert.equal(neighbourAfter.State.Running, true);
+      assert.equal(neighbourAfter.State.StartedAt, neighbourBefore.State.StartedAt, "the neighbour was not restarted");
+      assert.equal(neighbourAfter.RestartCount, neighbourBefore.RestartCount);
+      assert.equal((await execIn(t.docker, neighbourId, ["/bin/true"], `${TEST_UID}:${TEST_UID}`)).exitCode, 0);
+
+      // The next ensure brings the workspace back (the dead container started again), and a command turn works.
+      const again = await t.sidecar.service.ensureWorkspace(ws);
+      assert.equal(again.state, "running");
+      assert.ok((await hostProcessesOf(again.containerId)).length > 0, "the sandbox runs again");
+      const restarted = (await t.docker.getContainer(again.containerId).inspect()).State;
+      assert.equal(restarted.Running, true);
+      assert.notEqual(restarted.StartedAt, startedBefore, "a fresh sandbox, not the dead one");
+      stub.reset();
+      stub.script({ kind: "command", cmd: "echo back-after-the-bomb" }, { kind: "message", text: "back" });
+      const next = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "are you back", options: { timeoutMs: 120_000 } }, { onEvent: () => undefined });
+      assert.equal(next.status, "completed", JSON.stringify(next.error));
+      assert.match(functionCallOutput(stub.requests[1]!) ?? "", /back-after-the-bomb/);
+      await t.sidecar.service.removeWorkspace({ workspaceId: neighbour.workspaceId });
+      await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId });
     });
   }
 });

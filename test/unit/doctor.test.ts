@@ -4,6 +4,8 @@ import type { ContainerInspectInfo } from "dockerode";
 import { formatDoctorReport } from "../../src/cli/commands/doctor.js";
 import { renderUsage } from "../../src/cli/run-cli.js";
 import { hardeningProblems } from "../../src/doctor/hardening.js";
+import { describeIsolation, isolationProblems } from "../../src/doctor/isolation.js";
+import type { IsolationReport } from "../../src/service.js";
 import { doctorScript } from "../../src/doctor/run-doctor.js";
 import { startScriptedModel } from "../../src/doctor/scripted-model.js";
 
@@ -13,6 +15,25 @@ const HARDENED = {
   Config: { User: "10001:10001" },
   HostConfig: { CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges:true"], ReadonlyRootfs: true, NetworkMode: "none", PidsLimit: 512, Memory: 2 * 1024 ** 3 },
 } as unknown as Inspect;
+
+const ISOLATED: IsolationReport = {
+  containerId: "c0ffee",
+  runtime: "runc",
+  user: { uid: 10001, gid: 10001, groups: [10001] },
+  capabilities: { effective: "0000000000000000", permitted: "0000000000000000", bounding: "0000000000000000", ambient: "0000000000000000" },
+  noNewPrivs: true,
+  seccomp: "filter",
+  readOnlyRoot: true,
+  mounts: [{ path: "/workspace", readOnly: false }],
+  limits: { pids: 512, memoryBytes: 2 * 1024 ** 3, cpus: null, source: "cgroup" },
+  network: { interfaces: ["lo"], defaultRoute: false },
+  egress: { policy: {}, enforcedBy: "sidecar-proxy" } as unknown as IsolationReport["egress"],
+  modelKey: "proxy",
+  hostReachable: false,
+  hostProbe: "172.17.0.1:1: ENETUNREACH",
+  measuredAt: "2026-12-01T00:00:00.000Z",
+  measuredMs: 120,
+};
 
 function variant(config: Record<string, unknown>, host: Record<string, unknown>): Inspect {
   return { Config: { ...HARDENED.Config, ...config }, HostConfig: { ...HARDENED.HostConfig, ...host } } as unknown as Inspect;
@@ -33,6 +54,34 @@ describe("doctor", () => {
       [variant({}, { Memory: 0 }), /memory/],
     ];
     for (const [info, expected] of cases) assert.match(hardeningProblems(info).join("; "), expected);
+  });
+
+  test("isolation: a measured, isolated report passes (runc and runsc); absent, unmeasured or each weakening is named", () => {
+    assert.deepEqual(isolationProblems(ISOLATED), []);
+    assert.deepEqual(isolationProblems({ ...ISOLATED, runtime: "runsc", seccomp: "gvisor-sentry" }), []);
+    assert.match(isolationProblems(undefined).join(), /no isolation report/);
+    assert.match(isolationProblems(null).join(), /not measured \(null\)/);
+    const cases: Array<[Partial<IsolationReport>, RegExp]> = [
+      [{ user: { uid: 0, gid: 0, groups: [0] } }, /uid 0/],
+      [{ capabilities: { ...ISOLATED.capabilities, effective: "0000000000000400" } }, /effective capabilities 0000000000000400/],
+      [{ capabilities: { ...ISOLATED.capabilities, bounding: "000001ffffffffff" } }, /bounding capabilities 000001ffffffffff/],
+      [{ noNewPrivs: false }, /no_new_privs is off/],
+      [{ seccomp: "disabled" }, /seccomp is "disabled"/],
+      [{ readOnlyRoot: false }, /writable/],
+      [{ network: { interfaces: ["lo", "eth0"], defaultRoute: false } }, /\["lo","eth0"\]/],
+      [{ network: { interfaces: ["lo"], defaultRoute: true } }, /default route/],
+      [{ hostReachable: true, hostProbe: "172.17.0.1:22 connected" }, /host is reachable from inside \(172\.17\.0\.1:22 connected\)/],
+      [{ modelKey: "env" as unknown as "proxy" }, /model key is "env"/],
+    ];
+    for (const [change, expected] of cases) {
+      const problems = isolationProblems({ ...ISOLATED, ...change });
+      assert.equal(problems.length, 1, problems.join("; "));
+      assert.match(problems[0] ?? "", expected);
+    }
+    assert.equal(
+      describeIsolation(ISOLATED),
+      "runc: uid 10001, CapEff 0000000000000000 CapBnd 0000000000000000, no_new_privs, seccomp filter, read-only root, network lo without a default route, host unreachable, model key in the proxy, pids 512, memory 2048 MiB (cgroup), measured in 120 ms",
+    );
   });
 
   test("the script: a command first, then a message carrying its output; sleep for the cancel check", () => {
