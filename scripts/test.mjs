@@ -29,7 +29,8 @@ const PING_TIMEOUT_MS = 15_000;
 const RUN_ID_LABEL = "dev.alive.codex.run-id";
 // Each test file's process exits right after its last test and after-hooks (--test-force-exit), and
 // exit-check.js fails it there, naming what was still open: a file that would hang fails at once
-// instead of at the 300 s file timeout.
+// instead of at the 600 s file timeout (long enough for escape.test.ts under gVisor with one stalled
+// probe turn retried; a hang still ends there).
 const EXIT_CHECK = ["--test-force-exit", "--import", pathToFileURL(path.join(ROOT, "dist", "test", "support", "exit-check.js")).href];
 
 const say = (message) => console.log(`test.mjs: ${message}`);
@@ -68,7 +69,7 @@ async function importDist(relative) {
 
 /** Runs node --test and resolves with its exit code; SIGINT/SIGTERM are passed on, and cleanup still runs. */
 function runTests(files, env) {
-  const args = ["--test", "--test-concurrency=2", "--test-timeout=300000", "--test-reporter=spec", ...EXIT_CHECK, ...runnerArgs, ...files];
+  const args = ["--test", "--test-concurrency=2", "--test-timeout=600000", "--test-reporter=spec", ...EXIT_CHECK, ...runnerArgs, ...files];
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: "inherit" });
     const forward = (signal) => child.kill(signal);

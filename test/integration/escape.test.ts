@@ -25,6 +25,10 @@ import { TEST_API_KEY, TEST_UID, execIn, startTestSidecar, testGateway, type Tes
 
 const PROBES_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/support/escape-probes.sh");
 const TURN_TIMEOUT_MS = 240_000;
+/** A runsc probe turn takes 50-80 s here; past this it has stalled (runProbes). */
+const RUNSC_TURN_TIMEOUT_MS = 150_000;
+
+class ProbeTurnStalled extends Error {}
 /** The workspace's pids limit (under gVisor the engine's limit is hostPidsLimit of it: runtimes.ts). */
 const PIDS = 512;
 const MEMORY_MB = 384;
@@ -127,7 +131,23 @@ describe("escape and abuse suite, from inside a codex turn", () => {
   });
 
   /** Runs the probes through one codex turn in a fresh workspace of `runtime` (with another workspace beside it to go for). */
+  /**
+   * Under gVisor's ptrace platform, on this loaded 2-core machine, a probe turn was once seen making
+   * no progress at all for 200 s (1 full-suite run in 4; the same turn takes 50-80 s otherwise): a
+   * stalled turn times out (RUNSC_TURN_TIMEOUT_MS) and is run once more in fresh workspaces, saying
+   * so. The probes' verdicts are never retried: a BROKEN line fails at once, either attempt.
+   */
   async function runProbes(runtime: string, parts: readonly string[], skip: string[] = []): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
+    try {
+      return await runProbesOnce(runtime, parts, skip);
+    } catch (error) {
+      if (!(error instanceof ProbeTurnStalled)) throw error;
+      console.log(`RETRY ${runtime}: ${error.message}; running the probes once more in fresh workspaces`);
+      return runProbesOnce(runtime, parts, skip, false);
+    }
+  }
+
+  async function runProbesOnce(runtime: string, parts: readonly string[], skip: string[], mayStall = runtime === "runsc"): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
     const other = await t.workspace(undefined, { runtime });
     const otherEnsured = await t.sidecar.service.ensureWorkspace(other);
     await fs.writeFile(path.join(other.workspacePath, "secret.txt"), "other tenant's secret\n");
@@ -159,10 +179,14 @@ describe("escape and abuse suite, from inside a codex turn", () => {
     stub.script(...parts.map((part) => ({ kind: "command" as const, cmd: `${vars} bash ./escape-probes.sh ${part}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 })), { kind: "message", text: "probed" });
     const logBefore = await containerLogBytes(t, ensured.containerId);
     const started = Date.now();
-    const result = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+    const result = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: runtime === "runsc" ? RUNSC_TURN_TIMEOUT_MS : TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
     const seconds = (Date.now() - started) / 1000;
     const written = await fs.readFile(path.join(ws.workspacePath, "escape-results.txt"), "utf8").catch(() => "");
     console.log(`--- ${runtime} (turn ${seconds.toFixed(1)} s)\n${written.trimEnd()}`);
+    const verdicts = parseProbeLines(written);
+    if (mayStall && result.status !== "completed" && result.error?.code === "timed_out" && !verdicts.some((l) => l.verdict === "BROKEN")) {
+      throw new ProbeTurnStalled(`the turn made no progress past "${written.trimEnd().split("\n").at(-1) ?? "nothing"}" within ${RUNSC_TURN_TIMEOUT_MS / 1000} s`);
+    }
     assert.equal(result.status, "completed", `${JSON.stringify(result.error)}; the probes got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"}`);
     const lines = parseProbeLines(written);
     parts.forEach((part, i) => {

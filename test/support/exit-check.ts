@@ -3,7 +3,7 @@
  * `--test-force-exit`: the process exits as soon as its tests and after-hooks are done, and this
  * check runs at that exit. Whatever is still open then (a socket, a server, a child process, a
  * timer that keeps the loop alive) would have kept the file from exiting: the file fails, naming
- * each handle, instead of hanging until the runner's 300 s file timeout.
+ * each handle, instead of hanging until the runner's 600 s file timeout.
  */
 import type { ChildProcess } from "node:child_process";
 import net from "node:net";
