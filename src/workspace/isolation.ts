@@ -6,6 +6,7 @@
  * container's cgroup, and reachability from a connect attempt.
  */
 import type { IsolationReport } from "../service.js";
+import { isGvisorRuntime } from "./runtimes.js";
 
 /** The measured part of the report; the egress policy is added when it is shown (it can change per turn). */
 export type MeasuredIsolation = Omit<IsolationReport, "egress">;
@@ -133,10 +134,6 @@ export function hasDefaultRoute(lines: readonly string[]): boolean {
   return lines.slice(1).some((line) => line.trim().split(/\s+/)[1] === "00000000");
 }
 
-function isGvisor(runtime: string): boolean {
-  return runtime === "runsc" || runtime.startsWith("runsc-");
-}
-
 /** Builds the measured report from inspect and the script's output; throws naming the section that is missing. */
 export function parseIsolation(facts: InspectFacts, output: string, measuredMs: number, measuredAt: Date): MeasuredIsolation {
   const sections = splitSections(output);
@@ -158,7 +155,7 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
   const seccompField = statusField(status, "Seccomp");
   let seccomp: MeasuredIsolation["seccomp"];
   // gVisor reports Seccomp 0: its Sentry implements every system call itself and is the filter.
-  if (isGvisor(runtime) && (seccompField === undefined || seccompField === "0")) seccomp = "gvisor-sentry";
+  if (isGvisorRuntime(runtime) && (seccompField === undefined || seccompField === "0")) seccomp = "gvisor-sentry";
   else seccomp = seccompField === "2" ? "filter" : seccompField === "1" ? "strict" : "disabled";
   const mounts = parseMounts(section("mountinfo"));
   const root = mounts.find((m) => m.path === "/");
@@ -217,11 +214,11 @@ export function isolationDifferences(report: MeasuredIsolation, expected: Isolat
   if (extraGroups.length > 0) d.push(`supplementary groups ${extraGroups.join(",")} (asked only ${expected.gid})`);
   for (const [name, value] of Object.entries(report.capabilities)) {
     // gVisor has no ambient set at all: nothing can be raised there.
-    const none = ZERO_CAPS.test(value) || (name === "ambient" && value === "unsupported" && isGvisor(report.runtime));
+    const none = ZERO_CAPS.test(value) || (name === "ambient" && value === "unsupported" && isGvisorRuntime(report.runtime));
     if (!none) d.push(`capabilities ${name} is ${JSON.stringify(value)} (asked none)`);
   }
   if (!report.noNewPrivs) d.push("no_new_privs is off");
-  const wantSeccomp = isGvisor(report.runtime) ? "gvisor-sentry" : "filter";
+  const wantSeccomp = isGvisorRuntime(report.runtime) ? "gvisor-sentry" : "filter";
   if (report.seccomp !== wantSeccomp) d.push(`seccomp is ${report.seccomp} (asked ${wantSeccomp})`);
   if (!report.readOnlyRoot) d.push("the root filesystem is writable");
   const seen = new Map(report.mounts.map((m) => [m.path, m]));

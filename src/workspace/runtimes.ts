@@ -20,9 +20,14 @@ import { ErrorCode, SidecarError } from "../errors.js";
  */
 export const GVISOR_PIDS_FACTOR = 16;
 
+/** Is `runtime` gVisor? The sidecar takes a runtime named runsc, or runsc-<variant>, for gVisor. */
+export function isGvisorRuntime(runtime: string | null | undefined): boolean {
+  return runtime === "runsc" || (typeof runtime === "string" && runtime.startsWith("runsc-"));
+}
+
 /** The engine's PidsLimit for a workspace allowed `pids` processes under `runtime` (docs/runtimes.md). */
 export function hostPidsLimit(runtime: string | null, pids: number): number {
-  return runtime === "runsc" ? pids * GVISOR_PIDS_FACTOR : pids;
+  return isGvisorRuntime(runtime) ? pids * GVISOR_PIDS_FACTOR : pids;
 }
 
 /**
@@ -32,7 +37,7 @@ export function hostPidsLimit(runtime: string | null, pids: number): number {
  * workspace is stopped instead (idle-reaper.ts), and the next ensure or turn starts it again.
  */
 export function canPause(runtime: string | null): boolean {
-  return runtime !== "runsc";
+  return !isGvisorRuntime(runtime);
 }
 
 /** What the engine says about its runtimes (`docker info`: Runtimes' keys and DefaultRuntime). */
