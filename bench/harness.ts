@@ -33,6 +33,8 @@ export interface BenchEnvOptions {
   dockerHost: string;
   /** Progress lines (image build, set-up steps). */
   progress: (line: string) => void;
+  /** More `serve` flags for the bench's sidecar (they win over the bench's own). */
+  flags?: Record<string, string>;
 }
 
 export interface BenchEnv {
@@ -121,6 +123,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         // The numbers here are the sidecar's without workspace disks (the default, auto, mounts one per
         // workspace on a root host with loop devices); their costs are measured in docs/security.md, Disk.
         "--disk": "off",
+        ...options.flags,
       },
       {},
     );
