@@ -40,6 +40,9 @@ import {
 
 export { ConfigError, parseDuration, type IdRange, type ResourceLimits };
 
+export const STALL_WATCH_SETTINGS = ["gvisor", "all", "off"] as const;
+export type StallWatchSetting = (typeof STALL_WATCH_SETTINGS)[number];
+
 
 export interface SidecarConfig {
   socketPath: string;
@@ -66,6 +69,8 @@ export interface SidecarConfig {
   /** Stop a workspace paused this long (0: never). */
   stopTimeoutMs: number;
   turnTimeoutMs: number;
+  /** Which workspaces' turns the stall watch looks after (codex/stall-watch.ts): none, gVisor's, or all. */
+  stallWatch: StallWatchSetting;
   shutdownGraceMs: number;
   maxWorkspaces: number;
   maxTurns: number;
@@ -200,6 +205,7 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "idleTimeoutMs", env: "ALIVE_CODEX_IDLE_TIMEOUT", flag: "--idle-timeout", parse: parseDuration, default: "30m", description: "Pause (freeze) a workspace container that ran no turn this long (0 = never pause nor stop): it keeps its memory and uses no CPU, and the next ensure or turn thaws it in milliseconds. Units: ms, s, m, h." }),
   setting({ key: "stopTimeoutMs", env: "ALIVE_CODEX_STOP_TIMEOUT", flag: "--stop-timeout", parse: parseDuration, default: "4h", description: "Stop a workspace container paused this much longer (0 = never), giving its memory back; the next ensure starts it again (hundreds of ms). Units: ms, s, m, h." }),
   setting({ key: "turnTimeoutMs", env: "ALIVE_CODEX_TURN_TIMEOUT", flag: "--turn-timeout", parse: parseTurnTimeout, default: "15m", description: "Default deadline of a turn; turn.run options.timeoutMs overrides it." }),
+  setting({ key: "stallWatch", env: "ALIVE_CODEX_STALL_WATCH", flag: "--stall-watch", parse: (name, raw) => parseOneOf<StallWatchSetting>(name, raw, STALL_WATCH_SETTINGS), default: "gvisor", description: 'Which turns the stall watch looks after: "gvisor" (turns in runsc workspaces), "all" or "off". While codex is quiet it lists the sandbox\'s processes every few seconds; a child codex never reaped (gVisor loses that wake-up now and then) gets codex a SIGCHLD, and a turn still stuck after three is ended failed/sandbox_stalled with the sandbox\'s stacks in the log, and its container restarted. See docs/runtimes.md.' }),
   setting({ key: "shutdownGraceMs", env: "ALIVE_CODEX_SHUTDOWN_GRACE", flag: "--shutdown-grace", parse: parseDuration, default: "30s", description: "On SIGTERM/SIGINT, how long running turns may finish before they are cancelled." }),
   setting({ key: "maxWorkspaces", env: "ALIVE_CODEX_MAX_WORKSPACES", flag: "--max-workspaces", parse: integers(1, 100_000), default: "200", description: "Most workspace containers at once (-32007 past it)." }),
   setting({ key: "maxTurns", env: "ALIVE_CODEX_MAX_TURNS", flag: "--max-turns", parse: integers(1, 10_000), default: "32", description: "Most turns running at once across workspaces (-32007 past it)." }),

@@ -143,7 +143,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     defaultModel: config.defaultModel,
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
-    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report) } : {}),
+    stallWatch: config.stallWatch,
+    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onStallWatch: (event: "nudged" | "stalled") => metrics.countStallWatch(event) } : {}),
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
   turnsReady = turns;

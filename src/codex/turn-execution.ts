@@ -18,6 +18,14 @@ import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
 import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
+import type { StallWatchSetting } from "../config.js";
+import { runExec } from "../docker/exec.js";
+import { PROC_LIST_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
+import { isGvisorRuntime } from "../workspace/runtimes.js";
+import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "./stall-watch.js";
+
+/** The error code of a turn the stall watch ended (stall-watch.ts). */
+export const SANDBOX_STALLED = "sandbox_stalled";
 
 /** Why a turn was failed from outside its event stream (the model proxy could not reach the model API). */
 export class TurnFailure {
@@ -38,6 +46,12 @@ export interface TurnExecutionOptions extends TurnContainerOptions {
   turnTimeoutMs: number;
   /** Told of every finished turn (the metrics). */
   onTurnFinished?: (report: TurnReport) => void;
+  /** Which turns the stall watch looks after (ALIVE_CODEX_STALL_WATCH). */
+  stallWatch: StallWatchSetting;
+  /** The watch's timings; tests shorten them. */
+  stallTimings?: StallWatchTimings;
+  /** Told of each SIGCHLD the watch sent and each stall it declared (the metrics). */
+  onStallWatch?: (event: "nudged" | "stalled") => void;
 }
 
 /** A finished turn, as the metrics see it: no ids. */
@@ -60,7 +74,9 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   const signal = AbortSignal.any([cancel.signal, deadline, ...(hooks.signal ? [hooks.signal] : [])]);
   let seq = 0;
   let firstEventMs: number | null = null;
+  let watch: StallWatch | null = null;
   const emit = (event: Parameters<TurnHooks["onEvent"]>[2]): void => {
+    watch?.progress();
     try {
       hooks.onEvent(turnId, seq, event);
     } catch (error) {
@@ -85,6 +101,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   try {
     await meter.start();
     await container.prepare();
+    watch = startStallWatch(options, record, log, cancel);
     const thread = createThread(options, params, record, container.bridgeEnv);
     containerTask = container.run(signal).catch((error: unknown) => {
       containerError = error;
@@ -103,6 +120,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
       state.failure ??= await container.explainFailure(containerError ?? error);
     }
   } finally {
+    watch?.stop();
     options.credentials.revoke(credential);
     const failedBy = cancel.signal.reason instanceof TurnFailure ? cancel.signal.reason : null;
     if (signal.aborted && failedBy !== null) {
@@ -138,6 +156,44 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     log.warn("turn observer threw", { error: errorMessage(error) });
   }
   return result;
+}
+
+/**
+ * The turn's stall watch (stall-watch.ts), when ALIVE_CODEX_STALL_WATCH covers the workspace's
+ * runtime: it looks inside as the workspace's user, wakes codex with SIGCHLD, and on its verdict
+ * logs the sandbox's processes (and, under gVisor, the Sentry's stacks) once and fails the turn.
+ */
+function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord, log: Logger, cancel: AbortController): StallWatch | null {
+  const watched = options.stallWatch === "all" || (options.stallWatch === "gvisor" && isGvisorRuntime(record.runtime));
+  if (!watched) return null;
+  const { docker } = options;
+  const user = `${record.params.uid}:${record.params.gid}`;
+  const containerId = record.containerId;
+  return new StallWatch({
+    timings: options.stallTimings ?? DEFAULT_STALL_TIMINGS,
+    list: async (signal) => {
+      const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal });
+      if (signal.aborted) throw signal.reason;
+      return parseProcList(result.stdout);
+    },
+    nudge: async (pid) => {
+      await runExec(docker, containerId, { cmd: ["kill", "-CHLD", String(pid)], user, signal: AbortSignal.timeout(10_000) });
+    },
+    onNudge: ({ codexPid, zombies, nudges }) => {
+      log.warn("codex missed the exit of its child in the sandbox: sent it SIGCHLD", { codexPid, zombies, nudges, runtime: record.runtime });
+      options.onStallWatch?.("nudged");
+    },
+    onStall: (reason) => {
+      options.onStallWatch?.("stalled");
+      void (async () => {
+        const diagnostics = isGvisorRuntime(record.runtime)
+          ? await gvisorDiagnostics(docker, containerId)
+          : await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal: AbortSignal.timeout(10_000) }).then((r) => r.stdout, (error: unknown) => errorMessage(error));
+        log.warn("the turn's sandbox stalled: ending the turn", { reason, runtime: record.runtime, diagnostics });
+        cancel.abort(new TurnFailure(SANDBOX_STALLED, `the workspace's sandbox stalled (${reason}); the turn was stopped and the container will be restarted (docs/runtimes.md)`));
+      })();
+    },
+  }).start();
 }
 
 function createThread(options: TurnExecutionOptions, params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type Docker from "dockerode";
-import { ErrorCode, SidecarError } from "../errors.js";
+import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../service.js";
 import type { WorkspaceManager } from "../workspace/manager.js";
@@ -13,7 +13,7 @@ import type { Launchers } from "./launcher.js";
 import { SandboxProbe } from "./sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
-import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { SANDBOX_STALLED, TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
 import type { TokenUsage } from "../model-proxy/sse-usage.js";
 import { resolveTurnBudget, type BudgetLimits } from "./turn-budget.js";
@@ -171,7 +171,14 @@ export class TurnRunner {
       onExceeded: (message) => this.fail(turnId, "budget_exceeded", message),
       ...(this.options.cgroupRoot ? { cgroupRoot: this.options.cgroupRoot } : {}),
     });
-    const done = executeTurn(this.options, turnId, params, record, hooks, cancel, meter).finally(() => {
+    const done = executeTurn(this.options, turnId, params, record, hooks, cancel, meter).then(async (result) => {
+      // A stalled sandbox is not trusted with the next turn: stopped now, started afresh by the next ensure or turn.
+      if (result.error?.code === SANDBOX_STALLED) {
+        this.options.launchers.discard(params.workspaceId);
+        await workspaces.recycle(params.workspaceId).catch((error: unknown) => this.options.log.warn("could not restart a stalled sandbox", { workspaceId: params.workspaceId, error: errorMessage(error) }));
+      }
+      return result;
+    }).finally(() => {
       this.turns.delete(turnId);
       record.turnEgress = null;
       workspaces.releaseTurn(params.workspaceId, turnId);

@@ -41,6 +41,7 @@ export class SidecarMetrics {
   private readonly modelRequests: Counter;
   private readonly modelTokens: Counter<"kind">;
   private readonly proxyErrors: Counter<"code">;
+  private readonly stallWatch: Counter<"event">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -54,6 +55,8 @@ export class SidecarMetrics {
     this.modelRequests = new Counter({ name: `${METRIC_PREFIX}model_requests_total`, help: "Model requests the model proxy forwarded.", registers });
     this.modelTokens = new Counter({ name: `${METRIC_PREFIX}model_tokens_total`, help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).", labelNames: ["kind"], registers });
     this.proxyErrors = new Counter({ name: `${METRIC_PREFIX}model_proxy_errors_total`, help: "Model requests that got no answer from the model API, by code.", labelNames: ["code"], registers });
+    this.stallWatch = new Counter({ name: `${METRIC_PREFIX}sandbox_stall_watch_total`, help: "The stall watch's actions: nudged (codex missed a child's exit and got a SIGCHLD) and stalled (a turn ended sandbox_stalled).", labelNames: ["event"], registers });
+    for (const event of ["nudged", "stalled"]) this.stallWatch.inc({ event }, 0);
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -107,6 +110,10 @@ export class SidecarMetrics {
     this.modelTokens.inc({ kind: "cached" }, usage.cachedTokens);
     this.modelTokens.inc({ kind: "output" }, usage.outputTokens);
     this.modelTokens.inc({ kind: "reasoning" }, usage.reasoningTokens);
+  }
+
+  countStallWatch(event: "nudged" | "stalled"): void {
+    this.stallWatch.inc({ event });
   }
 
   countProxyError(code: string): void {

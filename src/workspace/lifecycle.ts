@@ -75,12 +75,12 @@ export async function pauseIdleWorkspace(options: IdleTransitionOptions, record:
 }
 
 /** Stops a container paused for the second idle period (the engine thaws it to deliver the signals). */
-export async function stopIdleWorkspace(options: IdleTransitionOptions, record: WorkspaceRecord): Promise<void> {
+export async function stopIdleWorkspace(options: IdleTransitionOptions, record: WorkspaceRecord, why = "idle", graceSeconds = STOP_GRACE_SECONDS): Promise<void> {
   const { docker, log } = options;
   const { workspaceId } = record.params;
-  log.info("stopping idle workspace container", { workspaceId, containerId: record.containerId });
+  log.info(why === "idle" ? "stopping idle workspace container" : "stopping workspace container", { workspaceId, containerId: record.containerId, why });
   try {
-    await docker.getContainer(record.containerId).stop({ t: STOP_GRACE_SECONDS });
+    await docker.getContainer(record.containerId).stop({ t: graceSeconds });
     record.state = "exited";
     record.pausedAt = null;
   } catch (error) {

@@ -178,6 +178,18 @@ export class WorkspaceManager {
     await this.ensure(record.params, signal);
   }
 
+  /**
+   * Stops the workspace's container after its sandbox stalled (stall-watch.ts): a sandbox that lost
+   * a wake-up is not trusted with the next turn. HOME, the workspace and the record stay; the next
+   * ensure or turn starts the container again, which under gVisor is a fresh sandbox.
+   */
+  async recycle(workspaceId: string): Promise<void> {
+    const record = this.find(workspaceId);
+    if (!record || record.state !== "running") return;
+    const transition = { docker: this.options.docker, log: this.options.log, forget: (id: string) => this.forget(id) };
+    await this.exclusive(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
+  }
+
   /** Runs `work` as the workspace's one transition; it is registered before `work` first yields. */
   private exclusive<T>(workspaceId: string, work: () => Promise<T>): Promise<T> {
     const attempt = work().finally(() => {

@@ -1,0 +1,186 @@
+/**
+ * The stall watch: notices a turn whose codex waits forever for a child that has already exited,
+ * wakes it, and ends the turn `sandbox_stalled` when it cannot be woken (issue 27, docs/runtimes.md).
+ *
+ * Under gVisor (Debian's runsc 2022, ptrace platform) about one turn in a hundred on a loaded
+ * 2-core machine stopped for good: codex's child `bash` (the shell snapshot, or a command) had
+ * exited and sat as a zombie, and codex never reaped it. The sandbox has no pidfd_open, so codex's
+ * tokio learns of a child's exit only from SIGCHLD, through a self-pipe on an edge-triggered epoll;
+ * that wake-up was lost. A second SIGCHLD makes tokio look at its children again, and the turn goes
+ * on. So while codex has given no sign of life for `quietMs`, the watch lists the sandbox's processes
+ * every `intervalMs`; a child of codex seen as a zombie twice running gets codex a SIGCHLD (a
+ * spurious one is harmless: tokio only polls its children), and one still there after `maxNudges`
+ * of them, or a sandbox that does not answer the listing twice running, is the verdict. Codex is
+ * the process exec'd from outside (parent pid 0) named codex, as the sweep knows it.
+ */
+export interface ProcEntry {
+  pid: number;
+  ppid: number;
+  /** /proc/<pid>/stat's state letter: R, S, D, Z, T, ... */
+  state: string;
+  /** utime + stime, in clock ticks. */
+  ticks: number;
+  comm: string;
+}
+
+/** Parses PROC_LIST_SCRIPT's lines ("pid ppid state ticks comm | cmdline"); other lines are skipped. */
+export function parseProcList(text: string): ProcEntry[] {
+  const entries: ProcEntry[] = [];
+  for (const line of text.split("\n")) {
+    const match = /^(\d+) (\d+) (\S) (\d+) (.*?) \| /.exec(`${line} `);
+    if (!match) continue;
+    entries.push({ pid: Number(match[1]), ppid: Number(match[2]), state: match[3] as string, ticks: Number(match[4]), comm: match[5] as string });
+  }
+  return entries;
+}
+
+/** Codex's children that have exited and that it has not reaped, by codex pid (codex: parent pid 0, comm codex). */
+export function unreapedChildren(procs: readonly ProcEntry[]): Map<number, number[]> {
+  const codexPids = new Set(procs.filter((p) => p.ppid === 0 && p.comm === "codex").map((p) => p.pid));
+  const found = new Map<number, number[]>();
+  for (const p of procs) {
+    if (p.state !== "Z" || !codexPids.has(p.ppid)) continue;
+    found.set(p.ppid, [...(found.get(p.ppid) ?? []), p.pid]);
+  }
+  return found;
+}
+
+export interface StallWatchTimings {
+  /** Look only once codex has been quiet this long. */
+  quietMs: number;
+  /** Between two looks. */
+  intervalMs: number;
+  /** SIGCHLDs sent for the same zombie before the verdict. */
+  maxNudges: number;
+  /** A listing that takes longer than this did not answer. */
+  listTimeoutMs: number;
+}
+
+export const DEFAULT_STALL_TIMINGS: StallWatchTimings = { quietMs: 3000, intervalMs: 3000, maxNudges: 3, listTimeoutMs: 10_000 };
+
+export interface StallWatchOptions {
+  timings: StallWatchTimings;
+  /** The sandbox's processes (PROC_LIST_SCRIPT run inside); rejects when it does not answer in time. */
+  list: (signal: AbortSignal) => Promise<ProcEntry[]>;
+  /** Sends SIGCHLD to `pid` inside the sandbox. */
+  nudge: (pid: number) => Promise<void>;
+  /** A missed exit was answered with a SIGCHLD. */
+  onNudge?: (info: { codexPid: number; zombies: number[]; nudges: number }) => void;
+  /** The verdict, once: the turn is stalled for `reason`. */
+  onStall: (reason: string) => void;
+  now?: () => number;
+}
+
+/** What one look decides; pure, so the rules are unit-tested without a sandbox. */
+export type LookOutcome = { kind: "fine" } | { kind: "nudge"; codexPid: number; zombies: number[]; nudges: number } | { kind: "stalled"; reason: string };
+
+/** The watch's memory between looks: how often each zombie was seen and nudged, and unanswered listings. */
+export interface WatchMemory {
+  seen: Map<number, number>;
+  nudged: Map<number, number>;
+  unanswered: number;
+}
+
+export function newWatchMemory(): WatchMemory {
+  return { seen: new Map(), nudged: new Map(), unanswered: 0 };
+}
+
+/** One look: `procs` is the listing, or null when the sandbox did not answer it. */
+export function decideLook(memory: WatchMemory, procs: readonly ProcEntry[] | null, timings: StallWatchTimings): LookOutcome {
+  if (procs === null) {
+    memory.unanswered += 1;
+    return memory.unanswered >= 2 ? { kind: "stalled", reason: `the sandbox did not answer a process listing within ${timings.listTimeoutMs} ms, twice running` } : { kind: "fine" };
+  }
+  memory.unanswered = 0;
+  const unreaped = unreapedChildren(procs);
+  const current = new Set([...unreaped.values()].flat());
+  for (const pid of [...memory.seen.keys()]) if (!current.has(pid)) memory.seen.delete(pid);
+  for (const pid of [...memory.nudged.keys()]) if (!current.has(pid)) memory.nudged.delete(pid);
+  for (const [codexPid, zombies] of unreaped) {
+    for (const pid of zombies) memory.seen.set(pid, (memory.seen.get(pid) ?? 0) + 1);
+    // Seen once, it may be reaped a moment later; seen twice running, codex missed it.
+    const missed = zombies.filter((pid) => (memory.seen.get(pid) ?? 0) >= 2);
+    if (missed.length === 0) continue;
+    const nudges = Math.max(...missed.map((pid) => memory.nudged.get(pid) ?? 0));
+    if (nudges >= timings.maxNudges) {
+      return { kind: "stalled", reason: `codex (pid ${codexPid}) has not reaped its exited child${missed.length > 1 ? "ren" : ""} ${missed.join(", ")} after ${nudges} SIGCHLDs` };
+    }
+    for (const pid of missed) memory.nudged.set(pid, (memory.nudged.get(pid) ?? 0) + 1);
+    return { kind: "nudge", codexPid, zombies: missed, nudges: nudges + 1 };
+  }
+  return { kind: "fine" };
+}
+
+/** One turn's watch: progress() on every sign of life from codex; stop() when the turn ends. */
+export class StallWatch {
+  private lastProgress: number;
+  private readonly memory = newWatchMemory();
+  private timer: NodeJS.Timeout | null = null;
+  private looking: AbortController | null = null;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(private readonly options: StallWatchOptions) {
+    this.now = options.now ?? Date.now;
+    this.lastProgress = this.now();
+  }
+
+  start(): this {
+    this.schedule();
+    return this;
+  }
+
+  progress(): void {
+    this.lastProgress = this.now();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.looking?.abort();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), this.options.timings.intervalMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    this.timer = null;
+    if (this.stopped) return;
+    if (this.now() - this.lastProgress >= this.options.timings.quietMs) {
+      const outcome = await this.look();
+      if (this.stopped) return;
+      if (outcome.kind === "stalled") {
+        this.stopped = true;
+        this.options.onStall(outcome.reason);
+        return;
+      }
+      if (outcome.kind === "nudge") {
+        await this.options.nudge(outcome.codexPid).catch(() => undefined);
+        this.options.onNudge?.(outcome);
+      }
+    }
+    this.schedule();
+  }
+
+  private async look(): Promise<LookOutcome> {
+    const controller = new AbortController();
+    this.looking = controller;
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.options.timings.listTimeoutMs} ms`)), this.options.timings.listTimeoutMs);
+    let procs: ProcEntry[] | null;
+    try {
+      procs = await this.options.list(controller.signal);
+    } catch {
+      // Stopped while looking: no verdict. Otherwise the sandbox did not answer.
+      if (this.stopped) return { kind: "fine" };
+      procs = null;
+    } finally {
+      clearTimeout(timer);
+      this.looking = null;
+    }
+    return decideLook(this.memory, procs, this.options.timings);
+  }
+}
