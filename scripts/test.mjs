@@ -17,7 +17,7 @@
 // Exits with the runner's code (1 if reaping failed after a green run).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, realpathSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
@@ -117,7 +117,23 @@ const files =
 if (files.length === 0) fail(`no *.test.js under ${path.relative(ROOT, DIST_TEST)} for mode "${mode}": run \`npm run build\` first`);
 if (mode === "all" && chosenFiles.length === 0 && testFiles("integration").length === 0) fail(`no integration tests under ${path.relative(ROOT, DIST_TEST)}/integration: they never skip; run \`npm run build\``);
 
-const env = { ...process.env, ALIVE_CODEX_TEST_RUN_ID: runId };
+// Every runsc test that met gVisor's random stall and ran once more writes a line here
+// (test/support/stall-retry.ts); the tally is printed at the end of the run.
+const retryLog = path.join(os.tmpdir(), `alive-codex-test-retries-${runId}.log`);
+const env = { ...process.env, ALIVE_CODEX_TEST_RUN_ID: runId, ALIVE_CODEX_TEST_RETRY_LOG: retryLog };
+
+/** Prints how many tests were retried after a sandbox stall, and which; removes the file. */
+function reportRetries() {
+  let lines = [];
+  try {
+    lines = readFileSync(retryLog, "utf8").split("\n").filter((line) => line.trim() !== "");
+    rmSync(retryLog, { force: true });
+  } catch {
+    // No file: no retry.
+  }
+  say(lines.length === 0 ? "sandbox stalls: no test needed a retry" : `sandbox stalls: ${lines.length} test attempt(s) stalled under gVisor and ran once more:`);
+  for (const line of lines) say(`  ${line}`);
+}
 
 if (mode === "unit") {
   say(`${files.length} unit test file(s), run id ${runId}`);
@@ -216,6 +232,7 @@ const testNetwork = `alive-codex-test-${runId}`;
 await ensureBridgeNetwork(docker, testNetwork, { [RUN_ID_LABEL]: runId });
 Object.assign(env, { ALIVE_CODEX_TEST_IMAGE: image.ref, ALIVE_CODEX_BASE_IMAGE: baseImage, ALIVE_CODEX_TEST_NETWORK: testNetwork });
 const code = await runTests(files, env);
+reportRetries();
 let reaped = false;
 try {
   reaped = await reap(docker, runId);
