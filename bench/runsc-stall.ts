@@ -9,8 +9,7 @@
  *                           [--runtime=runsc] [--watch=gvisor|off] [--out=DIR]
  *
  * --watch is the sidecar's ALIVE_CODEX_STALL_WATCH (default gvisor, as in production): with it, a
- * turn whose codex missed its child's exit is woken with SIGCHLD (counted as "woken") or ended
- * sandbox_stalled; --watch=off measures gVisor's own stall rate, each stall a timed-out turn.
+ * stalled turn ends sandbox_stalled about 25 s in; with --watch=off each stall is a timed-out turn.
  * --load keeps the machine's other core busy (a spinning child process) while the turns run.
  * --runtime names a runtime registered with the engine (e.g. a second runsc registration with
  * other flags, to compare them); it must be a gVisor runtime (named runsc or runsc-*).
@@ -73,8 +72,6 @@ export type StallStage = "before-codex" | "first-model-request" | "command-spawn
 interface TurnOutcome {
   ms: number;
   stalled: boolean;
-  /** SIGCHLDs the stall watch sent codex during the turn. */
-  nudges: number;
   stage: StallStage | null;
   status: string;
 }
@@ -166,9 +163,7 @@ async function main(): Promise<number> {
         const ms = performance.now() - start;
         const stalled = result.status === "timed_out" || result.error?.code === "sandbox_stalled";
         const stage = stalled ? stageOf(events, requestsByTurn.get(marker) ?? 0) : null;
-        const nudges = env.problems.filter((line) => line.includes(result.turnId) && line.includes("sent it SIGCHLD")).length;
-        if (nudges > 0 && !stalled) progress(`${marker}: woken by ${nudges} SIGCHLD(s), ${result.status} in ${(ms / 1000).toFixed(1)} s`);
-        outcomes.push({ ms, stalled, nudges, stage, status: result.error?.code ?? result.status });
+        outcomes.push({ ms, stalled, stage, status: result.error?.code ?? result.status });
         if (stalled) progress(`${marker}: STALL at ${stage} (${result.error?.code ?? result.status}; events ${events.join(" ")}); diagnostics in ${args.out}/${marker}.txt`);
         else if (result.status !== "completed") progress(`${marker}: ${result.status} ${result.error?.code ?? ""} ${result.error?.message ?? ""}`);
         if (outcomes.length % 25 === 0) progress(`${outcomes.length}/${args.turns} turns, ${outcomes.filter((o) => o.stalled).length} stalled`);
@@ -183,7 +178,6 @@ async function main(): Promise<number> {
 
   const stalls = outcomes.filter((o) => o.stalled);
   const completed = outcomes.filter((o) => o.status === "completed");
-  const woken = completed.filter((o) => o.nudges > 0);
   const other = outcomes.length - stalls.length - completed.length;
   const s = summarize(completed.map((o) => o.ms));
   const byStage = new Map<string, number>();
@@ -195,7 +189,6 @@ async function main(): Promise<number> {
         {
           turns: String(outcomes.length),
           completed: String(completed.length),
-          "woken by SIGCHLD": String(woken.length),
           stalled: String(stalls.length),
           "stall rate": `${((100 * stalls.length) / Math.max(1, outcomes.length)).toFixed(2)} %`,
           "other failures": String(other),
@@ -203,11 +196,10 @@ async function main(): Promise<number> {
           "p99 ms": s.n ? s.p99.toFixed(0) : "-",
         },
       ],
-      ["turns", "completed", "woken by SIGCHLD", "stalled", "stall rate", "other failures", "p50 ms", "p99 ms"],
+      ["turns", "completed", "stalled", "stall rate", "other failures", "p50 ms", "p99 ms"],
     ),
   );
   console.log(`\nstalls by stage: ${stalls.length === 0 ? "none" : [...byStage].map(([stage, n]) => `${stage} ${n}`).join(", ")}`);
-  console.log(`lost wake-ups (woken + stalled): ${woken.length + stalls.length} of ${outcomes.length} (${((100 * (woken.length + stalls.length)) / Math.max(1, outcomes.length)).toFixed(2)} %)`);
   return 0;
 }
 

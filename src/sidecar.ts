@@ -144,7 +144,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
     stallWatch: config.stallWatch,
-    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onStallWatch: (event: "nudged" | "stalled") => metrics.countStallWatch(event) } : {}),
+    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
   turnsReady = turns;

@@ -20,8 +20,11 @@ export const PROVIDER_ID = "alive";
 
 export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject {
   const config: CodexConfigObject = {
-    // No background DNS/HTTP calls of codex's own.
-    features: { plugins: false },
+    // No background DNS/HTTP calls of codex's own. No shell snapshot: at a session's start codex runs
+    // a login bash to capture the shell's state, and under gVisor that bash now and then exits without
+    // codex ever noticing, so the turn never sends its first request (7 of 7 stalls seen by
+    // bench/runsc-stall.ts; docs/runtimes.md). Commands run as `bash -lc` all the same, rc files and all.
+    features: { plugins: false, shell_snapshot: false },
     analytics: { enabled: false },
     // Commands the agent runs get codex's env minus the secrets; default excludes (*KEY*, *SECRET*,
     // *TOKEN*) stay on as a second net.

@@ -1,17 +1,18 @@
 /**
  * The stall watch: notices a turn whose codex waits forever for a child that has already exited,
- * wakes it, and ends the turn `sandbox_stalled` when it cannot be woken (issue 27, docs/runtimes.md).
+ * and ends it `sandbox_stalled` instead of letting it wait for its deadline (issue 27,
+ * docs/runtimes.md).
  *
- * Under gVisor (Debian's runsc 2022, ptrace platform) about one turn in a hundred on a loaded
- * 2-core machine stopped for good: codex's child `bash` (the shell snapshot, or a command) had
- * exited and sat as a zombie, and codex never reaped it. The sandbox has no pidfd_open, so codex's
- * tokio learns of a child's exit only from SIGCHLD, through a self-pipe on an edge-triggered epoll;
- * that wake-up was lost. A second SIGCHLD makes tokio look at its children again, and the turn goes
- * on. So while codex has given no sign of life for `quietMs`, the watch lists the sandbox's processes
- * every `intervalMs`; a child of codex seen as a zombie twice running gets codex a SIGCHLD (a
- * spurious one is harmless: tokio only polls its children), and one still there after `maxNudges`
- * of them, or a sandbox that does not answer the listing twice running, is the verdict. Codex is
- * the process exec'd from outside (parent pid 0) named codex, as the sweep knows it.
+ * Under gVisor (Debian's runsc 2022, ptrace platform) about one turn in a hundred on a loaded 2-core
+ * machine stopped for good: codex's child `bash` (the shell snapshot, in every case measured) had
+ * exited and sat as a zombie, and codex never reaped it nor went on. A SIGCHLD sent to codex did not
+ * wake it (0 of 3). The shell snapshot is now off (config-overrides.ts); the watch is the net for
+ * any other child that meets the same fate. While codex has given no sign of life for `quietMs`,
+ * the watch lists the sandbox's processes every `intervalMs`; a child of codex seen as a zombie on
+ * `stallLooks` looks running, or a sandbox that does not answer the listing within
+ * `listTimeoutMs` three times running, is the verdict (a listing that fails otherwise, e.g. on a
+ * container that died, is no evidence). Codex is the process exec'd from outside (parent pid 0)
+ * named codex, as the sweep knows it.
  */
 export interface ProcEntry {
   pid: number;
@@ -50,63 +51,63 @@ export interface StallWatchTimings {
   quietMs: number;
   /** Between two looks. */
   intervalMs: number;
-  /** SIGCHLDs sent for the same zombie before the verdict. */
-  maxNudges: number;
+  /** Looks in a row on which the same exited child of codex must be seen for the verdict. */
+  stallLooks: number;
   /** A listing that takes longer than this did not answer. */
   listTimeoutMs: number;
 }
 
-export const DEFAULT_STALL_TIMINGS: StallWatchTimings = { quietMs: 3000, intervalMs: 3000, maxNudges: 3, listTimeoutMs: 10_000 };
+/**
+ * A healthy codex reaps a child within milliseconds; these keep the listings rare (an exec under
+ * gVisor costs tens of milliseconds of CPU) and give the verdict about 25 s after a stall began.
+ */
+export const DEFAULT_STALL_TIMINGS: StallWatchTimings = { quietMs: 10_000, intervalMs: 5000, stallLooks: 3, listTimeoutMs: 10_000 };
 
 export interface StallWatchOptions {
   timings: StallWatchTimings;
   /** The sandbox's processes (PROC_LIST_SCRIPT run inside); rejects when it does not answer in time. */
   list: (signal: AbortSignal) => Promise<ProcEntry[]>;
-  /** Sends SIGCHLD to `pid` inside the sandbox. */
-  nudge: (pid: number) => Promise<void>;
-  /** A missed exit was answered with a SIGCHLD. */
-  onNudge?: (info: { codexPid: number; zombies: number[]; nudges: number }) => void;
   /** The verdict, once: the turn is stalled for `reason`. */
   onStall: (reason: string) => void;
   now?: () => number;
 }
 
 /** What one look decides; pure, so the rules are unit-tested without a sandbox. */
-export type LookOutcome = { kind: "fine" } | { kind: "nudge"; codexPid: number; zombies: number[]; nudges: number } | { kind: "stalled"; reason: string };
+export type LookOutcome = { kind: "fine" } | { kind: "stalled"; reason: string };
 
-/** The watch's memory between looks: how often each zombie was seen and nudged, and unanswered listings. */
+/** The watch's memory between looks: on how many looks in a row each zombie was seen, and unanswered listings. */
 export interface WatchMemory {
   seen: Map<number, number>;
-  nudged: Map<number, number>;
   unanswered: number;
 }
 
 export function newWatchMemory(): WatchMemory {
-  return { seen: new Map(), nudged: new Map(), unanswered: 0 };
+  return { seen: new Map(), unanswered: 0 };
 }
+
+/**
+ * Listings in a row that must go unanswered for the verdict: a sandbox busy with a fork bomb may
+ * miss one or two, and dies on its own (container_died) well within three.
+ */
+const UNANSWERED_LOOKS = 3;
 
 /** One look: `procs` is the listing, or null when the sandbox did not answer it. */
 export function decideLook(memory: WatchMemory, procs: readonly ProcEntry[] | null, timings: StallWatchTimings): LookOutcome {
   if (procs === null) {
     memory.unanswered += 1;
-    return memory.unanswered >= 2 ? { kind: "stalled", reason: `the sandbox did not answer a process listing within ${timings.listTimeoutMs} ms, twice running` } : { kind: "fine" };
+    return memory.unanswered >= UNANSWERED_LOOKS ? { kind: "stalled", reason: `the sandbox did not answer a process listing within ${timings.listTimeoutMs} ms, ${UNANSWERED_LOOKS} times running` } : { kind: "fine" };
   }
   memory.unanswered = 0;
   const unreaped = unreapedChildren(procs);
   const current = new Set([...unreaped.values()].flat());
   for (const pid of [...memory.seen.keys()]) if (!current.has(pid)) memory.seen.delete(pid);
-  for (const pid of [...memory.nudged.keys()]) if (!current.has(pid)) memory.nudged.delete(pid);
   for (const [codexPid, zombies] of unreaped) {
     for (const pid of zombies) memory.seen.set(pid, (memory.seen.get(pid) ?? 0) + 1);
-    // Seen once, it may be reaped a moment later; seen twice running, codex missed it.
-    const missed = zombies.filter((pid) => (memory.seen.get(pid) ?? 0) >= 2);
-    if (missed.length === 0) continue;
-    const nudges = Math.max(...missed.map((pid) => memory.nudged.get(pid) ?? 0));
-    if (nudges >= timings.maxNudges) {
-      return { kind: "stalled", reason: `codex (pid ${codexPid}) has not reaped its exited child${missed.length > 1 ? "ren" : ""} ${missed.join(", ")} after ${nudges} SIGCHLDs` };
+    const missed = zombies.filter((pid) => (memory.seen.get(pid) ?? 0) >= timings.stallLooks);
+    if (missed.length > 0) {
+      const seconds = Math.round(((timings.stallLooks - 1) * timings.intervalMs) / 1000);
+      return { kind: "stalled", reason: `codex (pid ${codexPid}) has not reaped its exited child${missed.length > 1 ? "ren" : ""} ${missed.join(", ")} for ${seconds} s` };
     }
-    for (const pid of missed) memory.nudged.set(pid, (memory.nudged.get(pid) ?? 0) + 1);
-    return { kind: "nudge", codexPid, zombies: missed, nudges: nudges + 1 };
   }
   return { kind: "fine" };
 }
@@ -158,10 +159,6 @@ export class StallWatch {
         this.options.onStall(outcome.reason);
         return;
       }
-      if (outcome.kind === "nudge") {
-        await this.options.nudge(outcome.codexPid).catch(() => undefined);
-        this.options.onNudge?.(outcome);
-      }
     }
     this.schedule();
   }
@@ -174,8 +171,9 @@ export class StallWatch {
     try {
       procs = await this.options.list(controller.signal);
     } catch {
-      // Stopped while looking: no verdict. Otherwise the sandbox did not answer.
-      if (this.stopped) return { kind: "fine" };
+      // Stopped while looking: no verdict. Past listTimeoutMs the sandbox did not answer; any other
+      // failure (the container stopped or died: the turn fails as container_died) is no evidence.
+      if (this.stopped || !controller.signal.aborted) return { kind: "fine" };
       procs = null;
     } finally {
       clearTimeout(timer);

@@ -50,8 +50,8 @@ export interface TurnExecutionOptions extends TurnContainerOptions {
   stallWatch: StallWatchSetting;
   /** The watch's timings; tests shorten them. */
   stallTimings?: StallWatchTimings;
-  /** Told of each SIGCHLD the watch sent and each stall it declared (the metrics). */
-  onStallWatch?: (event: "nudged" | "stalled") => void;
+  /** Told of each stall the watch declared (the metrics). */
+  onSandboxStall?: () => void;
 }
 
 /** A finished turn, as the metrics see it: no ids. */
@@ -160,8 +160,8 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
 
 /**
  * The turn's stall watch (stall-watch.ts), when ALIVE_CODEX_STALL_WATCH covers the workspace's
- * runtime: it looks inside as the workspace's user, wakes codex with SIGCHLD, and on its verdict
- * logs the sandbox's processes (and, under gVisor, the Sentry's stacks) once and fails the turn.
+ * runtime: it looks inside as the workspace's user and, on its verdict, logs the sandbox's processes
+ * (and, under gVisor, the Sentry's stacks) once and fails the turn.
  */
 function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord, log: Logger, cancel: AbortController): StallWatch | null {
   const watched = options.stallWatch === "all" || (options.stallWatch === "gvisor" && isGvisorRuntime(record.runtime));
@@ -176,15 +176,8 @@ function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord,
       if (signal.aborted) throw signal.reason;
       return parseProcList(result.stdout);
     },
-    nudge: async (pid) => {
-      await runExec(docker, containerId, { cmd: ["kill", "-CHLD", String(pid)], user, signal: AbortSignal.timeout(10_000) });
-    },
-    onNudge: ({ codexPid, zombies, nudges }) => {
-      log.warn("codex missed the exit of its child in the sandbox: sent it SIGCHLD", { codexPid, zombies, nudges, runtime: record.runtime });
-      options.onStallWatch?.("nudged");
-    },
     onStall: (reason) => {
-      options.onStallWatch?.("stalled");
+      options.onSandboxStall?.();
       void (async () => {
         const diagnostics = isGvisorRuntime(record.runtime)
           ? await gvisorDiagnostics(docker, containerId)

@@ -41,7 +41,7 @@ export class SidecarMetrics {
   private readonly modelRequests: Counter;
   private readonly modelTokens: Counter<"kind">;
   private readonly proxyErrors: Counter<"code">;
-  private readonly stallWatch: Counter<"event">;
+  private readonly sandboxStalls: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -55,8 +55,7 @@ export class SidecarMetrics {
     this.modelRequests = new Counter({ name: `${METRIC_PREFIX}model_requests_total`, help: "Model requests the model proxy forwarded.", registers });
     this.modelTokens = new Counter({ name: `${METRIC_PREFIX}model_tokens_total`, help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).", labelNames: ["kind"], registers });
     this.proxyErrors = new Counter({ name: `${METRIC_PREFIX}model_proxy_errors_total`, help: "Model requests that got no answer from the model API, by code.", labelNames: ["code"], registers });
-    this.stallWatch = new Counter({ name: `${METRIC_PREFIX}sandbox_stall_watch_total`, help: "The stall watch's actions: nudged (codex missed a child's exit and got a SIGCHLD) and stalled (a turn ended sandbox_stalled).", labelNames: ["event"], registers });
-    for (const event of ["nudged", "stalled"]) this.stallWatch.inc({ event }, 0);
+    this.sandboxStalls = new Counter({ name: `${METRIC_PREFIX}sandbox_stalls_total`, help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).", registers });
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -112,8 +111,8 @@ export class SidecarMetrics {
     this.modelTokens.inc({ kind: "reasoning" }, usage.reasoningTokens);
   }
 
-  countStallWatch(event: "nudged" | "stalled"): void {
-    this.stallWatch.inc({ event });
+  countSandboxStall(): void {
+    this.sandboxStalls.inc();
   }
 
   countProxyError(code: string): void {

@@ -21,14 +21,11 @@ import { hostAddresses } from "../../src/workspace/isolation-probe.js";
 import { hostPidsLimit } from "../../src/workspace/runtimes.js";
 import { ResponsesStub, functionCallOutput } from "../support/responses-stub.js";
 import { waitFor } from "../support/wait.js";
+import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 import { TEST_API_KEY, TEST_UID, execIn, startTestSidecar, testGateway, type TestSidecar } from "../support/sidecar.js";
 
 const PROBES_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/support/escape-probes.sh");
 const TURN_TIMEOUT_MS = 240_000;
-/** A runsc probe turn takes 50-80 s here; past this it has stalled (runProbes). */
-const RUNSC_TURN_TIMEOUT_MS = 150_000;
-
-class ProbeTurnStalled extends Error {}
 /** The workspace's pids limit (under gVisor the engine's limit is hostPidsLimit of it: runtimes.ts). */
 const PIDS = 512;
 const MEMORY_MB = 384;
@@ -130,24 +127,17 @@ describe("escape and abuse suite, from inside a codex turn", () => {
     await stub?.close();
   });
 
-  /** Runs the probes through one codex turn in a fresh workspace of `runtime` (with another workspace beside it to go for). */
   /**
-   * Under gVisor's ptrace platform, on this loaded 2-core machine, a probe turn was once seen making
-   * no progress at all for 200 s (1 full-suite run in 4; the same turn takes 50-80 s otherwise): a
-   * stalled turn times out (RUNSC_TURN_TIMEOUT_MS) and is run once more in fresh workspaces, saying
-   * so. The probes' verdicts are never retried: a BROKEN line fails at once, either attempt.
+   * Runs the probes through one codex turn in a fresh workspace of `runtime` (with another workspace
+   * beside it to go for). A turn the stall watch ended sandbox_stalled (gVisor's random stall,
+   * docs/runtimes.md) runs once more in fresh workspaces, saying so (stall-retry.ts); the probes'
+   * verdicts are never retried: a BROKEN line fails at once, either attempt.
    */
-  async function runProbes(runtime: string, parts: readonly string[], skip: string[] = []): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
-    try {
-      return await runProbesOnce(runtime, parts, skip);
-    } catch (error) {
-      if (!(error instanceof ProbeTurnStalled)) throw error;
-      console.log(`RETRY ${runtime}: ${error.message}; running the probes once more in fresh workspaces`);
-      return runProbesOnce(runtime, parts, skip, false);
-    }
+  function runProbes(runtime: string, parts: readonly string[], skip: string[] = []): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
+    return retryOnSandboxStall(`${runtime}: escape probes`, () => runProbesOnce(runtime, parts, skip));
   }
 
-  async function runProbesOnce(runtime: string, parts: readonly string[], skip: string[], mayStall = runtime === "runsc"): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
+  async function runProbesOnce(runtime: string, parts: readonly string[], skip: string[]): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
     const other = await t.workspace(undefined, { runtime });
     const otherEnsured = await t.sidecar.service.ensureWorkspace(other);
     await fs.writeFile(path.join(other.workspacePath, "secret.txt"), "other tenant's secret\n");
@@ -179,14 +169,13 @@ describe("escape and abuse suite, from inside a codex turn", () => {
     stub.script(...parts.map((part) => ({ kind: "command" as const, cmd: `${vars} bash ./escape-probes.sh ${part}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 })), { kind: "message", text: "probed" });
     const logBefore = await containerLogBytes(t, ensured.containerId);
     const started = Date.now();
-    const result = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: runtime === "runsc" ? RUNSC_TURN_TIMEOUT_MS : TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+    const result = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
     const seconds = (Date.now() - started) / 1000;
     const written = await fs.readFile(path.join(ws.workspacePath, "escape-results.txt"), "utf8").catch(() => "");
     console.log(`--- ${runtime} (turn ${seconds.toFixed(1)} s)\n${written.trimEnd()}`);
     const verdicts = parseProbeLines(written);
-    if (mayStall && result.status !== "completed" && result.error?.code === "timed_out" && !verdicts.some((l) => l.verdict === "BROKEN")) {
-      throw new ProbeTurnStalled(`the turn made no progress past "${written.trimEnd().split("\n").at(-1) ?? "nothing"}" within ${RUNSC_TURN_TIMEOUT_MS / 1000} s`);
-    }
+    assert.deepEqual(verdicts.filter((l) => l.verdict === "BROKEN").map((l) => `${l.name} ${l.evidence}`), [], "no probe broke out, whatever became of the turn");
+    assertNotStalled(result, `the ${runtime} probe turn (it got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"})`);
     assert.equal(result.status, "completed", `${JSON.stringify(result.error)}; the probes got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"}`);
     const lines = parseProbeLines(written);
     parts.forEach((part, i) => {
@@ -253,73 +242,76 @@ describe("escape and abuse suite, from inside a codex turn", () => {
   // command turn. (docs/security.md, "Found: a fork or memory bomb stops a gVisor sandbox".)
   const BOMB_TURN_TIMEOUT_MS = 180_000;
   for (const bomb of ["fork_bomb", "memory_bomb"] as const) {
-    test(`runsc: the ${bomb.replace("_", " ")} stops its own sandbox alone; the neighbour, the host and the sidecar carry on; the next ensure brings the workspace back`, async () => {
-      const neighbour = await t.workspace(undefined, { runtime: "runsc" });
-      const neighbourId = (await t.sidecar.service.ensureWorkspace(neighbour)).containerId;
-      const neighbourBefore = await t.docker.getContainer(neighbourId).inspect();
+    test(`runsc: the ${bomb.replace("_", " ")} stops its own sandbox alone; the neighbour, the host and the sidecar carry on; the next ensure brings the workspace back`, () =>
+      retryOnSandboxStall(`runsc: ${bomb}`, async () => {
+        const neighbour = await t.workspace(undefined, { runtime: "runsc" });
+        const neighbourId = (await t.sidecar.service.ensureWorkspace(neighbour)).containerId;
+        const neighbourBefore = await t.docker.getContainer(neighbourId).inspect();
 
-      const ws = await t.workspace(undefined, { runtime: "runsc", resources: { pids: PIDS, memoryMb: MEMORY_MB } });
-      const containerId = (await t.sidecar.service.ensureWorkspace(ws)).containerId;
-      const startedBefore = (await t.docker.getContainer(containerId).inspect()).State.StartedAt;
-      // The host-side check below can see a live sandbox: its processes name the container.
-      const hostBefore = await hostProcessesOf(containerId);
-      assert.ok(hostBefore.length > 0, `no host process names the live sandbox ${containerId}`);
-      await fs.copyFile(PROBES_SOURCE, path.join(ws.workspacePath, "escape-probes.sh"));
-      const results = path.join(ws.workspacePath, "escape-results.txt");
-      const vars = `ESC_RUNTIME=runsc ESC_PIDS='${hostPidsLimit("runsc", PIDS)}' ESC_MEM_MB='${MEMORY_MB}' ESC_OUT=escape-results.txt`;
-      stub.reset();
-      stub.script({ kind: "command", cmd: `${vars} bash ./escape-probes.sh ${bomb}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 }, { kind: "message", text: "bombed" });
-      const started = Date.now();
-      const turn = t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "bomb the sandbox", options: { timeoutMs: BOMB_TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
-      let settled = false;
-      void turn.finally(() => (settled = true)).catch(() => undefined);
+        const ws = await t.workspace(undefined, { runtime: "runsc", resources: { pids: PIDS, memoryMb: MEMORY_MB } });
+        const containerId = (await t.sidecar.service.ensureWorkspace(ws)).containerId;
+        const startedBefore = (await t.docker.getContainer(containerId).inspect()).State.StartedAt;
+        // The host-side check below can see a live sandbox: its processes name the container.
+        const hostBefore = await hostProcessesOf(containerId);
+        assert.ok(hostBefore.length > 0, `no host process names the live sandbox ${containerId}`);
+        await fs.copyFile(PROBES_SOURCE, path.join(ws.workspacePath, "escape-probes.sh"));
+        const results = path.join(ws.workspacePath, "escape-results.txt");
+        const vars = `ESC_RUNTIME=runsc ESC_PIDS='${hostPidsLimit("runsc", PIDS)}' ESC_MEM_MB='${MEMORY_MB}' ESC_OUT=escape-results.txt`;
+        stub.reset();
+        stub.script({ kind: "command", cmd: `${vars} bash ./escape-probes.sh ${bomb}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 }, { kind: "message", text: "bombed" });
+        const started = Date.now();
+        const turn = t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "bomb the sandbox", options: { timeoutMs: BOMB_TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+        let settled = false;
+        void turn.finally(() => (settled = true)).catch(() => undefined);
 
-      // While the bomb goes off: the neighbour sandbox runs a command.
-      await waitFor(async () => settled || (await fs.readFile(results, "utf8")).includes(`START ${bomb}`), { timeoutMs: 120_000, intervalMs: 200, what: `the ${bomb} to start` });
-      const during = await execIn(t.docker, neighbourId, ["/bin/sh", "-c", "echo neighbour-alive"], `${TEST_UID}:${TEST_UID}`);
-      assert.equal(during.exitCode, 0, during.stderr);
-      assert.equal(during.stdout.trim(), "neighbour-alive");
+        // While the bomb goes off: the neighbour sandbox runs a command.
+        await waitFor(async () => settled || (await fs.readFile(results, "utf8")).includes(`START ${bomb}`), { timeoutMs: 120_000, intervalMs: 200, what: `the ${bomb} to start` });
+        const during = await execIn(t.docker, neighbourId, ["/bin/sh", "-c", "echo neighbour-alive"], `${TEST_UID}:${TEST_UID}`);
+        assert.equal(during.exitCode, 0, during.stderr);
+        assert.equal(during.stdout.trim(), "neighbour-alive");
 
-      const result = await turn;
-      const seconds = (Date.now() - started) / 1000;
-      const written = await fs.readFile(results, "utf8").catch(() => "");
-      console.log(`--- runsc ${bomb} (turn ${seconds.toFixed(1)} s): ${result.status} ${JSON.stringify(result.error)}\n${written.trimEnd()}`);
-      // The bomb's turn ended by the sandbox's death, not by its timeout, and said so.
-      assert.equal(result.status, "failed", JSON.stringify(result.error));
-      assert.equal(result.error?.code, "container_died", JSON.stringify(result.error));
-      assert.ok(seconds * 1000 < BOMB_TURN_TIMEOUT_MS - 30_000, `the turn ended in ${seconds.toFixed(1)} s, well before its ${BOMB_TURN_TIMEOUT_MS / 1000} s timeout`);
-      const dead = (await t.docker.getContainer(containerId).inspect()).State;
-      assert.equal(dead.Running, false, "the bombed sandbox is down");
+        const result = await turn;
+        const seconds = (Date.now() - started) / 1000;
+        const written = await fs.readFile(results, "utf8").catch(() => "");
+        console.log(`--- runsc ${bomb} (turn ${seconds.toFixed(1)} s): ${result.status} ${JSON.stringify(result.error)}\n${written.trimEnd()}`);
+        // The bomb's turn ended by the sandbox's death, not by its timeout, and said so.
+        assertNotStalled(result, `the ${bomb} turn`);
+        assert.equal(result.status, "failed", JSON.stringify(result.error));
+        assert.equal(result.error?.code, "container_died", JSON.stringify(result.error));
+        assert.ok(seconds * 1000 < BOMB_TURN_TIMEOUT_MS - 30_000, `the turn ended in ${seconds.toFixed(1)} s, well before its ${BOMB_TURN_TIMEOUT_MS / 1000} s timeout`);
+        const dead = (await t.docker.getContainer(containerId).inspect()).State;
+        assert.equal(dead.Running, false, "the bombed sandbox is down");
 
-      // The host: the sidecar answers, and nothing of the dead sandbox runs (shim, gofer, sandbox, stubs).
-      const health = await t.sidecar.service.health();
-      assert.equal(health.docker.reachable, true);
-      console.log(`host processes naming the sandbox: ${hostBefore.length} before the bomb (${hostBefore.map((l) => l.split(" ")[1]?.split("/").at(-1)).join(", ")})`);
-      await waitFor(async () => (await hostProcessesOf(containerId)).length === 0, { timeoutMs: 30_000, intervalMs: 250, what: `no host process naming ${containerId}` }).catch(async (error: unknown) => {
-        throw new Error(`host processes of the dead sandbox: ${(await hostProcessesOf(containerId)).join(" | ")}`, { cause: error });
-      });
+        // The host: the sidecar answers, and nothing of the dead sandbox runs (shim, gofer, sandbox, stubs).
+        const health = await t.sidecar.service.health();
+        assert.equal(health.docker.reachable, true);
+        console.log(`host processes naming the sandbox: ${hostBefore.length} before the bomb (${hostBefore.map((l) => l.split(" ")[1]?.split("/").at(-1)).join(", ")})`);
+        await waitFor(async () => (await hostProcessesOf(containerId)).length === 0, { timeoutMs: 30_000, intervalMs: 250, what: `no host process naming ${containerId}` }).catch(async (error: unknown) => {
+          throw new Error(`host processes of the dead sandbox: ${(await hostProcessesOf(containerId)).join(" | ")}`, { cause: error });
+        });
 
-      // The neighbour was never restarted and still runs commands.
-      const neighbourAfter = await t.docker.getContainer(neighbourId).inspect();
-      assert.equal(neighbourAfter.State.Running, true);
-      assert.equal(neighbourAfter.State.StartedAt, neighbourBefore.State.StartedAt, "the neighbour was not restarted");
-      assert.equal(neighbourAfter.RestartCount, neighbourBefore.RestartCount);
-      assert.equal((await execIn(t.docker, neighbourId, ["/bin/true"], `${TEST_UID}:${TEST_UID}`)).exitCode, 0);
+        // The neighbour was never restarted and still runs commands.
+        const neighbourAfter = await t.docker.getContainer(neighbourId).inspect();
+        assert.equal(neighbourAfter.State.Running, true);
+        assert.equal(neighbourAfter.State.StartedAt, neighbourBefore.State.StartedAt, "the neighbour was not restarted");
+        assert.equal(neighbourAfter.RestartCount, neighbourBefore.RestartCount);
+        assert.equal((await execIn(t.docker, neighbourId, ["/bin/true"], `${TEST_UID}:${TEST_UID}`)).exitCode, 0);
 
-      // The next ensure brings the workspace back (the dead container started again), and a command turn works.
-      const again = await t.sidecar.service.ensureWorkspace(ws);
-      assert.equal(again.state, "running");
-      assert.ok((await hostProcessesOf(again.containerId)).length > 0, "the sandbox runs again");
-      const restarted = (await t.docker.getContainer(again.containerId).inspect()).State;
-      assert.equal(restarted.Running, true);
-      assert.notEqual(restarted.StartedAt, startedBefore, "a fresh sandbox, not the dead one");
-      stub.reset();
-      stub.script({ kind: "command", cmd: "echo back-after-the-bomb" }, { kind: "message", text: "back" });
-      const next = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "are you back", options: { timeoutMs: 120_000 } }, { onEvent: () => undefined });
-      assert.equal(next.status, "completed", JSON.stringify(next.error));
-      assert.match(functionCallOutput(stub.requests[1]!) ?? "", /back-after-the-bomb/);
-      await t.sidecar.service.removeWorkspace({ workspaceId: neighbour.workspaceId });
-      await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId });
-    });
+        // The next ensure brings the workspace back (the dead container started again), and a command turn works.
+        const again = await t.sidecar.service.ensureWorkspace(ws);
+        assert.equal(again.state, "running");
+        assert.ok((await hostProcessesOf(again.containerId)).length > 0, "the sandbox runs again");
+        const restarted = (await t.docker.getContainer(again.containerId).inspect()).State;
+        assert.equal(restarted.Running, true);
+        assert.notEqual(restarted.StartedAt, startedBefore, "a fresh sandbox, not the dead one");
+        stub.reset();
+        stub.script({ kind: "command", cmd: "echo back-after-the-bomb" }, { kind: "message", text: "back" });
+        const next = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "are you back", options: { timeoutMs: 120_000 } }, { onEvent: () => undefined });
+        assertNotStalled(next, "the turn after the bomb");
+        assert.equal(next.status, "completed", JSON.stringify(next.error));
+        assert.match(functionCallOutput(stub.requests[1]!) ?? "", /back-after-the-bomb/);
+        await t.sidecar.service.removeWorkspace({ workspaceId: neighbour.workspaceId });
+        await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId });
+      }));
   }
 });

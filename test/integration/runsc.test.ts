@@ -22,6 +22,7 @@ import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
 import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
 import { TEST_API_KEY, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
+import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 
 /** runsc with ptrace on a loaded 2-core machine: a turn with a command can take tens of seconds. */
 const TURN_TIMEOUT_MS = 120_000;
@@ -110,8 +111,12 @@ describe("a workspace under gVisor (runtime runsc)", () => {
   });
   beforeEach(() => stub.reset());
 
-  const run = (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> =>
-    t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks);
+  /** A turn; one the stall watch ended sandbox_stalled throws SandboxStalled, and the test's attempt runs once more (stall-retry.ts). */
+  const run = async (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> => {
+    const result = await t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks);
+    assertNotStalled(result, `turn ${result.turnId}`);
+    return result;
+  };
 
   test("a runtime off the allowlist or unknown to the engine is -32006 naming it and the allowed ones, and makes nothing", async () => {
     for (const [runtime, pattern] of [
@@ -136,99 +141,114 @@ describe("a workspace under gVisor (runtime runsc)", () => {
     }
   });
 
-  test("ensure, a command turn, a resumed turn and docker logs, inside gVisor", async () => {
-    const ws = await t.workspace(uniqueId("gv"), { runtime: "runsc" });
-    const ensured = await t.sidecar.service.ensureWorkspace(ws);
-    const inspect = await t.docker.getContainer(ensured.containerId).inspect();
-    assert.equal(inspect.HostConfig.Runtime, "runsc");
-    assert.equal(inspect.Config.Labels[Labels.runtime], "runsc");
-    assert.equal(inspect.HostConfig.PidsLimit, 512 * 16, "the pids cgroup holds gVisor's host tasks too");
-    assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runsc");
-    // gVisor's own kernel answers, not the host's.
-    const dmesg = await execIn(t.docker, ensured.containerId, ["/bin/sh", "-c", "dmesg 2>&1 | head -n 3"]);
-    assert.match(dmesg.stdout, /gVisor/i, dmesg.stdout + dmesg.stderr);
+  test("ensure, a command turn, a resumed turn and docker logs, inside gVisor", () =>
+    retryOnSandboxStall("runsc: command, resume, docker logs", async () => {
+      stub.reset();
+      const ws = await t.workspace(uniqueId("gv"), { runtime: "runsc" });
+      const ensured = await t.sidecar.service.ensureWorkspace(ws);
+      const inspect = await t.docker.getContainer(ensured.containerId).inspect();
+      assert.equal(inspect.HostConfig.Runtime, "runsc");
+      assert.equal(inspect.Config.Labels[Labels.runtime], "runsc");
+      assert.equal(inspect.HostConfig.PidsLimit, 512 * 16, "the pids cgroup holds gVisor's host tasks too");
+      assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runsc");
+      // gVisor's own kernel answers, not the host's.
+      const dmesg = await execIn(t.docker, ensured.containerId, ["/bin/sh", "-c", "dmesg 2>&1 | head -n 3"]);
+      assert.match(dmesg.stdout, /gVisor/i, dmesg.stdout + dmesg.stderr);
 
-    stub.script({ kind: "command", cmd: "echo made-in-gvisor > made.txt; id -u; cat made.txt" }, { kind: "message", text: "first answer" });
-    const first = await run({ workspaceId: ws.workspaceId, turnId: "turn-gv-1", input: "first question" });
-    assert.equal(first.status, "completed", JSON.stringify(first.error));
-    assert.equal(first.finalResponse, "first answer");
-    assert.match(commandOutput(first), /made-in-gvisor/);
-    const file = path.join(ws.workspacePath, "made.txt");
-    assert.equal((await fs.readFile(file, "utf8")).trim(), "made-in-gvisor");
-    assert.equal((await fs.stat(file)).uid, ws.uid, "written through the bind mount as the workspace uid");
-    assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model proxy swapped in the key");
-    assert.ok(first.threadId);
-    assert.ok((first.resources.cpuSeconds ?? 0) > 0, "the sandbox's cgroup is metered");
+      stub.script({ kind: "command", cmd: "echo made-in-gvisor > made.txt; id -u; cat made.txt" }, { kind: "message", text: "first answer" });
+      const turnId = uniqueId("turn-gv-1");
+      const first = await run({ workspaceId: ws.workspaceId, turnId, input: "first question" });
+      assert.equal(first.status, "completed", JSON.stringify(first.error));
+      assert.equal(first.finalResponse, "first answer");
+      assert.match(commandOutput(first), /made-in-gvisor/);
+      const file = path.join(ws.workspacePath, "made.txt");
+      assert.equal((await fs.readFile(file, "utf8")).trim(), "made-in-gvisor");
+      assert.equal((await fs.stat(file)).uid, ws.uid, "written through the bind mount as the workspace uid");
+      assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model proxy swapped in the key");
+      assert.ok(first.threadId);
+      assert.ok((first.resources.cpuSeconds ?? 0) > 0, "the sandbox's cgroup is metered");
 
-    stub.script({ kind: "message", text: "second answer" });
-    const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });
-    assert.equal(second.status, "completed", JSON.stringify(second.error));
-    assert.equal(second.threadId, first.threadId);
-    const history = inputMessages(stub.requests.at(-1)!).map((m) => m.text).join("\n");
-    assert.match(history, /first question/);
-    assert.match(history, /first answer/);
+      stub.script({ kind: "message", text: "second answer" });
+      const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });
+      assert.equal(second.status, "completed", JSON.stringify(second.error));
+      assert.equal(second.threadId, first.threadId);
+      const history = inputMessages(stub.requests.at(-1)!).map((m) => m.text).join("\n");
+      assert.match(history, /first question/);
+      assert.match(history, /first answer/);
 
-    const finished = new RegExp(`turn=turn-gv-1 thread=${first.threadId} event=finished status=completed`);
-    const logs = await waitFor(async () => {
-      const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
-      return finished.test(current) ? current : null;
-    }, { timeoutMs: 10_000, what: "the turn's end in docker logs" });
-    assert.match(logs, /^\S+Z \S+Z turn=turn-gv-1 thread=new event=started$/m);
-    assert.ok(!logs.includes(TEST_API_KEY));
-  });
+      const finished = new RegExp(`turn=${turnId} thread=${first.threadId} event=finished status=completed`);
+      const logs = await waitFor(async () => {
+        const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
+        return finished.test(current) ? current : null;
+      }, { timeoutMs: 10_000, what: "the turn's end in docker logs" });
+      assert.match(logs, new RegExp(`^\\S+Z \\S+Z turn=${turnId} thread=new event=started$`, "m"));
+      assert.ok(!logs.includes(TEST_API_KEY));
+    }));
 
-  test("cancel during a long command leaves no process of the turn in the sandbox", async () => {
-    const ws = await t.workspace(uniqueId("gvc"), { runtime: "runsc" });
-    const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
-    stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000" }, { kind: "message", text: "never" });
-    const rec = recorder();
-    const turn = run({ workspaceId: ws.workspaceId, turnId: "turn-gv-cancel", input: "long job" }, rec.hooks);
-    await waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" });
-    await waitFor(async () => (await turnProcesses(t, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
-    assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId: "turn-gv-cancel" }), { cancelled: true });
-    const result = await turn;
-    assert.equal(result.status, "cancelled");
-    await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
-      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, containerId))}`);
-    });
-    // The workspace is usable again: the next turn runs (the cancelled turn's last step was never asked for).
-    stub.reset();
-    stub.script({ kind: "message", text: "after cancel" });
-    assert.equal((await run({ workspaceId: ws.workspaceId, input: "again" })).finalResponse, "after cancel");
-  });
+  test("cancel during a long command leaves no process of the turn in the sandbox", () =>
+    retryOnSandboxStall("runsc: cancel", async () => {
+      stub.reset();
+      const ws = await t.workspace(uniqueId("gvc"), { runtime: "runsc" });
+      const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
+      stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000" }, { kind: "message", text: "never" });
+      const rec = recorder();
+      const turnId = uniqueId("turn-gv-cancel");
+      const turn = run({ workspaceId: ws.workspaceId, turnId, input: "long job" }, rec.hooks);
+      // A turn that ends before its command starts (a stall: SandboxStalled) ends the wait at once.
+      await Promise.race([
+        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" }),
+        turn.then((early) => {
+          throw new Error(`the turn ended before its command started: ${early.status} ${JSON.stringify(early.error)}`);
+        }),
+      ]);
+      await waitFor(async () => (await turnProcesses(t, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
+      assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId }), { cancelled: true });
+      const result = await turn;
+      assert.equal(result.status, "cancelled");
+      await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
+        throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, containerId))}`);
+      });
+      // The workspace is usable again: the next turn runs (the cancelled turn's last step was never asked for).
+      stub.reset();
+      stub.script({ kind: "message", text: "after cancel" });
+      assert.equal((await run({ workspaceId: ws.workspaceId, input: "again" })).finalResponse, "after cancel");
+    }));
 
-  test("an MCP server's tool call and the egress policy (a refused CONNECT, an allowed internal destination)", async () => {
-    const ws = await t.workspace(uniqueId("gvm"), { runtime: "runsc", egress: { allow: ["*.example.test"], deny: ["bad.example.test"] } });
-    await t.sidecar.service.ensureWorkspace(ws);
-    const server = path.join(ws.workspacePath, "env-server.cjs");
-    await fs.writeFile(server, MCP_ENV_SERVER_SOURCE);
-    // MCP tools come through tool_search once the server is up: call the tool until it answers, within a bound.
-    let attempts = 0;
-    stub.respondWith((request) => {
-      const output = functionCallOutput(request as Parameters<typeof functionCallOutput>[0]) ?? "";
-      if (output.includes("ENV-JSON")) return { kind: "message", text: "tool done" };
-      attempts += 1;
-      return attempts <= 200 ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` } : { kind: "message", text: "gave up" };
-    });
-    const mcp = await run({ workspaceId: ws.workspaceId, input: "call the tool", mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value" } } } });
-    assert.equal(mcp.status, "completed", JSON.stringify(mcp.error));
-    assert.equal(mcp.finalResponse, "tool done");
-    const toolOutput = (functionCallOutput(stub.requests.at(-1)!) ?? "").replace(/\\"/g, '"');
-    assert.match(toolOutput, /"EXTRA_FROM_SPEC":"spec-value"/);
-    assert.match(toolOutput, new RegExp(`"ALIVE_WORKSPACE_ID":"${ws.workspaceId}"`));
+  test("an MCP server's tool call and the egress policy (a refused CONNECT, an allowed internal destination)", () =>
+    retryOnSandboxStall("runsc: MCP and egress", async () => {
+      stub.reset();
+      const ws = await t.workspace(uniqueId("gvm"), { runtime: "runsc", egress: { allow: ["*.example.test"], deny: ["bad.example.test"] } });
+      await t.sidecar.service.ensureWorkspace(ws);
+      internalRequests.length = 0;
+      const server = path.join(ws.workspacePath, "env-server.cjs");
+      await fs.writeFile(server, MCP_ENV_SERVER_SOURCE);
+      // MCP tools come through tool_search once the server is up: call the tool until it answers, within a bound.
+      let attempts = 0;
+      stub.respondWith((request) => {
+        const output = functionCallOutput(request as Parameters<typeof functionCallOutput>[0]) ?? "";
+        if (output.includes("ENV-JSON")) return { kind: "message", text: "tool done" };
+        attempts += 1;
+        return attempts <= 200 ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` } : { kind: "message", text: "gave up" };
+      });
+      const mcp = await run({ workspaceId: ws.workspaceId, input: "call the tool", mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value" } } } });
+      assert.equal(mcp.status, "completed", JSON.stringify(mcp.error));
+      assert.equal(mcp.finalResponse, "tool done");
+      const toolOutput = (functionCallOutput(stub.requests.at(-1)!) ?? "").replace(/\\"/g, '"');
+      assert.match(toolOutput, /"EXTRA_FROM_SPEC":"spec-value"/);
+      assert.match(toolOutput, new RegExp(`"ALIVE_WORKSPACE_ID":"${ws.workspaceId}"`));
 
-    stub.reset();
-    const get = `GET http://127.0.0.1:${internalPort}/from-gvisor HTTP/1.1\\r\\nHost: 127.0.0.1:${internalPort}\\r\\nConnection: close\\r\\n\\r\\n`;
-    const cmd = [PX, "px denied 'CONNECT bad.example.test:443 HTTP/1.1\\r\\nHost: bad.example.test:443\\r\\n\\r\\n'", `px internal '${get}'`].join("\n");
-    stub.script({ kind: "command", cmd }, { kind: "message", text: "probed" });
-    const probed = await run({ workspaceId: ws.workspaceId, input: "probe" });
-    assert.equal(probed.status, "completed", JSON.stringify(probed.error));
-    const output = commandOutput(probed);
-    assert.match(output, /^PX denied 403 denied .*bad\.example\.test/m, output);
-    assert.match(output, /^PX internal 200 none internal-ok \/from-gvisor$/m, output);
-    assert.deepEqual(internalRequests, ["/from-gvisor"]);
-    assert.equal((await summaryOf(t, ws.workspaceId)).network.egressRefusals, 1);
-  });
+      stub.reset();
+      const get = `GET http://127.0.0.1:${internalPort}/from-gvisor HTTP/1.1\\r\\nHost: 127.0.0.1:${internalPort}\\r\\nConnection: close\\r\\n\\r\\n`;
+      const cmd = [PX, "px denied 'CONNECT bad.example.test:443 HTTP/1.1\\r\\nHost: bad.example.test:443\\r\\n\\r\\n'", `px internal '${get}'`].join("\n");
+      stub.script({ kind: "command", cmd }, { kind: "message", text: "probed" });
+      const probed = await run({ workspaceId: ws.workspaceId, input: "probe" });
+      assert.equal(probed.status, "completed", JSON.stringify(probed.error));
+      const output = commandOutput(probed);
+      assert.match(output, /^PX denied 403 denied .*bad\.example\.test/m, output);
+      assert.match(output, /^PX internal 200 none internal-ok \/from-gvisor$/m, output);
+      assert.deepEqual(internalRequests, ["/from-gvisor"]);
+      assert.equal((await summaryOf(t, ws.workspaceId)).network.egressRefusals, 1);
+    }));
 
   test("a changed runtime replaces the idle container, keeping HOME; the same runtime keeps it", async () => {
     const ws = await t.workspace(uniqueId("gvr"), { runtime: "runsc" });
