@@ -6,6 +6,9 @@
  *   codex keeps its connection), full response time;
  * - SSE throughput: one long Responses stream (small text deltas, then response.completed) from a
  *   loopback server, read to the end direct and through the proxy, in MB/s;
+ * - the body check: checkRequestBody on a 200 KB codex-like /responses body under egress "model",
+ *   as codex sends it (no word that matters: passed unparsed) and with an inline image (parsed,
+ *   checked and serialised again), in this process;
  * - egress tunnel setup: a CONNECT through createEgressProxy (on a Unix socket, the destination an
  *   operator's internal one on loopback) until one byte came back through the tunnel, vs a direct
  *   TCP connect and the same byte.
@@ -26,6 +29,7 @@ import { parseInternalDestinations } from "../src/egress/internal.js";
 import type { Logger } from "../src/log.js";
 import { TurnCredentials } from "../src/model-proxy/credentials.js";
 import { createModelProxy } from "../src/model-proxy/server.js";
+import { checkRequestBody } from "../src/model-proxy/body-policy.js";
 import { SseUsageReader } from "../src/model-proxy/sse-usage.js";
 import { BENCH_API_KEY, BENCH_MODEL } from "./harness.js";
 import { buildLongStream, closeServer, listenOnSocket } from "./proxy-fixtures.js";
@@ -98,7 +102,7 @@ export async function benchProxy(options: ProxyOptions): Promise<SectionResult> 
     const overhead = await measureOverhead(peer, dir, options, cleanups);
     const throughput = await measureThroughput(peer, dir, options, cleanups);
     const tunnel = await measureTunnel(peer, dir, options, cleanups);
-    return report(overhead, throughput, tunnel, options);
+    return report(overhead, throughput, tunnel, measureBodyCheck(options), options);
   } finally {
     for (const step of cleanups.reverse()) await step().catch(() => undefined);
   }
@@ -179,6 +183,45 @@ function measureUsageReader(options: ProxyOptions): number[] {
   return rates;
 }
 
+interface BodyCheck {
+  bytes: number;
+  /** A body as codex sends it under egress "model": none of the words that matter. */
+  plain: number[];
+  /** The same body with an inline data: image (and an escaped control character): parsed and checked. */
+  parsed: number[];
+}
+
+/** A codex-like /responses body of about `bytes`: tools, then command outputs. */
+function codexLikeBody(bytes: number, extra: unknown[]): Buffer {
+  const input: unknown[] = [{ type: "message", role: "user", content: [{ type: "input_text", text: "Fix the failing test." }] }, ...extra];
+  const tools = [{ type: "function", name: "exec_command", parameters: { type: "object", properties: { cmd: { type: "string" } } } }, { type: "custom", name: "apply_patch" }];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const item = { type: "function_call_output", call_id: `call_${i}`, output: `Process exited with code 0\nOutput:\n${"src/app.ts:12: expected 3 to equal 4 (é)\n".repeat(40)}` };
+    size += JSON.stringify(item).length;
+    input.push(item);
+  }
+  return Buffer.from(JSON.stringify({ model: BENCH_MODEL, stream: true, input, tools, store: false }));
+}
+
+export function measureBodyCheck(options: Pick<ProxyOptions, "n" | "warmup">): BodyCheck {
+  const plain = codexLikeBody(200 * 1024, []);
+  const withImage = codexLikeBody(200 * 1024, [{ type: "message", role: "user", content: [{ type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" }, { type: "input_text", text: "\u001b[0m" }] }]);
+  const policy = { egress: "model" as const, hostedTools: new Set<string>() };
+  const time = (body: Buffer): number[] => {
+    const samples: number[] = [];
+    for (let i = -options.warmup; i < options.n; i++) {
+      const start = performance.now();
+      const verdict = checkRequestBody(body, policy);
+      const elapsed = performance.now() - start;
+      if (!verdict.ok) throw new Error(`the body check refused the bench body: ${verdict.message}`);
+      if (i >= 0) samples.push(elapsed);
+    }
+    return samples;
+  };
+  return { bytes: plain.length, plain: time(plain), parsed: time(withImage) };
+}
+
 async function measureTunnel(peer: Peer, dir: string, options: ProxyOptions, cleanups: Cleanups): Promise<Arms<number[]>> {
   const port = peer.ready.echoPort;
   const egress = createEgressProxy({ policy: () => "public", internal: parseInternalDestinations([`127.0.0.1:${port}`], "bench"), log: options.log });
@@ -195,7 +238,9 @@ async function measureTunnel(peer: Peer, dir: string, options: ProxyOptions, cle
   return samples;
 }
 
-function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<number[]>, options: ProxyOptions): SectionResult {
+function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<number[]>, bodyCheck: BodyCheck, options: ProxyOptions): SectionResult {
+  const bodyCheckP50 = summarize(bodyCheck.plain).p50;
+  const bodyCheckPass = bodyCheckP50 <= 1;
   const direct = summarize(overhead.direct);
   const viaProxy = summarize(overhead.proxy);
   const added = viaProxy.p50 - direct.p50;
@@ -215,6 +260,8 @@ function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<n
         [
           latencyRow("model request through the model proxy", overhead.proxy, direct, { target: "p50 <= direct + 5 ms", result: verdict(overheadPass) }),
           latencyRow("same request direct to the upstream (baseline)", overhead.direct, direct, { target: "-", result: "-" }),
+          latencyRow(`body check, ${Math.round(bodyCheck.bytes / 1024)} KB as codex sends it (egress "model")`, bodyCheck.plain, undefined, { target: "p50 <= +1 ms", result: verdict(bodyCheckPass) }),
+          latencyRow(`body check, ${Math.round(bodyCheck.bytes / 1024)} KB with an inline image (parsed)`, bodyCheck.parsed, undefined, { target: "-", result: "-" }),
           latencyRow("CONNECT tunnel through the egress proxy", tunnel.proxy, tunnelDirect, { target: "-", result: "-" }),
           latencyRow("direct TCP connect (baseline)", tunnel.direct, tunnelDirect, { target: "-", result: "-" }),
         ],
@@ -232,11 +279,13 @@ function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<n
     ],
     checks: [
       { metric: "model proxy: p50 added per request", measured: `${added >= 0 ? "+" : ""}${ms(added)}`, target: "<= +5 ms", pass: overheadPass },
+      { metric: "model proxy: body check of a 200 KB request, p50", measured: `+${ms(bodyCheckP50)}`, target: "<= +1 ms", pass: bodyCheckPass },
       { metric: "model proxy: SSE throughput vs direct", measured: `${times(rateRatio)} (${rate.proxy.toFixed(0)} MB/s)`, target: ">= 0.90x", pass: ratePass },
     ],
     notes: [
       `model request: POST /v1/responses answered by the ResponsesStub with one message (${REQUEST_BODY.length} bytes in, 3 SSE events out), timed from the call to the last byte; ${options.n} per arm after ${options.warmup} warm-up, ABBA, keep-alive connections both ways; every proxied response had its usage counted`,
       `SSE stream: response.created, 64-character text deltas (~230 bytes per event), response.completed, written in 64 KiB slices with backpressure; ${options.streamRuns} reads per arm after 1 warm-up, alternating`,
+      `body check: checkRequestBody alone on a ${bodyCheck.bytes}-byte codex-like body (tools, command outputs) under egress "model", ${options.n} runs after ${options.warmup} warm-up; a body with none of the words that matter (and no \\u escape) is passed unparsed, one with an inline image or an escape is parsed, checked and serialised again (p50 ${ms(summarize(bodyCheck.parsed).p50)})`,
       `CONNECT: to 127.0.0.1 on the operator's internal list (the only loopback destination the proxy connects to), timed from the connect call until one byte came back through the tunnel; the baseline sends the same byte over a direct TCP connection; ${options.tunnels} per arm`,
       "upstreams and client run in a forked process, the proxies in the bench's (as the sidecar is a process apart); the socat forwarder inside the container (loopback TCP to the Unix socket) is not in these figures, a real turn pays it (section 3)",
       `model proxy p50 ${ms(viaProxy.p50)} vs direct ${ms(direct.p50)}; CONNECT setup p50 ${ms(summarize(tunnel.proxy).p50)} vs direct connect ${ms(tunnelDirect.p50)}`,

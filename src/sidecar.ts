@@ -98,13 +98,27 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       metrics?.countProxyError(failure.code);
       turnsReady?.fail(ref.turnId, "model_unreachable", failure.message);
     },
-    // Exact usage per turn, and its token budget enforced before each model request.
+    // Exact usage per turn, and its token budget enforced before each model request; usage that
+    // arrives after its turn ended is logged with the turn and workspace.
     onUsage: (ref, usage) => {
       metrics?.countTokens(usage);
-      turnsReady?.recordModelUsage(ref.turnId, usage);
+      if (turnsReady?.recordModelUsage(ref.turnId, usage) === false) {
+        metrics?.countLateTokens(usage.totalTokens);
+        log.info("model usage arrived after its turn ended", { workspaceId: ref.workspaceId, turnId: ref.turnId, tokens: { input: usage.inputTokens, cached: usage.cachedTokens, output: usage.outputTokens, reasoning: usage.reasoningTokens, total: usage.totalTokens } });
+      }
     },
     admit: (ref) => turnsReady?.admitModelRequest(ref.turnId) ?? null,
     onModelRequest: () => metrics?.countModelRequest(),
+    onModelRefusal: (_ref, reason) => metrics?.countModelRefusal(reason),
+    modelPolicy: {
+      extraRoutes: config.modelPaths,
+      hostedTools: config.modelHostedTools,
+      maxBodyBytes: config.modelMaxBodyMb * 1024 * 1024,
+      concurrencyPerTurn: config.modelConcurrency,
+      ratePerMinute: config.modelRatePerMinute,
+      organization: config.openaiOrganization,
+      project: config.openaiProject,
+    },
     onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
   });
   // Refuses to start when the operator asked for disk limits this host cannot enforce.
@@ -144,6 +158,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
     stallWatch: config.stallWatch,
+    modelHostedTools: config.modelHostedTools,
     ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });

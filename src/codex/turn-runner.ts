@@ -14,7 +14,9 @@ import { SandboxProbe } from "./sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
 import { SANDBOX_STALLED, TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { codexWebSearchMode } from "../model-proxy/body-policy.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
+import { egressInForce } from "../workspace/record.js";
 import type { TokenUsage } from "../model-proxy/sse-usage.js";
 import { resolveTurnBudget, type BudgetLimits } from "./turn-budget.js";
 import { TurnMeter } from "./turn-meter.js";
@@ -29,6 +31,8 @@ export interface TurnRunnerOptions extends TurnExecutionOptions {
   trustedDirs: readonly string[];
   /** The operator's default budgets and ceilings. */
   budgets: BudgetLimits;
+  /** Hosted tools the model proxy lets through under a restricted egress (ALIVE_CODEX_MODEL_HOSTED_TOOLS): web_search keeps codex's web search on there. */
+  modelHostedTools?: readonly string[];
   /** Where the cgroup hierarchies are mounted (tests point it elsewhere); default /sys/fs/cgroup. */
   cgroupRoot?: string;
 }
@@ -89,9 +93,11 @@ export class TurnRunner {
     if (turn && !turn.cancel.signal.aborted) turn.cancel.abort(new TurnFailure(code, message));
   }
 
-  /** The model proxy read a response's usage for the turn: counted, and checked against its token budget. */
-  recordModelUsage(turnId: string, usage: TokenUsage): void {
-    this.turns.get(turnId)?.meter.addUsage(usage);
+  /** The model proxy read a response's usage for the turn: counted, and checked against its token budget. False when the turn has ended. */
+  recordModelUsage(turnId: string, usage: TokenUsage): boolean {
+    const turn = this.turns.get(turnId);
+    turn?.meter.addUsage(usage);
+    return turn !== undefined;
   }
 
   /** The model proxy asks before forwarding a request: refused once the turn's token budget is spent. */
@@ -171,7 +177,11 @@ export class TurnRunner {
       onExceeded: (message) => this.fail(turnId, "budget_exceeded", message),
       ...(this.options.cgroupRoot ? { cgroupRoot: this.options.cgroupRoot } : {}),
     });
-    const done = executeTurn(this.options, turnId, params, record, hooks, cancel, meter).then(async (result) => {
+    // Codex is told no web search where the model proxy would refuse its tool (codex 0.163 offers
+    // live web search by default), so an honest turn never trips the body policy.
+    const webSearchMode = codexWebSearchMode(egressInForce(record), params.options?.webSearchMode, new Set(this.options.modelHostedTools ?? []));
+    const turnParams = webSearchMode === params.options?.webSearchMode ? params : { ...params, options: { ...params.options, webSearchMode } };
+    const done = executeTurn(this.options, turnId, turnParams, record, hooks, cancel, meter).then(async (result) => {
       // A stalled sandbox is not trusted with the next turn: stopped now, started afresh by the next ensure or turn.
       if (result.error?.code === SANDBOX_STALLED) {
         this.options.launchers.discard(params.workspaceId);

@@ -16,7 +16,7 @@ import path from "node:path";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
-import { createModelProxy, type ProxyRefusal, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
+import { createModelProxy, type ModelProxyOptions, type ProxyRefusal, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
 import { createApiProxy } from "./api-proxy.js";
 import { NET_SOCKETS } from "./container-net.js";
 import type { RefusalReason } from "./destination.js";
@@ -46,6 +46,10 @@ export interface WorkspaceEndpointsOptions {
   onModelRequest?: (ref: TurnRef) => void;
   onModelUnreachable?: (ref: TurnRef, failure: UpstreamFailure) => void;
   onRefusal?: (workspaceId: string, host: string, port: number, reason: RefusalReason) => void;
+  /** The operator's model proxy limits and lists (allowed paths, hosted tools, body size, concurrency, rate, organisation, project). */
+  modelPolicy?: Pick<ModelProxyOptions<TurnRef>, "extraRoutes" | "hostedTools" | "maxBodyBytes" | "concurrencyPerTurn" | "ratePerMinute" | "organization" | "project">;
+  /** Called for each request the model proxy answered itself (the metrics). */
+  onModelRefusal?: (ref: TurnRef | null, reason: string) => void;
 }
 
 export interface WorkspaceNet {
@@ -133,6 +137,12 @@ export class WorkspaceEndpoints {
       },
       logger: log,
       logFields: (ref) => ({ turnId: ref.turnId }),
+      ...options.modelPolicy,
+      // The body policy follows the egress in force (a turn without network access narrows it).
+      egress: () => net.policy(),
+      turnKey: (ref) => ref.turnId,
+      workspaceKey: (ref) => ref.workspaceId,
+      ...(options.onModelRefusal ? { onRefusal: options.onModelRefusal } : {}),
       ...(options.admit ? { admit: options.admit } : {}),
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
       ...(options.onModelRequest ? { onRequest: options.onModelRequest } : {}),

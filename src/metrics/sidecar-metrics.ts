@@ -42,6 +42,8 @@ export class SidecarMetrics {
   private readonly modelTokens: Counter<"kind">;
   private readonly proxyErrors: Counter<"code">;
   private readonly sandboxStalls: Counter;
+  private readonly modelRefusals: Counter<"reason">;
+  private readonly lateTokens: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -56,6 +58,8 @@ export class SidecarMetrics {
     this.modelTokens = new Counter({ name: `${METRIC_PREFIX}model_tokens_total`, help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).", labelNames: ["kind"], registers });
     this.proxyErrors = new Counter({ name: `${METRIC_PREFIX}model_proxy_errors_total`, help: "Model requests that got no answer from the model API, by code.", labelNames: ["code"], registers });
     this.sandboxStalls = new Counter({ name: `${METRIC_PREFIX}sandbox_stalls_total`, help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).", registers });
+    this.modelRefusals = new Counter({ name: `${METRIC_PREFIX}model_refusals_total`, help: "Requests the model proxy answered itself instead of forwarding, by reason (path, credential, web_search, rate_limited, budget_exceeded...).", labelNames: ["reason"], registers });
+    this.lateTokens = new Counter({ name: `${METRIC_PREFIX}model_late_tokens_total`, help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).", registers });
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -117,5 +121,13 @@ export class SidecarMetrics {
 
   countProxyError(code: string): void {
     this.proxyErrors.inc({ code });
+  }
+
+  countModelRefusal(reason: string): void {
+    this.modelRefusals.inc({ reason });
+  }
+
+  countLateTokens(total: number): void {
+    this.lateTokens.inc(total);
   }
 }

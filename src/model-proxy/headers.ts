@@ -1,9 +1,36 @@
 /**
- * Which headers cross the proxy. Hop-by-hop headers (RFC 9110 §7.6.1) and proxy headers belong to
- * one connection and never cross; the client's Authorization (its per-turn credential) never goes
- * upstream, and the real key never comes back.
+ * Which headers cross the proxy.
+ *
+ * Towards the model API only a fixed set: what codex sends (recorded from codex 0.163) and nothing
+ * else, so a tenant cannot pick the organisation or project billed (`OpenAI-Organization`,
+ * `OpenAI-Project` come only from the operator), turn on beta features, or pass identity and
+ * forwarding headers. The client's Authorization (its per-turn credential) never goes upstream, and
+ * the real key never comes back. Back to the client: everything but hop-by-hop headers (RFC 9110
+ * §7.6.1) and the upstream's identity headers (the organisation and project, cookies).
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+
+/** Request headers forwarded as the client sent them; every other one is dropped. */
+export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  "accept",
+  "content-type",
+  "user-agent",
+  "originator",
+  "session_id",
+  "session-id",
+  "thread-id",
+  "conversation_id",
+  "x-client-request-id",
+  "x-codex-beta-features",
+  "x-codex-turn-metadata",
+  "x-codex-turn-state",
+  "x-codex-window-id",
+  "x-codex-parent-thread-id",
+  "x-openai-subagent",
+  "x-responsesapi-include-timing-metrics",
+  "traceparent",
+  "tracestate",
+]);
 
 const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
@@ -17,27 +44,32 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
-/** Request headers the proxy sets itself or that make no sense upstream. */
-const REPLACED_ON_REQUEST: ReadonlySet<string> = new Set([
-  "authorization",
-  // Node sets Host from the upstream URL.
-  "host",
-  // Node's server already answered 100-continue to the client.
-  "expect",
-  // Asked for uncompressed, so usage can be read off the stream.
-  "accept-encoding",
-]);
+/** Response headers that say who the operator is at the model API, or set state in the client. */
+const IDENTITY_RESPONSE_HEADERS: ReadonlySet<string> = new Set(["openai-organization", "openai-project", "set-cookie"]);
 
-/** The headers to send upstream for a client's request. */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, apiKey: string | null): OutgoingHttpHeaders {
-  const dropped = connectionTokens(headers);
+/** What the operator sends upstream on every request. */
+export interface UpstreamIdentity {
+  /** The real key, as `Authorization: Bearer …`; null sends none. */
+  apiKey: string | null;
+  /** `OpenAI-Organization`, or null. */
+  organization: string | null;
+  /** `OpenAI-Project`, or null. */
+  project: string | null;
+}
+
+/** The headers to send upstream for a client's request whose (checked) body is `bodyLength` bytes, or null for none. */
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders, identity: UpstreamIdentity, bodyLength: number | null): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || REPLACED_ON_REQUEST.has(name) || dropped.has(name)) continue;
-    out[name] = value;
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) out[name] = value;
   }
+  // Asked for uncompressed, so usage can be read off the stream.
   out["accept-encoding"] = "identity";
-  if (apiKey !== null) out.authorization = `Bearer ${apiKey}`;
+  if (bodyLength !== null) out["content-length"] = String(bodyLength);
+  if (identity.apiKey !== null) out.authorization = `Bearer ${identity.apiKey}`;
+  if (identity.organization !== null) out["openai-organization"] = identity.organization;
+  if (identity.project !== null) out["openai-project"] = identity.project;
   return out;
 }
 
@@ -46,7 +78,7 @@ export function clientResponseHeaders(headers: IncomingHttpHeaders): OutgoingHtt
   const dropped = connectionTokens(headers);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || dropped.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || IDENTITY_RESPONSE_HEADERS.has(name) || dropped.has(name)) continue;
     out[name] = value;
   }
   return out;

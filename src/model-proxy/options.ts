@@ -1,5 +1,8 @@
 /** What the model proxy is told, checked and given defaults in one place. */
+import type { EgressPolicy } from "../egress/policy.js";
 import type { LogFields, Logger } from "../log.js";
+import { HOSTED_TOOLS } from "./body-policy.js";
+import { DEFAULT_MODEL_ROUTES, parseModelRoute, type ModelRoute } from "./routes.js";
 import type { TokenUsage } from "./sse-usage.js";
 
 /** An answer the caller gives instead of forwarding (e.g. a spent token budget). */
@@ -10,6 +13,23 @@ export interface ProxyRefusal {
   code: string;
   message: string;
 }
+
+/** Why the proxy answered a request itself: the value of its `x-alive-model-refused` header. */
+export type RefusalReason =
+  | "credential"
+  | "path"
+  | "websocket"
+  | "content_encoding"
+  | "body_too_large"
+  | "invalid_body"
+  | "remote_input"
+  | "web_search"
+  | "remote_mcp"
+  | "hosted_tool"
+  | "background"
+  | "concurrency"
+  | "rate_limited"
+  | (string & {});
 
 /** Why a request never got an answer from the model API. */
 export interface UpstreamFailure {
@@ -31,8 +51,33 @@ export interface ModelProxyOptions<T> {
   basePath?: string;
   /** How long connecting (TCP, and TLS for https) to the upstream may take. Default 5000 ms. */
   connectTimeoutMs?: number;
-  /** Called before forwarding; a refusal is answered to the client and nothing is forwarded. */
+  /** Called before forwarding (with a concurrency slot held); a refusal is answered to the client and nothing is forwarded. */
   admit?: (ref: T) => ProxyRefusal | null | undefined;
+  /** Extra (method, path) pairs forwarded besides DEFAULT_MODEL_ROUTES, as "METHOD /path" or parsed. */
+  extraRoutes?: ReadonlyArray<string | ModelRoute>;
+  /** Largest request body, in bytes (413 above it). Default 32 MiB. */
+  maxBodyBytes?: number;
+  /** The egress policy in force for the ref's workspace or turn; the body policy follows it. Default "public". */
+  egress?: (ref: T) => EgressPolicy;
+  /** Hosted tools allowed under "model" or an allow-list: web_search, code_interpreter, file_search. Default none. */
+  hostedTools?: readonly string[];
+  /** `OpenAI-Organization` and `OpenAI-Project` sent upstream (never the client's). Default none. */
+  organization?: string | null;
+  project?: string | null;
+  /** Concurrent upstream requests per turn (turnKey); more wait in line. Default 2. */
+  concurrencyPerTurn?: number;
+  /** Requests that may wait for a slot per turn; past it, 429. Default 64. */
+  queuePerTurn?: number;
+  /** Requests a minute per workspace (workspaceKey) forwarded; past it, 429. 0: no limit. Default 120. */
+  ratePerMinute?: number;
+  /** The turn a ref belongs to, for the concurrency cap. Default: one turn for the whole proxy. */
+  turnKey?: (ref: T) => string;
+  /** The workspace a ref belongs to, for the rate and the once-per-reason refusal log. Default: one for the whole proxy. */
+  workspaceKey?: (ref: T) => string;
+  /** After the client has gone, an upstream response is still read for its usage until it ends, or is quiet this long. Default 60 s. */
+  drainIdleMs?: number;
+  /** Called for every request the proxy answers itself (ref null before the credential was checked). */
+  onRefusal?: (ref: T | null, reason: RefusalReason) => void;
   /** Called once per forwarded request. */
   onRequest?: (ref: T) => void;
   /** Called with the exact usage of each model response (SSE `response.completed`, or a JSON body's `usage`). */
@@ -44,7 +89,13 @@ export interface ModelProxyOptions<T> {
   logFields?: (ref: T) => LogFields;
 }
 
-export interface ResolvedModelProxyOptions<T> extends Required<Pick<ModelProxyOptions<T>, "apiKey" | "authorize" | "connectTimeoutMs">> {
+export interface ResolvedModelProxyOptions<T>
+  extends Required<Pick<ModelProxyOptions<T>, "apiKey" | "authorize" | "connectTimeoutMs" | "maxBodyBytes" | "egress" | "concurrencyPerTurn" | "queuePerTurn" | "ratePerMinute" | "turnKey" | "workspaceKey" | "drainIdleMs">> {
+  routes: ModelRoute[];
+  hostedTools: ReadonlySet<string>;
+  organization: string | null;
+  project: string | null;
+  onRefusal: ModelProxyOptions<T>["onRefusal"];
   upstream: URL;
   /** The upstream's path prefix without a trailing slash ("" for the root). */
   upstreamPath: string;
@@ -60,6 +111,11 @@ export interface ResolvedModelProxyOptions<T> extends Required<Pick<ModelProxyOp
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const MAX_CONNECT_TIMEOUT_MS = 120_000;
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CONCURRENCY_PER_TURN = 2;
+export const DEFAULT_QUEUE_PER_TURN = 64;
+export const DEFAULT_RATE_PER_MINUTE = 120;
+export const DEFAULT_DRAIN_IDLE_MS = 60_000;
 
 /** Checks every option once; an error names the option, the value received and what was expected. */
 export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): ResolvedModelProxyOptions<T> {
@@ -77,6 +133,19 @@ export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): Reso
     authorize: options.authorize,
     connectTimeoutMs: validateTimeout(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS),
     admit: options.admit,
+    routes: [...DEFAULT_MODEL_ROUTES, ...validateRoutes(options.extraRoutes ?? [])],
+    maxBodyBytes: validateCount("maxBodyBytes", options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 1, 1024 * 1024 * 1024),
+    egress: options.egress ?? (() => "public"),
+    hostedTools: validateHostedTools(options.hostedTools ?? []),
+    organization: validateIdentity("organization", options.organization ?? null),
+    project: validateIdentity("project", options.project ?? null),
+    concurrencyPerTurn: validateCount("concurrencyPerTurn", options.concurrencyPerTurn ?? DEFAULT_CONCURRENCY_PER_TURN, 1, 1024),
+    queuePerTurn: validateCount("queuePerTurn", options.queuePerTurn ?? DEFAULT_QUEUE_PER_TURN, 0, 100_000),
+    ratePerMinute: validateCount("ratePerMinute", options.ratePerMinute ?? DEFAULT_RATE_PER_MINUTE, 0, 1_000_000),
+    turnKey: options.turnKey ?? (() => ""),
+    workspaceKey: options.workspaceKey ?? (() => ""),
+    drainIdleMs: validateCount("drainIdleMs", options.drainIdleMs ?? DEFAULT_DRAIN_IDLE_MS, 1, 3_600_000),
+    onRefusal: options.onRefusal,
     onRequest: options.onRequest,
     onUsage: options.onUsage,
     onUpstreamError: options.onUpstreamError,
@@ -110,6 +179,32 @@ function validateTimeout(raw: number): number {
   if (!Number.isInteger(raw) || raw < 1 || raw > MAX_CONNECT_TIMEOUT_MS) {
     throw invalid("connectTimeoutMs", raw, `a whole number of ms from 1 to ${MAX_CONNECT_TIMEOUT_MS}`);
   }
+  return raw;
+}
+
+function validateRoutes(raw: ReadonlyArray<string | ModelRoute>): ModelRoute[] {
+  if (!Array.isArray(raw)) throw invalid("extraRoutes", raw, 'an array of "METHOD /path"');
+  return raw.map((entry, i) => {
+    try {
+      return parseModelRoute(typeof entry === "string" ? entry : `${entry.method} ${entry.path}`);
+    } catch (error) {
+      throw new TypeError(`invalid model proxy option extraRoutes[${i}]: ${(error as Error).message}`);
+    }
+  });
+}
+
+function validateHostedTools(raw: readonly string[]): ReadonlySet<string> {
+  for (const tool of raw) if (!(HOSTED_TOOLS as readonly string[]).includes(tool)) throw invalid("hostedTools", tool, `one of ${HOSTED_TOOLS.join(", ")}`);
+  return new Set(raw);
+}
+
+function validateIdentity(option: string, raw: string | null): string | null {
+  if (raw !== null && (typeof raw !== "string" || !/^[A-Za-z0-9_-]{1,256}$/.test(raw))) throw invalid(option, raw, "null or an id of letters, digits, _ and - (e.g. org-abc123)");
+  return raw;
+}
+
+function validateCount(option: string, raw: number, min: number, max: number): number {
+  if (!Number.isInteger(raw) || raw < min || raw > max) throw invalid(option, raw, `a whole number from ${min} to ${max}`);
   return raw;
 }
 

@@ -12,13 +12,16 @@ export function openAiErrorBody(message: string, type: OpenAiErrorType, code: st
   return JSON.stringify({ error: { message, type, param: null, code } });
 }
 
-export function sendOpenAiError(res: ServerResponse, status: number, type: OpenAiErrorType, code: string, message: string): void {
+/** The header on every answer the proxy gives instead of forwarding, naming why. */
+export const REFUSED_HEADER = "x-alive-model-refused";
+
+export function sendOpenAiError(res: ServerResponse, status: number, type: OpenAiErrorType, code: string, message: string, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   const body = openAiErrorBody(message, type, code);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...extraHeaders });
   res.end(body);
 }
 
@@ -32,6 +35,7 @@ export function refuseUpgrade(socket: Duplex): void {
   socket.end(
     "HTTP/1.1 426 Upgrade Required\r\n" +
       "content-type: application/json\r\n" +
+      `${REFUSED_HEADER}: websocket\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\n` +
       "connection: close\r\n\r\n" +
       body,

@@ -30,17 +30,21 @@ const LF = 0x0a;
 const CR = 0x0d;
 
 /**
- * Reads a Responses API `usage` object (`input_tokens`, `input_tokens_details.cached_tokens`,
- * `output_tokens`, `output_tokens_details.reasoning_tokens`, `total_tokens`). Null when it is not
- * one; missing details count 0, a missing total is input + output.
+ * Reads a `usage` object: the Responses API's (`input_tokens`, `input_tokens_details.cached_tokens`,
+ * `output_tokens`, `output_tokens_details.reasoning_tokens`, `total_tokens`), or the chat
+ * completions' and embeddings' (`prompt_tokens`, `prompt_tokens_details.cached_tokens`,
+ * `completion_tokens` (0 when absent), `completion_tokens_details.reasoning_tokens`), so an endpoint
+ * an operator adds is metered too. Null when it is neither; missing details count 0, a missing
+ * total is input + output.
  */
 export function readUsage(value: unknown): TokenUsage | null {
   if (!isRecord(value)) return null;
-  const inputTokens = count(value.input_tokens);
-  const outputTokens = count(value.output_tokens);
+  const chat = value.input_tokens === undefined && value.prompt_tokens !== undefined;
+  const inputTokens = count(chat ? value.prompt_tokens : value.input_tokens);
+  const outputTokens = chat ? (value.completion_tokens === undefined ? 0 : count(value.completion_tokens)) : count(value.output_tokens);
   if (inputTokens === undefined || outputTokens === undefined) return null;
-  const inputDetails = isRecord(value.input_tokens_details) ? value.input_tokens_details : {};
-  const outputDetails = isRecord(value.output_tokens_details) ? value.output_tokens_details : {};
+  const inputDetails = asRecord(chat ? value.prompt_tokens_details : value.input_tokens_details);
+  const outputDetails = asRecord(chat ? value.completion_tokens_details : value.output_tokens_details);
   return {
     inputTokens,
     cachedTokens: count(inputDetails.cached_tokens) ?? 0,
@@ -161,6 +165,12 @@ export class SseUsageReader {
     if (!isRecord(event)) return;
     // Without an `event:` line the type is only in the data.
     const type = this.#eventName || event.type;
+    if (this.#eventName === "" && typeof event.type !== "string" && isRecord(event.usage)) {
+      // A chat completions chunk (`stream_options.include_usage`): usage at the top level.
+      const usage = readUsage(event.usage);
+      if (usage) found.push(usage);
+      return;
+    }
     if (typeof type !== "string" || !FINAL_EVENTS.has(type)) return;
     const usage = isRecord(event.response) ? readUsage(event.response.usage) : null;
     if (usage) found.push(usage);
@@ -183,6 +193,10 @@ export class SseUsageReader {
 
 function count(value: unknown): number | undefined {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return isRecord(value) ? value : {};
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -147,4 +147,27 @@ describe("config", () => {
       assert.ok(help.includes(setting.defaultText), setting.defaultText);
     }
   });
+
+  test("the model proxy's settings: defaults, parsed lists, and errors naming the setting", () => {
+    const defaults = loadConfig({}, {});
+    assert.deepEqual(defaults.modelPaths, []);
+    assert.deepEqual(defaults.modelHostedTools, []);
+    assert.equal(defaults.modelMaxBodyMb, 32);
+    assert.equal(defaults.modelConcurrency, 2);
+    assert.equal(defaults.modelRatePerMinute, 120);
+    assert.equal(defaults.openaiOrganization, null);
+    assert.equal(defaults.openaiProject, null);
+    const config = loadConfig({ "--model-paths": "get /models, POST /chat/*" }, { ALIVE_CODEX_MODEL_HOSTED_TOOLS: "web_search,file_search", ALIVE_CODEX_MODEL_RATE: "0", OPENAI_ORGANIZATION: "org-abc", OPENAI_PROJECT: "proj_abc" });
+    assert.deepEqual(config.modelPaths, [{ method: "GET", path: "/models" }, { method: "POST", path: "/chat/*" }]);
+    assert.deepEqual(config.modelHostedTools, ["web_search", "file_search"]);
+    assert.equal(config.modelRatePerMinute, 0);
+    assert.equal(config.openaiOrganization, "org-abc");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "/models" }), "ALIVE_CODEX_MODEL_PATHS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "GET /v1/../files" }), "ALIVE_CODEX_MODEL_PATHS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "FETCH /models" }), "ALIVE_CODEX_MODEL_PATHS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_HOSTED_TOOLS: "mcp" }), "ALIVE_CODEX_MODEL_HOSTED_TOOLS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_CONCURRENCY: "0" }), "ALIVE_CODEX_MODEL_CONCURRENCY");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_MAX_BODY_MB: "0" }), "ALIVE_CODEX_MODEL_MAX_BODY_MB");
+    expectConfigError(() => loadConfig({ "--openai-organization": "org x" }, {}), "--openai-organization");
+  });
 });

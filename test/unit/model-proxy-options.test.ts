@@ -15,6 +15,10 @@ describe("resolveModelProxyOptions", () => {
     assert.equal(resolveModelProxyOptions({ ...base, upstreamBaseUrl: "http://127.0.0.1:9/", basePath: "/" }).upstreamPath, "");
     assert.equal(resolveModelProxyOptions({ ...base, basePath: "/" }).basePath, "");
     assert.equal(resolveModelProxyOptions({ ...base, apiKey: null }).apiKey, null);
+    assert.deepEqual(resolved.routes, [{ method: "POST", path: "/responses" }, { method: "POST", path: "/responses/compact" }]);
+    assert.equal(resolved.concurrencyPerTurn, 2);
+    assert.equal(resolved.ratePerMinute, 120);
+    assert.equal(resolved.organization, null);
   });
 
   test("rejects bad values, naming the option, the value and what was expected", () => {
@@ -29,6 +33,13 @@ describe("resolveModelProxyOptions", () => {
       [{ connectTimeoutMs: 1.5 }, /connectTimeoutMs/],
       [{ apiKey: "" }, /apiKey: expected null or a non-empty single-line string/],
       [{ authorize: undefined as unknown as ModelProxyOptions<string>["authorize"] }, /authorize: got undefined, expected a function/],
+      [{ extraRoutes: ["GET /files/../x"] }, /extraRoutes\[0\]: expected a path/],
+      [{ extraRoutes: ["FETCH /models"] }, /extraRoutes\[0\]: expected "METHOD \/path"/],
+      [{ hostedTools: ["mcp"] }, /hostedTools: got "mcp", expected one of web_search, code_interpreter, file_search/],
+      [{ organization: "org x" }, /organization: got "org x"/],
+      [{ concurrencyPerTurn: 0 }, /concurrencyPerTurn: got 0, expected a whole number from 1/],
+      [{ ratePerMinute: -1 }, /ratePerMinute/],
+      [{ maxBodyBytes: 0 }, /maxBodyBytes/],
     ];
     for (const [override, message] of cases) assert.throws(() => resolveModelProxyOptions({ ...base, ...override }), message, JSON.stringify(override));
   });

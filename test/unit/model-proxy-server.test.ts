@@ -153,6 +153,7 @@ describe("model proxy", () => {
       for (const headers of [{}, bearer("alive-turn-wrong"), bearer(REAL_KEY), bearer(revoked), { authorization: proxy.token }]) {
         const reply = await read(await send(proxy.socketPath, { headers }));
         assert.equal(reply.status, 401, JSON.stringify(headers));
+        assert.equal(reply.headers["x-alive-model-refused"], "credential");
         const body = JSON.parse(reply.body) as { error: Record<string, unknown> };
         assert.equal(body.error.code, "invalid_api_key");
         assert.equal(body.error.type, "invalid_request_error");
@@ -170,6 +171,7 @@ describe("model proxy", () => {
     try {
       const reply = await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }));
       assert.equal(reply.status, 429);
+      assert.equal(reply.headers["x-alive-model-refused"], "budget_exceeded");
       assert.deepEqual(JSON.parse(reply.body), { error: { message: "token budget of 1000 spent", type: "invalid_request_error", param: null, code: "budget_exceeded" } });
       assert.equal(stub.requests.length, 0);
       assert.deepEqual(proxy.requests, []);
@@ -185,6 +187,7 @@ describe("model proxy", () => {
       const res = await send(proxy.socketPath, { method: "GET", headers: { ...bearer(proxy.token), connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" }, body: "" });
       const reply = await read(res);
       assert.equal(reply.status, 426);
+      assert.equal(reply.headers["x-alive-model-refused"], "websocket");
       assert.equal((JSON.parse(reply.body) as { error: { code: string } }).error.code, "websocket_unsupported");
       assert.ok(Date.now() - started < 1_000);
       assert.equal(stub.requests.length + stub.otherRequests.length, 0);
@@ -193,34 +196,139 @@ describe("model proxy", () => {
     }
   });
 
-  test("paths outside the base path are 404 and not forwarded, also via dot segments", async () => {
-    const proxy = await startProxy();
+  test("only codex's own endpoints are forwarded: every other method and path is 403 with a reason and never reaches upstream", async () => {
+    const refusals: Array<[Ref | null, string]> = [];
+    const proxy = await startProxy({ onRefusal: (ref, reason) => refusals.push([ref, reason]) });
     try {
-      for (const target of ["/admin", "/v1/../admin", "/v1/%2e%2e/admin", "/v10/responses"]) {
-        const reply = await read(await send(proxy.socketPath, { path: target, headers: bearer(proxy.token) }));
-        assert.equal(reply.status, 404, target);
+      const refused: Array<[string, string]> = [
+        ["GET", "/v1/files"],
+        ["DELETE", "/v1/files/x"],
+        ["POST", "/v1/chat/completions"],
+        ["POST", "/v1/embeddings"],
+        ["GET", "/v1/models"],
+        ["POST", "/v1/batches"],
+        ["POST", "/v1/fine_tuning/jobs"],
+        ["GET", "/v1/vector_stores"],
+        ["GET", "/v1/responses"],
+        ["GET", "/v1/responses/resp_1"],
+        ["DELETE", "/v1/responses/resp_1"],
+        ["POST", "/v1/responses/resp_1/cancel"],
+        ["PUT", "/v1/responses"],
+        ["POST", "/admin"],
+        ["POST", "/v1/../admin"],
+        ["POST", "/v1/%2e%2e/admin"],
+        ["POST", "/v10/responses"],
+        ["POST", "/v1//evil.example/responses"],
+        ["POST", "/v1/responses/"],
+      ];
+      for (const [method, target] of refused) {
+        const reply = await read(await send(proxy.socketPath, { method, path: target, headers: bearer(proxy.token), ...(method === "GET" || method === "DELETE" ? { body: "" } : {}) }));
+        assert.equal(reply.status, 403, `${method} ${target}`);
+        assert.equal(reply.headers["x-alive-model-refused"], "path", `${method} ${target}`);
+        assert.equal((JSON.parse(reply.body) as { error: { code: string } }).error.code, "path");
       }
-      assert.equal(stub.requests.length + stub.otherRequests.length, 0);
-      // A double slash stays part of the path: it cannot name another host.
-      assert.equal((await read(await send(proxy.socketPath, { path: "/v1//evil.example/responses", headers: bearer(proxy.token) }))).status, 200);
-      assert.equal(stub.requests[0]?.path, "/v1//evil.example/responses");
+      assert.equal(stub.requests.length + stub.otherRequests.length, 0, "the stub saw none of them");
+      assert.deepEqual(proxy.requests, []);
+      assert.equal(refusals.length, refused.length, "each refusal is reported");
+      assert.ok(refusals.every(([ref, reason]) => ref?.turnId === "t1" && reason === "path"));
+      const logged = logLines.filter((line) => line.includes("request refused") && line.includes('"reason":"path"') && line.includes('"workspaceId":"w1"'));
+      assert.equal(logged.length, 1, "logged once per workspace and reason");
+
+      for (const target of ["/v1/responses", "/v1/responses?trace=1", "/v1/responses/compact"]) {
+        assert.equal((await read(await send(proxy.socketPath, { path: target, headers: bearer(proxy.token) }))).headers["x-alive-model-refused"], undefined, target);
+      }
+      // The stub serves POST …/responses and records anything else.
+      assert.deepEqual(stub.requests.map((r) => r.path), ["/v1/responses", "/v1/responses"]);
+      assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), ["POST /v1/responses/compact"]);
     } finally {
       await proxy.close();
     }
   });
 
-  test("hop-by-hop and proxy headers are dropped; the upstream is asked for an uncompressed body", async () => {
-    const proxy = await startProxy();
+  test("the operator can add an endpoint; a trailing /* matches below it", async () => {
+    const proxy = await startProxy({ extraRoutes: ["GET /models", "post /chat/*"] });
     try {
-      const headers = { ...bearer(proxy.token), connection: "keep-alive, x-hop", "x-hop": "1", "proxy-authorization": "Basic abc", "accept-encoding": "gzip, br", "x-kept": "yes" };
-      await read(await send(proxy.socketPath, { headers }));
-      const seen = stub.requests[0]?.headers ?? {};
-      assert.equal(seen["x-kept"], "yes");
-      assert.equal(seen["x-hop"], undefined);
-      assert.equal(seen["proxy-authorization"], undefined);
-      assert.equal(seen["accept-encoding"], "identity");
+      await read(await send(proxy.socketPath, { method: "GET", path: "/v1/models", headers: bearer(proxy.token), body: "" }));
+      await read(await send(proxy.socketPath, { path: "/v1/chat/completions", headers: bearer(proxy.token) }));
+      assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), ["GET /v1/models", "POST /v1/chat/completions"]);
+      assert.equal((await read(await send(proxy.socketPath, { method: "GET", path: "/v1/chat/completions", headers: bearer(proxy.token), body: "" }))).status, 403);
+      assert.equal((await read(await send(proxy.socketPath, { path: "/v1/chat", headers: bearer(proxy.token) }))).status, 403);
     } finally {
       await proxy.close();
+    }
+  });
+
+  test("only a fixed set of request headers is forwarded: tenant organisation, project, identity and hop-by-hop headers are not", async () => {
+    const proxy = await startProxy();
+    try {
+      const headers = {
+        ...bearer(proxy.token),
+        connection: "keep-alive, x-hop",
+        "x-hop": "1",
+        "proxy-authorization": "Basic abc",
+        "accept-encoding": "gzip, br",
+        "openai-organization": "org-tenant",
+        "openai-project": "proj_tenant",
+        "openai-beta": "assistants=v2",
+        "x-forwarded-for": "10.0.0.1",
+        forwarded: "for=10.0.0.1",
+        cookie: "a=b",
+        "x-api-key": "sk-other",
+        "api-key": "sk-other",
+        "x-kept": "yes",
+        "user-agent": "codex_sdk_ts/0.163.0",
+        originator: "codex_sdk_ts",
+        "session-id": "s-1",
+        "thread-id": "th-1",
+        "x-client-request-id": "r-1",
+        "x-codex-turn-metadata": "{}",
+        "x-codex-window-id": "w:0",
+        "x-codex-beta-features": "remote_compaction_v2",
+        accept: "text/event-stream",
+      };
+      await read(await send(proxy.socketPath, { headers }));
+      const seen = stub.requests[0]?.headers ?? {};
+      for (const dropped of ["x-kept", "x-hop", "proxy-authorization", "openai-organization", "openai-project", "openai-beta", "x-forwarded-for", "forwarded", "cookie", "x-api-key", "api-key"]) {
+        assert.equal(seen[dropped], undefined, dropped);
+      }
+      for (const kept of ["user-agent", "originator", "session-id", "thread-id", "x-client-request-id", "x-codex-turn-metadata", "x-codex-window-id", "x-codex-beta-features", "accept", "content-type"]) {
+        assert.equal(seen[kept], headers[kept as keyof typeof headers] ?? "application/json", kept);
+      }
+      assert.equal(seen["accept-encoding"], "identity");
+      assert.equal(seen.authorization, `Bearer ${REAL_KEY}`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("organisation and project come from the operator only, replacing the tenant's", async () => {
+    const proxy = await startProxy({ organization: "org-operator", project: "proj_operator" });
+    try {
+      await read(await send(proxy.socketPath, { headers: { ...bearer(proxy.token), "openai-organization": "org-tenant", "openai-project": "proj_tenant" } }));
+      const seen = stub.requests[0]?.headers ?? {};
+      assert.equal(seen["openai-organization"], "org-operator");
+      assert.equal(seen["openai-project"], "proj_operator");
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("the upstream's organisation, project and cookies do not reach the client", async () => {
+    const upstream = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/json", "openai-organization": "org-secret", "openai-project": "proj_secret", "set-cookie": "a=b", "x-request-id": "req_1" });
+      res.end(JSON.stringify({ id: "resp_1" }));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const proxy = await startProxy({ upstreamBaseUrl: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/v1` });
+    try {
+      const reply = await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }));
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers["x-request-id"], "req_1");
+      for (const name of ["openai-organization", "openai-project", "set-cookie"]) assert.equal(reply.headers[name], undefined, name);
+    } finally {
+      await proxy.close();
+      await new Promise<void>((resolve) => upstream.close(() => resolve()));
     }
   });
 

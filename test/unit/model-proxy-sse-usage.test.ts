@@ -124,4 +124,12 @@ describe("readUsage", () => {
       assert.equal(readUsage(value), null, JSON.stringify(value));
     }
   });
+
+  test("chat completions and embeddings usage counts too: in a JSON body and in a data-only stream chunk", () => {
+    assert.deepEqual(readUsage({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 1 } }), { inputTokens: 9, cachedTokens: 2, outputTokens: 4, reasoningTokens: 1, totalTokens: 13 });
+    assert.deepEqual(readUsage({ prompt_tokens: 8, total_tokens: 8 }), { inputTokens: 8, cachedTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 8 });
+    const reader = new SseUsageReader();
+    const found = reader.push(Buffer.from('data: {"id":"c1","choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\ndata: [DONE]\n\n'));
+    assert.deepEqual(found, [{ inputTokens: 5, cachedTokens: 0, outputTokens: 2, reasoningTokens: 0, totalTokens: 7 }]);
+  });
 });

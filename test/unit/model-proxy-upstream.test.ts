@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createModelProxy, upstreamPathFor, type UpstreamFailure } from "../../src/model-proxy/server.js";
+import { createModelProxy, upstreamPathFor, type ModelProxyOptions, type UpstreamFailure } from "../../src/model-proxy/server.js";
 import { withTimeout } from "../support/wait.js";
 
 const TOKEN = "alive-turn-test";
@@ -25,7 +25,13 @@ interface Proxy {
   close(): Promise<void>;
 }
 
-async function startProxy(upstreamBaseUrl: string, connectTimeoutMs = 5_000): Promise<Proxy> {
+const servers: http.Server[] = [];
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+async function startProxy(upstreamBaseUrl: string, connectTimeoutMs = 5_000, extra: Partial<ModelProxyOptions<string>> = {}): Promise<Proxy> {
   const failures: Array<[string, UpstreamFailure]> = [];
   const server = createModelProxy<string>({
     upstreamBaseUrl,
@@ -33,6 +39,7 @@ async function startProxy(upstreamBaseUrl: string, connectTimeoutMs = 5_000): Pr
     authorize: (token) => (token === TOKEN ? REF : null),
     connectTimeoutMs,
     onUpstreamError: (ref, failure) => failures.push([ref, failure]),
+    ...extra,
   });
   const socketPath = path.join(dir, `proxy-${++proxies}.sock`);
   await listen(server, socketPath);
@@ -128,7 +135,42 @@ describe("model proxy upstream failures", () => {
     }
   });
 
-  test("a client that disconnects mid-stream aborts the upstream request", async () => {
+  test("a client that disconnects mid-stream: the response is still read to its end and its usage counted", async () => {
+    let finishUpstream!: () => void;
+    const upstreamDone = new Promise<string>((resolve) => {
+      const upstream = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write('event: response.created\ndata: {"type":"response.created"}\n\n');
+        finishUpstream = () => {
+          const usage = { input_tokens: 10, output_tokens: 5, total_tokens: 15 };
+          res.end(`event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { usage } })}\n\n`);
+        };
+        res.on("close", () => resolve(res.writableFinished ? "finished" : "cut"));
+        req.resume();
+      });
+      servers.push(upstream);
+    });
+    const upstream = servers.at(-1)!;
+    await listen(upstream, 0);
+    const usages: unknown[] = [];
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { onUsage: (_ref, usage) => usages.push(usage) });
+    try {
+      const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
+      await withTimeout(new Promise((resolve) => res.once("data", resolve)), 5_000, "the first event");
+      res.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      finishUpstream();
+      assert.equal(await withTimeout(upstreamDone, 5_000, "the upstream to finish"), "finished", "the proxy read the response to its end");
+      await withTimeout(waitFor(() => usages.length === 1), 5_000, "the usage");
+      assert.deepEqual(usages, [{ inputTokens: 10, cachedTokens: 0, outputTokens: 5, reasoningTokens: 0, totalTokens: 15 }]);
+      assert.deepEqual(proxy.failures, [], "a client leaving is not an upstream failure");
+    } finally {
+      await proxy.close();
+      await closeServer(upstream);
+    }
+  });
+
+  test("after the client left, an upstream that goes quiet is cut after drainIdleMs", async () => {
     let upstreamClosed!: () => void;
     const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
     const upstream = http.createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -138,13 +180,14 @@ describe("model proxy upstream failures", () => {
       req.resume();
     });
     await listen(upstream, 0);
-    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`);
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { drainIdleMs: 200 });
     try {
       const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
       await withTimeout(new Promise((resolve) => res.once("data", resolve)), 5_000, "the first event");
+      const left = Date.now();
       res.destroy();
       await withTimeout(closed, 5_000, "the upstream to see its connection close");
-      assert.deepEqual(proxy.failures, [], "a client leaving is not an upstream failure");
+      assert.ok(Date.now() - left >= 150, "not before the idle time");
     } finally {
       await proxy.close();
       await closeServer(upstream);
