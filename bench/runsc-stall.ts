@@ -164,6 +164,9 @@ async function main(): Promise<number> {
         const stalled = result.status === "timed_out" || result.error?.code === "sandbox_stalled";
         const stage = stalled ? stageOf(events, requestsByTurn.get(marker) ?? 0) : null;
         outcomes.push({ ms, stalled, stage, status: result.error?.code ?? result.status });
+        // The stall watch logged the sandbox's processes and stacks with its verdict: keep them.
+        const verdict = env.problems.find((line) => line.includes(result.turnId) && line.includes("sandbox stalled"));
+        if (verdict) await fs.writeFile(path.join(args.out, `${marker}.txt`), `stage ${stage}\nevents ${events.join(" ")}\n\n${String((JSON.parse(verdict) as { diagnostics?: unknown }).diagnostics)}`);
         if (stalled) progress(`${marker}: STALL at ${stage} (${result.error?.code ?? result.status}; events ${events.join(" ")}); diagnostics in ${args.out}/${marker}.txt`);
         else if (result.status !== "completed") progress(`${marker}: ${result.status} ${result.error?.code ?? ""} ${result.error?.message ?? ""}`);
         if (outcomes.length % 25 === 0) progress(`${outcomes.length}/${args.turns} turns, ${outcomes.filter((o) => o.stalled).length} stalled`);

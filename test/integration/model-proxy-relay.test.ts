@@ -105,9 +105,11 @@ describe("the model proxy relays only what codex needs, through a real turn", ()
 
     // What the model API saw.
     assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), [], "no files, deletions or chat completions");
-    const bodies = stub.requests.map((r) => JSON.stringify(r.body));
-    assert.ok(!bodies.some((b) => b.includes("attacker.invalid")), "no input_image URL");
-    assert.ok(!bodies.some((b) => b.includes("tenant-search") || b.includes("tenant-chat")), "no web_search request, no chat");
+    // Judged on the requests' structure: codex's own later requests carry the command's text (with
+    // these bodies in it) as the function call's arguments, which is fine.
+    const imageParts = stub.requests.flatMap((r) => (Array.isArray(r.body?.input) ? (r.body.input as Array<{ content?: unknown }>) : []).flatMap((item) => (Array.isArray(item.content) ? (item.content as Array<{ type?: string; image_url?: string }>) : [])).filter((part) => part.type === "input_image"));
+    assert.deepEqual(imageParts, [], "no request with an input_image reached the model API");
+    assert.ok(!stub.requests.some((r) => r.body?.input === "tenant-search"), "the web_search request never reached the model API");
     for (const request of stub.requests) {
       const tools = (request.body?.tools ?? []) as Array<{ type?: string }>;
       assert.ok(!tools.some((tool) => String(tool.type).startsWith("web_search")), "codex itself sent no web_search tool");

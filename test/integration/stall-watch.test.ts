@@ -55,7 +55,8 @@ describe("the stall watch ends a turn whose codex never reaps its child (injecte
       const user = `${TEST_UID}:${TEST_GID}`;
       const codex = parseProcList((await execIn(t.docker, containerId, ["/bin/sh", "-c", PROC_LIST_SCRIPT], user)).stdout).find((p) => p.ppid === 0 && p.comm === "codex");
       assert.ok(codex, "codex runs in the sandbox");
-      assert.equal((await execIn(t.docker, containerId, ["kill", "-STOP", String(codex.pid)], user)).exitCode, 0);
+      const stop = await execIn(t.docker, containerId, ["/bin/sh", "-c", `kill -STOP ${codex.pid}`], user);
+      assert.equal(stop.exitCode, 0, `kill -STOP ${codex.pid}: ${stop.stdout}${stop.stderr}`);
       const stalledBefore = await metric("alive_codex_sandbox_stalls_total");
 
       const result = await turn;
