@@ -6,7 +6,7 @@
  * Under gVisor (Debian's runsc 2022, ptrace platform) about one turn in a hundred on a loaded 2-core
  * machine stopped for good: codex's child `bash` (the shell snapshot, in every case measured) had
  * exited and sat as a zombie, and codex never reaped it nor went on. A SIGCHLD sent to codex did not
- * wake it (0 of 3). The shell snapshot is now off (config-overrides.ts); the watch is the net for
+ * wake it (0 of 3, though not proven delivered: docs/runtimes.md). The shell snapshot is now off (config-overrides.ts); the watch is the net for
  * any other child that meets the same fate. While codex has given no sign of life for `quietMs`,
  * the watch lists the sandbox's processes every `intervalMs`; a child of codex seen as a zombie on
  * `stallLooks` looks running, or a sandbox that does not answer the listing within
