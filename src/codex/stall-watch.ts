@@ -69,6 +69,8 @@ export interface StallWatchOptions {
   list: (signal: AbortSignal) => Promise<ProcEntry[]>;
   /** The verdict, once: the turn is stalled for `reason`. */
   onStall: (reason: string) => void;
+  /** Each look, for the debug log: what the listing gave, what was decided, the zombies seen so far. */
+  onLook?: (look: { answer: string; outcome: LookOutcome["kind"]; seen: Array<[number, number]> }) => void;
   now?: () => number;
 }
 
@@ -166,19 +168,31 @@ export class StallWatch {
   private async look(): Promise<LookOutcome> {
     const controller = new AbortController();
     this.looking = controller;
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.options.timings.listTimeoutMs} ms`)), this.options.timings.listTimeoutMs);
-    let procs: ProcEntry[] | null;
-    try {
-      procs = await this.options.list(controller.signal);
-    } catch {
-      // Stopped while looking: no verdict. Past listTimeoutMs the sandbox did not answer; any other
-      // failure (the container stopped or died: the turn fails as container_died) is no evidence.
-      if (this.stopped || !controller.signal.aborted) return { kind: "fine" };
-      procs = null;
-    } finally {
-      clearTimeout(timer);
-      this.looking = null;
-    }
-    return decideLook(this.memory, procs, this.options.timings);
+    const { listTimeoutMs } = this.options.timings;
+    let timer: NodeJS.Timeout | undefined;
+    // The deadline is ours, not the listing's to honour: an engine that never answers the exec (or
+    // its inspect) must not hold the watch.
+    const deadline = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort(new Error(`no answer within ${listTimeoutMs} ms`));
+        resolve("timeout");
+      }, listTimeoutMs);
+    });
+    const listing = this.options.list(controller.signal).then(
+      (procs) => ({ procs }),
+      (error: unknown) => ({ error }),
+    );
+    const answer = await Promise.race([listing, deadline]);
+    clearTimeout(timer);
+    this.looking = null;
+    // Stopped while looking: no verdict.
+    if (this.stopped) return { kind: "fine" };
+    let outcome: LookOutcome;
+    if (answer === "timeout") outcome = decideLook(this.memory, null, this.options.timings);
+    // Any other failure (the container stopped or died: the turn fails as container_died) is no evidence.
+    else if ("error" in answer) outcome = controller.signal.aborted ? decideLook(this.memory, null, this.options.timings) : { kind: "fine" };
+    else outcome = decideLook(this.memory, answer.procs, this.options.timings);
+    this.options.onLook?.({ answer: answer === "timeout" ? "timeout" : "error" in answer ? `error: ${String((answer.error as Error)?.message ?? answer.error)}` : `${answer.procs.length} processes`, outcome: outcome.kind, seen: [...this.memory.seen] });
+    return outcome;
   }
 }

@@ -20,7 +20,7 @@ import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
 import type { StallWatchSetting } from "../config.js";
 import { runExec } from "../docker/exec.js";
-import { PROC_LIST_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
+import { PROC_LIST_SCRIPT, PROC_STATES_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
 import { isGvisorRuntime } from "../workspace/runtimes.js";
 import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "./stall-watch.js";
 
@@ -172,10 +172,11 @@ function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord,
   return new StallWatch({
     timings: options.stallTimings ?? DEFAULT_STALL_TIMINGS,
     list: async (signal) => {
-      const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal });
+      const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT], user, signal });
       if (signal.aborted) throw signal.reason;
       return parseProcList(result.stdout);
     },
+    onLook: (look) => log.debug("stall watch looked", look),
     onStall: (reason) => {
       options.onSandboxStall?.();
       void (async () => {

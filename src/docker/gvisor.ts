@@ -24,6 +24,12 @@ const MAX_OUTPUT = 256 * 1024;
  * The sandbox's processes as it sees them: "pid ppid state cpu-ticks comm | cmdline" from /proc.
  * State R with ticks that do not move is a task the Sentry never runs; S or D says where it waits.
  */
+/**
+ * The same without command lines, and so without a fork per process (dash's read and printf are
+ * builtins): what the stall watch runs every few seconds, cheap even under gVisor's ptrace platform.
+ */
+export const PROC_STATES_SCRIPT = `for p in /proc/[0-9]*; do read -r s < "$p/stat" 2>/dev/null || continue; c=\${s#*(}; c=\${c%) *}; r=\${s##*) }; set -- $r; printf '%s %s %s %s %s | \\n' "\${p#/proc/}" "$2" "$1" "$(($12 + $13))" "$c"; done`;
+
 export const PROC_LIST_SCRIPT = `for p in /proc/[0-9]*; do read -r s < "$p/stat" 2>/dev/null || continue; c=\${s#*(}; c=\${c%) *}; r=\${s##*) }; set -- $r; printf '%s %s %s %s %s | %s\\n' "\${p#/proc/}" "$2" "$1" "$(($12 + $13))" "$c" "$(tr '\\0' ' ' < "$p/cmdline" 2>/dev/null | cut -c1-200)"; done`;
 
 async function runsc(args: string[]): Promise<{ ok: boolean; text: string }> {

@@ -61,7 +61,8 @@ describe("the stall watch ends a turn whose codex never reaps its child (injecte
 
       const result = await turn;
       const seconds = (Date.now() - started) / 1000;
-      assert.equal(result.status, "failed", JSON.stringify(result.error));
+      const looks = t.logLines.filter((line) => line.includes(result.turnId) && line.includes("stall watch"));
+      assert.equal(result.status, "failed", `${JSON.stringify(result.error)}; the watch's looks:\n${looks.join("\n")}`);
       assert.equal(result.error?.code, "sandbox_stalled");
       assert.match(result.error?.message ?? "", new RegExp(`codex \\(pid ${codex.pid}\\) has not reaped its exited child \\d+ for 10 s`));
       assert.ok(seconds < 90, `the verdict came within the watch's bound, long before the turn's deadline (${seconds.toFixed(1)} s)`);

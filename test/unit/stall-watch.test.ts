@@ -116,6 +116,14 @@ describe("the stall watch", () => {
     assert.deepEqual(stalls, []);
   });
 
+  test("a listing that ignores its abort signal and never settles still counts as unanswered at listTimeoutMs", async () => {
+    const stalls: string[] = [];
+    const watch = new StallWatch({ timings: { quietMs: 0, intervalMs: 2, stallLooks: 3, listTimeoutMs: 15 }, list: () => new Promise<ProcEntry[]>(() => undefined), onStall: (r) => void stalls.push(r) }).start();
+    await waitFor(() => stalls.length === 1, { timeoutMs: 5000, what: "the verdict despite a listing that never settles" });
+    watch.stop();
+    assert.match(stalls[0] ?? "", /did not answer a process listing within 15 ms, 3 times running/);
+  });
+
   test("a listing that never answers is aborted at listTimeoutMs; a stopped watch gives no verdict", async () => {
     const aborted: unknown[] = [];
     const stalls: string[] = [];
