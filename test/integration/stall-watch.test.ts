@@ -1,7 +1,7 @@
 /**
  * The stall watch against the real engine and the real codex (issue 27): a stall is injected, not
  * waited for. While the turn's command runs, the test stops codex (SIGSTOP, from an exec as the
- * workspace's user); the command's bash then exits and sits as a zombie under codex, which is what
+ * workspace's user), then lets the command end; its bash exits and sits as a zombie under codex, which is what
  * gVisor's lost wake-up leaves (bench/runsc-stall.ts found it in every stall). The watch sees the
  * missed exit and ends the turn failed/sandbox_stalled: the log says so once with the sandbox's processes (and under runsc the
  * Sentry's stacks), the metric counts it, the container is stopped, and the next turn runs in a
@@ -46,7 +46,8 @@ describe("the stall watch ends a turn whose codex never reaps its child (injecte
       const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
       await fs.writeFile(path.join(ws.workspacePath, "kept.txt"), "kept\n");
       stub.reset();
-      stub.script({ kind: "command", cmd: "sleep 2; echo slept" }, { kind: "message", text: "never reached" });
+      // The command ends only once the test lets it (after codex is stopped), so its bash always exits unreaped.
+      stub.script({ kind: "command", cmd: "while [ ! -e release ]; do sleep 0.2; done; echo released" }, { kind: "message", text: "never reached" });
       const seen: string[] = [];
       const hooks: TurnHooks = { onEvent: (_t, _s, event) => void seen.push("item" in event ? `${event.type}:${event.item.type}` : event.type) };
       const started = Date.now();
@@ -57,6 +58,7 @@ describe("the stall watch ends a turn whose codex never reaps its child (injecte
       assert.ok(codex, "codex runs in the sandbox");
       const stop = await execIn(t.docker, containerId, ["/bin/sh", "-c", `kill -STOP ${codex.pid}`], user);
       assert.equal(stop.exitCode, 0, `kill -STOP ${codex.pid}: ${stop.stdout}${stop.stderr}`);
+      await fs.writeFile(path.join(ws.workspacePath, "release"), "");
       const stalledBefore = await metric("alive_codex_sandbox_stalls_total");
 
       const result = await turn;
