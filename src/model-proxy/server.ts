@@ -219,7 +219,17 @@ export function upstreamPathFor(target: string, basePath: string, upstreamPath: 
   return { pathname: `${upstreamPath}${url.pathname.slice(basePath.length)}`, search: url.search };
 }
 
-function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Buffer, release: SlotRelease): void {
+/**
+ * A kept-alive connection the model API closed while it sat idle (its keep-alive timeout ran out
+ * just as the proxy reused it): the request was never read, so it goes once more on a new
+ * connection. Node's own advice for `request.reusedSocket`; seen as turns failing
+ * model_unreachable (ECONNRESET) after a quiet spell of 5 s or more.
+ */
+function isStaleKeepAlive(upstream: ClientRequest, error: NodeJS.ErrnoException, responded: boolean): boolean {
+  return upstream.reusedSocket && !responded && (error.code === "ECONNRESET" || error.code === "EPIPE");
+}
+
+function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Buffer, release: SlotRelease, retried = false): void {
   const { options, state, req, res, ref, fields } = exchange;
   const transport = target.protocol === "https:" ? https : http;
   const hasBody = body.length > 0 || (method !== "GET" && method !== "DELETE");
@@ -237,8 +247,17 @@ function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Bu
   // Also true before the response's "close" is emitted (closeAllConnections destroys the socket first).
   const clientLeft = (): boolean => drain.draining || req.socket.destroyed;
 
+  let responded = false;
   upstream.on("socket", (socket: Socket) => watchConnect(upstream, socket, target.protocol === "https:", options.connectTimeoutMs));
-  upstream.on("error", (error) => {
+  upstream.on("error", (error: NodeJS.ErrnoException) => {
+    if (!retried && !clientLeft() && isStaleKeepAlive(upstream, error, responded)) {
+      // The slot stays held: the second attempt releases it.
+      done = true;
+      drain.stop();
+      options.logger?.debug("model proxy: a kept-alive connection was closed by the model API; sending again on a new one", { ...fields, error: error.code });
+      forward(exchange, target, method, body, release, true);
+      return;
+    }
     finish();
     if (clientLeft()) return;
     if (res.headersSent) {
@@ -254,6 +273,7 @@ function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Bu
   });
   upstream.on("close", finish);
   upstream.on("response", (upstreamRes) => {
+    responded = true;
     upstreamRes.on("close", finish);
     relayResponse(exchange, upstreamRes, drain);
   });

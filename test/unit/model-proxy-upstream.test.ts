@@ -100,6 +100,38 @@ describe("model proxy upstream failures", () => {
     }
   });
 
+  test("a kept-alive connection the upstream closes as the proxy reuses it: the request goes once more on a new one, and succeeds", async () => {
+    // Answers the first request on each connection and keeps it alive; a second request on the same
+    // connection finds it destroyed unanswered, as a keep-alive timeout racing the reuse does.
+    const served = new WeakMap<net.Socket, number>();
+    let connections = 0;
+    const upstream = http.createServer((req, res) => {
+      const n = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, n);
+      if (n > 1) {
+        req.socket.destroy();
+        return;
+      }
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ id: "resp", usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 } }));
+    });
+    upstream.on("connection", () => (connections += 1));
+    await listen(upstream, 0);
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await withTimeout(post(proxy.socketPath).response, 5_000, `answer ${i}`);
+        for await (const chunk of res) void chunk;
+        assert.equal(res.statusCode, 200, `request ${i} answered, not model_unreachable`);
+      }
+      assert.deepEqual(proxy.failures, []);
+      assert.ok(connections >= 3, `each retry on a new connection (${connections})`);
+    } finally {
+      await proxy.close();
+      await closeServer(upstream);
+    }
+  });
+
   test("https to a plain HTTP server fails the TLS handshake: 502 saying so", async () => {
     const plain = http.createServer((_req, res) => res.end("not TLS"));
     await listen(plain, 0);
