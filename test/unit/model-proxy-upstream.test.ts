@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { createModelProxy, upstreamPathFor, type ModelProxyOptions, type UpstreamFailure } from "../../src/model-proxy/server.js";
 import { withTimeout } from "../support/wait.js";
+import { createLogger } from "../../src/log.js";
 
 const TOKEN = "alive-turn-test";
 const REF = "turn-1";
@@ -185,12 +186,15 @@ describe("model proxy upstream failures", () => {
     const upstream = servers.at(-1)!;
     await listen(upstream, 0);
     const usages: unknown[] = [];
-    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { onUsage: (_ref, usage) => usages.push(usage) });
+    const logLines: string[] = [];
+    const logger = createLogger({ level: "debug", write: (line) => void logLines.push(line) });
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { onUsage: (_ref, usage) => usages.push(usage), logger });
     try {
       const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
       await withTimeout(new Promise((resolve) => res.once("data", resolve)), 5_000, "the first event");
       res.destroy();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The proxy has seen the client go before the upstream finishes.
+      await withTimeout(waitFor(() => logLines.some((line) => line.includes("the client left"))), 5_000, "the proxy to see the client leave");
       finishUpstream();
       assert.equal(await withTimeout(upstreamDone, 5_000, "the upstream to finish"), "finished", "the proxy read the response to its end");
       await withTimeout(waitFor(() => usages.length === 1), 5_000, "the usage");
