@@ -150,7 +150,8 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         const dir = path.join(workspaceRoot, workspaceId);
         await fs.mkdir(dir, { recursive: true });
         await fs.chown(dir, BENCH_UID, BENCH_GID);
-        return { workspaceId, userId: `user-${workspaceId}`, uid: BENCH_UID, gid: BENCH_GID, workspacePath: dir };
+        // One user for all of BENCH_UID's workspaces: a uid serves one userId at a time.
+        return { workspaceId, userId: "bench-user", uid: BENCH_UID, gid: BENCH_GID, workspacePath: dir };
       },
       uniqueId: (prefix) => `${prefix}-${randomBytes(4).toString("hex")}`,
       cleanup,

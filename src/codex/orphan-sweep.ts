@@ -28,7 +28,7 @@ export interface OrphanSweepReport {
 }
 
 export function orphanSweepCommand(): string[] {
-  return ["/bin/sh", "-c", SWEEP_SCRIPT, "alive-sweep", ANY_TURN_PATTERN];
+  return ["/bin/sh", "-c", SWEEP_SCRIPT, "alive-sweep", ANY_TURN_PATTERN, "/proc", "kill"];
 }
 
 /** Sweeps every target, a few at a time; a workspace that cannot be swept is logged, never fatal. */

@@ -15,6 +15,7 @@ import { MODEL_BASE_URL } from "../egress/container-net.js";
 import type { TurnRef } from "../egress/workspace-endpoints.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
+import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, type EgressNarrowingOptions } from "./turn-egress.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
 import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
@@ -35,7 +36,7 @@ export class TurnFailure {
   ) {}
 }
 
-export interface TurnExecutionOptions extends TurnContainerOptions {
+export interface TurnExecutionOptions extends TurnContainerOptions, EgressNarrowingOptions {
   log: Logger;
   bridgeScript: string;
   /** Issues the turn's model credential (revoked when the turn ends). */
@@ -100,6 +101,8 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     await meter.start();
+    // A turn that narrows the workspace's egress starts with nothing open from before (turn-egress.ts).
+    if (narrowsEgress(record.egress, record.turnEgress)) await closeBeforeNarrowedTurn(options, record, log, signal);
     await container.prepare();
     watch = startStallWatch(options, record, log, cancel);
     const thread = createThread(options, params, record, container.bridgeEnv);
@@ -116,7 +119,9 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     await containerTask;
     if (containerError !== undefined && !state.failure && !signal.aborted) state.failure = await container.explainFailure(containerError);
   } catch (error) {
-    if (!signal.aborted) {
+    if (error instanceof EgressNarrowingError) {
+      state.failure ??= { code: "internal", message: error.message };
+    } else if (!signal.aborted) {
       state.failure ??= await container.explainFailure(containerError ?? error);
     }
   } finally {

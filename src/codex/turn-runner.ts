@@ -19,6 +19,7 @@ import type { ProxyRefusal } from "../model-proxy/options.js";
 import { egressInForce } from "../workspace/record.js";
 import type { TokenUsage } from "../model-proxy/sse-usage.js";
 import { resolveTurnBudget, type BudgetLimits } from "./turn-budget.js";
+import { turnEgress } from "./turn-egress.js";
 import { TurnMeter } from "./turn-meter.js";
 
 export interface TurnRunnerOptions extends TurnExecutionOptions {
@@ -169,7 +170,7 @@ export class TurnRunner {
       workspaces.releaseTurn(params.workspaceId, turnId);
       throw error;
     }
-    record.turnEgress = sandboxMode === "workspace-write" && params.options?.networkAccessEnabled !== true ? "model" : null;
+    record.turnEgress = turnEgress(params.options);
     const cancel = new AbortController();
     const meter = new TurnMeter({
       containerId: record.containerId,

@@ -69,7 +69,7 @@ export function parseListenAddress(setting: string, raw: string): ListenAddress 
 export function parseRange(setting: string, raw: string): IdRange {
   const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(raw);
   const limit = 2 ** 31 - 2;
-  if (!match) throw new ConfigError(setting, raw, "MIN-MAX, e.g. 1000-65533");
+  if (!match) throw new ConfigError(setting, raw, "MIN-MAX, e.g. 10000-65533");
   const min = Number(match[1]);
   const max = Number(match[2]);
   if (min > max || max > limit) throw new ConfigError(setting, raw, `MIN-MAX with MIN <= MAX <= ${limit}`);

@@ -8,6 +8,7 @@ import type { ContainerState, WorkspaceParams } from "../service.js";
 import { workspacePaths } from "./paths.js";
 import { buildWorkspaceRecord } from "./record.js";
 import type { WorkspaceRegistry } from "./registry.js";
+import { findUidConflict } from "./uid-holders.js";
 
 export interface AdoptOptions {
   docker: Docker;
@@ -47,6 +48,12 @@ export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<v
       }),
     );
     log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });
+    // Made by a sidecar that let users share a uid: adopted all the same (its processes run anyway),
+    // and it holds its uid as any workspace does, so neither is ensured again until one is removed.
+    const conflict = findUidConflict(params, [...registry.values()].map((record) => record.params));
+    if (conflict) {
+      log.warn("adopted a workspace whose uid another user's workspace also holds: ensures of either are refused (-32602, uid) until one is removed", { workspaceId: params.workspaceId, uid: params.uid, heldBy: conflict.workspaceId });
+    }
   }
 }
 

@@ -30,6 +30,7 @@ import type { WorkspaceSpec } from "./spec.js";
 import { WorkspaceRegistry } from "./registry.js";
 import type { WorkspaceRuntimes } from "./runtimes.js";
 import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
+import { checkUidHolder, type UidHold } from "./uid-holders.js";
 
 export interface ImageProvider {
   /** Makes sure the runtime image exists (building it if needed) and returns its reference. */
@@ -71,6 +72,8 @@ export class WorkspaceManager {
   private readonly events: WorkspaceEvents;
   /** Per workspace, the one transition in flight (an ensure, a pause or a stop): they never overlap. */
   private readonly pending = new Map<string, Promise<unknown>>();
+  /** Per workspace, the params of a cold ensure in flight: its uid is held from the call on, before anything is made. */
+  private readonly ensuring = new Map<string, WorkspaceParams>();
   private imageRef: string | null = null;
   private reaper: NodeJS.Timeout | null = null;
   private closed = false;
@@ -150,6 +153,7 @@ export class WorkspaceManager {
   /**
    * Idempotent and single-flight per workspace: concurrent calls share one creation, and an ensure
    * arriving while the idle reaper pauses or stops the container waits for that, then brings it back.
+   * A uid another user's workspace holds is refused (-32602) before anything is made (uid-holders.ts).
    */
   async ensure(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const started = performance.now();
@@ -158,12 +162,15 @@ export class WorkspaceManager {
       await inflight.catch(() => undefined);
       return this.ensure(params, signal);
     }
+    // Checked and, for a cold ensure, claimed with no await in between: a concurrent ensure sees the claim.
+    checkUidHolder(params, this.uidHolds());
     const warm = this.warmResult(params);
     if (warm) {
       this.options.onEnsured?.("warm", (performance.now() - started) / 1000);
       return warm;
     }
-    const attempt = this.exclusive(params.workspaceId, () => this.ensureCold(params, signal));
+    this.ensuring.set(params.workspaceId, params);
+    const attempt = this.exclusive(params.workspaceId, () => this.ensureCold(params, signal).finally(() => this.ensuring.delete(params.workspaceId)));
     void attempt.then(() => this.options.onEnsured?.("cold", (performance.now() - started) / 1000), () => undefined);
     return attempt;
   }
@@ -188,6 +195,12 @@ export class WorkspaceManager {
     if (!record || record.state !== "running") return;
     const transition = { docker: this.options.docker, log: this.options.log, forget: (id: string) => this.forget(id) };
     await this.exclusive(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
+  }
+
+  /** Who holds which uid: every workspace known (adopted ones included) and every cold ensure in flight. */
+  private *uidHolds(): Iterable<UidHold> {
+    for (const record of this.records.values()) yield record.params;
+    yield* this.ensuring.values();
   }
 
   /** Runs `work` as the workspace's one transition; it is registered before `work` first yields. */

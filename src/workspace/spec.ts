@@ -160,7 +160,14 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       // NanoCpus, which the engine enforces over 100 ms and which throttles codex's start-up.
       CpuPeriod: context.cpuPeriodUs,
       CpuQuota: Math.max(1000, Math.round(resources.cpus * context.cpuPeriodUs)),
-      Ulimits: [{ Name: "nofile", Soft: context.nofile, Hard: context.nofile }],
+      // No core dumps, soft and hard (the tenant cannot raise it): the host's core_pattern decides
+      // where a core goes, not the workspace. A file pattern writes none at 0; a pipe to a host crash
+      // handler (systemd-coredump, apport) runs on the host, is given this limit (%c) and, for
+      // systemd-coredump, keeps no core, so a crash loop of the tenant's cannot fill the host's disk.
+      Ulimits: [
+        { Name: "nofile", Soft: context.nofile, Hard: context.nofile },
+        { Name: "core", Soft: 0, Hard: 0 },
+      ],
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
       // No network of its own: only loopback, no route. Everything out goes through the sidecar's
       // sockets (egress/workspace-endpoints.ts), whatever params.network says.
@@ -170,7 +177,16 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       ...(context.runtime === null ? {} : { Runtime: context.runtime }),
     },
   };
-  const hash = createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 16);
+  const hash = hashSpec(options);
   (options.Labels as Record<string, string>)[Labels.specHash] = hash;
   return { name, hash, options };
+}
+
+/**
+ * The hash of a container's create options (before the hash label is added). It covers every
+ * option, so any change to the spec (a new limit, say) gives every existing container a stale
+ * hash: the next ensure of an idle workspace replaces its container (manager.ts).
+ */
+export function hashSpec(options: ContainerCreateOptions): string {
+  return createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 16);
 }

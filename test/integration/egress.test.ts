@@ -23,7 +23,7 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnRunOptions, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, eventsFor, type ScriptStep } from "../support/responses-stub.js";
-import { TEST_API_KEY, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const execFileAsync = promisify(execFile);
@@ -595,5 +595,117 @@ describe("a model API that is down", () => {
     } finally {
       await t.cleanup();
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A TCP upstream on the host's loopback that holds every connection and counts what it receives. */
+interface HoldingUpstream {
+  port: number;
+  connections: Array<{ bytes: number; ended: boolean }>;
+  close(): Promise<void>;
+}
+
+async function startHoldingUpstream(): Promise<HoldingUpstream> {
+  const sockets = new Set<net.Socket>();
+  const connections: HoldingUpstream["connections"] = [];
+  const server = net.createServer((socket) => {
+    const connection = { bytes: 0, ended: false };
+    connections.push(connection);
+    sockets.add(socket);
+    socket.on("data", (chunk: Buffer) => (connection.bytes += chunk.length));
+    socket.on("close", () => {
+      connection.ended = true;
+      sockets.delete(socket);
+    });
+    socket.on("error", () => socket.destroy());
+  });
+  const port = await listen(server, "127.0.0.1");
+  return { port, connections, close: () => closeServer(server, () => sockets.forEach((s) => s.destroy())) };
+}
+
+/**
+ * The container's own long-lived processes: its main process (the log pump's loop) and the
+ * forwarders' listeners (a socat whose parent is a socat is a connection one forked). "pid cmdline".
+ */
+async function ownProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
+  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
+  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
+  const procs = listing.stdout
+    .trim()
+    .split("\n")
+    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
+  return procs
+    .filter(({ ppid, cmd }) => (ppid === "1" && cmd.includes("while :; do cat /run/alive/log")) || (/^socat TCP-LISTEN:/.test(cmd) && !isSocat(ppid)))
+    .map(({ pid, cmd }) => `${pid} ${cmd}`)
+    .sort();
+}
+
+describe("narrowing a turn's egress closes what earlier turns left open", () => {
+  let stub: ResponsesStub;
+  let upstream: HoldingUpstream;
+  let t: TestSidecar;
+  before(async () => {
+    stub = await ResponsesStub.start({ host: "127.0.0.1" });
+    upstream = await startHoldingUpstream();
+    t = await startTestSidecar({ stub, flags: { "--internal-destinations": `127.0.0.1:${upstream.port}` } });
+  });
+  after(async () => {
+    await t?.cleanup();
+    await stub?.close();
+    await upstream?.close();
+  });
+
+  test("a process turn 1 left holding a tunnel is swept, and its tunnel closed, before a workspace-write turn's codex starts", async () => {
+    const ws = await t.workspace(uniqueId("narrow"));
+    const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
+    const target = `127.0.0.1:${upstream.port}`;
+    // Turn 1, under the workspace's own policy: a process that outlives the turn (its environment
+    // cleared, in its own session, adopted by the init) opens a tunnel to the upstream through the
+    // egress proxy and keeps sending through it, whatever happens to the tunnel.
+    const holder = [
+      "cat > /tmp/holder.sh <<'EOF'",
+      "echo $$ > /tmp/holder.pid",
+      "trap '' PIPE",
+      "exec 3<>/dev/tcp/127.0.0.1/3128 || exit 1",
+      `printf 'CONNECT ${target} HTTP/1.1\\r\\nHost: ${target}\\r\\n\\r\\n' >&3`,
+      "while :; do printf 'tick\\n' >&3 2>/dev/null; sleep 0.2; done",
+      "EOF",
+      "env -i setsid /bin/bash /tmp/holder.sh </dev/null >/dev/null 2>&1 &",
+      "for i in $(seq 100); do [ -s /tmp/holder.pid ] && break; sleep 0.1; done",
+      'echo "HOLDER $(cat /tmp/holder.pid)"',
+    ].join("\n");
+    const firstOutput = await runCommandTurn(t, stub, ws, holder);
+    const holderPid = probeLines(firstOutput).get("HOLDER") ?? "";
+    assert.match(holderPid, /^\d+$/, firstOutput);
+    await waitFor(() => upstream.connections.length === 1 && upstream.connections[0]!.bytes > 0, { timeoutMs: 15_000, what: "the holder's tunnel to carry data" });
+    const afterFirst = upstream.connections[0]!.bytes;
+    await waitFor(() => upstream.connections[0]!.bytes > afterFirst, { timeoutMs: 15_000, what: "data through the tunnel after turn 1 ended" });
+    const own = await ownProcesses(t, containerId);
+    assert.ok(own.length >= 3, `the main process and the forwarders: ${own.join("; ")}`);
+
+    // Turn 2 narrows the egress to the model API: the holder is gone before codex runs anything.
+    stub.reset();
+    const logged = t.logLines.length;
+    const secondOutput = await runCommandTurn(t, stub, ws, 'if kill -0 "$(cat /tmp/holder.pid)" 2>/dev/null; then echo "HOLDER alive"; else echo "HOLDER gone"; fi', { sandboxMode: "workspace-write" });
+    assert.equal(probeLines(secondOutput).get("HOLDER"), "gone", secondOutput);
+    await waitFor(() => upstream.connections[0]!.ended, { timeoutMs: 10_000, what: "the upstream to see the tunnel end" });
+    assert.equal(upstream.connections.length, 1, "nothing opened a new tunnel");
+    assert.notEqual((await execIn(t.docker, containerId, ["/bin/sh", "-c", `kill -0 ${holderPid}`])).exitCode, 0, "the holder is gone after turn 2 too");
+    assert.deepEqual(await ownProcesses(t, containerId), own, "the main process and the forwarders survive the sweep");
+
+    const narrowed = t.logLines
+      .slice(logged)
+      .filter((line) => line.includes("egress narrowed to the model API for the turn"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((entry) => entry.workspaceId === ws.workspaceId);
+    assert.equal(narrowed.length, 1, "logged once, for the narrowed turn");
+    assert.ok(Number(narrowed[0]!.processes) >= 1, `processes swept: ${JSON.stringify(narrowed[0])}`);
+    // null: the sidecar does not close tunnels itself (onEgressNarrowed is not wired to WorkspaceEndpoints.closeTunnels).
+    assert.ok(Number(narrowed[0]!.tunnels) >= 1, `tunnels closed: ${JSON.stringify(narrowed[0])}`);
   });
 });

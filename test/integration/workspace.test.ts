@@ -1,7 +1,7 @@
 /** Workspace containers against the real engine: isolation, hardening and lifecycle, seen from inside. */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
@@ -113,7 +113,8 @@ describe("workspace containers", () => {
   });
 
   test("ten concurrent ensures of one workspace make exactly one container", async () => {
-    const ws = await t.workspace();
+    // Its own user (and so its own uid): the label lookup below must find this workspace alone.
+    const ws = await t.workspace(undefined, { userId: uniqueId("user"), uid: 10003, gid: 10003 });
     const results = await Promise.all(Array.from({ length: 10 }, () => t.sidecar.service.ensureWorkspace(ws)));
     assert.equal(new Set(results.map((r) => r.containerId)).size, 1);
     assert.equal(results.filter((r) => r.created).length, 1);
@@ -133,6 +134,32 @@ describe("workspace containers", () => {
     assert.notEqual(changed.containerId, first.containerId);
     assert.equal(changed.created, true);
     await assert.rejects(t.docker.getContainer(first.containerId).inspect(), (error: { statusCode?: number }) => error.statusCode === 404);
+  });
+
+  test("a uid serves one user at a time: another user's ensure is refused, and made once the uid is free", async () => {
+    const uid = 10004;
+    const alice = await t.workspace(uniqueId("alice"), { userId: uniqueId("alice"), uid, gid: uid });
+    const aliceToo = await t.workspace(uniqueId("alice"), { userId: alice.userId, uid, gid: uid });
+    const bob = await t.workspace(uniqueId("bob"), { userId: uniqueId("bob"), uid, gid: uid });
+    await t.sidecar.service.ensureWorkspace(alice);
+    assert.equal((await t.sidecar.service.ensureWorkspace(aliceToo)).created, true, "one user's workspaces may share a uid");
+
+    const held = [alice.workspaceId, aliceToo.workspaceId];
+    await assert.rejects(t.sidecar.service.ensureWorkspace(bob), isUidConflict(held));
+    await assert.rejects(t.sidecar.service.runTurn({ workspaceId: bob.workspaceId, input: "hi", workspace: bob }, { onEvent: () => {} }), isUidConflict(held));
+    const made = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${bob.workspaceId}`] } });
+    assert.deepEqual(made, [], "a refused ensure makes no container");
+    assert.equal(existsSync(workspacePaths(t.stateDir, bob.workspaceId).root), false, "nor a HOME");
+
+    // Stopped, a workspace still holds its uid; removed, it frees it.
+    await t.docker.getContainer((await t.sidecar.service.ensureWorkspace(alice)).containerId).stop();
+    await waitFor(async () => (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === alice.workspaceId)?.state === "exited", { what: "alice's workspace to show as exited" });
+    await t.sidecar.service.removeWorkspace({ workspaceId: aliceToo.workspaceId });
+    await assert.rejects(t.sidecar.service.ensureWorkspace(bob), isUidConflict([alice.workspaceId]));
+    await t.sidecar.service.removeWorkspace({ workspaceId: alice.workspaceId });
+    const ensured = await t.sidecar.service.ensureWorkspace(bob);
+    assert.equal(ensured.created, true);
+    await t.sidecar.service.removeWorkspace({ workspaceId: bob.workspaceId });
   });
 
   test("remove deletes the container, and with purgeHome the workspace's HOME", async () => {
@@ -164,6 +191,27 @@ describe("workspace lifecycle across sidecars", () => {
         const again = await second.sidecar.service.ensureWorkspace(ws);
         assert.equal(again.containerId, made.containerId);
         assert.equal(again.created, false);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.cleanup();
+    }
+  });
+
+  test("an adopted workspace holds its uid: another user's ensure is refused by the next sidecar until it is removed", async () => {
+    const first = await startTestSidecar();
+    try {
+      const uid = 10005;
+      const alice = await first.workspace(uniqueId("alice"), { userId: uniqueId("alice"), uid, gid: uid });
+      await first.sidecar.service.ensureWorkspace(alice);
+      await first.stop();
+      const second = await startTestSidecar({ reuse: first });
+      try {
+        const bob = await second.workspace(uniqueId("bob"), { userId: uniqueId("bob"), uid, gid: uid });
+        await assert.rejects(second.sidecar.service.ensureWorkspace(bob), isUidConflict([alice.workspaceId]));
+        await second.sidecar.service.removeWorkspace({ workspaceId: alice.workspaceId });
+        assert.equal((await second.sidecar.service.ensureWorkspace(bob)).created, true);
       } finally {
         await second.stop();
       }
@@ -233,3 +281,14 @@ describe("workspace lifecycle across sidecars", () => {
     }
   });
 });
+
+/** A -32602 naming uid, held by one of `heldBy`. */
+function isUidConflict(heldBy: string[]): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof SidecarError, String(error));
+    assert.equal(error.code, ErrorCode.invalidParams);
+    assert.equal(error.data?.field, "uid");
+    assert.ok(heldBy.includes(String(error.data?.heldBy)), `held by ${String(error.data?.heldBy)}, expected one of ${heldBy.join(", ")}`);
+    return true;
+  };
+}

@@ -305,8 +305,9 @@ export async function startTestServer(options: Partial<Pick<RpcServerOptions, "c
   const service = new FakeSidecarService();
   const logLines: string[] = [];
   const log = createLogger({ level: "debug", write: (line) => logLines.push(line) });
+  // The default ranges (src/config.ts): uids from 10000.
   const policy: WorkspacePolicy = {
-    uidRange: { min: 1000, max: 65533 },
+    uidRange: { min: 10000, max: 65533 },
     gidRange: { min: 1000, max: 65533 },
     allowRoot: false,
     workspaceRoots: [workspaceRoot],

@@ -24,6 +24,11 @@ export const TEST_NETWORK = process.env.ALIVE_CODEX_TEST_NETWORK ?? `alive-codex
 export const TEST_API_KEY = "sk-test-alive-0123456789abcdef";
 export const INSTANCE_LABEL = "dev.alive.codex.test-instance";
 export const TEST_UID = 10001;
+/**
+ * The user of every workspace `workspace()` makes unless a test names another: a uid serves one
+ * userId at a time (src/workspace/uid-holders.ts), so all of TEST_UID's workspaces are this user's.
+ */
+export const TEST_USER_ID = "test-user";
 /** In each test sidecar's root: the run id that made it (scripts/test.mjs reads it). */
 export const RUN_ID_FILE = "run-id";
 export const TEST_GID = 10001;
@@ -48,7 +53,7 @@ export interface TestSidecar {
   stateDir: string;
   workspaceRoot: string;
   logLines: string[];
-  /** Makes a workspace dir under the root owned by the test uid and returns ensure params for it. */
+  /** Makes a workspace dir under the root owned by the test uid and returns ensure params for it (user TEST_USER_ID unless `extra` names one). */
   workspace(name?: string, extra?: Partial<WorkspaceParams>): Promise<WorkspaceParams>;
   /** Stops this sidecar without removing anything (as a crash would leave things). */
   stop(): Promise<void>;
@@ -134,7 +139,7 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
       const uid = extra.uid ?? TEST_UID;
       const gid = extra.gid ?? TEST_GID;
       await fs.chown(dir, uid, gid);
-      return { workspaceId: name, userId: `user-${name}`, uid, gid, workspacePath: dir, ...extra };
+      return { workspaceId: name, userId: TEST_USER_ID, uid, gid, workspacePath: dir, ...extra };
     },
     stop,
     async cleanup() {

@@ -67,7 +67,7 @@ describe("alive-codex against a sidecar", () => {
 
   before(async () => {
     t = await startTestServer();
-    runArgs = (...extra) => ["run", "--socket", t.socketPath, "--workspace", "ws-1", "--uid", "1000", "--gid", "1000", "--path", t.workspacePath, ...extra];
+    runArgs = (...extra) => ["run", "--socket", t.socketPath, "--workspace", "ws-1", "--uid", "10001", "--gid", "1000", "--path", t.workspacePath, ...extra];
   });
   after(async () => {
     await t.stop();
@@ -86,7 +86,7 @@ describe("alive-codex against a sidecar", () => {
     const { code, stdout, stderr } = await cli(runArgs("--user-id", "ada", "--model", "gpt-test", "--timeout", "5m", "list", "the files"));
     assert.equal(code, 0, stderr);
     const [ensured] = t.service.callsOf("ensureWorkspace") as Array<Record<string, unknown>>;
-    assert.deepEqual([ensured?.workspaceId, ensured?.userId, ensured?.uid, ensured?.gid], ["ws-1", "ada", 1000, 1000]);
+    assert.deepEqual([ensured?.workspaceId, ensured?.userId, ensured?.uid, ensured?.gid], ["ws-1", "ada", 10001, 1000]);
     const turn = t.service.callsOf("runTurn").at(-1) as { input: string; options: unknown };
     assert.equal(turn.input, "list the files");
     assert.deepEqual(turn.options, { model: "gpt-test", timeoutMs: 300_000 });
@@ -118,7 +118,7 @@ describe("alive-codex against a sidecar", () => {
     assert.equal(turn?.cancelled, true);
   });
 
-  const ensureWs1 = () => t.service.ensureWorkspace({ workspaceId: "ws-1", userId: "ada", uid: 1000, gid: 1000, workspacePath: t.workspacePath });
+  const ensureWs1 = () => t.service.ensureWorkspace({ workspaceId: "ws-1", userId: "ada", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
 
   it("ps --json lists the workspaces, and ps prints a table", async () => {
     await ensureWs1();

@@ -18,7 +18,8 @@ describe("config", () => {
     assert.ok(config.stateDir.startsWith("/"));
     assert.ok(config.socketPath.startsWith("/"));
     assert.deepEqual(config.workspaceRoots, ["/srv/alive/workspaces"]);
-    assert.deepEqual(config.uidRange, { min: 1000, max: 65533 });
+    // Above the 1000-9999 most distributions give login users: a workspace is not a person's account.
+    assert.deepEqual(config.uidRange, { min: 10000, max: 65533 });
     assert.equal(config.allowRoot, false);
     assert.equal(config.codexApiKey, null);
     assert.equal(config.turnTimeoutMs, 15 * 60_000);
@@ -78,7 +79,7 @@ describe("config", () => {
     assert.deepEqual(loadClientConfig({}, env), { socketPath: "/run/test/sidecar.sock" });
     assert.deepEqual(loadClientConfig({ "--socket": "/run/flag.sock" }, env), { socketPath: "/run/flag.sock" });
     expectConfigError(() => loadConfig({}, env), "ALIVE_CODEX_UID_RANGE");
-    expectConfigError(() => loadConfig({}, { ...env, ALIVE_CODEX_UID_RANGE: "1000-2000" }), "ALIVE_CODEX_API_KEY_FILE");
+    expectConfigError(() => loadConfig({}, { ...env, ALIVE_CODEX_UID_RANGE: "10000-20000" }), "ALIVE_CODEX_API_KEY_FILE");
   });
 
   test("the client settings are still validated, and server flags are not client flags", () => {

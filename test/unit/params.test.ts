@@ -29,7 +29,8 @@ before(async () => {
   await fs.writeFile(path.join(root, "file.txt"), "not a dir");
   await fs.symlink(outside, path.join(root, "escape"));
   await fs.symlink(workspace, path.join(root, "alias"));
-  policy = { uidRange: { min: 1000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
+  // The defaults' ranges (src/config.ts): uids from 10000, above the host's login users.
+  policy = { uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
 });
 
 after(async () => {
@@ -39,7 +40,7 @@ after(async () => {
 const ensure = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   workspaceId: "ws-1",
   userId: "user-1",
-  uid: 1000,
+  uid: 10001,
   gid: 1001,
   workspacePath: workspace,
   ...over,
@@ -74,7 +75,7 @@ describe("workspace.ensure params", () => {
     assert.deepEqual(parsed, {
       workspaceId: "ws-1",
       userId: "user-1",
-      uid: 1000,
+      uid: 10001,
       gid: 1001,
       workspacePath: workspace,
       git: { name: "Ada", email: "ada@example.com" },
@@ -117,6 +118,9 @@ describe("workspace.ensure params", () => {
       for (const value of [undefined, "1000", 1000.5, true]) await invalid(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
       for (const value of [0, 999, 65534, -1]) await notAllowed(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
     }
+    // A typical login user's uid is outside the default range.
+    for (const uid of [1000, 9999]) await notAllowed(() => parseEnsureWorkspaceParams(ensure({ uid }), policy), "uid");
+    assert.equal((await parseEnsureWorkspaceParams(ensure({ uid: 10000 }), policy)).uid, 10000);
     const rootPolicy = { ...policy, allowRoot: true, uidRange: { min: 0, max: 65533 }, gidRange: { min: 0, max: 65533 } };
     const parsed = await parseEnsureWorkspaceParams(ensure({ uid: 0, gid: 0 }), rootPolicy);
     assert.equal(parsed.uid, 0);
@@ -290,13 +294,13 @@ describe("turn.run params", () => {
   });
 
   it("validates carried workspace.ensure fields into params.workspace", async () => {
-    const parsed = await parseRunTurnParams(turn({ userId: "u", uid: 1000, gid: 1000, workspacePath: path.join(root, "alias"), network: "none" }), policy);
-    assert.deepEqual(parsed.workspace, { workspaceId: "ws-1", userId: "u", uid: 1000, gid: 1000, workspacePath: workspace, network: "none" });
+    const parsed = await parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "alias"), network: "none" }), policy);
+    assert.deepEqual(parsed.workspace, { workspaceId: "ws-1", userId: "u", uid: 10001, gid: 1000, workspacePath: workspace, network: "none" });
     await notAllowed(() => parseRunTurnParams(turn({ userId: "u", uid: 0, gid: 1000, workspacePath: workspace }), policy), "uid");
-    await notAllowed(() => parseRunTurnParams(turn({ userId: "u", uid: 1000, gid: 1000, workspacePath: path.join(root, "escape") }), policy), "workspacePath");
-    await invalid(() => parseRunTurnParams(turn({ uid: 1000, gid: 1000, workspacePath: workspace }), policy), "userId");
-    await invalid(() => parseRunTurnParams(turn({ uid: 1000 }), policy), "workspacePath");
-    await invalid(() => parseRunTurnParams(turn({ userId: "u", uid: 1000, gid: 1000, workspacePath: workspace, resources: { pids: 1 } }), policy), "resources.pids");
+    await notAllowed(() => parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "escape") }), policy), "workspacePath");
+    await invalid(() => parseRunTurnParams(turn({ uid: 10001, gid: 1000, workspacePath: workspace }), policy), "userId");
+    await invalid(() => parseRunTurnParams(turn({ uid: 10001 }), policy), "workspacePath");
+    await invalid(() => parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: workspace, resources: { pids: 1 } }), policy), "resources.pids");
   });
 
   it("leaves params.workspace out when no workspace fields are carried", async () => {

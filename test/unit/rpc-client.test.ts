@@ -17,7 +17,7 @@ afterEach(async () => {
   await t.stop();
 });
 
-const ensure = () => client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 1000, gid: 1000, workspacePath: t.workspacePath });
+const ensure = () => client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
 
 async function collect(iterable: AsyncIterable<TurnEventMessage>): Promise<TurnEventMessage[]> {
   const out: TurnEventMessage[] = [];
@@ -60,7 +60,7 @@ describe("SidecarClient", () => {
 
   it("keeps the events of two turns on one connection apart", async () => {
     await ensure();
-    await client.ensureWorkspace({ workspaceId: "ws-2", userId: "u-2", uid: 1000, gid: 1000, workspacePath: t.workspacePath });
+    await client.ensureWorkspace({ workspaceId: "ws-2", userId: "u-2", uid: 10002, gid: 1000, workspacePath: t.workspacePath });
     const a = client.runTurn({ workspaceId: "ws-1", input: "a", turnId: "turn-a" });
     const b = client.runTurn({ workspaceId: "ws-2", input: "b", turnId: "turn-b" });
     const [eventsA, eventsB] = await Promise.all([collect(a), collect(b)]);

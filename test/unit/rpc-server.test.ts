@@ -17,7 +17,7 @@ let client: RawClient;
 const ensureParams = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   workspaceId: "ws-1",
   userId: "user-1",
-  uid: 1000,
+  uid: 10001,
   gid: 1000,
   workspacePath: t.workspacePath,
   ...over,
@@ -168,6 +168,10 @@ describe("rpc server: errors", () => {
   it("answers policy violations with -32006", async () => {
     assert.equal(errorOf(await call("workspace.ensure", ensureParams({ uid: 0 }))).code, ErrorCode.notAllowed);
     assert.equal(errorOf(await call("workspace.ensure", ensureParams({ workspacePath: t.dir }))).code, ErrorCode.notAllowed);
+    // A login user's uid is below the default range (10000-65533).
+    const loginUser = errorOf(await call("workspace.ensure", ensureParams({ uid: 1000 })));
+    assert.deepEqual([loginUser.code, loginUser.data?.field], [ErrorCode.notAllowed, "uid"]);
+    assert.equal(t.service.callsOf("ensureWorkspace").length, 0, "nothing refused reaches the service");
   });
 
   it("passes the service's SidecarError codes -32001..-32007 through with their data", async () => {

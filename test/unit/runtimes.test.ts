@@ -130,8 +130,8 @@ describe("runtime params and settings", () => {
     const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "alive-runtime-params-")));
     try {
       await fs.mkdir(path.join(root, "ws"));
-      const wsPolicy = { uidRange: { min: 1000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
-      const base = { workspaceId: "ws", userId: "u", uid: 1000, gid: 1000, workspacePath: path.join(root, "ws") };
+      const wsPolicy = { uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
+      const base = { workspaceId: "ws", userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "ws") };
       assert.equal((await parseEnsureWorkspaceParams({ ...base, runtime: "runsc" }, wsPolicy)).runtime, "runsc");
       assert.equal((await parseEnsureWorkspaceParams({ ...base, runtime: null }, wsPolicy)).runtime, undefined);
       for (const bad of ["", "../runc", "run sc", 7, "-runc", "x".repeat(65)]) {

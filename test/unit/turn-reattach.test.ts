@@ -100,7 +100,7 @@ afterEach(async () => {
 });
 
 async function ensure(client: SidecarClient): Promise<void> {
-  await client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 1000, gid: 1000, workspacePath: t.workspacePath });
+  await client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
 }
 
 describe("runTurn with reattach", () => {

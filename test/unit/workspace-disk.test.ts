@@ -117,8 +117,8 @@ describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => 
   after(async () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
-  const params = (resources: Record<string, unknown>): Record<string, unknown> => ({ workspaceId: "ws-1", userId: "u", uid: 1000, gid: 1000, workspacePath: path.join(root, "w"), resources });
-  const policy = (): Parameters<typeof parseEnsureWorkspaceParams>[1] => ({ uidRange: { min: 1000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] });
+  const params = (resources: Record<string, unknown>): Record<string, unknown> => ({ workspaceId: "ws-1", userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "w"), resources });
+  const policy = (): Parameters<typeof parseEnsureWorkspaceParams>[1] => ({ uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] });
 
   test("whole numbers within range are kept", async () => {
     const parsed = await parseEnsureWorkspaceParams(params({ diskMb: 128, diskInodes: 4096, memoryMb: 256 }), policy());

@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Labels } from "../../src/docker/labels.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
-import { buildWorkspaceSpec, type SpecContext } from "../../src/workspace/spec.js";
+import { buildWorkspaceSpec, hashSpec, type SpecContext } from "../../src/workspace/spec.js";
 import type { WorkspaceParams } from "../../src/service.js";
 
 const context: SpecContext = {
@@ -58,6 +58,28 @@ describe("workspace spec", () => {
     assert.notEqual(buildWorkspaceSpec(params, paths, { ...context, image: "alive-codex-runtime:other" }).hash, base);
     assert.notEqual(buildWorkspaceSpec({ ...params, resources: { pids: 64 } }, paths, context).hash, base);
     assert.notEqual(buildWorkspaceSpec({ ...params, network: "none" }, paths, context).hash, base);
+  });
+
+  test("no core dumps: the core ulimit is 0, soft and hard, beside nofile", () => {
+    const { options } = buildWorkspaceSpec(params, paths, context);
+    assert.deepEqual(options.HostConfig!.Ulimits, [
+      { Name: "nofile", Soft: 4096, Hard: 4096 },
+      { Name: "core", Soft: 0, Hard: 0 },
+    ]);
+  });
+
+  test("a container made before the core limit has a stale hash, so an idle one is replaced at its next ensure", () => {
+    const { options, hash } = buildWorkspaceSpec(params, paths, context);
+    const unlabelled = (o: typeof options): typeof options => {
+      const copy = structuredClone(o);
+      delete copy.Labels![Labels.specHash];
+      return copy;
+    };
+    // The hash is of the options before its own label: recomputed here, it matches.
+    assert.equal(hashSpec(unlabelled(options)), hash);
+    const older = unlabelled(options);
+    older.HostConfig!.Ulimits = older.HostConfig!.Ulimits!.filter((u) => u.Name !== "core");
+    assert.notEqual(hashSpec(older), hash);
   });
 
   test("network none and per-workspace limits", () => {

@@ -19,7 +19,8 @@ Ensures the workspace's container, then runs one codex turn in it and streams it
 Options:
   --workspace ID     workspace id (required)
   --thread ID        codex thread id (UUID) to continue; printed at the end of every run
-  --uid N, --gid N   ids the workspace runs as (default: yours)
+  --uid N, --gid N   ids the workspace runs as (default: yours; the sidecar's default uid
+                     range starts at 10000, so a login user's uid needs --uid)
   --user-id U        Alive user id (default: your user name)
   --path DIR         workspace directory on the host (default: the current directory)
   --model M          model for this turn
