@@ -66,6 +66,9 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
       settled = true;
       stdout.end();
       stderr.end();
+      // The output is complete: nothing more comes on this connection, so it is closed here rather
+      // than left for the engine to close (a socket still open after the process is a leaked descriptor).
+      (stream as unknown as Duplex).destroy();
       exec.inspect().then(
         (info) => resolve(info.Running ? null : info.ExitCode ?? null),
         () => resolve(null),
