@@ -9,8 +9,9 @@
 import os from "node:os";
 import path from "node:path";
 import type { EgressPolicy } from "./egress/policy.js";
+import type { AddressSet } from "./egress/addresses.js";
 import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
-import { parseEgressSetting, parseInternalSetting } from "./egress/settings.js";
+import { parseDnsServersSetting, parseEgressSetting, parseHostAddressesSetting, parseInternalSetting } from "./egress/settings.js";
 import type { LogLevel } from "./log.js";
 import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import { DEFAULT_DISK, DISK_RANGES, type DiskLimits } from "./shared/limits.js";
@@ -92,6 +93,17 @@ export interface SidecarConfig {
   defaultEgress: EgressPolicy;
   /** The only non-public destinations the egress proxy connects to (ALIVE_API_URL's origin is always one). */
   internalDestinations: InternalDestination[];
+  /** Further addresses and networks of the host (NATed public addresses, published ports) the egress proxy refuses as host_address. */
+  hostAddresses: AddressSet;
+  /** Each egress lookup's deadline, waiting for a slot included. */
+  dnsTimeoutMs: number;
+  /** Egress lookups one workspace may have in flight (4× as many may wait), and the whole sidecar. */
+  dnsPerWorkspace: number;
+  dnsMax: number;
+  /** DNS servers the sidecar asks (host or host:port), or null for /etc/resolv.conf's. */
+  dnsServers: string[] | null;
+  /** The hosts file read before any DNS query. */
+  hostsFile: string;
   /** Host directories mounted read-only at the same path in every workspace container (trusted code such as Alive's MCP servers). */
   trustedDirs: string[];
   /** A turn's token and CPU budgets when turn.run names none, and the most it may name (null: none). */
@@ -222,6 +234,12 @@ function parseCpuPeriod(name: string, raw: string): number {
   return ms * 1000;
 }
 
+function parseDnsTimeout(name: string, raw: string): number {
+  const value = parseDuration(name, raw);
+  if (value < 100 || value > 60_000) throw new ConfigError(name, raw, "a duration from 100ms to 60s");
+  return value;
+}
+
 function parseTurnTimeout(name: string, raw: string): number {
   const value = parseDuration(name, raw);
   if (value === 0) throw new ConfigError(name, raw, "a duration above 0: every turn has a deadline");
@@ -243,6 +261,12 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "No longer used: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md). Still accepted, so existing configurations load." }),
   setting({ key: "defaultEgress", env: "ALIVE_CODEX_EGRESS", flag: "--egress", parse: parseEgressSetting, default: "public", description: 'Egress policy of a workspace that names none: "public" (HTTP/HTTPS to any public destination through the sidecar\'s proxy), "model" (the model API only) or JSON {"allow":["example.com","*.example.org"],"deny":[...]}.' }),
   setting({ key: "internalDestinations", env: "ALIVE_CODEX_INTERNAL_DESTINATIONS", flag: "--internal-destinations", parse: parseInternalSetting, default: () => [], defaultText: "ALIVE_API_URL's origin", description: "Comma-separated http(s) origins or host:port pairs: the only private destinations the egress proxy ever connects to, in every policy. ALIVE_API_URL's origin is always one." }),
+  setting({ key: "hostAddresses", env: "ALIVE_CODEX_HOST_ADDRESSES", flag: "--host-addresses", parse: parseHostAddressesSetting, default: "", defaultText: "(none: the host's interfaces only)", description: "Comma-separated IP addresses and CIDR networks (e.g. 203.0.113.7,198.51.100.0/28) that are the host's too, though its interfaces do not show them: a public address NATed to it, the address compose or Docker publishes ports on. The egress proxy refuses them as host_address, like the host's own interface addresses, so a workspace cannot reach the host's services through them. Networks no wider than /8 (IPv4) or /16 (IPv6)." }),
+  setting({ key: "dnsTimeoutMs", env: "ALIVE_CODEX_DNS_TIMEOUT", flag: "--dns-timeout", parse: parseDnsTimeout, default: "5s", description: "Deadline of each name lookup the egress proxy makes for a workspace (100ms to 60s), waiting for a lookup slot included; past it the lookup is cancelled and the request answered 502 dns_failed. Lookups use the sidecar's own DNS client (c-ares), not getaddrinfo, after the hosts file." }),
+  setting({ key: "dnsPerWorkspace", env: "ALIVE_CODEX_DNS_PER_WORKSPACE", flag: "--dns-per-workspace", parse: integers(1, 64), default: "4", description: "Name lookups one workspace may have in flight at once; 4× as many more wait in line, and past that a request is answered 429 dns_busy at once. One workspace asking for names that never answer cannot hold up another's lookups." }),
+  setting({ key: "dnsMax", env: "ALIVE_CODEX_DNS_MAX", flag: "--dns-max", parse: integers(1, 4096), default: "64", description: "Name lookups in flight for all workspaces together; past it lookups wait, and a freed slot goes to the waiting workspaces in turn. At least ALIVE_CODEX_DNS_PER_WORKSPACE. The model API's name has its own resolver and is not counted." }),
+  setting({ key: "dnsServers", env: "ALIVE_CODEX_DNS_SERVERS", flag: "--dns-servers", parse: parseDnsServersSetting, default: null, defaultText: "(the nameservers of /etc/resolv.conf)", description: "Comma-separated DNS servers the sidecar asks, each an IP address with an optional port (10.0.0.2, 127.0.0.1:5353, [fd00::53]:53), for the egress proxy and the model API's name. resolv.conf's search list applies either way." }),
+  setting({ key: "hostsFile", env: "ALIVE_CODEX_HOSTS_FILE", flag: "--hosts-file", parse: parseAbsolutePath, default: "/etc/hosts", description: "The hosts file read before any DNS query (re-read within a second when it changes). localhost and names under .localhost are loopback unless it lists them." }),
   setting({ key: "trustedDirs", env: "ALIVE_CODEX_TRUSTED_DIRS", flag: "--trusted-dirs", parse: parsePathList, default: () => [], description: "Colon-separated host directories (e.g. /opt/alive/packages) mounted read-only at the same path in every workspace container, for trusted code such as Alive's MCP servers." }),
   setting({ key: "defaultResources", env: "ALIVE_CODEX_RESOURCES", flag: "--resources", parse: (name, raw) => parseResources(name, raw, DEFAULT_RESOURCES), default: formatResources(DEFAULT_RESOURCES), description: "Default limits per workspace container: memory (= memory+swap) in MiB, CPUs, max processes." }),
   setting({ key: "cpuPeriodUs", env: "ALIVE_CODEX_CPU_PERIOD", flag: "--cpu-period", parse: parseCpuPeriod, default: "1s", description: "Window over which a workspace's CPU limit is enforced (1ms to 1s): its quota is cpus × this. Docker's 100ms throttles codex's start-up under a 1-CPU limit (+78 ms per turn measured); 1s lets a turn start at full speed while the average stays bounded, at the cost of a tenant bursting on all cores for up to one window's quota (docs/benchmarks.md)." }),
@@ -341,6 +365,7 @@ export function loadConfig(flags: Flags = {}, env: Env = process.env): SidecarCo
   for (const key of ["diskMb", "diskInodes"] as const) {
     if (config.defaultDisk[key] > config.maxDisk[key]) throw new ConfigError(settings.defaultDisk.name, settings.defaultDisk.raw ?? formatDiskLimits(config.defaultDisk), `${key} (here ${config.defaultDisk[key]}) at most ${settings.maxDisk.name} ${key}=${config.maxDisk[key]}`);
   }
+  if (config.dnsMax < config.dnsPerWorkspace) throw new ConfigError(settings.dnsMax.name, settings.dnsMax.raw ?? String(config.dnsMax), `at least ${settings.dnsPerWorkspace.name}=${config.dnsPerWorkspace}`);
   // Alive's own API is always an internal destination: its MCP servers reach it from every workspace.
   if (config.aliveApiUrl !== null) {
     const api = parseInternalDestinations([config.aliveApiUrl], settings.aliveApiUrl.name)[0];

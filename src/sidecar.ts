@@ -17,7 +17,9 @@ import { raceAbort } from "./shared/abort.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
 import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.js";
+import { NameResolver } from "./egress/resolver.js";
 import { TurnCredentials } from "./model-proxy/credentials.js";
+import { UpstreamLookup } from "./model-proxy/upstream-lookup.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
@@ -86,8 +88,16 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const metrics: SidecarMetrics | null = config.metricsListen
     ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0, detachedTurns: () => hubReady?.detached ?? 0 })
     : null;
+  // Name resolution: the workspaces' egress lookups share one resolver, a few slots per workspace;
+  // the model API's name has a resolver of its own and is kept by its TTL (egress/resolver.ts).
+  const dns = { timeoutMs: config.dnsTimeoutMs, hostsFile: config.hostsFile, ...(config.dnsServers ? { servers: config.dnsServers } : {}) };
+  const resolver = new NameResolver({ ...dns, perWorkspace: config.dnsPerWorkspace, total: config.dnsMax, onBusy: () => metrics?.countDnsRefusal("busy"), onTimeout: () => metrics?.countDnsRefusal("timeout") });
+  const modelLookup = new UpstreamLookup({ resolver: dns, log });
   const network = new WorkspaceEndpoints({
     log,
+    resolver,
+    modelLookup: modelLookup.lookup,
+    operatorHostAddresses: config.hostAddresses,
     modelUpstream: config.openaiBaseUrl ?? OPENAI_API_BASE_URL,
     apiKey: config.codexApiKey,
     aliveApiUrl: config.aliveApiUrl,

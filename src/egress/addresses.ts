@@ -179,12 +179,68 @@ export type AddressCheck =
 
 /**
  * May a workspace connect to this address? Only a public one that is not one of the host's own
- * (a public address of the host would reach its services as surely as 127.0.0.1 does).
+ * (a public address of the host would reach its services as surely as 127.0.0.1 does), nor in the
+ * operator's list of the host's other addresses (`extra`: what the interfaces cannot show, such as
+ * a NATed public address or the address compose publishes ports on).
  */
-export function checkAddress(address: string, hostAddresses: readonly string[]): AddressCheck {
+export function checkAddress(address: string, hostAddresses: readonly string[], extra?: AddressSet): AddressCheck {
   const range = classifyAddress(address);
   if (range !== "public") return { allowed: false, reason: "private_address", range };
   const canonical = canonicalAddress(address);
   if (hostAddresses.some((own) => canonicalAddress(own) === canonical)) return { allowed: false, reason: "host_address" };
+  if (extra?.has(address)) return { allowed: false, reason: "host_address" };
   return { allowed: true };
+}
+
+/**
+ * A set of addresses and networks (CIDR), each entry matched in any spelling: an IPv4 entry also
+ * matches ::ffff:a.b.c.d, NAT64 and 6to4 forms of its addresses (they are judged as IPv4, as
+ * classifyAddress does).
+ */
+export class AddressSet {
+  readonly #v4 = new BlockList();
+  readonly #v6 = new BlockList();
+
+  /** `entries` are already valid (parseAddressEntry); `parseAddressSet` checks text. */
+  constructor(readonly entries: ReadonlyArray<{ network: string; prefix: number }> = []) {
+    for (const { network, prefix } of entries) {
+      if (isIPv4(network)) this.#v4.addSubnet(network, prefix, "ipv4");
+      else this.#v6.addSubnet(network, prefix, "ipv6");
+    }
+  }
+
+  has(address: string): boolean {
+    const canonical = canonicalAddress(address);
+    if (canonical === undefined) return false;
+    return isIPv4(canonical) ? this.#v4.check(canonical, "ipv4") : this.#v6.check(canonical, "ipv6");
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+}
+
+/** The widest networks an operator list may hold: anything wider refuses a large part of the internet. */
+export const WIDEST_PREFIX = { ipv4: 8, ipv6: 16 } as const;
+
+/**
+ * One entry of an address list: an IP address or a network in CIDR notation. A string is what was
+ * wrong with it.
+ */
+export function parseAddressEntry(text: string): { network: string; prefix: number } | string {
+  const [rawAddress = "", rawPrefix, ...rest] = text.split("/");
+  if (rest.length > 0) return "an address or address/prefix, with one /";
+  const address = rawAddress.startsWith("[") && rawAddress.endsWith("]") ? rawAddress.slice(1, -1) : rawAddress;
+  if (address.includes("%")) return "an address without a zone id";
+  const family = isIP(address);
+  if (family === 0) return "an IPv4 or IPv6 address (host names are not accepted: give the address)";
+  const embedded = family === 6 ? embeddedIPv4(address) : undefined;
+  const bits = family === 4 ? 32 : 128;
+  if (rawPrefix === undefined) return embedded !== undefined ? { network: embedded, prefix: 32 } : { network: address, prefix: bits };
+  if (!/^\d{1,3}$/.test(rawPrefix) || Number(rawPrefix) > bits) return `a prefix length from 0 to ${bits} after the /`;
+  const prefix = Number(rawPrefix);
+  const widest = family === 4 ? WIDEST_PREFIX.ipv4 : WIDEST_PREFIX.ipv6;
+  if (prefix < widest) return `a network no wider than /${widest} (a wider one refuses a large part of the internet)`;
+  if (embedded !== undefined) return "an IPv4 network written as IPv4 (a.b.c.d/n), not in an IPv6 form";
+  return { network: address, prefix };
 }

@@ -9,6 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
+import { LogLimiter, limitedLog } from "../shared/log-limiter.js";
 import { clientResponseHeaders } from "../model-proxy/headers.js";
 
 export interface ApiProxyOptions {
@@ -16,12 +17,16 @@ export interface ApiProxyOptions {
   target: string;
   log: Logger;
   connectTimeoutMs?: number;
+  /** Rate-limits the failure lines (a client that hangs up causes one), under `logKey` (the workspace). Default: one of its own. */
+  logLimiter?: LogLimiter;
+  logKey?: string;
 }
 
 export function createApiProxy(options: ApiProxyOptions): http.Server {
   const target = new URL(options.target);
   const client = target.protocol === "https:" ? https : http;
   const agent = new client.Agent({ keepAlive: true });
+  const log = limitedLog(options.log, options.logLimiter ?? new LogLimiter(), options.logKey ?? "");
   const server = http.createServer((req, res) => forward(req, res));
   server.on("close", () => agent.destroy());
 
@@ -45,7 +50,7 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
     });
     upstream.on("timeout", () => upstream.destroy(new Error("no answer in time")));
     upstream.on("error", (error) => {
-      options.log.warn("Alive's API did not answer a workspace's request", { target: target.origin, error: errorMessage(error) });
+      log.warn("api_failed", "Alive's API did not answer a workspace's request", { target: target.origin, error: errorMessage(error) });
       if (res.headersSent) {
         res.destroy();
         return;

@@ -3,12 +3,14 @@
  * by policy (before any lookup), resolve on the sidecar's side, check every address, then connect
  * to one of exactly those addresses (no second lookup, so no DNS rebinding between check and use).
  */
-import { promises as dns } from "node:dns";
 import net from "node:net";
 import { errorMessage } from "../errors.js";
-import { checkAddress } from "./addresses.js";
+import { checkAddress, type AddressSet } from "./addresses.js";
 import { isInternal, type InternalDestination } from "./internal.js";
 import { decideHost, normalizeHost, type EgressPolicy, type HostRefusal } from "./policy.js";
+import { LookupError, type Resolver } from "./resolver.js";
+
+export type { Resolver } from "./resolver.js";
 
 export interface Target {
   /** Normalised (normalizeHost); an IPv6 address without brackets. */
@@ -16,20 +18,25 @@ export interface Target {
   port: number;
 }
 
-export type Resolver = (host: string) => Promise<string[]>;
-
 export type RefusalReason = HostRefusal | "private_address" | "host_address";
 
+/**
+ * `detail` is what the client is told: for a name, never what it resolved to (the sidecar must not
+ * be an oracle for the DNS it can see and the tenant cannot). `logDetail`, for the sidecar's own
+ * log, may name the addresses.
+ */
 export type Resolution =
   | { ok: true; addresses: string[]; internal: boolean }
-  | { ok: false; reason: RefusalReason; detail: string }
-  | { ok: false; reason: "dns_failed"; detail: string };
+  | { ok: false; reason: RefusalReason; detail: string; logDetail: string }
+  | { ok: false; reason: "dns_failed" | "dns_busy"; detail: string; logDetail: string };
 
 export interface DestinationRules {
   policy: EgressPolicy;
   internal: readonly InternalDestination[];
   resolve: Resolver;
   hostAddresses: readonly string[];
+  /** The operator's further addresses of the host (ALIVE_CODEX_HOST_ADDRESSES), refused as host_address. */
+  operatorHostAddresses?: AddressSet;
 }
 
 /** A CONNECT target: host:port or [v6]:port, nothing else. A string is what was wrong with it. */
@@ -67,52 +74,48 @@ function checkTarget(rawHost: string, port: number): Target | string {
  * Decides and resolves a target. An internal destination skips the policy and the address checks
  * (it is the operator's deliberate exception); anything else must pass the policy by name, then
  * every resolved address must be public and not the host's own: one bad address refuses the name.
+ * `signal` ends a lookup whose client went away.
  */
-export async function resolveDestination(target: Target, rules: DestinationRules): Promise<Resolution> {
+export async function resolveDestination(target: Target, rules: DestinationRules, signal?: AbortSignal): Promise<Resolution> {
   const internal = isInternal(rules.internal, target.host, target.port);
   if (!internal) {
     const decision = decideHost(rules.policy, target.host);
-    if (!decision.allowed) return { ok: false, reason: decision.reason, detail: `${target.host} is refused by the workspace's egress policy (${decision.reason})` };
+    if (!decision.allowed) {
+      const detail = `${target.host} is refused by the workspace's egress policy (${decision.reason})`;
+      return { ok: false, reason: decision.reason, detail, logDetail: detail };
+    }
   }
+  const literal = net.isIP(target.host) !== 0;
   let addresses: string[];
-  if (net.isIP(target.host) !== 0) {
+  if (literal) {
     addresses = [target.host];
   } else {
     try {
-      addresses = await rules.resolve(target.host);
+      addresses = await rules.resolve(target.host, signal);
     } catch (error) {
-      return { ok: false, reason: "dns_failed", detail: `${target.host} did not resolve: ${errorMessage(error)}` };
+      const busy = error instanceof LookupError && error.failure === "busy";
+      const detail = `${target.host} did not resolve: ${errorMessage(error)}`;
+      return { ok: false, reason: busy ? "dns_busy" : "dns_failed", detail, logDetail: detail };
     }
     if (addresses.length === 0 || addresses.some((address) => net.isIP(address) === 0)) {
-      return { ok: false, reason: "dns_failed", detail: `${target.host} did not resolve to IP addresses` };
+      const detail = `${target.host} did not resolve to IP addresses`;
+      return { ok: false, reason: "dns_failed", detail, logDetail: detail };
     }
   }
   if (internal) return { ok: true, addresses, internal };
   for (const address of addresses) {
-    const check = checkAddress(address, rules.hostAddresses);
+    const check = checkAddress(address, rules.hostAddresses, rules.operatorHostAddresses);
     if (check.allowed) continue;
     const why = check.reason === "host_address" ? "an address of the host" : `a ${check.range.replace("_", "-")} address`;
-    const what = address === target.host ? `${address} is ${why}` : `${target.host} resolves to ${address}, ${why}`;
-    return { ok: false, reason: check.reason, detail: what };
+    if (literal) {
+      const detail = `${address} is ${why}`;
+      return { ok: false, reason: check.reason, detail, logDetail: detail };
+    }
+    // The reason code says which check refused; which address, and of what range, stays here.
+    const detail = check.reason === "host_address" ? `${target.host} resolves to an address of the host` : `${target.host} resolves to an address that is not public`;
+    return { ok: false, reason: check.reason, detail, logDetail: `${target.host} resolves to ${address}, ${why}` };
   }
   return { ok: true, addresses, internal };
-}
-
-/** The default resolver: getaddrinfo (so /etc/hosts counts) for every address, bounded in time. */
-export function lookupAddresses(timeoutMs: number): Resolver {
-  return async (host) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    });
-    try {
-      // getaddrinfo cannot be cancelled; the race only stops us waiting for it.
-      const found = await Promise.race([dns.lookup(host, { all: true, verbatim: true }), timeout]);
-      return found.map((entry) => entry.address);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
 }
 
 export class ConnectFailure extends Error {

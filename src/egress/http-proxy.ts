@@ -3,17 +3,20 @@
  * (the container's only way out, through a forwarder on its loopback). It tunnels CONNECT host:port
  * and forwards absolute-form http:// requests, each under the workspace's egress policy (see
  * destination.ts for the order of checks). Refusals are 403 with `x-alive-egress-refused: <reason>`.
- * Request paths, queries and headers are never logged: they may hold credentials.
+ * Request paths, queries and headers are never logged: they may hold credentials. What the client is
+ * told never names what a name resolved to; the log may, and its lines are rate-limited per
+ * workspace (a tenant decides how many requests fail).
  */
 import http from "node:http";
+import net from "node:net";
 import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream";
 import type { Logger } from "../log.js";
-import { hostAddressesFromInterfaces } from "./addresses.js";
+import { LogLimiter, limitedLog } from "../shared/log-limiter.js";
+import { hostAddressesFromInterfaces, type AddressSet } from "./addresses.js";
 import {
   ConnectFailure,
   connectToAny,
-  lookupAddresses,
   parseAbsoluteTarget,
   parseConnectTarget,
   resolveDestination,
@@ -23,6 +26,7 @@ import {
 } from "./destination.js";
 import type { InternalDestination } from "./internal.js";
 import type { EgressPolicy } from "./policy.js";
+import { NameResolver } from "./resolver.js";
 
 export const REFUSED_HEADER = "x-alive-egress-refused";
 export const ERROR_HEADER = "x-alive-egress-error";
@@ -31,19 +35,26 @@ export interface EgressProxyOptions {
   /** Read for every request: the workspace's policy can change while the proxy runs. */
   policy: () => EgressPolicy;
   internal?: readonly InternalDestination[];
-  /** Default: getaddrinfo for all addresses, bounded by dnsTimeoutMs. */
+  /** The workspace's share of the sidecar's resolver (NameResolver.forWorkspace). Default: a resolver of its own, bounded by dnsTimeoutMs. */
   resolve?: Resolver;
   dnsTimeoutMs?: number;
   /** The host's own addresses. Default: os.networkInterfaces(), read for every request. */
   hostAddresses?: () => readonly string[];
+  /** The operator's further addresses of the host (ALIVE_CODEX_HOST_ADDRESSES), refused as host_address. */
+  operatorHostAddresses?: AddressSet;
   /** Per attempted address. Default 10 s. */
   connectTimeoutMs?: number;
-  /** Called for every refusal (for counting); the log line comes once per host and reason. */
+  /** Called for every refusal (for counting); its log line is rate-limited. */
   onRefusal?: (host: string, port: number, reason: RefusalReason) => void;
   log: Logger;
+  /** Rate-limits the log lines a client causes (refused, lookup failed, connect failed), under `logKey`. Default: one of its own. */
+  logLimiter?: LogLimiter;
+  /** The key of this proxy's lines in logLimiter (the workspace). Default "". */
+  logKey?: string;
 }
 
-export type EgressErrorCode = "bad_request" | "dns_failed" | "connect_failed" | "connect_timeout" | "upstream_failed";
+/** dns_busy: the workspace already has its most lookups in flight and waiting (429). */
+export type EgressErrorCode = "bad_request" | "dns_failed" | "dns_busy" | "connect_failed" | "connect_timeout" | "upstream_failed";
 
 interface Failure {
   status: number;
@@ -52,8 +63,6 @@ interface Failure {
   message: string;
 }
 
-/** How many (host, reason) pairs are remembered as already logged. */
-const LOGGED_REFUSALS_LIMIT = 1024;
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"]);
 
 /** An http.Server whose closeAllConnections() also ends the tunnels and upstream sockets it opened. */
@@ -72,22 +81,23 @@ export class EgressProxyServer extends http.Server {
 }
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxyServer {
-  const resolve = options.resolve ?? lookupAddresses(options.dnsTimeoutMs ?? 5_000);
+  const resolve = options.resolve ?? new NameResolver({ timeoutMs: options.dnsTimeoutMs ?? 5_000 }).forWorkspace("");
   const hostAddresses = options.hostAddresses ?? hostAddressesFromInterfaces;
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-  const logged = new Set<string>();
+  const log = limitedLog(options.log, options.logLimiter ?? new LogLimiter(), options.logKey ?? "");
   const server = new EgressProxyServer();
 
-  /** Resolves, checks and connects; a Failure says what to answer instead. */
-  async function open(target: Target): Promise<Duplex | Failure> {
-    const rules = { policy: options.policy(), internal: options.internal ?? [], resolve, hostAddresses: hostAddresses() };
-    const resolution = await resolveDestination(target, rules);
+  /** Resolves, checks and connects; a Failure says what to answer instead. `signal`: the client went away. */
+  async function open(target: Target, signal?: AbortSignal): Promise<Duplex | Failure> {
+    const rules = { policy: options.policy(), internal: options.internal ?? [], resolve, hostAddresses: hostAddresses(), operatorHostAddresses: options.operatorHostAddresses };
+    const resolution = await resolveDestination(target, rules, signal);
     if (!resolution.ok) {
-      if (resolution.reason === "dns_failed") {
-        options.log.info("egress lookup failed", { host: target.host, port: target.port, detail: resolution.detail });
-        return { status: 502, header: ERROR_HEADER, code: "dns_failed", message: resolution.detail };
+      if (resolution.reason === "dns_failed" || resolution.reason === "dns_busy") {
+        log.info(resolution.reason, "egress lookup failed", { host: target.host, port: target.port, detail: resolution.logDetail });
+        const status = resolution.reason === "dns_busy" ? 429 : 502;
+        return { status, header: ERROR_HEADER, code: resolution.reason, message: resolution.detail };
       }
-      noteRefusal(target, resolution.reason, resolution.detail);
+      noteRefusal(target, resolution.reason, resolution.logDetail);
       return { status: 403, header: REFUSED_HEADER, code: resolution.reason, message: resolution.detail };
     }
     try {
@@ -96,19 +106,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
       return socket;
     } catch (error) {
       const timedOut = error instanceof ConnectFailure && error.timedOut;
-      const message = `could not connect to ${target.host} port ${target.port}: ${(error as Error).message}`;
-      options.log.info("egress connect failed", { host: target.host, port: target.port, detail: message });
+      const detail = `could not connect to ${target.host} port ${target.port}: ${(error as Error).message}`;
+      log.info("connect_failed", "egress connect failed", { host: target.host, port: target.port, detail });
+      // The failure's own message names the address tried: the client hears only why.
+      const why = timedOut ? `no connection within ${connectTimeoutMs} ms` : (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? "the connection failed");
+      const message = net.isIP(target.host) !== 0 ? detail : `could not connect to ${target.host} port ${target.port}: ${why}`;
       return { status: timedOut ? 504 : 502, header: ERROR_HEADER, code: timedOut ? "connect_timeout" : "connect_failed", message };
     }
   }
 
-  function noteRefusal(target: Target, reason: RefusalReason, detail: string): void {
+  function noteRefusal(target: Target, reason: RefusalReason, logDetail: string): void {
     options.onRefusal?.(target.host, target.port, reason);
-    const key = `${reason} ${target.host}`;
-    if (logged.has(key)) return;
-    if (logged.size >= LOGGED_REFUSALS_LIMIT) logged.delete(logged.values().next().value as string);
-    logged.add(key);
-    options.log.warn("egress refused", { host: target.host, port: target.port, reason, detail });
+    log.warn("refused", "egress refused", { host: target.host, port: target.port, reason, detail: logDetail });
   }
 
   server.on("connect", (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
@@ -123,7 +132,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
   async function handleConnect(authority: string, client: Duplex, head: Buffer): Promise<void> {
     const target = parseConnectTarget(authority);
     if (typeof target === "string") return answerRaw(client, { status: 400, header: ERROR_HEADER, code: "bad_request", message: target });
-    const upstream = await open(target);
+    const upstream = await open(target, closedSignal(client, true));
     if (!("pipe" in upstream)) return answerRaw(client, upstream);
     if (client.destroyed) {
       upstream.destroy();
@@ -152,7 +161,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const parsed = parseAbsoluteTarget(req.url ?? "");
     if (typeof parsed === "string") return answer(req, res, { status: 400, header: ERROR_HEADER, code: "bad_request", message: parsed });
-    const upstream = await open(parsed.target);
+    const upstream = await open(parsed.target, closedSignal(res));
     if (!("pipe" in upstream)) return answer(req, res, upstream);
     if (res.destroyed) {
       upstream.destroy();
@@ -179,6 +188,20 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
   }
 
   return server;
+}
+
+/**
+ * Aborts when `stream` closes (or ends, for a tunnel's client: over a Unix socket a client that
+ * leaves only ends, and nothing else is read from it before its tunnel is up): a lookup for a
+ * client that went away is cancelled, freeing its slot.
+ */
+function closedSignal(stream: Duplex | http.ServerResponse, alsoOnEnd = false): AbortSignal {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  if (stream.destroyed) abort();
+  stream.once("close", abort);
+  if (alsoOnEnd) stream.once("end", abort);
+  return controller.signal;
 }
 
 function body(failure: Failure): string {

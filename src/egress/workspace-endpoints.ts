@@ -17,12 +17,16 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { createModelProxy, type ModelProxyOptions, type ProxyRefusal, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
+import type { NetLookup } from "../model-proxy/upstream-lookup.js";
+import { LogLimiter } from "../shared/log-limiter.js";
+import type { AddressSet } from "./addresses.js";
 import { createApiProxy } from "./api-proxy.js";
 import { NET_SOCKETS } from "./container-net.js";
 import type { RefusalReason } from "./destination.js";
 import { createEgressProxy } from "./http-proxy.js";
 import type { InternalDestination } from "./internal.js";
 import type { EgressPolicy } from "./policy.js";
+import { NameResolver } from "./resolver.js";
 
 /** What a model credential refers to. */
 export interface TurnRef {
@@ -50,6 +54,14 @@ export interface WorkspaceEndpointsOptions {
   modelPolicy?: Pick<ModelProxyOptions<TurnRef>, "extraRoutes" | "hostedTools" | "maxBodyBytes" | "concurrencyPerTurn" | "ratePerMinute" | "organization" | "project">;
   /** Called for each request the model proxy answered itself (the metrics). */
   onModelRefusal?: (ref: TurnRef | null, reason: string) => void;
+  /** The sidecar's resolver for the egress proxies: each workspace's lookups under its own bound. Default: one made here. */
+  resolver?: NameResolver;
+  /** The model API's addresses, resolved apart from the workspaces' lookups (UpstreamLookup.lookup). Default: getaddrinfo. */
+  modelLookup?: NetLookup;
+  /** The operator's further addresses of the host (ALIVE_CODEX_HOST_ADDRESSES). */
+  operatorHostAddresses?: AddressSet;
+  /** Rate-limits the proxies' log lines per workspace. Default: one made here. */
+  logLimiter?: LogLimiter;
 }
 
 export interface WorkspaceNet {
@@ -71,8 +83,13 @@ export class WorkspaceEndpoints {
   /** Closes in flight: a server's close unlinks its socket path, so a new one binds only after. */
   private readonly closing = new Map<string, Promise<void>>();
   private readonly refused = new Map<string, number>();
+  private readonly logLimiter: LogLimiter;
+  private readonly resolver: NameResolver;
 
-  constructor(private readonly options: WorkspaceEndpointsOptions) {}
+  constructor(private readonly options: WorkspaceEndpointsOptions) {
+    this.logLimiter = options.logLimiter ?? new LogLimiter();
+    this.resolver = options.resolver ?? new NameResolver();
+  }
 
   /** Serves the workspace's sockets unless they are served already (idempotent; a sidecar restart re-creates them). */
   ensure(net: WorkspaceNet): Promise<void> {
@@ -122,6 +139,11 @@ export class WorkspaceEndpoints {
       policy: net.policy,
       internal: options.internal,
       log,
+      // The workspace id keys its lookup slots and its log lines' rate.
+      resolve: this.resolver.forWorkspace(net.workspaceId),
+      ...(options.operatorHostAddresses ? { operatorHostAddresses: options.operatorHostAddresses } : {}),
+      logLimiter: this.logLimiter,
+      logKey: net.workspaceId,
       onRefusal: (host, port, reason) => {
         this.refused.set(net.workspaceId, (this.refused.get(net.workspaceId) ?? 0) + 1);
         options.onRefusal?.(net.workspaceId, host, port, reason);
@@ -137,6 +159,7 @@ export class WorkspaceEndpoints {
       },
       logger: log,
       logFields: (ref) => ({ turnId: ref.turnId }),
+      ...(options.modelLookup ? { lookup: options.modelLookup } : {}),
       ...options.modelPolicy,
       // The body policy follows the egress in force (a turn without network access narrows it).
       egress: () => net.policy(),
@@ -151,7 +174,7 @@ export class WorkspaceEndpoints {
     const servers: Array<[string, Server]> = [
       [NET_SOCKETS.proxy, egress],
       [NET_SOCKETS.model, model],
-      ...(options.aliveApiUrl ? [[NET_SOCKETS.api, createApiProxy({ target: options.aliveApiUrl, log })] as [string, Server]] : []),
+      ...(options.aliveApiUrl ? [[NET_SOCKETS.api, createApiProxy({ target: options.aliveApiUrl, log, logLimiter: this.logLimiter, logKey: net.workspaceId })] as [string, Server]] : []),
     ];
     await fs.mkdir(net.dir, { recursive: true, mode: 0o755 });
     try {

@@ -44,6 +44,7 @@ export class SidecarMetrics {
   private readonly sandboxStalls: Counter;
   private readonly modelRefusals: Counter<"reason">;
   private readonly lateTokens: Counter;
+  private readonly dnsRefusals: Counter<"reason">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -60,6 +61,8 @@ export class SidecarMetrics {
     this.sandboxStalls = new Counter({ name: `${METRIC_PREFIX}sandbox_stalls_total`, help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).", registers });
     this.modelRefusals = new Counter({ name: `${METRIC_PREFIX}model_refusals_total`, help: "Requests the model proxy answered itself instead of forwarding, by reason (path, credential, web_search, rate_limited, budget_exceeded...).", labelNames: ["reason"], registers });
     this.lateTokens = new Counter({ name: `${METRIC_PREFIX}model_late_tokens_total`, help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).", registers });
+    this.dnsRefusals = new Counter({ name: `${METRIC_PREFIX}egress_dns_failures_total`, help: "Egress name lookups that got no answer from the sidecar's resolver, by reason: busy (the workspace already had its most lookups in flight and waiting; answered 429 dns_busy) or timeout (no answer within ALIVE_CODEX_DNS_TIMEOUT).", labelNames: ["reason"], registers });
+    for (const reason of ["busy", "timeout"]) this.dnsRefusals.inc({ reason }, 0);
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -129,5 +132,10 @@ export class SidecarMetrics {
 
   countLateTokens(total: number): void {
     this.lateTokens.inc(total);
+  }
+
+  /** An egress lookup refused for its workspace's bound ("busy") or past its deadline ("timeout"). */
+  countDnsRefusal(reason: "busy" | "timeout"): void {
+    this.dnsRefusals.inc({ reason });
   }
 }

@@ -1,6 +1,7 @@
 /** What the model proxy is told, checked and given defaults in one place. */
 import type { EgressPolicy } from "../egress/policy.js";
 import type { LogFields, Logger } from "../log.js";
+import type { NetLookup } from "./upstream-lookup.js";
 import { HOSTED_TOOLS } from "./body-policy.js";
 import { DEFAULT_MODEL_ROUTES, parseModelRoute, type ModelRoute } from "./routes.js";
 import type { TokenUsage } from "./sse-usage.js";
@@ -51,6 +52,11 @@ export interface ModelProxyOptions<T> {
   basePath?: string;
   /** How long connecting (TCP, and TLS for https) to the upstream may take. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * How the upstream's name becomes addresses (UpstreamLookup.lookup: its own resolver, kept by
+   * TTL). Default: getaddrinfo, on the thread pool every other lookup in the process shares.
+   */
+  lookup?: NetLookup;
   /** Called before forwarding (with a concurrency slot held); a refusal is answered to the client and nothing is forwarded. */
   admit?: (ref: T) => ProxyRefusal | null | undefined;
   /** Extra (method, path) pairs forwarded besides DEFAULT_MODEL_ROUTES, as "METHOD /path" or parsed. */
@@ -102,6 +108,7 @@ export interface ResolvedModelProxyOptions<T>
   /** The local prefix without a trailing slash ("" to map every path). */
   basePath: string;
   admit: ModelProxyOptions<T>["admit"];
+  lookup: NetLookup | undefined;
   onRequest: ModelProxyOptions<T>["onRequest"];
   onUsage: ModelProxyOptions<T>["onUsage"];
   onUpstreamError: ModelProxyOptions<T>["onUpstreamError"];
@@ -133,6 +140,7 @@ export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): Reso
     authorize: options.authorize,
     connectTimeoutMs: validateTimeout(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS),
     admit: options.admit,
+    lookup: options.lookup,
     routes: [...DEFAULT_MODEL_ROUTES, ...validateRoutes(options.extraRoutes ?? [])],
     maxBodyBytes: validateCount("maxBodyBytes", options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 1, 1024 * 1024 * 1024),
     egress: options.egress ?? (() => "public"),

@@ -234,7 +234,7 @@ function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Bu
   const transport = target.protocol === "https:" ? https : http;
   const hasBody = body.length > 0 || (method !== "GET" && method !== "DELETE");
   const identity = { apiKey: options.apiKey, organization: options.organization, project: options.project };
-  const upstream = transport.request(target, { method, headers: upstreamRequestHeaders(req.headers, identity, hasBody ? body.length : null), agent: state.agent });
+  const upstream = transport.request(target, { method, headers: upstreamRequestHeaders(req.headers, identity, hasBody ? body.length : null), agent: state.agent, ...(options.lookup ? { lookup: options.lookup } : {}) });
   const drain = new Drain(upstream, options.drainIdleMs);
   let done = false;
   // The slot is held until the upstream's answer has ended, also while it is drained for usage.

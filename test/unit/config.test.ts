@@ -171,4 +171,40 @@ describe("config", () => {
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_MAX_BODY_MB: "0" }), "ALIVE_CODEX_MODEL_MAX_BODY_MB");
     expectConfigError(() => loadConfig({ "--openai-organization": "org x" }, {}), "--openai-organization");
   });
+
+  test("name resolution and the host's further addresses: defaults, parsed values, and errors naming the setting and the entry", () => {
+    const defaults = loadConfig({}, {});
+    assert.equal(defaults.dnsTimeoutMs, 5_000);
+    assert.equal(defaults.dnsPerWorkspace, 4);
+    assert.equal(defaults.dnsMax, 64);
+    assert.equal(defaults.dnsServers, null);
+    assert.equal(defaults.hostsFile, "/etc/hosts");
+    assert.equal(defaults.hostAddresses.size, 0);
+    const config = loadConfig({ "--dns-servers": "10.0.0.2, 127.0.0.1:5353,[fd00::53]:53,fd00::54" }, { ALIVE_CODEX_DNS_TIMEOUT: "750ms", ALIVE_CODEX_HOST_ADDRESSES: "93.184.216.34, 198.51.100.0/24,2606:2800::/32,::ffff:1.2.3.4" });
+    assert.equal(config.dnsTimeoutMs, 750);
+    assert.deepEqual(config.dnsServers, ["10.0.0.2", "127.0.0.1:5353", "[fd00::53]:53", "fd00::54"]);
+    for (const address of ["93.184.216.34", "198.51.100.200", "2606:2800::1", "1.2.3.4", "::ffff:93.184.216.34"]) assert.ok(config.hostAddresses.has(address), address);
+    for (const address of ["93.184.216.35", "2606:2801::1"]) assert.ok(!config.hostAddresses.has(address), address);
+    const entryError = (raw: string, entry: string, why: RegExp): void => {
+      assert.throws(() => loadConfig({}, { ALIVE_CODEX_HOST_ADDRESSES: raw }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.setting, "ALIVE_CODEX_HOST_ADDRESSES");
+        assert.ok(error.message.includes(`${JSON.stringify(entry)} is not one`), error.message);
+        assert.match(error.message, why);
+        return true;
+      });
+    };
+    entryError("93.184.216.34,host.example", "host.example", /host names are not accepted/);
+    entryError("10.0.0.0/33", "10.0.0.0/33", /prefix length from 0 to 32/);
+    entryError("0.0.0.0/0", "0.0.0.0/0", /no wider than \/8/);
+    entryError("2001:db8::/8", "2001:db8::/8", /no wider than \/16/);
+    entryError("fe80::1%eth0", "fe80::1%eth0", /without a zone id/);
+    entryError("1.2.3.4/24/1", "1.2.3.4/24/1", /with one \//);
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_TIMEOUT: "10ms" }), "ALIVE_CODEX_DNS_TIMEOUT");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_PER_WORKSPACE: "0" }), "ALIVE_CODEX_DNS_PER_WORKSPACE");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_PER_WORKSPACE: "8", ALIVE_CODEX_DNS_MAX: "4" }), "ALIVE_CODEX_DNS_MAX");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_SERVERS: "dns.example" }), "ALIVE_CODEX_DNS_SERVERS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_SERVERS: "10.0.0.2:99999" }), "ALIVE_CODEX_DNS_SERVERS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_HOSTS_FILE: "hosts" }), "ALIVE_CODEX_HOSTS_FILE");
+  });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { NetworkInterfaceInfo } from "node:os";
 import { describe, test } from "node:test";
-import { canonicalAddress, checkAddress, classifyAddress, embeddedIPv4, hostAddressesFromInterfaces, readKernelLocalAddresses, type AddressClass } from "../../src/egress/addresses.js";
+import { AddressSet, canonicalAddress, checkAddress, parseAddressEntry, classifyAddress, embeddedIPv4, hostAddressesFromInterfaces, readKernelLocalAddresses, type AddressClass } from "../../src/egress/addresses.js";
 
 const CASES: ReadonlyArray<readonly [string, AddressClass]> = [
   // IPv4
@@ -154,5 +154,27 @@ describe("the host's own addresses", () => {
     assert.deepEqual(addresses.sort(), ["100.200.1.2", "172.17.0.1", "2001:0db8:0000:0000:0000:0000:0000:0001"].sort());
     // A public address of the host (here on a bridge with no carrier) is the host all the same.
     assert.deepEqual(checkAddress("100.200.1.2", addresses), { allowed: false, reason: "host_address" });
+  });
+});
+
+describe("the operator's further host addresses", () => {
+  test("entries: an address, or a network no wider than /8 or /16, IPv4 ones in IPv4 form", () => {
+    assert.deepEqual(parseAddressEntry("93.184.216.34"), { network: "93.184.216.34", prefix: 32 });
+    assert.deepEqual(parseAddressEntry("[2606:2800::1]"), { network: "2606:2800::1", prefix: 128 });
+    assert.deepEqual(parseAddressEntry("::ffff:93.184.216.34"), { network: "93.184.216.34", prefix: 32 });
+    assert.deepEqual(parseAddressEntry("100.0.0.0/8"), { network: "100.0.0.0", prefix: 8 });
+    for (const bad of ["", "host.example", "1.2.3.4/", "1.2.3.4/x", "1.2.3.4/7", "2001:db8::/15", "::ffff:1.2.3.0/120", "fe80::1%lo"]) {
+      assert.equal(typeof parseAddressEntry(bad), "string", bad);
+    }
+  });
+
+  test("an address in the set is refused as host_address in any spelling; outside it, allowed", () => {
+    const extra = new AddressSet([{ network: "93.184.216.0", prefix: 24 }, { network: "2606:2800::", prefix: 32 }]);
+    for (const address of ["93.184.216.34", "::ffff:93.184.216.34", "64:ff9b::93.184.216.34", "2606:2800:220:1::1"]) {
+      assert.deepEqual(checkAddress(address, [], extra), { allowed: false, reason: "host_address" }, address);
+    }
+    assert.deepEqual(checkAddress("93.184.217.1", [], extra), { allowed: true });
+    // A non-public address keeps its own, more precise reason.
+    assert.deepEqual(checkAddress("10.0.0.1", [], new AddressSet([{ network: "10.0.0.0", prefix: 8 }])), { allowed: false, reason: "private_address", range: "private" });
   });
 });

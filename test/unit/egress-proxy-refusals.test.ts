@@ -4,7 +4,13 @@
  * loopback upstreams count no new connection. No test resolves or connects to a real public name.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
+import { AddressSet } from "../../src/egress/addresses.js";
+import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { LookupError } from "../../src/egress/resolver.js";
+import { LogLimiter } from "../../src/shared/log-limiter.js";
+import { waitFor } from "../support/wait.js";
 import { connectThrough, sendRaw, startTestProxy, startUpstreams, type RawResponse, type TestProxy, type TestProxyOptions, type Upstreams } from "../support/egress-proxy.js";
 
 let upstreams: Upstreams;
@@ -82,11 +88,14 @@ describe("egress proxy: refused by name, before any lookup", () => {
 });
 
 describe("egress proxy: refused by address", () => {
-  test("localhost, allowed by name, resolves (for real, through /etc/hosts) to loopback: private_address", async () => {
+  test("localhost, allowed by name, resolves (for real, through the hosts file) to loopback: private_address, without saying to what", async () => {
     const p = await start({ policy: LIST, realResolver: true });
     const connections = upstreams.connections();
     const body = await assertRefused(await connectThrough(p.socketPath, `localhost:${upstreams.echoPort}`), "localhost", "private_address");
-    assert.match(body, /resolves to (127\.0\.0\.1|::1), a loopback address/);
+    assert.match(body, /localhost resolves to an address that is not public/);
+    for (const leak of ["127.0.0.1", "::1", "loopback"]) assert.ok(!body.includes(leak), `the answer names ${leak}: ${body}`);
+    // The sidecar's own log keeps what it resolved to.
+    assert.ok(p.logLines.some((line) => /"detail":"localhost resolves to (127\.0\.0\.1|::1), a loopback address"/.test(line)), p.logLines.join("\n"));
     await assertRefused(await get(p.socketPath, `http://localhost:${upstreams.httpPort}/`), "localhost", "private_address");
     assert.equal(upstreams.connections(), connections);
   });
@@ -124,6 +133,14 @@ describe("egress proxy: refused by address", () => {
   test("a name that resolves to an internal destination's address is not that destination", async () => {
     const p = await start({ policy: "public", names: { "alias.example": ["127.0.0.1"] } });
     await assertRefused(await connectThrough(p.socketPath, `alias.example:${upstreams.echoPort}`), "alias.example", "private_address");
+  });
+
+  test("the operator's further host addresses are refused as host_address, naming no address", async () => {
+    const p = await start({ policy: "public", names: { "nat.example": ["93.184.216.34"] }, extra: { operatorHostAddresses: new AddressSet([{ network: "93.184.216.0", prefix: 24 }]) } });
+    const body = await assertRefused(await connectThrough(p.socketPath, "nat.example:443"), "nat.example", "host_address");
+    assert.match(body, /nat\.example resolves to an address of the host/);
+    assert.ok(!body.includes("93.184"), body);
+    await assertRefused(await connectThrough(p.socketPath, "93.184.216.1:443"), "93.184.216.1", "host_address");
   });
 });
 
@@ -164,8 +181,55 @@ describe("egress proxy: malformed requests and failed lookups", () => {
   });
 });
 
+describe("egress proxy: lookups", () => {
+  test("a lookup refused for the workspace's bound is a 429 dns_busy saying so", async () => {
+    const p = await start({ policy: "public", extra: { resolve: async () => Promise.reject(new LookupError("busy", "too many lookups in flight for this workspace (4 at once, 16 waiting); try again when they end")) } });
+    for (const response of [await connectThrough(p.socketPath, "flood.example:443"), await get(p.socketPath, "http://flood.example/")]) {
+      await response.received.closedText();
+      assert.equal(response.status, 429);
+      assert.equal(response.headers["x-alive-egress-error"], "dns_busy");
+      assert.match(response.body(), /flood\.example did not resolve: too many lookups in flight/);
+    }
+  });
+
+  test("a client that goes away while its name is looked up ends the lookup", async () => {
+    const started: string[] = [];
+    const ended: string[] = [];
+    const resolve = (host: string, signal?: AbortSignal): Promise<string[]> =>
+      new Promise((_, reject) => {
+        started.push(host);
+        signal?.addEventListener("abort", () => {
+          ended.push(host);
+          reject(new LookupError("failed", "the client went away"));
+        });
+      });
+    const p = await start({ policy: "public", extra: { resolve } });
+    const clients = ["CONNECT slow.example:443 HTTP/1.1\r\n\r\n", "GET http://slow2.example/ HTTP/1.1\r\nHost: slow2.example\r\n\r\n"].map((head) => {
+      const socket = net.connect(p.socketPath);
+      socket.on("error", () => {});
+      socket.write(head);
+      return socket;
+    });
+    await waitFor(() => started.length === 2, { what: "both lookups to start" });
+    assert.deepEqual(ended, []);
+    for (const socket of clients) socket.destroy();
+    await waitFor(() => ended.length === 2, { what: "both lookups to end" });
+    assert.deepEqual(ended.sort(), ["slow.example", "slow2.example"]);
+  });
+
+  test("a connect failure to a name does not say which address was tried", async () => {
+    const p = await start({ policy: "public", names: { "closed.internal": ["127.0.0.1"] }, extra: { internal: parseInternalDestinations(["closed.internal:1"], "test") } });
+    const response = await connectThrough(p.socketPath, "closed.internal:1");
+    await response.received.closedText();
+    assert.equal(response.status, 502);
+    assert.equal(response.headers["x-alive-egress-error"], "connect_failed");
+    assert.match(response.body(), /could not connect to closed\.internal port 1: ECONNREFUSED/);
+    assert.ok(!response.body().includes("127.0.0.1"), response.body());
+  });
+});
+
 describe("egress proxy: refusal logs and counts", () => {
-  test("each refusal is counted; the log says it once per host and reason, without paths or credentials", async () => {
+  test("each refusal is counted and logged (the log may say what a name resolved to), without paths or credentials", async () => {
     const p = await start({ policy: LIST, names: { localhost: ["127.0.0.1"] } });
     const secretHeaders = "Authorization: Bearer sk-secret-bearer\r\nProxy-Authorization: Basic c2VjcmV0LXByb3h5\r\n";
     for (let i = 0; i < 3; i++) await (await get(p.socketPath, "http://blocked.allowed.example/x?token=secret-query", secretHeaders)).received.closedText();
@@ -177,11 +241,29 @@ describe("egress proxy: refusal logs and counts", () => {
       refused.map((r) => [r.level, r.host, r.reason]),
       [
         ["warn", "blocked.allowed.example", "denied"],
+        ["warn", "blocked.allowed.example", "denied"],
+        ["warn", "blocked.allowed.example", "denied"],
         ["warn", "elsewhere.example", "not_allowed"],
         ["warn", "localhost", "private_address"],
       ],
     );
+    assert.equal(refused[4]?.detail, "localhost resolves to 127.0.0.1, a loopback address");
     const all = p.logLines.join("\n");
     for (const secret of ["sk-secret-bearer", "c2VjcmV0LXByb3h5", "secret-query", "/x?"]) assert.ok(!all.includes(secret), `the log holds ${secret}`);
+  });
+
+  test("a flood of refusals is logged at a bounded rate, then summed up in one line", async () => {
+    let now = 0;
+    const p = await start({ policy: LIST, extra: { logLimiter: new LogLimiter({ perMinute: 2, now: () => now }) } });
+    for (let i = 0; i < 6; i++) await (await connectThrough(p.socketPath, `h${i}.example:443`)).received.closedText();
+    assert.equal(p.refusals.length, 6, "every refusal is still counted");
+    const refusedLines = (): Array<Record<string, unknown>> => p.logLines.filter((line) => line.includes("egress refused")).map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(refusedLines().map((r) => r.host), ["h0.example", "h1.example"]);
+    now = 30_000;
+    await (await connectThrough(p.socketPath, "h6.example:443")).received.closedText();
+    assert.deepEqual(refusedLines().slice(2).map((r) => [r.msg, r.suppressed ?? null, r.host]), [
+      ["egress refused: 4 more suppressed", 4, "h5.example"],
+      ["egress refused", null, "h6.example"],
+    ]);
   });
 });

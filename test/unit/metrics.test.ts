@@ -35,6 +35,7 @@ describe("metrics", () => {
     metrics.countModelRequest();
     metrics.countTokens({ inputTokens: 10, cachedTokens: 4, outputTokens: 5, reasoningTokens: 1 });
     metrics.countProxyError("model_unreachable");
+    metrics.countDnsRefusal("busy");
     const all = await metrics.registry.getMetricsAsJSON();
     for (const metric of all) {
       assert.match(metric.name, /^alive_codex_[a-z0-9_]+$/, metric.name);
@@ -49,6 +50,8 @@ describe("metrics", () => {
     assert.match(text, /alive_codex_turns_total\{status="failed",error_code="budget_exceeded"\} 1/);
     assert.match(text, /alive_codex_workspaces\{state="running"\} 2/);
     assert.match(text, /alive_codex_turns_running 2/);
+    assert.match(text, /alive_codex_egress_dns_failures_total\{reason="busy"\} 1/);
+    assert.match(text, /alive_codex_egress_dns_failures_total\{reason="timeout"\} 0/);
     assert.match(text, /alive_codex_model_tokens_total\{kind="cached"\} 4/);
     assert.match(text, /alive_codex_turn_duration_seconds_count\{status="failed"\} 1/);
     const labelKeys = new Set([...text.matchAll(/[{,]([a-z_]+)="/g)].map((m) => m[1]));
