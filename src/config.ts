@@ -72,6 +72,8 @@ export interface SidecarConfig {
   turnTimeoutMs: number;
   /** Which workspaces' turns the stall watch looks after (codex/stall-watch.ts): none, gVisor's, or all. */
   stallWatch: StallWatchSetting;
+  /** The longest line codex may write to its stdout, in MiB (codex/codex-output.ts). */
+  outputLineMaxMb: number;
   shutdownGraceMs: number;
   maxWorkspaces: number;
   maxTurns: number;
@@ -275,6 +277,12 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "stopTimeoutMs", env: "ALIVE_CODEX_STOP_TIMEOUT", flag: "--stop-timeout", parse: parseDuration, default: "4h", description: "Stop a workspace container paused this much longer (0 = never), giving its memory back; the next ensure starts it again (hundreds of ms). Units: ms, s, m, h." }),
   setting({ key: "turnTimeoutMs", env: "ALIVE_CODEX_TURN_TIMEOUT", flag: "--turn-timeout", parse: parseTurnTimeout, default: "15m", description: "Default deadline of a turn; turn.run options.timeoutMs overrides it." }),
   setting({ key: "stallWatch", env: "ALIVE_CODEX_STALL_WATCH", flag: "--stall-watch", parse: (name, raw) => parseOneOf<StallWatchSetting>(name, raw, STALL_WATCH_SETTINGS), default: "gvisor", description: 'Which turns the stall watch looks after: "gvisor" (turns in runsc workspaces), "all" or "off". While codex has been quiet for 10 s it lists the sandbox\'s processes every 5 s; a child that exited and that codex has not reaped on three looks running (gVisor loses that wake-up now and then), or a sandbox that stops answering, ends the turn failed/sandbox_stalled about 25 s after it stalled, with the sandbox\'s processes and stacks in the log, and restarts its container. See docs/runtimes.md.' }),
+  // A line is one event; codex's largest are items with a command's output (codex keeps at most 1 MiB
+  // of each stream of a command, and JSON escaping of control bytes can grow that sixfold), an MCP
+  // tool's result (an image comes as base64) and agent messages (bounded by the model's output
+  // tokens, well under 1 MiB). 16 MiB holds them all; the SDK holds at most one such line a turn. At most
+  // 32: an event goes to the client as one line, and the RPC server drops a client 64 MiB behind.
+  setting({ key: "outputLineMaxMb", env: "ALIVE_CODEX_OUTPUT_LINE_MAX_MB", flag: "--output-line-max-mb", parse: integers(1, 32), default: "16", description: "Longest line codex may write to its stdout (one JSON event), in MiB: a longer one fails the turn with codex_output before the sidecar reads it whole, and the turn's processes are swept. A workspace can script codex's output (docs/security.md, \"Tenant-controlled output\"); codex's own largest events (a command's output, which codex keeps to 1 MiB a stream; an MCP result; an agent message) fit well within the default." }),
   setting({ key: "shutdownGraceMs", env: "ALIVE_CODEX_SHUTDOWN_GRACE", flag: "--shutdown-grace", parse: parseDuration, default: "30s", description: "On SIGTERM/SIGINT, how long running turns may finish before they are cancelled." }),
   setting({ key: "maxWorkspaces", env: "ALIVE_CODEX_MAX_WORKSPACES", flag: "--max-workspaces", parse: integers(1, 100_000), default: "200", description: "Most workspace containers at once (-32007 past it)." }),
   setting({ key: "maxTurns", env: "ALIVE_CODEX_MAX_TURNS", flag: "--max-turns", parse: integers(1, 10_000), default: "32", description: "Most turns running at once across workspaces (-32007 past it)." }),

@@ -202,6 +202,13 @@ export interface TurnResult {
   resources: TurnResources;
   /** Tokens the sidecar's model proxy counted for this turn (extension). */
   tokens: TurnTokens;
+  /**
+   * Completed items of the turn that `items` does not hold (extension): past the result's bounds,
+   * or left out of the journal's copy to keep the turn within its journal bound. Absent when none.
+   */
+  itemsOmitted?: number;
+  /** `finalResponse` was cut at its bound (extension). Absent when it was not. */
+  finalResponseTruncated?: true;
   error?: { code: string; message: string };
 }
 

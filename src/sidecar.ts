@@ -168,6 +168,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turnTimeoutMs: config.turnTimeoutMs,
     maxTurns: config.maxTurns,
     stallWatch: config.stallWatch,
+    outputLineMaxBytes: config.outputLineMaxMb * 1024 * 1024,
     modelHostedTools: config.modelHostedTools,
     ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },

@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
-import type { Readable } from "node:stream";
 import type Docker from "dockerode";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -15,18 +14,18 @@ import { runExec } from "../docker/exec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
+import { LineCapTransform, StderrRelay } from "./codex-output.js";
 import { buildCodexExecEnv } from "./env.js";
 import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launcher.js";
 import { sweepCommand } from "./sweep.js";
-
-/** What is kept of codex's stderr for an error message. */
-const STDERR_TAIL = 8 * 1024;
 
 export interface TurnContainerOptions {
   docker: Docker;
   launchers: Launchers;
   bridgesDir: string;
   aliveMcpToken: string | null;
+  /** The longest line codex may write to stdout (ALIVE_CODEX_OUTPUT_LINE_MAX_MB), in bytes. */
+  outputLineMaxBytes: number;
 }
 
 export function launchTarget(record: WorkspaceRecord): LaunchTarget {
@@ -38,10 +37,11 @@ export class TurnContainer {
   private bridge: ExecBridge | null = null;
   /** This turn's file in the workspace's run dir (host path), removed with the turn. */
   private turnFile: string | null = null;
-  private stderrTail = "";
+  private stderr: StderrRelay | null = null;
   private exitCode: number | null | undefined;
   private aborting: Promise<number> | null = null;
-  private execStdout: Readable | null = null;
+  /** Codex's stdout on its way to the bridge, its lines bounded (codex-output.ts). */
+  private stdout: LineCapTransform | null = null;
   started = false;
 
   constructor(
@@ -51,6 +51,8 @@ export class TurnContainer {
     private readonly log: Logger,
     /** What codex sends as its API key: this turn's credential for the model proxy, never the real key. */
     private readonly modelCredential: string,
+    /** Fails the turn with codex_output (its processes are swept): codex wrote past a bound. */
+    private readonly refuseOutput: (message: string) => void,
   ) {}
 
   get bridgeEnv(): Record<string, string> {
@@ -87,21 +89,30 @@ export class TurnContainer {
     this.started = true;
     // Aborted while codex was being started: the sweep may have run before codex existed.
     if (this.aborting !== null) void this.sweep();
-    this.execStdout = exec.stdout;
-    exec.stdout.pipe(bridge.stdout, { end: false });
-    if (this.aborting !== null) this.drainStdout();
-    let partial = "";
-    exec.stderr.on("data", (chunk: Buffer) => {
-      if (!bridge.stderr.writableEnded) bridge.stderr.write(chunk);
-      const text = partial + chunk.toString("utf8");
-      const lines = text.split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) if (line.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${line}`);
-      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL);
+    const maxLineBytes = this.options.outputLineMaxBytes;
+    const stdout = new LineCapTransform(maxLineBytes, () => {
+      this.log.warn("codex wrote a stdout line over the bound: the turn fails", { maxLineBytes });
+      this.refuseOutput(`codex wrote an output line over ${maxLineBytes} bytes (the bound is ALIVE_CODEX_OUTPUT_LINE_MAX_MB); the turn was stopped there and its processes swept`);
     });
+    this.stdout = stdout;
+    exec.stdout.pipe(stdout).pipe(bridge.stdout, { end: false });
+    if (this.aborting !== null) this.drainStdout();
+    const stderr = new StderrRelay({
+      forward: (chunk) => {
+        if (!bridge.stderr.writableEnded) bridge.stderr.write(chunk);
+      },
+      log: (line) => this.record.sink.write(`turn=${this.turnId} codex: ${line}`),
+    });
+    this.stderr = stderr;
+    exec.stderr.on("data", (chunk: Buffer) => stderr.write(chunk));
     const code = await exec.exit;
-    if (!exec.stdout.readableEnded) await once(exec.stdout, "end").catch(() => undefined);
-    if (partial.trim() !== "") this.record.sink.write(`turn=${this.turnId} codex: ${partial}`);
+    // Everything codex wrote is passed on before the bridge ends.
+    if (!stdout.readableEnded) await once(stdout, "end").catch(() => undefined);
+    if (!exec.stderr.readableEnded) await once(exec.stderr, "end").catch(() => undefined);
+    stderr.end();
+    if (stdout.droppedBytes > 0 || stderr.notForwardedBytes > 0 || stderr.unloggedLines > 0) {
+      this.log.info("codex's output went past its bounds", { stdoutDroppedBytes: stdout.droppedBytes, stderrNotForwardedBytes: stderr.notForwardedBytes, stderrUnloggedLines: stderr.unloggedLines });
+    }
     this.exitCode = code;
     await bridge.finish(code ?? 255);
   }
@@ -147,7 +158,7 @@ export class TurnContainer {
       const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
       return { code: "container_died", message: `the workspace container ${detail} during the turn` };
     }
-    const stderr = this.stderrTail.trim().split("\n").slice(-5).join("\n");
+    const stderr = (this.stderr?.tail ?? "").trim().split("\n").slice(-5).join("\n");
     if (this.exitCode !== undefined && this.exitCode !== 0) {
       return { code: "codex_exit", message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}` };
     }
@@ -167,8 +178,8 @@ export class TurnContainer {
 
   /** After an abort nobody reads codex's output any more: keep it flowing so the exec can end. */
   private drainStdout(): void {
-    this.execStdout?.unpipe();
-    this.execStdout?.resume();
+    this.stdout?.unpipe();
+    this.stdout?.resume();
   }
 
   /** Kills every process of this turn in the container. */
@@ -185,6 +196,8 @@ export class TurnContainer {
   }
 
   async dispose(): Promise<void> {
+    // With the bridge gone nothing reads codex's output: it must not be left paused, or the exec never ends.
+    this.drainStdout();
     await this.bridge?.dispose().catch(() => undefined);
     if (this.turnFile) await fs.rm(this.turnFile, { force: true }).catch(() => undefined);
   }

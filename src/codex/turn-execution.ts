@@ -17,6 +17,9 @@ import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, type EgressNarrowingOptions } from "./turn-egress.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
+import { CODEX_OUTPUT, encodeCodexEvent } from "./codex-output.js";
+import { boundText } from "../shared/utf8.js";
+import { turnEventLine } from "../shared/turn-event-line.js";
 import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
 import type { StallWatchSetting } from "../config.js";
@@ -27,6 +30,12 @@ import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTiming
 
 /** The error code of a turn the stall watch ended (stall-watch.ts). */
 export const SANDBOX_STALLED = "sandbox_stalled";
+
+/**
+ * The most of a failure's message a result keeps: messages carry codex's stderr and what codex
+ * reported, both the tenant's to script.
+ */
+export const ERROR_MESSAGE_MAX_BYTES = 16 * 1024;
 
 /** Why a turn was failed from outside its event stream (the model proxy could not reach the model API). */
 export class TurnFailure {
@@ -76,10 +85,11 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   let seq = 0;
   let firstEventMs: number | null = null;
   let watch: StallWatch | null = null;
-  const emit = (event: Parameters<TurnHooks["onEvent"]>[2]): void => {
+  /** Sends an event on; `json`, when the caller has it, is the event's JSON (made once for the wire and the journal). */
+  const emit = (event: Parameters<TurnHooks["onEvent"]>[2], json?: string): void => {
     watch?.progress();
     try {
-      hooks.onEvent(turnId, seq, event);
+      hooks.onEvent(turnId, seq, event, json === undefined ? undefined : turnEventLine(turnId, seq, json));
     } catch (error) {
       log.warn("event listener threw", { error: errorMessage(error) });
     }
@@ -91,7 +101,9 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
 
   const state = newTurnState(params.threadId ?? null);
   const credential = options.credentials.issue({ workspaceId: params.workspaceId, turnId });
-  const container = new TurnContainer(options, record, turnId, log, credential);
+  // Output past a bound fails the turn the way the stall watch does: at once, from outside the event stream.
+  const refuse = (message: string): void => cancel.abort(new TurnFailure(CODEX_OUTPUT, message));
+  const container = new TurnContainer(options, record, turnId, log, credential, refuse);
   let status: TurnStatus = "completed";
   let containerTask: Promise<void> = Promise.resolve();
   let containerError: unknown;
@@ -112,8 +124,18 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
     for await (const event of events) {
       firstEventMs ??= Date.now() - started;
-      emit(event);
-      applyTurnEvent(event, state, params.threadId);
+      // Checked before anyone sees it: the event is the tenant's to script (codex-output.ts).
+      const encoded = encodeCodexEvent(event, options.outputLineMaxBytes);
+      if ("refused" in encoded) {
+        refuse(encoded.refused);
+        break;
+      }
+      applyTurnEvent(event, state, params.threadId, encoded.bytes);
+      if (state.failure?.code === CODEX_OUTPUT) {
+        refuse(state.failure.message);
+        break;
+      }
+      emit(event, encoded.json);
       if (state.failure) break;
     }
     await containerTask;
@@ -151,7 +173,9 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   const resources = await meter.finish();
   const turnUsage = await computeTurnUsage(record, state.threadId, state.usage, options.log);
   const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage, resources, tokens: { ...meter.tokens } };
-  if (state.failure) result.error = state.failure;
+  if (state.itemsOmitted > 0) result.itemsOmitted = state.itemsOmitted;
+  if (state.finalResponseTruncated) result.finalResponseTruncated = true;
+  if (state.failure) result.error = { code: state.failure.code, message: boundText(state.failure.message, ERROR_MESSAGE_MAX_BYTES) };
   const durationMs = Date.now() - started;
   log.info("turn finished", { threadId: state.threadId, status, durationMs, ...(state.failure ? { error: state.failure.code } : {}), resources, tokens: result.tokens, budget: meter.budget });
   record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);

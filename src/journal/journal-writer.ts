@@ -8,7 +8,7 @@ import { promises as fsp, constants, open, write, close } from "node:fs";
 import type { Logger } from "../log.js";
 import { errorMessage } from "../errors.js";
 import { turnEventLine } from "../shared/turn-event-line.js";
-import { TRUNCATED_EVENT_TYPE, type EndRecord, type StartRecord } from "./journal-records.js";
+import { TRUNCATED_EVENT_TYPE, encodeEndRecord, type EndRecord, type StartRecord } from "./journal-records.js";
 
 /** Opens a turn's file: created here (a leftover with the same turn id is replaced), never through a symlink. */
 export async function openJournalFile(file: string): Promise<number> {
@@ -22,6 +22,13 @@ export async function openJournalFile(file: string): Promise<number> {
 /** Lines are encoded straight into chunks of this size (a longer line gets a chunk of its own). */
 const CHUNK_BYTES = 256 * 1024;
 
+/**
+ * What the events leave of a turn's bound for the marker and the end line: the end line's fixed part
+ * (ids, status, usage, accounting, an error message of at most 16 KiB) fits well within it; its items
+ * and final response get what else is left (journal-records.ts, encodeEndRecord). For a bound under
+ * 256 KiB (only tests make one), a quarter of it.
+ */
+const END_RESERVE_BYTES = 64 * 1024;
 
 export class JournalWriter {
   /** Chunks filled and waiting for the write in flight to finish. */
@@ -31,7 +38,8 @@ export class JournalWriter {
   #writing = false;
   #failed = false;
   #closed = false;
-  #eventBytes = 0;
+  /** Bytes of every line appended: the start, the events, the marker. */
+  #appended = 0;
   #written = 0;
   #truncated = false;
   #waiters: Array<() => void> = [];
@@ -52,28 +60,32 @@ export class JournalWriter {
   }
 
   start(record: StartRecord): void {
-    this.#append(`${JSON.stringify(record)}\n`);
+    this.#appended += this.#append(`${JSON.stringify(record)}\n`);
   }
 
   /**
    * Appends an event as its turn.event line (made once by the caller, sent as is on the wire);
-   * past the bound, writes the marker in its place once and drops the rest.
+   * past the events' share of the bound, writes the marker in its place once and drops the rest.
    */
   event(turnId: string, seq: number, line: string): void {
     if (this.#truncated || this.#failed || this.#closed) return;
-    // Checked by UTF-16 length (exact for ASCII): the bound is not worth encoding twice.
-    if (this.#eventBytes + line.length > this.maxBytes) {
+    const limit = this.maxBytes - Math.min(END_RESERVE_BYTES, Math.floor(this.maxBytes / 4));
+    // A UTF-16 unit is at most 3 bytes of UTF-8: most lines are known to fit without counting them.
+    if (this.#appended + line.length * 3 > limit && this.#appended + Buffer.byteLength(line) > limit) {
       this.#truncated = true;
-      this.#append(turnEventLine(turnId, seq, JSON.stringify({ type: TRUNCATED_EVENT_TYPE, max_bytes: this.maxBytes })));
+      this.#appended += this.#append(turnEventLine(turnId, seq, JSON.stringify({ type: TRUNCATED_EVENT_TYPE, max_bytes: this.maxBytes })));
       this.log.warn("turn journal truncated: the turn's events outgrew the per-turn bound", { seq, maxBytes: this.maxBytes });
       return;
     }
-    this.#eventBytes += this.#append(line);
+    this.#appended += this.#append(line);
   }
 
-  /** Writes the end line, waits for everything to reach the file, and closes it. */
+  /**
+   * Writes the end line, within what is left of the turn's bound (its items and final response are
+   * cut to fit, and say so), waits for everything to reach the file, and closes it.
+   */
   async end(record: EndRecord): Promise<void> {
-    this.#append(`${JSON.stringify(record)}\n`);
+    this.#append(encodeEndRecord(record, this.maxBytes - this.#appended));
     await this.flushed();
     this.#closed = true;
     await new Promise<void>((resolve) => close(this.fd, () => resolve()));

@@ -69,9 +69,10 @@ export class TurnHub {
       if (live) live.clientGone = true;
     };
     if (keepRunning) hooks.signal?.addEventListener("abort", onClientGone, { once: true });
-    const onEvent: TurnHooks["onEvent"] = (id, seq, event) => {
-      // Serialised once: the journal keeps the turn.event line the connection sends.
-      const line = turnEventLine(turnId, seq, JSON.stringify(event));
+    const onEvent: TurnHooks["onEvent"] = (id, seq, event, given) => {
+      // Serialised once (by the runner, which checks codex's events as it encodes them, or here):
+      // the journal keeps the turn.event line the connection sends.
+      const line = given ?? turnEventLine(turnId, seq, JSON.stringify(event));
       // The runner emits seq 0 only once it has admitted the turn: a refused turn.run (a busy
       // workspace, a turn id already running) never touches the journal or the turn it collides with.
       live ??= this.#begin(turnId, params.workspaceId, clientGone);

@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import net from "node:net";
 import type { ErrorCodeValue, ErrorData } from "../errors.js";
-import { MessageWriter, readLines } from "./framing.js";
+import { MessageWriter, SIDECAR_LINE_MAX_BYTES, readLines } from "./framing.js";
 import { notificationMessage, parseMessage, requestMessage, type RequestId, type ResponseMessage } from "./messages.js";
 // Types only: the client never loads the server's parsers and handlers.
 import type { MethodName, MethodParams, MethodResult } from "./methods.js";
@@ -314,7 +314,7 @@ export class SidecarClient {
 
   async #readLoop(): Promise<void> {
     try {
-      for await (const chunk of readLines(this.#socket)) {
+      for await (const chunk of readLines(this.#socket, { maxLineBytes: SIDECAR_LINE_MAX_BYTES })) {
         if (chunk.kind !== "line") continue;
         const incoming = parseMessage(chunk.text);
         if (incoming.kind === "response") this.#onResponse(incoming.message);

@@ -11,6 +11,14 @@ export type { LineChunk };
 /** The protocol's bound on one line, without its newline. */
 export const MAX_LINE_BYTES = DEFAULT_MAX_LINE_BYTES;
 
+/**
+ * The bound on a line the sidecar sends, which clients read with: a turn.event holds one of codex's
+ * events (at most ALIVE_CODEX_OUTPUT_LINE_MAX_MB, itself at most 32 MiB), a TurnResult at most 16 MiB
+ * of items and a final response of 4 MiB (24 MiB as JSON at worst). The client's own requests stay
+ * within MAX_LINE_BYTES.
+ */
+export const SIDECAR_LINE_MAX_BYTES = 64 * 1024 * 1024;
+
 export interface ReadLinesOptions {
   maxLineBytes?: number;
 }

@@ -58,6 +58,16 @@ describe("SidecarClient", () => {
     assert.equal(events[0]?.event.type, "sidecar.turn.accepted");
   });
 
+  it("reads the sidecar's lines past the 1 MiB its own requests are held to: a 5 MiB event and a 5 MiB result", async () => {
+    await ensure();
+    const text = "é".repeat(2.5 * 1024 * 1024);
+    t.service.turnScript = () => ({ events: [{ type: "item.completed", item: { id: "m", type: "agent_message", text } }], finalResponse: text });
+    const run = client.runTurn({ workspaceId: "ws-1", input: "long answer" });
+    const events = await collect(run);
+    assert.equal((events[1]?.event as { item: { text: string } }).item.text, text);
+    assert.equal((await run.result).finalResponse, text);
+  });
+
   it("keeps the events of two turns on one connection apart", async () => {
     await ensure();
     await client.ensureWorkspace({ workspaceId: "ws-2", userId: "u-2", uid: 10002, gid: 1000, workspacePath: t.workspacePath });

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
-import { TRUNCATED_EVENT_TYPE, turnsToPrune, type TurnSummary } from "../../src/journal/journal-records.js";
+import { TRUNCATED_EVENT_TYPE, encodeEndRecord, turnsToPrune, type EndRecord, type TurnSummary } from "../../src/journal/journal-records.js";
 import { TurnHub, type RunTurnFn } from "../../src/journal/turn-hub.js";
 import { TurnJournal, type JournalLimits } from "../../src/journal/turn-journal.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js";
@@ -88,6 +88,41 @@ describe("turn journal files", () => {
     assert.deepEqual(records.map((r) => r.seq), Array.from({ length: last.seq + 1 }, (_, i) => i));
     assert.ok((await fs.stat(path.join(dir, "journal", "t-big.jsonl"))).size < 2000 + 1500);
     assert.equal((await j.result("t-big"))?.status, "completed");
+  });
+
+  it("the whole file, end line included, stays within the bound: the end line's items and final response are cut to what the events left", async () => {
+    const maxBytesPerTurn = 256 * 1024;
+    const j = journal({ maxBytesPerTurn });
+    await j.open(RESTARTED);
+    const items = Array.from({ length: 200 }, (_, i) => ({ id: `i${i}`, type: "agent_message" as const, text: "x".repeat(2000) }));
+    const run: RunTurnFn = async (params, hooks) => {
+      const turnId = params.turnId!;
+      hooks.onEvent(turnId, 0, { type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: null });
+      items.forEach((item, i) => hooks.onEvent(turnId, i + 1, { type: "item.completed", item }));
+      return { ...result(turnId), finalResponse: "é".repeat(100_000), items };
+    };
+    const live = await new TurnHub({ journal: j, log, run }).run({ workspaceId: "ws-1", turnId: "t-full", input: "x" }, { onEvent: () => undefined });
+    assert.equal(live.items.length, 200, "the live result is whole");
+    assert.equal(live.itemsOmitted, undefined);
+    const size = (await fs.stat(path.join(dir, "journal", "t-full.jsonl"))).size;
+    assert.ok(size <= maxBytesPerTurn, `the journal holds ${size} bytes`);
+    const kept = await j.result("t-full");
+    assert.ok(kept !== null);
+    assert.equal(kept.status, "completed");
+    assert.equal(kept.finalResponseTruncated, true);
+    assert.ok(kept.finalResponse.length > 1000 && kept.finalResponse.length < 100_000 && /^é+$/.test(kept.finalResponse));
+    assert.equal(kept.items.length + (kept.itemsOmitted ?? 0), 200);
+    assert.ok((kept.itemsOmitted ?? 0) > 0);
+    assert.deepEqual(kept.items, items.slice(0, kept.items.length), "the first items, whole");
+  });
+
+  it("an end line that fits is written as it is", () => {
+    const record: EndRecord = { k: "end", turnId: "t", workspaceId: "w", startedAt: "s", endedAt: "e", status: "completed", lastSeq: 3, result: { ...result("t"), items: [{ id: "a", type: "agent_message", text: "hi" }] } };
+    assert.equal(encodeEndRecord(record, 1_000_000), `${JSON.stringify(record)}\n`);
+    const small = JSON.parse(encodeEndRecord(record, Buffer.byteLength(JSON.stringify(record)))) as EndRecord;
+    assert.deepEqual([small.result.items, small.result.itemsOmitted, small.result.finalResponse, small.result.finalResponseTruncated], [[], 1, "done", undefined]);
+    const tiny = JSON.parse(encodeEndRecord(record, 10)) as EndRecord;
+    assert.deepEqual([tiny.result.items, tiny.result.itemsOmitted, tiny.result.finalResponse, tiny.result.finalResponseTruncated, tiny.lastSeq], [[], 1, "", true, 3]);
   });
 
   it("ends a turn an earlier sidecar left without a result as failed, sidecar_restarted, even after a torn line", async () => {
