@@ -96,7 +96,8 @@ export class FakeSidecarService implements SidecarService {
     this.#record("health", {});
     return {
       version: "0.0.0-test",
-      codexVersion: "0.0.0",
+      codexVersion: "0.171.0",
+      codex: { version: "0.171.0", requested: "0.171.0", sdk: "0.163.0", tested: true, flags: ["--ignore-user-config", "--ignore-rules"] },
       docker: { reachable: true, serverVersion: "27.0.0" },
       image: { ref: "alive-codex-runtime:test", present: true },
       workspaces: { running: this.workspaces.size, total: this.workspaces.size },

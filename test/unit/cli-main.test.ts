@@ -98,6 +98,12 @@ describe("alive-codex against a sidecar", () => {
     assert.equal(JSON.parse(stdout).version, "0.0.0-test");
   });
 
+  it("health prints the codex the workspaces run: found in the image, from the setting, tested, with its flags", async () => {
+    const { code, stdout } = await cli(["health", "--socket", t.socketPath]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^codex +0\.171\.0 \(ALIVE_CODEX_CODEX_VERSION; the SDK's is 0\.163\.0; tested; adds --ignore-user-config --ignore-rules\)$/m);
+  });
+
   it("run ensures the workspace, streams the turn readably and exits 0", async () => {
     const { code, stdout, stderr } = await cli(runArgs("--user-id", "ada", "--model", "gpt-test", "--timeout", "5m", "list", "the files"));
     assert.equal(code, 0, stderr);
