@@ -286,7 +286,7 @@ class EngineStatus {
       } catch {
         image = null;
       }
-      const codex = image?.present ? await raceAbort(this.codex.found(), deadline).catch(() => null) : null;
+      const codex = image?.present ? await raceAbort(this.codex.found(image.ref), deadline).catch(() => null) : null;
       this.cached = { at: Date.now(), serverVersion: info.Version, image, codex: codex?.codex ?? null };
     }
     return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image, this.cached.codex];

@@ -63,10 +63,13 @@ export class RuntimeCodex {
     return [...this.#flags];
   }
 
-  /** The codex in the image `ref` now names, read once; null while the image is absent or cannot be read. */
-  async found(): Promise<{ ref: string; codex: ImageCodex } | null> {
+  /**
+   * The codex in the image `ref` names (by default the runtime image's current reference), read once
+   * per reference; null while the image is absent or carries no codex.
+   */
+  async found(knownRef?: string): Promise<{ ref: string; codex: ImageCodex } | null> {
     const { docker, image, labels } = this.#options;
-    const ref = await image.ref();
+    const ref = knownRef ?? (await image.ref());
     const known = this.#found.get(ref);
     if (known !== undefined) return { ref, codex: known };
     if (!(await isImagePresent(docker, ref))) return null;
