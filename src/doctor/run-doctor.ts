@@ -1,6 +1,7 @@
 /**
- * alive-codex doctor: proves the whole path on this install with the operator's settings (engine,
- * image, limits) but nothing of theirs touched: its own sidecar, in-process, on a temporary state
+ * alive-codex doctor --scratch (and doctor when no sidecar answers at the configured socket): proves
+ * the whole path on this install with the operator's settings (engine, image, limits, codex version)
+ * but nothing of theirs touched: its own sidecar, in-process, on a temporary state
  * dir, a scratch workspace it makes and removes, and a scripted model on loopback instead of a
  * real one (no key, no internet). Checks run in order; one that cannot run after a failure is
  * skipped. Everything it made is removed afterwards, also after a failure.
@@ -166,10 +167,6 @@ async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): P
     );
   }
 }
-
-
-
-
 
 /**
  * Removes the scratch workspace (its HOME and disk), closes the sidecar, and makes sure no container
