@@ -107,7 +107,7 @@ export class RuntimeCodex {
         log.warn("codex version not tested with this sidecar: turns may fail if its event stream changed (docs/image.md, Codex version)", { codexVersion: version, sdk: this.#options.sdk });
       }
     }
-    log.info("codex", { requested: this.requested, found: found?.codex.version ?? null, source: found?.codex.source ?? null, flags: this.#flags });
+    log.info("the codex the workspaces run", { requested: this.requested, found: found?.codex.version ?? null, source: found?.codex.source ?? null, flags: this.#flags });
   }
 
   /** sidecar.health's `codex`, from what is known without a call to the engine when `found` is given. */

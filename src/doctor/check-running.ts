@@ -1,8 +1,9 @@
 /**
  * alive-codex doctor against the sidecar that answers at the operator's socket (`--socket PATH`,
- * or the configured one when something answers there): its health, its engine and image, the codex
- * it runs, and a scratch workspace ensured through it (its disk, hardening, isolation report and
- * egress), then removed through it with nothing left behind.
+ * or the configured one when something answers there): its health and engine, a scratch workspace
+ * ensured through it, its image and the codex it runs (read after the ensure, which builds the image
+ * on a fresh sidecar), the workspace's disk, hardening, isolation report and egress; then the
+ * workspace is removed through it with nothing left behind.
  *
  * The turn and cancel checks are not run unless asked for (`--turn`): a running sidecar's model is
  * the operator's real one (doctor cannot point it at a scripted model as it does its own sidecar's),
@@ -22,7 +23,7 @@ import { CheckFailure, CheckSkipped, Checks, checkCancel, checkCodex, checkDisk,
 import type { DoctorCheck, DoctorReport } from "./report.js";
 
 /** The checks against a running sidecar, in order (the JSON report keys on these names). */
-export const RUNNING_CHECKS = ["sidecar", "engine", "image", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"] as const;
+export const RUNNING_CHECKS = ["sidecar", "engine", "workspace", "image", "codex", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"] as const;
 
 /** How long the sidecar's health may take before doctor calls it unwell. */
 const HEALTH_TIMEOUT_MS = 5000;
@@ -94,12 +95,6 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
     return `Docker ${healthy.docker.serverVersion ?? "?"}, reached by the sidecar and by doctor at ${config.dockerHost}`;
   });
 
-  await checks.run("image", "the sidecar builds it at the next workspace.ensure when ALIVE_CODEX_IMAGE is unset (run doctor again after one); else docker pull / docker load it", async () => {
-    if (!healthy.image.present) throw new CheckFailure(`the runtime image ${healthy.image.ref || "(unknown: the engine is unreachable)"} is not in the engine`);
-    return `${healthy.image.ref} present`;
-  });
-  await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(healthy));
-
   let workspace: WorkspaceParams | null = null;
   let ensured: EnsureWorkspaceResult | null = null;
   let removal: DoctorCheck | null = null;
@@ -114,6 +109,13 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
         return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid}, under ${path.dirname(params.workspacePath)})`;
       },
     );
+    // After the ensure: a sidecar that builds its image builds it at the first ensure (a fresh one has none yet).
+    const after = await raceAbort(service.health(), AbortSignal.timeout(HEALTH_TIMEOUT_MS)).catch(() => healthy);
+    await checks.run("image", "docker pull / docker load the image ALIVE_CODEX_IMAGE names, or unset it so the sidecar builds one (docs/image.md)", async () => {
+      if (!after.image.present) throw new CheckFailure(`the runtime image ${after.image.ref || "(unknown: the engine is unreachable)"} is not in the engine${workspaceOk ? "" : " (see the workspace check)"}`);
+      return `${after.image.ref} present`;
+    });
+    await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(after));
     if (!workspaceOk || workspace === null || ensured === null) return checks.skip(RUNNING_CHECKS.slice(5, -1), "no scratch workspace");
     const params: WorkspaceParams = workspace;
     const made: EnsureWorkspaceResult = ensured;

@@ -30,7 +30,8 @@ Which sidecar it checks:
                  settings (engine, image, limits; not your socket, state dir, key or metrics), talking
                  to a scripted model it serves on 127.0.0.1 (no key, no internet).
 
-The checks, in order (a running sidecar: sidecar, engine, image, codex, workspace, ...):
+The checks, in order (a running sidecar: sidecar, engine, workspace, image, codex, disk, ...: its
+image is read after the scratch workspace's ensure, which builds it on a fresh sidecar):
   engine      the Docker engine answers (for a running sidecar: to it, and to doctor, which probes
               the scratch container through it)
   image       the runtime image is present (a scratch sidecar builds it when --image is unset)
