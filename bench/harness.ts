@@ -1,7 +1,9 @@
 /**
  * The bench's world: a real sidecar (startSidecar) on its own labelled bridge network, with a temp
- * state dir and workspace root, a Responses stub on that bridge's gateway, and a cleanup that
- * removes every container and the network carrying this run's label, also after a failure.
+ * state dir and workspace root, a Responses stub on that bridge's gateway, and a cleanup that, also
+ * after a failure, removes the workspaces through the sidecar (their disks unmounted and detached),
+ * then every container and the network carrying this run's label, and checks that nothing of the
+ * run is left mounted or attached (losetup -a, /proc/mounts) before deleting its root.
  */
 import { specContextFromConfig } from "../src/workspace/spec.js";
 import { randomBytes } from "node:crypto";
@@ -17,8 +19,10 @@ import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { startSidecar, type RunningSidecar } from "../src/sidecar.js";
 import type { WorkspaceParams } from "../src/service.js";
 import { ensureBridgeNetwork } from "../src/docker/networks.js";
+import { releaseDisksUnder } from "../src/workspace/disk-image.js";
 import type { SpecContext } from "../src/workspace/spec.js";
 import { ResponsesStub } from "../test/support/responses-stub.js";
+import { describeLeftovers, leftoversUnder, type Leftovers } from "./leftovers.js";
 
 export const BENCH_API_KEY = "sk-bench-alive-0123456789abcdef";
 export const BENCH_MODEL = "gpt-5.5";
@@ -58,8 +62,25 @@ export interface BenchEnv {
   /** A fresh workspace directory under the root, owned by the bench uid, and ensure params for it. */
   workspace(workspaceId: string): Promise<WorkspaceParams>;
   uniqueId(prefix: string): string;
-  cleanup(): Promise<void>;
+  /** Idempotent: the second call finds nothing to do and returns the first call's report. */
+  cleanup(): Promise<BenchCleanup>;
 }
+
+/** What the cleanup found: for the summary, and a non-zero exit when a section left something. */
+export interface BenchCleanup {
+  /** Mounts and loop devices of the run's workspace disks left once the workspaces were removed (then released). */
+  left: Leftovers;
+  /** What even the release could not remove. */
+  stillLeft: Leftovers;
+  /** Containers of the run the reaper had to remove. */
+  reapedContainers: number;
+  /** Cleanup steps that failed. */
+  failures: string[];
+  /** One line for the summary. */
+  summary: string;
+}
+
+const NONE: Leftovers = { mounts: [], loopDevices: [] };
 
 export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv> {
   const runId = `bench-${randomBytes(4).toString("hex")}`;
@@ -68,14 +89,35 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "alive-codex-bench-"));
   const problems: string[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
-  const cleanup = async (): Promise<void> => {
-    for (const step of cleanups.reverse()) await step().catch((error: unknown) => options.progress(`cleanup step failed: ${String(error)}`));
-    cleanups.length = 0;
-  };
+  const report: BenchCleanup = { left: NONE, stillLeft: NONE, reapedContainers: 0, failures: [], summary: "" };
+  let cleaning: Promise<BenchCleanup> | null = null;
+  // Steps run last-pushed first.
+  const cleanup = (): Promise<BenchCleanup> =>
+    (cleaning ??= (async () => {
+      for (const step of cleanups.reverse()) {
+        await step().catch((error: unknown) => {
+          report.failures.push(String(error));
+          options.progress(`cleanup step failed: ${String(error)}`);
+        });
+      }
+      cleanups.length = 0;
+      report.summary = describeLeftovers(runId, report.left, report.stillLeft);
+      return report;
+    })());
   cleanups.push(() => fs.rm(root, { recursive: true, force: true }));
+  // Before the root goes: whatever workspace disk a section left would make rm fail with EBUSY and keep its loop device.
+  cleanups.push(async () => {
+    report.left = await leftoversUnder(root);
+    if (report.left.mounts.length + report.left.loopDevices.length === 0) return;
+    options.progress(`left by the sections: ${JSON.stringify(report.left)}; releasing them`);
+    await releaseDisksUnder(root);
+    report.stillLeft = await leftoversUnder(root);
+  });
   const runEnded = markRunLive(runId);
   cleanups.push(async () => {
-    await reapLabelled(docker, [`${Labels.runId}=${runId}`]);
+    const reaped = await reapLabelled(docker, [`${Labels.runId}=${runId}`]);
+    report.reapedContainers = reaped.containers;
+    report.failures.push(...reaped.failures);
     runEnded();
   });
   await reapAbandonedRuns(docker, { except: [runId] });
@@ -129,7 +171,19 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     );
     const sidecar = await startSidecar(config, log, { extraLabels: labels });
     cleanups.push(() => withDeadline(sidecar.close(0), 20_000, "the sidecar to close"));
-    // Runs first: a request the stub holds open would keep a turn (and so close()) waiting.
+    // Every workspace this sidecar knows goes through workspace.remove (purgeHome: its disk, when it
+    // has one, unmounted and its loop device detached), also those a failed section left behind.
+    // Sections with a sidecar of their own remove theirs through it.
+    const made: string[] = [];
+    cleanups.push(async () => {
+      const failed: string[] = [];
+      for (const workspaceId of made) {
+        if (sidecar.workspaces.find(workspaceId) === undefined) continue;
+        await sidecar.service.removeWorkspace({ workspaceId, purgeHome: true }).catch((error: unknown) => failed.push(`${workspaceId}: ${String(error)}`));
+      }
+      if (failed.length > 0) throw new Error(`workspace.remove failed for ${failed.join("; ")}`);
+    });
+    // Runs first: a request the stub holds open would keep a turn (and so close(), or a remove) waiting.
     cleanups.push(() => stub.close());
 
     return {
@@ -147,6 +201,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       problems,
       specContext: () => ({ ...specContextFromConfig(config, labels), image: imageRef }),
       async workspace(workspaceId) {
+        made.push(workspaceId);
         const dir = path.join(workspaceRoot, workspaceId);
         await fs.mkdir(dir, { recursive: true });
         await fs.chown(dir, BENCH_UID, BENCH_GID);
@@ -157,7 +212,8 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       cleanup,
     };
   } catch (error) {
-    await cleanup();
+    const { summary } = await cleanup();
+    options.progress(summary);
     throw error;
   }
 }

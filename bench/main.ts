@@ -8,7 +8,10 @@
  * Environment: ALIVE_CODEX_IMAGE (use this runtime image as is), ALIVE_CODEX_BASE_IMAGE (build the
  * runtime image FROM this; default debian:bookworm-slim when present, else alive-codex-base:bookworm),
  * DOCKER_HOST. Everything the bench makes is labelled dev.alive.codex.run-id=bench-<hex> and removed
- * at the end, also when a section fails or the run is interrupted.
+ * at the end, also when a section fails or the run is interrupted: workspaces through the sidecar
+ * that made them (disks unmounted, loop devices detached), then whatever carries the label. The
+ * summary ends with a check that nothing of the run is left in `losetup -a` or /proc/mounts; the
+ * exit code is 1 when a section left something (the bench releases it, and names it).
  */
 import os from "node:os";
 import { createDockerClient } from "../src/docker/engine.js";
@@ -20,7 +23,7 @@ import { benchDensity } from "./density.js";
 import { benchJournal } from "./journal.js";
 import { benchPausedEnsure } from "./paused-ensure.js";
 import { benchProxy } from "./proxy.js";
-import { startBenchEnv, type BenchEnv } from "./harness.js";
+import { startBenchEnv, type BenchCleanup, type BenchEnv } from "./harness.js";
 import { failedSection, renderSection, summaryTable, type Check, type SectionResult } from "./report.js";
 import { benchRpc } from "./rpc.js";
 import { benchRuntimes } from "./runtimes.js";
@@ -71,13 +74,17 @@ async function main(): Promise<number> {
     if (interrupted) return;
     interrupted = true;
     progress(`${signal}: cleaning up`);
-    void env.cleanup().finally(() => process.exit(130));
+    void env
+      .cleanup()
+      .then((report) => progress(report.summary))
+      .finally(() => process.exit(130));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
   const sections: SectionResult[] = [];
   let failed = false;
+  let cleaned: BenchCleanup | null = null;
   try {
     const serverVersion = (await env.docker.version()).Version;
     const cpu = os.cpus()[0]?.model ?? "unknown CPU";
@@ -133,7 +140,7 @@ async function main(): Promise<number> {
     process.off("SIGTERM", onSignal);
     if (!interrupted) {
       progress("cleaning up");
-      await env.cleanup();
+      cleaned = await env.cleanup();
     }
   }
 
@@ -141,11 +148,17 @@ async function main(): Promise<number> {
   console.log(`${"=".repeat(24)}\n  Summary\n${"=".repeat(24)}\n${summaryTable(checks)}\n`);
   const missed = checks.filter((check) => !check.pass).length;
   console.log(`${checks.length - missed}/${checks.length} targets met; total run time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (cleaned !== null) {
+    console.log(cleaned.summary);
+    if (cleaned.reapedContainers > 0) console.log(`cleanup: the reaper removed ${cleaned.reapedContainers} container(s) of the run that no section had removed`);
+    for (const failure of cleaned.failures) console.log(`cleanup: a step failed: ${failure}`);
+  }
   if (env.problems.length > 0) {
     console.log(`\nThe sidecar logged ${env.problems.length} warning(s)/error(s); the first ones:`);
     for (const line of env.problems.slice(0, 5)) console.log(`  ${line}`);
   }
-  return failed ? 1 : 0;
+  const leftSomething = cleaned !== null && cleaned.left.mounts.length + cleaned.left.loopDevices.length + cleaned.stillLeft.mounts.length + cleaned.stillLeft.loopDevices.length > 0;
+  return failed || leftSomething ? 1 : 0;
 }
 
 main().then(

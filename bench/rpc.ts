@@ -12,7 +12,7 @@
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { codexVersion } from "../src/codex-package.js";
+import { sdkCodexVersion } from "../src/codex-package.js";
 import { isImagePresent } from "../src/docker/base-image.js";
 import { ErrorCode, SidecarError } from "../src/errors.js";
 import { SidecarClient } from "../src/index.js";
@@ -154,7 +154,7 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
       const t2 = performance.now();
       await isImagePresent(env.docker, ref);
       const t3 = performance.now();
-      codexVersion();
+      sdkCodexVersion();
       const t4 = performance.now();
       await env.docker.ping();
       const t5 = performance.now();
@@ -175,7 +175,7 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
         partRow("docker.version()", parts.version),
         partRow(`image.ref() (${env.config.image === null ? "derived tag: inspects the base image, hashes images/runtime" : "explicit --image"})`, parts.ref),
         partRow("isImagePresent(ref) (image inspect)", parts.present),
-        partRow("codexVersion()", parts.codex),
+        partRow("sdkCodexVersion() (cached; the image's codex is read once per image)", parts.codex),
         partRow("not called; for comparison: docker.ping() (GET /_ping)", parts.ping),
       ],
       undefined,

@@ -176,7 +176,7 @@ async function main(): Promise<number> {
     await Promise.all(workspaces.map((_, w) => worker(w)));
   } finally {
     load?.kill("SIGKILL");
-    await env.cleanup();
+    progress((await env.cleanup()).summary);
   }
 
   const stalls = outcomes.filter((o) => o.stalled);

@@ -4,13 +4,16 @@
 //   node scripts/test.mjs               unit and integration tests
 //   node scripts/test.mjs unit          unit tests only (no Docker engine needed)
 //   node scripts/test.mjs integration   integration tests only
+//   node scripts/test.mjs codex-newer   the core turn tests (CORE_TURN_TESTS) against the newest codex
+//                                       the sidecar is tested with (or ALIVE_CODEX_TEST_CODEX_VERSION)
 //   node scripts/test.mjs [mode] FILE...   only these compiled test files (e.g. dist/test/integration/x.test.js)
 //   node scripts/test.mjs [mode] -- --test-name-pattern=foo   extra flags for node --test
 //
 // Integration tests never skip: the engine must answer (scripts/install-docker.sh starts one).
 // Before the tests it makes sure of the base image (a local one from make-base-image.mjs when
 // ALIVE_CODEX_BASE_IMAGE is unset and debian:bookworm-slim is absent) and ensures the runtime
-// image once. The tests get ALIVE_CODEX_TEST_IMAGE, ALIVE_CODEX_BASE_IMAGE and a fresh
+// image once, with the codex version ALIVE_CODEX_TEST_CODEX_VERSION names when set (else the SDK's;
+// the test sidecars then run with --codex-version). The tests get ALIVE_CODEX_TEST_IMAGE, ALIVE_CODEX_BASE_IMAGE and a fresh
 // ALIVE_CODEX_TEST_RUN_ID; afterwards every container, network and volume labelled with that run
 // id is removed (and whatever earlier runs that were killed left, their workspace disks included). Each test file must exit right
 // after its tests: one that leaves a handle open fails, naming it (test/support/exit-check.ts).
@@ -42,8 +45,14 @@ function fail(message) {
 const separator = process.argv.indexOf("--");
 const ownArgs = separator === -1 ? process.argv.slice(2) : process.argv.slice(2, separator);
 const runnerArgs = separator === -1 ? [] : process.argv.slice(separator + 1);
-const MODES = ["all", "unit", "integration"];
+const MODES = ["all", "unit", "integration", "codex-newer"];
 const mode = MODES.includes(ownArgs[0]) ? ownArgs[0] : "all";
+/**
+ * The turn tests run a second time against a newer codex (CI does, after the main run): commands,
+ * resume, cancel, MCP, output schema (turns), budgets and accounting (operations), and what the
+ * sidecar reports and adds for the version (codex-version).
+ */
+const CORE_TURN_TESTS = ["turns", "operations", "codex-version"].map((name) => path.join("dist", "test", "integration", `${name}.test.js`));
 const chosenFiles = MODES.includes(ownArgs[0]) ? ownArgs.slice(1) : ownArgs;
 for (const file of chosenFiles) {
   if (!file.endsWith(".test.js") || !existsSync(path.resolve(ROOT, file))) {
@@ -109,7 +118,9 @@ const runId = `t${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 const files =
   chosenFiles.length > 0
     ? chosenFiles.map((file) => path.relative(ROOT, path.resolve(ROOT, file)))
-    : mode === "integration"
+    : mode === "codex-newer"
+      ? CORE_TURN_TESTS
+      : mode === "integration"
       ? testFiles("integration")
       : mode === "unit"
         ? testFiles("unit")
@@ -138,6 +149,21 @@ function reportRetries() {
 if (mode === "unit") {
   say(`${files.length} unit test file(s), run id ${runId}`);
   process.exit(await runTests(files, env));
+}
+
+if (mode === "codex-newer" && !process.env.ALIVE_CODEX_TEST_CODEX_VERSION) {
+  const { TESTED_CODEX_VERSIONS } = await importDist("codex-versions.js");
+  env.ALIVE_CODEX_TEST_CODEX_VERSION = TESTED_CODEX_VERSIONS.at(-1);
+}
+const codexVersion = env.ALIVE_CODEX_TEST_CODEX_VERSION || null;
+if (codexVersion !== null) {
+  const { parseCodexVersionSetting } = await importDist("codex-versions.js");
+  try {
+    parseCodexVersionSetting("ALIVE_CODEX_TEST_CODEX_VERSION", codexVersion);
+  } catch (error) {
+    fail(error.message);
+  }
+  say(`codex ${codexVersion} (ALIVE_CODEX_TEST_CODEX_VERSION) in the runtime image and the test sidecars`);
 }
 
 const { createDockerClient } = await importDist("docker/engine.js");
@@ -212,6 +238,8 @@ const runtime = new RuntimeImage({
   docker,
   baseImage,
   explicitRef: process.env.ALIVE_CODEX_TEST_IMAGE || null,
+  codexVersion,
+  ...(process.env.ALIVE_CODEX_NPM_REGISTRY ? { npmRegistry: process.env.ALIVE_CODEX_NPM_REGISTRY } : {}),
   log,
   onProgress: (line) => console.log(`  | ${line}`),
 });

@@ -55,6 +55,21 @@ function resolveCodexPackageJson(): string {
   }
 }
 
+let cachedSdkVersion: string | undefined;
+
+/**
+ * The version of the installed @openai/codex package, the one @openai/codex-sdk depends on: the
+ * default of ALIVE_CODEX_CODEX_VERSION. Read from its package.json, so it works on any platform.
+ */
+export function sdkCodexVersion(): string {
+  if (cachedSdkVersion !== undefined) return cachedSdkVersion;
+  const file = resolveCodexPackageJson();
+  const version = (JSON.parse(readFileSync(file, "utf8")) as { version?: unknown }).version;
+  if (typeof version !== "string" || !/^\d+\.\d+\.\d+/.test(version)) throw new Error(`${file} has no usable "version" (got ${JSON.stringify(version)})`);
+  cachedSdkVersion = version;
+  return version;
+}
+
 let cachedVendorDir: string | undefined;
 let cachedPackageInfo: CodexPackageInfo | undefined;
 

@@ -8,6 +8,7 @@
  */
 import os from "node:os";
 import path from "node:path";
+import { MIN_CODEX_VERSION, parseCodexVersionSetting } from "./codex-versions.js";
 import type { EgressPolicy } from "./egress/policy.js";
 import type { AddressSet } from "./egress/addresses.js";
 import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
@@ -57,6 +58,10 @@ export interface SidecarConfig {
   image: string | null;
   /** The base the runtime image is built FROM; null lets the sidecar choose (docker/base-image.ts). */
   baseImage: string | null;
+  /** The @openai/codex version the runtime image installs; null: the one @openai/codex-sdk was released with. */
+  codexVersion: string | null;
+  /** The npm registry a codex version other than the SDK's is fetched from when the runtime image is built. */
+  npmRegistry: string;
   runtime: string | null;
   /** The runtimes a workspace may ask for in workspace.ensure (the operator's default is always one). */
   runtimes: string[];
@@ -258,6 +263,8 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "allowRoot", env: "ALIVE_CODEX_ALLOW_ROOT", flag: "--allow-root", parse: parseBoolean, default: "false", boolean: true, description: "Allow uid/gid 0 inside the ranges. Off unless you know why you need it." }),
   setting({ key: "image", env: "ALIVE_CODEX_IMAGE", flag: "--image", parse: names(255), default: null, defaultText: "alive-codex-runtime:<hash of build inputs>", description: "Runtime image reference. Unset: the sidecar builds images/runtime on first need and tags it by its inputs." }),
   setting({ key: "baseImage", env: "ALIVE_CODEX_BASE_IMAGE", flag: "--base-image", parse: names(255), default: null, defaultText: "debian:bookworm-slim when present, else the local alive-codex-base:bookworm", description: "Base image the runtime image is built FROM (scripts/make-base-image.mjs makes the local one where no registry is reachable)." }),
+  setting({ key: "codexVersion", env: "ALIVE_CODEX_CODEX_VERSION", flag: "--codex-version", parse: parseCodexVersionSetting, default: null, defaultText: "the SDK's: the @openai/codex that @openai/codex-sdk depends on", description: `The @openai/codex CLI version the runtime image installs, e.g. 0.171.0 (new models can need a newer CLI). At least ${MIN_CODEX_VERSION} (an older one is refused at start-up, naming it); one the sidecar's tests have not run against starts with a warning. A version other than the SDK's is fetched from ALIVE_CODEX_NPM_REGISTRY when the image is built (the image tag changes with it); sidecar.health and doctor report the version found in the image. With ALIVE_CODEX_IMAGE set, the image must carry this version. See docs/image.md, "Codex version".` }),
+  setting({ key: "npmRegistry", env: "ALIVE_CODEX_NPM_REGISTRY", flag: "--npm-registry", parse: parseUrl, default: "https://registry.npmjs.org", description: "npm registry (or a mirror of it) a codex version other than the SDK's is fetched from, by the sidecar itself when it builds the runtime image: the package's manifest, then its tarball, checked against the manifest's sha512 integrity. No proxy settings are read: point it at a mirror the sidecar reaches directly." }),
   setting({ key: "runtime", env: "ALIVE_CODEX_RUNTIME", flag: "--runtime", parse: names(64), default: null, defaultText: "(engine default, runc)", description: "OCI runtime of a workspace container whose workspace.ensure names none, e.g. runsc for gVisor (docs/runtimes.md)." }),
   setting({ key: "runtimes", env: "ALIVE_CODEX_RUNTIMES", flag: "--runtimes", parse: runtimeNames, default: "runc,runsc", description: "Comma-separated OCI runtimes a workspace may ask for (workspace.ensure runtime); ALIVE_CODEX_RUNTIME is always allowed. Each must also be registered with the engine (docker info), else -32006. scripts/install-runsc.sh registers runsc (docs/runtimes.md)." }),
   setting({ key: "network", env: "ALIVE_CODEX_NETWORK", flag: "--network", parse: names(64), default: "alive-codex", description: "No longer used: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md). Still accepted, so existing configurations load." }),

@@ -4,7 +4,7 @@ import path from "node:path";
 import type { SidecarConfig } from "./config.js";
 import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
-import { codexVersion } from "./codex-package.js";
+import { sdkCodexVersion } from "./codex-package.js";
 import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
@@ -13,6 +13,9 @@ import { createDockerClient, type Docker } from "./docker/engine.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
 import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
+import { RuntimeCodex } from "./docker/runtime-codex.js";
+import type { ImageCodex } from "./docker/image-codex.js";
+import { Labels } from "./docker/labels.js";
 import { raceAbort } from "./shared/abort.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
@@ -67,6 +70,27 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
   await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
   const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
+  const image = new RuntimeImage({
+    docker,
+    baseImage: config.baseImage,
+    explicitRef: config.image,
+    codexVersion: config.codexVersion,
+    npmRegistry: config.npmRegistry,
+    log,
+    ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}),
+  });
+  // The codex the workspaces run: refused here when the image carries one the SDK cannot drive (or
+  // not the one ALIVE_CODEX_CODEX_VERSION names); its flags go to every turn's codex exec.
+  const codex = new RuntimeCodex({
+    docker,
+    image,
+    configured: config.codexVersion,
+    explicitImage: config.image !== null,
+    sdk: sdkCodexVersion(),
+    labels: { [Labels.stateDir]: config.stateDir, ...config.extraLabels, ...options.extraLabels },
+    log,
+  });
+  await codex.checkAtStart();
   // Turns an earlier sidecar left without a result end in the journal as failed (sidecar_restarted);
   // their processes are swept below, before any workspace is offered.
   const journal = new TurnJournal({
@@ -77,7 +101,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const recovered = await journal.open({ code: "sidecar_restarted", message: "the sidecar restarted while the turn ran; its processes were stopped" });
   for (const turn of recovered) log.warn("a turn an earlier sidecar left running ended as sidecar_restarted", { turnId: turn.turnId, workspaceId: turn.workspaceId });
   journal.startPruning(JOURNAL_PRUNE_INTERVAL_MS);
-  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: config.image, log, ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}) });
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
@@ -154,7 +177,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const orphanSweep = await sweepAdoptedWorkspaces(docker, workspaces, log);
   const turns = new TurnRunner({
     docker,
-    launchers: new Launchers(docker),
+    launchers: new Launchers(docker, { codexFlags: codex.flags }),
     log,
     workspaces,
     bridgeScript,
@@ -178,14 +201,16 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   hubReady = turnHub;
   const version = sidecarVersion();
 
-  const engine = new EngineStatus(docker, image);
+  const engine = new EngineStatus(docker, image, codex);
 
   const service: SidecarService = {
     async health(signal) {
-      const [dockerStatus, imageStatus] = await engine.read(signal);
+      const [dockerStatus, imageStatus, found] = await engine.read(signal);
+      const codexHealth = codex.health(found);
       return {
         version,
-        codexVersion: codexVersion(),
+        codexVersion: codexHealth.version ?? codexHealth.requested ?? codexHealth.sdk,
+        codex: codexHealth,
         docker: dockerStatus,
         image: imageStatus ?? { ref: config.image ?? "", present: false },
         workspaces: workspaces.counts(),
@@ -245,21 +270,23 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
  * every few seconds (Engine 20.10's /version alone costs 7-10 ms).
  */
 class EngineStatus {
-  private cached: { at: number; serverVersion: string; image: { ref: string; present: boolean } | null } | null = null;
+  private cached: { at: number; serverVersion: string; image: { ref: string; present: boolean } | null; codex: ImageCodex | null } | null = null;
   private static readonly TTL_MS = 5000;
 
   constructor(
     private readonly docker: Docker,
     private readonly image: RuntimeImage,
+    private readonly codex: RuntimeCodex,
   ) {}
 
-  async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null]> {
+  /** The engine, the image and the codex found in it (read once per image: RuntimeCodex caches it). */
+  async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null, ImageCodex | null]> {
     const deadline = AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]);
     try {
       await raceAbort(this.docker.ping(), deadline);
     } catch {
       this.cached = null;
-      return [{ reachable: false }, null];
+      return [{ reachable: false }, null, null];
     }
     if (this.cached === null || Date.now() - this.cached.at > EngineStatus.TTL_MS) {
       const info = await raceAbort(this.docker.version(), deadline);
@@ -270,9 +297,10 @@ class EngineStatus {
       } catch {
         image = null;
       }
-      this.cached = { at: Date.now(), serverVersion: info.Version, image };
+      const codex = image?.present ? await raceAbort(this.codex.found(image.ref), deadline).catch(() => null) : null;
+      this.cached = { at: Date.now(), serverVersion: info.Version, image, codex: codex?.codex ?? null };
     }
-    return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image];
+    return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image, this.cached.codex];
   }
 }
 

@@ -4,6 +4,10 @@
  * of bash (/opt/codex/bin/alive-launch) that waits on stdin for one turn's header — the env entries codex gets and its argv,
  * each NUL-terminated — exports them and execs codex, which then reads the prompt from the
  * same stdin (bash reads a pipe byte by byte, so the prompt is left for codex).
+ *
+ * The flags the sidecar adds for the codex version (codex-versions.ts: --ignore-user-config, ...)
+ * are the launcher's own arguments: the script puts them right after `exec`, where codex's exec
+ * options go, ahead of the SDK's argv, so no turn can do without them.
  */
 import type Docker from "dockerode";
 import { startExec, type StartedExec } from "../docker/exec.js";
@@ -17,6 +21,7 @@ IFS= read -r -d '' n || exit 70
 args=()
 for ((i = 0; i < n; i++)); do IFS= read -r -d '' a || exit 70; args+=("$a"); done
 unset kv a n i
+if (($# > 0)) && [ "\${args[0]-}" = exec ]; then args=(exec "$@" "\${args[@]:1}"); fi
 exec codex "\${args[@]}"
 `;
 
@@ -43,10 +48,27 @@ interface Idle {
   starting: AbortController;
 }
 
+export interface LaunchersOptions {
+  /** Flags added after `exec` to every codex the launchers start (RuntimeCodex.flags). */
+  codexFlags?: readonly string[];
+}
+
+/** The launcher's command line: the script, its name ($0), then the flags it adds to codex exec ($@). */
+export function launcherCommand(codexFlags: readonly string[] = []): string[] {
+  for (const flag of codexFlags) if (!/^--[a-z][a-z0-9-]*$/.test(flag)) throw new Error(`not a codex flag: ${JSON.stringify(flag)}`);
+  return [LAUNCHER_BINARY, "-c", LAUNCH_SCRIPT, "alive-launch", ...codexFlags];
+}
+
 export class Launchers {
   private readonly idle = new Map<string, Idle>();
+  private readonly cmd: string[];
 
-  constructor(private readonly docker: Docker) {}
+  constructor(
+    private readonly docker: Docker,
+    options: LaunchersOptions = {},
+  ) {
+    this.cmd = launcherCommand(options.codexFlags);
+  }
 
   /** Starts a launcher for the workspace's next turn unless one is waiting. Never throws. */
   prewarm(target: LaunchTarget): void {
@@ -105,7 +127,7 @@ export class Launchers {
 
   private start(target: LaunchTarget, signal?: AbortSignal): Promise<StartedExec> {
     return startExec(this.docker, target.containerId, {
-      cmd: [LAUNCHER_BINARY, "-c", LAUNCH_SCRIPT, "alive-launch"],
+      cmd: this.cmd,
       user: target.user,
       workingDir: target.workingDir,
       stdin: "open",

@@ -1,19 +1,24 @@
 /**
- * The runtime image: built from images/runtime plus the codex build of the installed
- * @openai/codex package, tagged by its inputs (image-tag.ts), built at most once at a time.
+ * The runtime image: built from images/runtime plus a codex build (the installed @openai/codex
+ * package's, or the version the operator chose, fetched from the npm registry: codex-download.ts),
+ * tagged by its inputs (image-tag.ts), built at most once at a time.
  * An explicit reference (ALIVE_CODEX_IMAGE / --image) is used as given and never built.
  *
  * The parts: the base image and its choice (base-image.ts), the codex files (codex-files.ts), the
  * build context (build-context.ts), the engine's build and pull streams (build-stream.ts), and the
  * one shared build (shared/shared-flight.ts).
  */
-import { rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { codexTargetTriple } from "../codex-package.js";
 import { ErrorCode, SidecarError, errorMessage, imageUnavailable } from "../errors.js";
 import type { Logger } from "../log.js";
 import { SharedFlight } from "../shared/shared-flight.js";
 import { DEFAULT_BASE_IMAGE, baseImageHint, inspectImageId, isImagePresent, missingBaseImage, noBaseImage, resolveBaseImage } from "./base-image.js";
 import { defaultRuntimeContextDir, stageBuildContext } from "./build-context.js";
 import { BuildFailure, followStream } from "./build-stream.js";
+import { CodexDownloadError, downloadCodexVendor } from "./codex-download.js";
 import { resolveCodexFiles, type CodexFiles } from "./codex-files.js";
 import type { Docker } from "./engine.js";
 import { toSidecarError } from "./engine.js";
@@ -36,6 +41,40 @@ export interface RuntimeImageOptions {
   contextDir?: string;
   /** The codex vendor directory; defaults to the installed @openai/codex one (findCodexVendorDir). */
   codexVendorDir?: string;
+  /**
+   * ALIVE_CODEX_CODEX_VERSION: the codex version to build with; null or absent: the installed one.
+   * Another version than the installed one is fetched from `npmRegistry` when the image is built.
+   */
+  codexVersion?: string | null;
+  /** ALIVE_CODEX_NPM_REGISTRY; default https://registry.npmjs.org. */
+  npmRegistry?: string;
+}
+
+const DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org";
+
+/** The codex build an image is made with: its version and target, and its files (null: to be fetched at build). */
+type CodexChoice = Omit<CodexFiles, "vendorDir"> & { vendorDir: string | null };
+
+/**
+ * An explicit vendor dir as given; else the installed codex when no other version is asked for (or
+ * it is that version); else the asked-for version for this machine's target, fetched at build time.
+ */
+function chooseCodex(options: RuntimeImageOptions): CodexChoice {
+  const requested = options.codexVersion ?? null;
+  if (options.codexVendorDir !== undefined || requested === null) return resolveCodexFiles(options.codexVendorDir);
+  try {
+    const installed = resolveCodexFiles(undefined);
+    if (installed.version === requested) return installed;
+  } catch {
+    // Not installed here (or incomplete): the asked-for version is fetched all the same.
+  }
+  let target: string;
+  try {
+    target = codexTargetTriple();
+  } catch (error) {
+    throw imageUnavailable(`Cannot build the runtime image with codex ${requested}: ${errorMessage(error)}`, { reason: "codex binary not found", codexVersion: requested }, error);
+  }
+  return { version: requested, target, vendorDir: null };
 }
 
 export interface EnsureImageResult {
@@ -44,7 +83,7 @@ export interface EnsureImageResult {
   built: boolean;
 }
 
-async function derivedTag(contextDir: string, codex: CodexFiles, baseImage: string, baseImageId: string): Promise<string> {
+async function derivedTag(contextDir: string, codex: CodexChoice, baseImage: string, baseImageId: string): Promise<string> {
   const files = await readContextFiles(contextDir).catch((error: unknown) => {
     throw imageUnavailable(`Cannot read the runtime image's build files in ${contextDir}: ${errorMessage(error)}`, { reason: "build files unreadable", contextDir }, error);
   });
@@ -60,7 +99,7 @@ export async function runtimeImageRef(options: RuntimeImageOptions): Promise<str
   const baseImage = await resolveBaseImage(options.docker, options.baseImage);
   const baseImageId = await inspectImageId(options.docker, baseImage);
   if (baseImageId === null) throw missingBaseImage(baseImage);
-  return derivedTag(options.contextDir ?? defaultRuntimeContextDir(), resolveCodexFiles(options.codexVendorDir), baseImage, baseImageId);
+  return derivedTag(options.contextDir ?? defaultRuntimeContextDir(), chooseCodex(options), baseImage, baseImageId);
 }
 
 /**
@@ -99,7 +138,7 @@ export class RuntimeImage {
         { field: "image", reason: "not present", image: explicitRef },
       );
     }
-    const codex = resolveCodexFiles(this.#options.codexVendorDir);
+    const codex = chooseCodex(this.#options);
     const contextDir = this.#options.contextDir ?? defaultRuntimeContextDir();
     const baseImage = await this.#chooseBaseImage(signal);
     let baseImageId = await inspectImageId(docker, baseImage);
@@ -163,7 +202,28 @@ export class RuntimeImage {
     }
   }
 
-  async #build(ref: string, baseImage: string, contextDir: string, codex: CodexFiles, signal: AbortSignal): Promise<void> {
+  /** The codex build's vendor dir: the chosen one, else `codex.version` fetched into a temp dir under `scratch`. */
+  async #codexFiles(codex: CodexChoice, scratch: string, signal: AbortSignal): Promise<string> {
+    if (codex.vendorDir !== null) return codex.vendorDir;
+    const registry = this.#options.npmRegistry ?? DEFAULT_NPM_REGISTRY;
+    const started = Date.now();
+    this.#options.log.info("fetching codex for the runtime image", { codexVersion: codex.version, target: codex.target, registry });
+    try {
+      const vendorDir = await downloadCodexVendor({ registry, version: codex.version, target: codex.target, dir: scratch, signal });
+      this.#options.log.info("fetched codex for the runtime image", { codexVersion: codex.version, durationMs: Date.now() - started });
+      return vendorDir;
+    } catch (error) {
+      if (signal.aborted || !(error instanceof CodexDownloadError)) throw error;
+      throw imageUnavailable(
+        `Cannot build the runtime image with codex ${codex.version} (ALIVE_CODEX_CODEX_VERSION): ${error.message}. ` +
+          `Check ALIVE_CODEX_NPM_REGISTRY (${registry}), or unset ALIVE_CODEX_CODEX_VERSION for the SDK's own codex (docs/image.md, Codex version)`,
+        { field: "codexVersion", reason: "codex download failed", codexVersion: codex.version, registry, detail: error.message },
+        error,
+      );
+    }
+  }
+
+  async #build(ref: string, baseImage: string, contextDir: string, codex: CodexChoice, signal: AbortSignal): Promise<void> {
     const { docker, log } = this.#options;
     const started = Date.now();
     log.info("building runtime image", { image: ref, baseImage, codexVersion: codex.version, contextDir });
@@ -175,10 +235,13 @@ export class RuntimeImage {
       progress(line);
     };
     let staged: { stream: NodeJS.ReadableStream; dir: string } | null = null;
+    let scratch: string | null = null;
     const packing = new AbortController();
     const buildSignal = AbortSignal.any([signal, packing.signal]);
     try {
-      staged = await stageBuildContext(contextDir, codex.vendorDir).catch((error: unknown) => {
+      if (codex.vendorDir === null) scratch = await mkdtemp(path.join(os.tmpdir(), "alive-codex-codex-"));
+      const vendorDir = await this.#codexFiles(codex, scratch ?? "", signal);
+      staged = await stageBuildContext(contextDir, vendorDir).catch((error: unknown) => {
         throw imageUnavailable(`Cannot stage the runtime image's build context: ${errorMessage(error)}`, { reason: "build context", contextDir }, error);
       });
       let packError: unknown = null;
@@ -226,6 +289,7 @@ export class RuntimeImage {
         stream.destroy?.();
         await rm(staged.dir, { recursive: true, force: true });
       }
+      if (scratch !== null) await rm(scratch, { recursive: true, force: true });
     }
   }
 }

@@ -14,8 +14,12 @@ export interface DoctorCheck {
 
 export interface DoctorReport {
   ok: boolean;
-  /** The temporary state dir doctor's own sidecar used (removed afterwards); its containers carry it as a label. */
-  stateDir: string;
+  /** "scratch": doctor started a sidecar of its own; "running": it checked the one answering at `socketPath`. */
+  mode: "scratch" | "running";
+  /** The socket of the sidecar checked ("running"); null for doctor's own. */
+  socketPath: string | null;
+  /** The temporary state dir doctor's own sidecar used (removed afterwards; its containers carry it as a label); null for a running sidecar. */
+  stateDir: string | null;
   checks: DoctorCheck[];
 }
 

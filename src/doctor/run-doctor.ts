@@ -1,6 +1,7 @@
 /**
- * alive-codex doctor: proves the whole path on this install with the operator's settings (engine,
- * image, limits) but nothing of theirs touched: its own sidecar, in-process, on a temporary state
+ * alive-codex doctor --scratch (and doctor when no sidecar answers at the configured socket): proves
+ * the whole path on this install with the operator's settings (engine, image, limits, codex version)
+ * but nothing of theirs touched: its own sidecar, in-process, on a temporary state
  * dir, a scratch workspace it makes and removes, and a scripted model on loopback instead of a
  * real one (no key, no internet). Checks run in order; one that cannot run after a failure is
  * skipped. Everything it made is removed afterwards, also after a failure.
@@ -18,14 +19,11 @@ import { reapLabelled } from "../docker/reaper.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { raceAbort } from "../shared/abort.js";
-import { describeDiskHealth } from "../shared/disk-settings.js";
 import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-image.js";
-import type { EnsureWorkspaceResult, RunTurnParams, TurnResult, WorkspaceParams } from "../service.js";
+import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
-import { METADATA_ADDRESS, probeMetadataConnect, turnProcesses } from "./container-probes.js";
-import { describeHardening, hardeningProblems } from "./hardening.js";
-import { describeIsolation, isolationProblems } from "./isolation.js";
-import { skipped, type DoctorCheck, type DoctorReport } from "./report.js";
+import { CheckFailure, Checks, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, CHECK_OUTPUT, type TurnPlan } from "./checks.js";
+import type { DoctorCheck, DoctorReport } from "./report.js";
 import { startScriptedModel, type ScriptedReply, type ScriptedRequest } from "./scripted-model.js";
 
 export interface DoctorOptions {
@@ -36,10 +34,10 @@ export interface DoctorOptions {
 
 const TURN_PROMPT = "doctor: run the check command";
 const CANCEL_PROMPT = "doctor: run the long command";
-const CHECK_OUTPUT = "doctor-ok";
 /** A model from codex's bundled catalog: an unknown one adds an error item to every turn. */
 const DOCTOR_MODEL = "gpt-5.5";
-const CANCEL_DEADLINE_MS = 10_000;
+/** The scripted model's turns: its prompts, and its answer carries the command's output. */
+const SCRIPTED_TURNS: TurnPlan = { checkPrompt: TURN_PROMPT, cancelPrompt: CANCEL_PROMPT, model: DOCTOR_MODEL, timeoutMs: 90_000, finalMustCarryOutput: true };
 
 /** The scripted model: one command per prompt, then a message carrying its output. */
 export function doctorScript(request: ScriptedRequest): ScriptedReply {
@@ -49,45 +47,7 @@ export function doctorScript(request: ScriptedRequest): ScriptedReply {
   return { kind: "message", text: `the command printed: ${output.includes(CHECK_OUTPUT) ? CHECK_OUTPUT : output.slice(-200)}` };
 }
 
-class Checks {
-  readonly list: DoctorCheck[] = [];
-  constructor(private readonly onCheck: ((check: DoctorCheck) => void) | undefined) {}
-
-  /** Runs one check; `run` returns the evidence of a pass or throws a CheckFailure (anything else is a failure too). */
-  async run(name: string, fix: string, run: () => Promise<string>): Promise<boolean> {
-    const started = Date.now();
-    let check: DoctorCheck;
-    try {
-      check = { name, status: "pass", detail: await run(), durationMs: Date.now() - started };
-    } catch (error) {
-      const failure = error instanceof CheckFailure ? error : null;
-      check = { name, status: "fail", detail: failure?.message ?? errorMessage(error), fix: failure?.fix ?? fix, durationMs: Date.now() - started };
-    }
-    this.add(check);
-    return check.status === "pass";
-  }
-
-  add(check: DoctorCheck): void {
-    this.list.push(check);
-    this.onCheck?.(check);
-  }
-
-  skip(names: string[], because: string): void {
-    for (const name of names) this.add(skipped(name, because));
-  }
-}
-
-/** A failed check's reason, and its fix when the default one of the check does not fit. */
-class CheckFailure extends Error {
-  constructor(
-    message: string,
-    readonly fix?: string,
-  ) {
-    super(message);
-  }
-}
-
-const LATER_CHECKS = ["sidecar", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress"] as const;
+const LATER_CHECKS = ["sidecar", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress"] as const;
 
 export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOptions): Promise<DoctorReport> {
   const checks = new Checks(options.onCheck);
@@ -103,7 +63,7 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
     await releaseDisksUnder(root).catch(() => undefined);
     await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
-  return { ok: checks.list.every((c) => c.status !== "fail"), stateDir, checks: checks.list };
+  return { ok: checks.list.every((c) => c.status !== "fail"), mode: "scratch", socketPath: null, stateDir, checks: checks.list };
 }
 
 async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: Docker, root: string, stateDir: string, log: Logger): Promise<void> {
@@ -134,6 +94,7 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
     });
     if (!sidecarOk || sidecar === null) return checks.skip(LATER_CHECKS.slice(1), "the sidecar did not start");
     const running: RunningSidecar = sidecar;
+    await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(await running.service.health()));
     workspace = await makeScratchWorkspace(config, root);
     const params = workspace;
     let ensured: EnsureWorkspaceResult | null = null;
@@ -141,35 +102,16 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
       ensured = await running.service.ensureWorkspace(params, AbortSignal.timeout(120_000));
       return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid})`;
     });
-    if (!workspaceOk || ensured === null) return checks.skip(LATER_CHECKS.slice(2), "no workspace container");
-    const containerId = (ensured as EnsureWorkspaceResult).containerId;
+    if (!workspaceOk || ensured === null) return checks.skip(LATER_CHECKS.slice(3), "no workspace container");
+    const made: EnsureWorkspaceResult = ensured;
     const user = `${params.uid}:${params.gid}`;
 
-    await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(running, params));
-
-    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", async () => {
-      const info = await docker.getContainer(containerId).inspect();
-      const problems = hardeningProblems(info);
-      if (problems.length > 0) throw new CheckFailure(problems.join("; "));
-      return describeHardening(info);
-    });
-    await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)", async () => {
-      const fromEnsure = (ensured as EnsureWorkspaceResult).isolation;
-      const listed = (await running.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === params.workspaceId);
-      if (listed === undefined) throw new CheckFailure(`workspace.list does not list the scratch workspace ${params.workspaceId}`);
-      const problems = [...new Set([...isolationProblems(fromEnsure).map((p) => `workspace.ensure: ${p}`), ...isolationProblems(listed.isolation).map((p) => `workspace.list: ${p}`)])];
-      if (problems.length > 0) throw new CheckFailure(problems.join("; "));
-      return describeIsolation(listed.isolation as NonNullable<typeof listed.isolation>);
-    });
-    await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running, params));
-    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running, docker, params, containerId, user));
-    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", async () => {
-      const { exitCode, response } = await probeMetadataConnect(docker, containerId, user);
-      const status = response.split("\n")[0] ?? "";
-      if (!/^HTTP\/1\.[01] 403\b/.test(status)) throw new CheckFailure(`CONNECT ${METADATA_ADDRESS} through the proxy got ${JSON.stringify(status || `nothing (exit ${exitCode})`)}, expected 403`);
-      const reason = /^x-alive-egress-refused:\s*(.*)$/im.exec(response)?.[1]?.trim();
-      return `CONNECT ${METADATA_ADDRESS} refused: 403${reason ? ` (${reason})` : ""}`;
-    });
+    await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(running.service, params));
+    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", () => checkHardening(docker, made.containerId));
+    await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)", () => checkIsolation(running.service, params, made));
+    await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running.service, params, SCRIPTED_TURNS));
+    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running.service, docker, params, made.containerId, user, SCRIPTED_TURNS));
+    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", () => checkEgress(docker, made.containerId, user));
   } finally {
     const removal = await removeEverything(docker, sidecar, workspace, stateDir, root);
     await model.close();
@@ -214,7 +156,7 @@ async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): P
       `docker pull / docker load ${config.image}, or unset ALIVE_CODEX_IMAGE (--image) so the sidecar builds it (npm test builds one too)`,
     );
   }
-  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: null, log });
+  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: null, codexVersion: config.codexVersion, npmRegistry: config.npmRegistry, log });
   try {
     const { ref, built } = await image.ensure(AbortSignal.timeout(20 * 60_000));
     return built ? `${ref} built` : `${ref} present`;
@@ -224,65 +166,6 @@ async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): P
       "without a registry, make the local base image first: node scripts/make-base-image.mjs (docs/image.md)",
     );
   }
-}
-
-async function runTurn(sidecar: RunningSidecar, params: RunTurnParams, onEvent: (type: string, item?: { type: string }) => void = () => undefined): Promise<TurnResult> {
-  return sidecar.service.runTurn(params, {
-    onEvent: (_turnId, _seq, event) => onEvent(event.type, "item" in event ? event.item : undefined),
-  });
-}
-
-async function checkTurn(sidecar: RunningSidecar, workspace: WorkspaceParams): Promise<string> {
-  const result = await runTurn(sidecar, { workspaceId: workspace.workspaceId, input: TURN_PROMPT, options: { model: DOCTOR_MODEL, timeoutMs: 90_000 } });
-  if (result.status !== "completed") throw new CheckFailure(`the turn ${result.status}: ${result.error?.message ?? "no reason given"}`);
-  const command = result.items.find((item) => item.type === "command_execution");
-  if (command?.type !== "command_execution") throw new CheckFailure("the turn completed without running the scripted command");
-  if (command.exit_code !== 0 || !command.aggregated_output.includes(CHECK_OUTPUT)) {
-    throw new CheckFailure(`\`${command.command}\` exited ${command.exit_code ?? "?"} with ${JSON.stringify(command.aggregated_output.slice(0, 200))}`);
-  }
-  if (!result.finalResponse.includes(CHECK_OUTPUT)) throw new CheckFailure(`the command's output did not reach the model: final message ${JSON.stringify(result.finalResponse.slice(0, 200))}`);
-  return `echo ${CHECK_OUTPUT} ran in the container and its output came back (${result.resources.wallMs} ms, ${result.tokens.input + result.tokens.output} tokens)`;
-}
-
-async function checkCancel(sidecar: RunningSidecar, docker: Docker, workspace: WorkspaceParams, containerId: string, user: string): Promise<string> {
-  const turnId = `doctor-cancel-${randomBytes(4).toString("hex")}`;
-  let started = false;
-  const turn = runTurn(sidecar, { workspaceId: workspace.workspaceId, turnId, input: CANCEL_PROMPT, options: { model: DOCTOR_MODEL, timeoutMs: 90_000 } }, (type, item) => {
-    if (type === "item.started" && item?.type === "command_execution") started = true;
-  });
-  const deadline = Date.now() + 60_000;
-  while (!(started && (await turnProcesses(docker, containerId, user)).some((p) => /sleep 1000/.test(p)))) {
-    if (Date.now() > deadline) {
-      await sidecar.service.cancelTurn({ turnId }).catch(() => undefined);
-      await turn.catch(() => undefined);
-      throw new CheckFailure("the long command did not start within 60 s");
-    }
-    await sleep(100);
-  }
-  const cancelledAt = Date.now();
-  await sidecar.service.cancelTurn({ turnId });
-  const result = await turn;
-  if (result.status !== "cancelled") throw new CheckFailure(`the cancelled turn ended ${result.status}`);
-  let left = await turnProcesses(docker, containerId, user);
-  while (left.length > 0 && Date.now() - cancelledAt < CANCEL_DEADLINE_MS) {
-    await sleep(100);
-    left = await turnProcesses(docker, containerId, user);
-  }
-  if (left.length > 0) throw new CheckFailure(`${left.length} process(es) of the cancelled turn still run ${CANCEL_DEADLINE_MS / 1000} s after cancel: ${left.join(", ").slice(0, 300)}`);
-  return `turn.cancel during \`sleep 1000\`: no turn process left after ${Date.now() - cancelledAt} ms`;
-}
-
-/**
- * The disk enforcement in force (ALIVE_CODEX_DISK; with "auto", what start-up chose and why) and,
- * when limits are in force, the scratch workspace's own disk as workspace.list reports it.
- */
-async function checkDisk(sidecar: RunningSidecar, workspace: WorkspaceParams): Promise<string> {
-  const disk = (await sidecar.service.health()).disk;
-  if (disk === undefined) throw new CheckFailure("sidecar.health reports no disk entry");
-  if (disk.enforcement === "none") return describeDiskHealth(disk);
-  const usage = (await sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspace.workspaceId)?.disk;
-  if (!usage) throw new CheckFailure(`disk limits are in force but the scratch workspace ${workspace.workspaceId} has no disk mounted`);
-  return `${describeDiskHealth(disk)}; the scratch workspace's disk: ${Math.round(usage.limitBytes / (1024 * 1024))} MiB, ${usage.limitInodes} inodes`;
 }
 
 /**
@@ -323,6 +206,3 @@ async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, 
   return { name: "cleanup", status: "pass", detail: sidecar === null ? "nothing was made" : "scratch workspace, its container, HOME and disk removed (nothing mounted or attached left); sidecar closed", durationMs };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -27,6 +27,12 @@ export interface DiskCapabilities {
    * Null outside such a container.
    */
   stateDirPropagation: string | null;
+  /**
+   * The AppArmor label the sidecar runs under, as /proc/self/attr says it ("docker-default (enforce)",
+   * "unconfined"); null or absent where AppArmor is off. Docker's default profile denies mount(2)
+   * whatever the capabilities, so a container under it cannot mount a disk even with CAP_SYS_ADMIN.
+   */
+  appArmor?: string | null;
 }
 
 const E2FSPROGS_TOOLS = new Set(["mkfs.ext4", "e2fsck", "resize2fs"]);
@@ -43,6 +49,9 @@ export function diskProblems(caps: DiskCapabilities): string[] {
   }
   if (caps.loopControl === "missing") problems.push("/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)");
   if (caps.loopControl === "denied") problems.push("/dev/loop-control cannot be opened (in a container: a device cgroup rule 'b 7:* rwm' and 'c 10:237 rwm', docs/security.md, Disk)");
+  if (caps.appArmor && /^docker-default\b.*\(enforce\)/.test(caps.appArmor)) {
+    problems.push(`the sidecar runs under the AppArmor profile ${caps.appArmor.trim()}, which denies mount(2) (in a container: security_opt apparmor=unconfined; docs/compose.md)`);
+  }
   if (caps.stateDirPropagation !== null && !/^r?shared$/.test(caps.stateDirPropagation)) {
     problems.push(`the state dir is bind-mounted into the sidecar's container with propagation ${caps.stateDirPropagation || "unset"}: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)`);
   }

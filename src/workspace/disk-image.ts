@@ -313,8 +313,9 @@ async function loopDevicesOf(image: string): Promise<string[]> {
 
 /**
  * What this host offers for workspace disks, without side effects: the uid, CAP_SYS_ADMIN in the
- * effective set (/proc/self/status), the tools on PATH (one sh), and whether /dev/loop-control opens
- * read-write (absent on a host without the loop module; refused in a container without the device);
+ * effective set (/proc/self/status), the tools on PATH (one sh), whether /dev/loop-control opens
+ * read-write (absent on a host without the loop module; refused in a container without the device)
+ * and the AppArmor label (Docker's default profile denies mount whatever the capabilities);
  * `stateDirPropagation` comes from checkSelfMounts (the engine's view of the sidecar's own container).
  */
 export async function probeDiskCapabilities(stateDirPropagation: string | null = null): Promise<DiskCapabilities> {
@@ -331,7 +332,16 @@ export async function probeDiskCapabilities(stateDirPropagation: string | null =
   } catch (error) {
     loopControl = (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "denied";
   }
-  return { root, capSysAdmin, missingTools, loopControl, stateDirPropagation };
+  return { root, capSysAdmin, missingTools, loopControl, stateDirPropagation, appArmor: await readAppArmorLabel() };
+}
+
+/** This process's AppArmor label: the stacked LSM interface first (Linux 5.8+), then the classic one; null when neither says. */
+async function readAppArmorLabel(): Promise<string | null> {
+  for (const file of ["/proc/self/attr/apparmor/current", "/proc/self/attr/current"]) {
+    const label = (await fs.readFile(file, "utf8").catch(() => "")).replace(/\0/g, "").trim();
+    if (label !== "") return label;
+  }
+  return null;
 }
 
 /** What of workspace disks is left under `dir`: the mounts below it and the loop devices whose backing file is below it. */

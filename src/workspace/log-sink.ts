@@ -14,7 +14,11 @@ export class LogSink {
 
   constructor(private readonly fifoPath: string) {}
 
-  /** Writes one line (a timestamp is prefixed; newlines inside are folded). Never throws. */
+  /**
+   * Writes one line (newlines inside are folded). Never throws. No timestamp of its own: workspace.logs
+   * reads the log with the engine's (docker logs --timestamps), and a second one made every line
+   * carry two.
+   */
   write(line: string): void {
     try {
       if (this.socket === null || this.socket.destroyed) {
@@ -23,7 +27,7 @@ export class LogSink {
         this.socket.on("error", () => this.close());
       }
       if (this.socket.writableLength > MAX_PENDING) return;
-      this.socket.write(`${new Date().toISOString()} ${line.replace(/[\r\n]+/g, " ")}\n`);
+      this.socket.write(`${line.replace(/[\r\n]+/g, " ")}\n`);
     } catch {
       // A missing FIFO (workspace being removed) is not worth failing a turn for.
     }

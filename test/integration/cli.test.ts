@@ -188,14 +188,14 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     assert.match(table.stdout, new RegExp(`^${workspaceId}\\s+\\S+\\s+${entry.containerId.slice(0, 12)}\\s+running`, "m"));
   });
 
-  test("logs shows the turn's lines", async () => {
+  test("logs --workspace shows the turn's lines, one timestamp each", async () => {
     // The engine copies the container's output into its log a moment after the turn ends.
     const { code, stdout, stderr } = await waitFor(async () => {
-      const shown = await cli(["logs", "--socket", socketPath, workspaceId]);
+      const shown = await cli(["logs", "--socket", socketPath, "--workspace", workspaceId]);
       return shown.code !== 0 || /event=finished/.test(shown.stdout) ? shown : null;
     }, { timeoutMs: 10_000, intervalMs: 200, what: "the turn's end in the workspace log" });
     assert.equal(code, 0, stderr);
-    assert.match(stdout, /turn=turn-\S+ thread=new event=started/);
+    assert.match(stdout, /^\d{4}-\d\d-\d\dT\S+Z turn=turn-\S+ thread=new event=started$/m);
     assert.match(stdout, /turn=turn-\S+ thread=[0-9a-f-]{36} event=finished status=completed/);
     assertNoSecretIn(stdout, "the workspace log");
   });

@@ -2,7 +2,9 @@
  * The sidecar in its own container, set up as compose/compose.yaml sets it up: the Docker socket
  * mounted into the sidecar only, the RPC socket's directory shared with its client (here the test,
  * through a bind mount of a host dir), the state dir and the workspace root at the same absolute
- * paths as on the host, the settings and a (fake) key in the environment, no network of its own.
+ * paths as on the host, the settings and a (fake) key in the environment, and what disk limits need
+ * (CAP_SYS_ADMIN, AppArmor unconfined, the loop devices through the host's /dev, the state dir bound
+ * rshared), so that ALIVE_CODEX_DISK=auto settles on "image" there.
  *
  * The containers are made through dockerode, not `docker compose`: neither compose v2 nor
  * docker-compose v1 is needed on the test machine. The image comes from
@@ -18,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { execa } from "execa";
+import type { ThreadEvent } from "@openai/codex-sdk";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { LOCAL_BASE_IMAGE } from "../../src/docker/base-image.js";
 import { findPackageRoot } from "../../src/docker/build-context.js";
@@ -27,6 +30,9 @@ import { checkSelfMounts } from "../../src/docker/self-mounts.js";
 import { ErrorCode, type SidecarError } from "../../src/errors.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import { probeSocket } from "../../src/rpc/socket.js";
+import { describeDiskHealth } from "../../src/shared/disk-settings.js";
+import { disksLeftUnder, releaseDisksUnder } from "../../src/workspace/disk-image.js";
+import { readMounts } from "../../src/workspace/mountinfo.js";
 import { containerName } from "../../src/workspace/spec.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
 import { INSTANCE_LABEL, TEST_API_KEY, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID, startGatewayStub, testImage } from "../support/sidecar.js";
@@ -48,10 +54,13 @@ interface SidecarContainerOptions {
   stateDir: { host: string; container: string };
   workspaceRoot: string;
   stubUrl: string;
+  /** compose.yaml's disk-limit grants (the state dir's host mount must then be shared: makeSharedMount). */
+  diskLimits: boolean;
 }
 
 /** The sidecar service of compose/compose.yaml, as create options. */
 function sidecarContainer(image: string, options: SidecarContainerOptions): Parameters<Docker["createContainer"]>[0] {
+  const stateBind = `${options.stateDir.host}:${options.stateDir.container}${options.diskLimits ? ":rshared" : ""}`;
   return {
     name: options.name,
     Image: image,
@@ -79,9 +88,12 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
       Binds: [
         `${DOCKER_SOCKET}:${DOCKER_SOCKET}`,
         `${options.runDir}:${CONTAINER_RUN_DIR}`,
-        `${options.stateDir.host}:${options.stateDir.container}`,
+        stateBind,
         `${options.workspaceRoot}:${options.workspaceRoot}`,
+        ...(options.diskLimits ? ["/dev:/dev"] : []),
       ],
+      // compose.yaml's cap_add, security_opt and device_cgroup_rules.
+      ...(options.diskLimits ? { CapAdd: ["SYS_ADMIN"], SecurityOpt: ["apparmor=unconfined"], DeviceCgroupRules: ["c 10:237 rwm", "b 7:* rwm"] } : {}),
       RestartPolicy: { Name: "no" },
     },
   };
@@ -90,6 +102,23 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
 
 async function containerLogs(id: string): Promise<string> {
   return demuxFrames((await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+}
+
+/**
+ * Makes `dir` a shared mount of its own, as docs/compose.md tells an operator whose host mounts / private:
+ * the engine refuses an rshared bind of a source whose mount is not shared (this test machine's / is private).
+ */
+async function makeSharedMount(dir: string): Promise<void> {
+  await execa("mount", ["--bind", dir, dir]);
+  await execa("mount", ["--make-rshared", dir]);
+}
+
+/** Writes `mb` MiB of zeros to $TMPDIR/name as the workspace user; dd's exit code and what it said. */
+async function writeZeros(containerId: string, name: string, mb: number): Promise<{ exitCode: number | null; output: string }> {
+  const { runExec } = await import("../../src/docker/exec.js");
+  const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", `dd if=/dev/zero of="$TMPDIR/${name}" bs=1M count=${mb} 2>&1; echo "exit=$?"`], user: `${TEST_UID}:${TEST_GID}` });
+  const exit = /exit=(\d+)/.exec(result.stdout)?.[1];
+  return { exitCode: exit === undefined ? null : Number(exit), output: result.stdout + result.stderr };
 }
 
 async function isRunning(id: string): Promise<boolean> {
@@ -133,6 +162,7 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
       workspaceRoot = path.join(root, "workspaces");
       runDir = path.join(root, "run");
       for (const dir of [stateDir, workspaceRoot, runDir]) await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+      await makeSharedMount(stateDir);
 
       const container = await docker.createContainer(
         sidecarContainer(image.ref, {
@@ -141,6 +171,7 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
           stateDir: { host: stateDir, container: stateDir },
           workspaceRoot,
           stubUrl: stub.baseUrl,
+          diskLimits: true,
         }),
       );
       sidecarId = container.id;
@@ -163,6 +194,11 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
   );
 
   after(async () => {
+    // The workspaces go through the sidecar, as an operator's would: their disks unmounted and detached by it.
+    const removals: string[] = [];
+    for (const id of workspaceIds) {
+      await client?.removeWorkspace(id, { purgeHome: true }).catch((error: unknown) => removals.push(`${id}: ${(error as Error).message}`));
+    }
     await client?.close().catch(() => undefined);
     // The sidecar's own container carries the instance label; the workspace containers it made carry
     // its state dir. Both are reaped, waiting until the engine lists none of them.
@@ -170,7 +206,14 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
     await Promise.all(workspaceIds.map((id) => docker.getContainer(containerName(id)).remove({ force: true, v: true }).catch(() => undefined)));
     await stub?.close();
+    // What workspace.remove left of the disks (nothing, if it did its job), then the backstop: every
+    // mount under the root (the disks, the state dir's own shared bind) and loop device backed there.
+    const left = stateDir ? await disksLeftUnder(path.join(stateDir, "workspaces")) : { mounts: [], loopDevices: [] };
+    const leftImages = stateDir ? (await disksLeftUnder(path.join(stateDir, "disks"))).loopDevices : [];
+    if (root) await releaseDisksUnder(root);
     if (root) await fs.rm(root, { recursive: true, force: true });
+    assert.deepEqual(removals, [], "workspace.remove through the sidecar");
+    assert.deepEqual({ ...left, loopDevices: [...left.loopDevices, ...leftImages] }, { mounts: [], loopDevices: [] }, "workspace.remove left a disk mounted or attached");
   });
 
   test("a client on the shared socket runs a full turn; the file the model's command writes is on the host, owned by the workspace uid", async (t) => {
@@ -179,13 +222,11 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const health = await client.health();
     assert.equal(health.docker.reachable, true, "the sidecar reaches the engine through the mounted socket");
     assert.deepEqual(health.image, { ref: testImage(), present: true });
-    // The default, auto, in a container as compose runs it (no CAP_SYS_ADMIN, no loop devices): off, saying why, and one warning.
-    assert.equal(health.disk?.enforcement, "none", JSON.stringify(health.disk));
-    assert.equal(health.disk?.requested, "auto");
-    assert.match((health.disk?.missing ?? []).join("; "), /lacks CAP_SYS_ADMIN.*\/dev\/loop-control.*propagation rprivate/);
-    const diskWarnings = (await containerLogs(sidecarId)).split("\n").filter((line) => /workspace disks/.test(line));
-    assert.equal(diskWarnings.length, 1, diskWarnings.join("\n"));
-    assert.match(diskWarnings[0] ?? "", /"level":"warn".*workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them/);
+    // The default, auto, in a container as compose runs it (CAP_SYS_ADMIN, the loop devices, rshared): limited, and no warning.
+    assert.deepEqual(health.disk, { enforcement: "image", attached: 0, requested: "auto" }, JSON.stringify(health.disk));
+    assert.match(describeDiskHealth(health.disk), /^limited /);
+    const diskWarnings = (await containerLogs(sidecarId)).split("\n").filter((line) => /workspace disks are not limited/.test(line));
+    assert.deepEqual(diskWarnings, []);
 
     const workspaceId = `compose-${randomBytes(4).toString("hex")}`;
     workspaceIds.push(workspaceId);
@@ -212,9 +253,48 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "codex got the key from the sidecar's environment");
   });
 
+  test("a workspace made through the containerised sidecar hits ENOSPC at its limit; its disk is a mount the host (and the engine) sees; remove releases it", async () => {
+    assert.ok(client);
+    const workspaceId = `compose-disk-${randomBytes(4).toString("hex")}`;
+    workspaceIds.push(workspaceId);
+    const workspacePath = path.join(workspaceRoot, workspaceId);
+    await fs.mkdir(workspacePath);
+    await fs.chown(workspacePath, TEST_UID, TEST_GID);
+    const ensured = await client.ensureWorkspace({ workspaceId, userId: `user-${workspaceId}`, uid: TEST_UID, gid: TEST_GID, workspacePath, resources: { diskMb: 64 } });
+    const health = await client.health();
+    assert.equal(health.disk?.enforcement, "image");
+    assert.ok((health.disk?.attached ?? 0) >= 1, JSON.stringify(health.disk));
+    // rshared carried the sidecar's mount to the host: the engine bind-mounted the disk, not the empty dir under it.
+    const hostMount = readMounts().get(path.join(await fs.realpath(stateDir), "workspaces", workspaceId));
+    assert.ok(hostMount, "the workspace's disk is mounted on the host, under the state dir");
+    assert.equal(hostMount.fsType, "ext4");
+    const listed = (await client.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId);
+    assert.ok(listed?.disk && listed.disk.limitBytes <= 64 * 1024 * 1024, JSON.stringify(listed?.disk));
+
+    // A turn whose command fills TMPDIR past 64 MiB: dd gets ENOSPC, the turn completes normally.
+    stub.script({ kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' }, { kind: "message", text: "disk full, as expected" });
+    const run = client.runTurn({ workspaceId, input: "fill the disk" });
+    const events: ThreadEvent[] = [];
+    for await (const { event } of run) if (!event.type.startsWith("sidecar.")) events.push(event as ThreadEvent);
+    const result = await run.result;
+    assert.equal(result.status, "completed", JSON.stringify(result.error));
+    const command = events.find((e): e is Extract<ThreadEvent, { type: "item.completed" }> => e.type === "item.completed" && e.item.type === "command_execution");
+    assert.ok(command && command.item.type === "command_execution", "the command ran");
+    assert.match(command.item.aggregated_output, /No space left on device/);
+    assert.match(command.item.aggregated_output, /dd exit 1/);
+    // Still full for a write from outside the turn; deleting frees it.
+    assert.notEqual((await writeZeros(ensured.containerId, "more", 8)).exitCode, 0);
+
+    // workspace.remove through the sidecar unmounts the disk and detaches its loop device.
+    assert.deepEqual(await client.removeWorkspace(workspaceId, { purgeHome: true }), { removed: true });
+    workspaceIds.splice(workspaceIds.indexOf(workspaceId), 1);
+    assert.equal(readMounts().has(hostMount.mountPoint), false, "the disk is unmounted on the host too");
+    assert.deepEqual((await disksLeftUnder(path.join(stateDir, "workspaces", workspaceId))).mounts, []);
+  });
+
   test("checkSelfMounts, given the sidecar container's id, accepts its identity mounts and names a path it lacks", async () => {
-    // The engine binds rprivate unless told otherwise: a workspace disk mounted in the container would not reach it.
-    assert.deepEqual(await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId }), { containerId: sidecarId, stateDirPropagation: "rprivate" });
+    // compose.yaml binds the state dir rshared: a workspace disk mounted in the container reaches the engine.
+    assert.deepEqual(await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId }), { containerId: sidecarId, stateDirPropagation: "rshared" });
     await checkSelfMounts(docker, { stateDir: path.join(stateDir, "workspaces"), workspaceRoots: [path.join(workspaceRoot, "below")] }, { containerId: sidecarId });
     await assert.rejects(
       checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot, "/srv/not-mounted"] }, { containerId: sidecarId }),
@@ -239,6 +319,8 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
         stateDir: { host: elsewhere, container: containerPath },
         workspaceRoot,
         stubUrl: stub.baseUrl,
+        // It must refuse on the paths alone; elsewhere is no shared mount, so no rshared bind of it either.
+        diskLimits: false,
       }),
     );
     await container.start();

@@ -22,6 +22,8 @@ import { waitFor } from "../support/wait.js";
 const RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
 const BASE_IMAGE = process.env.ALIVE_CODEX_BASE_IMAGE ?? LOCAL_BASE_IMAGE;
 const RUN_DEADLINE_MS = 60_000;
+/** The codex the test image carries: ALIVE_CODEX_TEST_CODEX_VERSION's (scripts/test.mjs built it so), else the SDK's. */
+const EXPECTED_CODEX = process.env.ALIVE_CODEX_TEST_CODEX_VERSION || codexVersion();
 
 const docker: Docker = createDockerClient(process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock");
 const containerIds: string[] = [];
@@ -81,7 +83,7 @@ function assertImageUnavailable(error: unknown, reason?: RegExp): true {
   return true;
 }
 
-const runtime = new RuntimeImage({ docker, baseImage: BASE_IMAGE, explicitRef: null, log: silentLogger });
+const runtime = new RuntimeImage({ docker, baseImage: BASE_IMAGE, explicitRef: null, codexVersion: process.env.ALIVE_CODEX_TEST_CODEX_VERSION || null, log: silentLogger });
 
 before(async () => {
   imageRef = process.env.ALIVE_CODEX_TEST_IMAGE ?? (await runtime.ensure()).ref;
@@ -95,7 +97,7 @@ describe("runtime image contents", () => {
   test("codex --version prints the version of codex-package.json", async () => {
     const result = await runInImage(["codex", "--version"]);
     assert.equal(result.exitCode, 0, result.stderr);
-    assert.equal(result.stdout.trim(), `codex-cli ${codexVersion()}`);
+    assert.equal(result.stdout.trim(), `codex-cli ${EXPECTED_CODEX}`);
   });
 
   const tools: Array<[string, string[], RegExp]> = [
@@ -137,7 +139,7 @@ describe("runtime image contents", () => {
     assert.ok(info.Config.Cmd === null || info.Config.Cmd === undefined || info.Config.Cmd.length === 0, `CMD ${JSON.stringify(info.Config.Cmd)}`);
     const names = (info.Config.Env ?? []).map((entry) => entry.split("=", 1)[0]);
     assert.deepEqual(names, ["PATH"]);
-    assert.equal(info.Config.Labels?.["dev.alive.codex.codex-version"], codexVersion());
+    assert.equal(info.Config.Labels?.["dev.alive.codex.codex-version"], EXPECTED_CODEX);
   });
 });
 

@@ -181,7 +181,7 @@ describe("a workspace under gVisor (runtime runsc)", () => {
         const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
         return finished.test(current) ? current : null;
       }, { timeoutMs: 10_000, what: "the turn's end in docker logs" });
-      assert.match(logs, new RegExp(`^\\S+Z \\S+Z turn=${turnId} thread=new event=started$`, "m"));
+      assert.match(logs, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z turn=${turnId} thread=new event=started$`, "m"), "one timestamp per line, the engine's");
       assert.ok(!logs.includes(TEST_API_KEY));
     }));
 

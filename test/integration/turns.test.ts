@@ -306,7 +306,7 @@ describe("codex turns in the workspace container", () => {
       const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
       return finished.test(current) ? current : null;
     }, { timeoutMs: 5000, what: "the turn's end in docker logs" });
-    assert.match(logs, /^\S+Z \S+Z turn=turn-logged thread=new event=started$/m);
+    assert.match(logs, /^\d{4}-\d\d-\d\dT\S+Z turn=turn-logged thread=new event=started$/m, "one timestamp per line, the engine's");
     assert.match(logs, /turn=turn-logged codex: /);
     assert.ok(!logs.includes(TEST_API_KEY));
     assert.ok(!t.logLines.join("\n").includes(TEST_API_KEY), "no secret in the sidecar's own log");

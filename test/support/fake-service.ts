@@ -8,7 +8,7 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import type { ThreadEvent } from "@openai/codex-sdk";
+import type { ThreadEvent, ThreadItem } from "@openai/codex-sdk";
 import type {
   AttachTurnHooks,
   TurnInfo,
@@ -49,6 +49,8 @@ export interface TurnScript {
   /** Wait after the events until released, cancelled or aborted. */
   hold?: boolean;
   finalResponse?: string;
+  /** The result's items (default none). */
+  items?: ThreadItem[];
 }
 
 const NOW = "2024-01-01T00:00:00.000Z";
@@ -96,11 +98,13 @@ export class FakeSidecarService implements SidecarService {
     this.#record("health", {});
     return {
       version: "0.0.0-test",
-      codexVersion: "0.0.0",
+      codexVersion: "0.171.0",
+      codex: { version: "0.171.0", requested: "0.171.0", sdk: "0.163.0", tested: true, flags: ["--ignore-user-config", "--ignore-rules"] },
       docker: { reachable: true, serverVersion: "27.0.0" },
       image: { ref: "alive-codex-runtime:test", present: true },
       workspaces: { running: this.workspaces.size, total: this.workspaces.size },
       turns: { running: this.turns.size, detached: 0 },
+      disk: { enforcement: "none", attached: 0, requested: "off" },
     };
   }
 
@@ -179,7 +183,7 @@ export class FakeSidecarService implements SidecarService {
         threadId: params.threadId ?? "0199a213-81c0-7800-8aa1-bbab2a035a53",
         status: stopped ? "cancelled" : "completed",
         finalResponse: stopped ? "" : (script.finalResponse ?? "Done: one file."),
-        items: [],
+        items: stopped ? [] : (script.items ?? []),
         usage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
         turnUsage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
         resources: { cpuSeconds: 0.01, peakMemoryBytes: 1_048_576, wallMs: 1 },

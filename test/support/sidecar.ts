@@ -33,6 +33,9 @@ export const TEST_USER_ID = "test-user";
 export const RUN_ID_FILE = "run-id";
 export const TEST_GID = 10001;
 
+/** The codex version the suite runs against (scripts/test.mjs built the image with it); null: the SDK's. */
+export const TEST_CODEX_VERSION = process.env.ALIVE_CODEX_TEST_CODEX_VERSION || null;
+
 export function testImage(): string {
   const image = process.env.ALIVE_CODEX_TEST_IMAGE;
   if (!image) throw new Error("ALIVE_CODEX_TEST_IMAGE is not set: run the tests through `npm test` (scripts/test.mjs builds the image)");
@@ -107,6 +110,8 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
     // an image per workspace on this machine (root, loop devices), slower and more to clean up.
     ...(options.defaultDisk ? {} : { "--disk": "off" }),
     ...(options.stub ? { "--openai-base-url": options.stub.baseUrl } : {}),
+    // The image was built with it: the sidecar checks at start-up that the image carries it.
+    ...(TEST_CODEX_VERSION !== null ? { "--codex-version": TEST_CODEX_VERSION } : {}),
     ...options.flags,
   };
   // The sidecar's own environment is never consulted here: flags only.

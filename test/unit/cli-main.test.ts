@@ -59,6 +59,22 @@ describe("alive-codex without a sidecar", () => {
     assert.equal((await cli(["ps", "--bogus"])).code, 2);
     assert.equal((await cli(["logs"])).code, 2);
   });
+
+  it("logs: the workspace once, as --workspace ID or the positional alias; both or neither exit 2 naming the problem", async () => {
+    const socket = ["--socket", "/nonexistent/alive-codex.sock"];
+    const both = await cli(["logs", "--workspace", "ws-1", "ws-2", ...socket]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /give the workspace once: --workspace "ws-1" and "ws-2"/);
+    const neither = await cli(["logs", ...socket]);
+    assert.equal(neither.code, 2);
+    assert.match(neither.stderr, /logs needs --workspace ID/);
+    const extra = await cli(["logs", "ws-1", "ws-2", ...socket]);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /unexpected argument "ws-2"/);
+    const help = await cli(["logs", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: alive-codex logs --workspace ID /);
+  });
 });
 
 describe("alive-codex against a sidecar", () => {
@@ -80,6 +96,12 @@ describe("alive-codex against a sidecar", () => {
     const { code, stdout } = await cli(["health", "--socket", t.socketPath, "--json"]);
     assert.equal(code, 0);
     assert.equal(JSON.parse(stdout).version, "0.0.0-test");
+  });
+
+  it("health prints the codex the workspaces run: found in the image, from the setting, tested, with its flags", async () => {
+    const { code, stdout } = await cli(["health", "--socket", t.socketPath]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^codex +0\.171\.0 \(ALIVE_CODEX_CODEX_VERSION; the SDK's is 0\.163\.0; tested; adds --ignore-user-config --ignore-rules\)$/m);
   });
 
   it("run ensures the workspace, streams the turn readably and exits 0", async () => {
@@ -142,10 +164,14 @@ describe("alive-codex against a sidecar", () => {
     assert.match(row ?? "", /^ws-1 +runc +10001:10001 +none +yes +filter +ro +\/home\/alive +512 +2048MiB +1 +public via sidecar-proxy +proxy +unreachable$/);
   });
 
-  it("logs prints the workspace's log; an RPC error exits 1", async () => {
-    const logs = await cli(["logs", "ws-1", "--tail", "5", "--socket", t.socketPath]);
-    assert.equal(logs.code, 0);
+  it("logs --workspace prints the workspace's log; the positional form still works; an RPC error exits 1", async () => {
+    const logs = await cli(["logs", "--workspace", "ws-1", "--tail", "5", "--socket", t.socketPath]);
+    assert.equal(logs.code, 0, logs.stderr);
     assert.equal(logs.stdout, "logs of ws-1 (tail 5)\n");
+    const positional = await cli(["logs", "ws-1", "--tail", "5", "--socket", t.socketPath]);
+    assert.equal(positional.code, 0, positional.stderr);
+    assert.equal(positional.stdout, "logs of ws-1 (tail 5)\n");
+    assert.deepEqual(t.service.callsOf("workspaceLogs").slice(-2), [{ workspaceId: "ws-1", tail: 5 }, { workspaceId: "ws-1", tail: 5 }]);
     const bad = await cli(["logs", "bad/id", "--socket", t.socketPath]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /workspaceId/);

@@ -1,5 +1,8 @@
-import { describe, test } from "node:test";
+import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync, promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import type { ContainerInspectInfo } from "dockerode";
 import { formatDoctorReport } from "../../src/cli/commands/doctor.js";
 import { renderUsage } from "../../src/cli/run-cli.js";
@@ -8,6 +11,11 @@ import { describeIsolation, isolationProblems } from "../../src/doctor/isolation
 import type { IsolationReport } from "../../src/service.js";
 import { doctorScript } from "../../src/doctor/run-doctor.js";
 import { startScriptedModel } from "../../src/doctor/scripted-model.js";
+import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
+import type { DoctorReport } from "../../src/doctor/report.js";
+import type { WorkspaceParams } from "../../src/service.js";
+import { startCli } from "../support/cli-process.js";
+import { startTestServer, type TestServer } from "../support/fake-service.js";
 
 type Inspect = Pick<ContainerInspectInfo, "Config" | "HostConfig">;
 
@@ -114,6 +122,8 @@ describe("doctor", () => {
   test("the table names each check's result, and a failure's fix under it; help lists doctor", () => {
     const table = formatDoctorReport({
       ok: false,
+      mode: "scratch",
+      socketPath: null,
       stateDir: "/tmp/x",
       checks: [
         { name: "engine", status: "pass", detail: "Docker 20.10", durationMs: 1 },
@@ -124,7 +134,147 @@ describe("doctor", () => {
     assert.match(table, /^engine\s+PASS\s+Docker 20\.10$/m);
     assert.match(table, /^image\s+FAIL\s+the runtime image x is missing\n\s+fix: unset ALIVE_CODEX_IMAGE$/m);
     assert.match(table, /^turn\s+SKIP\s+not run/m);
-    assert.match(table, /1 check failed$/);
+    assert.match(table, /1 check failed against a scratch sidecar$/);
     assert.match(renderUsage(), /^ {2}doctor\s+prove this install works/m);
+  });
+});
+
+async function doctorCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
+  const started = Date.now();
+  const run = startCli(["doctor", ...args]);
+  const { code } = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr(), elapsedMs: Date.now() - started };
+}
+
+function checkOf(report: DoctorReport, name: string): DoctorReport["checks"][number] {
+  const found = report.checks.find((c) => c.name === name);
+  assert.ok(found, `no ${name} check in ${JSON.stringify(report.checks.map((c) => c.name))}`);
+  return found;
+}
+
+describe("doctor --socket: the sidecar answering there", () => {
+  let dir: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-doctor-"));
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test("nothing at the path: fails at once (well inside 5 s), naming the path and the fix, exit 3, JSON as ever", async () => {
+    const socket = path.join(dir, "nothing-here.sock");
+    const { code, stdout, elapsedMs } = await doctorCli(["--socket", socket, "--json"]);
+    assert.equal(code, 3, stdout);
+    assert.ok(elapsedMs < 5000, `took ${elapsedMs} ms`);
+    const report = JSON.parse(stdout) as DoctorReport;
+    assert.equal(report.ok, false);
+    assert.equal(report.mode, "running");
+    assert.equal(report.socketPath, socket);
+    assert.deepEqual(report.checks.map((c) => c.name), [...RUNNING_CHECKS]);
+    const sidecar = checkOf(report, "sidecar");
+    assert.equal(sidecar.status, "fail");
+    assert.equal(sidecar.detail, `nothing answers at ${socket}: no socket there`);
+    assert.match(sidecar.fix ?? "", /alive-codex serve.*--socket PATH \/ ALIVE_CODEX_SOCKET.*doctor --scratch/);
+    assert.ok(report.checks.slice(1).every((c) => c.status === "skip"));
+  });
+
+  test("a socket path nobody listens on (a dead sidecar's file): the same, as a table", async () => {
+    const socket = path.join(dir, "stale.sock");
+    await fs.writeFile(socket, "");
+    const { code, stdout, elapsedMs } = await doctorCli(["--socket", socket]);
+    assert.equal(code, 3, stdout);
+    assert.ok(elapsedMs < 5000, `took ${elapsedMs} ms`);
+    assert.match(stdout, new RegExp(`^sidecar\\s+FAIL\\s+nothing answers at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: `, "m"));
+    assert.match(stdout, /^\s+fix: start the sidecar/m);
+    assert.match(stdout.trimEnd(), new RegExp(`1 check failed against the sidecar at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+  });
+
+  test("--scratch and --socket exclude each other", async () => {
+    const { code, stderr } = await doctorCli(["--scratch", "--socket", path.join(dir, "x.sock")]);
+    assert.equal(code, 2);
+    assert.match(stderr, /--scratch and --socket exclude each other/);
+  });
+});
+
+describe("doctor --socket against a sidecar that answers (a fake service behind the real RPC server)", () => {
+  let t: TestServer;
+  const root = process.getuid?.() === 0;
+  /** The top of the range is doctor's scratch uid; as non-root, only its own uid can be chowned to. */
+  const ids = root ? "1000-65533" : `${process.getuid?.()}-${process.getuid?.()}`;
+  const settings = (): string[] => ["--socket", t.socketPath, "--workspace-roots", t.workspaceRoot, "--uid-range", ids, "--gid-range", ids, "--docker-host", "unix:///nonexistent/alive-codex-doctor-test.sock"];
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(async () => {
+    await t.stop();
+  });
+  beforeEach(() => {
+    t.service.calls.length = 0;
+    t.service.workspaces.clear();
+  });
+
+  test("health, engine, image and codex from the sidecar; a scratch workspace ensured through it, then removed; no turn unless asked", async () => {
+    const { code, stdout, stderr } = await doctorCli([...settings(), "--json"]);
+    const report = JSON.parse(stdout) as DoctorReport;
+    assert.deepEqual(report.checks.map((c) => c.name), [...RUNNING_CHECKS], stderr);
+    assert.equal(report.mode, "running");
+    assert.equal(report.socketPath, t.socketPath);
+    assert.equal(report.stateDir, null);
+    const status = Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
+    assert.deepEqual(status, {
+      sidecar: "pass",
+      // The fake answers that its engine is reachable, but doctor's own DOCKER_HOST leads nowhere: the container probes cannot run.
+      engine: "fail",
+      image: "pass",
+      codex: "pass",
+      workspace: "pass",
+      disk: "pass",
+      hardening: "skip",
+      isolation: "pass",
+      turn: "skip",
+      cancel: "skip",
+      egress: "skip",
+      cleanup: "pass",
+    }, JSON.stringify(report.checks, null, 1));
+    assert.equal(code, 1, "a failed check");
+    assert.match(checkOf(report, "sidecar").detail, new RegExp(`^alive-codex-sidecar 0\\.0\\.0-test answers at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    assert.match(checkOf(report, "engine").detail, /doctor does not reach unix:\/\/\/nonexistent\/alive-codex-doctor-test\.sock/);
+    assert.equal(checkOf(report, "image").detail, "alive-codex-runtime:test present");
+    assert.equal(checkOf(report, "codex").detail, "0.171.0 (ALIVE_CODEX_CODEX_VERSION; the SDK's is 0.163.0; tested; adds --ignore-user-config --ignore-rules)");
+    assert.equal(checkOf(report, "disk").detail, "NOT LIMITED (ALIVE_CODEX_DISK=off)");
+    assert.match(checkOf(report, "turn").detail, /^not checked: a turn through a running sidecar uses its model and key .*doctor --turn/);
+
+    // What reached the sidecar: health first, the scratch workspace ensured, listed, removed with its HOME; no turn.
+    const methods = t.service.calls.map((c) => c.method);
+    assert.equal(methods[0], "health");
+    assert.equal(methods.filter((m) => m === "runTurn").length, 0);
+    assert.ok(methods.indexOf("ensureWorkspace") < methods.indexOf("removeWorkspace"), methods.join(","));
+    const [ensured] = t.service.callsOf("ensureWorkspace") as WorkspaceParams[];
+    assert.ok(ensured);
+    assert.match(ensured.workspaceId, /^doctor-[0-9a-f]{8}$/);
+    assert.equal(path.dirname(ensured.workspacePath), t.workspaceRoot);
+    assert.equal(ensured.uid, Number(ids.split("-")[1]));
+    assert.deepEqual(t.service.callsOf("removeWorkspace"), [{ workspaceId: ensured.workspaceId, purgeHome: true }]);
+    assert.equal(existsSync(ensured.workspacePath), false, "doctor deleted its scratch directory");
+    assert.equal(t.service.workspaces.size, 0);
+  });
+
+  test("--turn: the turn check runs through the sidecar with its own model (no model named), and passes on the command's output", async () => {
+    t.service.turnScript = () => ({
+      events: [],
+      finalResponse: "done",
+      items: [{ id: "c1", type: "command_execution", command: "echo doctor-ok", aggregated_output: "doctor-ok\n", exit_code: 0, status: "completed" }],
+    });
+    const { stdout } = await doctorCli([...settings(), "--turn", "--json"]);
+    const report = JSON.parse(stdout) as DoctorReport;
+    assert.equal(checkOf(report, "turn").status, "pass", JSON.stringify(checkOf(report, "turn")));
+    assert.match(checkOf(report, "turn").detail, /^echo doctor-ok ran in the container and its output came back/);
+    // cancel needs doctor's own engine connection to watch the container's processes.
+    assert.equal(checkOf(report, "cancel").status, "skip");
+    const turns = t.service.callsOf("runTurn") as Array<{ input: string; options?: { model?: string } }>;
+    assert.equal(turns.length, 1);
+    assert.match(turns[0]?.input ?? "", /Run exactly this shell command: echo doctor-ok/);
+    assert.equal(turns[0]?.options?.model, undefined, "the sidecar's default model");
+    assert.equal(checkOf(report, "cleanup").status, "pass");
   });
 });

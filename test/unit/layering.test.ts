@@ -22,7 +22,8 @@ import { fileURLToPath } from "node:url";
  *   1 journal    src/journal/** (the turn journal, attach, get, list): wraps the turn runner the
  *                wiring hands it, so it imports only the bottom
  *   0 bottom     config, errors, log, version, service (the types rpc and the wiring meet at),
- *                codex-package (the installed codex build, which the runtime image needs), shared/**,
+ *                codex-package (the installed codex build, which the runtime image needs),
+ *                codex-versions (the codex versions driven and their flags), shared/**,
  *                and the pure egress rules config and rpc validate with (egress/policy.ts,
  *                egress/internal.ts, egress/addresses.ts, egress/settings.ts)
  *
@@ -34,7 +35,7 @@ import { fileURLToPath } from "node:url";
 const RANKS = { cli: 6, rpc: 5, doctor: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, journal: 1, bottom: 0 } as const;
 type Layer = keyof typeof RANKS;
 
-const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
+const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "codex-versions.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
 const RPC_MAY_IMPORT = new Set(["workspace/policy.ts"]);
 
 /** The layer of a file, by its path relative to src/ ('/'-separated); null for a file no layer claims. */

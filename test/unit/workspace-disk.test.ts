@@ -169,6 +169,8 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       // A privileged sidecar container whose state dir is bound as the engine does by default: its mounts would not reach the engine.
       [{ stateDirPropagation: "rprivate" }, /state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine \(bind-mount it with bind-propagation=rshared/],
       [{ stateDirPropagation: "" }, /propagation unset/],
+      // Docker's default AppArmor profile denies mount(2) even to a container with CAP_SYS_ADMIN.
+      [{ appArmor: "docker-default (enforce)" }, /^the sidecar runs under the AppArmor profile docker-default \(enforce\), which denies mount\(2\) \(in a container: security_opt apparmor=unconfined/],
     ];
     for (const [change, expected] of cases) {
       const decision = decideDiskEnforcement("auto", { ...CAPABLE, ...change });
@@ -176,6 +178,12 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       assert.equal(decision.requested, "auto");
       assert.equal(decision.missing.length, 1, decision.missing.join("; "));
       assert.match(decision.missing[0] ?? "", expected);
+    }
+  });
+
+  test("AppArmor: unconfined, a profile in complain mode or none at all is no obstacle", () => {
+    for (const appArmor of ["unconfined", "docker-default (complain)", null, undefined]) {
+      assert.equal(decideDiskEnforcement("auto", { ...CAPABLE, appArmor }).enforcement, "image", String(appArmor));
     }
   });
 
@@ -241,6 +249,7 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
     assert.equal(caps.stateDirPropagation, null);
     assert.equal((await probeDiskCapabilities("rprivate")).stateDirPropagation, "rprivate");
     assert.ok(["ok", "missing", "denied"].includes(caps.loopControl));
+    assert.ok(caps.appArmor === null || (typeof caps.appArmor === "string" && caps.appArmor !== ""), String(caps.appArmor));
     assert.ok(caps.missingTools.every((tool) => ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"].includes(tool)));
     if (!caps.root) assert.equal(decideDiskEnforcement("auto", caps).enforcement, "off");
   });

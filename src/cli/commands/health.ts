@@ -3,13 +3,15 @@ import { CLIENT_OPTIONS, parseCommandArgs } from "../args.js";
 import { writeLine, type CliContext } from "../cli-context.js";
 import { ExitCode, UsageError } from "../cli-errors.js";
 import { formatPairs } from "../format.js";
+import { describeCodexHealth } from "../../codex-versions.js";
 import { describeDiskHealth } from "../../shared/disk-settings.js";
 import { connectClient } from "./connect.js";
 
 export const HEALTH_USAGE = `Usage: alive-codex health [--socket PATH] [--json]
 
-Asks the sidecar for its version, codex's version, whether Docker answers, whether the runtime
-image is present, and how many workspaces and turns it has.`;
+Asks the sidecar for its version, codex's (as found in the runtime image, whether the sidecar's tests
+ran against it, and the flags it adds), whether Docker answers, whether the runtime image is present,
+how many workspaces and turns it has, and whether workspace disks are limited.`;
 
 export async function healthCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseCommandArgs("health", { args, options: CLIENT_OPTIONS, allowPositionals: true });
@@ -28,7 +30,7 @@ export async function healthCommand(args: string[], ctx: CliContext): Promise<nu
     const docker = health.docker.reachable ? `reachable${health.docker.serverVersion ? ` (engine ${health.docker.serverVersion})` : ""}` : "UNREACHABLE";
     const rows: Array<[string, string]> = [
       ["sidecar", health.version],
-      ["codex", health.codexVersion],
+      ["codex", health.codex ? describeCodexHealth(health.codex) : health.codexVersion],
       ["docker", docker],
       ["image", `${health.image.ref} (${health.image.present ? "present" : "missing"})`],
       ["workspaces", `${health.workspaces.running} running / ${health.workspaces.total} total`],

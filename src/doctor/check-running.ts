@@ -1,0 +1,215 @@
+/**
+ * alive-codex doctor against the sidecar that answers at the operator's socket (`--socket PATH`,
+ * or the configured one when something answers there): its health and engine, a scratch workspace
+ * ensured through it, its image and the codex it runs (read after the ensure, which builds the image
+ * on a fresh sidecar), the workspace's disk, hardening, isolation report and egress; then the
+ * workspace is removed through it with nothing left behind.
+ *
+ * The turn and cancel checks are not run unless asked for (`--turn`): a running sidecar's model is
+ * the operator's real one (doctor cannot point it at a scripted model as it does its own sidecar's),
+ * so a turn spends tokens of the operator's key, and its wording is the model's. With `--turn` they
+ * ask that model to run `echo doctor-ok`, then `sleep 1000` to cancel.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { SidecarConfig } from "../config.js";
+import { createDockerClient, isNotFound, type Docker } from "../docker/engine.js";
+import { errorMessage } from "../errors.js";
+import { raceAbort } from "../shared/abort.js";
+import type { EnsureWorkspaceResult, HealthResult, WorkspaceParams } from "../service.js";
+import { readMounts } from "../workspace/mountinfo.js";
+import { CheckFailure, CheckSkipped, Checks, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, type DoctorService, type TurnPlan } from "./checks.js";
+import type { DoctorCheck, DoctorReport } from "./report.js";
+
+/** The checks against a running sidecar, in order (the JSON report keys on these names). */
+export const RUNNING_CHECKS = ["sidecar", "engine", "workspace", "image", "codex", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"] as const;
+
+/** How long the sidecar's health may take before doctor calls it unwell. */
+const HEALTH_TIMEOUT_MS = 5000;
+
+export interface RunningDoctorOptions {
+  /** The sidecar, over its socket (the CLI's client adapter). */
+  service: DoctorService;
+  socketPath: string;
+  /** The operator's settings: the engine doctor probes the container through, the workspace root and id ranges the sidecar accepts. */
+  config: SidecarConfig;
+  /** Run the turn and cancel checks with the sidecar's own model (tokens are spent). */
+  turn: boolean;
+  onCheck?: (check: DoctorCheck) => void;
+}
+
+const REAL_MODEL_TURNS: TurnPlan = {
+  checkPrompt: "This is alive-codex doctor checking the install. Run exactly this shell command: echo doctor-ok. Then reply with its output and nothing else.",
+  cancelPrompt: "This is alive-codex doctor checking cancellation. Run exactly this shell command and wait for it to finish: sleep 1000",
+  timeoutMs: 180_000,
+  finalMustCarryOutput: false,
+};
+
+const NOT_ASKED = "not checked: a turn through a running sidecar uses its model and key (it spends tokens); alive-codex doctor --turn runs one";
+
+/** The report when nothing answers at the socket: the sidecar check names the path and what to do; the rest cannot run. */
+export function unreachableReport(socketPath: string, reason: string, durationMs: number): DoctorReport {
+  const sidecar: DoctorCheck = {
+    name: "sidecar",
+    status: "fail",
+    detail: `nothing answers at ${socketPath}: ${reason}`,
+    fix: `start the sidecar (alive-codex serve) or name the socket it serves on (--socket PATH / ALIVE_CODEX_SOCKET); alive-codex doctor --scratch checks this install with a sidecar of its own instead`,
+    durationMs,
+  };
+  const rest = RUNNING_CHECKS.filter((name) => name !== "sidecar").map((name): DoctorCheck => ({ name, status: "skip", detail: "not run: no sidecar answers", durationMs: 0 }));
+  return { ok: false, mode: "running", socketPath, stateDir: null, checks: [sidecar, ...rest] };
+}
+
+export async function runDoctorAgainst(options: RunningDoctorOptions): Promise<DoctorReport> {
+  const checks = new Checks(options.onCheck);
+  await runChecks(checks, options);
+  return { ok: checks.list.every((c) => c.status !== "fail"), mode: "running", socketPath: options.socketPath, stateDir: null, checks: checks.list };
+}
+
+async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise<void> {
+  const { service, socketPath, config } = options;
+  let health: HealthResult | null = null;
+  const sidecarOk = await checks.run("sidecar", `the sidecar at ${socketPath} is unwell: its log says why (journalctl, or docker compose logs sidecar)`, async () => {
+    try {
+      health = await raceAbort(service.health(), AbortSignal.timeout(HEALTH_TIMEOUT_MS));
+    } catch (error) {
+      throw new CheckFailure(`the sidecar at ${socketPath} accepted the connection but sidecar.health failed: ${errorMessage(error)}`);
+    }
+    return `alive-codex-sidecar ${health.version} answers at ${socketPath}: ${health.workspaces.running} workspace(s) running of ${health.workspaces.total}, ${health.turns.running} turn(s) running`;
+  });
+  if (!sidecarOk || health === null) return checks.skip(RUNNING_CHECKS.slice(1), "the sidecar did not answer sidecar.health");
+  const healthy: HealthResult = health;
+
+  // The scratch workspace's container is probed through doctor's own engine connection: the same engine, by the same settings.
+  const docker = createDockerClient(config.dockerHost);
+  let dockerOk = false;
+  await checks.run("engine", `doctor reaches the engine as DOCKER_HOST / --docker-host say (${config.dockerHost}): give it the sidecar's`, async () => {
+    if (!healthy.docker.reachable) throw new CheckFailure("the sidecar reports its Docker engine unreachable", "start the engine the sidecar uses (its DOCKER_HOST), or fix its socket mount; the sidecar retries on its own");
+    try {
+      await raceAbort(docker.ping(), AbortSignal.timeout(5000));
+    } catch (error) {
+      throw new CheckFailure(`the sidecar reaches its engine (Docker ${healthy.docker.serverVersion ?? "?"}), but doctor does not reach ${config.dockerHost} (${errorMessage(error)}): the container checks need it`);
+    }
+    dockerOk = true;
+    return `Docker ${healthy.docker.serverVersion ?? "?"}, reached by the sidecar and by doctor at ${config.dockerHost}`;
+  });
+
+  let workspace: WorkspaceParams | null = null;
+  let ensured: EnsureWorkspaceResult | null = null;
+  let removal: DoctorCheck | null = null;
+  try {
+    const workspaceOk = await checks.run(
+      "workspace",
+      "see the reason; doctor makes its scratch workspace under the first of ALIVE_CODEX_WORKSPACE_ROOTS with the top of ALIVE_CODEX_UID_RANGE / GID_RANGE: run it with the sidecar's settings",
+      async () => {
+        workspace = await makeScratchWorkspace(config);
+        const params: WorkspaceParams = workspace;
+        ensured = await service.ensureWorkspace(params, AbortSignal.timeout(20 * 60_000));
+        return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid}, under ${path.dirname(params.workspacePath)})`;
+      },
+    );
+    // After the ensure: a sidecar that builds its image builds it at the first ensure (a fresh one has none yet).
+    const after = await raceAbort(service.health(), AbortSignal.timeout(HEALTH_TIMEOUT_MS)).catch(() => healthy);
+    await checks.run("image", "docker pull / docker load the image ALIVE_CODEX_IMAGE names, or unset it so the sidecar builds one (docs/image.md)", async () => {
+      if (!after.image.present) throw new CheckFailure(`the runtime image ${after.image.ref || "(unknown: the engine is unreachable)"} is not in the engine${workspaceOk ? "" : " (see the workspace check)"}`);
+      return `${after.image.ref} present`;
+    });
+    await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(after));
+    if (!workspaceOk || workspace === null || ensured === null) return checks.skip(RUNNING_CHECKS.slice(5, -1), "no scratch workspace");
+    const params: WorkspaceParams = workspace;
+    const made: EnsureWorkspaceResult = ensured;
+    const user = `${params.uid}:${params.gid}`;
+    const needEngine = (): void => {
+      if (!dockerOk) throw new CheckSkipped("not run: doctor does not reach the engine (see the engine check)");
+    };
+
+    await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(service, params));
+    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", async () => {
+      needEngine();
+      return checkHardening(docker, made.containerId);
+    });
+    await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report", () => checkIsolation(service, params, made));
+    await checks.run("turn", "see the reason; the sidecar's log has the turn (its turnId starts with turn-)", async () => {
+      if (!options.turn) throw new CheckSkipped(NOT_ASKED);
+      return checkTurn(service, params, REAL_MODEL_TURNS);
+    });
+    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", async () => {
+      if (!options.turn) throw new CheckSkipped(NOT_ASKED);
+      needEngine();
+      return checkCancel(service, docker, params, made.containerId, user, REAL_MODEL_TURNS);
+    });
+    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", async () => {
+      needEngine();
+      return checkEgress(docker, made.containerId, user);
+    });
+  } finally {
+    removal = await removeScratch(service, dockerOk ? docker : null, workspace, ensured, socketPath);
+    checks.add(removal);
+  }
+}
+
+/** A directory under the first workspace root, owned by the top of the configured id ranges (the least likely to be a real account). */
+async function makeScratchWorkspace(config: SidecarConfig): Promise<WorkspaceParams> {
+  const root = config.workspaceRoots[0];
+  if (root === undefined) throw new CheckFailure("no workspace root is configured");
+  const suffix = randomBytes(4).toString("hex");
+  const workspaceId = `doctor-${suffix}`;
+  const dir = path.join(root, `alive-codex-doctor-${suffix}`);
+  const uid = config.uidRange.max;
+  const gid = config.gidRange.max;
+  try {
+    await fs.mkdir(dir, { mode: 0o755 });
+    await fs.chown(dir, uid, gid);
+  } catch (error) {
+    await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    throw new CheckFailure(`cannot make the scratch workspace ${dir}: ${errorMessage(error)}`, `run doctor as root (it chowns the directory to ${uid}:${gid}), with the workspace root the sidecar uses (ALIVE_CODEX_WORKSPACE_ROOTS)`);
+  }
+  return { workspaceId, userId: "alive-codex-doctor", uid, gid, workspacePath: dir };
+}
+
+/** Mounts of a workspace's disk (at <state dir>/workspaces/<id>) and loop devices of its image (<state dir>/disks/<id>.img), wherever the state dir is. */
+async function diskLeftovers(workspaceId: string): Promise<string[]> {
+  const mounts = [...readMounts().keys()].filter((point) => point.endsWith(`/workspaces/${workspaceId}`));
+  const devices: string[] = [];
+  for (const name of await fs.readdir("/sys/block").catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = (await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "")).trim().replace(/ \(deleted\)$/, "");
+    if (backing.endsWith(`/disks/${workspaceId}.img`)) devices.push(`/dev/${name}`);
+  }
+  return [...mounts.map((m) => `mount ${m}`), ...devices.map((d) => `loop device ${d}`)];
+}
+
+/**
+ * workspace.remove (purgeHome) of the scratch workspace through the sidecar, then the proof: the
+ * sidecar no longer lists it, its container is gone, nothing of its disk is mounted or attached; and
+ * doctor's directory under the workspace root is deleted.
+ */
+async function removeScratch(service: DoctorService, docker: Docker | null, workspace: WorkspaceParams | null, ensured: EnsureWorkspaceResult | null, socketPath: string): Promise<DoctorCheck> {
+  const started = Date.now();
+  if (workspace === null) return { name: "cleanup", status: "pass", detail: "nothing was made", durationMs: 0 };
+  const problems: string[] = [];
+  const { workspaceId } = workspace;
+  await service.removeWorkspace({ workspaceId, purgeHome: true }, AbortSignal.timeout(60_000)).catch((error: unknown) => problems.push(`workspace.remove: ${errorMessage(error)}`));
+  try {
+    if ((await service.listWorkspaces()).workspaces.some((w) => w.workspaceId === workspaceId)) problems.push(`workspace.list still lists ${workspaceId}`);
+  } catch (error) {
+    problems.push(`workspace.list: ${errorMessage(error)}`);
+  }
+  if (docker !== null && ensured !== null) {
+    try {
+      await docker.getContainer(ensured.containerId).inspect();
+      problems.push(`its container ${ensured.containerName} is still there`);
+    } catch (error) {
+      if (!isNotFound(error)) problems.push(`inspecting its container: ${errorMessage(error)}`);
+    }
+  }
+  const left = await diskLeftovers(workspaceId);
+  if (left.length > 0) problems.push(`still mounted or attached: ${left.join(", ")}`);
+  await fs.rm(workspace.workspacePath, { recursive: true, force: true }).catch((error: unknown) => problems.push(`deleting ${workspace.workspacePath}: ${errorMessage(error)}`));
+  const durationMs = Date.now() - started;
+  if (problems.length > 0) {
+    return { name: "cleanup", status: "fail", detail: problems.join("; "), fix: `alive-codex rm --purge ${workspaceId} --socket ${socketPath}; for a disk: losetup -a and findmnt, looking for ${workspaceId}`, durationMs };
+  }
+  return { name: "cleanup", status: "pass", detail: `scratch workspace ${workspaceId} removed through the sidecar: container, HOME and disk gone (nothing mounted or attached left), its directory deleted`, durationMs };
+}
