@@ -9,6 +9,7 @@
  * one shared build (shared/shared-flight.ts).
  */
 import { mkdtemp, rm } from "node:fs/promises";
+import { execa } from "execa";
 import os from "node:os";
 import path from "node:path";
 import { codexTargetTriple } from "../codex-package.js";
@@ -46,11 +47,21 @@ export interface RuntimeImageOptions {
    * Another version than the installed one is fetched from `npmRegistry` when the image is built.
    */
   codexVersion?: string | null;
-  /** ALIVE_CODEX_NPM_REGISTRY; default https://registry.npmjs.org. */
-  npmRegistry?: string;
+  /** ALIVE_CODEX_NPM_REGISTRY; null or absent: npm's own configured registry (npmConfiguredRegistry). */
+  npmRegistry?: string | null;
 }
 
-const DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org";
+/** The registry npm itself is configured with (`npm config get registry`), for a build that fetches codex. */
+async function npmConfiguredRegistry(signal: AbortSignal): Promise<string> {
+  try {
+    const { stdout } = await execa("npm", ["config", "get", "registry"], { timeout: 15_000, cancelSignal: signal });
+    const url = new URL(stdout.trim());
+    if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`npm names ${JSON.stringify(stdout.trim())}`);
+    return url.href;
+  } catch (error) {
+    throw new CodexDownloadError(`no registry to fetch it from: ALIVE_CODEX_NPM_REGISTRY is unset and npm could not say its own (${errorMessage(error)})`);
+  }
+}
 
 /** The codex build an image is made with: its version and target, and its files (null: to be fetched at build). */
 type CodexChoice = Omit<CodexFiles, "vendorDir"> & { vendorDir: string | null };
@@ -205,10 +216,11 @@ export class RuntimeImage {
   /** The codex build's vendor dir: the chosen one, else `codex.version` fetched into a temp dir under `scratch`. */
   async #codexFiles(codex: CodexChoice, scratch: string, signal: AbortSignal): Promise<string> {
     if (codex.vendorDir !== null) return codex.vendorDir;
-    const registry = this.#options.npmRegistry ?? DEFAULT_NPM_REGISTRY;
+    let registry = this.#options.npmRegistry ?? "npm's configured registry";
     const started = Date.now();
-    this.#options.log.info("fetching codex for the runtime image", { codexVersion: codex.version, target: codex.target, registry });
     try {
+      registry = this.#options.npmRegistry ?? (await npmConfiguredRegistry(signal));
+      this.#options.log.info("fetching codex for the runtime image", { codexVersion: codex.version, target: codex.target, registry });
       const vendorDir = await downloadCodexVendor({ registry, version: codex.version, target: codex.target, dir: scratch, signal });
       this.#options.log.info("fetched codex for the runtime image", { codexVersion: codex.version, durationMs: Date.now() - started });
       return vendorDir;

@@ -54,7 +54,7 @@ describe("codex versions", () => {
     assert.equal(loadConfig({}, { ALIVE_CODEX_CODEX_VERSION: "0.171.0" }).codexVersion, "0.171.0");
     assert.equal(loadConfig({ "--codex-version": "0.163.0" }, { ALIVE_CODEX_CODEX_VERSION: "0.171.0" }).codexVersion, "0.163.0");
     assert.throws(() => loadConfig({}, { ALIVE_CODEX_CODEX_VERSION: "0.1.0" }), /ALIVE_CODEX_CODEX_VERSION="0\.1\.0"/);
-    assert.equal(loadConfig({}, {}).npmRegistry, "https://registry.npmjs.org");
+    assert.equal(loadConfig({}, {}).npmRegistry, null, "unset: npm's own configured registry, asked at build time");
     assert.throws(() => loadConfig({}, { ALIVE_CODEX_NPM_REGISTRY: "registry.example" }), /ALIVE_CODEX_NPM_REGISTRY/);
   });
 });
