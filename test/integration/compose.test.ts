@@ -35,7 +35,7 @@ import { disksLeftUnder, releaseDisksUnder } from "../../src/workspace/disk-imag
 import { readMounts } from "../../src/workspace/mountinfo.js";
 import { containerName } from "../../src/workspace/spec.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { INSTANCE_LABEL, TEST_API_KEY, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID, startGatewayStub, testImage } from "../support/sidecar.js";
+import { INSTANCE_LABEL, TEST_API_KEY, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID, TEST_USER_ID, startGatewayStub, testImage } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 /** Where the RPC socket's shared directory is mounted in the sidecar (compose: the alive-codex-run volume). */
@@ -233,7 +233,7 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const workspacePath = path.join(workspaceRoot, workspaceId);
     await fs.mkdir(workspacePath);
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
-    const ensured = await client.ensureWorkspace({ workspaceId, userId: `user-${workspaceId}`, uid: TEST_UID, gid: TEST_GID, workspacePath });
+    const ensured = await client.ensureWorkspace({ workspaceId, userId: TEST_USER_ID, uid: TEST_UID, gid: TEST_GID, workspacePath });
     assert.ok(ensured.containerId);
     const home = path.join(stateDir, "workspaces", workspaceId, "home");
     assert.equal((await fs.stat(home)).uid, TEST_UID, "the containerised sidecar chowned the HOME it made under the host's state dir");
@@ -260,7 +260,7 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const workspacePath = path.join(workspaceRoot, workspaceId);
     await fs.mkdir(workspacePath);
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
-    const ensured = await client.ensureWorkspace({ workspaceId, userId: `user-${workspaceId}`, uid: TEST_UID, gid: TEST_GID, workspacePath, resources: { diskMb: 64 } });
+    const ensured = await client.ensureWorkspace({ workspaceId, userId: TEST_USER_ID, uid: TEST_UID, gid: TEST_GID, workspacePath, resources: { diskMb: 64 } });
     const health = await client.health();
     assert.equal(health.disk?.enforcement, "image");
     assert.ok((health.disk?.attached ?? 0) >= 1, JSON.stringify(health.disk));
