@@ -14,6 +14,7 @@ import { checkSelfMounts } from "./docker/self-mounts.js";
 import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
 import { raceAbort } from "./shared/abort.js";
+import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit } from "./shared/descriptor-guard.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
 import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.js";
@@ -56,6 +57,10 @@ export interface StartSidecarOptions {
 export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  // Every tenant's connections are this process's descriptors: as many as the host allows, and
+  // new work refused (not failed halfway) before they run out.
+  const nofile = await raiseNofileLimit(log);
+  const descriptors = new DescriptorGuard({ limit: nofile?.soft ?? Infinity, count: countOpenDescriptors });
   const docker = createDockerClient(config.dockerHost);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
@@ -84,7 +89,12 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   let hubReady: TurnHub | null = null;
   // Metrics only when served; their gauges read the workspaces and turns when scraped.
   const metrics: SidecarMetrics | null = config.metricsListen
-    ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0, detachedTurns: () => hubReady?.detached ?? 0 })
+    ? new SidecarMetrics({
+        workspaceStates: (): string[] => workspaces.list().map((w) => w.state),
+        runningTurns: () => turnsReady?.running ?? 0,
+        detachedTurns: () => hubReady?.detached ?? 0,
+        proxyConnections: () => network.connectionTotals(),
+      })
     : null;
   const network = new WorkspaceEndpoints({
     log,
@@ -120,6 +130,16 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       project: config.openaiProject,
     },
     onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
+    egressPorts: config.egressPorts,
+    connectionLimits: {
+      perWorkspace: config.proxyConnectionsPerWorkspace,
+      total: config.proxyConnectionsTotal,
+      overloaded: (held) => descriptors.check(held),
+    },
+    onLimitRefusal: (kind, reason) => metrics?.countLimitRefusal(kind, reason),
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
+    tunnelMaxLifetimeMs: config.tunnelMaxLifetimeMs,
+    onUpstreamCut: (kind, reason) => metrics?.countEgressCut(kind, reason),
   });
   // Refuses to start when the operator asked for disk limits this host cannot enforce.
   // In a container, a disk reaches the engine only through a shared bind of the state dir.
@@ -183,6 +203,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       };
     },
     async ensureWorkspace(params, signal) {
+      descriptors.assertRoom(network.heldConnections);
       const result = await workspaces.ensure(params, signal);
       turns.prewarm(params.workspaceId);
       return result;
@@ -193,7 +214,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       return workspaces.remove(params.workspaceId, params.purgeHome ?? false);
     },
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
-    runTurn: (params, hooks) => turnHub.run(params, hooks),
+    runTurn: async (params, hooks) => {
+      descriptors.assertRoom(network.heldConnections);
+      return turnHub.run(params, hooks);
+    },
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
     attachTurn: (params, hooks) => turnHub.attachTurn(params, hooks),
     getTurn: (params) => turnHub.get(params.turnId),

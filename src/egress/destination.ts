@@ -18,7 +18,8 @@ export interface Target {
 
 export type Resolver = (host: string) => Promise<string[]>;
 
-export type RefusalReason = HostRefusal | "private_address" | "host_address";
+/** Why a destination is refused; port_not_allowed is decided before this module is reached (internal.ts isPortAllowed). */
+export type RefusalReason = HostRefusal | "private_address" | "host_address" | "port_not_allowed";
 
 export type Resolution =
   | { ok: true; addresses: string[]; internal: boolean }

@@ -22,6 +22,8 @@ export interface MetricsSources {
   runningTurns: () => number;
   /** Running turns whose client went away (onDisconnect "continue") and that nobody is attached to. */
   detachedTurns?: () => number;
+  /** Open connections and requests of the proxies across every workspace, by kind (proxy, model, api, tunnel, request, apiRequest). */
+  proxyConnections?: () => Readonly<Record<string, number>>;
 }
 
 export const METRIC_PREFIX = "alive_codex_";
@@ -44,6 +46,8 @@ export class SidecarMetrics {
   private readonly sandboxStalls: Counter;
   private readonly modelRefusals: Counter<"reason">;
   private readonly lateTokens: Counter;
+  private readonly limitRefusals: Counter<"kind" | "reason">;
+  private readonly egressCuts: Counter<"kind" | "reason">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -60,6 +64,18 @@ export class SidecarMetrics {
     this.sandboxStalls = new Counter({ name: `${METRIC_PREFIX}sandbox_stalls_total`, help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).", registers });
     this.modelRefusals = new Counter({ name: `${METRIC_PREFIX}model_refusals_total`, help: "Requests the model proxy answered itself instead of forwarding, by reason (path, credential, web_search, rate_limited, budget_exceeded...).", labelNames: ["reason"], registers });
     this.lateTokens = new Counter({ name: `${METRIC_PREFIX}model_late_tokens_total`, help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).", registers });
+    this.limitRefusals = new Counter({ name: `${METRIC_PREFIX}proxy_limit_refusals_total`, help: "Connections and requests the proxies refused for a bound, by kind (proxy, model, api socket; tunnel, request, api_request) and reason (too_many_connections: the workspace's; sidecar_at_capacity: the sidecar's total; sidecar_overloaded: its open files).", labelNames: ["kind", "reason"], registers });
+    this.egressCuts = new Counter({ name: `${METRIC_PREFIX}egress_cuts_total`, help: "Tunnels and forwarded requests the egress proxy closed itself, by kind (tunnel, request) and reason (idle, lifetime, egress_narrowed).", labelNames: ["kind", "reason"], registers });
+    new Gauge({
+      name: `${METRIC_PREFIX}proxy_connections`,
+      help: "Connections open on workspaces' sockets (kind proxy, model, api), tunnels and forwarded requests of the egress proxy (tunnel, request), and requests to Alive's API in flight (api_request), across every workspace.",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, count] of Object.entries(sources.proxyConnections?.() ?? {})) this.set({ kind: metricKind(kind) }, count);
+      },
+    });
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -130,4 +146,17 @@ export class SidecarMetrics {
   countLateTokens(total: number): void {
     this.lateTokens.inc(total);
   }
+
+  countLimitRefusal(kind: string, reason: string): void {
+    this.limitRefusals.inc({ kind: metricKind(kind), reason });
+  }
+
+  countEgressCut(kind: string, reason: string): void {
+    this.egressCuts.inc({ kind, reason });
+  }
+}
+
+/** Label values in Prometheus' snake_case (apiRequest → api_request). */
+function metricKind(kind: string): string {
+  return kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }

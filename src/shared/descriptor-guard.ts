@@ -132,7 +132,7 @@ export class DescriptorGuard {
     const check = this.check(held);
     if (!check.overloaded) return;
     throw new SidecarError(ErrorCode.limitReached, `the sidecar has ${check.open} of its ${check.limit} open files in use and takes no new turns or workspaces until some close; try again shortly`, {
-      data: { reason: "sidecar_overloaded", openFiles: check.open, limit: check.limit },
+      data: { reason: "the sidecar is near its open-files limit; retry shortly", code: "sidecar_overloaded", openFiles: check.open, openFilesLimit: check.limit },
     });
   }
 }

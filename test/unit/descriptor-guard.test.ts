@@ -100,7 +100,7 @@ describe("DescriptorGuard", () => {
       (error: unknown) => {
         assert.ok(error instanceof SidecarError);
         assert.equal(error.code, ErrorCode.limitReached);
-        assert.deepEqual(error.data, { reason: "sidecar_overloaded", openFiles: 95, limit: 100 });
+        assert.deepEqual(error.data, { reason: "the sidecar is near its open-files limit; retry shortly", code: "sidecar_overloaded", openFiles: 95, openFilesLimit: 100 });
         assert.match(error.message, /95 of its 100 open files/);
         return true;
       },
