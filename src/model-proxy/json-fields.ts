@@ -6,7 +6,7 @@
  * wanted value while it passes (at most `maxValueBytes`; a larger one is given up, not kept).
  *
  * Bytes are scanned, not characters: UTF-8 never has a quote, backslash or bracket inside a
- * multi-byte character. Inside a string the scan jumps from quote to backslash with indexOf.
+ * multi-byte character. Inside a string the scan jumps to its closing quote with indexOf.
  * A key written with escapes (`"us\u0061ge"`) does not match; the model API does not write them.
  */
 
@@ -53,6 +53,8 @@ export class JsonFieldReader {
   readonly #found: Array<Buffer | undefined>;
   #inString = false;
   #escaped = false;
+  /** The string being read is a key; its bytes are kept only where a wanted path could pass. */
+  #stringIsKey = false;
   #keyBytes: number[] | null = null;
   #keyTooLong = false;
   /** Inside a number, true, false or null. */
@@ -89,7 +91,9 @@ export class JsonFieldReader {
         case QUOTE:
           this.#inString = true;
           if (top?.object && top.expectKey) {
-            this.#keyBytes = [];
+            this.#stringIsKey = true;
+            // Deeper than any wanted path, a key is never compared: it is skipped like a value.
+            this.#keyBytes = this.#stack.length <= this.#maxDepth ? [] : null;
             this.#keyTooLong = false;
           } else {
             this.#startValue(i, false);
@@ -157,14 +161,17 @@ export class JsonFieldReader {
       return i;
     }
     if (this.#keyBytes === null) {
-      // A value: jump to the next quote or backslash.
+      // A value, or a key not kept: jump to the next quote, or to a backslash before it (searched
+      // for only up to the quote, so a chunk is not scanned to its end once per string).
       const quote = bytes.indexOf(QUOTE, i);
-      const backslash = bytes.indexOf(BACKSLASH, i);
-      const next = quote === -1 ? backslash : backslash === -1 ? quote : Math.min(quote, backslash);
-      if (next === -1) return bytes.length - 1;
-      if (bytes[next] === BACKSLASH) this.#escaped = true;
-      else this.#endString(bytes, next);
-      return next;
+      const backslash = bytes.subarray(i, quote === -1 ? bytes.length : quote).indexOf(BACKSLASH);
+      if (backslash !== -1) {
+        this.#escaped = true;
+        return i + backslash;
+      }
+      if (quote === -1) return bytes.length - 1;
+      this.#endString(bytes, quote);
+      return quote;
     }
     const byte = bytes[i]!;
     if (byte === BACKSLASH) {
@@ -186,10 +193,11 @@ export class JsonFieldReader {
 
   #endString(bytes: Buffer, at: number): void {
     this.#inString = false;
-    if (this.#keyBytes !== null) {
+    if (this.#stringIsKey) {
       const top = this.#stack[this.#stack.length - 1]!;
-      top.key = this.#keyTooLong ? null : Buffer.from(this.#keyBytes).toString("utf8");
+      top.key = this.#keyBytes === null || this.#keyTooLong ? null : Buffer.from(this.#keyBytes).toString("utf8");
       top.expectKey = false;
+      this.#stringIsKey = false;
       this.#keyBytes = null;
       return;
     }

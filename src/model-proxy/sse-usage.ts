@@ -67,6 +67,16 @@ export interface SseUsageReaderOptions {
 
 /** Which part of a line is being read. */
 type LinePhase = "field" | "value-start" | "value";
+/** The fields read: data and event; any other (id, retry, a comment) is not. */
+type FieldKind = "data" | "event" | "other";
+
+const DATA = [0x64, 0x61, 0x74, 0x61];
+const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74];
+
+function kindOf(name: readonly number[]): FieldKind {
+  const is = (word: readonly number[]): boolean => name.length === word.length && word.every((byte, i) => name[i] === byte);
+  return is(DATA) ? "data" : is(EVENT) ? "event" : "other";
+}
 
 export class SseUsageReader {
   readonly #maxValueBytes: number;
@@ -76,6 +86,8 @@ export class SseUsageReader {
   #lineBytes = 0;
   #phase: LinePhase = "field";
   #field: number[] = [];
+  /** What the line's field is, once its name has ended (at the colon, or the end of the line). */
+  #fieldKind: FieldKind = "other";
   /** The value of an `event:` line being read. */
   #name: number[] = [];
   #eventName = "";
@@ -141,7 +153,7 @@ export class SseUsageReader {
       if (bytes[from] === SPACE) from++;
       if (from >= to) return;
     }
-    const field = this.#fieldName();
+    const field = this.#fieldKind;
     if (field === "data") this.#data?.push(bytes.subarray(from, to));
     else if (field === "event") this.#addName(this.#name, bytes, from, to);
   }
@@ -149,7 +161,8 @@ export class SseUsageReader {
   /** A line's field is known: a data line opens (or continues) the event's data, unless it is skipped. */
   #startValue(): void {
     this.#phase = "value-start";
-    if (this.#fieldName() !== "data") return;
+    this.#fieldKind = kindOf(this.#field);
+    if (this.#fieldKind !== "data") return;
     if (this.#dataLines++ === 0 && !this.#skipping) this.#data = new JsonFieldReader(DATA_FIELDS, { maxValueBytes: this.#maxValueBytes });
     // Data lines are joined with a newline: whitespace to JSON.
     else this.#data?.push(NEWLINE);
@@ -163,21 +176,15 @@ export class SseUsageReader {
     }
     // A line without a colon is a field with an empty value.
     if (this.#phase === "field") this.#startValue();
-    if (this.#fieldName() === "event") {
+    if (this.#fieldKind === "event") {
       this.#eventName = this.#name.length > MAX_NAME_BYTES ? "" : Buffer.from(this.#name).toString("utf8");
       if (!FINAL_EVENTS.has(this.#eventName)) this.#skip();
     }
     this.#lineBytes = 0;
     this.#phase = "field";
-    this.#field = [];
+    this.#field.length = 0;
+    this.#fieldKind = "other";
     this.#name = [];
-  }
-
-  /** "data", "event", or "" for any other field or a comment. */
-  #fieldName(): string {
-    if (this.#field.length > 5) return "";
-    const name = String.fromCharCode(...this.#field);
-    return name === "data" || name === "event" ? name : "";
   }
 
   /** Appends bytes to a short name; past MAX_NAME_BYTES one more byte is kept to mark it as too long. */
