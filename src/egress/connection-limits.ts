@@ -29,7 +29,7 @@ export type UpstreamKind = "tunnel" | "request" | "apiRequest";
 /** Why a connection or request was refused for a bound: the value of `x-alive-egress-error`. */
 export type LimitReason = "too_many_connections" | "sidecar_at_capacity" | "sidecar_overloaded";
 
-/** The header every answer of the sidecar's proxies that is not the upstream's own carries, naming why. */
+/** The header naming why a connection or request was refused for a bound (the egress proxy's own errors carry it too). */
 export const LIMIT_HEADER = "x-alive-egress-error";
 
 export const DEFAULT_CONNECTIONS_PER_WORKSPACE = 256;
@@ -57,7 +57,7 @@ interface WorkspaceCounts extends Counted {
   cut: number;
 }
 
-/** Upstream kinds that hold a descriptor of their own (an API request waits in its agent's queue instead). */
+/** The kinds that hold a descriptor of their own (an API request waits in its agent's queue for a connection instead). */
 const HOLDS_DESCRIPTOR: ReadonlySet<SocketKind | UpstreamKind> = new Set(["proxy", "model", "api", "tunnel", "request"]);
 
 export class ConnectionLimits {
