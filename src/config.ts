@@ -12,7 +12,7 @@ import { MIN_CODEX_VERSION, parseCodexVersionSetting } from "./codex-versions.js
 import type { EgressPolicy } from "./egress/policy.js";
 import type { AddressSet } from "./egress/addresses.js";
 import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
-import { parseDnsServersSetting, parseEgressSetting, parseHostAddressesSetting, parseInternalSetting } from "./egress/settings.js";
+import { parseDnsServersSetting, parseEgressSetting, parseHostAddressesSetting, parseInternalSetting, parsePortsSetting } from "./egress/settings.js";
 import type { LogLevel } from "./log.js";
 import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import { DEFAULT_DISK, DISK_RANGES, type DiskLimits } from "./shared/limits.js";
@@ -112,6 +112,15 @@ export interface SidecarConfig {
   dnsServers: string[] | null;
   /** The hosts file read before any DNS query. */
   hostsFile: string;
+  /** Ports the egress proxy connects to (CONNECT and http://); an internal destination keeps its own. */
+  egressPorts: number[];
+  /** Connections a workspace may hold on each of its sockets, and tunnels plus forwarded requests through its egress proxy. */
+  proxyConnectionsPerWorkspace: number;
+  /** Connections the proxies hold across every workspace (accepted ones and upstream ones). */
+  proxyConnectionsTotal: number;
+  /** The egress proxy's tunnels and forwarded requests: cut after this long without a byte, and once this old. */
+  tunnelIdleTimeoutMs: number;
+  tunnelMaxLifetimeMs: number;
   /** Host directories mounted read-only at the same path in every workspace container (trusted code such as Alive's MCP servers). */
   trustedDirs: string[];
   /** A turn's token and CPU budgets when turn.run names none, and the most it may name (null: none). */
@@ -248,6 +257,13 @@ function parseDnsTimeout(name: string, raw: string): number {
   return value;
 }
 
+/** A duration above 0: what it bounds always has a bound. */
+function parsePositiveDuration(name: string, raw: string): number {
+  const value = parseDuration(name, raw);
+  if (value === 0) throw new ConfigError(name, raw, "a duration above 0, such as 90s, 5m or 1h");
+  return value;
+}
+
 function parseTurnTimeout(name: string, raw: string): number {
   const value = parseDuration(name, raw);
   if (value === 0) throw new ConfigError(name, raw, "a duration above 0: every turn has a deadline");
@@ -277,6 +293,11 @@ export const SETTINGS: readonly AnySetting[] = [
   setting({ key: "dnsMax", env: "ALIVE_CODEX_DNS_MAX", flag: "--dns-max", parse: integers(1, 4096), default: "64", description: "Name lookups in flight for all workspaces together; past it lookups wait, and a freed slot goes to the waiting workspaces in turn. At least ALIVE_CODEX_DNS_PER_WORKSPACE. The model API's name has its own resolver and is not counted." }),
   setting({ key: "dnsServers", env: "ALIVE_CODEX_DNS_SERVERS", flag: "--dns-servers", parse: parseDnsServersSetting, default: null, defaultText: "(the nameservers of /etc/resolv.conf)", description: "Comma-separated DNS servers the sidecar asks, each an IP address with an optional port (10.0.0.2, 127.0.0.1:5353, [fd00::53]:53), for the egress proxy and the model API's name. resolv.conf's search list applies either way." }),
   setting({ key: "hostsFile", env: "ALIVE_CODEX_HOSTS_FILE", flag: "--hosts-file", parse: parseAbsolutePath, default: "/etc/hosts", description: "The hosts file read before any DNS query (re-read within a second when it changes). localhost and names under .localhost are loopback unless it lists them." }),
+  setting({ key: "egressPorts", env: "ALIVE_CODEX_EGRESS_PORTS", flag: "--egress-ports", parse: parsePortsSetting, default: "443,80", description: "Comma-separated ports the egress proxy connects to, for CONNECT tunnels and http:// requests alike; any other is refused with 403 port_not_allowed (SMTP, SSH and the like would otherwise leave from the host's address). An internal destination (ALIVE_CODEX_INTERNAL_DESTINATIONS) keeps its own port." }),
+  setting({ key: "proxyConnectionsPerWorkspace", env: "ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE", flag: "--proxy-connections-per-workspace", parse: integers(1, 100_000), default: "256", description: "Connections a workspace may hold open on each of its sockets (the egress proxy, the model proxy, Alive's API); also its tunnels plus forwarded http:// requests through the egress proxy, and its requests to Alive's API in flight. Past it a new one is answered 429 with x-alive-egress-error: too_many_connections and closed; other workspaces are not affected. workspace.list shows each workspace's counts (network.connections)." }),
+  setting({ key: "proxyConnectionsTotal", env: "ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL", flag: "--proxy-connections-total", parse: integers(1, 10_000_000), default: "8192", description: "Connections the sidecar's proxies hold across every workspace: each connection accepted on a workspace's socket and each tunnel or forwarded request upstream counts one (about one open file each). Past it a new one is answered 503 sidecar_at_capacity. Apart from this, new connections, turns and ensures are refused (503 sidecar_overloaded, -32007) while the sidecar's own open files are above 90 % of its limit, which it raises to the hard limit at start-up." }),
+  setting({ key: "tunnelIdleTimeoutMs", env: "ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT", flag: "--tunnel-idle-timeout", parse: parsePositiveDuration, default: "5m", description: "A CONNECT tunnel or forwarded http:// request through the egress proxy is closed (both ends) after this long without a byte either way. Units: ms, s, m, h." }),
+  setting({ key: "tunnelMaxLifetimeMs", env: "ALIVE_CODEX_TUNNEL_MAX_LIFETIME", flag: "--tunnel-max-lifetime", parse: parsePositiveDuration, default: "1h", description: "A CONNECT tunnel or forwarded http:// request through the egress proxy is closed (both ends) once this old, whatever passes. Units: ms, s, m, h." }),
   setting({ key: "trustedDirs", env: "ALIVE_CODEX_TRUSTED_DIRS", flag: "--trusted-dirs", parse: parsePathList, default: () => [], description: "Colon-separated host directories (e.g. /opt/alive/packages) mounted read-only at the same path in every workspace container, for trusted code such as Alive's MCP servers." }),
   setting({ key: "defaultResources", env: "ALIVE_CODEX_RESOURCES", flag: "--resources", parse: (name, raw) => parseResources(name, raw, DEFAULT_RESOURCES), default: formatResources(DEFAULT_RESOURCES), description: "Default limits per workspace container: memory (= memory+swap) in MiB, CPUs, max processes." }),
   setting({ key: "cpuPeriodUs", env: "ALIVE_CODEX_CPU_PERIOD", flag: "--cpu-period", parse: parseCpuPeriod, default: "1s", description: "Window over which a workspace's CPU limit is enforced (1ms to 1s): its quota is cpus × this. Docker's 100ms throttles codex's start-up under a 1-CPU limit (+78 ms per turn measured); 1s lets a turn start at full speed while the average stays bounded, at the cost of a tenant bursting on all cores for up to one window's quota (docs/benchmarks.md)." }),

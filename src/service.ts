@@ -57,14 +57,34 @@ export interface WorkspaceSummary {
   activeTurnId: string | null;
   /** The egress policy in force (network "none" and a turn without network access narrow it to "model"). */
   egress: EgressDescription;
-  /** How the workspace reaches out: no network of its own, only the sidecar's proxies; refusals counted. */
-  network: { mode: "none"; via: "sidecar"; egressRefusals: number };
+  /** How the workspace reaches out: no network of its own, only the sidecar's proxies; refusals counted; its connections now (extension). */
+  network: { mode: "none"; via: "sidecar"; egressRefusals: number; connections?: WorkspaceConnections };
   /** The workspace's own disk (HOME, TMPDIR, run dir) when disk limits are on and it is attached; else null. */
   disk?: DiskUsage | null;
   /** What was measured of the container (extension); null until an ensure has measured it (an adopted container not yet ensured). */
   isolation: IsolationReport | null;
   /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
   runtime: string | null;
+}
+
+/**
+ * A workspace's connections through the sidecar's proxies (docs/protocol.md): open now, and refused
+ * for a bound or cut since the sidecar started serving the workspace.
+ */
+export interface WorkspaceConnections {
+  /** Connections open now on its egress proxy, model proxy and Alive API sockets. */
+  proxy: number;
+  model: number;
+  api: number;
+  /** CONNECT tunnels open now, and http:// requests the egress proxy is forwarding now. */
+  tunnels: number;
+  requests: number;
+  /** Requests to Alive's API in flight now. */
+  apiRequests: number;
+  /** Connections and requests answered 429/503 for a bound. */
+  refusedForLimit: number;
+  /** Tunnels and forwarded requests the egress proxy closed itself: idle, too old, or when a turn narrowed the egress. */
+  cut: number;
 }
 
 /** A workspace disk's size and use (statfs of its filesystem: no walk of the tree). */

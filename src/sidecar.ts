@@ -17,6 +17,7 @@ import { RuntimeCodex } from "./docker/runtime-codex.js";
 import type { ImageCodex } from "./docker/image-codex.js";
 import { Labels } from "./docker/labels.js";
 import { raceAbort } from "./shared/abort.js";
+import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit } from "./shared/descriptor-guard.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
 import { WorkspaceEndpoints, type TurnRef } from "./egress/workspace-endpoints.js";
@@ -61,6 +62,10 @@ export interface StartSidecarOptions {
 export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  // Every tenant's connections are this process's descriptors: as many as the host allows, and
+  // new work refused (not failed halfway) before they run out.
+  const nofile = await raiseNofileLimit(log);
+  const descriptors = new DescriptorGuard({ limit: nofile?.soft ?? Infinity, count: countOpenDescriptors });
   const docker = createDockerClient(config.dockerHost);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
@@ -109,7 +114,12 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   let hubReady: TurnHub | null = null;
   // Metrics only when served; their gauges read the workspaces and turns when scraped.
   const metrics: SidecarMetrics | null = config.metricsListen
-    ? new SidecarMetrics({ workspaceStates: (): string[] => workspaces.list().map((w) => w.state), runningTurns: () => turnsReady?.running ?? 0, detachedTurns: () => hubReady?.detached ?? 0 })
+    ? new SidecarMetrics({
+        workspaceStates: (): string[] => workspaces.list().map((w) => w.state),
+        runningTurns: () => turnsReady?.running ?? 0,
+        detachedTurns: () => hubReady?.detached ?? 0,
+        proxyConnections: () => network.connectionTotals(),
+      })
     : null;
   // Name resolution: the workspaces' egress lookups share one resolver, a few slots per workspace;
   // the model API's name has a resolver of its own and is kept by its TTL (egress/resolver.ts).
@@ -153,6 +163,16 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       project: config.openaiProject,
     },
     onRefusal: (_workspaceId, _host, _port, reason) => metrics?.countEgressRefusal(reason),
+    egressPorts: config.egressPorts,
+    connectionLimits: {
+      perWorkspace: config.proxyConnectionsPerWorkspace,
+      total: config.proxyConnectionsTotal,
+      overloaded: (held) => descriptors.check(held),
+    },
+    onLimitRefusal: (kind, reason) => metrics?.countLimitRefusal(kind, reason),
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
+    tunnelMaxLifetimeMs: config.tunnelMaxLifetimeMs,
+    onUpstreamCut: (kind, reason) => metrics?.countEgressCut(kind, reason),
   });
   // Refuses to start when the operator asked for disk limits this host cannot enforce.
   // In a container, a disk reaches the engine only through a shared bind of the state dir.
@@ -193,6 +213,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     stallWatch: config.stallWatch,
     outputLineMaxBytes: config.outputLineMaxMb * 1024 * 1024,
     modelHostedTools: config.modelHostedTools,
+    // A turn that narrows its workspace's egress starts with none of the tunnels opened before it.
+    onEgressNarrowed: (workspaceId: string) => network.closeTunnels(workspaceId),
     ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
     budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
@@ -219,6 +241,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       };
     },
     async ensureWorkspace(params, signal) {
+      descriptors.assertRoom(network.heldConnections);
       const result = await workspaces.ensure(params, signal);
       turns.prewarm(params.workspaceId);
       return result;
@@ -229,7 +252,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       return workspaces.remove(params.workspaceId, params.purgeHome ?? false);
     },
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
-    runTurn: (params, hooks) => turnHub.run(params, hooks),
+    runTurn: async (params, hooks) => {
+      descriptors.assertRoom(network.heldConnections);
+      return turnHub.run(params, hooks);
+    },
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
     attachTurn: (params, hooks) => turnHub.attachTurn(params, hooks),
     getTurn: (params) => turnHub.get(params.turnId),

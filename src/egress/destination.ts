@@ -18,7 +18,8 @@ export interface Target {
   port: number;
 }
 
-export type RefusalReason = HostRefusal | "private_address" | "host_address";
+/** Why a destination is refused; port_not_allowed is decided before this module is reached (internal.ts isPortAllowed). */
+export type RefusalReason = HostRefusal | "private_address" | "host_address" | "port_not_allowed";
 
 /**
  * `detail` is what the client is told: for a name, never what it resolved to (the sidecar must not

@@ -58,3 +58,15 @@ export function isInternal(destinations: readonly InternalDestination[], host: s
   const wanted = comparableHost(host);
   return wanted !== undefined && destinations.some((d) => d.host === wanted && d.port === port);
 }
+
+/**
+ * The ports the egress proxy connects to unless the operator names others (ALIVE_CODEX_EGRESS_PORTS):
+ * HTTPS and HTTP. Any other port would let a workspace speak SMTP, SSH or anything else from the
+ * host's address.
+ */
+export const DEFAULT_EGRESS_PORTS: readonly number[] = [443, 80];
+
+/** May the egress proxy connect to host:port? One of `ports`, or an internal destination's own port. */
+export function isPortAllowed(ports: readonly number[], destinations: readonly InternalDestination[], host: string, port: number): boolean {
+  return ports.includes(port) || isInternal(destinations, host, port);
+}

@@ -1,4 +1,4 @@
-/** The egress settings' parsers (ALIVE_CODEX_EGRESS, ALIVE_CODEX_INTERNAL_DESTINATIONS, ALIVE_CODEX_HOST_ADDRESSES, ALIVE_CODEX_DNS_SERVERS): errors name the setting, like every setting's. */
+/** The egress settings' parsers (ALIVE_CODEX_EGRESS, ALIVE_CODEX_INTERNAL_DESTINATIONS, ALIVE_CODEX_HOST_ADDRESSES, ALIVE_CODEX_DNS_SERVERS, ALIVE_CODEX_EGRESS_PORTS): errors name the setting, like every setting's. */
 import { isIP } from "node:net";
 import { SidecarError } from "../errors.js";
 import { ConfigError } from "../shared/setting-parsers.js";
@@ -57,4 +57,17 @@ export function parseDnsServersSetting(name: string, raw: string): string[] {
     if (port === undefined) return address;
     return family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
   });
+}
+
+/** A comma-separated list of TCP ports (1-65535), at least one; duplicates dropped. */
+export function parsePortsSetting(name: string, raw: string): number[] {
+  const entries = raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
+  const expected = "a comma-separated list of ports from 1 to 65535, e.g. 443,80";
+  if (entries.length === 0) throw new ConfigError(name, raw, expected);
+  const ports = entries.map((entry) => {
+    const port = /^\d{1,5}$/.test(entry) ? Number(entry) : NaN;
+    if (!(port >= 1 && port <= 65_535)) throw new ConfigError(name, raw, `${expected} (${JSON.stringify(entry)} is not one)`);
+    return port;
+  });
+  return [...new Set(ports)];
 }

@@ -8,7 +8,8 @@
  *   api.sock    Alive's API (ALIVE_API_URL inside), when the operator set one
  * So nothing leaves a workspace but through these servers, under runc and gVisor alike, with no
  * bridge and no host firewall rule. Each socket belongs to the workspace's uid (mode 0600): no
- * other host user can use it.
+ * other host user can use it. A read-only mount does not stop connect(), so each socket's
+ * connections are bounded per workspace and across the sidecar (connection-limits.ts).
  */
 import { promises as fs } from "node:fs";
 import type { Server } from "node:http";
@@ -21,12 +22,24 @@ import type { NetLookup } from "../model-proxy/upstream-lookup.js";
 import { LogLimiter } from "../shared/log-limiter.js";
 import type { AddressSet } from "./addresses.js";
 import { createApiProxy } from "./api-proxy.js";
+import {
+  ConnectionLimits,
+  DEFAULT_CONNECTIONS_PER_WORKSPACE,
+  DEFAULT_CONNECTIONS_TOTAL,
+  boundConnections,
+  type ConnectionLimitsOptions,
+  type LimitReason,
+  type SocketKind,
+  type UpstreamKind,
+  type WorkspaceConnections,
+} from "./connection-limits.js";
 import { NET_SOCKETS } from "./container-net.js";
 import type { RefusalReason } from "./destination.js";
-import { createEgressProxy } from "./http-proxy.js";
+import { createEgressProxy, type EgressProxyServer } from "./http-proxy.js";
 import type { InternalDestination } from "./internal.js";
 import type { EgressPolicy } from "./policy.js";
 import { NameResolver } from "./resolver.js";
+import type { CutReason } from "./upstream-watch.js";
 
 /** What a model credential refers to. */
 export interface TurnRef {
@@ -62,6 +75,17 @@ export interface WorkspaceEndpointsOptions {
   operatorHostAddresses?: AddressSet;
   /** Rate-limits the proxies' log lines per workspace. Default: one made here. */
   logLimiter?: LogLimiter;
+  /** Connections per workspace and socket, and in all; the descriptor guard. Default: 256 and 8192, no guard. */
+  connectionLimits?: Pick<ConnectionLimitsOptions, "perWorkspace" | "total" | "overloaded">;
+  /** Called for each connection or request refused for a bound (the metrics). */
+  onLimitRefusal?: (kind: SocketKind | UpstreamKind, reason: LimitReason) => void;
+  /** The egress proxy's tunnels and forwarded requests: cut after this long idle, and once this old. Default 5 min and 1 h. */
+  tunnelIdleTimeoutMs?: number;
+  tunnelMaxLifetimeMs?: number;
+  /** Called for each tunnel or forwarded request cut (the metrics). */
+  onUpstreamCut?: (kind: "tunnel" | "request", reason: CutReason) => void;
+  /** Ports the egress proxy connects to; an internal destination keeps its own. Default 443 and 80. */
+  egressPorts?: readonly number[];
 }
 
 export interface WorkspaceNet {
@@ -76,19 +100,31 @@ export interface WorkspaceNet {
 
 interface Endpoints {
   servers: Server[];
+  egress: EgressProxyServer;
+  /** Drop each socket's refused connections still held for their answer. */
+  dropRefused: Array<() => void>;
 }
 
 export class WorkspaceEndpoints {
   private readonly open = new Map<string, Promise<Endpoints>>();
+  /** The same, once served: closeTunnels() answers at once. */
+  private readonly served = new Map<string, Endpoints>();
   /** Closes in flight: a server's close unlinks its socket path, so a new one binds only after. */
   private readonly closing = new Map<string, Promise<void>>();
   private readonly refused = new Map<string, number>();
   private readonly logLimiter: LogLimiter;
   private readonly resolver: NameResolver;
+  private readonly limits: ConnectionLimits;
 
   constructor(private readonly options: WorkspaceEndpointsOptions) {
     this.logLimiter = options.logLimiter ?? new LogLimiter();
     this.resolver = options.resolver ?? new NameResolver();
+    this.limits = new ConnectionLimits({
+      perWorkspace: options.connectionLimits?.perWorkspace ?? DEFAULT_CONNECTIONS_PER_WORKSPACE,
+      total: options.connectionLimits?.total ?? DEFAULT_CONNECTIONS_TOTAL,
+      ...(options.connectionLimits?.overloaded ? { overloaded: options.connectionLimits.overloaded } : {}),
+      ...(options.onLimitRefusal ? { onRefused: options.onLimitRefusal } : {}),
+    });
   }
 
   /** Serves the workspace's sockets unless they are served already (idempotent; a sidecar restart re-creates them). */
@@ -108,17 +144,46 @@ export class WorkspaceEndpoints {
     return this.refused.get(workspaceId) ?? 0;
   }
 
+  /** The workspace's connections now, and those refused for a bound or cut since its sockets were opened. */
+  connections(workspaceId: string): WorkspaceConnections {
+    return this.limits.counts(workspaceId);
+  }
+
+  /** Open connections and requests across every workspace, by kind (the metrics). */
+  connectionTotals(): Record<SocketKind | UpstreamKind, number> {
+    return { ...this.limits.totals() };
+  }
+
+  /** Descriptors the proxies hold now (accepted connections and upstream connections), for the descriptor guard. */
+  get heldConnections(): number {
+    return this.limits.held;
+  }
+
+  /**
+   * Ends the workspace's open CONNECT tunnels and forwarded http:// requests, both ends, and those
+   * being connected (not its model or API connections); returns how many were open. Called when a
+   * turn narrows the workspace's egress: nothing opened under the wider policy outlives it.
+   */
+  closeTunnels(workspaceId: string): number {
+    const endpoints = this.served.get(workspaceId);
+    return endpoints === undefined ? 0 : endpoints.egress.closeUpstreams();
+  }
+
   /** Stops serving the workspace (it was removed): open tunnels and streams end. */
   close(workspaceId: string): Promise<void> {
     const endpoints = this.open.get(workspaceId);
     this.open.delete(workspaceId);
+    this.served.delete(workspaceId);
     this.refused.delete(workspaceId);
+    this.limits.forget(workspaceId);
     this.options.credentials.revokeWhere((ref) => ref.workspaceId === workspaceId);
     if (!endpoints) return this.closing.get(workspaceId) ?? Promise.resolve();
     const done = endpoints
       .catch(() => null)
       .then(async (open) => {
-        if (open) await Promise.all(open.servers.map(closeServer));
+        if (!open) return;
+        for (const drop of open.dropRefused) drop();
+        await Promise.all(open.servers.map(closeServer));
       })
       .finally(() => {
         if (this.closing.get(workspaceId) === done) this.closing.delete(workspaceId);
@@ -134,7 +199,7 @@ export class WorkspaceEndpoints {
   private async start(net: WorkspaceNet): Promise<Endpoints> {
     const { options } = this;
     const log = options.log.child({ workspaceId: net.workspaceId });
-    const endpoints: Endpoints = { servers: [] };
+    const { limits } = this;
     const egress = createEgressProxy({
       policy: net.policy,
       internal: options.internal,
@@ -148,7 +213,16 @@ export class WorkspaceEndpoints {
         this.refused.set(net.workspaceId, (this.refused.get(net.workspaceId) ?? 0) + 1);
         options.onRefusal?.(net.workspaceId, host, port, reason);
       },
+      admitUpstream: (kind) => limits.admitUpstream(net.workspaceId, kind),
+      onCut: (kind, reason) => {
+        limits.noteCut(net.workspaceId);
+        options.onUpstreamCut?.(kind, reason);
+      },
+      ...(options.tunnelIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.tunnelIdleTimeoutMs } : {}),
+      ...(options.tunnelMaxLifetimeMs !== undefined ? { maxLifetimeMs: options.tunnelMaxLifetimeMs } : {}),
+      ...(options.egressPorts !== undefined ? { allowedPorts: options.egressPorts } : {}),
     });
+    const endpoints: Endpoints = { servers: [], egress, dropRefused: [] };
     const model = createModelProxy<TurnRef>({
       upstreamBaseUrl: options.modelUpstream,
       apiKey: options.apiKey,
@@ -171,21 +245,24 @@ export class WorkspaceEndpoints {
       ...(options.onModelRequest ? { onRequest: options.onModelRequest } : {}),
       ...(options.onModelUnreachable ? { onUpstreamError: options.onModelUnreachable } : {}),
     });
-    const servers: Array<[string, Server]> = [
-      [NET_SOCKETS.proxy, egress],
-      [NET_SOCKETS.model, model],
-      ...(options.aliveApiUrl ? [[NET_SOCKETS.api, createApiProxy({ target: options.aliveApiUrl, log, logLimiter: this.logLimiter, logKey: net.workspaceId })] as [string, Server]] : []),
-    ];
+    const api = options.aliveApiUrl
+      ? createApiProxy({ target: options.aliveApiUrl, workspaceId: net.workspaceId, log, logLimiter: this.logLimiter, logKey: net.workspaceId, admitRequest: () => limits.admitUpstream(net.workspaceId, "apiRequest") })
+      : null;
+    const servers: Array<[SocketKind, Server]> = [["proxy", egress], ["model", model], ...(api ? [["api", api] as [SocketKind, Server]] : [])];
     await fs.mkdir(net.dir, { recursive: true, mode: 0o755 });
     try {
-      for (const [name, server] of servers) {
-        await listenOwned(server, path.join(net.dir, name), net.uid, net.gid);
+      for (const [kind, server] of servers) {
+        endpoints.dropRefused.push(boundConnections(server, limits, net.workspaceId, kind));
+        await listenOwned(server, path.join(net.dir, NET_SOCKETS[kind]), net.uid, net.gid);
         endpoints.servers.push(server);
       }
     } catch (error) {
+      for (const drop of endpoints.dropRefused) drop();
       await Promise.all(endpoints.servers.map(closeServer));
       throw new Error(`could not serve the network sockets of workspace ${net.workspaceId} in ${net.dir}: ${errorMessage(error)}`, { cause: error });
     }
+    // Unless the workspace was closed (or closed and served again) meanwhile.
+    if (this.open.has(net.workspaceId)) this.served.set(net.workspaceId, endpoints);
     return endpoints;
   }
 }

@@ -22,6 +22,8 @@ export interface MetricsSources {
   runningTurns: () => number;
   /** Running turns whose client went away (onDisconnect "continue") and that nobody is attached to. */
   detachedTurns?: () => number;
+  /** Open connections and requests of the proxies across every workspace, by kind (proxy, model, api, tunnel, request, apiRequest). */
+  proxyConnections?: () => Readonly<Record<string, number>>;
 }
 
 export const METRIC_PREFIX = "alive_codex_";
@@ -45,6 +47,8 @@ export class SidecarMetrics {
   private readonly modelRefusals: Counter<"reason">;
   private readonly lateTokens: Counter;
   private readonly dnsRefusals: Counter<"reason">;
+  private readonly limitRefusals: Counter<"kind" | "reason">;
+  private readonly egressCuts: Counter<"kind" | "reason">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -63,6 +67,18 @@ export class SidecarMetrics {
     this.lateTokens = new Counter({ name: `${METRIC_PREFIX}model_late_tokens_total`, help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).", registers });
     this.dnsRefusals = new Counter({ name: `${METRIC_PREFIX}egress_dns_failures_total`, help: "Egress name lookups that got no answer from the sidecar's resolver, by reason: busy (the workspace already had its most lookups in flight and waiting; answered 429 dns_busy) or timeout (no answer within ALIVE_CODEX_DNS_TIMEOUT).", labelNames: ["reason"], registers });
     for (const reason of ["busy", "timeout"]) this.dnsRefusals.inc({ reason }, 0);
+    this.limitRefusals = new Counter({ name: `${METRIC_PREFIX}proxy_limit_refusals_total`, help: "Connections and requests the proxies refused for a bound, by kind (proxy, model, api socket; tunnel, request, api_request) and reason (too_many_connections: the workspace's; sidecar_at_capacity: the sidecar's total; sidecar_overloaded: its open files).", labelNames: ["kind", "reason"], registers });
+    this.egressCuts = new Counter({ name: `${METRIC_PREFIX}egress_cuts_total`, help: "Tunnels and forwarded requests the egress proxy closed itself, by kind (tunnel, request) and reason (idle, lifetime, egress_narrowed).", labelNames: ["kind", "reason"], registers });
+    new Gauge({
+      name: `${METRIC_PREFIX}proxy_connections`,
+      help: "Connections open on workspaces' sockets (kind proxy, model, api), tunnels and forwarded requests of the egress proxy (tunnel, request), and requests to Alive's API in flight (api_request), across every workspace.",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, count] of Object.entries(sources.proxyConnections?.() ?? {})) this.set({ kind: metricKind(kind) }, count);
+      },
+    });
     new Gauge({
       name: `${METRIC_PREFIX}workspaces`,
       help: "Known workspace containers by state.",
@@ -138,4 +154,17 @@ export class SidecarMetrics {
   countDnsRefusal(reason: "busy" | "timeout"): void {
     this.dnsRefusals.inc({ reason });
   }
+
+  countLimitRefusal(kind: string, reason: string): void {
+    this.limitRefusals.inc({ kind: metricKind(kind), reason });
+  }
+
+  countEgressCut(kind: string, reason: string): void {
+    this.egressCuts.inc({ kind, reason });
+  }
+}
+
+/** Label values in Prometheus' snake_case (apiRequest → api_request). */
+function metricKind(kind: string): string {
+  return kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }

@@ -74,6 +74,10 @@ export interface ModelProxyOptions<T> {
   concurrencyPerTurn?: number;
   /** Requests that may wait for a slot per turn; past it, 429. Default 64. */
   queuePerTurn?: number;
+  /** Upstream connections the proxy (one per workspace) may hold at once; more requests wait for one. Default max(16, 4 × concurrencyPerTurn). */
+  maxSockets?: number;
+  /** Of them, how many are kept idle for reuse. Default max(2, concurrencyPerTurn). */
+  maxFreeSockets?: number;
   /** Requests a minute per workspace (workspaceKey) forwarded; past it, 429. 0: no limit. Default 120. */
   ratePerMinute?: number;
   /** The turn a ref belongs to, for the concurrency cap. Default: one turn for the whole proxy. */
@@ -96,7 +100,7 @@ export interface ModelProxyOptions<T> {
 }
 
 export interface ResolvedModelProxyOptions<T>
-  extends Required<Pick<ModelProxyOptions<T>, "apiKey" | "authorize" | "connectTimeoutMs" | "maxBodyBytes" | "egress" | "concurrencyPerTurn" | "queuePerTurn" | "ratePerMinute" | "turnKey" | "workspaceKey" | "drainIdleMs">> {
+  extends Required<Pick<ModelProxyOptions<T>, "apiKey" | "authorize" | "connectTimeoutMs" | "maxBodyBytes" | "egress" | "concurrencyPerTurn" | "queuePerTurn" | "maxSockets" | "maxFreeSockets" | "ratePerMinute" | "turnKey" | "workspaceKey" | "drainIdleMs">> {
   routes: ModelRoute[];
   hostedTools: ReadonlySet<string>;
   organization: string | null;
@@ -132,6 +136,9 @@ export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): Reso
     throw new TypeError("invalid model proxy option apiKey: expected null or a non-empty single-line string");
   }
   if (typeof options.authorize !== "function") throw invalid("authorize", options.authorize, "a function");
+  const concurrencyPerTurn = validateCount("concurrencyPerTurn", options.concurrencyPerTurn ?? DEFAULT_CONCURRENCY_PER_TURN, 1, 1024);
+  // Room for a turn's requests and the drains of its workspace's earlier turns (each bounded by the concurrency).
+  const maxSockets = validateCount("maxSockets", options.maxSockets ?? Math.max(16, 4 * concurrencyPerTurn), 1, 65_536);
   return {
     upstream,
     upstreamPath: upstream.pathname.replace(/\/+$/, ""),
@@ -147,7 +154,9 @@ export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): Reso
     hostedTools: validateHostedTools(options.hostedTools ?? []),
     organization: validateIdentity("organization", options.organization ?? null),
     project: validateIdentity("project", options.project ?? null),
-    concurrencyPerTurn: validateCount("concurrencyPerTurn", options.concurrencyPerTurn ?? DEFAULT_CONCURRENCY_PER_TURN, 1, 1024),
+    concurrencyPerTurn,
+    maxSockets,
+    maxFreeSockets: validateCount("maxFreeSockets", options.maxFreeSockets ?? Math.min(maxSockets, Math.max(2, concurrencyPerTurn)), 0, maxSockets),
     queuePerTurn: validateCount("queuePerTurn", options.queuePerTurn ?? DEFAULT_QUEUE_PER_TURN, 0, 100_000),
     ratePerMinute: validateCount("ratePerMinute", options.ratePerMinute ?? DEFAULT_RATE_PER_MINUTE, 0, 1_000_000),
     turnKey: options.turnKey ?? (() => ""),

@@ -27,14 +27,12 @@ import { clientResponseHeaders, bearerToken, upstreamRequestHeaders } from "./he
 import { ConcurrencySlots, RateLimiter, type SlotRelease } from "./limits.js";
 import { resolveModelProxyOptions, type ModelProxyOptions, type RefusalReason, type ResolvedModelProxyOptions } from "./options.js";
 import { CONNECT_TIMEOUT_CODE, REFUSED_HEADER, describeUpstreamError, refuseUpgrade, sendOpenAiError } from "./replies.js";
+import { JsonFieldReader } from "./json-fields.js";
 import { isRouteAllowed } from "./routes.js";
 import { SseUsageReader, readUsage, type TokenUsage } from "./sse-usage.js";
 
 export type { ModelProxyOptions, ProxyRefusal, RefusalReason, UpstreamFailure } from "./options.js";
 export type { TokenUsage } from "./sse-usage.js";
-
-/** A JSON body is kept (to read its `usage`) up to this size; past it, it is only streamed. */
-const MAX_JSON_USAGE_BYTES = 8 * 1024 * 1024;
 
 /** What one proxy keeps across requests. */
 interface ProxyState {
@@ -49,7 +47,8 @@ export function createModelProxy<T>(options: ModelProxyOptions<T>): Server {
   const resolved = resolveModelProxyOptions(options);
   const isHttps = resolved.upstream.protocol === "https:";
   const state: ProxyState = {
-    agent: isHttps ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true }),
+    // Bounded: past maxSockets a request waits in the agent for a connection instead of opening one.
+    agent: new (isHttps ? https : http).Agent({ keepAlive: true, maxSockets: resolved.maxSockets, maxFreeSockets: resolved.maxFreeSockets }),
     slots: new ConcurrencySlots(resolved.concurrencyPerTurn, resolved.queuePerTurn),
     rate: new RateLimiter(resolved.ratePerMinute),
     logged: new Set(),
@@ -371,7 +370,7 @@ interface UsageCounter {
   end(): void;
 }
 
-/** Reads usage off an SSE stream as it passes, or off a JSON body at its end; null for anything else. */
+/** Reads usage off an SSE stream or a JSON body as it passes (nothing of either is kept but usage); null for anything else. */
 function usageCounterFor(upstreamRes: IncomingMessage, report: (usage: TokenUsage) => void): UsageCounter | null {
   const encoding = upstreamRes.headers["content-encoding"];
   if (encoding !== undefined && encoding !== "identity") return null;
@@ -385,23 +384,12 @@ function usageCounterFor(upstreamRes: IncomingMessage, report: (usage: TokenUsag
   }
   const status = upstreamRes.statusCode ?? 0;
   if (!type.startsWith("application/json") || status < 200 || status >= 300) return null;
-  let chunks: Buffer[] | null = [];
-  let size = 0;
+  // Read as it passes: only the top-level `usage` is kept, however large the body.
+  const reader = new JsonFieldReader([["usage"]]);
   return {
-    push: (chunk) => {
-      size += chunk.length;
-      if (size > MAX_JSON_USAGE_BYTES) chunks = null;
-      else chunks?.push(chunk);
-    },
+    push: (chunk) => reader.push(chunk),
     end: () => {
-      if (chunks === null) return;
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      } catch {
-        return;
-      }
-      const usage = typeof body === "object" && body !== null ? readUsage((body as { usage?: unknown }).usage) : null;
+      const usage = readUsage(reader.end()[0]);
       if (usage) report(usage);
     },
   };

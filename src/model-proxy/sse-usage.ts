@@ -3,10 +3,12 @@
  *
  * The reader is fed the same chunks the client gets and follows the SSE line rules (LF, CRLF or
  * CR; a line or a CRLF split across chunks; several `data:` lines joined by "\n"; comments).
- * Only the final events of a response carry usage, so only their data is kept; every other event
- * (the bulk: text deltas) is skipped line by line, and an event larger than the limit is dropped
- * rather than buffered.
+ * Only the final events of a response carry usage; every other event (the bulk: text deltas) is
+ * skipped line by line. A final event holds the whole response (every output item), so it is not
+ * kept either: its data is read as it passes (json-fields.ts) and only its usage is kept. So a
+ * response is metered whatever its size, and what one holds in memory is a few KiB.
  */
+import { DEFAULT_MAX_VALUE_BYTES, JsonFieldReader } from "./json-fields.js";
 
 /** Exact token counts of one model response, as the upstream reported them. */
 export interface TokenUsage {
@@ -23,11 +25,15 @@ export interface TokenUsage {
  */
 const FINAL_EVENTS: ReadonlySet<string> = new Set(["response.completed", "response.incomplete", "response.failed"]);
 
-/** A final event holds the whole response (all output items); past this many bytes it is dropped. */
-export const DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024;
-
 const LF = 0x0a;
 const CR = 0x0d;
+const COLON = 0x3a;
+const SPACE = 0x20;
+/** Longer than any field or event name looked for: past it a line's field or name is of no interest. */
+const MAX_NAME_BYTES = 64;
+const NEWLINE = Buffer.from("\n");
+/** What is read of an event's data: its type, and usage where a response or a chat completions chunk has it. */
+const DATA_FIELDS = [["type"], ["usage"], ["response", "usage"]] as const;
 
 /**
  * Reads a `usage` object: the Responses API's (`input_tokens`, `input_tokens_details.cached_tokens`,
@@ -55,30 +61,50 @@ export function readUsage(value: unknown): TokenUsage | null {
 }
 
 export interface SseUsageReaderOptions {
-  /** Largest final event kept, in bytes. Default DEFAULT_MAX_EVENT_BYTES. */
-  maxEventBytes?: number;
+  /** Largest usage object kept, in bytes. Default DEFAULT_MAX_VALUE_BYTES (64 KiB). */
+  maxValueBytes?: number;
+}
+
+/** Which part of a line is being read. */
+type LinePhase = "field" | "value-start" | "value";
+/** The fields read: data and event; any other (id, retry, a comment) is not. */
+type FieldKind = "data" | "event" | "other";
+
+const DATA = [0x64, 0x61, 0x74, 0x61];
+const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74];
+
+function kindOf(name: readonly number[]): FieldKind {
+  const is = (word: readonly number[]): boolean => name.length === word.length && word.every((byte, i) => name[i] === byte);
+  return is(DATA) ? "data" : is(EVENT) ? "event" : "other";
 }
 
 export class SseUsageReader {
-  readonly #maxEventBytes: number;
-  /** The current line so far, as pieces of the chunks (none kept while skipping). */
-  #partial: Buffer[] = [];
-  #partialBytes = 0;
+  readonly #maxValueBytes: number;
   /** The last chunk ended in CR: a LF opening the next one belongs to it. */
   #afterCr = false;
+  /** The current line: bytes seen, its phase, its field name so far (while short enough to matter). */
+  #lineBytes = 0;
+  #phase: LinePhase = "field";
+  #field: number[] = [];
+  /** What the line's field is, once its name has ended (at the colon, or the end of the line). */
+  #fieldKind: FieldKind = "other";
+  /** The value of an `event:` line being read. */
+  #name: number[] = [];
   #eventName = "";
-  #data: string[] = [];
-  #dataBytes = 0;
-  /** The current event is of no interest or too large: only its end (a blank line) matters. */
+  /** The current event's data lines so far, read as they pass; null before the first or while skipping. */
+  #data: JsonFieldReader | null = null;
+  #dataLines = 0;
+  /** The current event is of no interest: only its end (a blank line) matters. */
   #skipping = false;
 
   constructor(options: SseUsageReaderOptions = {}) {
-    this.#maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+    this.#maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
   }
 
   /**
    * Feeds a chunk of the stream; returns the usage of every final event it completed. Lines are
-   * split on bytes (UTF-8 never has CR or LF inside a character) and only kept lines are decoded.
+   * split on bytes (UTF-8 never has CR or LF inside a character); a data line's bytes go straight
+   * to the event's JSON reader, so neither a line nor an event is ever kept whole.
    */
   push(chunk: Uint8Array): TokenUsage[] {
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -94,16 +120,11 @@ export class SseUsageReader {
       if (cr !== -1 && cr < start) cr = bytes.indexOf(CR, start);
       const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(lf, cr);
       if (end === -1) {
-        this.#extendLine(bytes, start, bytes.length);
+        this.#linePiece(bytes, start, bytes.length);
         break;
       }
-      if (this.#partialBytes === 0 && end > start) {
-        // The whole line is in this chunk (the usual case): no copy.
-        this.#onLine(this.#skipping ? null : bytes.toString("utf8", start, end), found);
-      } else {
-        this.#extendLine(bytes, start, end);
-        this.#endLine(found);
-      }
+      this.#linePiece(bytes, start, end);
+      this.#endLine(found);
       start = end + 1;
       if (end === cr) {
         if (start === bytes.length) this.#afterCr = true;
@@ -113,80 +134,88 @@ export class SseUsageReader {
     return found;
   }
 
-  #extendLine(bytes: Buffer, from: number, to: number): void {
+  /** Bytes `from` to `to` of the current line (no CR or LF among them). */
+  #linePiece(bytes: Buffer, from: number, to: number): void {
     if (to <= from) return;
-    this.#partialBytes += to - from;
-    if (this.#skipping) return;
-    if (this.#dataBytes + this.#partialBytes > this.#maxEventBytes) {
-      this.#skip();
-      return;
+    this.#lineBytes += to - from;
+    if (this.#phase === "field") {
+      let colon = bytes.indexOf(COLON, from);
+      if (colon >= to) colon = -1;
+      this.#addName(this.#field, bytes, from, colon === -1 ? to : colon);
+      if (colon === -1) return;
+      this.#startValue();
+      from = colon + 1;
+      if (from >= to) return;
     }
-    // A copy: the reader must not pin the caller's chunk, which may be a slice of a larger buffer.
-    this.#partial.push(Buffer.from(bytes.subarray(from, to)));
+    if (this.#phase === "value-start") {
+      this.#phase = "value";
+      // One space after the colon is not part of the value.
+      if (bytes[from] === SPACE) from++;
+      if (from >= to) return;
+    }
+    const field = this.#fieldKind;
+    if (field === "data") this.#data?.push(bytes.subarray(from, to));
+    else if (field === "event") this.#addName(this.#name, bytes, from, to);
+  }
+
+  /** A line's field is known: a data line opens (or continues) the event's data, unless it is skipped. */
+  #startValue(): void {
+    this.#phase = "value-start";
+    this.#fieldKind = kindOf(this.#field);
+    if (this.#fieldKind !== "data") return;
+    if (this.#dataLines++ === 0 && !this.#skipping) this.#data = new JsonFieldReader(DATA_FIELDS, { maxValueBytes: this.#maxValueBytes });
+    // Data lines are joined with a newline: whitespace to JSON.
+    else this.#data?.push(NEWLINE);
   }
 
   #endLine(found: TokenUsage[]): void {
-    const blank = this.#partialBytes === 0;
-    const line = blank ? "" : this.#skipping ? null : Buffer.concat(this.#partial).toString("utf8");
-    this.#partial = [];
-    this.#partialBytes = 0;
-    this.#onLine(line, found);
-  }
-
-  /** One line of the stream; null is a line of a skipped event (not blank, not read). */
-  #onLine(line: string | null, found: TokenUsage[]): void {
-    if (line === "") {
-      if (!this.#skipping && this.#data.length > 0) this.#dispatch(found);
-      this.#reset();
+    if (this.#lineBytes === 0) {
+      if (!this.#skipping && this.#dataLines > 0) this.#dispatch(found);
+      this.#resetEvent();
       return;
     }
-    if (line === null || this.#skipping || line.startsWith(":")) return;
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "event") {
-      this.#eventName = value;
-      if (!FINAL_EVENTS.has(value)) this.#skip();
-    } else if (field === "data") {
-      this.#data.push(value);
-      this.#dataBytes += Buffer.byteLength(value) + 1;
-      if (this.#dataBytes > this.#maxEventBytes) this.#skip();
+    // A line without a colon is a field with an empty value.
+    if (this.#phase === "field") this.#startValue();
+    if (this.#fieldKind === "event") {
+      this.#eventName = this.#name.length > MAX_NAME_BYTES ? "" : Buffer.from(this.#name).toString("utf8");
+      if (!FINAL_EVENTS.has(this.#eventName)) this.#skip();
     }
+    this.#lineBytes = 0;
+    this.#phase = "field";
+    this.#field.length = 0;
+    this.#fieldKind = "other";
+    this.#name = [];
+  }
+
+  /** Appends bytes to a short name; past MAX_NAME_BYTES one more byte is kept to mark it as too long. */
+  #addName(into: number[], bytes: Buffer, from: number, to: number): void {
+    for (let i = from; i < to && into.length <= MAX_NAME_BYTES; i++) into.push(bytes[i]!);
   }
 
   #dispatch(found: TokenUsage[]): void {
-    let event: unknown;
-    try {
-      event = JSON.parse(this.#data.join("\n"));
-    } catch {
-      return;
-    }
-    if (!isRecord(event)) return;
-    // Without an `event:` line the type is only in the data.
-    const type = this.#eventName || event.type;
-    if (this.#eventName === "" && typeof event.type !== "string" && isRecord(event.usage)) {
+    const [type, topUsage, responseUsage] = this.#data?.end() ?? [];
+    if (this.#eventName === "" && typeof type !== "string" && isRecord(topUsage)) {
       // A chat completions chunk (`stream_options.include_usage`): usage at the top level.
-      const usage = readUsage(event.usage);
+      const usage = readUsage(topUsage);
       if (usage) found.push(usage);
       return;
     }
-    if (typeof type !== "string" || !FINAL_EVENTS.has(type)) return;
-    const usage = isRecord(event.response) ? readUsage(event.response.usage) : null;
+    // Without an `event:` line the type is only in the data.
+    const eventType = this.#eventName || type;
+    if (typeof eventType !== "string" || !FINAL_EVENTS.has(eventType)) return;
+    const usage = readUsage(responseUsage);
     if (usage) found.push(usage);
   }
 
   #skip(): void {
     this.#skipping = true;
-    this.#partial = [];
-    this.#data = [];
-    this.#dataBytes = 0;
+    this.#data = null;
   }
 
-  #reset(): void {
+  #resetEvent(): void {
     this.#eventName = "";
-    this.#data = [];
-    this.#dataBytes = 0;
+    this.#data = null;
+    this.#dataLines = 0;
     this.#skipping = false;
   }
 }

@@ -12,7 +12,7 @@ import type { Logger } from "../log.js";
 import { removeContainer } from "../docker/containers.js";
 import { readContainerLogs } from "../docker/container-logs.js";
 import { ExecStreams } from "../docker/exec-streams.js";
-import type { EnsureWorkspaceResult, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import type { EnsureWorkspaceResult, IsolationReport, WorkspaceConnections, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
 import { createWorkspaceContainer } from "./create-container.js";
 import type { WorkspaceDisks } from "./disk-image.js";
@@ -43,6 +43,8 @@ export interface WorkspaceNetwork {
   close(workspaceId: string): Promise<void>;
   closeAll(): Promise<void>;
   refusals(workspaceId: string): number;
+  /** Its connections through the proxies now, and those refused for a bound or cut. */
+  connections(workspaceId: string): WorkspaceConnections;
 }
 
 export interface WorkspaceManagerOptions {
@@ -147,7 +149,11 @@ export class WorkspaceManager {
   list(): WorkspaceSummary[] {
     const summaries = this.records.list((workspaceId) => this.options.network.refusals(workspaceId));
     const usages = this.options.disks.usages(summaries.map((s) => s.workspaceId));
-    return summaries.map((summary) => ({ ...summary, disk: usages.get(summary.workspaceId) ?? null }));
+    return summaries.map((summary) => ({
+      ...summary,
+      network: { ...summary.network, connections: this.options.network.connections(summary.workspaceId) },
+      disk: usages.get(summary.workspaceId) ?? null,
+    }));
   }
 
   /**

@@ -118,6 +118,9 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     ...(options.realResolver ? {} : { resolve }),
     hostAddresses: () => ["127.0.0.1", "::1"],
     connectTimeoutMs: 2_000,
+    // The upstreams' ports and 8080 besides 443 and 80, so the address checks are met on them too;
+    // the port refusals have tests of their own, which pass allowedPorts.
+    allowedPorts: [443, 80, 8080, httpPort, echoPort],
     onRefusal: (host, port, reason) => refusals.push([host, port, reason]),
     log: createLogger({ level: "debug", write: (line) => logLines.push(line) }),
     ...options.extra,

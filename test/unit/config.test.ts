@@ -207,4 +207,23 @@ describe("config", () => {
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_SERVERS: "10.0.0.2:99999" }), "ALIVE_CODEX_DNS_SERVERS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_HOSTS_FILE: "hosts" }), "ALIVE_CODEX_HOSTS_FILE");
   });
+
+  test("the proxies' bounds: ports, connections per workspace and in all, tunnel timeouts", () => {
+    const defaults = loadConfig({}, {});
+    assert.deepEqual(defaults.egressPorts, [443, 80]);
+    assert.equal(defaults.proxyConnectionsPerWorkspace, 256);
+    assert.equal(defaults.proxyConnectionsTotal, 8192);
+    assert.equal(defaults.tunnelIdleTimeoutMs, 5 * 60_000);
+    assert.equal(defaults.tunnelMaxLifetimeMs, 60 * 60_000);
+    const config = loadConfig({ "--egress-ports": " 443, 8443,443 " }, { ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "64", ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "90s", ALIVE_CODEX_TUNNEL_MAX_LIFETIME: "6h" });
+    assert.deepEqual(config.egressPorts, [443, 8443]);
+    assert.equal(config.proxyConnectionsPerWorkspace, 64);
+    assert.equal(config.tunnelIdleTimeoutMs, 90_000);
+    assert.equal(config.tunnelMaxLifetimeMs, 6 * 3_600_000);
+    for (const ports of ["", "0", "65536", "https", "443;80"]) expectConfigError(() => loadConfig({}, { ALIVE_CODEX_EGRESS_PORTS: ports === "" ? " , " : ports }), "ALIVE_CODEX_EGRESS_PORTS");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "0" }), "ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL: "many" }), "ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL");
+    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "0" }), "ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT");
+    expectConfigError(() => loadConfig({ "--tunnel-max-lifetime": "0s" }, {}), "--tunnel-max-lifetime");
+  });
 });

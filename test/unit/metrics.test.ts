@@ -58,6 +58,19 @@ describe("metrics", () => {
     for (const key of labelKeys) assert.ok(!/workspace|user|turn_id|thread/.test(key!), `label ${key}`);
   });
 
+  test("the proxies' bounds: open connections by kind, refusals for a bound and cuts by kind and reason", async () => {
+    const metrics = new SidecarMetrics({ workspaceStates: () => [], runningTurns: () => 0, proxyConnections: () => ({ proxy: 3, model: 1, api: 0, tunnel: 2, request: 1, apiRequest: 4 }) });
+    metrics.countLimitRefusal("proxy", "too_many_connections");
+    metrics.countLimitRefusal("apiRequest", "sidecar_overloaded");
+    metrics.countEgressCut("tunnel", "idle");
+    const text = await metrics.registry.metrics();
+    assert.match(text, /alive_codex_proxy_connections\{kind="proxy"\} 3/);
+    assert.match(text, /alive_codex_proxy_connections\{kind="api_request"\} 4/);
+    assert.match(text, /alive_codex_proxy_limit_refusals_total\{kind="proxy",reason="too_many_connections"\} 1/);
+    assert.match(text, /alive_codex_proxy_limit_refusals_total\{kind="api_request",reason="sidecar_overloaded"\} 1/);
+    assert.match(text, /alive_codex_egress_cuts_total\{kind="tunnel",reason="idle"\} 1/);
+  });
+
   test("two sidecars in one process keep their own registries", () => {
     assert.doesNotThrow(() => [makeMetrics(), makeMetrics()]);
   });

@@ -96,17 +96,29 @@ describe("SseUsageReader", () => {
     assert.deepEqual(feed(Buffer.from(text), [100]), [expected, expected]);
   });
 
-  test("drops a final event larger than the limit instead of buffering it, and reads the next one", () => {
-    const reader = new SseUsageReader({ maxEventBytes: 1000 });
-    const big = frame("response.completed", { response: { usage, output: "x".repeat(5000) } });
-    const found = feed(Buffer.from(big + frame("response.completed", { response: { usage } })), [300], reader);
-    assert.deepEqual(found, [expected]);
+  test("reads the usage of a final event of any size, keeping only the usage (the event is never held whole)", () => {
+    const reader = new SseUsageReader({ maxValueBytes: 1000 });
+    const big = frame("response.completed", { response: { output: "x".repeat(5_000_000), usage } });
+    assert.deepEqual(feed(Buffer.from(big + frame("response.completed", { response: { usage } })), [65_536], reader), [expected, expected]);
   });
 
-  test("a large event of no interest (over the limit) does not disturb the next one", () => {
-    const reader = new SseUsageReader({ maxEventBytes: 1000 });
+  test("a usage object over the limit is given up, not kept, and the next event is read", () => {
+    const reader = new SseUsageReader({ maxValueBytes: 300 });
+    const padded = { ...usage, padding: "p".repeat(500) };
+    const text = frame("response.completed", { response: { usage: padded } }) + frame("response.completed", { response: { usage } });
+    assert.deepEqual(feed(Buffer.from(text), [300], reader), [expected]);
+  });
+
+  test("a large event of no interest does not disturb the next one", () => {
+    const reader = new SseUsageReader({ maxValueBytes: 1000 });
     const text = frame("response.output_item.done", { item: { text: "y".repeat(100_000) } }) + frame("response.completed", { response: { usage } });
     assert.deepEqual(feed(Buffer.from(text), [4096], reader), [expected]);
+  });
+
+  test("an event line after the data still decides, and a long field name is no field", () => {
+    const data = JSON.stringify({ type: "response.completed", response: { usage } });
+    const text = `data: ${data}\nevent: response.output_text.delta\n\n${"x".repeat(100)}: ${data}\n\ndata: ${data}\nevent: response.completed\n\n`;
+    assert.deepEqual(feed(Buffer.from(text), [3]), [expected]);
   });
 });
 

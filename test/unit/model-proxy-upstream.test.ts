@@ -133,6 +133,45 @@ describe("model proxy upstream failures", () => {
     }
   });
 
+  test("upstream connections are bounded (maxSockets 1: the second request waits for the first's), and a JSON body's usage is read whatever its size", async () => {
+    let connections = 0;
+    let inFlight = 0;
+    let most = 0;
+    const held: ServerResponse[] = [];
+    const upstream = http.createServer((req, res) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      res.on("finish", () => (inFlight -= 1));
+      req.resume();
+      held.push(res);
+    });
+    upstream.on("connection", () => (connections += 1));
+    await listen(upstream, 0);
+    const usages: unknown[] = [];
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { concurrencyPerTurn: 2, maxSockets: 1, onUsage: (_ref, usage) => usages.push(usage) });
+    try {
+      const answers = [post(proxy.socketPath).response, post(proxy.socketPath).response];
+      // Larger than any body the proxy could keep whole: the usage comes after 9 MiB of output.
+      const usage = { input_tokens: 7, output_tokens: 2, total_tokens: 9 };
+      const body = JSON.stringify({ output: [{ type: "message", content: [{ text: "y".repeat(9 * 1024 * 1024) }] }], usage });
+      for (let i = 0; i < 2; i++) {
+        await withTimeout(waitFor(() => held.length === i + 1), 5_000, `request ${i} upstream`);
+        held[i]!.writeHead(200, { "content-type": "application/json" }).end(body);
+        const res = await withTimeout(answers[i]!, 5_000, `answer ${i}`);
+        let size = 0;
+        for await (const chunk of res) size += (chunk as Buffer).length;
+        assert.equal(size, Buffer.byteLength(body));
+      }
+      assert.equal(connections, 1, "the second request waited for the first's connection");
+      assert.equal(most, 1);
+      await withTimeout(waitFor(() => usages.length === 2), 5_000, "both usages");
+      assert.deepEqual(usages[0], { inputTokens: 7, cachedTokens: 0, outputTokens: 2, reasoningTokens: 0, totalTokens: 9 });
+    } finally {
+      await proxy.close();
+      await closeServer(upstream);
+    }
+  });
+
   test("https to a plain HTTP server fails the TLS handshake: 502 saying so", async () => {
     const plain = http.createServer((_req, res) => res.end("not TLS"));
     await listen(plain, 0);
