@@ -99,8 +99,9 @@ async function timedTurn(t: TestSidecar, ws: WorkspaceParams): Promise<number> {
 /** One raw request to the egress proxy's loopback port from inside; prints the status line and x-alive-egress-* headers. */
 function proxyProbe(label: string, request: string): string {
   return [
-    // A granted tunnel stays open: what came within 3 s is the answer.
-    `exec 3<>/dev/tcp/127.0.0.1/3128 && printf '%b' '${request}' >&3 && resp=$(timeout 3 head -c 4096 <&3 | tr -d '\\r')`,
+    // A granted tunnel stays open: the answer is its head, read up to the blank line (sed -u quits
+    // there and has written each line as it came; a killed head would have written nothing).
+    `exec 3<>/dev/tcp/127.0.0.1/3128 && printf '%b' '${request}' >&3 && resp=$(timeout 3 sed -u '/^\\r\\?$/q' <&3 | tr -d '\\r')`,
     `echo "PX ${label} $(printf '%s\\n' "$resp" | head -n1 | cut -d' ' -f2) $(printf '%s\\n' "$resp" | sed -n 's/^x-alive-egress-[a-z]*: //Ip' | head -n1)"`,
     "exec 3>&-",
   ].join("\n");

@@ -394,7 +394,9 @@ describe("a workspace's network and the model key live outside its container", (
     // Allowed by name, refused by address: localhost resolves (on the sidecar's side) to loopback.
     assert.equal(proxyAnswer(lines, "localhost").status, "403");
     assert.equal(proxyAnswer(lines, "localhost").refused, "private_address");
-    assert.match(proxyAnswer(lines, "localhost").body, /localhost resolves to (127\.0\.0\.1|::1)/);
+    // Not what it resolved to: the sidecar is no oracle for the names it can resolve and the tenant cannot.
+    assert.match(proxyAnswer(lines, "localhost").body, /localhost resolves to an address that is not public/);
+    assert.doesNotMatch(proxyAnswer(lines, "localhost").body, /127\.0\.0\.1|::1/);
     assert.equal(proxyAnswer(lines, "metadata").status, "403");
     assert.equal(proxyAnswer(lines, "metadata_get").status, "403");
     // The allowed path works: the internal destination (the operator's list) answers through the proxy.
@@ -419,7 +421,8 @@ describe("a workspace's network and the model key live outside its container", (
     const pubOutput = await runCommandTurn(t, stub, pub, [
       PROBES,
       px("metadata", connectRequest("169.254.169.254:80")),
-      px("loopback", connectRequest("127.0.0.1:22")),
+      px("loopback", connectRequest("127.0.0.1:443")),
+      px("ssh", connectRequest("127.0.0.1:22")),
       px("localhost", connectRequest("localhost:443")),
       px("mapped", connectRequest("[::ffff:127.0.0.1]:443")),
       px("private", getRequest("http://10.0.0.1/")),
@@ -429,6 +432,8 @@ describe("a workspace's network and the model key live outside its container", (
       const answer = proxyAnswer(pubLines, label);
       assert.deepEqual([answer.status, answer.refused], ["403", "private_address"], `${label}:\n${pubOutput}`);
     }
+    // A port outside ALIVE_CODEX_EGRESS_PORTS (443, 80) is refused before any other check.
+    assert.deepEqual([proxyAnswer(pubLines, "ssh").status, proxyAnswer(pubLines, "ssh").refused], ["403", "port_not_allowed"], pubOutput);
 
     const modelOutput = await runCommandTurn(t, stub, model, [PROBES, px("name", connectRequest("pkg.example.test:443")), px("get", getRequest("http://pkg.example.test/x"))].join("\n"));
     const modelLines = probeLines(modelOutput);

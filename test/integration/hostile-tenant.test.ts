@@ -97,6 +97,7 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
   let serveExit: Promise<unknown> = Promise.resolve();
   let output = "";
   let attacker: ChildProcess | undefined;
+  let attackerExit: Promise<unknown> = Promise.resolve();
 
   before(async () => {
     silent = dgram.createSocket("udp4");
@@ -161,7 +162,15 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
   });
 
   after(async () => {
-    attacker?.kill("SIGKILL");
+    // The test's own listeners close first (their handles are gone by the time the hook ends): the
+    // holder without waiting for its tunnels, which end with the sidecar below.
+    silent?.close();
+    holder?.close();
+    if (attacker) {
+      attacker.kill("SIGKILL");
+      await withTimeout(attackerExit, 10_000, "the attack's docker exec to end").catch(() => undefined);
+      for (const stream of [attacker.stdout, attacker.stderr]) stream?.destroy();
+    }
     if (serve && serve.exitCode === null && serve.signalCode === null) {
       serve.kill("SIGTERM");
       await withTimeout(serveExit, 15_000, "serve to stop").catch(() => {
@@ -169,11 +178,10 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
       });
     }
     if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
+    for (const stream of [serve?.stdout, serve?.stderr]) stream?.destroy();
     if (root) await fs.rm(root, { recursive: true, force: true });
     for (const socket of held) socket.destroy();
-    await new Promise<void>((resolve) => (holder ? holder.close(() => resolve()) : resolve()));
     await stub?.close();
-    await new Promise<void>((resolve) => (silent ? silent.close(() => resolve()) : resolve()));
   });
 
   test("A floods lookups and tunnels; B's turns stay within 2x alone + 1 s; the sidecar's descriptors stay under 1,500", async () => {
@@ -210,6 +218,8 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
         attacker = spawn("docker", ["exec", "-u", `${TEST_UID}:${TEST_GID}`, a.containerId, "node", "-e", ATTACK, String(holdPort), String(LOOKUPS_IN_FLIGHT), String(TUNNELS), "120000"], {
           stdio: ["ignore", "pipe", "pipe"],
         });
+        const spawned = attacker;
+        attackerExit = new Promise((resolve) => spawned.once("close", resolve));
         attacker.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
           attackOutput = (attackOutput + chunk).slice(-10_000);
           const last = attackOutput.trim().split("\n").at(-1);
