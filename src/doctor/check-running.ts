@@ -19,11 +19,11 @@ import { errorMessage } from "../errors.js";
 import { raceAbort } from "../shared/abort.js";
 import type { EnsureWorkspaceResult, HealthResult, WorkspaceParams } from "../service.js";
 import { readMounts } from "../workspace/mountinfo.js";
-import { CheckFailure, CheckSkipped, Checks, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, type DoctorService, type TurnPlan } from "./checks.js";
+import { CheckFailure, CheckSkipped, Checks, runHostCheck, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, type DoctorService, type TurnPlan } from "./checks.js";
 import type { DoctorCheck, DoctorReport } from "./report.js";
 
 /** The checks against a running sidecar, in order (the JSON report keys on these names). */
-export const RUNNING_CHECKS = ["sidecar", "engine", "workspace", "image", "codex", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"] as const;
+export const RUNNING_CHECKS = ["sidecar", "engine", "workspace", "image", "codex", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup", "host"] as const;
 
 /** How long the sidecar's health may take before doctor calls it unwell. */
 const HEALTH_TIMEOUT_MS = 5000;
@@ -64,6 +64,7 @@ export function unreachableReport(socketPath: string, reason: string, durationMs
 export async function runDoctorAgainst(options: RunningDoctorOptions): Promise<DoctorReport> {
   const checks = new Checks(options.onCheck);
   await runChecks(checks, options);
+  if (!checks.list.some((c) => c.name === "host")) await runHostCheck(checks, options.config.hostAddresses);
   return { ok: checks.list.every((c) => c.status !== "fail"), mode: "running", socketPath: options.socketPath, stateDir: null, checks: checks.list };
 }
 
@@ -116,7 +117,7 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
       return `${after.image.ref} present`;
     });
     await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(after));
-    if (!workspaceOk || workspace === null || ensured === null) return checks.skip(RUNNING_CHECKS.slice(5, -1), "no scratch workspace");
+    if (!workspaceOk || workspace === null || ensured === null) return checks.skip(RUNNING_CHECKS.slice(5, -2), "no scratch workspace");
     const params: WorkspaceParams = workspace;
     const made: EnsureWorkspaceResult = ensured;
     const user = `${params.uid}:${params.gid}`;

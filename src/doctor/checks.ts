@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { describeCodexHealth, codexSupport } from "../codex-versions.js";
 import type { Docker } from "../docker/engine.js";
 import { errorMessage } from "../errors.js";
+import { classifyAddress, hostAddressesFromInterfaces, type AddressSet } from "../egress/addresses.js";
 import { describeDiskHealth } from "../shared/disk-settings.js";
 import type { EnsureWorkspaceResult, HealthResult, RunTurnParams, SidecarService, TurnResult, WorkspaceParams } from "../service.js";
 import { METADATA_ADDRESS, probeMetadataConnect, turnProcesses } from "./container-probes.js";
@@ -34,6 +35,8 @@ export class Checks {
     } catch (error) {
       if (error instanceof CheckSkipped) {
         check = { name, status: "skip", detail: error.message, durationMs: Date.now() - started };
+      } else if (error instanceof CheckWarning) {
+        check = { name, status: "warn", detail: error.message, fix: error.fix, durationMs: Date.now() - started };
       } else {
         const failure = error instanceof CheckFailure ? error : null;
         check = { name, status: "fail", detail: failure?.message ?? errorMessage(error), fix: failure?.fix ?? fix, durationMs: Date.now() - started };
@@ -65,6 +68,39 @@ export class CheckFailure extends Error {
 
 /** A check that found it could not, or should not, run: its row says why (status "skip"). */
 export class CheckSkipped extends Error {}
+
+/** A check that passed with something the operator should act on: its row says what, and the fix (status "warn"). */
+export class CheckWarning extends Error {
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Whether the egress proxy knows the host's public address. It refuses the host's own addresses
+ * (host_address), but knows only those its interfaces show: behind NAT, or in a container (compose),
+ * none of them is public, and a workspace could reach the host's published ports through the public
+ * address the host has outside. ALIVE_CODEX_HOST_ADDRESSES names it.
+ */
+export function checkHostAddresses(interfaceAddresses: readonly string[], operatorAddresses: AddressSet): string {
+  const publicOnes = interfaceAddresses.filter((address) => classifyAddress(address) === "public");
+  if (operatorAddresses.size > 0) {
+    return `the egress proxy refuses the host's interface addresses${publicOnes.length > 0 ? ` (public: ${publicOnes.join(", ")})` : ""} and ALIVE_CODEX_HOST_ADDRESSES (${operatorAddresses.size} entr${operatorAddresses.size === 1 ? "y" : "ies"})`;
+  }
+  if (publicOnes.length > 0) return `the host's public address${publicOnes.length === 1 ? "" : "es"} ${publicOnes.join(", ")} ${publicOnes.length === 1 ? "is" : "are"} on its interfaces: the egress proxy refuses ${publicOnes.length === 1 ? "it" : "them"} (host_address)`;
+  throw new CheckWarning(
+    "the host's public address is unknown: none of its interfaces has one (behind NAT, or the sidecar in a container) and ALIVE_CODEX_HOST_ADDRESSES is empty, so a workspace could reach the host's published ports through that address",
+    "set ALIVE_CODEX_HOST_ADDRESSES to the host's public address(es) and the addresses ports are published on (docs/security.md)",
+  );
+}
+
+/** The host check's row, the same in both modes: run by doctor on the sidecar's host with its settings. */
+export async function runHostCheck(checks: Checks, operatorAddresses: AddressSet): Promise<void> {
+  await checks.run("host", "set ALIVE_CODEX_HOST_ADDRESSES (docs/security.md)", async () => checkHostAddresses(hostAddressesFromInterfaces(), operatorAddresses));
+}
 
 /** The codex the sidecar reports: found in its image, driven, tested or not. */
 export function checkCodex(health: HealthResult): string {

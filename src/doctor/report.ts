@@ -1,5 +1,6 @@
 /** doctor's findings: one row per check, with the reason and the fix when it fails. */
-export type CheckStatus = "pass" | "fail" | "skip";
+/** "warn": it passed, but something the operator should know (it does not fail the run). */
+export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
 export interface DoctorCheck {
   /** Short and stable (machine output keys on it): "engine", "image", "hardening"... */

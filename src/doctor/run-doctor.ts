@@ -22,7 +22,7 @@ import { raceAbort } from "../shared/abort.js";
 import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-image.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
-import { CheckFailure, Checks, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, CHECK_OUTPUT, type TurnPlan } from "./checks.js";
+import { CheckFailure, Checks, runHostCheck, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, CHECK_OUTPUT, type TurnPlan } from "./checks.js";
 import type { DoctorCheck, DoctorReport } from "./report.js";
 import { startScriptedModel, type ScriptedReply, type ScriptedRequest } from "./scripted-model.js";
 
@@ -63,6 +63,7 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
     await releaseDisksUnder(root).catch(() => undefined);
     await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
+  await runHostCheck(checks, operatorConfig.hostAddresses);
   return { ok: checks.list.every((c) => c.status !== "fail"), mode: "scratch", socketPath: null, stateDir, checks: checks.list };
 }
 

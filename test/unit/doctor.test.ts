@@ -12,6 +12,9 @@ import type { IsolationReport } from "../../src/service.js";
 import { doctorScript } from "../../src/doctor/run-doctor.js";
 import { startScriptedModel } from "../../src/doctor/scripted-model.js";
 import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
+import { CheckWarning, checkHostAddresses } from "../../src/doctor/checks.js";
+import { AddressSet, hostAddressesFromInterfaces } from "../../src/egress/addresses.js";
+import { parseHostAddressesSetting } from "../../src/egress/settings.js";
 import type { DoctorReport } from "../../src/doctor/report.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { startCli } from "../support/cli-process.js";
@@ -137,7 +140,45 @@ describe("doctor", () => {
     assert.match(table, /1 check failed against a scratch sidecar$/);
     assert.match(renderUsage(), /^ {2}doctor\s+prove this install works/m);
   });
+
+  test("a warning passes the run, is shown with its fix, and is named under the summary", () => {
+    const table = formatDoctorReport({
+      ok: true,
+      mode: "running",
+      socketPath: "/run/alive-codex.sock",
+      stateDir: null,
+      checks: [
+        { name: "engine", status: "pass", detail: "Docker 20.10", durationMs: 1 },
+        { name: "host", status: "warn", detail: "the host's public address is unknown", fix: "set ALIVE_CODEX_HOST_ADDRESSES", durationMs: 0 },
+      ],
+    });
+    assert.match(table, /^host\s+WARN\s+the host's public address is unknown\n\s+fix: set ALIVE_CODEX_HOST_ADDRESSES$/m);
+    assert.match(table, /every check passed against the sidecar at \/run\/alive-codex\.sock\ndoctor: 1 warning to act on: host$/);
+  });
+
+  test("the host check: the host's public address is known from an interface or ALIVE_CODEX_HOST_ADDRESSES, else a warning", () => {
+    assert.match(checkHostAddresses(["127.0.0.1", "10.0.0.4", "203.0.114.9"], new AddressSet()), /public address 203\.0\.114\.9 is on its interfaces/);
+    assert.match(checkHostAddresses(["127.0.0.1", "10.0.0.4"], parseHostAddressesSetting("ALIVE_CODEX_HOST_ADDRESSES", "198.51.100.7")), /ALIVE_CODEX_HOST_ADDRESSES \(1 entry\)/);
+    for (const behindNat of [["127.0.0.1", "10.0.0.4", "172.17.0.1"], ["192.168.1.20", "fe80::1", "fd00::4"], []]) {
+      assert.throws(
+        () => checkHostAddresses(behindNat, new AddressSet()),
+        (error: unknown) => error instanceof CheckWarning && /public address is unknown/.test(error.message) && /ALIVE_CODEX_HOST_ADDRESSES/.test(error.fix),
+        JSON.stringify(behindNat),
+      );
+    }
+  });
 });
+
+/** What the host check says on this machine with no ALIVE_CODEX_HOST_ADDRESSES. */
+function expectedHostStatus(): "pass" | "warn" {
+  try {
+    checkHostAddresses(hostAddressesFromInterfaces(), new AddressSet());
+    return "pass";
+  } catch (error) {
+    if (error instanceof CheckWarning) return "warn";
+    throw error;
+  }
+}
 
 async function doctorCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
   const started = Date.now();
@@ -235,6 +276,7 @@ describe("doctor --socket against a sidecar that answers (a fake service behind 
       cancel: "skip",
       egress: "skip",
       cleanup: "pass",
+      host: expectedHostStatus(),
     }, JSON.stringify(report.checks, null, 1));
     assert.equal(code, 1, "a failed check");
     assert.match(checkOf(report, "sidecar").detail, new RegExp(`^alive-codex-sidecar 0\\.0\\.0-test answers at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));

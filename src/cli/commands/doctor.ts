@@ -159,5 +159,7 @@ export function formatDoctorReport(report: DoctorReport): string {
   const target = report.mode === "running" ? `the sidecar at ${report.socketPath}` : "a scratch sidecar";
   const notRun = skippedChecks.length === 0 ? "" : ` (not checked: ${skippedChecks.join(", ")})`;
   const summary = report.ok ? `doctor: every check passed against ${target}${notRun}` : `doctor: ${failed} check${failed === 1 ? "" : "s"} failed against ${target}`;
-  return `${formatTable(["CHECK", "RESULT", "DETAIL"], lines)}\n\n${summary}`;
+  const warned = report.checks.filter((c) => c.status === "warn").map((c) => c.name);
+  const warnings = warned.length === 0 ? "" : `\ndoctor: ${warned.length} warning${warned.length === 1 ? "" : "s"} to act on: ${warned.join(", ")}`;
+  return `${formatTable(["CHECK", "RESULT", "DETAIL"], lines)}\n\n${summary}${warnings}`;
 }
