@@ -19,6 +19,8 @@ const registries = new WeakMap<Docker, ExecStreams>();
 export class ExecStreams {
   /** Per container: each open connection and when it was opened (ms since the epoch). */
   private readonly byContainer = new Map<string, Map<Duplex, number>>();
+  /** Set by destroyAll (shutdown): an exec that starts after it is closed at once, not left open. */
+  private closed = false;
 
   /** The registry of this Docker client's exec connections. */
   static of(docker: Docker): ExecStreams {
@@ -32,6 +34,10 @@ export class ExecStreams {
 
   /** Tracks the connection until it closes. */
   add(containerId: string, stream: Duplex): void {
+    if (this.closed) {
+      stream.destroy();
+      return;
+    }
     let streams = this.byContainer.get(containerId);
     if (!streams) {
       streams = new Map();
@@ -68,8 +74,9 @@ export class ExecStreams {
     return closed;
   }
 
-  /** Closes every connection (shutdown). */
+  /** Closes every connection, and any opened later (shutdown). */
   destroyAll(): number {
+    this.closed = true;
     let total = 0;
     for (const containerId of [...this.byContainer.keys()]) total += this.destroyContainer(containerId);
     return total;

@@ -97,6 +97,17 @@ export function checkHostAddresses(interfaceAddresses: readonly string[], operat
   );
 }
 
+/** What the host check finds on this machine with these operator addresses. */
+export function hostCheckStatus(operatorAddresses: AddressSet): "pass" | "warn" {
+  try {
+    checkHostAddresses(hostAddressesFromInterfaces(), operatorAddresses);
+    return "pass";
+  } catch (error) {
+    if (error instanceof CheckWarning) return "warn";
+    throw error;
+  }
+}
+
 /** The host check's row, the same in both modes: run by doctor on the sidecar's host with its settings. */
 export async function runHostCheck(checks: Checks, operatorAddresses: AddressSet): Promise<void> {
   await checks.run("host", "set ALIVE_CODEX_HOST_ADDRESSES (docs/security.md)", async () => checkHostAddresses(hostAddressesFromInterfaces(), operatorAddresses));

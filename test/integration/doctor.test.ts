@@ -13,8 +13,8 @@ import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import type { DoctorReport } from "../../src/doctor/report.js";
 import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
-import { CheckWarning, checkHostAddresses } from "../../src/doctor/checks.js";
-import { AddressSet, hostAddressesFromInterfaces } from "../../src/egress/addresses.js";
+import { AddressSet } from "../../src/egress/addresses.js";
+import { hostCheckStatus } from "../../src/doctor/checks.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
 import { disksLeftUnder } from "../../src/workspace/disk-image.js";
 import { readMounts } from "../../src/workspace/mountinfo.js";
@@ -56,17 +56,6 @@ async function assertNothingLeft(report: DoctorReport): Promise<void> {
   assert.deepEqual(await disksLeftUnder(path.dirname(stateDir)), { mounts: [], loopDevices: [] });
 }
 
-/** What doctor's host check says on this machine with no ALIVE_CODEX_HOST_ADDRESSES: pass where an interface has a public address, else warn. */
-function expectedHostStatus(): "pass" | "warn" {
-  try {
-    checkHostAddresses(hostAddressesFromInterfaces(), new AddressSet());
-    return "pass";
-  } catch (error) {
-    if (error instanceof CheckWarning) return "warn";
-    throw error;
-  }
-}
-
 describe("alive-codex doctor --scratch", () => {
   test("passes on a healthy install: every check passes, exit 0, nothing left behind", async () => {
     const { code, stdout, stderr } = await doctor(["--scratch", "--json", "--image", testImage(), ...RANGES, ...RUN_LABEL], 240_000);
@@ -75,7 +64,7 @@ describe("alive-codex doctor --scratch", () => {
     assert.equal(report.ok, true);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      [...["engine", "image", "sidecar", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]), ["host", expectedHostStatus()]],
+      [...["engine", "image", "sidecar", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]), ["host", hostCheckStatus(new AddressSet())]],
     );
     // The default, auto, on this machine (root, loop devices): the scratch workspace had its own disk, and it is gone.
     assert.match(check(report, "disk").detail, /^limited \(loop-mounted image per workspace, 1 attached; chosen automatically: ALIVE_CODEX_DISK=auto\); the scratch workspace's disk: \d+ MiB, \d+ inodes$/);
@@ -153,7 +142,7 @@ describe("alive-codex doctor --socket: a running sidecar", () => {
     assert.equal(report.socketPath, socketPath);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      RUNNING_CHECKS.map((name) => [name, name === "turn" || name === "cancel" ? "skip" : name === "host" ? expectedHostStatus() : "pass"]),
+      RUNNING_CHECKS.map((name) => [name, name === "turn" || name === "cancel" ? "skip" : name === "host" ? hostCheckStatus(new AddressSet()) : "pass"]),
     );
     assert.match(check(report, "sidecar").detail, /^alive-codex-sidecar \S+ answers at /);
     assert.match(check(report, "disk").detail, /the scratch workspace's disk: \d+ MiB/);

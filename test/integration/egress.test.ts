@@ -23,7 +23,7 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnRunOptions, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, eventsFor, type ScriptStep } from "../support/responses-stub.js";
-import { TEST_API_KEY, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const execFileAsync = promisify(execFile);
@@ -635,14 +635,7 @@ async function startHoldingUpstream(): Promise<HoldingUpstream> {
  * forwarders' listeners (a socat whose parent is a socat is a connection one forked). "pid cmdline".
  */
 async function ownProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
-  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
-  const procs = listing.stdout
-    .trim()
-    .split("\n")
-    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const procs = await containerProcesses(t.docker, containerId);
   const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
   return procs
     .filter(({ ppid, cmd }) => (ppid === "1" && cmd.includes("while :; do cat /run/alive/log")) || (/^socat TCP-LISTEN:/.test(cmd) && !isSocat(ppid)))

@@ -20,7 +20,7 @@ import type { RunTurnParams, TurnHooks, TurnResult, WorkspaceSummary } from "../
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
 import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
-import { TEST_API_KEY, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 
@@ -34,14 +34,7 @@ const MISSING_RUNTIME = "alive-test-missing-runtime";
  * idle launcher of the next turn (as turns.test.ts counts them): what a turn left behind.
  */
 async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
-  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
-  const procs = listing.stdout
-    .trim()
-    .split("\n")
-    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const procs = await containerProcesses(t.docker, containerId);
   const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
   return procs
     .filter(({ pid, ppid, cmd }) => {
@@ -196,7 +189,12 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       const turn = run({ workspaceId: ws.workspaceId, turnId, input: "long job" }, rec.hooks);
       // A turn that ends before its command starts (a stall: SandboxStalled) ends the wait at once.
       await Promise.race([
-        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" }),
+        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" }).catch(async (error: Error) => {
+          // Neither a start nor an end: what the sandbox and the sidecar show, for the next reader.
+          const procs = await containerProcesses(t.docker, containerId).then((list) => list.map((p) => `${p.pid}<${p.ppid} ${p.cmd}`).join("\n"), (e: Error) => e.message);
+          const lines = t.logLines.filter((line) => line.includes(turnId) || line.includes(containerId.slice(0, 12))).slice(-40).join("\n");
+          throw new Error(`${error.message}; events ${JSON.stringify(rec.types)}; sandbox:\n${procs}\nsidecar:\n${lines}`);
+        }),
         turn.then((early) => {
           throw new Error(`the turn ended before its command started: ${early.status} ${JSON.stringify(early.error)}`);
         }),

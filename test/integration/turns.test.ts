@@ -9,7 +9,7 @@ import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js"
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, functionCallOutput, inputMessages, lastUserMessageText } from "../support/responses-stub.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
-import { TEST_API_KEY, TEST_UID, execIn, startGatewayStub, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, TEST_UID, containerProcesses, startGatewayStub, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 type AnyEvent = Parameters<TurnHooks["onEvent"]>[2];
@@ -30,14 +30,7 @@ function recorder(signal?: AbortSignal): Recorded {
  * forwarder forked: that one belongs to whoever connected, so it counts.
  */
 async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
-  const listing = await execIn(t.docker, containerId, ["/bin/sh", "-c", script]);
-  const procs = listing.stdout
-    .trim()
-    .split("\n")
-    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+  const procs = await containerProcesses(t.docker, containerId);
   const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
   return procs
     .filter(({ pid, ppid, cmd }) => {

@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadConfig, type SidecarConfig } from "../../src/config.js";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
+import { ExecStreams } from "../../src/docker/exec-streams.js";
 import { Labels } from "../../src/docker/labels.js";
 import { reapLabelled } from "../../src/docker/reaper.js";
 import { createLogger, type Logger } from "../../src/log.js";
@@ -149,6 +150,8 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
     stop,
     async cleanup() {
       await stop();
+      // The test's own execs (execIn on this client): none may outlive the test file.
+      ExecStreams.of(docker).destroyAll();
       await removeInstanceContainers(docker, instance);
       if (!options.reuse) {
         await unmountUnder(root);
@@ -162,6 +165,25 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
 export async function removeInstanceContainers(docker: Docker, instance: string): Promise<void> {
   const result = await reapLabelled(docker, [`${INSTANCE_LABEL}=${instance}`], { deadlineMs: 30_000 });
   if (result.failures.length > 0) throw new Error(`could not remove the containers of test sidecar ${instance}: ${result.failures.join("; ")}`);
+}
+
+/** A process in a container: its pid, its parent's and its command line (NULs and newlines as spaces). */
+export interface ContainerProcess {
+  pid: string;
+  ppid: string;
+  cmd: string;
+}
+
+/** Every process in the container, listed by one exec'd shell (which is in the list too: `for p in /proc`). */
+export async function containerProcesses(docker: Docker, containerId: string): Promise<ContainerProcess[]> {
+  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
+  const listing = await execIn(docker, containerId, ["/bin/sh", "-c", script]);
+  return listing.stdout
+    .trim()
+    .split("\n")
+    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
 }
 
 /** Reads a file inside a container (as root is never needed: as the workspace user). */

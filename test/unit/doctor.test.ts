@@ -12,8 +12,8 @@ import type { IsolationReport } from "../../src/service.js";
 import { doctorScript } from "../../src/doctor/run-doctor.js";
 import { startScriptedModel } from "../../src/doctor/scripted-model.js";
 import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
-import { CheckWarning, checkHostAddresses } from "../../src/doctor/checks.js";
-import { AddressSet, hostAddressesFromInterfaces } from "../../src/egress/addresses.js";
+import { AddressSet } from "../../src/egress/addresses.js";
+import { CheckWarning, checkHostAddresses, hostCheckStatus } from "../../src/doctor/checks.js";
 import { parseHostAddressesSetting } from "../../src/egress/settings.js";
 import type { DoctorReport } from "../../src/doctor/report.js";
 import type { WorkspaceParams } from "../../src/service.js";
@@ -169,17 +169,6 @@ describe("doctor", () => {
   });
 });
 
-/** What the host check says on this machine with no ALIVE_CODEX_HOST_ADDRESSES. */
-function expectedHostStatus(): "pass" | "warn" {
-  try {
-    checkHostAddresses(hostAddressesFromInterfaces(), new AddressSet());
-    return "pass";
-  } catch (error) {
-    if (error instanceof CheckWarning) return "warn";
-    throw error;
-  }
-}
-
 async function doctorCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
   const started = Date.now();
   const run = startCli(["doctor", ...args]);
@@ -276,7 +265,7 @@ describe("doctor --socket against a sidecar that answers (a fake service behind 
       cancel: "skip",
       egress: "skip",
       cleanup: "pass",
-      host: expectedHostStatus(),
+      host: hostCheckStatus(new AddressSet()),
     }, JSON.stringify(report.checks, null, 1));
     assert.equal(code, 1, "a failed check");
     assert.match(checkOf(report, "sidecar").detail, new RegExp(`^alive-codex-sidecar 0\\.0\\.0-test answers at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
