@@ -118,6 +118,8 @@ async function startModelProxy(upstream: string, dir: string, name: string, log:
     apiKey: BENCH_API_KEY,
     authorize: (token) => credentials.resolve(token),
     logger: log,
+    // What is measured is a request's path through the proxy, not its rate limit (ALIVE_CODEX_MODEL_RATE).
+    ratePerMinute: 0,
     onUsage: () => {
       usageReports += 1;
     },
