@@ -134,7 +134,7 @@ describe("escape and abuse suite, from inside a codex turn", () => {
    * verdicts are never retried: a BROKEN line fails at once, either attempt.
    */
   function runProbes(runtime: string, parts: readonly string[], skip: string[] = []): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
-    return retryOnSandboxStall(`${runtime}: escape probes`, () => runProbesOnce(runtime, parts, skip));
+    return retryOnSandboxStall(`${runtime}: escape probes`, () => runProbesOnce(runtime, parts, skip), { commands: parts.length });
   }
 
   async function runProbesOnce(runtime: string, parts: readonly string[], skip: string[]): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
