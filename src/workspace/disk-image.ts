@@ -36,6 +36,8 @@ const DEFAULT_BYTES_PER_INODE = 16 * 1024;
 /** Kept for root (the sidecar's turn files and bookkeeping in run/ and threads/) when the tenant has filled the rest. */
 const ROOT_RESERVE_MB = 4;
 const TOOL_TIMEOUT_MS = 30_000;
+/** How long a detach waits for the kernel to release a disk's loop device after its unmount. */
+const LOOP_RELEASE_MS = 5_000;
 /** The tools an image needs: e2fsprogs and util-linux. */
 const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"] as const;
 
@@ -230,15 +232,22 @@ export class WorkspaceDisks {
     const root = workspacePaths(stateDir, workspaceId).root;
     const image = diskImagePath(stateDir, workspaceId);
     const mount = readMounts().get(root);
+    let lazily = false;
     if (mount && (await this.isOurs(mount, image))) {
       const plain = await execa("umount", [root], { reject: false, timeout: TOOL_TIMEOUT_MS });
       if (plain.exitCode !== 0) {
         log.warn("workspace disk busy; detached lazily", { workspaceId, error: plain.stderr.trim() });
         await run("umount", ["-l", root]);
+        lazily = true;
       }
     }
-    // A loop device left on the image without autoclear (a mount made by hand) is released too.
-    for (const device of await loopDevicesOf(image)) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    // The kernel clears an autoclear loop device after the unmount returns, not before (a CI run saw
+    // it still attached right after): wait for it, releasing any device left without autoclear (a
+    // mount made by hand) on the way. A lazily detached mount keeps its device until its last user goes.
+    if (!lazily) {
+      const left = await releaseLoopDevices(image, LOOP_RELEASE_MS);
+      if (left.length > 0) log.warn("workspace disk's loop device still attached after unmount", { workspaceId, devices: left });
+    }
     if (options.purge) await fs.rm(image, { force: true });
     if (mount) log.info("workspace disk unmounted", { workspaceId, purged: options.purge });
   }
@@ -300,6 +309,21 @@ export class WorkspaceDisks {
 async function run(file: string, args: string[]): Promise<void> {
   const result = await execa(file, args, { reject: false, timeout: TOOL_TIMEOUT_MS });
   if (result.exitCode !== 0) throw new Error(`${file} ${args.join(" ")} failed (exit ${result.exitCode ?? result.signal}): ${(result.stderr || result.stdout).trim().slice(0, 500)}`);
+}
+
+/**
+ * Detaches the loop devices backed by `image` until none is left or `withinMs` passes; returns
+ * those still attached then. The kernel clears an autoclear device asynchronously after its last
+ * close, so one pass of losetup -d can race it ("busy") and see it again a moment later.
+ */
+async function releaseLoopDevices(image: string, withinMs: number): Promise<string[]> {
+  const deadline = Date.now() + withinMs;
+  for (let pause = 10; ; pause = Math.min(pause * 2, 200)) {
+    const devices = await loopDevicesOf(image);
+    if (devices.length === 0 || Date.now() >= deadline) return devices;
+    for (const device of devices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
 }
 
 /** The loop devices backed by `image` (losetup -j). */
