@@ -25,7 +25,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { createEgressProxy } from "../src/egress/http-proxy.js";
-import { parseInternalDestinations } from "../src/egress/internal.js";
+import { parseInternalDestinations } from "../src/policy/internal-destinations.js";
 import type { Logger } from "../src/log.js";
 import { TurnCredentials } from "../src/model-proxy/credentials.js";
 import { createModelProxy } from "../src/model-proxy/server.js";

@@ -9,10 +9,10 @@
 import os from "node:os";
 import path from "node:path";
 import { MIN_CODEX_VERSION, parseCodexVersionSetting } from "./codex-versions.js";
-import type { EgressPolicy } from "./egress/policy.js";
-import type { AddressSet } from "./egress/addresses.js";
-import { parseInternalDestinations, type InternalDestination } from "./egress/internal.js";
-import { parseDnsServersSetting, parseEgressSetting, parseHostAddressesSetting, parseInternalSetting, parsePortsSetting } from "./egress/settings.js";
+import type { EgressPolicy } from "./policy/egress-policy.js";
+import type { AddressSet } from "./policy/addresses.js";
+import { parseInternalDestinations, type InternalDestination } from "./policy/internal-destinations.js";
+import { parseDnsServersSetting, parseEgressSetting, parseHostAddressesSetting, parseInternalSetting, parsePortsSetting } from "./policy/egress-settings.js";
 import type { LogLevel } from "./log.js";
 import { BUDGET_RANGES, DEFAULT_RESOURCES, type ResourceLimits } from "./shared/limits.js";
 import { DEFAULT_DISK, DISK_RANGES, type DiskLimits } from "./shared/limits.js";

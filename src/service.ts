@@ -3,7 +3,7 @@
  * into these types and calls a SidecarService; src/sidecar.ts wires the real implementation.
  */
 import type { ModelReasoningEffort, ThreadEvent, ThreadItem, ThreadOptions, Usage } from "@openai/codex-sdk";
-import type { EgressDescription, EgressPolicy } from "./egress/policy.js";
+import type { EgressDescription, EgressPolicy } from "./policy/egress-policy.js";
 
 /** "default": the sidecar's egress proxy under the workspace's policy; "none": the model API only. Either way the container has no network of its own. */
 export type NetworkMode = "default" | "none";

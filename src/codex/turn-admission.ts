@@ -7,7 +7,7 @@
 import path from "node:path";
 import { ErrorCode, SidecarError, invalidParams } from "../errors.js";
 import type { RunTurnParams } from "../service.js";
-import { isInside } from "../workspace/policy.js";
+import { isInside } from "../policy/workspace-policy.js";
 import { findRollout, isThreadId } from "./threads.js";
 
 export function checkTurnSlot(turns: ReadonlyMap<string, unknown>, turnId: string, maxTurns: number): void {

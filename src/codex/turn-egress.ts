@@ -9,7 +9,7 @@
  */
 import type { Docker } from "../docker/engine.js";
 import { runExec } from "../docker/exec.js";
-import type { EgressPolicy } from "../egress/policy.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnRunOptions } from "../service.js";

@@ -5,9 +5,9 @@
  */
 import net from "node:net";
 import { errorMessage } from "../errors.js";
-import { checkAddress, type AddressSet } from "./addresses.js";
-import { isInternal, type InternalDestination } from "./internal.js";
-import { decideHost, normalizeHost, type EgressPolicy, type HostRefusal } from "./policy.js";
+import { checkAddress, type AddressSet } from "../policy/addresses.js";
+import { isInternal, type InternalDestination } from "../policy/internal-destinations.js";
+import { decideHost, normalizeHost, type EgressPolicy, type HostRefusal } from "../policy/egress-policy.js";
 import { LookupError, type Resolver } from "./resolver.js";
 
 export type { Resolver } from "./resolver.js";
@@ -18,7 +18,7 @@ export interface Target {
   port: number;
 }
 
-/** Why a destination is refused; port_not_allowed is decided before this module is reached (internal.ts isPortAllowed). */
+/** Why a destination is refused; port_not_allowed is decided before this module is reached (policy/internal-destinations.ts isPortAllowed). */
 export type RefusalReason = HostRefusal | "private_address" | "host_address" | "port_not_allowed";
 
 /**

@@ -17,7 +17,8 @@ import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream";
 import type { Logger } from "../log.js";
 import { LogLimiter, limitedLog } from "../shared/log-limiter.js";
-import { hostAddressesFromInterfaces, type AddressSet } from "./addresses.js";
+import type { AddressSet } from "../policy/addresses.js";
+import { hostAddressesFromInterfaces } from "./host-addresses.js";
 import type { Admission, LimitReason } from "./connection-limits.js";
 import {
   ConnectFailure,
@@ -29,8 +30,8 @@ import {
   type Resolver,
   type Target,
 } from "./destination.js";
-import { DEFAULT_EGRESS_PORTS, isPortAllowed, type InternalDestination } from "./internal.js";
-import type { EgressPolicy } from "./policy.js";
+import { DEFAULT_EGRESS_PORTS, isPortAllowed, type InternalDestination } from "../policy/internal-destinations.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import { NameResolver } from "./resolver.js";
 import { DEFAULT_TUNNEL_IDLE_MS, DEFAULT_TUNNEL_MAX_MS, watchUpstream, type CutReason } from "./upstream-watch.js";
 

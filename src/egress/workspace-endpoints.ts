@@ -20,7 +20,7 @@ import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { createModelProxy, type ModelProxyOptions, type ProxyRefusal, type TokenUsage, type UpstreamFailure } from "../model-proxy/server.js";
 import type { NetLookup } from "../model-proxy/upstream-lookup.js";
 import { LogLimiter } from "../shared/log-limiter.js";
-import type { AddressSet } from "./addresses.js";
+import type { AddressSet } from "../policy/addresses.js";
 import { createApiProxy } from "./api-proxy.js";
 import {
   ConnectionLimits,
@@ -36,8 +36,8 @@ import {
 import { NET_SOCKETS } from "./container-net.js";
 import type { RefusalReason } from "./destination.js";
 import { createEgressProxy, type EgressProxyServer } from "./http-proxy.js";
-import type { InternalDestination } from "./internal.js";
-import type { EgressPolicy } from "./policy.js";
+import type { InternalDestination } from "../policy/internal-destinations.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import { NameResolver } from "./resolver.js";
 import type { CutReason } from "./upstream-watch.js";
 

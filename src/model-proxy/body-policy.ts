@@ -15,7 +15,7 @@
  * parsed body serialised again: duplicate keys (`{"type":"web_search","type":"function"}`) mean
  * one thing to JSON.parse and maybe another upstream, so the upstream gets what was checked.
  */
-import { decideHost, type EgressPolicy } from "../egress/policy.js";
+import { decideHost, type EgressPolicy } from "../policy/egress-policy.js";
 
 /** Hosted tools an operator may allow under a restricted egress policy. */
 export const HOSTED_TOOLS = ["web_search", "code_interpreter", "file_search"] as const;

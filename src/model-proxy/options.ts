@@ -1,5 +1,5 @@
 /** What the model proxy is told, checked and given defaults in one place. */
-import type { EgressPolicy } from "../egress/policy.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import type { LogFields, Logger } from "../log.js";
 import type { NetLookup } from "./upstream-lookup.js";
 import { HOSTED_TOOLS } from "./body-policy.js";

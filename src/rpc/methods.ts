@@ -15,7 +15,7 @@ import type {
   WorkspaceParams,
   WorkspaceSummary,
 } from "../service.js";
-import type { WorkspacePolicy } from "../workspace/policy.js";
+import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 import {
   parseCancelTurnParams,
   parseEnsureWorkspaceParams,

@@ -7,7 +7,7 @@
  */
 import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
 import { checkEnvValue } from "../shared/env-value.js";
-import { parseEgressPolicy } from "../egress/policy.js";
+import { parseEgressPolicy } from "../policy/egress-policy.js";
 import { invalidParams } from "../errors.js";
 import {
   MAX_PATH_LENGTH,
@@ -41,7 +41,7 @@ import {
   type TurnRunOptions,
   type WorkspaceParams,
 } from "../service.js";
-import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../workspace/policy.js";
+import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../policy/workspace-policy.js";
 
 export const TURN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const THREAD_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

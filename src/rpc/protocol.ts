@@ -5,7 +5,7 @@
 import type { ThreadEvent } from "@openai/codex-sdk";
 import type { Logger } from "../log.js";
 import type { SidecarService, TurnStartedByEvent } from "../service.js";
-import type { WorkspacePolicy } from "../workspace/policy.js";
+import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 
 /** The notification sent for every event of a turn.run in flight, on the connection that asked (and turn.attach). */
 export { TURN_EVENT, turnEventLine } from "../shared/turn-event-line.js";

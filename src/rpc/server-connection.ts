@@ -10,7 +10,7 @@ import type { Socket } from "node:net";
 import { ErrorCode, SidecarError, isAbortError, toRpcError, type RpcErrorObject } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SidecarService } from "../service.js";
-import type { WorkspacePolicy } from "../workspace/policy.js";
+import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 import { MessageWriter, readLines, serializeMessage, type LineChunk } from "./framing.js";
 import {
   errorResponse,

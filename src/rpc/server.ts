@@ -5,7 +5,7 @@
 import net from "node:net";
 import type { Logger } from "../log.js";
 import type { SidecarService } from "../service.js";
-import type { WorkspacePolicy } from "../workspace/policy.js";
+import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 import { MAX_LINE_BYTES } from "./framing.js";
 import { METHOD_TABLE, type ServedMethod } from "./methods.js";
 import { MAX_UNREAD_BYTES, ServerConnection } from "./server-connection.js";

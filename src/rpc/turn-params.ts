@@ -1,5 +1,5 @@
 /** Params of turn.attach, turn.get and turn.list (the turn journal's methods), validated at the edge. */
-import { checkWorkspaceId } from "../workspace/policy.js";
+import { checkWorkspaceId } from "../policy/workspace-policy.js";
 import type { TurnSummary } from "../service.js";
 import { expectParams, expectString, has, integerIn, matching, oneOf, requireField } from "./param-checks.js";
 import { TURN_ID_PATTERN } from "./params.js";

@@ -2,7 +2,7 @@
 import type { Docker } from "../docker/engine.js";
 import { withDocker } from "../docker/engine.js";
 import { Labels, managedFilter } from "../docker/labels.js";
-import type { EgressPolicy } from "../egress/policy.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import type { Logger } from "../log.js";
 import type { ContainerState, WorkspaceParams } from "../service.js";
 import { workspacePaths } from "./paths.js";

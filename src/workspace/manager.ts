@@ -21,7 +21,7 @@ import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
 import { startIdleReaper, type IdleAction } from "./idle-reaper.js";
 import { pauseIdleWorkspace, resumeWorkspace, stopIdleWorkspace } from "./lifecycle.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import type { EgressPolicy } from "../egress/policy.js";
+import type { EgressPolicy } from "../policy/egress-policy.js";
 import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
 import { isolationDifferences } from "./isolation.js";
 import { expectationFromSpec, measureIsolation } from "./isolation-probe.js";

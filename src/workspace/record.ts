@@ -1,5 +1,5 @@
 /** What the sidecar knows about one workspace container, and the one builder of it (ensured and adopted alike). */
-import { describeEgress, type EgressPolicy } from "../egress/policy.js";
+import { describeEgress, type EgressPolicy } from "../policy/egress-policy.js";
 import type { ContainerState, IsolationReport, WorkspaceParams, WorkspaceSummary } from "../service.js";
 import type { MeasuredIsolation } from "./isolation.js";
 import { LogSink } from "./log-sink.js";

@@ -13,7 +13,7 @@ import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import type { DoctorReport } from "../../src/doctor/report.js";
 import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
-import { AddressSet } from "../../src/egress/addresses.js";
+import { AddressSet } from "../../src/policy/addresses.js";
 import { hostCheckStatus } from "../../src/doctor/checks.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
 import { disksLeftUnder } from "../../src/workspace/disk-image.js";

@@ -6,7 +6,7 @@
  */
 import dgram from "node:dgram";
 import { once } from "node:events";
-import { canonicalAddress } from "../../src/egress/addresses.js";
+import { canonicalAddress } from "../../src/policy/addresses.js";
 
 export interface DnsRecords {
   a?: string[];

@@ -9,9 +9,9 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 import { createEgressProxy, type EgressProxyOptions, type EgressProxyServer } from "../../src/egress/http-proxy.js";
-import type { EgressPolicy } from "../../src/egress/policy.js";
+import type { EgressPolicy } from "../../src/policy/egress-policy.js";
 import { createLogger } from "../../src/log.js";
 import { waitFor } from "./wait.js";
 

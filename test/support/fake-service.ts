@@ -26,7 +26,7 @@ import type {
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import { startRpcServer, type RpcServer, type RpcServerOptions } from "../../src/rpc/server.js";
-import type { WorkspacePolicy } from "../../src/workspace/policy.js";
+import type { WorkspacePolicy } from "../../src/policy/workspace-policy.js";
 
 export interface FakeCall {
   method: keyof SidecarService;

@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { AddressSet } from "../../src/egress/addresses.js";
+import { AddressSet } from "../../src/policy/addresses.js";
 import { parseAbsoluteTarget, parseConnectTarget, resolveDestination, type DestinationRules } from "../../src/egress/destination.js";
-import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 import { LookupError } from "../../src/egress/resolver.js";
-import type { EgressPolicy } from "../../src/egress/policy.js";
+import type { EgressPolicy } from "../../src/policy/egress-policy.js";
 
 function rules(policy: EgressPolicy, names: Record<string, string[]>, over: Partial<DestinationRules> = {}): DestinationRules & { lookups: string[] } {
   const lookups: string[] = [];

@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { NET_SOCKETS } from "../../src/egress/container-net.js";
-import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 import { WorkspaceEndpoints, type TurnRef, type WorkspaceEndpointsOptions } from "../../src/egress/workspace-endpoints.js";
 import { createLogger } from "../../src/log.js";
 import { TurnCredentials } from "../../src/model-proxy/credentials.js";

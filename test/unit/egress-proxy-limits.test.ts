@@ -8,7 +8,7 @@ import { once } from "node:events";
 import net from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ConnectionLimits } from "../../src/egress/connection-limits.js";
-import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 import { connectThrough, sendRaw, startTestProxy, startUpstreams, type RawResponse, type TestProxy, type TestProxyOptions, type Upstreams } from "../support/egress-proxy.js";
 import { waitFor } from "../support/wait.js";
 

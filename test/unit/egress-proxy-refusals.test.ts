@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
-import { AddressSet } from "../../src/egress/addresses.js";
-import { parseInternalDestinations } from "../../src/egress/internal.js";
+import { AddressSet } from "../../src/policy/addresses.js";
+import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 import { LookupError } from "../../src/egress/resolver.js";
 import { LogLimiter } from "../../src/shared/log-limiter.js";
 import { waitFor } from "../support/wait.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
 import { after, afterEach, before, describe, test } from "node:test";
-import type { EgressPolicy } from "../../src/egress/policy.js";
+import type { EgressPolicy } from "../../src/policy/egress-policy.js";
 import { connectThrough, sendRaw, startTestProxy, startUpstreams, type TestProxy, type Upstreams } from "../support/egress-proxy.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 

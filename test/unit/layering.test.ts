@@ -5,11 +5,15 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * Imports in src/ flow one way (issue 12): cli → rpc → service ← wiring → codex / workspace →
- * docker, shared helpers at the bottom. Ranks, top to bottom:
+ * Imports in src/ flow one way, so each part can be read, tested and changed knowing only what lies
+ * below it: cli → rpc → service ← wiring → codex / workspace → docker, the bottom under them all.
+ * A folder of src/ lies wholly in one layer; the files at the top of src/ are the bottom, but for
+ * the two entry points, index.ts (cli) and sidecar.ts (wiring). Ranks, top to bottom:
  *
  *   6 cli        src/cli/**, src/index.ts (the library's entry: the client and the protocol's types)
- *   5 rpc        src/rpc/**
+ *   5 rpc        src/rpc/**: stands beside the wiring, not above it; it knows the service only by
+ *                its types, so it sees rank 0 alone (the types, and the rules it applies at the edge
+ *                when it validates params)
  *   5 doctor     src/doctor/** (alive-codex doctor: starts its own sidecar and checks it), beside
  *                rpc: neither imports the other
  *   4 wiring     src/sidecar.ts
@@ -21,44 +25,67 @@ import { fileURLToPath } from "node:url";
  *   1 metrics    src/metrics/** (the Prometheus registry and its server): only the wiring feeds it
  *   1 journal    src/journal/** (the turn journal, attach, get, list): wraps the turn runner the
  *                wiring hands it, so it imports only the bottom
- *   0 bottom     config, errors, log, version, service (the types rpc and the wiring meet at),
- *                codex-package (the installed codex build, which the runtime image needs),
- *                codex-versions (the codex versions driven and their flags), shared/**,
- *                and the pure egress rules config and rpc validate with (egress/policy.ts,
- *                egress/internal.ts, egress/addresses.ts, egress/settings.ts)
+ *   0 bottom     the files at the top of src/: config, errors, log, version, service (the types rpc
+ *                and the wiring meet at), codex-package (the installed codex build, which the
+ *                runtime image needs), codex-versions (the codex versions driven and their flags);
+ *                src/shared/** (helpers); src/policy/** (the pure rules config and rpc validate
+ *                with: a workspace's ids, ranges and roots, its egress policy, which addresses are
+ *                public, the operator's internal destinations). These import one another: config
+ *                parses with the rules, and the rules raise the errors and read the config's types.
  *
- * The rule: a file imports its own layer or a lower rank. One exception: rpc stands beside the
- * wiring, not above it; it knows the service only by its types, so it imports the bottom and,
- * of the rest, only workspace/policy.ts (the rules a workspace's params must meet, which rpc
- * applies at the edge when it validates them).
+ * The rule: a file imports its own layer or a lower rank, no higher than its layer sees (one rank
+ * below its own, unless the table says less).
  */
-const RANKS = { cli: 6, rpc: 5, doctor: 5, wiring: 4, codex: 3, workspace: 2, docker: 1, net: 1, metrics: 1, journal: 1, bottom: 0 } as const;
-type Layer = keyof typeof RANKS;
+const LAYERS = {
+  cli: { rank: 6 },
+  rpc: { rank: 5, sees: 0 },
+  doctor: { rank: 5 },
+  wiring: { rank: 4 },
+  codex: { rank: 3 },
+  workspace: { rank: 2 },
+  docker: { rank: 1 },
+  net: { rank: 1 },
+  metrics: { rank: 1 },
+  journal: { rank: 1 },
+  bottom: { rank: 0 },
+} as const satisfies Record<string, { rank: number; sees?: number }>;
+type Layer = keyof typeof LAYERS;
 
-const BOTTOM_FILES = new Set(["config.ts", "errors.ts", "log.ts", "version.ts", "service.ts", "codex-package.ts", "codex-versions.ts", "egress/policy.ts", "egress/internal.ts", "egress/addresses.ts", "egress/settings.ts"]);
-const RPC_MAY_IMPORT = new Set(["workspace/policy.ts"]);
+/** The layer of each folder of src/; the files at the top of src/ are the bottom, but for the two entry points. */
+const FOLDERS: Readonly<Record<string, Layer>> = {
+  cli: "cli",
+  rpc: "rpc",
+  doctor: "doctor",
+  codex: "codex",
+  workspace: "workspace",
+  docker: "docker",
+  egress: "net",
+  "model-proxy": "net",
+  metrics: "metrics",
+  journal: "journal",
+  shared: "bottom",
+  policy: "bottom",
+};
+const ENTRY_POINTS: Readonly<Record<string, Layer>> = { "index.ts": "cli", "sidecar.ts": "wiring" };
 
-/** The layer of a file, by its path relative to src/ ('/'-separated); null for a file no layer claims. */
+/** The layer of a file, by its path relative to src/ ('/'-separated); null for a file in a folder no layer claims. */
 function layerOf(file: string): Layer | null {
-  if (file === "index.ts") return "cli";
-  if (file === "sidecar.ts") return "wiring";
-  if (BOTTOM_FILES.has(file)) return "bottom";
-  const folder = file.split("/")[0];
-  if (folder === "shared") return "bottom";
-  if (folder === "egress" || folder === "model-proxy") return "net";
-  if (folder === "metrics") return "metrics";
-  if (folder === "journal") return "journal";
-  if (folder === "cli" || folder === "rpc" || folder === "doctor" || folder === "codex" || folder === "workspace" || folder === "docker") return folder;
-  return null;
+  const parts = file.split("/");
+  if (parts.length === 1) return ENTRY_POINTS[file] ?? "bottom";
+  return FOLDERS[parts[0] as string] ?? null;
+}
+
+/** The highest rank a layer may import from another layer. */
+function sees(layer: Layer): number {
+  const entry: { rank: number; sees?: number } = LAYERS[layer];
+  return entry.sees ?? entry.rank - 1;
 }
 
 function mayImport(file: string, target: string): boolean {
   const from = layerOf(file);
   const to = layerOf(target);
   if (from === null || to === null) return false;
-  if (from === to) return true;
-  if (from === "rpc") return to === "bottom" || RPC_MAY_IMPORT.has(target);
-  return RANKS[to] < RANKS[from];
+  return from === to || LAYERS[to].rank <= sees(from);
 }
 
 function findSrcDir(): string {
@@ -99,7 +126,7 @@ describe("layering of src/", () => {
 
   test("every file in src/ belongs to a layer", () => {
     assert.ok(files.length > 20, `found only ${files.length} files under ${srcDir}`);
-    assert.deepEqual(files.filter((file) => layerOf(file) === null), [], "files no layer claims: give them a folder, or a rank here");
+    assert.deepEqual(files.filter((file) => layerOf(file) === null), [], "files no layer claims: give their folder a layer in FOLDERS");
   });
 
   test("no import runs up", () => {
@@ -117,11 +144,18 @@ describe("layering of src/", () => {
     assert.equal(mayImport("docker/images.ts", "codex/env.ts"), false);
     assert.equal(mayImport("workspace/manager.ts", "rpc/framing.ts"), false);
     assert.equal(mayImport("rpc/params.ts", "codex/env.ts"), false);
+    assert.equal(mayImport("rpc/params.ts", "workspace/manager.ts"), false);
+    assert.equal(mayImport("rpc/server.ts", "egress/http-proxy.ts"), false);
     assert.equal(mayImport("rpc/server.ts", "sidecar.ts"), false);
     assert.equal(mayImport("sidecar.ts", "rpc/server.ts"), false);
+    assert.equal(mayImport("doctor/checks.ts", "rpc/client.ts"), false);
+    assert.equal(mayImport("egress/http-proxy.ts", "docker/engine.ts"), false);
     assert.equal(mayImport("shared/abort.ts", "docker/engine.ts"), false);
+    assert.equal(mayImport("policy/addresses.ts", "egress/resolver.ts"), false);
     assert.equal(mayImport("codex/turn-runner.ts", "workspace/manager.ts"), true);
-    assert.equal(mayImport("rpc/params.ts", "workspace/policy.ts"), true);
+    assert.equal(mayImport("rpc/params.ts", "policy/workspace-policy.ts"), true);
+    assert.equal(mayImport("config.ts", "policy/egress-settings.ts"), true);
+    assert.equal(mayImport("egress/destination.ts", "policy/addresses.ts"), true);
     assert.equal(mayImport("cli/commands/serve.ts", "sidecar.ts"), true);
   });
 });

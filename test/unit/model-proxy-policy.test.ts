@@ -10,7 +10,7 @@ import http from "node:http";
 import type { IncomingMessage } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import type { EgressPolicy } from "../../src/egress/policy.js";
+import type { EgressPolicy } from "../../src/policy/egress-policy.js";
 import { checkRequestBody, codexWebSearchMode } from "../../src/model-proxy/body-policy.js";
 import { createModelProxy, type ModelProxyOptions } from "../../src/model-proxy/server.js";
 import { ResponsesStub } from "../support/responses-stub.js";

@@ -11,7 +11,7 @@ import {
   parseRunTurnParams,
   parseWorkspaceLogsParams,
 } from "../../src/rpc/params.js";
-import type { WorkspacePolicy } from "../../src/workspace/policy.js";
+import type { WorkspacePolicy } from "../../src/policy/workspace-policy.js";
 
 let dir: string;
 let root: string;

@@ -7,7 +7,7 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { NO_BUDGET_LIMITS, resolveTurnBudget } from "../../src/codex/turn-budget.js";
 import { TurnMeter } from "../../src/codex/turn-meter.js";
 import { parseRunTurnParams } from "../../src/rpc/params.js";
-import type { WorkspacePolicy } from "../../src/workspace/policy.js";
+import type { WorkspacePolicy } from "../../src/policy/workspace-policy.js";
 import { waitFor } from "../support/wait.js";
 
 const POLICY = {} as WorkspacePolicy;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ConfigError } from "../../src/config.js";
-import { isInternal, parseInternalDestinations } from "../../src/egress/internal.js";
+import { isInternal, parseInternalDestinations } from "../../src/policy/internal-destinations.js";
 
 const SETTING = "ALIVE_CODEX_INTERNAL_DESTINATIONS";
 

@@ -6,7 +6,7 @@
 import { isIP } from "node:net";
 import { ConfigError } from "../shared/setting-parsers.js";
 import { canonicalAddress } from "./addresses.js";
-import { normalizeHost } from "./policy.js";
+import { normalizeHost } from "./egress-policy.js";
 
 export interface InternalDestination {
   /** Normalised as normalizeHost does (an IP address in its canonical form). */

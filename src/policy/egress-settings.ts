@@ -3,8 +3,8 @@ import { isIP } from "node:net";
 import { SidecarError } from "../errors.js";
 import { ConfigError } from "../shared/setting-parsers.js";
 import { AddressSet, parseAddressEntry } from "./addresses.js";
-import { parseInternalDestinations, type InternalDestination } from "./internal.js";
-import { parseEgressPolicy, type EgressPolicy } from "./policy.js";
+import { parseInternalDestinations, type InternalDestination } from "./internal-destinations.js";
+import { parseEgressPolicy, type EgressPolicy } from "./egress-policy.js";
 
 /** "public", "model", or a JSON object { "allow": [...], "deny": [...] }. */
 export function parseEgressSetting(name: string, raw: string): EgressPolicy {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
-import { EGRESS_LIMITS, decideHost, describeEgress, normalizeHost, parseEgressPolicy, type EgressPolicy } from "../../src/egress/policy.js";
+import { EGRESS_LIMITS, decideHost, describeEgress, normalizeHost, parseEgressPolicy, type EgressPolicy } from "../../src/policy/egress-policy.js";
 
 function refusal(value: unknown): { field?: string; reason?: string; received?: string } {
   try {
