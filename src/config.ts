@@ -130,7 +130,7 @@ export interface SidecarConfig {
   budgetCpuSecondsMax: number | null;
   /** Where Prometheus metrics are served (GET /metrics); null: not served. */
   metricsListen: ListenAddress | null;
-  /** How each workspace's disk is bounded (issue 14): "auto" (image where the host can), "off" or "image" (a loop-mounted filesystem per workspace). */
+  /** How each workspace's disk is bounded: "auto" (image where the host can), "off" or "image" (a loop-mounted filesystem per workspace). */
   diskEnforcement: DiskSetting;
   /** A workspace's disk when its resources name none, and the most they may name. */
   defaultDisk: DiskLimits;

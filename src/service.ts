@@ -12,7 +12,7 @@ export interface ResourceRequest {
   memoryMb?: number;
   cpus?: number;
   pids?: number;
-  /** The workspace's disk in MiB (issue 14): enforced when the operator enables disk limits (ALIVE_CODEX_DISK). */
+  /** The workspace's disk in MiB: enforced when the operator enables disk limits (ALIVE_CODEX_DISK). */
   diskMb?: number;
   /** The most files and directories the workspace's disk holds; fixed when that disk is made. */
   diskInodes?: number;

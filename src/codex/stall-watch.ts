@@ -1,7 +1,7 @@
 /**
  * The stall watch: notices a turn whose codex waits forever for a child that has already exited,
- * and ends it `sandbox_stalled` instead of letting it wait for its deadline (issue 27,
- * docs/runtimes.md).
+ * and ends it `sandbox_stalled` instead of letting it wait for its deadline
+ * (docs/runtimes.md, "The random stall").
  *
  * Under gVisor (Debian's runsc 2022, ptrace platform) about one turn in a hundred on a loaded 2-core
  * machine stopped for good: codex's child `bash` (the shell snapshot, in every case measured) had

@@ -1,7 +1,7 @@
 /**
  * What a gVisor sandbox is doing, from the host: `runsc ps` (the sandbox's own process table) and
  * `runsc debug --stacks` (the Sentry's goroutine stacks: where each task of the sandbox waits).
- * Taken when a runsc turn stalls, so the log says where it stood (issue 27, docs/runtimes.md).
+ * Taken when a runsc turn stalls, so the log says where it stood (docs/runtimes.md, "The random stall").
  *
  * The engine starts runsc through containerd's runc shim, whose state root is
  * `<exec-root>/runtime-runc/moby` (Docker 20.10: /var/run/docker/runtime-runc/moby). A sidecar that

@@ -1,4 +1,4 @@
-/** The operator's disk settings (issue 14): how workspace disks are enforced, their default and their ceiling. */
+/** The operator's disk settings: how workspace disks are enforced, their default and their ceiling. */
 import { DISK_RANGES, type DiskLimits } from "./limits.js";
 import type { DiskHealth } from "../service.js";
 import { ConfigError, parseInteger } from "./setting-parsers.js";

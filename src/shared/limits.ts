@@ -38,7 +38,7 @@ export const BUDGET_RANGES: { readonly tokens: ValueRange; readonly cpuSeconds: 
   cpuSeconds: { min: 0.01, max: 7 * 24 * 3600, integer: false },
 };
 
-/** A workspace's disk (issue 14): the size in MiB of the filesystem holding its HOME, TMPDIR and run dir, and its inode count. */
+/** A workspace's disk: the size in MiB of the filesystem holding its HOME, TMPDIR and run dir, and its inode count. */
 export interface DiskLimits {
   diskMb: number;
   diskInodes: number;

@@ -1,5 +1,5 @@
 /**
- * A workspace's disk (issue 14): with disks in force (ALIVE_CODEX_DISK=image, or auto where the host can), everything of the workspace under the
+ * A workspace's disk: with disks in force (ALIVE_CODEX_DISK=image, or auto where the host can), everything of the workspace under the
  * state dir (HOME, TMPDIR, the run dir, the thread bookkeeping) lives on its own ext4 filesystem, a
  * sparse image file loop-mounted at <stateDir>/workspaces/<id>. The kernel enforces the size: a
  * write past it fails with ENOSPC inside the container, and nothing outside the image notices.

@@ -1,9 +1,10 @@
 /**
  * The pure part of a workspace's isolation report: the script that measures it from inside, the
  * parser of what that script prints, and the comparison with what the spec asked for. The report
- * is measured, not echoed (issue 9): the capability sets, no_new_privs and seccomp mode come from
- * the kernel as the workspace user sees them, mounts from /proc/self/mountinfo, limits from the
- * container's cgroup, and reachability from a connect attempt.
+ * is measured, not echoed, so it cannot claim what the container does not have: the capability
+ * sets, no_new_privs and seccomp mode come from the kernel as the workspace user sees them, mounts
+ * from /proc/self/mountinfo, limits from the container's cgroup, and reachability from a connect
+ * attempt.
  */
 import type { IsolationReport } from "../service.js";
 import { isGvisorRuntime } from "./runtimes.js";
