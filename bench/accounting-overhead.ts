@@ -1,6 +1,6 @@
 /**
- * Section 6, metrics and accounting overhead: the work the sidecar adds to every turn for issue 11
- * items 1-3, timed in-process against a real workspace container's cgroup: the turn meter's start
+ * Section 6, metrics and accounting overhead: the work the sidecar adds to every turn to account for
+ * it, hold it to its budget and report it, timed in-process against a real workspace container's cgroup: the turn meter's start
  * (locate the cgroup, read the CPU baseline, reset or read the memory peak, arm the poll), one model
  * response's usage and the budget's admit check, its finish (one last sample, the peak), then the
  * metric updates of a finished turn (a model request, tokens by kind, the turn's counters and

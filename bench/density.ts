@@ -1,5 +1,5 @@
 /**
- * Section 2c, idle density (issue 13 item 2): N workspaces ensured through a second bench sidecar
+ * Section 2c, idle density: N workspaces ensured through a second bench sidecar
  * whose idle reaper pauses them after a short idle timeout (the production code path), then the
  * host memory each idle (paused) workspace holds:
  *   - the container's memory cgroup (cgroup v1: memory.usage_in_bytes, and memory.stat's

@@ -1,5 +1,5 @@
 /**
- * The turn journal (issue 10): what journaling every event costs the turn.event stream, how fast
+ * The turn journal: what journaling every event costs the turn.event stream, how fast
  * turn.attach replays a journaled turn, and how long a sidecar started after a SIGKILL mid-turn takes
  * until no process of the killed sidecar's turn is left in the container.
  */

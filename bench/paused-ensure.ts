@@ -1,7 +1,7 @@
 /**
  * Section 2b, returning workspace: ensure of a paused workspace (thawed) vs of a stopped one
  * (started again) vs the engine's own start of the same container — what an ensure that starts a
- * container cannot beat, and the reason to freeze before stopping (issue 13).
+ * container cannot beat, and the reason to freeze before stopping.
  *
  * One workspace, four arms (the engine's own unpause too: the floor of a thaw), interleaved (the
  * order rotates every round). Before each sample, untimed, the container is paused or stopped by

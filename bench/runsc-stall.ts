@@ -1,6 +1,6 @@
 /**
  * `npm run stress:runsc`: many short turns in runsc workspaces, to measure how often a gVisor turn
- * stalls and where (issue 27). Each turn is the scripted two-request turn (`echo <marker>`, then a
+ * stalls and where (docs/runtimes.md, "The random stall"). Each turn is the scripted two-request turn (`echo <marker>`, then a
  * message) with a short deadline; a turn that has not finished within --stall-ms is a stall. For
  * each stall it prints the stage the turn had reached and collects the sandbox's process list and
  * Sentry stacks (`runsc debug --stacks`) under --out.

@@ -1,5 +1,5 @@
 /**
- * Workspace disks (issue 14) against the real engine, real codex and real loop-mounted filesystems:
+ * Workspace disks against the real engine, real codex and real loop-mounted filesystems:
  * a write past a workspace's disk fails inside with ENOSPC, nothing else notices, deleting frees it,
  * and the limit outlives a sidecar restart and a container re-creation without attaching anything twice.
  */

@@ -1,7 +1,7 @@
 /**
- * Issue 8's "Done when", proved from inside workspace containers through real codex turns (a
- * scripted model on the host's loopback, behind the sidecar's model proxy): the container has no
- * network of its own, the egress proxy refuses what the policy and the address rules refuse and
+ * What the sidecar promises of a workspace's network (docs/security.md), proved from inside
+ * workspace containers through real codex turns (a scripted model on the host's loopback, behind
+ * the sidecar's model proxy): the container has no network of its own, the egress proxy refuses what the policy and the address rules refuse and
  * passes an internal destination, the real key never enters a container, Alive's API works with a
  * client that ignores proxies, a model API that is down fails the turn fast, workspace-write is
  * enforced by the container, and trusted directories are mounted read-only.

@@ -1,5 +1,5 @@
 /**
- * Our own escape and abuse suite (issue 9), from the agent's own position: codex runs
+ * Our own escape and abuse suite (docs/security.md), from the agent's own position: codex runs
  * test/support/escape-probes.sh as a command of a real turn inside a workspace, under runc and under
  * runsc. Each probe prints HELD or BROKEN with its evidence; every expected probe must be there and
  * none BROKEN. Two are judged here on the host: the log flood (the container's log files stay within

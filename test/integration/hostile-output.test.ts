@@ -1,5 +1,5 @@
 /**
- * Issue 21's "crash by output", end to end: a tenant replaces the socat forwarder on
+ * A tenant trying to crash the sidecar by its output, end to end: a tenant replaces the socat forwarder on
  * 127.0.0.1:3129 inside its own container with a fake model of its own (as the workspace's uid,
  * which the forwarder runs as), and the fake model answers codex's request with one assistant
  * message of 64 MiB (see HUGE_MIB) on a single SSE line. Codex turns it

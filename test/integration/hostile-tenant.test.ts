@@ -1,6 +1,6 @@
 /**
- * One hostile workspace against the shared sidecar, while a quiet one keeps working (issue 21's
- * "done when"). The sidecar runs as `alive-codex serve` in its own mount namespace, with a
+ * One hostile workspace against the shared sidecar, while a quiet one keeps working (docs/security.md,
+ * "Bounds"). The sidecar runs as `alive-codex serve` in its own mount namespace, with a
  * bind-mounted resolv.conf naming a UDP port on loopback that this test holds and never answers,
  * and an /etc/hosts that names the model API: so every lookup a tenant asks for hangs until its
  * timeout, and the model API is still reached by name, as api.openai.com is. Nothing leaves the

@@ -1,5 +1,5 @@
 /**
- * Operations (issue 11): what a turn cost, budgets that stop it, and the metrics an operator scrapes.
+ * Operations: what a turn cost, budgets that stop it, and the metrics an operator scrapes.
  * The real codex binary against a scripted model on the test bridge, in real workspace containers.
  */
 import { after, before, beforeEach, describe, test } from "node:test";

@@ -1,6 +1,6 @@
 /**
- * Issue 15: the sidecar runs as root on the host and never writes, chmods or deletes through a name
- * the tenant controls. A process of the tenant's runs in the workspace container for the whole test
+ * The sidecar runs as root on the host and never writes, chmods or deletes through a name the
+ * tenant controls (docs/security.md, "Host file operations on tenant-controlled paths"). A process of the tenant's runs in the workspace container for the whole test
  * and keeps putting symlinks to a host file the test owns in place of every name root might use
  * for a turn's output schema: the old `.alive-turn-*` directories in TMPDIR the moment they appear,
  * and whatever it can reach of the run dir (/run/alive/turns). Symlinks are resolved by root on the

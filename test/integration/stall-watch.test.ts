@@ -1,5 +1,5 @@
 /**
- * The stall watch against the real engine and the real codex (issue 27): a stall is injected, not
+ * The stall watch against the real engine and the real codex (docs/runtimes.md): a stall is injected, not
  * waited for. While the turn's command runs, the test stops codex (SIGSTOP, from an exec as the
  * workspace's user), then lets the command end; its bash exits and sits as a zombie under codex, which is what
  * gVisor's lost wake-up leaves (bench/runsc-stall.ts found it in every stall). The watch sees the

@@ -1,8 +1,8 @@
 #!/bin/bash
-# Our own escape and abuse suite (issue 9), run by codex inside a workspace container as the agent
+# Our own escape and abuse suite (docs/security.md), run by codex inside a workspace container as the agent
 # would: one line per probe, `HELD <name> <evidence>` or `BROKEN <name> <evidence>`. Two probes can
 # only be judged from the host: `CHECK log_flood ...` (the test measures the container's log files)
-# and, without a disk quota configured, `NOTE disk_bomb ...` (what was observed, issue 14).
+# and, without a disk quota configured, `NOTE disk_bomb ...` (what was observed).
 # Inputs (environment): ESC_RUNTIME (runc|runsc), ESC_OTHER_PATH, ESC_OTHER_MARK and
 # ESC_OTHER_SOCKET (another workspace's dir, a word in its running process, its proxy socket on the
 # host), ESC_HOSTS (the host's addresses and the bridge gateway), ESC_LISTEN_PORT (a listener the

@@ -1,5 +1,5 @@
 /**
- * How every runsc test tolerates gVisor's random stall (issue 27, docs/runtimes.md), and only it:
+ * How every runsc test tolerates gVisor's random stall (docs/runtimes.md), and only it:
  * the sidecar ends a stalled turn `failed` with error code `sandbox_stalled` (src/codex/stall-watch.ts);
  * a test that meets one throws SandboxStalled (assertNotStalled), and retryOnSandboxStall runs the
  * whole attempt once more (a turn of several commands: up to once per command, at most 3), in the

@@ -1,4 +1,4 @@
-/** Workspace disks (issue 14): the pure parts: the mount table, the limits a workspace gets, usage from statfs, the settings, the auto decision and params. */
+/** Workspace disks, the pure parts: the mount table, the limits a workspace gets, usage from statfs, the settings, the auto decision and params. */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
