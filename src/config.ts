@@ -84,7 +84,7 @@ export interface SidecarConfig {
   maxWorkspaces: number;
   maxTurns: number;
   openaiBaseUrl: string | null;
-  /** The key codex gets inside the container, as CODEX_API_KEY. Never logged. */
+  /** The model API key. It stays in the sidecar: the model proxy adds it to codex's requests, and a container only gets a per-turn credential. Never logged. */
   codexApiKey: string | null;
   /** Where codexApiKey was read from, when it came from a file. */
   codexApiKeyFile: string | null;
