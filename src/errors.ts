@@ -1,4 +1,4 @@
-/** JSON-RPC error codes: the standard ones and the sidecar's own (PROTOCOL.md). */
+/** JSON-RPC error codes: the standard ones and the sidecar's own (docs/protocol.md, "Errors", says what each means). */
 export const ErrorCode = {
   parseError: -32700,
   invalidRequest: -32600,

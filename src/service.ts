@@ -146,7 +146,7 @@ export type TurnInputItem = { type: "text"; text: string } | { type: "local_imag
 export type TurnInput = string | TurnInputItem[];
 
 /**
- * The reasoning efforts turn.run accepts (PROTOCOL.md): codex-sdk's ModelReasoningEffort names more
+ * The reasoning efforts turn.run accepts (docs/protocol.md): codex-sdk's ModelReasoningEffort names more
  * than the protocol promises, so this list narrows it (and the compiler keeps it a subset).
  */
 export const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const satisfies readonly ModelReasoningEffort[];
@@ -216,7 +216,7 @@ export interface TurnResult {
   items: ThreadItem[];
   /** As codex reports it: cumulative over the thread when a thread is resumed. */
   usage: Usage | null;
-  /** This turn alone: usage minus the thread's previous turn (extension to PROTOCOL.md v1). */
+  /** This turn alone: usage minus the thread's previous turn (extension). */
   turnUsage: Usage | null;
   /** The workspace container's CPU time, peak memory and the turn's wall time (extension). */
   resources: TurnResources;

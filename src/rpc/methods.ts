@@ -1,5 +1,5 @@
 /**
- * The RPC surface: one descriptor per method (PROTOCOL.md plus the extensions in docs/protocol.md).
+ * The RPC surface: one descriptor per method (docs/protocol.md).
  * A descriptor keeps together what vscode-jsonrpc's RequestType<P, R, E> does: the method's name, its
  * params as a client sends them and its result; and, for the server, the parser that validates the
  * params at the edge and the handler that calls the service. The server dispatches through
