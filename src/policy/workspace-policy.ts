@@ -1,4 +1,8 @@
-/** The operator's policy for workspace params: uid/gid ranges and workspace roots (-32006 when outside). */
+/**
+ * The operator's policy for workspace params: uid/gid ranges and workspace roots (-32006 when outside).
+ * resolveWorkspacePath is the one rule here that reads the host (realpath, stat): a path is inside a
+ * root only if it still is once its symlinks are followed.
+ */
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { IdRange } from "../config.js";
