@@ -18,6 +18,9 @@
  *   jobs), other execs from outside (the sidecar's sweeps and probes) and a tenant's processes.
  * A zombie child of the main script or of a loop is its parent's until reaped; it has no command line.
  *
+ * It is for looking (doctor, tests, the bench), not for killing: a tenant can copy any command line,
+ * so the sweeps (sweep.ts) choose their victims by start time, parentage and the turn marker.
+ *
  * The test that would notice a script changing without this module: test/unit/container-processes.test.ts.
  */
 import type { Docker } from "../docker/engine.js";
@@ -104,7 +107,7 @@ export function classifyProcesses(processes: readonly ContainerProcess[]): Class
     const cached = roles.get(p.pid);
     if (cached !== undefined) return cached;
     const parent = byPid.get(p.ppid);
-    // A parent loop this deep is no process tree of ours: the rest is foreign.
+    // A chain of parents this long is no tree the container's scripts make (a listing read while pids were reused): foreign.
     const parentRole = parent === undefined || depth > 64 ? null : roleOf(parent, depth + 1);
     const role = roleFrom(p, parent, parentRole, known);
     roles.set(p.pid, role);
