@@ -7,7 +7,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { runExec } from "../src/docker/exec.js";
+import { isOwnProcess, listContainerProcesses, type ClassifiedProcess } from "../src/codex/container-processes.js";
 import { Labels } from "../src/docker/labels.js";
 import { reapLabelled } from "../src/docker/reaper.js";
 import { ErrorCode, SidecarError } from "../src/errors.js";
@@ -171,7 +171,7 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
       notes: [
         "event rates: one client, the synthetic turn of section 5 (1,000 events per event-loop turn), every seq checked; the three servers run in this process and are measured in turn; the journal's overhead is against the same one-line-per-event path without the file (the journaled path serialises each event once, for the wire and the file)",
         "replay: turn.attach of the ended turn from its start, read back from the journal file (page cache warm)",
-        "restart: `alive-codex serve` as a child; a turn runs `(setsid sleep 1001 &); sleep 1000`; SIGKILL; a new serve on the same state dir; time from its spawn until no codex or sleep of that turn is left (polled every 20 ms with docker exec)",
+        "restart: `alive-codex serve` as a child; a turn runs `(setsid sleep 1001 &); sleep 1000`; SIGKILL; a new serve on the same state dir; time from its spawn until the container holds only its own processes and a waiting launcher (src/codex/container-processes.ts; polled every 20 ms with docker exec)",
       ],
     };
   } finally {
@@ -180,11 +180,12 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
   }
 }
 
-/** The turn's processes in the container: codex and the sleeps of its command. */
-async function turnProcesses(env: BenchEnv, containerId: string): Promise<number> {
-  const script = "for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) && echo \"$c\"; done";
-  const { stdout } = await runExec(env.docker, containerId, { cmd: ["/bin/sh", "-c", script] });
-  return stdout.split("\n").filter((line) => /^codex |sleep 100[0-9]/.test(line)).length;
+/**
+ * What the turn runs or left in the container: every process but the container's own and the
+ * launcher waiting for a turn (src/codex/container-processes.ts), zombies aside.
+ */
+async function leftProcesses(env: BenchEnv, containerId: string): Promise<ClassifiedProcess[]> {
+  return (await listContainerProcesses(env.docker, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
 }
 
 async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 20): Promise<void> {
@@ -253,14 +254,17 @@ async function measureRestarts(env: BenchEnv, runs: number): Promise<{ orphanFre
       env.stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" });
       const run = client.runTurn({ workspaceId: workspace.workspaceId, input: "hold on" });
       run.result.catch(() => undefined);
-      await until(async () => (await turnProcesses(env, containerId)) >= 3, 60_000, "the turn's sleeps");
+      await until(async () => {
+        const left = await leftProcesses(env, containerId);
+        return ["sleep 1000", "sleep 1001"].every((sleep) => left.some((p) => p.args === sleep));
+      }, 60_000, "the turn's sleeps");
       const killed: CliRun = current;
       killed.child.kill("SIGKILL");
       await killed.exit;
       await client.close().catch(() => undefined);
       const started = performance.now();
       const next = spawnServe();
-      await until(async () => (await turnProcesses(env, containerId)) === 0, 30_000, "no process of the killed turn");
+      await until(async () => (await leftProcesses(env, containerId)).length === 0, 30_000, "no process of the killed turn");
       orphanFree.push(performance.now() - started);
       const spawned = await next;
       ready.push(spawned.readyMs);

@@ -13,6 +13,8 @@ import type Docker from "dockerode";
 import { startExec, type StartedExec } from "../docker/exec.js";
 
 export const LAUNCHER_BINARY = "/opt/codex/bin/alive-launch";
+/** What the launcher execs (found on PATH): codex's argv[0] and its process name in the container. */
+export const CODEX_COMMAND = "codex";
 
 export const LAUNCH_SCRIPT = `
 IFS= read -r -d '' n || exit 70
@@ -22,7 +24,7 @@ args=()
 for ((i = 0; i < n; i++)); do IFS= read -r -d '' a || exit 70; args+=("$a"); done
 unset kv a n i
 if (($# > 0)) && [ "\${args[0]-}" = exec ]; then args=(exec "$@" "\${args[@]:1}"); fi
-exec codex "\${args[@]}"
+exec ${CODEX_COMMAND} "\${args[@]}"
 `;
 
 /** One turn's header: the env codex gets (buildCodexExecEnv) and its argv, NUL-terminated fields. */

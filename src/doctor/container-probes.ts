@@ -1,32 +1,17 @@
 /** What doctor runs inside its scratch workspace container (through the engine's exec API, as the workspace user). */
+import { isOwnProcess, listContainerProcesses } from "../codex/container-processes.js";
 import type { Docker } from "../docker/engine.js";
 import { runExec } from "../docker/exec.js";
 import { NET_PORTS } from "../egress/container-net.js";
 
 /**
- * The container's processes that belong to no turn are its init, its log loop and network
- * forwarders (and their forked subshells, which show the main script), and a prewarmed launcher;
- * anything else is a turn's. Lists the rest as "pid cmdline".
+ * The container's processes that belong to no turn are its own (init, main script, log pump,
+ * forwarders) and a prewarmed launcher (codex/container-processes.ts tells them); the rest, zombies
+ * aside, are a turn's or what one left. Lists those as "pid cmdline".
  */
 export async function turnProcesses(docker: Docker, containerId: string, user: string): Promise<string[]> {
-  const listing = await runExec(docker, containerId, {
-    user,
-    cmd: ["/bin/sh", "-c", "for p in /proc/[0-9]*; do printf '%s %s\\n' \"${p#/proc/}\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done"],
-  });
-  return listing.stdout
-    .split("\n")
-    .filter(
-      (line) =>
-        line.trim() !== "" &&
-        !/^1 /.test(line) &&
-        !/^\d+ *$/.test(line) &&
-        !/while :; do cat \/run\/alive\/log/.test(line) &&
-        !/^\d+ cat \/run\/alive\/log/.test(line) &&
-        !/for p in \/proc/.test(line) &&
-        !/alive-launch -c/.test(line) &&
-        !/^\d+ socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(line) &&
-        !/^\d+ sleep 1 $/.test(line),
-    );
+  const processes = await listContainerProcesses(docker, containerId, { user });
+  return processes.filter((p) => !isOwnProcess(p) && p.args !== "").map((p) => `${p.pid} ${p.args}`);
 }
 
 /** Where the metadata service of most clouds listens: the classic SSRF target. */

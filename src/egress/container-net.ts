@@ -29,18 +29,33 @@ export function proxyEnv(): Record<string, string> {
   return { HTTP_PROXY: PROXY_URL, HTTPS_PROXY: PROXY_URL, http_proxy: PROXY_URL, https_proxy: PROXY_URL, NO_PROXY: noProxy, no_proxy: noProxy };
 }
 
-/**
- * Shell lines that start one forwarder per port in the background: socat listens on loopback and
- * passes each connection to its socket. The loop restarts one that exits (a tenant process of the
- * same uid can kill it; it then cuts off only its own workspace, for a second).
- */
-export function forwarderScript(withApi: boolean): string {
-  const pairs: Array<[number, string]> = [
+/** The ports forwarded into a workspace container and the socket each reaches; Alive's API only when the sidecar has one. */
+export function forwardedPorts(withApi: boolean): Array<[number, string]> {
+  return [
     [NET_PORTS.proxy, NET_SOCKETS.proxy],
     [NET_PORTS.model, NET_SOCKETS.model],
     ...(withApi ? [[NET_PORTS.api, NET_SOCKETS.api] as [number, string]] : []),
   ];
+}
+
+/**
+ * One forwarder's command line: socat listens on loopback and passes each connection to the socket
+ * (forking a child per connection, which shows the same command line).
+ */
+export function forwarderCommand(port: number, socket: string): string[] {
+  return ["socat", `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${CONTAINER_NET_DIR}/${socket}`];
+}
+
+/** What a forwarder's loop runs before it starts socat again. */
+export const FORWARDER_RESTART_WAIT = ["sleep", "1"] as const;
+
+/**
+ * Shell lines that start one forwarder per port in the background, each in a loop that restarts
+ * one that exits (a tenant process of the same uid can kill it; it then cuts off only its own
+ * workspace, for a second).
+ */
+export function forwarderScript(withApi: boolean): string {
   const forward = (port: number, socket: string): string =>
-    `(while :; do socat TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${CONTAINER_NET_DIR}/${socket} 2>/dev/null; sleep 1; done) &`;
-  return pairs.map(([port, socket]) => forward(port, socket)).join("\n");
+    `(while :; do ${forwarderCommand(port, socket).join(" ")} 2>/dev/null; ${FORWARDER_RESTART_WAIT.join(" ")}; done) &`;
+  return forwardedPorts(withApi).map(([port, socket]) => forward(port, socket)).join("\n");
 }

@@ -15,13 +15,25 @@ export const CONTAINER_TURN_FILES_DIR = `${CONTAINER_RUN_DIR}/turns`;
 /** Shell start-up files that codex's `bash -lc` reads: all point at the sidecar's read-only rc. */
 export const SHELL_RC_TARGETS = [".bashrc", ".profile", ".bash_profile", ".bash_login"] as const;
 
+/** The shell that runs the container's main script: the container's entrypoint. */
+export const MAIN_SHELL = "/bin/sh";
+/** WorkspacePaths.logFifo as the container sees it. */
+export const CONTAINER_LOG_FIFO = `${CONTAINER_RUN_DIR}/log`;
+/** The log pump's two commands: copy the FIFO to stdout, or wait while it cannot be opened. */
+export const LOG_PUMP_COMMANDS = { copy: ["cat", CONTAINER_LOG_FIFO], wait: ["sleep", "1"] } as const;
+
 /**
  * The container's main process (under the engine's init, which reaps zombies): it starts the
  * forwarders of the workspace's network (egress/container-net.ts), then copies what the sidecar
  * writes into the log FIFO to stdout, so `docker logs` shows each turn. It holds no secret.
  */
 export function containerMainScript(withApi: boolean): string {
-  return `${forwarderScript(withApi)}\nwhile :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/null || sleep 1; done`;
+  return `${forwarderScript(withApi)}\nwhile :; do ${LOG_PUMP_COMMANDS.copy.join(" ")} 2>/dev/null || ${LOG_PUMP_COMMANDS.wait.join(" ")}; done`;
+}
+
+/** The main process's command line (the entrypoint, then Cmd): how it shows in the container's process list. */
+export function containerMainCommand(withApi: boolean): string[] {
+  return [MAIN_SHELL, "-c", containerMainScript(withApi)];
 }
 
 export function containerName(workspaceId: string): string {
@@ -124,11 +136,12 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     ...SHELL_RC_TARGETS.map((file) => ({ Type: "bind" as const, Source: paths.shellRc, Target: `${CONTAINER_HOME}/${file}`, ReadOnly: true })),
     ...context.trustedDirs.map((dir) => ({ Type: "bind" as const, Source: dir, Target: dir, ReadOnly: true })),
   ];
+  const main = containerMainCommand(context.aliveApiUrl !== null);
   const options: ContainerCreateOptions = {
     name,
     Image: context.image,
-    Entrypoint: ["/bin/sh"],
-    Cmd: ["-c", containerMainScript(context.aliveApiUrl !== null)],
+    Entrypoint: main.slice(0, 1),
+    Cmd: main.slice(1),
     User: `${params.uid}:${params.gid}`,
     Env: toDockerEnv(containerEnv(params, context)),
     WorkingDir: params.workspacePath,

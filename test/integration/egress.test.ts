@@ -631,15 +631,15 @@ async function startHoldingUpstream(): Promise<HoldingUpstream> {
 }
 
 /**
- * The container's own long-lived processes: its main process (the log pump's loop) and the
- * forwarders' listeners (a socat whose parent is a socat is a connection one forked). "pid cmdline".
+ * The container's own long-lived processes: its main process and the forwarders, their loops and
+ * listeners (src/codex/container-processes.ts; a connection a listener forked is not one of them).
+ * "pid role cmdline".
  */
 async function ownProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
   const procs = await containerProcesses(t.docker, containerId);
-  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
   return procs
-    .filter(({ ppid, cmd }) => (ppid === "1" && cmd.includes("while :; do cat /run/alive/log")) || (/^socat TCP-LISTEN:/.test(cmd) && !isSocat(ppid)))
-    .map(({ pid, cmd }) => `${pid} ${cmd}`)
+    .filter((p) => p.role === "main" || p.role === "forwarder")
+    .map((p) => `${p.pid} ${p.role} ${p.args}`)
     .sort();
 }
 

@@ -10,13 +10,14 @@ import { existsSync, promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { isOwnProcess } from "../../src/codex/container-processes.js";
 import { ErrorCode } from "../../src/errors.js";
 import { sidecarVersion } from "../../src/sidecar.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import type { EnsureWorkspaceResult, HealthResult, TurnResult, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub } from "../support/responses-stub.js";
-import { execIn, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_UID } from "../support/sidecar.js";
+import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_UID } from "../support/sidecar.js";
 import { startRpcHarness, type MachineSnapshot, type RawConnection, type RpcHarness, type WireError, type WireMessage } from "../support/rpc-harness.js";
 import { waitFor } from "../support/wait.js";
 
@@ -69,38 +70,14 @@ function assertNothingMade(before: MachineSnapshot, after: MachineSnapshot): voi
 }
 
 /**
- * Processes of a turn in a workspace container: everything but the container's first two processes
- * (the init, pid 1, and the log pump it started, with the pump's short-lived `cat`), the launcher
- * pre-started for the workspace's NEXT turn (`alive-launch -c ...`, src/codex/launcher.ts: it
- * becomes a turn's process only once it execs codex) and this listing itself.
- * Lines are "<pid> <comm> <cmdline>".
+ * Processes of a turn in a workspace container: everything but the container's own (the init, the
+ * main script, the log pump, the forwarders) and the launcher pre-started for the workspace's NEXT
+ * turn (it becomes a turn's process only once it execs codex), as src/codex/container-processes.ts
+ * tells them; zombies count. Lines are "<pid> <comm> <cmdline>".
  */
 async function turnProcesses(h: RpcHarness, containerId: string): Promise<string[]> {
-  const script = [
-    'echo "self $$"',
-    "for p in /proc/[0-9]*; do",
-    '  read -r s < "$p/stat" 2>/dev/null || continue',
-    '  c=$(tr "\\0\\n" "  " < "$p/cmdline" 2>/dev/null)',
-    '  comm=${s#*(}; comm=${comm%%)*}; rest=${s##*) }',
-    '  echo "proc ${p#/proc/} $comm :: ${rest} :: $c"',
-    "done",
-  ].join("\n");
-  const listing = await execIn(h.docker, containerId, ["/bin/sh", "-c", script]);
-  const lines = listing.stdout.trim().split("\n");
-  const self = Number(/^self (\d+)$/m.exec(listing.stdout)?.[1]);
-  const procs = new Map<number, { ppid: number; comm: string; cmd: string }>();
-  for (const line of lines) {
-    const match = /^proc (\d+) (.*?) :: \S+ (\d+) .*? :: (.*)$/.exec(line);
-    if (match) procs.set(Number(match[1]), { comm: match[2] ?? "", ppid: Number(match[3]), cmd: (match[4] ?? "").trim() });
-  }
-  const descendsFrom = (pid: number, ancestor: number): boolean => {
-    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 0 && hops < 64; p = procs.get(p)?.ppid, hops++) if (p === ancestor) return true;
-    return false;
-  };
-  const pump = [...procs].find(([, p]) => p.ppid === 1 && p.cmd.includes("while :; do cat /run/alive/log"))?.[0];
-  return [...procs]
-    .filter(([pid, p]) => pid !== 1 && !descendsFrom(pid, self) && (pump === undefined || !descendsFrom(pid, pump)) && !(p.comm === "alive-launch" && / -c /.test(p.cmd)))
-    .map(([pid, p]) => `${pid} ${p.comm} ${p.cmd}`);
+  const processes = await containerProcesses(h.docker, containerId);
+  return processes.filter((p) => !isOwnProcess(p)).map((p) => `${p.pid} ${p.comm} ${p.args}`);
 }
 
 /** After each test: no turn of this sidecar still runs, whatever the test left (so a failure does not cascade). */

@@ -10,24 +10,27 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { isOwnProcess, type ClassifiedProcess } from "../../src/codex/container-processes.js";
 import { createDockerClient } from "../../src/docker/engine.js";
 import { Labels } from "../../src/docker/labels.js";
 import { reapLabelled } from "../../src/docker/reaper.js";
 import { SidecarClient, type TurnEventMessage } from "../../src/rpc/client.js";
 import { startCli, type CliRun } from "../support/cli-process.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { execIn, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
+import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
-/** The turn's own processes: codex itself and the sleeps its command started (one setsid'd away). */
-const TURN_PROCESS = /^codex |sleep 100[0-9]/;
-
-async function turnProcesses(containerId: string): Promise<string[]> {
+/**
+ * What the killed sidecar's turn runs or left in the container: every process but the container's
+ * own and the launcher waiting for a turn (src/codex/container-processes.ts), zombies aside: codex,
+ * its command and the sleeps, one setsid'd away to the init.
+ */
+async function leftProcesses(containerId: string): Promise<ClassifiedProcess[]> {
   const docker = createDockerClient("unix:///var/run/docker.sock");
-  const script = "for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) && [ -n \"$c\" ] && echo \"${p#/proc/} $c\"; done";
-  const listing = await execIn(docker, containerId, ["/bin/sh", "-c", script]);
-  return listing.stdout.split("\n").filter((line) => TURN_PROCESS.test(line.replace(/^\d+ /, "")));
+  return (await containerProcesses(docker, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
 }
+
+const lines = (processes: readonly ClassifiedProcess[]): string[] => processes.map((p) => `${p.pid} ${p.role} ${p.args}`);
 
 describe("a sidecar killed mid-turn, then started again", () => {
   const docker = createDockerClient("unix:///var/run/docker.sock");
@@ -116,18 +119,19 @@ describe("a sidecar killed mid-turn, then started again", () => {
     void (async () => {
       for await (const message of run) seen.push(message);
     })().catch(() => undefined);
-    await waitFor(async () => (await turnProcesses(ensured.containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the turn's setsid'd sleep" });
+    await waitFor(async () => (await leftProcesses(ensured.containerId)).some((p) => /sleep 1001/.test(p.args)), { timeoutMs: 30_000, what: "the turn's setsid'd sleep" });
 
     first.serve.child.kill("SIGKILL");
     await withTimeout(first.serve.exit, 10_000, "the killed serve to exit");
     await client.close().catch(() => undefined);
     // What the operator saw before this fix: the killed sidecar's turn runs on in the container.
-    assert.ok((await turnProcesses(ensured.containerId)).length >= 2, "the killed sidecar's turn should still be running before the restart");
+    const running = await leftProcesses(ensured.containerId);
+    assert.ok(running.filter((p) => p.role === "turn").length >= 2, `the killed sidecar's turn (codex and its command) should still be running before the restart: ${lines(running).join("; ")}`);
 
     const startedAt = Date.now();
     const second = await startServe();
-    await waitFor(async () => (await turnProcesses(ensured.containerId)).length === 0, { timeoutMs: 5000, intervalMs: 50, what: "no process of the killed sidecar's turn" }).catch(async (error: Error) => {
-      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(ensured.containerId))}\n${second.serve.stdout().slice(-4000)}`);
+    await waitFor(async () => (await leftProcesses(ensured.containerId)).length === 0, { timeoutMs: 5000, intervalMs: 50, what: "no process of the killed sidecar's turn" }).catch(async (error: Error) => {
+      throw new Error(`${error.message}; left: ${JSON.stringify(lines(await leftProcesses(ensured.containerId)))}\n${second.serve.stdout().slice(-4000)}`);
     });
     const orphanFreeMs = Date.now() - startedAt;
     assert.ok(orphanFreeMs < 5000, `orphan-free ${orphanFreeMs} ms after the start`);

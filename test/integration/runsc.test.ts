@@ -20,7 +20,7 @@ import type { RunTurnParams, TurnHooks, TurnResult, WorkspaceSummary } from "../
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
 import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
-import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, turnProcesses, uniqueId, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 
@@ -28,23 +28,6 @@ import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js
 const TURN_TIMEOUT_MS = 120_000;
 /** A runtime the test allows but no engine has. */
 const MISSING_RUNTIME = "alive-test-missing-runtime";
-
-/**
- * Processes in the container other than the init, the log pump, the forwarders' listeners and the
- * idle launcher of the next turn (as turns.test.ts counts them): what a turn left behind.
- */
-async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const procs = await containerProcesses(t.docker, containerId);
-  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
-  return procs
-    .filter(({ pid, ppid, cmd }) => {
-      if (pid === "1" || cmd === "") return false;
-      if (/while :; do cat \/run\/alive\/log/.test(cmd) || /^cat \/run\/alive\/log/.test(cmd) || /for p in \/proc/.test(cmd) || /alive-launch -c/.test(cmd)) return false;
-      // Between two forwarder restarts the loop sleeps; a sleep whose parent is the init's shell is the loop's.
-      return !(/^socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(cmd) && !isSocat(ppid));
-    })
-    .map(({ pid, cmd }) => `${pid} ${cmd}`);
-}
 
 function recorder(): { types: string[]; hooks: TurnHooks } {
   const types: string[] = [];
@@ -191,7 +174,7 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       await Promise.race([
         waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" }).catch(async (error: Error) => {
           // Neither a start nor an end: what the sandbox and the sidecar show, for the next reader.
-          const procs = await containerProcesses(t.docker, containerId).then((list) => list.map((p) => `${p.pid}<${p.ppid} ${p.cmd}`).join("\n"), (e: Error) => e.message);
+          const procs = await containerProcesses(t.docker, containerId).then((list) => list.map((p) => `${p.pid}<${p.ppid} ${p.role} ${p.args}`).join("\n"), (e: Error) => e.message);
           const lines = t.logLines.filter((line) => line.includes(turnId) || line.includes(containerId.slice(0, 12))).slice(-40).join("\n");
           throw new Error(`${error.message}; events ${JSON.stringify(rec.types)}; sandbox:\n${procs}\nsidecar:\n${lines}`);
         }),
@@ -199,12 +182,12 @@ describe("a workspace under gVisor (runtime runsc)", () => {
           throw new Error(`the turn ended before its command started: ${early.status} ${JSON.stringify(early.error)}`);
         }),
       ]);
-      await waitFor(async () => (await turnProcesses(t, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
+      await waitFor(async () => (await turnProcesses(t.docker, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
       assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId }), { cancelled: true });
       const result = await turn;
       assert.equal(result.status, "cancelled");
-      await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
-        throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, containerId))}`);
+      await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
+        throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t.docker, containerId))}`);
       });
       // The workspace is usable again: the next turn runs (the cancelled turn's last step was never asked for).
       stub.reset();

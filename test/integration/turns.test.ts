@@ -9,7 +9,7 @@ import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js"
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, functionCallOutput, inputMessages, lastUserMessageText } from "../support/responses-stub.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
-import { TEST_API_KEY, TEST_UID, containerProcesses, startGatewayStub, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
+import { TEST_API_KEY, TEST_UID, startGatewayStub, startTestSidecar, turnProcesses, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 type AnyEvent = Parameters<TurnHooks["onEvent"]>[2];
@@ -22,23 +22,6 @@ interface Recorded {
 function recorder(signal?: AbortSignal): Recorded {
   const events: Recorded["events"] = [];
   return { events, hooks: { onEvent: (_turnId, seq, event) => events.push({ seq, event }), ...(signal ? { signal } : {}) } };
-}
-
-/**
- * Processes in the container other than the init, the log pump, the network forwarders' listeners
- * and the idle launcher of the next turn. A socat whose parent is a socat is a connection the
- * forwarder forked: that one belongs to whoever connected, so it counts.
- */
-async function turnProcesses(t: TestSidecar, containerId: string): Promise<string[]> {
-  const procs = await containerProcesses(t.docker, containerId);
-  const isSocat = (pid: string): boolean => procs.some((p) => p.pid === pid && /^socat /.test(p.cmd));
-  return procs
-    .filter(({ pid, ppid, cmd }) => {
-      if (pid === "1" || cmd === "") return false;
-      if (/while :; do cat \/run\/alive\/log/.test(cmd) || /^cat \/run\/alive\/log/.test(cmd) || /for p in \/proc/.test(cmd) || /alive-launch -c/.test(cmd)) return false;
-      return !(/^socat TCP-LISTEN:\d+,bind=127\.0\.0\.1,/.test(cmd) && !isSocat(ppid));
-    })
-    .map(({ pid, cmd }) => `${pid} ${cmd}`);
 }
 
 describe("codex turns in the workspace container", () => {
@@ -162,7 +145,7 @@ describe("codex turns in the workspace container", () => {
     const turnA = run({ workspaceId: a.workspaceId, turnId: "turn-cancel-a", input: "long job" }, recA.hooks);
     const turnB = run({ workspaceId: b.workspaceId, input: "short job" });
     await waitFor(() => recA.events.some((e) => e.event.type === "item.started"), { timeoutMs: 20_000, what: "the long command to start" });
-    await waitFor(async () => (await turnProcesses(t, ca.containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 10_000, what: "the setsid'd sleep to exist" });
+    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 10_000, what: "the setsid'd sleep to exist" });
     const cancelledAt = Date.now();
     assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId: "turn-cancel-a" }), { cancelled: true });
     const resultA = await turnA;
@@ -171,8 +154,8 @@ describe("codex turns in the workspace container", () => {
     // The turn's sleeps would last 1000 s: they are gone within seconds of the cancel. How fast
     // (the ≤ 1 s target) is the bench's cancel-to-clean row, not a timed test: this one must hold
     // on a loaded 2-core machine too.
-    await waitFor(async () => (await turnProcesses(t, ca.containerId)).length === 0, { timeoutMs: 10_000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
-      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t, ca.containerId))}`);
+    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).length === 0, { timeoutMs: 10_000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
+      throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t.docker, ca.containerId))}`);
     });
     assert.ok(Date.now() - cancelledAt < 15_000);
     const resultB = await turnB;
@@ -190,7 +173,7 @@ describe("codex turns in the workspace container", () => {
     assert.equal(result.status, "timed_out");
     assert.equal(result.error?.code, "timed_out");
     assert.ok(Date.now() - started < 20_000);
-    await waitFor(async () => (await turnProcesses(t, containerId)).length === 0, { timeoutMs: 10_000, what: "codex to be gone" });
+    await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, { timeoutMs: 10_000, what: "codex to be gone" });
   });
 
   test("a second turn for a busy workspace gets -32003 at once", async () => {

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { isOwnProcess, listContainerProcesses, type ClassifiedProcess } from "../../src/codex/container-processes.js";
 import { loadConfig, type SidecarConfig } from "../../src/config.js";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { ExecStreams } from "../../src/docker/exec-streams.js";
@@ -167,23 +168,20 @@ export async function removeInstanceContainers(docker: Docker, instance: string)
   if (result.failures.length > 0) throw new Error(`could not remove the containers of test sidecar ${instance}: ${result.failures.join("; ")}`);
 }
 
-/** A process in a container: its pid, its parent's and its command line (NULs and newlines as spaces). */
-export interface ContainerProcess {
-  pid: string;
-  ppid: string;
-  cmd: string;
+/** Every process in the container with its role (src/codex/container-processes.ts), the listing's own left out. */
+export function containerProcesses(docker: Docker, containerId: string): Promise<ClassifiedProcess[]> {
+  return listContainerProcesses(docker, containerId);
 }
 
-/** Every process in the container, listed by one exec'd shell (which is in the list too: `for p in /proc`). */
-export async function containerProcesses(docker: Docker, containerId: string): Promise<ContainerProcess[]> {
-  const script = "for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null || continue; r=${s##*) }; set -- $r; printf '%s %s %s\\n' \"${p#/proc/}\" \"$2\" \"$(tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null)\"; done";
-  const listing = await execIn(docker, containerId, ["/bin/sh", "-c", script]);
-  return listing.stdout
-    .trim()
-    .split("\n")
-    .map((line) => /^(\d+) (\d+) (.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ pid: m[1] as string, ppid: m[2] as string, cmd: (m[3] ?? "").trim() }));
+/**
+ * What turns run or left in the container: every process but the container's own (the init, the
+ * main script, the log pump, the forwarders' loops and listeners) and the launcher waiting for the
+ * next turn, zombies aside. A connection a forwarder forked belongs to whoever connected, so it
+ * counts. Lines are "pid cmdline".
+ */
+export async function turnProcesses(docker: Docker, containerId: string): Promise<string[]> {
+  const processes = await containerProcesses(docker, containerId);
+  return processes.filter((p) => !isOwnProcess(p) && p.args !== "").map((p) => `${p.pid} ${p.args}`);
 }
 
 /** Reads a file inside a container (as root is never needed: as the workspace user). */
