@@ -9,7 +9,9 @@ import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import type { TurnReport } from "./codex/turn-execution.js";
+import { DockerEngine } from "./docker/docker-engine.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
+import type { EnginePort } from "./docker/engine-port.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
 import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
@@ -44,7 +46,10 @@ export interface RunningSidecar {
   turnHub: TurnHub;
   /** The start-up sweep of turns an earlier sidecar left running (null while the engine was unreachable). */
   orphanSweep: OrphanSweepReport | null;
+  /** The engine's client, for what builds and checks images (docker/) and for tests. */
   docker: Docker;
+  /** The engine as the workspaces and turns reach it. */
+  engine: EnginePort;
   /** Where Prometheus metrics are served (ALIVE_CODEX_METRICS_LISTEN), or null. */
   metricsAddress: { host: string; port: number } | null;
   /** Graceful stop: running turns get `graceMs` to finish, then are cancelled; containers stay for re-adoption. */
@@ -67,6 +72,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const nofile = await raiseNofileLimit(log);
   const descriptors = new DescriptorGuard({ limit: nofile?.soft ?? Infinity, count: countOpenDescriptors });
   const docker = createDockerClient(config.dockerHost);
+  const engine = new DockerEngine(docker);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
   const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
@@ -178,7 +184,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // In a container, a disk reaches the engine only through a shared bind of the state dir.
   const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk, stateDirPropagation: self.stateDirPropagation });
   const workspaces = new WorkspaceManager({
-    docker,
+    engine,
     log,
     image,
     stateDir: config.stateDir,
@@ -187,17 +193,17 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     // With no pause there is no paused period to stop after: 0 keeps meaning "never" for both.
     stopTimeoutMs: config.idleTimeoutMs > 0 ? config.stopTimeoutMs : 0,
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
-    runtimes: new WorkspaceRuntimes(docker, { defaultRuntime: config.runtime, allowed: config.runtimes }),
+    runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: config.runtime, allowed: config.runtimes }),
     defaultEgress: config.defaultEgress,
     network,
     disks,
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
-  const orphanSweep = await sweepAdoptedWorkspaces(docker, workspaces, log);
+  const orphanSweep = await sweepAdoptedWorkspaces(engine, workspaces, log);
   const turns = new TurnRunner({
-    docker,
-    launchers: new Launchers(docker, { codexFlags: codex.flags }),
+    engine,
+    launchers: new Launchers(engine, { codexFlags: codex.flags }),
     log,
     workspaces,
     bridgeScript,
@@ -223,11 +229,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   hubReady = turnHub;
   const version = sidecarVersion();
 
-  const engine = new EngineStatus(docker, image, codex);
+  const engineStatus = new EngineStatus(engine, docker, image, codex);
 
   const service: SidecarService = {
     async health(signal) {
-      const [dockerStatus, imageStatus, found] = await engine.read(signal);
+      const [dockerStatus, imageStatus, found] = await engineStatus.read(signal);
       const codexHealth = codex.health(found);
       return {
         version,
@@ -279,6 +285,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turnHub,
     orphanSweep,
     docker,
+    engine,
     metricsAddress: metricsServer?.address ?? null,
     async close(graceMs) {
       stopRetrying();
@@ -300,6 +307,7 @@ class EngineStatus {
   private static readonly TTL_MS = 5000;
 
   constructor(
+    private readonly engine: EnginePort,
     private readonly docker: Docker,
     private readonly image: RuntimeImage,
     private readonly codex: RuntimeCodex,
@@ -309,13 +317,13 @@ class EngineStatus {
   async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null, ImageCodex | null]> {
     const deadline = AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]);
     try {
-      await raceAbort(this.docker.ping(), deadline);
+      await this.engine.ping(deadline);
     } catch {
       this.cached = null;
       return [{ reachable: false }, null, null];
     }
     if (this.cached === null || Date.now() - this.cached.at > EngineStatus.TTL_MS) {
-      const info = await raceAbort(this.docker.version(), deadline);
+      const serverVersion = await this.engine.version(deadline);
       let image: { ref: string; present: boolean } | null = null;
       try {
         const ref = await this.image.ref();
@@ -324,7 +332,7 @@ class EngineStatus {
         image = null;
       }
       const codex = image?.present ? await raceAbort(this.codex.found(image.ref), deadline).catch(() => null) : null;
-      this.cached = { at: Date.now(), serverVersion: info.Version, image, codex: codex?.codex ?? null };
+      this.cached = { at: Date.now(), serverVersion, image, codex: codex?.codex ?? null };
     }
     return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image, this.cached.codex];
   }
@@ -337,14 +345,14 @@ const JOURNAL_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
  * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
  * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
  */
-async function sweepAdoptedWorkspaces(docker: Docker, workspaces: WorkspaceManager, log: Logger): Promise<OrphanSweepReport | null> {
+async function sweepAdoptedWorkspaces(engine: EnginePort, workspaces: WorkspaceManager, log: Logger): Promise<OrphanSweepReport | null> {
   const running = workspaces.list().filter((w) => w.state === "running");
   if (running.length === 0) return null;
   const targets = running.map((w) => {
     const { uid, gid } = workspaces.get(w.workspaceId).params;
     return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
   });
-  const report = await sweepOrphanTurns(docker, targets, log);
+  const report = await sweepOrphanTurns(engine, targets, log);
   log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
   return report;
 }

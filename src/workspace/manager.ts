@@ -6,14 +6,11 @@
  * (create-container.ts), the host dirs (host-dirs.ts) and the network (network.ts). State is kept
  * in memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
  */
-import type Docker from "dockerode";
+import type { EnginePort } from "../docker/engine-port.js";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { removeContainer } from "../docker/containers.js";
-import { readContainerLogs } from "../docker/container-logs.js";
-import { ExecStreams } from "../docker/exec-streams.js";
 import type { EnsureWorkspaceResult, IsolationReport, WorkspaceConnections, WorkspaceParams, WorkspaceSummary } from "../service.js";
-import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
+import { adoptWorkspaceContainers, ownContainerLabels } from "./adopt.js";
 import { createWorkspaceContainer } from "./create-container.js";
 import type { WorkspaceDisks } from "./disk-image.js";
 import { WorkspaceEvents } from "./engine-events.js";
@@ -48,7 +45,7 @@ export interface WorkspaceNetwork {
 }
 
 export interface WorkspaceManagerOptions {
-  docker: Docker;
+  engine: EnginePort;
   log: Logger;
   image: ImageProvider;
   stateDir: string;
@@ -83,10 +80,10 @@ export class WorkspaceManager {
   constructor(private readonly options: WorkspaceManagerOptions) {
     this.records = new WorkspaceRegistry(options.stateDir);
     this.events = new WorkspaceEvents({
-      docker: options.docker,
+      engine: options.engine,
       log: options.log,
       registry: this.records,
-      filter: ownContainersFilter(options.stateDir),
+      labels: ownContainerLabels(options.stateDir),
       forget: (workspaceId) => this.forget(workspaceId),
       reconcile: () => this.reconcile(),
     });
@@ -112,7 +109,7 @@ export class WorkspaceManager {
     if (this.reaper) clearInterval(this.reaper);
     this.events.close();
     for (const record of this.records.values()) record.sink.close();
-    ExecStreams.of(this.options.docker).destroyAll();
+    this.options.engine.closeAllExecs();
     await this.options.network.closeAll();
   }
 
@@ -199,7 +196,7 @@ export class WorkspaceManager {
   async recycle(workspaceId: string): Promise<void> {
     const record = this.find(workspaceId);
     if (!record || record.state !== "running") return;
-    const transition = { docker: this.options.docker, log: this.options.log, forget: (id: string) => this.forget(id) };
+    const transition = { engine: this.options.engine, log: this.options.log, forget: (id: string) => this.forget(id) };
     await this.exclusive(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
   }
 
@@ -219,7 +216,7 @@ export class WorkspaceManager {
   }
 
   private async applyIdle(record: WorkspaceRecord, action: IdleAction): Promise<void> {
-    const transition = { docker: this.options.docker, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
+    const transition = { engine: this.options.engine, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
     if (action === "pause") await pauseIdleWorkspace(transition, record);
     else await stopIdleWorkspace(transition, record);
   }
@@ -236,7 +233,7 @@ export class WorkspaceManager {
   }
 
   private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
-    const { docker, log } = this.options;
+    const { engine, log } = this.options;
     // First: a runtime the operator does not allow or the engine does not have makes nothing (-32006).
     const runtime = await this.options.runtimes.resolve(params.runtime, signal);
     // The disk first: a request past the operator's ceiling fails before anything is made or replaced.
@@ -253,7 +250,7 @@ export class WorkspaceManager {
             data: { field: "resources.diskMb", reason: "a larger disk needs the container replaced, and a turn is running" },
           });
         }
-        await removeContainer(docker, record.containerId);
+        await engine.remove(record.containerId);
         this.forget(params.workspaceId);
         record = undefined;
       }
@@ -269,14 +266,14 @@ export class WorkspaceManager {
         });
       }
       log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId, runtime, previousRuntime: record.runtime });
-      await removeContainer(docker, record.containerId);
+      await engine.remove(record.containerId);
       this.forget(params.workspaceId);
       record = undefined;
     }
 
     if (record) {
       // Paused: thawed (the fast path); stopped: started. Either way the same container and HOME.
-      await resumeWorkspace(docker, record, { stale: !this.events.following, signal });
+      await resumeWorkspace(engine, record, { stale: !this.events.following, signal });
       record.paramsKey = paramsKey(params);
       const isolation = await this.checkIsolation(record, spec, false, signal);
       return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running", isolation };
@@ -288,7 +285,7 @@ export class WorkspaceManager {
       });
     }
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
-    const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
+    const { containerId, created } = await createWorkspaceContainer(engine, spec, signal);
     const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress, runtime });
     this.records.add(fresh);
     let isolation;
@@ -297,7 +294,7 @@ export class WorkspaceManager {
       await this.serveNetwork(fresh);
     } catch (error) {
       this.forget(params.workspaceId);
-      if (created) await removeContainer(docker, containerId).catch(() => undefined);
+      if (created) await engine.remove(containerId).catch(() => undefined);
       throw error;
     }
     log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
@@ -314,12 +311,12 @@ export class WorkspaceManager {
   private async checkIsolation(record: WorkspaceRecord, spec: WorkspaceSpec, created: boolean, signal?: AbortSignal): Promise<IsolationReport> {
     const cached = isolationReport(record);
     if (cached) return cached;
-    const { docker, log } = this.options;
+    const { engine, log } = this.options;
     const { workspaceId, uid, gid } = record.params;
-    const measured = await measureIsolation(docker, record.containerId, `${uid}:${gid}`, signal).catch(async (error: unknown) => {
+    const measured = await measureIsolation(engine, record.containerId, `${uid}:${gid}`, signal).catch(async (error: unknown) => {
       if (created) {
         this.forget(workspaceId);
-        await removeContainer(docker, record.containerId).catch(() => undefined);
+        await engine.remove(record.containerId).catch(() => undefined);
       }
       throw error;
     });
@@ -327,7 +324,7 @@ export class WorkspaceManager {
     if (differences.length > 0) {
       log.error("workspace container refused: its measured isolation differs from its spec", { workspaceId, containerId: record.containerId, differences });
       this.forget(workspaceId);
-      await removeContainer(docker, record.containerId).catch(() => undefined);
+      await engine.remove(record.containerId).catch(() => undefined);
       throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} refused: its container's isolation differs from what was asked: ${differences.join("; ")}`, {
         data: { field: "isolation", reason: differences.join("; "), differences },
       });
@@ -352,7 +349,7 @@ export class WorkspaceManager {
     }
     await this.pending.get(workspaceId)?.catch(() => undefined);
     const target = record?.containerId ?? containerName(workspaceId);
-    const gone = await removeContainer(this.options.docker, target);
+    const gone = await this.options.engine.remove(target);
     const removed = gone || record !== undefined;
     this.forget(workspaceId);
     await this.options.disks.detach(workspaceId, { purge: purgeHome });
@@ -363,13 +360,13 @@ export class WorkspaceManager {
 
   /** The container's log as `docker logs --timestamps` shows it. */
   logs(workspaceId: string, tail: number | undefined, signal?: AbortSignal): Promise<string> {
-    return readContainerLogs(this.options.docker, this.get(workspaceId).containerId, tail, signal);
+    return this.options.engine.logs(this.get(workspaceId).containerId, { tail, signal });
   }
 
   /** Adopts containers with our labels (and serves their networks); leaves everything else alone. */
   async reconcile(): Promise<void> {
-    const { docker, log, stateDir, defaultEgress } = this.options;
-    await adoptWorkspaceContainers({ docker, log, stateDir, registry: this.records, defaultEgress });
+    const { engine, log, stateDir, defaultEgress } = this.options;
+    await adoptWorkspaceContainers({ engine, log, stateDir, registry: this.records, defaultEgress });
     for (const record of [...this.records.values()]) {
       await this.serveNetwork(record).catch((error: unknown) => {
         log.error("could not serve an adopted workspace's network; its turns cannot reach the model", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
@@ -382,7 +379,7 @@ export class WorkspaceManager {
     const record = this.records.find(workspaceId);
     if (!record) return;
     record.sink.close();
-    ExecStreams.of(this.options.docker).destroyContainer(record.containerId);
+    this.options.engine.closeExecs(record.containerId);
     this.records.delete(workspaceId);
     void this.options.network.close(workspaceId);
   }

@@ -1,6 +1,6 @@
 /** The pure part of a workspace: its container's create options and the hash of them. */
 import { createHash } from "node:crypto";
-import type { ContainerCreateOptions } from "dockerode";
+import type { ContainerSpec } from "../docker/engine-port.js";
 import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "./container-env.js";
 import { Labels } from "../docker/labels.js";
 import { forwarderScript, insideApiUrl, proxyEnv } from "../egress/container-net.js";
@@ -110,7 +110,7 @@ export function storedParams(params: WorkspaceParams): WorkspaceParams {
 export interface WorkspaceSpec {
   name: string;
   hash: string;
-  options: ContainerCreateOptions;
+  options: ContainerSpec;
 }
 
 export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePaths, context: SpecContext): WorkspaceSpec {
@@ -124,7 +124,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     ...SHELL_RC_TARGETS.map((file) => ({ Type: "bind" as const, Source: paths.shellRc, Target: `${CONTAINER_HOME}/${file}`, ReadOnly: true })),
     ...context.trustedDirs.map((dir) => ({ Type: "bind" as const, Source: dir, Target: dir, ReadOnly: true })),
   ];
-  const options: ContainerCreateOptions = {
+  const options: ContainerSpec = {
     name,
     Image: context.image,
     Entrypoint: ["/bin/sh"],
@@ -187,6 +187,6 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
  * option, so any change to the spec (a new limit, say) gives every existing container a stale
  * hash: the next ensure of an idle workspace replaces its container (manager.ts).
  */
-export function hashSpec(options: ContainerCreateOptions): string {
+export function hashSpec(options: ContainerSpec): string {
   return createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 16);
 }

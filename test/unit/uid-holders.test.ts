@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type Docker from "dockerode";
+import type { EnginePort } from "../../src/docker/engine-port.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceParams } from "../../src/service.js";
@@ -64,8 +64,8 @@ describe("the manager holds a uid from the ensure's call on", () => {
     gate.catch(() => undefined);
     let imageCalls = 0;
     const manager = new WorkspaceManager({
-      // Never reached: every ensure here stops at the image.
-      docker: {} as Docker,
+      // Never reached but to close: every ensure here stops at the image.
+      engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
       log,
       image: {
         ensure: () => {
