@@ -67,6 +67,9 @@ export interface StartSidecarOptions {
 export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  if (config.network !== null) {
+    log.warn("ALIVE_CODEX_NETWORK (--network) is deprecated and ignored: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md); remove the setting", { network: config.network });
+  }
   // Every tenant's connections are this process's descriptors: as many as the host allows, and
   // new work refused (not failed halfway) before they run out.
   const nofile = await raiseNofileLimit(log);

@@ -26,7 +26,7 @@ import { buildWorkspaceRecord, egressInForce, isolationReport, paramsKey, type W
 import type { WorkspaceSpec } from "./spec.js";
 import { WorkspaceRegistry } from "./registry.js";
 import type { WorkspaceRuntimes } from "./runtimes.js";
-import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
+import { buildWorkspaceSpec, containerName, type SpecContext, type SpecSettings } from "./spec.js";
 import { checkUidHolder, type UidHold } from "./uid-holders.js";
 
 export interface ImageProvider {
@@ -54,7 +54,7 @@ export interface WorkspaceManagerOptions {
   idleTimeoutMs: number;
   /** Stop a workspace paused this long (0: never). */
   stopTimeoutMs: number;
-  spec: Omit<SpecContext, "image">;
+  spec: SpecSettings;
   /** Resolves and checks each workspace's OCI runtime (allowlist, engine); the resolved name goes into the spec. */
   runtimes: Pick<WorkspaceRuntimes, "resolve">;
   /** The egress policy of a workspace that names none. */
@@ -200,6 +200,21 @@ export class WorkspaceManager {
     await this.exclusive(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
   }
 
+  /**
+   * The context a workspace asking for `runtime` (or none) gets its spec built with: the operator's
+   * settings, the runtime image, and the runtime resolved as an ensure resolves it. Anything that
+   * builds a spec outside an ensure (the bench, tests) takes it from here, so its hash is the one
+   * an ensure would give.
+   */
+  async specContext(runtime: string | undefined, signal?: AbortSignal): Promise<SpecContext> {
+    return this.contextFor(await this.options.runtimes.resolve(runtime, signal), signal);
+  }
+
+  private async contextFor(runtime: string, signal?: AbortSignal): Promise<SpecContext> {
+    if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
+    return { ...this.options.spec, image: this.imageRef, runtime };
+  }
+
   /** Who holds which uid: every workspace known (adopted ones included) and every cold ensure in flight. */
   private *uidHolds(): Iterable<UidHold> {
     for (const record of this.records.values()) yield record.params;
@@ -238,9 +253,8 @@ export class WorkspaceManager {
     const runtime = await this.options.runtimes.resolve(params.runtime, signal);
     // The disk first: a request past the operator's ceiling fails before anything is made or replaced.
     const disk = this.options.disks.resolve(params);
-    if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
     const paths = workspacePaths(this.options.stateDir, params.workspaceId);
-    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef, runtime });
+    const spec = buildWorkspaceSpec(params, paths, await this.contextFor(runtime, signal));
     let record = this.records.find(params.workspaceId);
     if (disk && (await this.options.disks.needsGrowth(params.workspaceId, disk))) {
       // A disk grows unmounted: the container holding it goes first (its spec changed with the size anyway).

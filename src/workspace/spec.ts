@@ -30,9 +30,12 @@ export function containerName(workspaceId: string): string {
 
 export interface SpecContext {
   image: string;
-  network: string;
-  /** The OCI runtime, resolved (workspace/runtimes.ts); null: the engine's default, unnamed. */
-  runtime: string | null;
+  /**
+   * The OCI runtime, resolved (WorkspaceRuntimes: the workspace's, else the operator's, else the
+   * engine's default, always by name). Only the manager resolves it (WorkspaceManager.specContext),
+   * so a spec built anywhere hashes as the one its container was made from.
+   */
+  runtime: string;
   defaultResources: ResourceLimits;
   nofile: number;
   /** CFS period in µs; each workspace's quota is cpus × this. */
@@ -45,14 +48,15 @@ export interface SpecContext {
   extraLabels: Record<string, string>;
 }
 
-/** The spec context a sidecar's configuration gives (all but the image, known once it is ensured). */
+/** What the operator's settings put into every spec: the context less the image and the runtime, which the manager resolves. */
+export type SpecSettings = Omit<SpecContext, "image" | "runtime">;
+
+/** The spec settings a sidecar's configuration gives. */
 export function specContextFromConfig(
-  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
+  config: Pick<SidecarConfig, "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
   extraLabels: Record<string, string>,
-): Omit<SpecContext, "image"> {
+): SpecSettings {
   return {
-    network: config.network,
-    runtime: config.runtime,
     defaultResources: config.defaultResources,
     nofile: config.nofile,
     cpuPeriodUs: config.cpuPeriodUs,
@@ -143,7 +147,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       [Labels.gid]: String(params.gid),
       [Labels.workspacePath]: params.workspacePath,
       [Labels.params]: JSON.stringify(storedParams(params)),
-      ...(context.runtime === null ? {} : { [Labels.runtime]: context.runtime }),
+      [Labels.runtime]: context.runtime,
     },
     HostConfig: {
       Init: true,
@@ -174,7 +178,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       NetworkMode: "none",
       IpcMode: "private",
       RestartPolicy: { Name: "no" },
-      ...(context.runtime === null ? {} : { Runtime: context.runtime }),
+      Runtime: context.runtime,
     },
   };
   const hash = hashSpec(options);

@@ -97,7 +97,6 @@ describe("idle runsc workspaces", () => {
 describe("runtime in the spec", () => {
   const context: SpecContext = {
     image: "alive-codex-runtime:test",
-    network: "alive-codex",
     runtime: "runc",
     defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
     nofile: 4096,

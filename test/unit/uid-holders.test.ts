@@ -77,7 +77,7 @@ describe("the manager holds a uid from the ensure's call on", () => {
       maxWorkspaces: 10,
       idleTimeoutMs: 0,
       stopTimeoutMs: 0,
-      spec: { network: "none", runtime: null, defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
+      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
       runtimes: { resolve: async () => "runc" },
       defaultEgress: "public",
       network: { ensure: async () => undefined, close: async () => undefined, closeAll: async () => undefined, refusals: () => 0, connections: () => ({ proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 }) },

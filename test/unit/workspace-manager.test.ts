@@ -54,7 +54,7 @@ describe("workspace manager over an in-memory engine", () => {
       maxWorkspaces: 10,
       idleTimeoutMs: 0,
       stopTimeoutMs: 0,
-      spec: { network: "none", runtime: null, defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
+      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
       runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc", "runsc"] }),
       defaultEgress: "public",
       network,

@@ -7,8 +7,7 @@ import type { WorkspaceParams } from "../../src/service.js";
 
 const context: SpecContext = {
   image: "alive-codex-runtime:test",
-  network: "alive-codex",
-  runtime: null,
+  runtime: "runc",
   defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
   nofile: 4096,
   cpuPeriodUs: 1_000_000,
