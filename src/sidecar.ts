@@ -2,7 +2,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { SidecarConfig } from "./config.js";
-import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
+import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { sdkCodexVersion } from "./codex-package.js";
 import { installBridgeScript } from "./codex/bridge.js";
@@ -11,14 +11,12 @@ import { TurnRunner } from "./codex/turn-runner.js";
 import type { TurnReport } from "./codex/turn-execution.js";
 import { DockerEngine } from "./docker/docker-engine.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
+import { EngineStatus } from "./docker/engine-status.js";
 import type { EnginePort } from "./docker/engine-port.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
-import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
 import { RuntimeCodex } from "./docker/runtime-codex.js";
-import type { ImageCodex } from "./docker/image-codex.js";
 import { Labels } from "./docker/labels.js";
-import { raceAbort } from "./shared/abort.js";
 import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit } from "./shared/descriptor-guard.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
@@ -30,13 +28,14 @@ import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
-import { sweepOrphanTurns, type OrphanSweepReport } from "./codex/orphan-sweep.js";
+import { sweepAdoptedWorkspaces, type OrphanSweepReport } from "./codex/orphan-sweep.js";
 import { TurnHub } from "./journal/turn-hub.js";
-import { TurnJournal, journalDir } from "./journal/turn-journal.js";
+import { openTurnJournal } from "./journal/open-journal.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
-import type { HealthResult, SidecarService } from "./service.js";
+import { startWorkspaces } from "./workspace/start-workspaces.js";
+import type { SidecarService } from "./service.js";
 
 export interface RunningSidecar {
   service: SidecarService;
@@ -105,16 +104,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     log,
   });
   await codex.checkAtStart();
-  // Turns an earlier sidecar left without a result end in the journal as failed (sidecar_restarted);
-  // their processes are swept below, before any workspace is offered.
-  const journal = new TurnJournal({
-    dir: journalDir(config.stateDir),
-    limits: { maxBytesPerTurn: config.journalTurnMaxMb * 1024 * 1024, maxAgeMs: config.journalMaxAgeMs, maxTurns: config.journalMaxTurns },
-    log,
-  });
-  const recovered = await journal.open({ code: "sidecar_restarted", message: "the sidecar restarted while the turn ran; its processes were stopped" });
-  for (const turn of recovered) log.warn("a turn an earlier sidecar left running ended as sidecar_restarted", { turnId: turn.turnId, workspaceId: turn.workspaceId });
-  journal.startPruning(JOURNAL_PRUNE_INTERVAL_MS);
+  // Turns an earlier sidecar left running end in the journal as sidecar_restarted; their processes
+  // are swept below, before any workspace is offered.
+  const journal = await openTurnJournal(config, log);
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
@@ -298,86 +290,4 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       await metricsServer?.close();
     },
   };
-}
-
-/**
- * What health reports about the engine and the image, cheaply: reachability is a /_ping on every
- * call (~0.3 ms); the engine version, the image reference and its presence are re-read at most
- * every few seconds (Engine 20.10's /version alone costs 7-10 ms).
- */
-class EngineStatus {
-  private cached: { at: number; serverVersion: string; image: { ref: string; present: boolean } | null; codex: ImageCodex | null } | null = null;
-  private static readonly TTL_MS = 5000;
-
-  constructor(
-    private readonly engine: EnginePort,
-    private readonly docker: Docker,
-    private readonly image: RuntimeImage,
-    private readonly codex: RuntimeCodex,
-  ) {}
-
-  /** The engine, the image and the codex found in it (read once per image: RuntimeCodex caches it). */
-  async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null, ImageCodex | null]> {
-    const deadline = AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]);
-    try {
-      await this.engine.ping(deadline);
-    } catch {
-      this.cached = null;
-      return [{ reachable: false }, null, null];
-    }
-    if (this.cached === null || Date.now() - this.cached.at > EngineStatus.TTL_MS) {
-      const serverVersion = await this.engine.version(deadline);
-      let image: { ref: string; present: boolean } | null = null;
-      try {
-        const ref = await this.image.ref();
-        image = { ref, present: await isImagePresent(this.docker, ref) };
-      } catch {
-        image = null;
-      }
-      const codex = image?.present ? await raceAbort(this.codex.found(image.ref), deadline).catch(() => null) : null;
-      this.cached = { at: Date.now(), serverVersion, image, codex: codex?.codex ?? null };
-    }
-    return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image, this.cached.codex];
-  }
-}
-
-/** How often ended turns past the journal's age or count are pruned. */
-const JOURNAL_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
-
-/**
- * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
- * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
- */
-async function sweepAdoptedWorkspaces(engine: EnginePort, workspaces: WorkspaceManager, log: Logger): Promise<OrphanSweepReport | null> {
-  const running = workspaces.list().filter((w) => w.state === "running");
-  if (running.length === 0) return null;
-  const targets = running.map((w) => {
-    const { uid, gid } = workspaces.get(w.workspaceId).params;
-    return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
-  });
-  const report = await sweepOrphanTurns(engine, targets, log);
-  log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
-  return report;
-}
-
-/** Adopts existing containers; if the engine is down, keeps retrying in the background. Returns how to stop retrying. */
-async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promise<() => void> {
-  try {
-    await workspaces.start();
-    return () => undefined;
-  } catch (error) {
-    if (!(error instanceof SidecarError) || error.code !== ErrorCode.dockerUnreachable) throw error;
-    log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", { error: errorMessage(error) });
-    const retry = setInterval(() => {
-      workspaces.start().then(
-        () => {
-          clearInterval(retry);
-          log.info("Docker engine reachable again; workspace containers adopted");
-        },
-        () => undefined,
-      );
-    }, 5000);
-    retry.unref();
-    return () => clearInterval(retry);
-  }
 }

@@ -8,6 +8,7 @@ import type { EnginePort } from "../docker/engine-port.js";
 import { runCommand } from "../docker/exec-output.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { WorkspaceManager } from "../workspace/manager.js";
 import { SWEEP_SCRIPT } from "./sweep.js";
 
 /** The sweep script matches the marker as a grep pattern (`grep -x`): this one is every turn's. */
@@ -52,4 +53,20 @@ export async function sweepOrphanTurns(engine: Pick<EnginePort, "exec">, targets
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
   return { workspaces: targets.length, processes, failures, ms: Math.round(performance.now() - started) };
+}
+
+/**
+ * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
+ * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
+ */
+export async function sweepAdoptedWorkspaces(engine: Pick<EnginePort, "exec">, workspaces: Pick<WorkspaceManager, "list" | "get">, log: Logger): Promise<OrphanSweepReport | null> {
+  const running = workspaces.list().filter((w) => w.state === "running");
+  if (running.length === 0) return null;
+  const targets = running.map((w) => {
+    const { uid, gid } = workspaces.get(w.workspaceId).params;
+    return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
+  });
+  const report = await sweepOrphanTurns(engine, targets, log);
+  log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
+  return report;
 }
