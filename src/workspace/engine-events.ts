@@ -39,6 +39,8 @@ export class WorkspaceEvents {
   async follow(): Promise<void> {
     const following = new AbortController();
     const events = await this.options.engine.events(this.options.labels, following.signal);
+    // Closed while the engine was answering: the stream it opened is not followed.
+    if (this.#closed) following.abort();
     this.#following = following;
     const lost = (): void => {
       if (this.#following !== following) return;
