@@ -41,8 +41,15 @@ export class WorkspaceManager {
 
   constructor(private readonly options: WorkspaceManagerOptions) {
     this.records = new WorkspaceRegistry(options.stateDir);
+    const { engine, log, runtimes, disks, stateDir, maxWorkspaces, defaultEgress } = options;
     this.cold = {
-      ...options,
+      engine,
+      log,
+      runtimes,
+      disks,
+      stateDir,
+      maxWorkspaces,
+      defaultEgress,
       records: this.records,
       following: () => this.events.following,
       contextFor: (runtime, signal) => this.contextFor(runtime, signal),
