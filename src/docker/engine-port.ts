@@ -1,6 +1,6 @@
 /**
- * What the sidecar needs of a container engine, and nothing more: the workspace manager, the turn
- * runner and doctor reach the engine only through this port. Its production implementation wraps
+ * What the sidecar needs of a container engine, and nothing more: the workspaces and the turns
+ * reach the engine only through this port. Its production implementation wraps
  * dockerode (docker-engine.ts); tests drive the manager through an in-memory one
  * (test/support/fake-engine.ts). A second backend (podman, a remote engine per host) implements it.
  *
