@@ -153,7 +153,6 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         "--gid-range": "10000-60000",
         // Like production: the tag derived from the build inputs, unless an explicit image was given.
         ...(options.image === null ? { "--base-image": options.baseImage } : { "--image": options.image }),
-        "--network": networkName,
         "--codex-api-key": BENCH_API_KEY,
         "--model": BENCH_MODEL,
         "--openai-base-url": stub.baseUrl,
