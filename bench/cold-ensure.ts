@@ -76,7 +76,7 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     const params = await env.workspace(env.uniqueId("bench-cold-c"));
     const paths = workspacePaths(env.config.stateDir, params.workspaceId);
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
-    const spec = buildWorkspaceSpec(params, paths, env.specContext());
+    const spec = buildWorkspaceSpec(params, paths, await env.specContext(params));
     const args = ["run", "-d", ...dockerRunArgs(spec.options)];
     const start = performance.now();
     const { stdout } = await execa("docker", args, { env: { DOCKER_HOST: env.config.dockerHost } });
@@ -94,10 +94,12 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
   const runApi = async (variant: "spec" | "previous", record: boolean): Promise<number> => {
     const params = await env.workspace(env.uniqueId("bench-cold-a"));
     const paths = workspacePaths(env.config.stateDir, params.workspaceId);
+    // Resolved before the clock starts (the sidecar's is cached after its first ensure).
+    const context = await env.specContext(params);
     const t0 = performance.now();
     await prepareWorkspaceDirs(paths, params.uid, params.gid);
     const t1 = performance.now();
-    const built = buildWorkspaceSpec(params, paths, env.specContext());
+    const built = buildWorkspaceSpec(params, paths, context);
     const spec = variant === "spec" ? built : previousSetup(built, env.network.name);
     const t2 = performance.now();
     const container = await docker.createContainer(spec.options);

@@ -5,7 +5,6 @@
  * then every container and the network carrying this run's label, and checks that nothing of the
  * run is left mounted or attached (losetup -a, /proc/mounts) before deleting its root.
  */
-import { specContextFromConfig } from "../src/workspace/spec.js";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
@@ -57,8 +56,8 @@ export interface BenchEnv {
   log: Logger;
   /** Warnings and errors the sidecar logged, for the end of the run. */
   problems: string[];
-  /** The SpecContext the sidecar's WorkspaceManager builds its specs with. */
-  specContext(): SpecContext;
+  /** The SpecContext the sidecar's WorkspaceManager builds the workspace's spec with. */
+  specContext(params: WorkspaceParams): Promise<SpecContext>;
   /** A fresh workspace directory under the root, owned by the bench uid, and ensure params for it. */
   workspace(workspaceId: string): Promise<WorkspaceParams>;
   uniqueId(prefix: string): string;
@@ -154,7 +153,6 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         "--gid-range": "10000-60000",
         // Like production: the tag derived from the build inputs, unless an explicit image was given.
         ...(options.image === null ? { "--base-image": options.baseImage } : { "--image": options.image }),
-        "--network": networkName,
         "--codex-api-key": BENCH_API_KEY,
         "--model": BENCH_MODEL,
         "--openai-base-url": stub.baseUrl,
@@ -199,7 +197,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       root,
       log,
       problems,
-      specContext: () => ({ ...specContextFromConfig(config, labels), image: imageRef }),
+      specContext: (params) => sidecar.workspaces.specContext(params.runtime),
       async workspace(workspaceId) {
         made.push(workspaceId);
         const dir = path.join(workspaceRoot, workspaceId);

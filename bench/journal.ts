@@ -224,7 +224,7 @@ async function measureRestarts(env: BenchEnv, runs: number): Promise<{ orphanFre
   // prettier-ignore
   const flags = [
     "--socket", socketPath, "--state-dir", stateDir, "--workspace-roots", path.dirname(workspace.workspacePath),
-    "--image", env.imageRef, "--network", env.network.name,
+    "--image", env.imageRef,
     "--extra-labels", Object.entries(env.labels).map(([k, v]) => `${k}=${v}`).join(","),
     "--openai-base-url", env.stub.baseUrl, "--codex-api-key", "sk-bench-restart-0123456789", "--model", "gpt-5.5",
     "--uid-range", "10000-60000", "--gid-range", "10000-60000", "--idle-timeout", "0", "--log-level", "warn",

@@ -152,7 +152,7 @@ async function main(): Promise<number> {
         const look = setTimeout(() => {
           if (settled) return;
           const stage = stageOf(events, requestsByTurn.get(marker) ?? 0);
-          void gvisorDiagnostics(env.docker, params.workspaceId, { containerName: `alive-codex-${params.workspaceId}` }).then(
+          void gvisorDiagnostics(env.sidecar.engine, params.workspaceId, { containerName: `alive-codex-${params.workspaceId}` }).then(
             (d) => fs.writeFile(path.join(args.out, `${marker}.txt`), `stage ${stage}\nevents ${events.join(" ")}\n\n${d}`),
             (error: unknown) => progress(`${marker}: diagnostics failed: ${String(error)}`),
           );

@@ -2,21 +2,21 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { SidecarConfig } from "./config.js";
-import { ErrorCode, SidecarError, errorMessage } from "./errors.js";
+import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { sdkCodexVersion } from "./codex-package.js";
 import { installBridgeScript } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./codex/turn-runner.js";
 import type { TurnReport } from "./codex/turn-execution.js";
+import { DockerEngine } from "./docker/docker-engine.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
+import { EngineStatus } from "./docker/engine-status.js";
+import type { EnginePort } from "./docker/engine-port.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
-import { isImagePresent } from "./docker/base-image.js";
 import { RuntimeImage } from "./docker/images.js";
 import { RuntimeCodex } from "./docker/runtime-codex.js";
-import type { ImageCodex } from "./docker/image-codex.js";
 import { Labels } from "./docker/labels.js";
-import { raceAbort } from "./shared/abort.js";
 import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit } from "./shared/descriptor-guard.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
@@ -28,13 +28,14 @@ import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
-import { sweepOrphanTurns, type OrphanSweepReport } from "./codex/orphan-sweep.js";
+import { sweepAdoptedWorkspaces, type OrphanSweepReport } from "./codex/orphan-sweep.js";
 import { TurnHub } from "./journal/turn-hub.js";
-import { TurnJournal, journalDir } from "./journal/turn-journal.js";
+import { openTurnJournal } from "./journal/open-journal.js";
 import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
-import type { HealthResult, SidecarService } from "./service.js";
+import { startWorkspaces } from "./workspace/start-workspaces.js";
+import type { SidecarService } from "./service.js";
 
 export interface RunningSidecar {
   service: SidecarService;
@@ -44,7 +45,10 @@ export interface RunningSidecar {
   turnHub: TurnHub;
   /** The start-up sweep of turns an earlier sidecar left running (null while the engine was unreachable). */
   orphanSweep: OrphanSweepReport | null;
+  /** The engine's client, for what builds and checks images (docker/) and for tests. */
   docker: Docker;
+  /** The engine as the workspaces and turns reach it. */
+  engine: EnginePort;
   /** Where Prometheus metrics are served (ALIVE_CODEX_METRICS_LISTEN), or null. */
   metricsAddress: { host: string; port: number } | null;
   /** Graceful stop: running turns get `graceMs` to finish, then are cancelled; containers stay for re-adoption. */
@@ -62,11 +66,15 @@ export interface StartSidecarOptions {
 export const sidecarVersion = readPackageVersion;
 
 export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  if (config.network !== null) {
+    log.warn("ALIVE_CODEX_NETWORK (--network) is deprecated and ignored: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md); remove the setting", { network: config.network });
+  }
   // Every tenant's connections are this process's descriptors: as many as the host allows, and
   // new work refused (not failed halfway) before they run out.
   const nofile = await raiseNofileLimit(log);
   const descriptors = new DescriptorGuard({ limit: nofile?.soft ?? Infinity, count: countOpenDescriptors });
   const docker = createDockerClient(config.dockerHost);
+  const engine = new DockerEngine(docker);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
   const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
@@ -96,16 +104,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     log,
   });
   await codex.checkAtStart();
-  // Turns an earlier sidecar left without a result end in the journal as failed (sidecar_restarted);
-  // their processes are swept below, before any workspace is offered.
-  const journal = new TurnJournal({
-    dir: journalDir(config.stateDir),
-    limits: { maxBytesPerTurn: config.journalTurnMaxMb * 1024 * 1024, maxAgeMs: config.journalMaxAgeMs, maxTurns: config.journalMaxTurns },
-    log,
-  });
-  const recovered = await journal.open({ code: "sidecar_restarted", message: "the sidecar restarted while the turn ran; its processes were stopped" });
-  for (const turn of recovered) log.warn("a turn an earlier sidecar left running ended as sidecar_restarted", { turnId: turn.turnId, workspaceId: turn.workspaceId });
-  journal.startPruning(JOURNAL_PRUNE_INTERVAL_MS);
+  // Turns an earlier sidecar left running end in the journal as sidecar_restarted; their processes
+  // are swept below, before any workspace is offered.
+  const journal = await openTurnJournal(config, log);
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
@@ -178,7 +179,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // In a container, a disk reaches the engine only through a shared bind of the state dir.
   const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk, stateDirPropagation: self.stateDirPropagation });
   const workspaces = new WorkspaceManager({
-    docker,
+    engine,
     log,
     image,
     stateDir: config.stateDir,
@@ -187,17 +188,17 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     // With no pause there is no paused period to stop after: 0 keeps meaning "never" for both.
     stopTimeoutMs: config.idleTimeoutMs > 0 ? config.stopTimeoutMs : 0,
     spec: specContextFromConfig(config, { ...config.extraLabels, ...options.extraLabels }),
-    runtimes: new WorkspaceRuntimes(docker, { defaultRuntime: config.runtime, allowed: config.runtimes }),
+    runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: config.runtime, allowed: config.runtimes }),
     defaultEgress: config.defaultEgress,
     network,
     disks,
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
-  const orphanSweep = await sweepAdoptedWorkspaces(docker, workspaces, log);
+  const orphanSweep = await sweepAdoptedWorkspaces(engine, workspaces, log);
   const turns = new TurnRunner({
-    docker,
-    launchers: new Launchers(docker, { codexFlags: codex.flags }),
+    engine,
+    launchers: new Launchers(engine, { codexFlags: codex.flags }),
     log,
     workspaces,
     bridgeScript,
@@ -223,11 +224,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   hubReady = turnHub;
   const version = sidecarVersion();
 
-  const engine = new EngineStatus(docker, image, codex);
+  const engineStatus = new EngineStatus(engine, docker, image, codex);
 
   const service: SidecarService = {
     async health(signal) {
-      const [dockerStatus, imageStatus, found] = await engine.read(signal);
+      const [dockerStatus, imageStatus, found] = await engineStatus.read(signal);
       const codexHealth = codex.health(found);
       return {
         version,
@@ -279,6 +280,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     turnHub,
     orphanSweep,
     docker,
+    engine,
     metricsAddress: metricsServer?.address ?? null,
     async close(graceMs) {
       stopRetrying();
@@ -288,85 +290,4 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
       await metricsServer?.close();
     },
   };
-}
-
-/**
- * What health reports about the engine and the image, cheaply: reachability is a /_ping on every
- * call (~0.3 ms); the engine version, the image reference and its presence are re-read at most
- * every few seconds (Engine 20.10's /version alone costs 7-10 ms).
- */
-class EngineStatus {
-  private cached: { at: number; serverVersion: string; image: { ref: string; present: boolean } | null; codex: ImageCodex | null } | null = null;
-  private static readonly TTL_MS = 5000;
-
-  constructor(
-    private readonly docker: Docker,
-    private readonly image: RuntimeImage,
-    private readonly codex: RuntimeCodex,
-  ) {}
-
-  /** The engine, the image and the codex found in it (read once per image: RuntimeCodex caches it). */
-  async read(signal?: AbortSignal): Promise<[HealthResult["docker"], HealthResult["image"] | null, ImageCodex | null]> {
-    const deadline = AbortSignal.any([AbortSignal.timeout(3000), ...(signal ? [signal] : [])]);
-    try {
-      await raceAbort(this.docker.ping(), deadline);
-    } catch {
-      this.cached = null;
-      return [{ reachable: false }, null, null];
-    }
-    if (this.cached === null || Date.now() - this.cached.at > EngineStatus.TTL_MS) {
-      const info = await raceAbort(this.docker.version(), deadline);
-      let image: { ref: string; present: boolean } | null = null;
-      try {
-        const ref = await this.image.ref();
-        image = { ref, present: await isImagePresent(this.docker, ref) };
-      } catch {
-        image = null;
-      }
-      const codex = image?.present ? await raceAbort(this.codex.found(image.ref), deadline).catch(() => null) : null;
-      this.cached = { at: Date.now(), serverVersion: info.Version, image, codex: codex?.codex ?? null };
-    }
-    return [{ reachable: true, serverVersion: this.cached.serverVersion }, this.cached.image, this.cached.codex];
-  }
-}
-
-/** How often ended turns past the journal's age or count are pruned. */
-const JOURNAL_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
-
-/**
- * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
- * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
- */
-async function sweepAdoptedWorkspaces(docker: Docker, workspaces: WorkspaceManager, log: Logger): Promise<OrphanSweepReport | null> {
-  const running = workspaces.list().filter((w) => w.state === "running");
-  if (running.length === 0) return null;
-  const targets = running.map((w) => {
-    const { uid, gid } = workspaces.get(w.workspaceId).params;
-    return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
-  });
-  const report = await sweepOrphanTurns(docker, targets, log);
-  log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
-  return report;
-}
-
-/** Adopts existing containers; if the engine is down, keeps retrying in the background. Returns how to stop retrying. */
-async function startWorkspaces(workspaces: WorkspaceManager, log: Logger): Promise<() => void> {
-  try {
-    await workspaces.start();
-    return () => undefined;
-  } catch (error) {
-    if (!(error instanceof SidecarError) || error.code !== ErrorCode.dockerUnreachable) throw error;
-    log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", { error: errorMessage(error) });
-    const retry = setInterval(() => {
-      workspaces.start().then(
-        () => {
-          clearInterval(retry);
-          log.info("Docker engine reachable again; workspace containers adopted");
-        },
-        () => undefined,
-      );
-    }, 5000);
-    retry.unref();
-    return () => clearInterval(retry);
-  }
 }

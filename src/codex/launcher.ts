@@ -9,8 +9,7 @@
  * are the launcher's own arguments: the script puts them right after `exec`, where codex's exec
  * options go, ahead of the SDK's argv, so no turn can do without them.
  */
-import type Docker from "dockerode";
-import { startExec, type StartedExec } from "../docker/exec.js";
+import type { EnginePort, StartedExec } from "../docker/engine-port.js";
 
 export const LAUNCHER_BINARY = "/opt/codex/bin/alive-launch";
 /** What the launcher execs (found on PATH): codex's argv[0] and its process name in the container. */
@@ -66,7 +65,7 @@ export class Launchers {
   private readonly cmd: string[];
 
   constructor(
-    private readonly docker: Docker,
+    private readonly engine: Pick<EnginePort, "exec">,
     options: LaunchersOptions = {},
   ) {
     this.cmd = launcherCommand(options.codexFlags);
@@ -128,7 +127,7 @@ export class Launchers {
   }
 
   private start(target: LaunchTarget, signal?: AbortSignal): Promise<StartedExec> {
-    return startExec(this.docker, target.containerId, {
+    return this.engine.exec(target.containerId, {
       cmd: this.cmd,
       user: target.user,
       workingDir: target.workingDir,

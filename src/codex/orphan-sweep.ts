@@ -4,10 +4,11 @@
  * the exec outlives its client). Every running workspace is swept as cancel sweeps a turn (sweep.ts),
  * for any turn id: at start-up no turn of this sidecar runs yet, so every turn process is an orphan.
  */
-import type Docker from "dockerode";
-import { runExec } from "../docker/exec.js";
+import type { EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { WorkspaceManager } from "../workspace/manager.js";
 import { SWEEP_SCRIPT } from "./sweep.js";
 
 /** The sweep script matches the marker as a grep pattern (`grep -x`): this one is every turn's. */
@@ -32,7 +33,7 @@ export function orphanSweepCommand(): string[] {
 }
 
 /** Sweeps every target, a few at a time; a workspace that cannot be swept is logged, never fatal. */
-export async function sweepOrphanTurns(docker: Docker, targets: readonly OrphanSweepTarget[], log: Logger, concurrency = 8): Promise<OrphanSweepReport> {
+export async function sweepOrphanTurns(engine: Pick<EnginePort, "exec">, targets: readonly OrphanSweepTarget[], log: Logger, concurrency = 8): Promise<OrphanSweepReport> {
   const started = performance.now();
   let processes = 0;
   let failures = 0;
@@ -40,7 +41,7 @@ export async function sweepOrphanTurns(docker: Docker, targets: readonly OrphanS
   const worker = async (): Promise<void> => {
     for (let target = queue.shift(); target !== undefined; target = queue.shift()) {
       try {
-        const result = await runExec(docker, target.containerId, { cmd: orphanSweepCommand(), user: `${target.uid}:${target.gid}`, signal: AbortSignal.timeout(10_000) });
+        const result = await runCommand(engine, target.containerId, { cmd: orphanSweepCommand(), user: `${target.uid}:${target.gid}`, signal: AbortSignal.timeout(10_000) });
         const swept = Number(/swept (\d+)/.exec(result.stdout)?.[1] ?? 0);
         processes += swept;
         if (swept > 0) log.warn("swept the processes of a turn an earlier sidecar left running", { workspaceId: target.workspaceId, containerId: target.containerId, swept });
@@ -52,4 +53,20 @@ export async function sweepOrphanTurns(docker: Docker, targets: readonly OrphanS
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
   return { workspaces: targets.length, processes, failures, ms: Math.round(performance.now() - started) };
+}
+
+/**
+ * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
+ * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
+ */
+export async function sweepAdoptedWorkspaces(engine: Pick<EnginePort, "exec">, workspaces: Pick<WorkspaceManager, "list" | "get">, log: Logger): Promise<OrphanSweepReport | null> {
+  const running = workspaces.list().filter((w) => w.state === "running");
+  if (running.length === 0) return null;
+  const targets = running.map((w) => {
+    const { uid, gid } = workspaces.get(w.workspaceId).params;
+    return { workspaceId: w.workspaceId, containerId: w.containerId, uid, gid };
+  });
+  const report = await sweepOrphanTurns(engine, targets, log);
+  log.info("swept adopted workspaces of turns an earlier sidecar left running", { ...report });
+  return report;
 }

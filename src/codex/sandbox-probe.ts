@@ -1,7 +1,7 @@
 /** Whether codex's own sandbox (read-only, workspace-write) can work inside a workspace container. */
-import type Docker from "dockerode";
+import type { EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import { ErrorCode, SidecarError } from "../errors.js";
-import { runExec } from "../docker/exec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 
 /** Codex's own sandbox (read-only, workspace-write) runs commands under this bubblewrap. */
@@ -11,7 +11,7 @@ export class SandboxProbe {
   /** Per container: why codex's own sandbox cannot work there (null: it can). */
   private readonly support = new Map<string, Promise<string | null>>();
 
-  constructor(private readonly docker: Docker) {}
+  constructor(private readonly engine: Pick<EnginePort, "exec">) {}
 
   /**
    * read-only and workspace-write make codex run every command under bubblewrap, which needs
@@ -22,7 +22,7 @@ export class SandboxProbe {
   async check(mode: string, record: WorkspaceRecord): Promise<void> {
     let probe = this.support.get(record.containerId);
     if (!probe) {
-      probe = runExec(this.docker, record.containerId, {
+      probe = runCommand(this.engine, record.containerId, {
         cmd: [CODEX_BWRAP, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "/bin/true"],
         user: `${record.params.uid}:${record.params.gid}`,
       }).then((result) => (result.exitCode === 0 ? null : result.stderr.trim() || `bubblewrap exited with ${result.exitCode}`));

@@ -7,10 +7,10 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
-import type Docker from "dockerode";
+import type { EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { runExec } from "../docker/exec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "./bridge.js";
@@ -20,7 +20,7 @@ import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launche
 import { sweepCommand } from "./sweep.js";
 
 export interface TurnContainerOptions {
-  docker: Docker;
+  engine: EnginePort;
   launchers: Launchers;
   bridgesDir: string;
   aliveMcpToken: string | null;
@@ -148,12 +148,13 @@ export class TurnContainer {
 
   /** Turns whatever ended the SDK's stream into an error a person can act on. */
   async explainFailure(error: unknown): Promise<{ code: string; message: string }> {
-    const container = this.options.docker.getContainer(this.record.containerId);
+    const { engine } = this.options;
+    const { containerId } = this.record;
     if (this.exitCode === null || (this.exitCode ?? 0) >= 128) {
       // Killed, or no exit code: the container may be going down; the engine says so a moment later.
-      await container.wait({ condition: "not-running", abortSignal: AbortSignal.timeout(1000) }).catch(() => undefined);
+      await engine.waitNotRunning(containerId, AbortSignal.timeout(1000));
     }
-    const info = await container.inspect().catch(() => null);
+    const info = await engine.inspect(containerId).catch(() => null);
     if (info === null || !info.State.Running) {
       const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
       return { code: "container_died", message: `the workspace container ${detail} during the turn` };
@@ -186,7 +187,7 @@ export class TurnContainer {
   async sweep(): Promise<number> {
     const { uid, gid } = this.record.params;
     try {
-      const result = await runExec(this.options.docker, this.record.containerId, { cmd: sweepCommand(this.turnId), user: `${uid}:${gid}`, signal: AbortSignal.timeout(10_000) });
+      const result = await runCommand(this.options.engine, this.record.containerId, { cmd: sweepCommand(this.turnId), user: `${uid}:${gid}`, signal: AbortSignal.timeout(10_000) });
       const match = /swept (\d+)/.exec(result.stdout);
       return match ? Number(match[1]) : 0;
     } catch (error) {

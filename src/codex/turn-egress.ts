@@ -7,8 +7,8 @@
  * egress tunnels (a hook the sidecar wires to the workspace's endpoints) and sweeps every process
  * earlier turns left in the container (sweep.ts, LEFTOVER_SWEEP_SCRIPT).
  */
-import type { Docker } from "../docker/engine.js";
-import { runExec } from "../docker/exec.js";
+import type { EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import type { EgressPolicy } from "../policy/egress-policy.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -34,7 +34,7 @@ export function narrowsEgress(workspace: EgressPolicy, turn: EgressPolicy | null
 }
 
 export interface EgressNarrowingOptions {
-  docker: Docker;
+  engine: EnginePort;
   /**
    * Closes the workspace's open egress tunnels and requests (WorkspaceEndpoints.closeTunnels);
    * returns how many. Absent: nothing is closed by the sidecar (the sweep still ends the processes
@@ -68,7 +68,7 @@ export async function closeBeforeNarrowedTurn(options: EgressNarrowingOptions, r
   }
   let processes: number | null = null;
   try {
-    const result = await runExec(options.docker, record.containerId, {
+    const result = await runCommand(options.engine, record.containerId, {
       cmd: leftoverSweepCommand(),
       user: `${uid}:${gid}`,
       signal: AbortSignal.any([signal, AbortSignal.timeout(LEFTOVER_SWEEP_TIMEOUT_MS)]),

@@ -23,7 +23,7 @@ import { turnEventLine } from "../shared/turn-event-line.js";
 import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
 import type { StallWatchSetting } from "../config.js";
-import { runExec } from "../docker/exec.js";
+import { runCommand } from "../docker/exec-output.js";
 import { PROC_LIST_SCRIPT, PROC_STATES_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
 import { isGvisorRuntime } from "../workspace/runtimes.js";
 import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "./stall-watch.js";
@@ -195,13 +195,13 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
 function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord, log: Logger, cancel: AbortController): StallWatch | null {
   const watched = options.stallWatch === "all" || (options.stallWatch === "gvisor" && isGvisorRuntime(record.runtime));
   if (!watched) return null;
-  const { docker } = options;
+  const { engine } = options;
   const user = `${record.params.uid}:${record.params.gid}`;
   const containerId = record.containerId;
   return new StallWatch({
     timings: options.stallTimings ?? DEFAULT_STALL_TIMINGS,
     list: async (signal) => {
-      const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT], user, signal });
+      const result = await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT], user, signal });
       if (signal.aborted) throw signal.reason;
       return parseProcList(result.stdout);
     },
@@ -210,8 +210,8 @@ function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord,
       options.onSandboxStall?.();
       void (async () => {
         const diagnostics = isGvisorRuntime(record.runtime)
-          ? await gvisorDiagnostics(docker, containerId)
-          : await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal: AbortSignal.timeout(10_000) }).then((r) => r.stdout, (error: unknown) => errorMessage(error));
+          ? await gvisorDiagnostics(engine, containerId)
+          : await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal: AbortSignal.timeout(10_000) }).then((r) => r.stdout, (error: unknown) => errorMessage(error));
         log.warn("the turn's sandbox stalled: ending the turn", { reason, runtime: record.runtime, diagnostics });
         cancel.abort(new TurnFailure(SANDBOX_STALLED, `the workspace's sandbox stalled (${reason}); the turn was stopped and the container will be restarted (docs/runtimes.md)`));
       })();

@@ -4,7 +4,6 @@
  * within the turn limit, cancels them, and lets them finish on shutdown.
  */
 import { randomUUID } from "node:crypto";
-import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../service.js";
@@ -23,7 +22,6 @@ import { turnEgress } from "./turn-egress.js";
 import { TurnMeter } from "./turn-meter.js";
 
 export interface TurnRunnerOptions extends TurnExecutionOptions {
-  docker: Docker;
   launchers: Launchers;
   log: Logger;
   workspaces: WorkspaceManager;
@@ -55,7 +53,7 @@ export class TurnRunner {
   private closing = false;
 
   constructor(private readonly options: TurnRunnerOptions) {
-    this.sandbox = new SandboxProbe(options.docker);
+    this.sandbox = new SandboxProbe(options.engine);
   }
 
   get running(): number {

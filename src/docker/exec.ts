@@ -1,30 +1,12 @@
 /** Running processes inside a container through the engine's exec API (no docker CLI). */
-import { PassThrough, type Duplex, type Readable } from "node:stream";
+import { PassThrough, type Duplex } from "node:stream";
 import type Docker from "dockerode";
+import type { ExecOptions, ExecResult, StartedExec } from "./engine-port.js";
 import { toSidecarError } from "./engine.js";
+import { collectExecOutput } from "./exec-output.js";
 import { ExecStreams } from "./exec-streams.js";
 
-export interface ExecOptions {
-  cmd: string[];
-  /** Added to the container's env for this process only. */
-  env?: string[];
-  user?: string;
-  workingDir?: string;
-  /** Bytes written to the process's stdin, which is then closed; "open" hands stdin to the caller. Omit for no stdin. */
-  stdin?: Buffer | string | "open";
-  /** Aborts the start; aborted later, it closes the connection (the process itself lives on: moby#9098). */
-  signal?: AbortSignal;
-}
-
-export interface StartedExec {
-  id: string;
-  /** The process's stdin when started with `stdin: "open"` (end it to close stdin), else null. */
-  stdin: NodeJS.WritableStream | null;
-  stdout: Readable;
-  stderr: Readable;
-  /** The exit code, or null when the engine has none (the container died under the process). */
-  exit: Promise<number | null>;
-}
+export type { ExecOptions, ExecResult, StartedExec };
 
 /** Starts a process in the container and streams its output (demultiplexed: no TTY). */
 export async function startExec(docker: Docker, containerId: string, options: ExecOptions): Promise<StartedExec> {
@@ -92,29 +74,9 @@ function closeOnAbort(stream: Duplex, signal: AbortSignal | undefined): void {
   stream.once("close", () => signal.removeEventListener("abort", onAbort));
 }
 
-export interface ExecResult {
-  exitCode: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const MAX_BUFFERED = 1024 * 1024;
-
 /** Runs a short command and collects its output (capped at 1 MiB per stream). */
 export async function runExec(docker: Docker, containerId: string, options: ExecOptions): Promise<ExecResult> {
-  const started = await startExec(docker, containerId, options);
-  const collect = (readable: Readable): Promise<string> =>
-    new Promise((resolve) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      readable.on("data", (chunk: Buffer) => {
-        if (size < MAX_BUFFERED) chunks.push(chunk);
-        size += chunk.length;
-      });
-      readable.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    });
-  const [stdout, stderr, exitCode] = await Promise.all([collect(started.stdout), collect(started.stderr), started.exit]);
-  return { exitCode, stdout, stderr };
+  return collectExecOutput(await startExec(docker, containerId, options));
 }
 
 /** Joins the engine's multiplexed stream frames (no TTY: 8-byte header, then payload) as text. */

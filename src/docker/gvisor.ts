@@ -8,9 +8,9 @@
  * cannot run runsc itself (it runs in a container, or the engine is remote) says so instead.
  */
 import { execa } from "execa";
-import type Docker from "dockerode";
 import { errorMessage } from "../errors.js";
-import { runExec } from "./exec.js";
+import type { EnginePort } from "./engine-port.js";
+import { runCommand } from "./exec-output.js";
 
 /** Where the engine's runsc keeps its state, tried in order. */
 export const RUNSC_STATE_ROOTS = ["/var/run/docker/runtime-runc/moby", "/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runsc/moby"];
@@ -59,16 +59,18 @@ export interface GvisorDiagnosticsOptions {
  * The sandbox's process list and Sentry stacks as one text, for the log. Never throws: what could
  * not be had is said in the text.
  */
-export async function gvisorDiagnostics(docker: Docker, container: string, options: GvisorDiagnosticsOptions = {}): Promise<string> {
+export async function gvisorDiagnostics(engine: Pick<EnginePort, "inspect" | "exec">, container: string, options: GvisorDiagnosticsOptions = {}): Promise<string> {
   let id = container;
   try {
-    id = (await docker.getContainer(options.containerName ?? container).inspect()).Id;
+    const info = await engine.inspect(options.containerName ?? container);
+    if (info === null) return `the container ${options.containerName ?? container} is gone`;
+    id = info.Id;
   } catch (error) {
     return `the container ${options.containerName ?? container} could not be inspected: ${errorMessage(error)}`;
   }
   const root = await runscRootOf(id);
   if (root === null) return `runsc on this host knows no sandbox ${id.slice(0, 12)} under ${RUNSC_STATE_ROOTS.join(", ")} (the sidecar runs in a container, or the engine is elsewhere)`;
-  const procs = await runExec(docker, id, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], signal: AbortSignal.timeout(CALL_TIMEOUT_MS) }).then(
+  const procs = await runCommand(engine, id, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], signal: AbortSignal.timeout(CALL_TIMEOUT_MS) }).then(
     (result) => result.stdout.trim() || result.stderr.trim(),
     (error: unknown) => `an exec in the sandbox failed: ${errorMessage(error)}`,
   );

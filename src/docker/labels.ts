@@ -19,7 +19,3 @@ export const Labels = {
   /** Set by tests (and anyone embedding the sidecar) to reap their own containers. */
   runId: `${LABEL_PREFIX}.run-id`,
 } as const;
-
-export function managedFilter(extra: Record<string, string> = {}): { label: string[] } {
-  return { label: [`${Labels.managed}=true`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)] };
-}

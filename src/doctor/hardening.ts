@@ -1,8 +1,14 @@
 /** What doctor requires of a workspace container's configuration (docs/security.md), as pure checks over `docker inspect`. */
-import type { ContainerInspectInfo } from "dockerode";
+import type { ContainerInspect, HostSpec } from "../docker/engine-port.js";
+
+/** The part of an inspect the checks read. */
+export interface HardeningFacts {
+  Config: Pick<ContainerInspect["Config"], "User">;
+  HostConfig: Pick<HostSpec, "CapDrop" | "CapAdd" | "SecurityOpt" | "Privileged" | "ReadonlyRootfs" | "NetworkMode" | "PidsLimit" | "Memory">;
+}
 
 /** Every way the container falls short; empty when it is hardened as the sidecar makes it. */
-export function hardeningProblems(info: Pick<ContainerInspectInfo, "Config" | "HostConfig">): string[] {
+export function hardeningProblems(info: HardeningFacts): string[] {
   const problems: string[] = [];
   const host = info.HostConfig;
   const user = info.Config.User ?? "";
@@ -20,7 +26,7 @@ export function hardeningProblems(info: Pick<ContainerInspectInfo, "Config" | "H
 }
 
 /** The evidence of a pass, in one line. */
-export function describeHardening(info: Pick<ContainerInspectInfo, "Config" | "HostConfig">): string {
+export function describeHardening(info: HardeningFacts): string {
   const host = info.HostConfig;
   const memoryMb = Math.round((host.Memory ?? 0) / (1024 * 1024));
   return `user ${info.Config.User}, CapDrop ALL, no-new-privileges, read-only root, network none, pids ${host.PidsLimit}, memory ${memoryMb} MiB`;

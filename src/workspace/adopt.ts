@@ -1,7 +1,6 @@
 /** Adoption at start-up: the containers an earlier sidecar with this state dir left running, paused or stopped (a paused one keeps its state; its stop period starts now). */
-import type { Docker } from "../docker/engine.js";
-import { withDocker } from "../docker/engine.js";
-import { Labels, managedFilter } from "../docker/labels.js";
+import type { EnginePort } from "../docker/engine-port.js";
+import { Labels } from "../docker/labels.js";
 import type { EgressPolicy } from "../policy/egress-policy.js";
 import type { Logger } from "../log.js";
 import type { ContainerState, WorkspaceParams } from "../service.js";
@@ -11,7 +10,7 @@ import type { WorkspaceRegistry } from "./registry.js";
 import { findUidConflict } from "./uid-holders.js";
 
 export interface AdoptOptions {
-  docker: Docker;
+  engine: Pick<EnginePort, "list">;
   log: Logger;
   stateDir: string;
   registry: WorkspaceRegistry;
@@ -19,16 +18,16 @@ export interface AdoptOptions {
 }
 
 /** Our containers: labelled as managed, by a sidecar with this state dir (it holds their HOMEs). */
-export function ownContainersFilter(stateDir: string): { label: string[] } {
-  return managedFilter({ [Labels.stateDir]: stateDir });
+export function ownContainerLabels(stateDir: string): Record<string, string> {
+  return { [Labels.managed]: "true", [Labels.stateDir]: stateDir };
 }
 
 /** Adopts containers with our labels; leaves everything else alone. */
 export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<void> {
-  const { docker, log, stateDir, registry, defaultEgress } = options;
-  const containers = await withDocker("list workspace containers", () => docker.listContainers({ all: true, filters: ownContainersFilter(stateDir) }));
+  const { engine, log, stateDir, registry, defaultEgress } = options;
+  const containers = await engine.list(ownContainerLabels(stateDir));
   for (const summary of containers) {
-    const labels = summary.Labels ?? {};
+    const labels = summary.Labels;
     const params = parseParamsLabel(labels[Labels.params]);
     if (!params || registry.has(params.workspaceId)) {
       log.warn("ignoring a labelled container without usable workspace params", { containerId: summary.Id });

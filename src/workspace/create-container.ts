@@ -1,25 +1,28 @@
 /** Making a workspace's container from its spec: created and started, or adopted when it exists already and is ours. */
-import type { Docker } from "../docker/engine.js";
-import { withDocker } from "../docker/engine.js";
-import { removeContainer, startContainer } from "../docker/containers.js";
+import type { EnginePort } from "../docker/engine-port.js";
 import { Labels } from "../docker/labels.js";
 import { ErrorCode, SidecarError } from "../errors.js";
 import type { WorkspaceSpec } from "./spec.js";
 
 /** Creates and starts the container; a container that fails to start is removed before the error is thrown. */
-export async function createWorkspaceContainer(docker: Docker, workspaceId: string, spec: WorkspaceSpec, signal?: AbortSignal): Promise<{ containerId: string; created: boolean }> {
+export async function createWorkspaceContainer(
+  engine: Pick<EnginePort, "create" | "inspect" | "start" | "remove">,
+  spec: WorkspaceSpec,
+  signal?: AbortSignal,
+): Promise<{ containerId: string; created: boolean }> {
   let containerId: string;
   let created = true;
-  const made = await withDocker(
-    `create the container for workspace ${workspaceId}`,
-    () => docker.createContainer({ ...spec.options, ...(signal ? { abortSignal: signal } : {}) }),
-    { ignore: [409] },
-  );
-  if (made !== undefined) {
+  const made = await engine.create(spec.options, signal);
+  if (made !== null) {
     containerId = made.id;
   } else {
     // Made by someone else meanwhile (another process, or a container we did not know): adopt only if it is ours and current.
-    const info = await withDocker("inspect an existing workspace container", () => docker.getContainer(spec.name).inspect());
+    const info = await engine.inspect(spec.name);
+    if (info === null) {
+      throw new SidecarError(ErrorCode.internal, `a container named ${spec.name} existed when this one was created and was gone when inspected`, {
+        data: { reason: "another process made and removed it meanwhile; ensure the workspace again" },
+      });
+    }
     if (info.Config.Labels?.[Labels.specHash] !== spec.hash) {
       throw new SidecarError(ErrorCode.internal, `a container named ${spec.name} already exists and was not made from this spec`, {
         data: { reason: `remove it (docker rm -f ${spec.name}) or call workspace.remove` },
@@ -29,9 +32,9 @@ export async function createWorkspaceContainer(docker: Docker, workspaceId: stri
     created = false;
   }
   try {
-    await startContainer(docker, containerId, signal);
+    await engine.start(containerId, signal);
   } catch (error) {
-    if (created) await removeContainer(docker, containerId).catch(() => undefined);
+    if (created) await engine.remove(containerId).catch(() => undefined);
     throw error;
   }
   return { containerId, created };

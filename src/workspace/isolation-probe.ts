@@ -4,10 +4,8 @@
  * replaces, starts or adopts a container; the result is cached on the record per container id.
  */
 import os from "node:os";
-import type { ContainerCreateOptions } from "dockerode";
-import type { Docker } from "../docker/engine.js";
-import { withDocker } from "../docker/engine.js";
-import { runExec } from "../docker/exec.js";
+import type { ContainerInspect, ContainerSpec, EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import { ErrorCode, SidecarError } from "../errors.js";
 import { isolationScript, parseIsolation, type IsolationExpectation, type MeasuredIsolation } from "./isolation.js";
 
@@ -23,13 +21,13 @@ export function hostAddresses(): string[] {
     .slice(0, 8);
 }
 
-export async function measureIsolation(docker: Docker, containerId: string, user: string, signal?: AbortSignal): Promise<MeasuredIsolation> {
+export async function measureIsolation(engine: Pick<EnginePort, "inspect" | "exec">, containerId: string, user: string, signal?: AbortSignal): Promise<MeasuredIsolation> {
   const deadline = AbortSignal.timeout(MEASURE_TIMEOUT_MS);
   const bounded = signal ? AbortSignal.any([signal, deadline]) : deadline;
   const started = performance.now();
   const [info, result] = await Promise.all([
-    withDocker("inspect a workspace container", () => docker.getContainer(containerId).inspect({ abortSignal: bounded })),
-    runExec(docker, containerId, { user, cmd: ["/bin/bash", "-c", isolationScript(hostAddresses())], signal: bounded }),
+    engine.inspect(containerId, bounded).then((found) => found ?? gone(containerId)),
+    runCommand(engine, containerId, { user, cmd: ["/bin/bash", "-c", isolationScript(hostAddresses())], signal: bounded }),
   ]);
   const measuredMs = performance.now() - started;
   const host = info.HostConfig;
@@ -38,7 +36,7 @@ export async function measureIsolation(docker: Docker, containerId: string, user
     return parseIsolation(
       {
         containerId: info.Id,
-        runtime: (host as { Runtime?: string }).Runtime ?? "",
+        runtime: host.Runtime ?? "",
         readOnlyRootfs: host.ReadonlyRootfs === true,
         pids: host.PidsLimit ?? null,
         memoryBytes: host.Memory || null,
@@ -56,14 +54,18 @@ export async function measureIsolation(docker: Docker, containerId: string, user
   }
 }
 
+function gone(containerId: string): ContainerInspect {
+  throw new SidecarError(ErrorCode.internal, `could not measure the isolation of container ${containerId.slice(0, 12)}: it is gone`, { data: { reason: "the engine has no such container" } });
+}
+
 /** What a workspace's create options ask for, in the report's terms. */
-export function expectationFromSpec(options: ContainerCreateOptions): IsolationExpectation {
+export function expectationFromSpec(options: Pick<ContainerSpec, "User" | "HostConfig">): IsolationExpectation {
   const host = options.HostConfig ?? {};
   const [uid = "-1", gid = "-1"] = (options.User ?? "").split(":");
   const mounts = (host.Mounts ?? []).map((m) => ({ path: m.Target, readOnly: m.ReadOnly === true }));
   for (const [path, tmpfsOptions] of Object.entries(host.Tmpfs ?? {})) mounts.push({ path, readOnly: tmpfsOptions.split(",").includes("ro") });
   return {
-    runtime: (host as { Runtime?: string }).Runtime ?? null,
+    runtime: host.Runtime ?? null,
     uid: Number(uid),
     gid: Number(gid),
     mounts,

@@ -1,79 +1,38 @@
 /**
  * Workspace containers: ensure (idempotent, single-flight), adopt at start-up, list, pause and then
  * stop when idle, remove. The manager conducts; each concept has its file: the records (registry.ts,
- * record.ts), adoption (adopt.ts), the engine's event stream (engine-events.ts), the idle reaper
- * (idle-reaper.ts) and the transitions it and an ensure make (lifecycle.ts), creation
- * (create-container.ts), the host dirs (host-dirs.ts) and the network (network.ts). State is kept
- * in memory and refreshed from the engine's event stream, so a warm ensure costs no engine round trip.
+ * record.ts), one transition at a time per workspace (transitions.ts), adoption (adopt.ts), the
+ * engine's event stream (engine-events.ts), the idle reaper (idle-reaper.ts) and the transitions it
+ * and an ensure make (lifecycle.ts), the cold path of an ensure (cold-ensure.ts: replace, resume or
+ * make), creation (create-container.ts), the isolation check (isolation-check.ts) and the host dirs
+ * (host-dirs.ts); what it is made with is manager-options.ts.
+ * State is kept in memory and refreshed from the engine's event stream, so a warm ensure costs no
+ * engine round trip. It reaches the engine only through its EnginePort.
  */
-import type Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
-import type { Logger } from "../log.js";
-import { removeContainer } from "../docker/containers.js";
-import { readContainerLogs } from "../docker/container-logs.js";
-import { ExecStreams } from "../docker/exec-streams.js";
-import type { EnsureWorkspaceResult, IsolationReport, WorkspaceConnections, WorkspaceParams, WorkspaceSummary } from "../service.js";
-import { adoptWorkspaceContainers, ownContainersFilter } from "./adopt.js";
-import { createWorkspaceContainer } from "./create-container.js";
-import type { WorkspaceDisks } from "./disk-image.js";
+import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "../service.js";
+import { adoptWorkspaceContainers, ownContainerLabels } from "./adopt.js";
+import { ensureCold, type ColdEnsureContext } from "./cold-ensure.js";
 import { WorkspaceEvents } from "./engine-events.js";
-import { prepareWorkspaceDirs, removeTenantTree } from "./host-dirs.js";
+import { removeTenantTree } from "./host-dirs.js";
 import { startIdleReaper, type IdleAction } from "./idle-reaper.js";
-import { pauseIdleWorkspace, resumeWorkspace, stopIdleWorkspace } from "./lifecycle.js";
+import { pauseIdleWorkspace, stopIdleWorkspace } from "./lifecycle.js";
+import type { ImageProvider, WorkspaceManagerOptions, WorkspaceNetwork } from "./manager-options.js";
 import { workspacePaths, type WorkspacePaths } from "./paths.js";
-import type { EgressPolicy } from "../policy/egress-policy.js";
-import type { WorkspaceNet } from "../egress/workspace-endpoints.js";
-import { isolationDifferences } from "./isolation.js";
-import { expectationFromSpec, measureIsolation } from "./isolation-probe.js";
-import { buildWorkspaceRecord, egressInForce, isolationReport, paramsKey, type WorkspaceRecord } from "./record.js";
-import type { WorkspaceSpec } from "./spec.js";
+import { egressInForce, isolationReport, paramsKey, type WorkspaceRecord } from "./record.js";
 import { WorkspaceRegistry } from "./registry.js";
-import type { WorkspaceRuntimes } from "./runtimes.js";
-import { buildWorkspaceSpec, containerName, type SpecContext } from "./spec.js";
+import { containerName, type SpecContext } from "./spec.js";
+import { WorkspaceTransitions } from "./transitions.js";
 import { checkUidHolder, type UidHold } from "./uid-holders.js";
 
-export interface ImageProvider {
-  /** Makes sure the runtime image exists (building it if needed) and returns its reference. */
-  ensure(signal?: AbortSignal): Promise<{ ref: string }>;
-}
-
-/** The host side of each workspace's network (egress/workspace-endpoints.ts): served while the sidecar knows the workspace. */
-export interface WorkspaceNetwork {
-  ensure(net: WorkspaceNet): Promise<void>;
-  close(workspaceId: string): Promise<void>;
-  closeAll(): Promise<void>;
-  refusals(workspaceId: string): number;
-  /** Its connections through the proxies now, and those refused for a bound or cut. */
-  connections(workspaceId: string): WorkspaceConnections;
-}
-
-export interface WorkspaceManagerOptions {
-  docker: Docker;
-  log: Logger;
-  image: ImageProvider;
-  stateDir: string;
-  maxWorkspaces: number;
-  /** Pause a workspace idle this long (0: never). */
-  idleTimeoutMs: number;
-  /** Stop a workspace paused this long (0: never). */
-  stopTimeoutMs: number;
-  spec: Omit<SpecContext, "image">;
-  /** Resolves and checks each workspace's OCI runtime (allowlist, engine); the resolved name goes into the spec. */
-  runtimes: Pick<WorkspaceRuntimes, "resolve">;
-  /** The egress policy of a workspace that names none. */
-  defaultEgress: EgressPolicy;
-  network: WorkspaceNetwork;
-  /** Each workspace's disk (disk-image.ts): attached before its container runs, detached when it is removed. */
-  disks: WorkspaceDisks;
-  /** Told how long each ensure took: warm (the container was running) or cold (created, started or adopted). */
-  onEnsured?: (kind: "cold" | "warm", seconds: number) => void;
-}
+export type { ImageProvider, WorkspaceManagerOptions, WorkspaceNetwork };
 
 export class WorkspaceManager {
   private readonly records: WorkspaceRegistry;
   private readonly events: WorkspaceEvents;
-  /** Per workspace, the one transition in flight (an ensure, a pause or a stop): they never overlap. */
-  private readonly pending = new Map<string, Promise<unknown>>();
+  /** What the cold path of an ensure (cold-ensure.ts) works with. */
+  private readonly cold: ColdEnsureContext;
+  private readonly transitions = new WorkspaceTransitions();
   /** Per workspace, the params of a cold ensure in flight: its uid is held from the call on, before anything is made. */
   private readonly ensuring = new Map<string, WorkspaceParams>();
   private imageRef: string | null = null;
@@ -82,11 +41,26 @@ export class WorkspaceManager {
 
   constructor(private readonly options: WorkspaceManagerOptions) {
     this.records = new WorkspaceRegistry(options.stateDir);
+    const { engine, log, runtimes, disks, stateDir, maxWorkspaces, defaultEgress } = options;
+    this.cold = {
+      engine,
+      log,
+      runtimes,
+      disks,
+      stateDir,
+      maxWorkspaces,
+      defaultEgress,
+      records: this.records,
+      following: () => this.events.following,
+      contextFor: (runtime, signal) => this.contextFor(runtime, signal),
+      forget: (workspaceId) => this.forget(workspaceId),
+      serveNetwork: (record) => this.serveNetwork(record),
+    };
     this.events = new WorkspaceEvents({
-      docker: options.docker,
+      engine: options.engine,
       log: options.log,
       registry: this.records,
-      filter: ownContainersFilter(options.stateDir),
+      labels: ownContainerLabels(options.stateDir),
       forget: (workspaceId) => this.forget(workspaceId),
       reconcile: () => this.reconcile(),
     });
@@ -102,8 +76,8 @@ export class WorkspaceManager {
       registry: this.records,
       idleTimeoutMs,
       stopTimeoutMs,
-      busy: (workspaceId) => this.pending.has(workspaceId),
-      apply: (record, action) => this.exclusive(record.params.workspaceId, () => this.applyIdle(record, action)),
+      busy: (workspaceId) => this.transitions.busy(workspaceId),
+      apply: (record, action) => this.transitions.run(record.params.workspaceId, () => this.applyIdle(record, action)),
     });
   }
 
@@ -112,7 +86,7 @@ export class WorkspaceManager {
     if (this.reaper) clearInterval(this.reaper);
     this.events.close();
     for (const record of this.records.values()) record.sink.close();
-    ExecStreams.of(this.options.docker).destroyAll();
+    this.options.engine.closeAllExecs();
     await this.options.network.closeAll();
   }
 
@@ -163,9 +137,8 @@ export class WorkspaceManager {
    */
   async ensure(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
     const started = performance.now();
-    const inflight = this.pending.get(params.workspaceId);
-    if (inflight) {
-      await inflight.catch(() => undefined);
+    if (this.transitions.busy(params.workspaceId)) {
+      await this.transitions.settled(params.workspaceId);
       return this.ensure(params, signal);
     }
     // Checked and, for a cold ensure, claimed with no await in between: a concurrent ensure sees the claim.
@@ -176,7 +149,7 @@ export class WorkspaceManager {
       return warm;
     }
     this.ensuring.set(params.workspaceId, params);
-    const attempt = this.exclusive(params.workspaceId, () => this.ensureCold(params, signal).finally(() => this.ensuring.delete(params.workspaceId)));
+    const attempt = this.transitions.run(params.workspaceId, () => ensureCold(this.cold, params, signal).finally(() => this.ensuring.delete(params.workspaceId)));
     void attempt.then(() => this.options.onEnsured?.("cold", (performance.now() - started) / 1000), () => undefined);
     return attempt;
   }
@@ -187,7 +160,7 @@ export class WorkspaceManager {
    */
   async ready(workspaceId: string, signal?: AbortSignal): Promise<void> {
     const record = this.get(workspaceId);
-    if (!this.pending.has(workspaceId) && record.state === "running") return;
+    if (!this.transitions.busy(workspaceId) && record.state === "running") return;
     await this.ensure(record.params, signal);
   }
 
@@ -199,8 +172,23 @@ export class WorkspaceManager {
   async recycle(workspaceId: string): Promise<void> {
     const record = this.find(workspaceId);
     if (!record || record.state !== "running") return;
-    const transition = { docker: this.options.docker, log: this.options.log, forget: (id: string) => this.forget(id) };
-    await this.exclusive(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
+    const transition = { engine: this.options.engine, log: this.options.log, forget: (id: string) => this.forget(id) };
+    await this.transitions.run(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
+  }
+
+  /**
+   * The context a workspace asking for `runtime` (or none) gets its spec built with: the operator's
+   * settings, the runtime image, and the runtime resolved as an ensure resolves it. Anything that
+   * builds a spec outside an ensure (the bench, tests) takes it from here, so its hash is the one
+   * an ensure would give.
+   */
+  async specContext(runtime: string | undefined, signal?: AbortSignal): Promise<SpecContext> {
+    return this.contextFor(await this.options.runtimes.resolve(runtime, signal), signal);
+  }
+
+  private async contextFor(runtime: string, signal?: AbortSignal): Promise<SpecContext> {
+    if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
+    return { ...this.options.spec, image: this.imageRef, runtime };
   }
 
   /** Who holds which uid: every workspace known (adopted ones included) and every cold ensure in flight. */
@@ -209,17 +197,8 @@ export class WorkspaceManager {
     yield* this.ensuring.values();
   }
 
-  /** Runs `work` as the workspace's one transition; it is registered before `work` first yields. */
-  private exclusive<T>(workspaceId: string, work: () => Promise<T>): Promise<T> {
-    const attempt = work().finally(() => {
-      if (this.pending.get(workspaceId) === attempt) this.pending.delete(workspaceId);
-    });
-    this.pending.set(workspaceId, attempt);
-    return attempt;
-  }
-
   private async applyIdle(record: WorkspaceRecord, action: IdleAction): Promise<void> {
-    const transition = { docker: this.options.docker, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
+    const transition = { engine: this.options.engine, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
     if (action === "pause") await pauseIdleWorkspace(transition, record);
     else await stopIdleWorkspace(transition, record);
   }
@@ -235,108 +214,6 @@ export class WorkspaceManager {
     return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: record.state, isolation };
   }
 
-  private async ensureCold(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
-    const { docker, log } = this.options;
-    // First: a runtime the operator does not allow or the engine does not have makes nothing (-32006).
-    const runtime = await this.options.runtimes.resolve(params.runtime, signal);
-    // The disk first: a request past the operator's ceiling fails before anything is made or replaced.
-    const disk = this.options.disks.resolve(params);
-    if (this.imageRef === null) this.imageRef = (await this.options.image.ensure(signal)).ref;
-    const paths = workspacePaths(this.options.stateDir, params.workspaceId);
-    const spec = buildWorkspaceSpec(params, paths, { ...this.options.spec, image: this.imageRef, runtime });
-    let record = this.records.find(params.workspaceId);
-    if (disk && (await this.options.disks.needsGrowth(params.workspaceId, disk))) {
-      // A disk grows unmounted: the container holding it goes first (its spec changed with the size anyway).
-      if (record) {
-        if (record.activeTurnId !== null) {
-          throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} runs a turn; its disk can only grow when idle`, {
-            data: { field: "resources.diskMb", reason: "a larger disk needs the container replaced, and a turn is running" },
-          });
-        }
-        await removeContainer(docker, record.containerId);
-        this.forget(params.workspaceId);
-        record = undefined;
-      }
-      await this.options.disks.detach(params.workspaceId, { purge: false });
-    }
-    // Mounted before any container of the workspace runs: a stopped one restarted after a reboot, a replaced or a new one.
-    if (disk) await this.options.disks.attach(params.workspaceId, disk);
-
-    if (record && record.specHash !== spec.hash) {
-      if (record.activeTurnId !== null) {
-        throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} runs a turn; its container can only be replaced when idle`, {
-          data: { field: "workspaceId", reason: "the requested settings differ from the running container's and a turn is running" },
-        });
-      }
-      log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId, runtime, previousRuntime: record.runtime });
-      await removeContainer(docker, record.containerId);
-      this.forget(params.workspaceId);
-      record = undefined;
-    }
-
-    if (record) {
-      // Paused: thawed (the fast path); stopped: started. Either way the same container and HOME.
-      await resumeWorkspace(docker, record, { stale: !this.events.following, signal });
-      record.paramsKey = paramsKey(params);
-      const isolation = await this.checkIsolation(record, spec, false, signal);
-      return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running", isolation };
-    }
-
-    if (this.records.size >= this.options.maxWorkspaces) {
-      throw new SidecarError(ErrorCode.limitReached, `the sidecar already has ${this.records.size} workspaces (limit ${this.options.maxWorkspaces})`, {
-        data: { field: "workspaceId", reason: "workspace limit reached; remove idle workspaces or raise ALIVE_CODEX_MAX_WORKSPACES" },
-      });
-    }
-    await prepareWorkspaceDirs(paths, params.uid, params.gid);
-    const { containerId, created } = await createWorkspaceContainer(docker, params.workspaceId, spec, signal);
-    const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: this.options.defaultEgress, runtime });
-    this.records.add(fresh);
-    let isolation;
-    try {
-      isolation = await this.checkIsolation(fresh, spec, created, signal);
-      await this.serveNetwork(fresh);
-    } catch (error) {
-      this.forget(params.workspaceId);
-      if (created) await removeContainer(docker, containerId).catch(() => undefined);
-      throw error;
-    }
-    log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
-    return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running", isolation };
-  }
-
-  /**
-   * The container's isolation, measured once per container id (cached on the record) and compared
-   * with what the spec asked for. A container that differs is refused (-32006, naming each
-   * difference) and removed: it carries our labels and the spec's hash, yet does not hold what the
-   * spec promises, so it must not run a tenant's code. A failed measurement removes a container
-   * this ensure made (`created`); a known container is left for the next ensure to measure again.
-   */
-  private async checkIsolation(record: WorkspaceRecord, spec: WorkspaceSpec, created: boolean, signal?: AbortSignal): Promise<IsolationReport> {
-    const cached = isolationReport(record);
-    if (cached) return cached;
-    const { docker, log } = this.options;
-    const { workspaceId, uid, gid } = record.params;
-    const measured = await measureIsolation(docker, record.containerId, `${uid}:${gid}`, signal).catch(async (error: unknown) => {
-      if (created) {
-        this.forget(workspaceId);
-        await removeContainer(docker, record.containerId).catch(() => undefined);
-      }
-      throw error;
-    });
-    const differences = isolationDifferences(measured, expectationFromSpec(spec.options));
-    if (differences.length > 0) {
-      log.error("workspace container refused: its measured isolation differs from its spec", { workspaceId, containerId: record.containerId, differences });
-      this.forget(workspaceId);
-      await removeContainer(docker, record.containerId).catch(() => undefined);
-      throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} refused: its container's isolation differs from what was asked: ${differences.join("; ")}`, {
-        data: { field: "isolation", reason: differences.join("; "), differences },
-      });
-    }
-    record.isolation = measured;
-    log.debug("workspace isolation measured", { workspaceId, containerId: record.containerId, ms: measured.measuredMs });
-    return isolationReport(record) as IsolationReport;
-  }
-
   /** Serves the sockets the workspace's forwarders reach: its only way out. */
   private serveNetwork(record: WorkspaceRecord): Promise<void> {
     const { workspaceId, uid, gid } = record.params;
@@ -350,9 +227,9 @@ export class WorkspaceManager {
         data: { field: "workspaceId", reason: "cancel the running turn before removing the workspace" },
       });
     }
-    await this.pending.get(workspaceId)?.catch(() => undefined);
+    await this.transitions.settled(workspaceId);
     const target = record?.containerId ?? containerName(workspaceId);
-    const gone = await removeContainer(this.options.docker, target);
+    const gone = await this.options.engine.remove(target);
     const removed = gone || record !== undefined;
     this.forget(workspaceId);
     await this.options.disks.detach(workspaceId, { purge: purgeHome });
@@ -363,13 +240,13 @@ export class WorkspaceManager {
 
   /** The container's log as `docker logs --timestamps` shows it. */
   logs(workspaceId: string, tail: number | undefined, signal?: AbortSignal): Promise<string> {
-    return readContainerLogs(this.options.docker, this.get(workspaceId).containerId, tail, signal);
+    return this.options.engine.logs(this.get(workspaceId).containerId, { tail, signal });
   }
 
   /** Adopts containers with our labels (and serves their networks); leaves everything else alone. */
   async reconcile(): Promise<void> {
-    const { docker, log, stateDir, defaultEgress } = this.options;
-    await adoptWorkspaceContainers({ docker, log, stateDir, registry: this.records, defaultEgress });
+    const { engine, log, stateDir, defaultEgress } = this.options;
+    await adoptWorkspaceContainers({ engine, log, stateDir, registry: this.records, defaultEgress });
     for (const record of [...this.records.values()]) {
       await this.serveNetwork(record).catch((error: unknown) => {
         log.error("could not serve an adopted workspace's network; its turns cannot reach the model", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
@@ -382,7 +259,7 @@ export class WorkspaceManager {
     const record = this.records.find(workspaceId);
     if (!record) return;
     record.sink.close();
-    ExecStreams.of(this.options.docker).destroyContainer(record.containerId);
+    this.options.engine.closeExecs(record.containerId);
     this.records.delete(workspaceId);
     void this.options.network.close(workspaceId);
   }

@@ -6,8 +6,7 @@
  * -32006 before anything is made. The resolved name is part of the container's spec (and so its
  * identity): a workspace whose runtime changes gets a new container once it is idle.
  */
-import type { Docker } from "../docker/engine.js";
-import { withDocker } from "../docker/engine.js";
+import type { EnginePort, EngineRuntimes } from "../docker/engine-port.js";
 import { ErrorCode, SidecarError } from "../errors.js";
 
 /**
@@ -40,11 +39,7 @@ export function canPause(runtime: string | null): boolean {
   return !isGvisorRuntime(runtime);
 }
 
-/** What the engine says about its runtimes (`docker info`: Runtimes' keys and DefaultRuntime). */
-export interface EngineRuntimes {
-  names: string[];
-  defaultRuntime: string;
-}
+export type { EngineRuntimes };
 
 export interface RuntimePolicy {
   /** ALIVE_CODEX_RUNTIME: the runtime of a workspace that names none; null: the engine's default. */
@@ -90,7 +85,7 @@ export class WorkspaceRuntimes {
   #engine: EngineRuntimes | null = null;
 
   constructor(
-    private readonly docker: Docker,
+    private readonly engine: Pick<EnginePort, "runtimes">,
     private readonly policy: RuntimePolicy,
   ) {}
 
@@ -105,16 +100,7 @@ export class WorkspaceRuntimes {
         if (requested !== undefined && !allowedRuntimes(this.policy).includes(requested)) throw error;
       }
     }
-    signal?.throwIfAborted();
-    this.#engine = await this.engineRuntimes();
+    this.#engine = await this.engine.runtimes(signal);
     return resolveRuntime(requested, this.policy, this.#engine);
-  }
-
-  private async engineRuntimes(): Promise<EngineRuntimes> {
-    const info = (await withDocker("list the engine's runtimes (docker info)", () => this.docker.info())) as {
-      Runtimes?: Record<string, unknown>;
-      DefaultRuntime?: string;
-    };
-    return { names: Object.keys(info.Runtimes ?? {}), defaultRuntime: info.DefaultRuntime ?? "runc" };
   }
 }

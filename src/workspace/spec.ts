@@ -1,6 +1,6 @@
 /** The pure part of a workspace: its container's create options and the hash of them. */
 import { createHash } from "node:crypto";
-import type { ContainerCreateOptions } from "dockerode";
+import type { ContainerSpec } from "../docker/engine-port.js";
 import { CONTAINER_HOME, CONTAINER_TMPDIR, buildCodexEnv, toDockerEnv } from "./container-env.js";
 import { Labels } from "../docker/labels.js";
 import { forwarderScript, insideApiUrl, proxyEnv } from "../egress/container-net.js";
@@ -42,9 +42,12 @@ export function containerName(workspaceId: string): string {
 
 export interface SpecContext {
   image: string;
-  network: string;
-  /** The OCI runtime, resolved (workspace/runtimes.ts); null: the engine's default, unnamed. */
-  runtime: string | null;
+  /**
+   * The OCI runtime, resolved (WorkspaceRuntimes: the workspace's, else the operator's, else the
+   * engine's default, always by name). Only the manager resolves it (WorkspaceManager.specContext),
+   * so a spec built anywhere hashes as the one its container was made from.
+   */
+  runtime: string;
   defaultResources: ResourceLimits;
   nofile: number;
   /** CFS period in µs; each workspace's quota is cpus × this. */
@@ -57,14 +60,15 @@ export interface SpecContext {
   extraLabels: Record<string, string>;
 }
 
-/** The spec context a sidecar's configuration gives (all but the image, known once it is ensured). */
+/** What the operator's settings put into every spec: the context less the image and the runtime, which the manager resolves. */
+export type SpecSettings = Omit<SpecContext, "image" | "runtime">;
+
+/** The spec settings a sidecar's configuration gives. */
 export function specContextFromConfig(
-  config: Pick<SidecarConfig, "network" | "runtime" | "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
+  config: Pick<SidecarConfig, "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
   extraLabels: Record<string, string>,
-): Omit<SpecContext, "image"> {
+): SpecSettings {
   return {
-    network: config.network,
-    runtime: config.runtime,
     defaultResources: config.defaultResources,
     nofile: config.nofile,
     cpuPeriodUs: config.cpuPeriodUs,
@@ -122,7 +126,7 @@ export function storedParams(params: WorkspaceParams): WorkspaceParams {
 export interface WorkspaceSpec {
   name: string;
   hash: string;
-  options: ContainerCreateOptions;
+  options: ContainerSpec;
 }
 
 export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePaths, context: SpecContext): WorkspaceSpec {
@@ -137,7 +141,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     ...context.trustedDirs.map((dir) => ({ Type: "bind" as const, Source: dir, Target: dir, ReadOnly: true })),
   ];
   const main = containerMainCommand(context.aliveApiUrl !== null);
-  const options: ContainerCreateOptions = {
+  const options: ContainerSpec = {
     name,
     Image: context.image,
     Entrypoint: main.slice(0, 1),
@@ -156,7 +160,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       [Labels.gid]: String(params.gid),
       [Labels.workspacePath]: params.workspacePath,
       [Labels.params]: JSON.stringify(storedParams(params)),
-      ...(context.runtime === null ? {} : { [Labels.runtime]: context.runtime }),
+      [Labels.runtime]: context.runtime,
     },
     HostConfig: {
       Init: true,
@@ -187,7 +191,7 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
       NetworkMode: "none",
       IpcMode: "private",
       RestartPolicy: { Name: "no" },
-      ...(context.runtime === null ? {} : { Runtime: context.runtime }),
+      Runtime: context.runtime,
     },
   };
   const hash = hashSpec(options);
@@ -200,6 +204,6 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
  * option, so any change to the spec (a new limit, say) gives every existing container a stale
  * hash: the next ensure of an idle workspace replaces its container (manager.ts).
  */
-export function hashSpec(options: ContainerCreateOptions): string {
+export function hashSpec(options: ContainerSpec): string {
   return createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 16);
 }

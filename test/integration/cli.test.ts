@@ -17,7 +17,7 @@ import type { HealthResult, WorkspaceSummary } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { startCli, type CliRun } from "../support/cli-process.js";
 import { functionCallOutput, type ResponsesStub } from "../support/responses-stub.js";
-import { startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
+import { startGatewayStub, testImage, uniqueId, TEST_GID, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const CODEX_KEY = "sk-test-FAKE-KEY-must-not-leak-12345";
@@ -84,7 +84,6 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       "--state-dir", stateDir,
       "--workspace-roots", workspaceRoot,
       "--image", testImage(),
-      "--network", TEST_NETWORK,
       "--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`,
       "--openai-base-url", stub.baseUrl,
       "--codex-api-key", CODEX_KEY,

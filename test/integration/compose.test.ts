@@ -70,6 +70,7 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
       `ALIVE_CODEX_STATE_DIR=${options.stateDir.container}`,
       `ALIVE_CODEX_WORKSPACE_ROOTS=${options.workspaceRoot}`,
       `ALIVE_CODEX_IMAGE=${testImage()}`,
+      // No longer used: kept so this runs a configuration from before (the sidecar warns and goes on).
       `ALIVE_CODEX_NETWORK=${TEST_NETWORK}`,
       `ALIVE_CODEX_EXTRA_LABELS=${Labels.runId}=${TEST_RUN_ID}`,
       `ALIVE_CODEX_UID_RANGE=10000-60000`,

@@ -25,7 +25,7 @@ import { reapLabelled } from "../../src/docker/reaper.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import { CLI, childEnv } from "../support/cli-process.js";
 import { ResponsesStub } from "../support/responses-stub.js";
-import { testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
+import { testImage, uniqueId, TEST_GID, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 /** A loopback address of its own for the silent resolver (port 53: resolv.conf has no port syntax). */
@@ -127,7 +127,6 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
       "--state-dir", stateDir,
       "--workspace-roots", path.join(root, "workspaces"),
       "--image", testImage(),
-      "--network", TEST_NETWORK,
       "--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`,
       "--disk", "off",
       "--openai-base-url", `http://${MODEL_HOST}:${stub.port}/v1`,

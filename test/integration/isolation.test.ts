@@ -6,13 +6,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
-import { Labels } from "../../src/docker/labels.js";
 import type { IsolationReport } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { hostPidsLimit } from "../../src/workspace/runtimes.js";
-import { buildWorkspaceSpec, specContextFromConfig } from "../../src/workspace/spec.js";
+import { buildWorkspaceSpec } from "../../src/workspace/spec.js";
 import { CONTAINER_HOME, CONTAINER_TMPDIR } from "../../src/workspace/container-env.js";
-import { INSTANCE_LABEL, TEST_GID, TEST_RUN_ID, TEST_UID, execIn, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
+import { TEST_GID, TEST_UID, execIn, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 const ZERO = /^0+$/;
@@ -97,11 +96,8 @@ describe("the isolation report", () => {
     await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId });
     // The same name, labels and spec hash, but a writable root, no no-new-privileges and a capability:
     // the sidecar adopts a container by its hash, so only the measurement can tell.
-    const spec = buildWorkspaceSpec(ws, workspacePaths(t.stateDir, ws.workspaceId), {
-      ...specContextFromConfig(t.config, { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: t.instance }),
-      image: info.Config.Image,
-      runtime: (info.HostConfig as { Runtime?: string }).Runtime ?? null,
-    });
+    const spec = buildWorkspaceSpec(ws, workspacePaths(t.stateDir, ws.workspaceId), await t.sidecar.workspaces.specContext(ws.runtime));
+    assert.equal(spec.options.Image, info.Config.Image);
     const host = spec.options.HostConfig ?? {};
     const tampered = await t.docker.createContainer({ ...spec.options, HostConfig: { ...host, ReadonlyRootfs: false, SecurityOpt: [], CapAdd: ["CHOWN"] } });
     await assert.rejects(t.sidecar.service.ensureWorkspace(ws), (error: SidecarError) => {

@@ -17,7 +17,7 @@ import { reapLabelled } from "../../src/docker/reaper.js";
 import { SidecarClient, type TurnEventMessage } from "../../src/rpc/client.js";
 import { startCli, type CliRun } from "../support/cli-process.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
+import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 /**
@@ -76,7 +76,6 @@ describe("a sidecar killed mid-turn, then started again", () => {
       "--state-dir", stateDir,
       "--workspace-roots", path.join(root, "workspaces"),
       "--image", testImage(),
-      "--network", TEST_NETWORK,
       "--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`,
       // Pinned off: the default (auto) mounts a disk per workspace here, and a SIGKILLed serve leaves
       // it mounted by design (the next sidecar adopts it); disks across a restart are disk.test.ts's.

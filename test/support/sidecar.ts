@@ -103,7 +103,6 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
     "--uid-range": "10000-60000",
     "--gid-range": "10000-60000",
     "--image": testImage(),
-    "--network": TEST_NETWORK,
     "--codex-api-key": TEST_API_KEY,
     "--model": "gpt-5.5",
     "--idle-timeout": "0",

@@ -51,6 +51,12 @@ describe("config", () => {
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_ALLOW_ROOT: "maybe" }), "ALIVE_CODEX_ALLOW_ROOT");
   });
 
+  test("the deprecated network setting still loads, and is unset unless an operator sets it (the sidecar warns then)", () => {
+    assert.equal(loadConfig({}, {}).network, null);
+    assert.equal(loadConfig({}, { ALIVE_CODEX_NETWORK: "alive-codex" }).network, "alive-codex");
+    assert.equal(loadConfig({ "--network": "legacy" }, {}).network, "legacy");
+  });
+
   test("uid 0 only with the explicit allow flag", () => {
     assert.deepEqual(loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0", ALIVE_CODEX_ALLOW_ROOT: "true" }).uidRange, { min: 0, max: 0 });
   });

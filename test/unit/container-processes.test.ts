@@ -166,8 +166,7 @@ describe("the recogniser of a workspace container's processes", () => {
 describe("the command lines it recognises are the ones the container runs", () => {
   const context: SpecContext = {
     image: "alive-codex-runtime:test",
-    network: "alive-codex",
-    runtime: null,
+    runtime: "runc",
     defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
     nofile: 4096,
     cpuPeriodUs: 1_000_000,

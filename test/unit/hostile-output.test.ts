@@ -10,7 +10,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
-import type Docker from "dockerode";
+import type { EnginePort } from "../../src/docker/engine-port.js";
 import { installBridgeScript } from "../../src/codex/bridge.js";
 import type { Launchers } from "../../src/codex/launcher.js";
 import { executeTurn, type TurnExecutionOptions } from "../../src/codex/turn-execution.js";
@@ -104,16 +104,14 @@ async function runTurn(workspaceId: string, script: (codex: FakeCodex) => Promis
   const events: Array<{ type?: string }> = [];
   const containerId = `container-${workspaceId}`;
   // The sweep is an exec in the container: here it kills the fake, then fails (there is no engine).
-  const docker = {
-    getContainer: () => ({
-      exec: async () => {
-        codex.kill();
-        throw new Error("no engine in this test");
-      },
-      inspect: async () => ({ State: { Running: true, ExitCode: 0, OOMKilled: false } }),
-      wait: async () => ({ StatusCode: 0 }),
-    }),
-  } as unknown as Docker;
+  const engine = {
+    exec: async () => {
+      codex.kill();
+      throw new Error("no engine in this test");
+    },
+    inspect: async () => ({ State: { Running: true, ExitCode: 0, OOMKilled: false } }),
+    waitNotRunning: async () => undefined,
+  } as unknown as EnginePort;
   const launchers = {
     take: async () => {
       void script(codex).catch(() => undefined);
@@ -121,7 +119,7 @@ async function runTurn(workspaceId: string, script: (codex: FakeCodex) => Promis
     },
   } as unknown as Launchers;
   const options: TurnExecutionOptions = {
-    docker,
+    engine,
     launchers,
     bridgesDir: path.join(dir, "bridges"),
     aliveMcpToken: null,

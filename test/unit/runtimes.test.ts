@@ -12,7 +12,6 @@ import { workspacePaths } from "../../src/workspace/paths.js";
 import { idleAction } from "../../src/workspace/idle-reaper.js";
 import { WorkspaceRuntimes, allowedRuntimes, canPause, resolveRuntime, type EngineRuntimes, type RuntimePolicy } from "../../src/workspace/runtimes.js";
 import { buildWorkspaceSpec, type SpecContext } from "../../src/workspace/spec.js";
-import type { Docker } from "../../src/docker/engine.js";
 
 const engine: EngineRuntimes = { names: ["io.containerd.runc.v2", "runc", "runsc"], defaultRuntime: "runc" };
 const policy: RuntimePolicy = { defaultRuntime: null, allowed: ["runc", "runsc"] };
@@ -66,8 +65,7 @@ describe("workspace runtimes", () => {
   test("the engine is asked once, and again only for a runtime it did not list (registered since)", async () => {
     let calls = 0;
     let runtimes: Record<string, unknown> = { runc: {} };
-    const docker = { info: async () => ((calls += 1), { Runtimes: runtimes, DefaultRuntime: "runc" }) } as unknown as Docker;
-    const catalog = new WorkspaceRuntimes(docker, policy);
+    const catalog = new WorkspaceRuntimes({ runtimes: async () => ((calls += 1), { names: Object.keys(runtimes), defaultRuntime: "runc" }) }, policy);
     assert.equal(await catalog.resolve(undefined), "runc");
     assert.equal(await catalog.resolve("runc"), "runc");
     assert.equal(calls, 1);
@@ -99,7 +97,6 @@ describe("idle runsc workspaces", () => {
 describe("runtime in the spec", () => {
   const context: SpecContext = {
     image: "alive-codex-runtime:test",
-    network: "alive-codex",
     runtime: "runc",
     defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
     nofile: 4096,

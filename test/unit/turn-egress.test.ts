@@ -5,7 +5,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { Docker } from "../../src/docker/engine.js";
+import type { EnginePort } from "../../src/docker/engine-port.js";
 import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, turnEgress } from "../../src/codex/turn-egress.js";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceRecord } from "../../src/workspace/record.js";
@@ -36,7 +36,7 @@ describe("a turn's egress", () => {
     const asked: string[] = [];
     const options = {
       // Never reached: the sweep runs only after the tunnels are closed.
-      docker: {} as Docker,
+      engine: {} as EnginePort,
       onEgressNarrowed: (workspaceId: string): number => {
         asked.push(workspaceId);
         throw new Error("the endpoints are gone");

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type Docker from "dockerode";
+import type { EnginePort } from "../../src/docker/engine-port.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceParams } from "../../src/service.js";
@@ -64,8 +64,8 @@ describe("the manager holds a uid from the ensure's call on", () => {
     gate.catch(() => undefined);
     let imageCalls = 0;
     const manager = new WorkspaceManager({
-      // Never reached: every ensure here stops at the image.
-      docker: {} as Docker,
+      // Never reached but to close: every ensure here stops at the image.
+      engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
       log,
       image: {
         ensure: () => {
@@ -77,7 +77,7 @@ describe("the manager holds a uid from the ensure's call on", () => {
       maxWorkspaces: 10,
       idleTimeoutMs: 0,
       stopTimeoutMs: 0,
-      spec: { network: "none", runtime: null, defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
+      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
       runtimes: { resolve: async () => "runc" },
       defaultEgress: "public",
       network: { ensure: async () => undefined, close: async () => undefined, closeAll: async () => undefined, refusals: () => 0, connections: () => ({ proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 }) },

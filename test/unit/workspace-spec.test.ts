@@ -7,8 +7,7 @@ import type { WorkspaceParams } from "../../src/service.js";
 
 const context: SpecContext = {
   image: "alive-codex-runtime:test",
-  network: "alive-codex",
-  runtime: null,
+  runtime: "runc",
   defaultResources: { memoryMb: 2048, cpus: 1, pids: 512 },
   nofile: 4096,
   cpuPeriodUs: 1_000_000,
@@ -35,7 +34,7 @@ describe("workspace spec", () => {
     const sources = (host.Mounts ?? []).map((m) => m.Source);
     assert.ok(sources.every((s) => s === params.workspacePath || s!.startsWith(paths.root)), sources.join(","));
     assert.ok(!sources.some((s) => /docker\.sock/.test(s!)));
-    assert.equal(host.Binds, undefined);
+    assert.equal((host as { Binds?: unknown }).Binds, undefined, "no Binds: every mount is one of Mounts");
     const workspaceMount = host.Mounts!.find((m) => m.Source === params.workspacePath);
     assert.equal(workspaceMount?.Target, params.workspacePath, "same absolute path inside");
     assert.ok(host.Mounts!.filter((m) => m.Target.startsWith("/home/alive/.")).every((m) => m.ReadOnly), "shell rc files are read-only");
