@@ -21,11 +21,13 @@ import { workspacePaths } from "../../src/workspace/paths.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
 import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
 import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, turnProcesses, uniqueId, type TestSidecar } from "../support/sidecar.js";
-import { waitFor } from "../support/wait.js";
-import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
+import { waitFor, withTimeout } from "../support/wait.js";
+import { SandboxStalled, assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 
 /** runsc with ptrace on a loaded 2-core machine: a turn with a command can take tens of seconds. */
 const TURN_TIMEOUT_MS = 120_000;
+/** A command starts within a few seconds even on a loaded machine; past this, the sandbox is looked at. */
+const COMMAND_START_MS = 45_000;
 /** A runtime the test allows but no engine has. */
 const MISSING_RUNTIME = "alive-test-missing-runtime";
 
@@ -172,11 +174,22 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       const turn = run({ workspaceId: ws.workspaceId, turnId, input: "long job" }, rec.hooks);
       // A turn that ends before its command starts (a stall: SandboxStalled) ends the wait at once.
       await Promise.race([
-        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: TURN_TIMEOUT_MS, what: "the long command to start" }).catch(async (error: Error) => {
+        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: COMMAND_START_MS, what: "the long command to start" }).catch(async (error: Error) => {
           // Neither a start nor an end: what the sandbox and the sidecar show, for the next reader.
-          const procs = await containerProcesses(t.docker, containerId).then((list) => list.map((p) => `${p.pid}<${p.ppid} ${p.role} ${p.args}`).join("\n"), (e: Error) => e.message);
+          const list = await containerProcesses(t.docker, containerId).catch(() => null);
+          const procs = list ? list.map((p) => `${p.pid}<${p.ppid} ${p.role} ${p.args}`).join("\n") : "(no listing)";
           const lines = t.logLines.filter((line) => line.includes(turnId) || line.includes(containerId.slice(0, 12))).slice(-40).join("\n");
-          throw new Error(`${error.message}; events ${JSON.stringify(rec.types)}; sandbox:\n${procs}\nsidecar:\n${lines}`);
+          const detail = `${error.message}; events ${JSON.stringify(rec.types)}; sandbox:\n${procs}\nsidecar:\n${lines}`;
+          // gVisor's second stall shape (docs/runtimes.md): codex spawned the command's shell but
+          // announced nothing, and the shell ran nothing. The stall watch does not catch it (codex
+          // reaps nothing late); the turn would end timed_out at its deadline. Stopped here, retried.
+          const shell = list?.find((p) => p.role === "turn" && p.args.includes("-lc") && p.args.includes("sleep 1000"));
+          const ranNothing = shell !== undefined && !list?.some((p) => p.ppid === shell.pid);
+          if (ranNothing) {
+            await withTimeout(t.sidecar.service.cancelTurn({ turnId }).then(() => turn), 30_000, "the stalled turn's cancel").catch(() => undefined);
+            throw new SandboxStalled(`the command's shell (pid ${shell.pid}) ran nothing and codex announced nothing for ${COMMAND_START_MS / 1000} s: ${detail}`);
+          }
+          throw new Error(detail);
         }),
         turn.then((early) => {
           throw new Error(`the turn ended before its command started: ${early.status} ${JSON.stringify(early.error)}`);
