@@ -30,8 +30,9 @@ import { fileURLToPath } from "node:url";
  *                runtime image needs), codex-versions (the codex versions driven and their flags);
  *                src/shared/** (helpers); src/policy/** (the pure rules config and rpc validate
  *                with: a workspace's ids, ranges and roots, its egress policy, which addresses are
- *                public, the operator's internal destinations). These import one another: config
- *                parses with the rules, and the rules raise the errors and read the config's types.
+ *                public, the operator's internal destinations); src/settings/** (the settings table
+ *                config.ts loads, by area). These import one another: config parses with the rules,
+ *                and the rules raise the errors and read the config's types.
  *
  * The rule: a file imports its own layer or a lower rank, no higher than its layer sees (one rank
  * below its own, unless the table says less).
@@ -65,6 +66,7 @@ const FOLDERS: Readonly<Record<string, Layer>> = {
   journal: "journal",
   shared: "bottom",
   policy: "bottom",
+  settings: "bottom",
 };
 const ENTRY_POINTS: Readonly<Record<string, Layer>> = { "index.ts": "cli", "sidecar.ts": "wiring" };
 
