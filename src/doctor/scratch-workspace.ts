@@ -11,7 +11,7 @@ import { isNotFound, type Docker } from "../docker/engine.js";
 import { errorMessage } from "../errors.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import { readMounts } from "../workspace/mountinfo.js";
-import { CheckFailure, type DoctorService } from "./checks.js";
+import { CheckFailure, type DoctorService } from "./check-runner.js";
 import type { DoctorCheck } from "./report.js";
 
 /** A directory under the first workspace root, owned by the top of the configured id ranges (the least likely to be a real account). */
