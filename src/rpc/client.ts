@@ -8,129 +8,30 @@
  *   const result = await run.result;
  */
 import { randomUUID } from "node:crypto";
-import net from "node:net";
-import type { ErrorCodeValue, ErrorData } from "../errors.js";
-import { MessageWriter, SIDECAR_LINE_MAX_BYTES, readLines } from "./framing.js";
-import { notificationMessage, parseMessage, requestMessage, type RequestId, type ResponseMessage } from "./messages.js";
 // Types only: the client never loads the server's parsers and handlers.
 import type { MethodName, MethodParams, MethodResult } from "./methods.js";
-import { TURN_EVENT, type TurnEventParams } from "./protocol.js";
+import { ClientConnection, abortReason } from "./client-connection.js";
+import { SidecarConnectionError } from "./client-errors.js";
+import { REATTACH_DEFAULTS, type AttachTurnOptions, type CallOptions, type ReattachOptions, type RunTurnOptions, type SidecarClientOptions } from "./client-options.js";
 import { TurnRun, type TurnEventMessage } from "./turn-run.js";
 
 export { TurnRun, type TurnEventMessage };
+export { SidecarConnectionError, SidecarRpcError } from "./client-errors.js";
+export type { AttachTurnOptions, CallOptions, ReattachOptions, RunTurnOptions, SidecarClientOptions } from "./client-options.js";
 
-/** An error answer from the sidecar: `code` is one of ErrorCode (or whatever a newer sidecar sends). */
-export class SidecarRpcError extends Error {
-  readonly code: ErrorCodeValue | (number & {});
-  readonly data: ErrorData | undefined;
-  readonly method: string;
-
-  constructor(method: string, code: number, message: string, data?: ErrorData) {
-    super(`${method}: ${message}`);
-    this.name = "SidecarRpcError";
-    this.method = method;
-    this.code = code;
-    this.data = data;
-  }
-}
-
-/** The sidecar could not be reached, or the connection went away with calls pending. */
-export class SidecarConnectionError extends Error {
-  readonly socketPath: string;
-
-  constructor(socketPath: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "SidecarConnectionError";
-    this.socketPath = socketPath;
-  }
-}
-
-export interface SidecarClientOptions {
-  /** How long connect() waits for the socket; default 5000 ms. */
-  timeoutMs?: number;
-}
-
-export interface CallOptions {
-  /** Abandons the call locally (the promise rejects with the signal's reason). */
-  signal?: AbortSignal;
-}
-
-export interface RunTurnOptions {
-  /** Aborting sends turn.cancel for the turn; the result then arrives with status "cancelled". */
-  signal?: AbortSignal;
-  /**
-   * Survive a lost connection: the turn runs with onDisconnect "continue" (unless the params say
-   * otherwise), and when the socket goes away the run reconnects with backoff and attaches after the
-   * last seq it delivered, so the iteration sees every event exactly once. `true` takes the defaults.
-   */
-  reattach?: boolean | ReattachOptions;
-}
-
-export interface ReattachOptions {
-  /** Connection attempts after a loss before giving up (SidecarConnectionError); default 20. */
-  attempts?: number;
-  /** The first wait before reconnecting, doubled per attempt up to maxDelayMs; default 100. */
-  initialDelayMs?: number;
-  /** Default 2000. */
-  maxDelayMs?: number;
-}
-
-export interface AttachTurnOptions {
-  /** Only events with a larger seq; absent: all of them. */
-  afterSeq?: number;
-  signal?: AbortSignal;
-}
-
-const REATTACH_DEFAULTS: Required<ReattachOptions> = { attempts: 20, initialDelayMs: 100, maxDelayMs: 2000 };
-
-interface PendingCall {
-  method: string;
-  resolve(result: unknown): void;
-  reject(error: Error): void;
-}
-
+/** The sidecar's methods over one connection (client-connection.ts), and turns followed across lost ones. */
 export class SidecarClient {
   readonly socketPath: string;
-  readonly #socket: net.Socket;
-  readonly #writer: MessageWriter;
-  readonly #pending = new Map<RequestId, PendingCall>();
-  readonly #turns = new Map<string, TurnRun>();
-  readonly #closed: Promise<void>;
-  #nextId = 1;
-  #closeError: SidecarConnectionError | null = null;
-  /** close() was called: a reattaching run does not reconnect. */
-  #closedByCaller = false;
+  readonly #connection: ClientConnection;
 
-  private constructor(socketPath: string, socket: net.Socket) {
-    this.socketPath = socketPath;
-    this.#socket = socket;
-    this.#writer = new MessageWriter(socket);
-    socket.on("error", () => {}); // 'close' follows, and is where pending calls are failed.
-    this.#closed = new Promise((resolve) => socket.once("close", () => resolve()));
-    socket.once("close", () => this.#onClosed());
-    void this.#readLoop();
+  private constructor(connection: ClientConnection) {
+    this.socketPath = connection.socketPath;
+    this.#connection = connection;
   }
 
   /** Connects to the sidecar's socket. Rejects with SidecarConnectionError when nobody answers there. */
-  static connect(socketPath: string, options: SidecarClientOptions = {}): Promise<SidecarClient> {
-    const timeoutMs = options.timeoutMs ?? 5000;
-    return new Promise((resolve, reject) => {
-      const socket = net.createConnection(socketPath);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new SidecarConnectionError(socketPath, `no answer from the sidecar at ${socketPath} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        socket.removeAllListeners("error");
-        resolve(new SidecarClient(socketPath, socket));
-      });
-      socket.once("error", (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        const why = error.code === "ENOENT" ? "no socket there" : error.code === "ECONNREFUSED" ? "nothing listening" : error.message;
-        reject(new SidecarConnectionError(socketPath, `cannot reach the sidecar at ${socketPath}: ${why}`, { cause: error }));
-      });
-    });
+  static async connect(socketPath: string, options: SidecarClientOptions = {}): Promise<SidecarClient> {
+    return new SidecarClient(await ClientConnection.open(socketPath, options.timeoutMs ?? 5000));
   }
 
   health(options?: CallOptions): Promise<MethodResult<"sidecar.health">> {
@@ -190,10 +91,7 @@ export class SidecarClient {
     if (options.reattach) return this.#runReattaching({ ...params, turnId }, options.reattach === true ? {} : options.reattach, signal);
     const resultPromise = this.call("turn.run", { ...params, turnId });
     const run = new TurnRun(resultPromise);
-    this.#turns.set(turnId, run);
-    const forget = (): void => {
-      this.#turns.delete(turnId);
-    };
+    const forget = this.#connection.routeTurn(turnId, run);
     void run.result.then(forget, forget);
 
     if (signal !== undefined) {
@@ -223,7 +121,7 @@ export class SidecarClient {
       try {
         return await this.#tracked(turnId, run, "turn.run", wire);
       } catch (error) {
-        if (!(error instanceof SidecarConnectionError) || this.#closedByCaller) throw error;
+        if (!(error instanceof SidecarConnectionError) || this.#connection.closedByCaller) throw error;
         lost = error;
       }
       for (let attempt = 0; attempt < attempts; attempt++) {
@@ -262,100 +160,30 @@ export class SidecarClient {
 
   /** A call whose turn.event notifications for `turnId` go to `run` while it is in flight. */
   async #tracked<M extends "turn.run" | "turn.attach">(turnId: string, run: TurnRun, method: M, params: MethodParams<M>, signal?: AbortSignal): Promise<MethodResult<M>> {
-    this.#turns.set(turnId, run);
+    const forget = this.#connection.routeTurn(turnId, run);
     try {
       return await this.call(method, params, signal ? { signal } : {});
     } finally {
-      if (this.#turns.get(turnId) === run) this.#turns.delete(turnId);
+      forget();
     }
   }
 
   /** Any method, typed by its descriptor (./methods.ts). */
   call<M extends MethodName>(method: M, params: MethodParams<M>, options: CallOptions = {}): Promise<MethodResult<M>> {
-    if (this.#closeError !== null) return Promise.reject(this.#closeError);
-    const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
-    const id = this.#nextId++;
-    return new Promise<MethodResult<M>>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#pending.delete(id);
-        reject(abortReason(signal as AbortSignal));
-      };
-      const cleanup = (): void => signal?.removeEventListener("abort", onAbort);
-      this.#pending.set(id, {
-        method,
-        resolve: (result) => {
-          cleanup();
-          resolve(result as MethodResult<M>);
-        },
-        reject: (error) => {
-          cleanup();
-          reject(error);
-        },
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#writer.write(requestMessage(id, method, params));
-    });
+    return this.#connection.call(method, params, options);
   }
 
   /** Sends a notification (no answer). */
   notify(method: string, params?: unknown): void {
-    this.#writer.write(notificationMessage(method, params));
+    this.#connection.notify(method, params);
   }
 
   /** Closes the connection. Pending calls reject; turns still running on the sidecar are cancelled by it. */
-  async close(): Promise<void> {
-    this.#closedByCaller = true;
-    this.#closeError ??= new SidecarConnectionError(this.socketPath, "the client was closed");
-    this.#socket.end();
-    this.#socket.destroySoon();
-    await this.#closed;
-  }
-
-  async #readLoop(): Promise<void> {
-    try {
-      for await (const chunk of readLines(this.#socket, { maxLineBytes: SIDECAR_LINE_MAX_BYTES })) {
-        if (chunk.kind !== "line") continue;
-        const incoming = parseMessage(chunk.text);
-        if (incoming.kind === "response") this.#onResponse(incoming.message);
-        else if (incoming.kind === "notification" && incoming.message.method === TURN_EVENT) this.#onTurnEvent(incoming.message.params);
-      }
-    } catch {
-      // The 'close' handler fails what is pending.
-    }
-    this.#socket.end();
-  }
-
-  #onResponse(response: ResponseMessage): void {
-    if (response.id === null) return; // A -32700/-32600 for a line we did not send.
-    const pending = this.#pending.get(response.id);
-    if (pending === undefined) return;
-    this.#pending.delete(response.id);
-    if ("error" in response) pending.reject(new SidecarRpcError(pending.method, response.error.code, response.error.message, response.error.data));
-    else pending.resolve(response.result);
-  }
-
-  #onTurnEvent(params: unknown): void {
-    const { turnId, seq, event } = (params ?? {}) as Partial<TurnEventParams>;
-    if (typeof turnId !== "string" || typeof seq !== "number" || event === undefined) return;
-    this.#turns.get(turnId)?.pushEvent(turnId, { seq, event });
-  }
-
-  #onClosed(): void {
-    const error =
-      this.#closeError ??
-      new SidecarConnectionError(this.socketPath, `the connection to the sidecar at ${this.socketPath} closed with ${this.#pending.size} call(s) pending`);
-    this.#closeError = error;
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const call of pending) call.reject(error);
+  close(): Promise<void> {
+    return this.#connection.close();
   }
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new DOMException("the operation was aborted", "AbortError");
 }
