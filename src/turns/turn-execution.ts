@@ -1,7 +1,7 @@
 /**
- * One turn's execution: the SDK spawns the exec bridge script (bridge.ts), the real codex runs in
+ * One turn's execution: the SDK spawns the exec bridge script (codex/bridge.ts), the real codex runs in
  * the container (turn-container.ts) and its events reach the caller as codex emits them. Every
- * turn has a deadline; an aborted turn's processes are swept from the container (sweep.ts). A
+ * turn has a deadline; an aborted turn's processes are swept from the container (codex/sweep.ts). A
  * failed turn is a result, not an exception.
  */
 import { Codex, type ThreadOptions } from "@openai/codex-sdk";
@@ -10,14 +10,14 @@ import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
 import { containerEnv } from "../workspace/spec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
-import { buildCodexConfig } from "./config-overrides.js";
+import { buildCodexConfig } from "../codex/config-overrides.js";
 import { MODEL_BASE_URL } from "../egress/container-net.js";
 import type { TurnRef } from "../egress/workspace-endpoints.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, type EgressNarrowingOptions } from "./turn-egress.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
-import { CODEX_OUTPUT, encodeCodexEvent } from "./codex-output.js";
+import { CODEX_OUTPUT, encodeCodexEvent } from "../codex/codex-output.js";
 import { boundText } from "../shared/utf8.js";
 import { turnEventLine } from "../shared/turn-event-line.js";
 import { computeTurnUsage } from "./turn-usage.js";
@@ -26,9 +26,9 @@ import type { StallWatchSetting } from "../config.js";
 import { runCommand } from "../docker/exec-output.js";
 import { PROC_LIST_SCRIPT, PROC_STATES_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
 import { isGvisorRuntime } from "../workspace/runtimes.js";
-import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "./stall-watch.js";
+import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "../codex/stall-watch.js";
 
-/** The error code of a turn the stall watch ended (stall-watch.ts). */
+/** The error code of a turn the stall watch ended (codex/stall-watch.ts). */
 export const SANDBOX_STALLED = "sandbox_stalled";
 
 /**
@@ -124,7 +124,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
     for await (const event of events) {
       firstEventMs ??= Date.now() - started;
-      // Checked before anyone sees it: the event is the tenant's to script (codex-output.ts).
+      // Checked before anyone sees it: the event is the tenant's to script (codex/codex-output.ts).
       const encoded = encodeCodexEvent(event, options.outputLineMaxBytes);
       if ("refused" in encoded) {
         refuse(encoded.refused);
@@ -188,7 +188,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
 }
 
 /**
- * The turn's stall watch (stall-watch.ts), when ALIVE_CODEX_STALL_WATCH covers the workspace's
+ * The turn's stall watch (codex/stall-watch.ts), when ALIVE_CODEX_STALL_WATCH covers the workspace's
  * runtime: it looks inside as the workspace's user and, on its verdict, logs the sandbox's processes
  * (and, under gVisor, the Sentry's stacks) once and fails the turn.
  */
