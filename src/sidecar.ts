@@ -1,11 +1,10 @@
 /** Wires the sidecar's parts from a validated config and passes them in: no module singletons. */
 import { promises as fs } from "node:fs";
-import path from "node:path";
 import type { SidecarConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { sdkCodexVersion } from "./codex-package.js";
-import { installBridgeScript } from "./codex/bridge.js";
+import { prepareBridges } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import { TurnRunner } from "./turns/turn-runner.js";
 import type { TurnReport } from "./turns/turn-execution.js";
@@ -31,7 +30,6 @@ import { WorkspaceManager } from "./workspace/manager.js";
 import { sweepAdoptedWorkspaces, type OrphanSweepReport } from "./codex/orphan-sweep.js";
 import { TurnHub } from "./turns/turn-hub.js";
 import { openTurnJournal } from "./journal/open-journal.js";
-import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
 import { startWorkspaces } from "./workspace/start-workspaces.js";
@@ -79,10 +77,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
   const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
-  // Bridges of a previous run are dead: their turns ended with that process.
-  await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
-  await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
-  const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
+  const bridges = await prepareBridges(config.stateDir);
   const image = new RuntimeImage({
     docker,
     baseImage: config.baseImage,
@@ -201,8 +196,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     launchers: new Launchers(engine, { codexFlags: codex.flags }),
     log,
     workspaces,
-    bridgeScript,
-    bridgesDir: bridgesDir(config.stateDir),
+    ...bridges,
     credentials,
     trustedDirs: config.trustedDirs,
     aliveApiUrl: config.aliveApiUrl,
