@@ -6,7 +6,7 @@
  * metric updates of a finished turn (a model request, tokens by kind, the turn's counters and
  * histograms). The cgroup poll every 250 ms runs beside the turn, not in its path, and is not counted.
  */
-import { TurnMeter } from "../src/codex/turn-meter.js";
+import { TurnMeter } from "../src/turns/turn-meter.js";
 import { SidecarMetrics } from "../src/metrics/sidecar-metrics.js";
 import type { WorkspaceParams } from "../src/service.js";
 import type { BenchEnv } from "./harness.js";

@@ -12,7 +12,7 @@ import { Labels } from "../src/docker/labels.js";
 import { reapLabelled } from "../src/docker/reaper.js";
 import { ErrorCode, SidecarError } from "../src/errors.js";
 import { SidecarClient } from "../src/index.js";
-import { TurnHub } from "../src/journal/turn-hub.js";
+import { TurnHub } from "../src/turns/turn-hub.js";
 import { TurnJournal } from "../src/journal/turn-journal.js";
 import { startRpcServer, type RpcServer } from "../src/rpc/server.js";
 import { sidecarVersion } from "../src/sidecar.js";

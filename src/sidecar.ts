@@ -1,14 +1,14 @@
 /** Wires the sidecar's parts from a validated config and passes them in: no module singletons. */
 import { promises as fs } from "node:fs";
-import path from "node:path";
 import type { SidecarConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { sdkCodexVersion } from "./codex-package.js";
-import { installBridgeScript } from "./codex/bridge.js";
+import { prepareBridges } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
-import { TurnRunner } from "./codex/turn-runner.js";
-import type { TurnReport } from "./codex/turn-execution.js";
+import type { TurnReport } from "./turns/turn-execution.js";
+import { Turns, turnSettingsFromConfig } from "./turns/turns.js";
+import { LateTurns, modelProxyTurnHooks } from "./turns/turns-port.js";
 import { DockerEngine } from "./docker/docker-engine.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
 import { EngineStatus } from "./docker/engine-status.js";
@@ -29,9 +29,7 @@ import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
 import { sweepAdoptedWorkspaces, type OrphanSweepReport } from "./codex/orphan-sweep.js";
-import { TurnHub } from "./journal/turn-hub.js";
 import { openTurnJournal } from "./journal/open-journal.js";
-import { bridgesDir } from "./workspace/paths.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
 import { startWorkspaces } from "./workspace/start-workspaces.js";
@@ -40,9 +38,8 @@ import type { SidecarService } from "./service.js";
 export interface RunningSidecar {
   service: SidecarService;
   workspaces: WorkspaceManager;
-  turns: TurnRunner;
-  /** Every turn's journal, attach, get and list (journal/). */
-  turnHub: TurnHub;
+  /** Every turn: run, attach, get, list, cancel, and the counts health reports. */
+  turns: Turns;
   /** The start-up sweep of turns an earlier sidecar left running (null while the engine was unreachable). */
   orphanSweep: OrphanSweepReport | null;
   /** The engine's client, for what builds and checks images (docker/) and for tests. */
@@ -79,10 +76,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
   const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
-  // Bridges of a previous run are dead: their turns ended with that process.
-  await fs.rm(bridgesDir(config.stateDir), { recursive: true, force: true });
-  await fs.mkdir(bridgesDir(config.stateDir), { recursive: true, mode: 0o700 });
-  const bridgeScript = await installBridgeScript(path.join(config.stateDir, "bin"));
+  const bridges = await prepareBridges(config.stateDir);
   const image = new RuntimeImage({
     docker,
     baseImage: config.baseImage,
@@ -110,15 +104,15 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
-  // The turn runner is made after the network it is told about by: these reach it once it exists.
-  let turnsReady: TurnRunner | null = null;
-  let hubReady: TurnHub | null = null;
+  // The turns are built last (they run in the workspaces, which are told about the proxies): what
+  // is built before them and asks them things is handed lateTurns, bound once the turns exist.
+  const lateTurns = new LateTurns();
   // Metrics only when served; their gauges read the workspaces and turns when scraped.
   const metrics: SidecarMetrics | null = config.metricsListen
     ? new SidecarMetrics({
         workspaceStates: (): string[] => workspaces.list().map((w) => w.state),
-        runningTurns: () => turnsReady?.running ?? 0,
-        detachedTurns: () => hubReady?.detached ?? 0,
+        runningTurns: () => lateTurns.running,
+        detachedTurns: () => lateTurns.detached,
         proxyConnections: () => network.connectionTotals(),
       })
     : null;
@@ -137,21 +131,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     aliveApiUrl: config.aliveApiUrl,
     internal: config.internalDestinations,
     credentials,
-    // A model API that cannot be reached fails the turn within seconds instead of codex retrying it to its deadline.
-    onModelUnreachable: (ref, failure) => {
-      metrics?.countProxyError(failure.code);
-      turnsReady?.fail(ref.turnId, "model_unreachable", failure.message);
-    },
-    // Exact usage per turn, and its token budget enforced before each model request; usage that
-    // arrives after its turn ended is logged with the turn and workspace.
-    onUsage: (ref, usage) => {
-      metrics?.countTokens(usage);
-      if (turnsReady?.recordModelUsage(ref.turnId, usage) === false) {
-        metrics?.countLateTokens(usage.totalTokens);
-        log.info("model usage arrived after its turn ended", { workspaceId: ref.workspaceId, turnId: ref.turnId, tokens: { input: usage.inputTokens, cached: usage.cachedTokens, output: usage.outputTokens, reasoning: usage.reasoningTokens, total: usage.totalTokens } });
-      }
-    },
-    admit: (ref) => turnsReady?.admitModelRequest(ref.turnId) ?? null,
+    ...modelProxyTurnHooks(lateTurns, log, metrics),
     onModelRequest: () => metrics?.countModelRequest(),
     onModelRefusal: (_ref, reason) => metrics?.countModelRefusal(reason),
     modelPolicy: {
@@ -196,32 +176,20 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
   const orphanSweep = await sweepAdoptedWorkspaces(engine, workspaces, log);
-  const turns = new TurnRunner({
+  const turns = new Turns({
+    ...turnSettingsFromConfig(config),
     engine,
     launchers: new Launchers(engine, { codexFlags: codex.flags }),
     log,
     workspaces,
-    bridgeScript,
-    bridgesDir: bridgesDir(config.stateDir),
+    journal,
+    ...bridges,
     credentials,
-    trustedDirs: config.trustedDirs,
-    aliveApiUrl: config.aliveApiUrl,
-    aliveMcpToken: config.aliveMcpToken,
-    nodePath: config.nodePath,
-    defaultModel: config.defaultModel,
-    turnTimeoutMs: config.turnTimeoutMs,
-    maxTurns: config.maxTurns,
-    stallWatch: config.stallWatch,
-    outputLineMaxBytes: config.outputLineMaxMb * 1024 * 1024,
-    modelHostedTools: config.modelHostedTools,
     // A turn that narrows its workspace's egress starts with none of the tunnels opened before it.
     onEgressNarrowed: (workspaceId: string) => network.closeTunnels(workspaceId),
     ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
-    budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
   });
-  turnsReady = turns;
-  const turnHub = new TurnHub({ journal, log, run: (params, hooks) => turns.run(params, hooks) });
-  hubReady = turnHub;
+  lateTurns.bind(turns);
   const version = sidecarVersion();
 
   const engineStatus = new EngineStatus(engine, docker, image, codex);
@@ -237,7 +205,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
         docker: dockerStatus,
         image: imageStatus ?? { ref: config.image ?? "", present: false },
         workspaces: workspaces.counts(),
-        turns: { running: turns.running, detached: turnHub.detached },
+        turns: { running: turns.running, detached: turns.detached },
         disk: disks.health(),
       };
     },
@@ -255,12 +223,12 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
     runTurn: async (params, hooks) => {
       descriptors.assertRoom(network.heldConnections);
-      return turnHub.run(params, hooks);
+      return turns.run(params, hooks);
     },
     cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
-    attachTurn: (params, hooks) => turnHub.attachTurn(params, hooks),
-    getTurn: (params) => turnHub.get(params.turnId),
-    listTurns: async (params) => ({ turns: turnHub.list(params) }),
+    attachTurn: (params, hooks) => turns.attach(params, hooks),
+    getTurn: (params) => turns.get(params.turnId),
+    listTurns: async (params) => ({ turns: turns.list(params) }),
   };
 
   let metricsServer: MetricsServer | null = null;
@@ -277,7 +245,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     service,
     workspaces,
     turns,
-    turnHub,
     orphanSweep,
     docker,
     engine,

@@ -12,6 +12,7 @@ import { constants, promises as fs, openSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
+import { bridgesDir } from "../workspace/paths.js";
 
 export const BRIDGE_ENV = "ALIVE_CODEX_BRIDGE";
 
@@ -38,6 +39,17 @@ export async function installBridgeScript(dir: string): Promise<string> {
   await fs.writeFile(temp, BRIDGE_SCRIPT, { mode: 0o755 });
   await fs.rename(temp, target);
   return target;
+}
+
+/**
+ * Makes the bridges' directory afresh and installs the script under <stateDir>/bin. The bridges of
+ * a previous run are dead: their turns ended with that process.
+ */
+export async function prepareBridges(stateDir: string): Promise<{ bridgeScript: string; bridgesDir: string }> {
+  const dir = bridgesDir(stateDir);
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  return { bridgeScript: await installBridgeScript(path.join(stateDir, "bin")), bridgesDir: dir };
 }
 
 export interface BridgeRequest {

@@ -6,7 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
-/** A finished turn as the metrics take it (codex/turn-execution.ts reports one). */
+/** A finished turn as the metrics take it (turns/turn-execution.ts reports one). */
 export interface TurnObservation {
   status: string;
   errorCode: string | null;

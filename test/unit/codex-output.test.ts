@@ -1,10 +1,10 @@
-/** The bounds on what codex writes (codex/codex-output.ts) and on what its events add up to (codex/turn-state.ts). */
+/** The bounds on what codex writes (codex/codex-output.ts) and on what its events add up to (turns/turn-state.ts). */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { EVENT_MAX_DEPTH, LineCapTransform, STDERR_TAIL_CHARS, StderrRelay, encodeCodexEvent, jsonDepth } from "../../src/codex/codex-output.js";
-import { FINAL_RESPONSE_MAX_BYTES, RESULT_ITEMS_MAX, RESULT_ITEMS_MAX_BYTES, applyTurnEvent, newTurnState } from "../../src/codex/turn-state.js";
+import { FINAL_RESPONSE_MAX_BYTES, RESULT_ITEMS_MAX, RESULT_ITEMS_MAX_BYTES, applyTurnEvent, newTurnState } from "../../src/turns/turn-state.js";
 import { boundText, truncateUtf8 } from "../../src/shared/utf8.js";
 import type { ThreadEvent } from "@openai/codex-sdk";
 

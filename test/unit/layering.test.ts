@@ -6,25 +6,29 @@ import { fileURLToPath } from "node:url";
 
 /**
  * Imports in src/ flow one way, so each part can be read, tested and changed knowing only what lies
- * below it: cli → rpc → service ← wiring → codex / workspace → docker, the bottom under them all.
- * A folder of src/ lies wholly in one layer; the files at the top of src/ are the bottom, but for
+ * below it: cli → rpc → service ← wiring → turns → codex / workspace → docker, the bottom under them
+ * all. A folder of src/ lies wholly in one layer; the files at the top of src/ are the bottom, but for
  * the two entry points, index.ts (cli) and sidecar.ts (wiring). Ranks, top to bottom:
  *
- *   6 cli        src/cli/**, src/index.ts (the library's entry: the client and the protocol's types)
- *   5 rpc        src/rpc/**: stands beside the wiring, not above it; it knows the service only by
+ *   7 cli        src/cli/**, src/index.ts (the library's entry: the client and the protocol's types)
+ *   6 rpc        src/rpc/**: stands beside the wiring, not above it; it knows the service only by
  *                its types, so it sees rank 0 alone (the types, and the rules it applies at the edge
  *                when it validates params)
- *   5 doctor     src/doctor/** (alive-codex doctor: starts its own sidecar and checks it), beside
+ *   6 doctor     src/doctor/** (alive-codex doctor: starts its own sidecar and checks it), beside
  *                rpc: neither imports the other
- *   4 wiring     src/sidecar.ts
- *   3 codex      src/codex/**
+ *   5 wiring     src/sidecar.ts
+ *   4 turns      src/turns/** (a turn's whole life behind one facade: admission, execution in its
+ *                workspace's container, budgets, the journal hub behind attach, get and list); it
+ *                drives codex through codex/ and holds its workspace through workspace/
+ *   3 codex      src/codex/** (what is codex's own: the launcher, the exec bridge, its output and
+ *                env, config overrides, threads, sweeps, the sandbox probe and stall watch)
  *   2 workspace  src/workspace/**
  *   1 docker     src/docker/**
  *   1 net        src/egress/** and src/model-proxy/** (the proxies each workspace reaches out
  *                through), beside docker: neither imports the other
  *   1 metrics    src/metrics/** (the Prometheus registry and its server): only the wiring feeds it
- *   1 journal    src/journal/** (the turn journal, attach, get, list): wraps the turn runner the
- *                wiring hands it, so it imports only the bottom
+ *   1 journal    src/journal/** (the turn journal's files, writer and records): turns/ keeps its
+ *                turns in it, so it imports only the bottom
  *   0 bottom     the files at the top of src/: config, errors, log, version, service (the types rpc
  *                and the wiring meet at, by area in src/service-types/**), codex-package (the
  *                installed codex build, which the runtime image needs), codex-versions (the codex
@@ -39,10 +43,11 @@ import { fileURLToPath } from "node:url";
  * below its own, unless the table says less).
  */
 const LAYERS = {
-  cli: { rank: 6 },
-  rpc: { rank: 5, sees: 0 },
-  doctor: { rank: 5 },
-  wiring: { rank: 4 },
+  cli: { rank: 7 },
+  rpc: { rank: 6, sees: 0 },
+  doctor: { rank: 6 },
+  wiring: { rank: 5 },
+  turns: { rank: 4 },
   codex: { rank: 3 },
   workspace: { rank: 2 },
   docker: { rank: 1 },
@@ -58,6 +63,7 @@ const FOLDERS: Readonly<Record<string, Layer>> = {
   cli: "cli",
   rpc: "rpc",
   doctor: "doctor",
+  turns: "turns",
   codex: "codex",
   workspace: "workspace",
   docker: "docker",
@@ -156,7 +162,12 @@ describe("layering of src/", () => {
     assert.equal(mayImport("egress/http-proxy.ts", "docker/engine.ts"), false);
     assert.equal(mayImport("shared/abort.ts", "docker/engine.ts"), false);
     assert.equal(mayImport("policy/addresses.ts", "egress/resolver.ts"), false);
-    assert.equal(mayImport("codex/turn-runner.ts", "workspace/manager.ts"), true);
+    assert.equal(mayImport("codex/launcher.ts", "turns/turn-runner.ts"), false);
+    assert.equal(mayImport("journal/turn-journal.ts", "turns/turn-hub.ts"), false);
+    assert.equal(mayImport("turns/turn-runner.ts", "sidecar.ts"), false);
+    assert.equal(mayImport("turns/turn-runner.ts", "workspace/manager.ts"), true);
+    assert.equal(mayImport("turns/turn-container.ts", "codex/launcher.ts"), true);
+    assert.equal(mayImport("sidecar.ts", "turns/turn-runner.ts"), true);
     assert.equal(mayImport("rpc/params.ts", "policy/workspace-policy.ts"), true);
     assert.equal(mayImport("config.ts", "policy/egress-settings.ts"), true);
     assert.equal(mayImport("egress/destination.ts", "policy/addresses.ts"), true);

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { TurnMeter } from "../../src/codex/turn-meter.js";
+import { TurnMeter } from "../../src/turns/turn-meter.js";
 import { ConcurrencySlots, RateLimiter } from "../../src/model-proxy/limits.js";
 import { createModelProxy, type ModelProxyOptions } from "../../src/model-proxy/server.js";
 

@@ -1,12 +1,12 @@
 /**
  * When a turn narrows its workspace's egress, and so closes what was open before codex starts
- * (src/codex/turn-egress.ts). The close and the sweep against a real container are in
+ * (src/turns/turn-egress.ts). The close and the sweep against a real container are in
  * test/integration/egress.test.ts ("narrowing a turn's egress closes what earlier turns left open").
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { EnginePort } from "../../src/docker/engine-port.js";
-import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, turnEgress } from "../../src/codex/turn-egress.js";
+import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, turnEgress } from "../../src/turns/turn-egress.js";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceRecord } from "../../src/workspace/record.js";
 

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import { TRUNCATED_EVENT_TYPE, encodeEndRecord, turnsToPrune, type EndRecord, type TurnSummary } from "../../src/journal/journal-records.js";
-import { TurnHub, type RunTurnFn } from "../../src/journal/turn-hub.js";
+import { TurnHub, type RunTurnFn } from "../../src/turns/turn-hub.js";
 import { TurnJournal, type JournalLimits } from "../../src/journal/turn-journal.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js";
 import { waitFor } from "../support/wait.js";

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { SidecarClient, SidecarConnectionError, type TurnEventMessage } from "../../src/index.js";
 import { createLogger } from "../../src/log.js";
-import { TurnHub } from "../../src/journal/turn-hub.js";
+import { TurnHub } from "../../src/turns/turn-hub.js";
 import { TurnJournal } from "../../src/journal/turn-journal.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
 import type { RunTurnParams, TurnHooks, TurnInfo, TurnResult, TurnSummary } from "../../src/service.js";

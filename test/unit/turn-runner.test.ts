@@ -1,6 +1,7 @@
 /**
- * The turn runner's admission over an in-memory engine (test/support/fake-engine.ts): what refuses
- * a turn refuses it before anything is made or held. Turns themselves (codex, the bridge, cancel and
+ * The turns' admission, through their facade (src/turns/turns.ts), over an in-memory engine
+ * (test/support/fake-engine.ts): what refuses a turn refuses it before anything is made, held or
+ * journaled. Turns themselves (codex, the bridge, cancel and
  * its sweep) run against the real engine and the real codex (test/integration/turns.test.ts).
  */
 import { after, before, describe, test } from "node:test";
@@ -9,8 +10,9 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Launchers } from "../../src/codex/launcher.js";
-import { NO_BUDGET_LIMITS } from "../../src/codex/turn-budget.js";
-import { TurnRunner } from "../../src/codex/turn-runner.js";
+import { NO_BUDGET_LIMITS } from "../../src/turns/turn-budget.js";
+import { Turns } from "../../src/turns/turns.js";
+import { TurnJournal } from "../../src/journal/turn-journal.js";
 import type { TurnRef } from "../../src/egress/workspace-endpoints.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
@@ -34,7 +36,7 @@ function refusedWith(code: number, field?: string): (error: unknown) => boolean 
   };
 }
 
-describe("turn runner admission over an in-memory engine", () => {
+describe("turn admission over an in-memory engine", () => {
   let stateDir: string;
   const closers: Array<() => Promise<void>> = [];
   const { uid, gid } = os.userInfo();
@@ -47,7 +49,7 @@ describe("turn runner admission over an in-memory engine", () => {
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 
-  async function setUp(): Promise<{ engine: FakeEngine; workspaces: WorkspaceManager; turns: TurnRunner }> {
+  async function setUp(): Promise<{ engine: FakeEngine; workspaces: WorkspaceManager; turns: Turns }> {
     const engine = new FakeEngine();
     const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK });
     const workspaces = new WorkspaceManager({
@@ -65,8 +67,11 @@ describe("turn runner admission over an in-memory engine", () => {
       disks,
     });
     await workspaces.start();
-    const turns = new TurnRunner({
+    const journal = new TurnJournal({ dir: await fs.mkdtemp(path.join(stateDir, "journal-")), limits: { maxBytesPerTurn: 1 << 20, maxAgeMs: 0, maxTurns: 100 }, log });
+    await journal.open({ code: "sidecar_restarted", message: "restarted" });
+    const turns = new Turns({
       engine,
+      journal,
       launchers: new Launchers(engine),
       log,
       workspaces,
@@ -86,6 +91,7 @@ describe("turn runner admission over an in-memory engine", () => {
     });
     closers.push(async () => {
       await turns.shutdown(0);
+      journal.close();
       await workspaces.close();
     });
     return { engine, workspaces, turns };
@@ -108,6 +114,7 @@ describe("turn runner admission over an in-memory engine", () => {
     assert.equal(engine.count("create"), 0);
     assert.equal(workspaces.find(ws.workspaceId), undefined);
     assert.equal(turns.running, 0);
+    assert.deepEqual(turns.list({ workspaceId: ws.workspaceId }), [], "nothing was journaled");
   });
 
   test("a turn for a workspace never ensured is -32002; one for a workspace running a turn is -32003, and takes nothing", async () => {

@@ -1,7 +1,7 @@
 /**
  * What a turn's events add up to: the reducer that folds each codex event into the turn's result.
  *
- * Codex's events are the tenant's to script (codex-output.ts), so what is kept of them is bounded:
+ * Codex's events are the tenant's to script (codex/codex-output.ts), so what is kept of them is bounded:
  * the result holds the turn's first items up to RESULT_ITEMS_MAX and RESULT_ITEMS_MAX_BYTES (the
  * rest are counted in `itemsOmitted`; every item still went out as its event), and `finalResponse`
  * up to FINAL_RESPONSE_MAX_BYTES. An event whose shape is not codex's fails the turn with
@@ -9,8 +9,8 @@
  */
 import type { ThreadEvent, ThreadItem, Usage } from "@openai/codex-sdk";
 import { truncateUtf8 } from "../shared/utf8.js";
-import { CODEX_OUTPUT } from "./codex-output.js";
-import { isThreadId } from "./threads.js";
+import { CODEX_OUTPUT } from "../codex/codex-output.js";
+import { isThreadId } from "../codex/threads.js";
 
 /**
  * Items a result keeps. A long legitimate turn has hundreds; the count bounds what many tiny items
@@ -51,7 +51,7 @@ export function newTurnState(threadId: string | null): TurnState {
 
 /**
  * Folds one event into the state. `eventBytes` is the size of the event's JSON (an item's size is
- * at most that); the event has been checked to be an object with a string `type` (codex-output.ts).
+ * at most that); the event has been checked to be an object with a string `type` (codex/codex-output.ts).
  */
 export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedThread: string | undefined, eventBytes: number): void {
   switch (event.type) {

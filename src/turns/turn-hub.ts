@@ -14,9 +14,9 @@ import type { Logger } from "../log.js";
 import type { AttachTurnHooks, RunTurnParams, TurnHooks, TurnInfo, TurnResult } from "../service.js";
 import { raceAbort } from "../shared/abort.js";
 import { turnEventLine } from "../shared/turn-event-line.js";
-import type { TurnPhase, TurnSummary } from "./journal-records.js";
-import type { JournalWriter } from "./journal-writer.js";
-import type { TurnJournal } from "./turn-journal.js";
+import type { TurnPhase, TurnSummary } from "../journal/journal-records.js";
+import type { JournalWriter } from "../journal/journal-writer.js";
+import type { TurnJournal } from "../journal/turn-journal.js";
 
 export type RunTurnFn = (params: RunTurnParams, hooks: TurnHooks) => Promise<TurnResult>;
 /** An event for a subscriber: the object when live, null when replayed from the journal; its turn.event line always. */

@@ -5,7 +5,7 @@
  * process an earlier turn left running that holds it (or opens a new one the moment the turn ends),
  * would carry on through the turn. So before codex starts, such a turn closes the workspace's open
  * egress tunnels (a hook the sidecar wires to the workspace's endpoints) and sweeps every process
- * earlier turns left in the container (sweep.ts, LEFTOVER_SWEEP_SCRIPT).
+ * earlier turns left in the container (codex/sweep.ts, LEFTOVER_SWEEP_SCRIPT).
  */
 import type { EnginePort } from "../docker/engine-port.js";
 import { runCommand } from "../docker/exec-output.js";
@@ -14,7 +14,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnRunOptions } from "../service.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
-import { leftoverSweepCommand, sweptCount } from "./sweep.js";
+import { leftoverSweepCommand, sweptCount } from "../codex/sweep.js";
 
 /** How long the leftover sweep may take (it takes tens of milliseconds; each round kills a generation of a forking loop). */
 const LEFTOVER_SWEEP_TIMEOUT_MS = 10_000;

@@ -1,8 +1,9 @@
 /**
- * One turn's execution: the SDK spawns the exec bridge script (bridge.ts), the real codex runs in
+ * One turn's execution: the SDK spawns the exec bridge script (codex/bridge.ts), the real codex runs in
  * the container (turn-container.ts) and its events reach the caller as codex emits them. Every
- * turn has a deadline; an aborted turn's processes are swept from the container (sweep.ts). A
- * failed turn is a result, not an exception.
+ * turn has a deadline, and a stall watch where the runtime needs one (turn-stall-watch.ts); an aborted
+ * turn's processes are swept from the container (codex/sweep.ts). A failed turn is a result, not an
+ * exception.
  */
 import { Codex, type ThreadOptions } from "@openai/codex-sdk";
 import { errorMessage } from "../errors.js";
@@ -10,26 +11,20 @@ import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
 import { containerEnv } from "../workspace/spec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
-import { buildCodexConfig } from "./config-overrides.js";
+import { buildCodexConfig } from "../codex/config-overrides.js";
 import { MODEL_BASE_URL } from "../egress/container-net.js";
 import type { TurnRef } from "../egress/workspace-endpoints.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
 import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, type EgressNarrowingOptions } from "./turn-egress.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
-import { CODEX_OUTPUT, encodeCodexEvent } from "./codex-output.js";
+import { CODEX_OUTPUT, encodeCodexEvent } from "../codex/codex-output.js";
 import { boundText } from "../shared/utf8.js";
 import { turnEventLine } from "../shared/turn-event-line.js";
 import { computeTurnUsage } from "./turn-usage.js";
 import type { TurnMeter } from "./turn-meter.js";
-import type { StallWatchSetting } from "../config.js";
-import { runCommand } from "../docker/exec-output.js";
-import { PROC_LIST_SCRIPT, PROC_STATES_SCRIPT, gvisorDiagnostics } from "../docker/gvisor.js";
-import { isGvisorRuntime } from "../workspace/runtimes.js";
-import { DEFAULT_STALL_TIMINGS, StallWatch, parseProcList, type StallWatchTimings } from "./stall-watch.js";
-
-/** The error code of a turn the stall watch ended (stall-watch.ts). */
-export const SANDBOX_STALLED = "sandbox_stalled";
+import type { StallWatch } from "../codex/stall-watch.js";
+import { startStallWatch, type TurnStallWatchOptions } from "./turn-stall-watch.js";
 
 /**
  * The most of a failure's message a result keeps: messages carry codex's stderr and what codex
@@ -45,7 +40,7 @@ export class TurnFailure {
   ) {}
 }
 
-export interface TurnExecutionOptions extends TurnContainerOptions, EgressNarrowingOptions {
+export interface TurnExecutionOptions extends TurnContainerOptions, EgressNarrowingOptions, TurnStallWatchOptions {
   log: Logger;
   bridgeScript: string;
   /** Issues the turn's model credential (revoked when the turn ends). */
@@ -56,12 +51,6 @@ export interface TurnExecutionOptions extends TurnContainerOptions, EgressNarrow
   turnTimeoutMs: number;
   /** Told of every finished turn (the metrics). */
   onTurnFinished?: (report: TurnReport) => void;
-  /** Which turns the stall watch looks after (ALIVE_CODEX_STALL_WATCH). */
-  stallWatch: StallWatchSetting;
-  /** The watch's timings; tests shorten them. */
-  stallTimings?: StallWatchTimings;
-  /** Told of each stall the watch declared (the metrics). */
-  onSandboxStall?: () => void;
 }
 
 /** A finished turn, as the metrics see it: no ids. */
@@ -116,7 +105,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     // A turn that narrows the workspace's egress starts with nothing open from before (turn-egress.ts).
     if (narrowsEgress(record.egress, record.turnEgress)) await closeBeforeNarrowedTurn(options, record, log, signal);
     await container.prepare();
-    watch = startStallWatch(options, record, log, cancel);
+    watch = startStallWatch(options, record, log, (code, message) => cancel.abort(new TurnFailure(code, message)));
     const thread = createThread(options, params, record, container.bridgeEnv);
     containerTask = container.run(signal).catch((error: unknown) => {
       containerError = error;
@@ -124,7 +113,7 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
     for await (const event of events) {
       firstEventMs ??= Date.now() - started;
-      // Checked before anyone sees it: the event is the tenant's to script (codex-output.ts).
+      // Checked before anyone sees it: the event is the tenant's to script (codex/codex-output.ts).
       const encoded = encodeCodexEvent(event, options.outputLineMaxBytes);
       if ("refused" in encoded) {
         refuse(encoded.refused);
@@ -185,38 +174,6 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     log.warn("turn observer threw", { error: errorMessage(error) });
   }
   return result;
-}
-
-/**
- * The turn's stall watch (stall-watch.ts), when ALIVE_CODEX_STALL_WATCH covers the workspace's
- * runtime: it looks inside as the workspace's user and, on its verdict, logs the sandbox's processes
- * (and, under gVisor, the Sentry's stacks) once and fails the turn.
- */
-function startStallWatch(options: TurnExecutionOptions, record: WorkspaceRecord, log: Logger, cancel: AbortController): StallWatch | null {
-  const watched = options.stallWatch === "all" || (options.stallWatch === "gvisor" && isGvisorRuntime(record.runtime));
-  if (!watched) return null;
-  const { engine } = options;
-  const user = `${record.params.uid}:${record.params.gid}`;
-  const containerId = record.containerId;
-  return new StallWatch({
-    timings: options.stallTimings ?? DEFAULT_STALL_TIMINGS,
-    list: async (signal) => {
-      const result = await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT], user, signal });
-      if (signal.aborted) throw signal.reason;
-      return parseProcList(result.stdout);
-    },
-    onLook: (look) => log.debug("stall watch looked", look),
-    onStall: (reason) => {
-      options.onSandboxStall?.();
-      void (async () => {
-        const diagnostics = isGvisorRuntime(record.runtime)
-          ? await gvisorDiagnostics(engine, containerId)
-          : await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal: AbortSignal.timeout(10_000) }).then((r) => r.stdout, (error: unknown) => errorMessage(error));
-        log.warn("the turn's sandbox stalled: ending the turn", { reason, runtime: record.runtime, diagnostics });
-        cancel.abort(new TurnFailure(SANDBOX_STALLED, `the workspace's sandbox stalled (${reason}); the turn was stopped and the container will be restarted (docs/runtimes.md)`));
-      })();
-    },
-  }).start();
 }
 
 function createThread(options: TurnExecutionOptions, params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {

@@ -1,14 +1,14 @@
 /**
  * Admission: everything that can refuse a turn without a container (the turn slots, the
  * input's paths, the additional directories, the thread), checked before a workspace carried in the
- * call is ensured, so a refused turn.run makes nothing. The sandbox probe (sandbox-probe.ts) needs
+ * call is ensured, so a refused turn.run makes nothing. The sandbox probe (codex/sandbox-probe.ts) needs
  * the container and comes after.
  */
 import path from "node:path";
 import { ErrorCode, SidecarError, invalidParams } from "../errors.js";
 import type { RunTurnParams } from "../service.js";
 import { isInside } from "../policy/workspace-policy.js";
-import { findRollout, isThreadId } from "./threads.js";
+import { findRollout, isThreadId } from "../codex/threads.js";
 
 export function checkTurnSlot(turns: ReadonlyMap<string, unknown>, turnId: string, maxTurns: number): void {
   if (turns.has(turnId)) throw invalidParams("turnId", "a turn with this id is already running", turnId);

@@ -1,6 +1,6 @@
 /**
  * Runs codex turns inside workspace containers through @openai/codex-sdk: admits them
- * (turn-admission.ts, sandbox-probe.ts), runs them (turn-execution.ts) one per workspace and
+ * (turn-admission.ts, codex/sandbox-probe.ts), runs them (turn-execution.ts) one per workspace and
  * within the turn limit, cancels them, and lets them finish on shutdown.
  */
 import { randomUUID } from "node:crypto";
@@ -8,11 +8,12 @@ import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../service.js";
 import type { WorkspaceManager } from "../workspace/manager.js";
-import type { Launchers } from "./launcher.js";
-import { SandboxProbe } from "./sandbox-probe.js";
+import type { Launchers } from "../codex/launcher.js";
+import { SandboxProbe } from "../codex/sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
-import { SANDBOX_STALLED, TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { SANDBOX_STALLED } from "./turn-stall-watch.js";
 import { codexWebSearchMode } from "../model-proxy/body-policy.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
 import { egressInForce } from "../workspace/record.js";

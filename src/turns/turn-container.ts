@@ -13,11 +13,11 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
-import { ExecBridge } from "./bridge.js";
-import { LineCapTransform, StderrRelay } from "./codex-output.js";
-import { buildCodexExecEnv } from "./env.js";
-import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "./launcher.js";
-import { sweepCommand } from "./sweep.js";
+import { ExecBridge } from "../codex/bridge.js";
+import { LineCapTransform, StderrRelay } from "../codex/codex-output.js";
+import { buildCodexExecEnv } from "../codex/env.js";
+import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "../codex/launcher.js";
+import { sweepCommand } from "../codex/sweep.js";
 
 export interface TurnContainerOptions {
   engine: EnginePort;
@@ -40,7 +40,7 @@ export class TurnContainer {
   private stderr: StderrRelay | null = null;
   private exitCode: number | null | undefined;
   private aborting: Promise<number> | null = null;
-  /** Codex's stdout on its way to the bridge, its lines bounded (codex-output.ts). */
+  /** Codex's stdout on its way to the bridge, its lines bounded (codex/codex-output.ts). */
   private stdout: LineCapTransform | null = null;
   started = false;
 

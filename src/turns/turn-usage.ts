@@ -3,7 +3,7 @@ import type { Usage } from "@openai/codex-sdk";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
-import { ThreadUsageStore, isThreadId, usageDelta } from "./threads.js";
+import { ThreadUsageStore, isThreadId, usageDelta } from "../codex/threads.js";
 
 /** Codex reports usage cumulatively over a resumed thread; this turn's share is the difference. */
 export async function computeTurnUsage(record: WorkspaceRecord, threadId: string | null, usage: Usage | null, log: Logger): Promise<Usage | null> {
