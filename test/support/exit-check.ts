@@ -5,7 +5,7 @@
  * timer that keeps the loop alive) would have kept the file from exiting: the file fails, naming
  * each handle, instead of hanging until the runner's 600 s file timeout.
  */
-import type { ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import net from "node:net";
 
 interface Handle {
@@ -19,7 +19,7 @@ function describe(handle: Handle): string {
   if (handle instanceof net.Socket) {
     const peer = handle.remoteAddress ? `${handle.remoteAddress}:${handle.remotePort}` : "a Unix socket";
     const connection = (handle as net.Socket & { _httpMessage?: { method?: string; path?: string } })._httpMessage;
-    return `Socket to ${peer}${connection?.path ? ` (${connection.method ?? ""} ${connection.path})` : ""}, ${handle.bytesRead} bytes read`;
+    return `Socket to ${peer}${connection?.path ? ` (${connection.method ?? ""} ${connection.path})` : ""}, ${handle.bytesRead} bytes read${execOf(connection?.path)}`;
   }
   if (handle instanceof net.Server) {
     const address = handle.address();
@@ -31,6 +31,23 @@ function describe(handle: Handle): string {
   const timer = handle as unknown as { _onTimeout?: { name?: string }; _idleTimeout?: number };
   if (timer._onTimeout !== undefined) return `Timeout of ${timer._idleTimeout ?? "?"} ms (${timer._onTimeout?.name || "anonymous callback"})`;
   return handle.constructor.name;
+}
+
+/**
+ * For an exec's connection: what the engine says it ran (its command, user, whether it still runs),
+ * asked synchronously (the process is exiting) of the engine's default socket; "" when it cannot say.
+ */
+function execOf(requestPath: string | undefined): string {
+  const id = /^\/exec\/([0-9a-f]{12,64})\/start/.exec(requestPath ?? "")?.[1];
+  if (!id) return "";
+  try {
+    const raw = execFileSync("curl", ["-s", "--max-time", "2", "--unix-socket", "/var/run/docker.sock", `http://engine/exec/${id}/json`], { encoding: "utf8", timeout: 3000 });
+    const info = JSON.parse(raw) as { Running?: boolean; ExitCode?: number; ContainerID?: string; ProcessConfig?: { entrypoint?: string; arguments?: string[]; user?: string } };
+    const command = [info.ProcessConfig?.entrypoint, ...(info.ProcessConfig?.arguments ?? [])].join(" ").slice(0, 300);
+    return `; the exec ran ${JSON.stringify(command)} as ${info.ProcessConfig?.user || "the image's user"} in ${info.ContainerID?.slice(0, 12) ?? "?"}, ${info.Running ? "still running" : `exit ${info.ExitCode}`}`;
+  } catch {
+    return "";
+  }
 }
 
 /**
