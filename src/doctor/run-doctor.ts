@@ -12,17 +12,18 @@ import os from "node:os";
 import path from "node:path";
 import type { SidecarConfig } from "../config.js";
 import { isImagePresent } from "../docker/base-image.js";
-import { createDockerClient, type Docker } from "../docker/engine.js";
+import { DockerEngine } from "../docker/docker-engine.js";
+import { createDockerClient } from "../docker/engine.js";
 import { RuntimeImage } from "../docker/images.js";
 import { Labels } from "../docker/labels.js";
 import { reapLabelled } from "../docker/reaper.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { raceAbort } from "../shared/abort.js";
 import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-image.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
 import { CheckFailure, Checks, runHostCheck, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, CHECK_OUTPUT, type TurnPlan } from "./checks.js";
+import { engineReason } from "./check-runner.js";
 import type { DoctorCheck, DoctorReport } from "./report.js";
 import { startScriptedModel, type ScriptedReply, type ScriptedRequest } from "./scripted-model.js";
 
@@ -55,9 +56,9 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
   // The workspace's container bind-mounts dirs under here: its owner must be able to reach them.
   await fs.chmod(root, 0o755);
   const stateDir = path.join(root, "state");
-  const docker = createDockerClient(operatorConfig.dockerHost);
+  const engine = new DockerEngine(createDockerClient(operatorConfig.dockerHost));
   try {
-    await runChecks(checks, operatorConfig, docker, root, stateDir, options.log);
+    await runChecks(checks, operatorConfig, engine, root, stateDir, options.log);
   } finally {
     // Never delete through a mounted workspace disk: whatever is still mounted goes first (removeEverything has normally released all).
     await releaseDisksUnder(root).catch(() => undefined);
@@ -67,19 +68,19 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
   return { ok: checks.list.every((c) => c.status !== "fail"), mode: "scratch", socketPath: null, stateDir, checks: checks.list };
 }
 
-async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: Docker, root: string, stateDir: string, log: Logger): Promise<void> {
+async function runChecks(checks: Checks, operatorConfig: SidecarConfig, engine: DockerEngine, root: string, stateDir: string, log: Logger): Promise<void> {
   const engineOk = await checks.run("engine", `start the engine or point --docker-host / DOCKER_HOST at one; none installed: bash scripts/install-docker.sh`, async () => {
     try {
-      await raceAbort(docker.ping(), AbortSignal.timeout(5000));
+      await engine.ping(AbortSignal.timeout(5000));
     } catch (error) {
-      throw new CheckFailure(`the Docker engine at ${operatorConfig.dockerHost} does not answer (${errorMessage(error)})`);
+      throw new CheckFailure(`the Docker engine at ${operatorConfig.dockerHost} does not answer (${engineReason(error)})`);
     }
-    const version = await raceAbort(docker.version(), AbortSignal.timeout(5000));
-    return `Docker ${version.Version} at ${operatorConfig.dockerHost}`;
+    const version = await engine.version(AbortSignal.timeout(5000));
+    return `Docker ${version} at ${operatorConfig.dockerHost}`;
   });
   if (!engineOk) return checks.skip(["image", ...LATER_CHECKS], "the engine does not answer");
 
-  const imageOk = await checks.run("image", "", () => checkImage(docker, operatorConfig, log));
+  const imageOk = await checks.run("image", "", () => checkImage(engine, operatorConfig, log));
   if (!imageOk) return checks.skip([...LATER_CHECKS], "no runtime image");
 
   const config = doctorConfig(operatorConfig, root, stateDir);
@@ -108,13 +109,13 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, docker: 
     const user = `${params.uid}:${params.gid}`;
 
     await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(running.service, params));
-    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", () => checkHardening(docker, made.containerId));
+    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", () => checkHardening(engine, made.containerId));
     await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)", () => checkIsolation(running.service, params, made));
     await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running.service, params, SCRIPTED_TURNS));
-    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running.service, docker, params, made.containerId, user, SCRIPTED_TURNS));
-    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", () => checkEgress(docker, made.containerId, user));
+    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running.service, engine, params, made.containerId, user, SCRIPTED_TURNS));
+    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", () => checkEgress(engine, made.containerId, user));
   } finally {
-    const removal = await removeEverything(docker, sidecar, workspace, stateDir, root);
+    const removal = await removeEverything(engine, sidecar, workspace, stateDir, root);
     await model.close();
     checks.add(removal);
   }
@@ -149,15 +150,15 @@ async function makeScratchWorkspace(config: SidecarConfig, root: string): Promis
   return { workspaceId, userId: "alive-codex-doctor", uid, gid, workspacePath: dir };
 }
 
-async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): Promise<string> {
+async function checkImage(engine: DockerEngine, config: SidecarConfig, log: Logger): Promise<string> {
   if (config.image !== null) {
-    if (await isImagePresent(docker, config.image)) return `${config.image} present`;
+    if (await isImagePresent(engine.docker, config.image)) return `${config.image} present`;
     throw new CheckFailure(
       `the runtime image ${config.image} is missing`,
       `docker pull / docker load ${config.image}, or unset ALIVE_CODEX_IMAGE (--image) so the sidecar builds it (npm test builds one too)`,
     );
   }
-  const image = new RuntimeImage({ docker, baseImage: config.baseImage, explicitRef: null, codexVersion: config.codexVersion, npmRegistry: config.npmRegistry, log });
+  const image = new RuntimeImage({ docker: engine.docker, baseImage: config.baseImage, explicitRef: null, codexVersion: config.codexVersion, npmRegistry: config.npmRegistry, log });
   try {
     const { ref, built } = await image.ensure(AbortSignal.timeout(20 * 60_000));
     return built ? `${ref} built` : `${ref} present`;
@@ -171,9 +172,10 @@ async function checkImage(docker: Docker, config: SidecarConfig, log: Logger): P
 
 /**
  * Removes the scratch workspace (its HOME and disk), closes the sidecar, and makes sure no container
- * of doctor's state dir is left, nor a mount or loop device under doctor's temporary root.
+ * of doctor's state dir is left, nor a mount or loop device under doctor's temporary root. The
+ * reaper (docker/) takes the adapter's client, which doctor hands on and never uses itself.
  */
-async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, workspace: WorkspaceParams | null, stateDir: string, root: string): Promise<DoctorCheck> {
+async function removeEverything(engine: DockerEngine, sidecar: RunningSidecar | null, workspace: WorkspaceParams | null, stateDir: string, root: string): Promise<DoctorCheck> {
   const started = Date.now();
   const problems: string[] = [];
   if (sidecar !== null) {
@@ -185,7 +187,7 @@ async function removeEverything(docker: Docker, sidecar: RunningSidecar | null, 
   }
   // A backstop for whatever the steps above could not remove: everything labelled with doctor's state dir.
   try {
-    const reaped = await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
+    const reaped = await reapLabelled(engine.docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
     problems.push(...reaped.failures);
     if (reaped.containers > 0 && sidecar !== null) problems.push(`${reaped.containers} container(s) were left and had to be reaped`);
   } catch (error) {
