@@ -14,7 +14,7 @@ import type { SidecarConfig } from "../config.js";
 import { DockerEngine } from "../docker/docker-engine.js";
 import { createDockerClient } from "../docker/engine.js";
 import type { Logger } from "../log.js";
-import { releaseDisksUnder } from "../workspace/disk-image.js";
+import { releaseDisksUnder } from "../workspace/disk-leftovers.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
 import { engineReason } from "./check-runner.js";

@@ -9,7 +9,7 @@ import { reapLabelled } from "../docker/reaper.js";
 import { errorMessage } from "../errors.js";
 import type { RunningSidecar } from "../sidecar.js";
 import type { WorkspaceParams } from "../service.js";
-import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-image.js";
+import { disksLeftUnder, releaseDisksUnder } from "../workspace/disk-leftovers.js";
 import type { DoctorCheck } from "./report.js";
 
 /**

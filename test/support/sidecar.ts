@@ -18,7 +18,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { ensureBridgeNetwork } from "../../src/docker/networks.js";
-import { releaseDisksUnder } from "../../src/workspace/disk-image.js";
+import { releaseDisksUnder } from "../../src/workspace/disk-leftovers.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
