@@ -18,7 +18,7 @@ import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { startSidecar, type RunningSidecar } from "../src/sidecar.js";
 import type { WorkspaceParams } from "../src/service.js";
 import { ensureBridgeNetwork } from "../src/docker/networks.js";
-import { releaseDisksUnder } from "../src/workspace/disk-image.js";
+import { releaseDisksUnder } from "../src/workspace/disk-leftovers.js";
 import type { SpecContext } from "../src/workspace/spec.js";
 import { ResponsesStub } from "../test/support/responses-stub.js";
 import { describeLeftovers, leftoversUnder, type Leftovers } from "./leftovers.js";

@@ -185,7 +185,7 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
  * launcher waiting for a turn (src/codex/container-processes.ts), zombies aside.
  */
 async function leftProcesses(env: BenchEnv, containerId: string): Promise<ClassifiedProcess[]> {
-  return (await listContainerProcesses(env.docker, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
+  return (await listContainerProcesses(env.sidecar.engine, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
 }
 
 async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 20): Promise<void> {

@@ -168,7 +168,7 @@ if (codexVersion !== null) {
 
 const { createDockerClient } = await importDist("docker/engine.js");
 const { isRunLive, markRunLive, reapAbandonedRuns, reapLabelled } = await importDist("docker/reaper.js");
-const { disksLeftUnder, releaseDisksUnder } = await importDist("workspace/disk-image.js");
+const { disksLeftUnder, releaseDisksUnder } = await importDist("workspace/disk-leftovers.js");
 const { RuntimeImage } = await importDist("docker/images.js");
 const { LOCAL_BASE_IMAGE, resolveBaseImage } = await importDist("docker/base-image.js");
 const { ErrorCode } = await importDist("errors.js");

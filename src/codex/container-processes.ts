@@ -23,8 +23,8 @@
  *
  * The test that would notice a script changing without this module: test/unit/container-processes.test.ts.
  */
-import type { Docker } from "../docker/engine.js";
-import { runExec } from "../docker/exec.js";
+import type { EnginePort } from "../docker/engine-port.js";
+import { runCommand } from "../docker/exec-output.js";
 import { FORWARDER_RESTART_WAIT, forwardedPorts, forwarderCommand } from "../egress/container-net.js";
 import { LOG_PUMP_COMMANDS, containerMainCommand } from "../workspace/spec.js";
 import { CODEX_COMMAND, launcherCommand } from "./launcher.js";
@@ -87,8 +87,8 @@ export function parseProcessListing(stdout: string): ContainerProcess[] {
 }
 
 /** Lists and classifies the processes of a running container. */
-export async function listContainerProcesses(docker: Docker, containerId: string, options: { user?: string; signal?: AbortSignal } = {}): Promise<ClassifiedProcess[]> {
-  const listing = await runExec(docker, containerId, { cmd: processListingCommand(), ...options });
+export async function listContainerProcesses(engine: Pick<EnginePort, "exec">, containerId: string, options: { user?: string; signal?: AbortSignal } = {}): Promise<ClassifiedProcess[]> {
+  const listing = await runCommand(engine, containerId, { cmd: processListingCommand(), ...options });
   if (listing.exitCode !== 0) throw new Error(`listing the processes of container ${containerId} exited ${listing.exitCode}: ${listing.stderr.slice(0, 300)}`);
   return classifyProcesses(parseProcessListing(listing.stdout));
 }

@@ -4,25 +4,22 @@
  * tagged by its inputs (image-tag.ts), built at most once at a time.
  * An explicit reference (ALIVE_CODEX_IMAGE / --image) is used as given and never built.
  *
- * The parts: the base image and its choice (base-image.ts), the codex files (codex-files.ts), the
- * build context (build-context.ts), the engine's build and pull streams (build-stream.ts), and the
- * one shared build (shared/shared-flight.ts).
+ * The parts: the base image and its choice (base-image.ts), the codex build and its files
+ * (image-codex-choice.ts, codex-files.ts), the build context (build-context.ts), the engine's build
+ * and pull streams (build-stream.ts), and the one shared build (shared/shared-flight.ts).
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { execa } from "execa";
 import os from "node:os";
 import path from "node:path";
-import { codexTargetTriple } from "../codex-package.js";
 import { ErrorCode, SidecarError, errorMessage, imageUnavailable } from "../errors.js";
 import type { Logger } from "../log.js";
 import { SharedFlight } from "../shared/shared-flight.js";
 import { DEFAULT_BASE_IMAGE, baseImageHint, inspectImageId, isImagePresent, missingBaseImage, noBaseImage, resolveBaseImage } from "./base-image.js";
 import { defaultRuntimeContextDir, stageBuildContext } from "./build-context.js";
 import { BuildFailure, followStream } from "./build-stream.js";
-import { CodexDownloadError, downloadCodexVendor } from "./codex-download.js";
-import { resolveCodexFiles, type CodexFiles } from "./codex-files.js";
 import type { Docker } from "./engine.js";
 import { toSidecarError } from "./engine.js";
+import { chooseCodex, codexVendorDirFor, type CodexChoice } from "./image-codex-choice.js";
 import { readContextFiles, runtimeImageTag } from "./image-tag.js";
 import { LABEL_PREFIX } from "./labels.js";
 
@@ -49,43 +46,6 @@ export interface RuntimeImageOptions {
   codexVersion?: string | null;
   /** ALIVE_CODEX_NPM_REGISTRY; null or absent: npm's own configured registry (npmConfiguredRegistry). */
   npmRegistry?: string | null;
-}
-
-/** The registry npm itself is configured with (`npm config get registry`), for a build that fetches codex. */
-async function npmConfiguredRegistry(signal: AbortSignal): Promise<string> {
-  try {
-    const { stdout } = await execa("npm", ["config", "get", "registry"], { timeout: 15_000, cancelSignal: signal });
-    const url = new URL(stdout.trim());
-    if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`npm names ${JSON.stringify(stdout.trim())}`);
-    return url.href;
-  } catch (error) {
-    throw new CodexDownloadError(`no registry to fetch it from: ALIVE_CODEX_NPM_REGISTRY is unset and npm could not say its own (${errorMessage(error)})`);
-  }
-}
-
-/** The codex build an image is made with: its version and target, and its files (null: to be fetched at build). */
-type CodexChoice = Omit<CodexFiles, "vendorDir"> & { vendorDir: string | null };
-
-/**
- * An explicit vendor dir as given; else the installed codex when no other version is asked for (or
- * it is that version); else the asked-for version for this machine's target, fetched at build time.
- */
-function chooseCodex(options: RuntimeImageOptions): CodexChoice {
-  const requested = options.codexVersion ?? null;
-  if (options.codexVendorDir !== undefined || requested === null) return resolveCodexFiles(options.codexVendorDir);
-  try {
-    const installed = resolveCodexFiles(undefined);
-    if (installed.version === requested) return installed;
-  } catch {
-    // Not installed here (or incomplete): the asked-for version is fetched all the same.
-  }
-  let target: string;
-  try {
-    target = codexTargetTriple();
-  } catch (error) {
-    throw imageUnavailable(`Cannot build the runtime image with codex ${requested}: ${errorMessage(error)}`, { reason: "codex binary not found", codexVersion: requested }, error);
-  }
-  return { version: requested, target, vendorDir: null };
 }
 
 export interface EnsureImageResult {
@@ -213,28 +173,6 @@ export class RuntimeImage {
     }
   }
 
-  /** The codex build's vendor dir: the chosen one, else `codex.version` fetched into a temp dir under `scratch`. */
-  async #codexFiles(codex: CodexChoice, scratch: string, signal: AbortSignal): Promise<string> {
-    if (codex.vendorDir !== null) return codex.vendorDir;
-    let registry = this.#options.npmRegistry ?? "npm's configured registry";
-    const started = Date.now();
-    try {
-      registry = this.#options.npmRegistry ?? (await npmConfiguredRegistry(signal));
-      this.#options.log.info("fetching codex for the runtime image", { codexVersion: codex.version, target: codex.target, registry });
-      const vendorDir = await downloadCodexVendor({ registry, version: codex.version, target: codex.target, dir: scratch, signal });
-      this.#options.log.info("fetched codex for the runtime image", { codexVersion: codex.version, durationMs: Date.now() - started });
-      return vendorDir;
-    } catch (error) {
-      if (signal.aborted || !(error instanceof CodexDownloadError)) throw error;
-      throw imageUnavailable(
-        `Cannot build the runtime image with codex ${codex.version} (ALIVE_CODEX_CODEX_VERSION): ${error.message}. ` +
-          `Check ALIVE_CODEX_NPM_REGISTRY (${registry}), or unset ALIVE_CODEX_CODEX_VERSION for the SDK's own codex (docs/image.md, Codex version)`,
-        { field: "codexVersion", reason: "codex download failed", codexVersion: codex.version, registry, detail: error.message },
-        error,
-      );
-    }
-  }
-
   async #build(ref: string, baseImage: string, contextDir: string, codex: CodexChoice, signal: AbortSignal): Promise<void> {
     const { docker, log } = this.#options;
     const started = Date.now();
@@ -252,7 +190,7 @@ export class RuntimeImage {
     const buildSignal = AbortSignal.any([signal, packing.signal]);
     try {
       if (codex.vendorDir === null) scratch = await mkdtemp(path.join(os.tmpdir(), "alive-codex-codex-"));
-      const vendorDir = await this.#codexFiles(codex, scratch ?? "", signal);
+      const vendorDir = await codexVendorDirFor(codex, scratch ?? "", this.#options, signal);
       staged = await stageBuildContext(contextDir, vendorDir).catch((error: unknown) => {
         throw imageUnavailable(`Cannot stage the runtime image's build context: ${errorMessage(error)}`, { reason: "build context", contextDir }, error);
       });

@@ -1,5 +1,5 @@
 /** How doctor runs its checks and records each row: pass with evidence, fail with a fix, skip or warn. */
-import { errorMessage } from "../errors.js";
+import { SidecarError, errorMessage } from "../errors.js";
 import type { SidecarService } from "../service.js";
 import { skipped, type DoctorCheck } from "./report.js";
 
@@ -61,4 +61,9 @@ export class CheckWarning extends Error {
   ) {
     super(message);
   }
+}
+
+/** What the engine said, without the port's wording around it: the check's detail says what doctor was doing. */
+export function engineReason(error: unknown): string {
+  return errorMessage(error instanceof SidecarError && error.cause !== undefined ? error.cause : error);
 }

@@ -12,12 +12,14 @@
  */
 import path from "node:path";
 import type { SidecarConfig } from "../config.js";
+import { DockerEngine } from "../docker/docker-engine.js";
 import { createDockerClient } from "../docker/engine.js";
 import { errorMessage } from "../errors.js";
 import { raceAbort } from "../shared/abort.js";
 import type { EnsureWorkspaceResult, HealthResult, WorkspaceParams } from "../service.js";
 import { CheckFailure, CheckSkipped, Checks, runHostCheck, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn, type DoctorService, type TurnPlan } from "./checks.js";
 import type { DoctorCheck, DoctorReport } from "./report.js";
+import { engineReason } from "./check-runner.js";
 import { makeScratchWorkspace, removeScratch } from "./scratch-workspace.js";
 
 /** The checks against a running sidecar, in order (the JSON report keys on these names). */
@@ -81,14 +83,14 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
   const healthy: HealthResult = health;
 
   // The scratch workspace's container is probed through doctor's own engine connection: the same engine, by the same settings.
-  const docker = createDockerClient(config.dockerHost);
+  const engine = new DockerEngine(createDockerClient(config.dockerHost));
   let dockerOk = false;
   await checks.run("engine", `doctor reaches the engine as DOCKER_HOST / --docker-host say (${config.dockerHost}): give it the sidecar's`, async () => {
     if (!healthy.docker.reachable) throw new CheckFailure("the sidecar reports its Docker engine unreachable", "start the engine the sidecar uses (its DOCKER_HOST), or fix its socket mount; the sidecar retries on its own");
     try {
-      await raceAbort(docker.ping(), AbortSignal.timeout(5000));
+      await engine.ping(AbortSignal.timeout(5000));
     } catch (error) {
-      throw new CheckFailure(`the sidecar reaches its engine (Docker ${healthy.docker.serverVersion ?? "?"}), but doctor does not reach ${config.dockerHost} (${errorMessage(error)}): the container checks need it`);
+      throw new CheckFailure(`the sidecar reaches its engine (Docker ${healthy.docker.serverVersion ?? "?"}), but doctor does not reach ${config.dockerHost} (${engineReason(error)}): the container checks need it`);
     }
     dockerOk = true;
     return `Docker ${healthy.docker.serverVersion ?? "?"}, reached by the sidecar and by doctor at ${config.dockerHost}`;
@@ -126,7 +128,7 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
     await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(service, params));
     await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", async () => {
       needEngine();
-      return checkHardening(docker, made.containerId);
+      return checkHardening(engine, made.containerId);
     });
     await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report", () => checkIsolation(service, params, made));
     await checks.run("turn", "see the reason; the sidecar's log has the turn (its turnId starts with turn-)", async () => {
@@ -136,14 +138,14 @@ async function runChecks(checks: Checks, options: RunningDoctorOptions): Promise
     await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", async () => {
       if (!options.turn) throw new CheckSkipped(NOT_ASKED);
       needEngine();
-      return checkCancel(service, docker, params, made.containerId, user, REAL_MODEL_TURNS);
+      return checkCancel(service, engine, params, made.containerId, user, REAL_MODEL_TURNS);
     });
     await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", async () => {
       needEngine();
-      return checkEgress(docker, made.containerId, user);
+      return checkEgress(engine, made.containerId, user);
     });
   } finally {
-    removal = await removeScratch(service, dockerOk ? docker : null, workspace, ensured, socketPath);
+    removal = await removeScratch(service, dockerOk ? engine : null, workspace, ensured, socketPath);
     checks.add(removal);
   }
 }

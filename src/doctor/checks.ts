@@ -6,7 +6,7 @@
  * check-runner.ts; the turn checks are in turn-checks.ts (both exported here too).
  */
 import { describeCodexHealth, codexSupport } from "../codex-versions.js";
-import type { Docker } from "../docker/engine.js";
+import type { EnginePort } from "../docker/engine-port.js";
 import { classifyAddress, type AddressSet } from "../policy/addresses.js";
 import { hostAddressesFromInterfaces } from "../egress/host-addresses.js";
 import { describeDiskHealth } from "../shared/disk-settings.js";
@@ -77,8 +77,9 @@ export async function checkDisk(service: DoctorService, workspace: WorkspacePara
   return `${describeDiskHealth(disk)}; the scratch workspace's disk: ${Math.round(usage.limitBytes / (1024 * 1024))} MiB, ${usage.limitInodes} inodes`;
 }
 
-export async function checkHardening(docker: Docker, containerId: string): Promise<string> {
-  const info = await docker.getContainer(containerId).inspect();
+export async function checkHardening(engine: Pick<EnginePort, "inspect">, containerId: string): Promise<string> {
+  const info = await engine.inspect(containerId);
+  if (info === null) throw new CheckFailure(`the container ${containerId.slice(0, 12)} is gone`);
   const problems = hardeningProblems(info);
   if (problems.length > 0) throw new CheckFailure(problems.join("; "));
   return describeHardening(info);
@@ -92,8 +93,8 @@ export async function checkIsolation(service: DoctorService, workspace: Workspac
   return describeIsolation(listed.isolation as NonNullable<typeof listed.isolation>);
 }
 
-export async function checkEgress(docker: Docker, containerId: string, user: string): Promise<string> {
-  const { exitCode, response } = await probeMetadataConnect(docker, containerId, user);
+export async function checkEgress(engine: Pick<EnginePort, "exec">, containerId: string, user: string): Promise<string> {
+  const { exitCode, response } = await probeMetadataConnect(engine, containerId, user);
   const status = response.split("\n")[0] ?? "";
   if (!/^HTTP\/1\.[01] 403\b/.test(status)) throw new CheckFailure(`CONNECT ${METADATA_ADDRESS} through the proxy got ${JSON.stringify(status || `nothing (exit ${exitCode})`)}, expected 403`);
   const reason = /^x-alive-egress-refused:\s*(.*)$/im.exec(response)?.[1]?.trim();

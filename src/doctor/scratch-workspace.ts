@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { SidecarConfig } from "../config.js";
-import { isNotFound, type Docker } from "../docker/engine.js";
+import type { EnginePort } from "../docker/engine-port.js";
 import { errorMessage } from "../errors.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import { readMounts } from "../workspace/mountinfo.js";
@@ -50,7 +50,7 @@ async function diskLeftovers(workspaceId: string): Promise<string[]> {
  * sidecar no longer lists it, its container is gone, nothing of its disk is mounted or attached; and
  * doctor's directory under the workspace root is deleted.
  */
-export async function removeScratch(service: DoctorService, docker: Docker | null, workspace: WorkspaceParams | null, ensured: EnsureWorkspaceResult | null, socketPath: string): Promise<DoctorCheck> {
+export async function removeScratch(service: DoctorService, engine: Pick<EnginePort, "inspect"> | null, workspace: WorkspaceParams | null, ensured: EnsureWorkspaceResult | null, socketPath: string): Promise<DoctorCheck> {
   const started = Date.now();
   if (workspace === null) return { name: "cleanup", status: "pass", detail: "nothing was made", durationMs: 0 };
   const problems: string[] = [];
@@ -61,12 +61,11 @@ export async function removeScratch(service: DoctorService, docker: Docker | nul
   } catch (error) {
     problems.push(`workspace.list: ${errorMessage(error)}`);
   }
-  if (docker !== null && ensured !== null) {
+  if (engine !== null && ensured !== null) {
     try {
-      await docker.getContainer(ensured.containerId).inspect();
-      problems.push(`its container ${ensured.containerName} is still there`);
+      if ((await engine.inspect(ensured.containerId)) !== null) problems.push(`its container ${ensured.containerName} is still there`);
     } catch (error) {
-      if (!isNotFound(error)) problems.push(`inspecting its container: ${errorMessage(error)}`);
+      problems.push(`inspecting its container: ${errorMessage(error)}`);
     }
   }
   const left = await diskLeftovers(workspaceId);

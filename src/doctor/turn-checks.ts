@@ -3,7 +3,7 @@
  * container and whose output comes back, and a turn cancelled mid-command that leaves no process.
  */
 import { randomBytes } from "node:crypto";
-import type { Docker } from "../docker/engine.js";
+import type { EnginePort } from "../docker/engine-port.js";
 import type { RunTurnParams, TurnResult, WorkspaceParams } from "../service.js";
 import { CheckFailure, type DoctorService } from "./check-runner.js";
 import { turnProcesses } from "./container-probes.js";
@@ -47,7 +47,7 @@ export async function checkTurn(service: DoctorService, workspace: WorkspacePara
 }
 
 /** turn.cancel while the turn's model has `sleep 1000` running: the turn ends cancelled and no process of it is left. */
-export async function checkCancel(service: DoctorService, docker: Docker, workspace: WorkspaceParams, containerId: string, user: string, plan: TurnPlan): Promise<string> {
+export async function checkCancel(service: DoctorService, engine: Pick<EnginePort, "exec">, workspace: WorkspaceParams, containerId: string, user: string, plan: TurnPlan): Promise<string> {
   const turnId = `doctor-cancel-${randomBytes(4).toString("hex")}`;
   let started = false;
   const turn = runTurn(service, { workspaceId: workspace.workspaceId, turnId, input: plan.cancelPrompt, options: turnOptions(plan) }, (type, item) => {
@@ -59,7 +59,7 @@ export async function checkCancel(service: DoctorService, docker: Docker, worksp
     () => undefined,
   );
   const deadline = Date.now() + 60_000;
-  while (!(started && (await turnProcesses(docker, containerId, user)).some((p) => /sleep 1000/.test(p)))) {
+  while (!(started && (await turnProcesses(engine, containerId, user)).some((p) => /sleep 1000/.test(p)))) {
     const over = ended as TurnResult | null;
     if (over !== null) throw new CheckFailure(`the turn ended ${over.status} before its command ran \`sleep 1000\`${over.error ? `: ${over.error.message}` : ""}`);
     if (Date.now() > deadline) {
@@ -73,10 +73,10 @@ export async function checkCancel(service: DoctorService, docker: Docker, worksp
   await service.cancelTurn({ turnId });
   const result = await turn;
   if (result.status !== "cancelled") throw new CheckFailure(`the cancelled turn ended ${result.status}`);
-  let left = await turnProcesses(docker, containerId, user);
+  let left = await turnProcesses(engine, containerId, user);
   while (left.length > 0 && Date.now() - cancelledAt < CANCEL_DEADLINE_MS) {
     await sleep(100);
-    left = await turnProcesses(docker, containerId, user);
+    left = await turnProcesses(engine, containerId, user);
   }
   if (left.length > 0) throw new CheckFailure(`${left.length} process(es) of the cancelled turn still run ${CANCEL_DEADLINE_MS / 1000} s after cancel: ${left.join(", ").slice(0, 300)}`);
   return `turn.cancel during \`sleep 1000\`: no turn process left after ${Date.now() - cancelledAt} ms`;

@@ -11,7 +11,7 @@ export type DiskSetting = DiskEnforcement | "auto";
 
 export const DISK_SETTINGS: readonly DiskSetting[] = ["auto", "off", "image"];
 
-/** What the host offers for workspace disks, probed once at start-up (workspace/disk-image.ts probeDiskCapabilities). */
+/** What the host offers for workspace disks, probed once at start-up (workspace/disk-capabilities.ts probeDiskCapabilities). */
 export interface DiskCapabilities {
   /** The sidecar runs as uid 0. */
   root: boolean;

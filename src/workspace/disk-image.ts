@@ -15,31 +15,28 @@
  * Every path here is root's: the image dir and the workspace root are made by root under the
  * root-owned state dir, and the tenant's tree is only ever inside the mounted filesystem. mount(8)
  * attaches the loop device with autoclear, so unmounting detaches it.
+ *
+ * Here: deciding the enforcement and each workspace's attach, detach and use. A disk's size is
+ * settled in disk-limits.ts, its image file made and grown in disk-image-file.ts, the host probed in
+ * disk-capabilities.ts, the tools run in disk-tools.ts, and disks a run left found in disk-leftovers.ts.
  */
-import { randomBytes } from "node:crypto";
 import { promises as fs, statfsSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import { ErrorCode, SidecarError, errorMessage, notAllowed } from "../errors.js";
+import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { DiskHealth, DiskUsage, WorkspaceParams } from "../service.js";
 import { decideDiskEnforcement, type DiskCapabilities, type DiskDecision, type DiskSetting } from "../shared/disk-settings.js";
 import type { DiskLimits } from "../shared/limits.js";
-import { readMounts, type MountEntry } from "./mountinfo.js";
+import { probeDiskCapabilities } from "./disk-capabilities.js";
+import { makeDiskImage, growDiskImage, isMountOfImage } from "./disk-image-file.js";
+import { MIB, resolveDiskLimits, usageFromStatfs } from "./disk-limits.js";
+import { TOOL_TIMEOUT_MS, loopDevicesOf, releaseLoopDevices, runTool } from "./disk-tools.js";
+import { readMounts } from "./mountinfo.js";
 import { workspacePaths } from "./paths.js";
 
-const MIB = 1024 * 1024;
-/** ext4's inode size here: each inode costs this much of the disk, made at mkfs. */
-const INODE_BYTES = 256;
-/** At most this share of a disk goes to inode tables when the inode count is the operator's default. */
-const DEFAULT_BYTES_PER_INODE = 16 * 1024;
-/** Kept for root (the sidecar's turn files and bookkeeping in run/ and threads/) when the tenant has filled the rest. */
-const ROOT_RESERVE_MB = 4;
-const TOOL_TIMEOUT_MS = 30_000;
 /** How long a detach waits for the kernel to release a disk's loop device after its unmount. */
 const LOOP_RELEASE_MS = 5_000;
-/** The tools an image needs: e2fsprogs and util-linux. */
-const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"] as const;
 
 export interface WorkspaceDisksOptions {
   stateDir: string;
@@ -62,39 +59,6 @@ export function disksDir(stateDir: string): string {
 
 export function diskImagePath(stateDir: string, workspaceId: string): string {
   return path.join(disksDir(stateDir), `${workspaceId}.img`);
-}
-
-/**
- * The disk a workspace gets: its request, else the operator's default (whose inode count is capped
- * at one per 16 KiB so a small disk is not all inode tables). Above the operator's ceiling: -32006;
- * more inodes than the disk can hold: -32602. Both name the field.
- */
-export function resolveDiskLimits(params: Pick<WorkspaceParams, "resources">, defaults: DiskLimits, max: DiskLimits): DiskLimits {
-  const diskMb = params.resources?.diskMb ?? defaults.diskMb;
-  if (diskMb > max.diskMb) throw notAllowed("resources.diskMb", `${diskMb} MiB is above the operator's ceiling of ${max.diskMb} MiB (ALIVE_CODEX_DISK_MAX)`);
-  const requested = params.resources?.diskInodes;
-  if (requested !== undefined && requested > max.diskInodes) {
-    throw notAllowed("resources.diskInodes", `${requested} is above the operator's ceiling of ${max.diskInodes} (ALIVE_CODEX_DISK_MAX)`);
-  }
-  const fit = Math.floor((diskMb * MIB) / 4 / INODE_BYTES);
-  if (requested !== undefined && requested > fit) {
-    throw new SidecarError(ErrorCode.invalidParams, `invalid resources.diskInodes: ${requested} inodes need ${Math.ceil((requested * INODE_BYTES) / MIB)} MiB of inode tables, more than a quarter of a ${diskMb} MiB disk (at most ${fit})`, {
-      data: { field: "resources.diskInodes", reason: `at most ${fit} for resources.diskMb ${diskMb}`, received: String(requested) },
-    });
-  }
-  const diskInodes = requested ?? Math.min(defaults.diskInodes, Math.floor((diskMb * MIB) / DEFAULT_BYTES_PER_INODE));
-  return { diskMb, diskInodes };
-}
-
-/** What statfs says of a mounted workspace disk, as the tenant sees it (root's reserve left out of the limit). */
-export function usageFromStatfs(stats: { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number }): DiskUsage {
-  const usedBlocks = stats.blocks - stats.bfree;
-  return {
-    limitBytes: (usedBlocks + stats.bavail) * stats.bsize,
-    usedBytes: usedBlocks * stats.bsize,
-    limitInodes: stats.files,
-    usedInodes: stats.files - stats.ffree,
-  };
 }
 
 export class WorkspaceDisks {
@@ -169,7 +133,7 @@ export class WorkspaceDisks {
     const root = workspacePaths(stateDir, workspaceId).root;
     const image = diskImagePath(stateDir, workspaceId);
     let mount = readMounts().get(root);
-    if (mount && !(await this.isOurs(mount, image))) {
+    if (mount && !(await isMountOfImage(mount, image))) {
       throw new Error(`${root} is a mount of ${mount.source}, not workspace ${workspaceId}'s disk ${image}: unmount it`);
     }
     const existing = await fs.stat(image).catch(() => null);
@@ -196,9 +160,9 @@ export class WorkspaceDisks {
           data: { field: "workspaceId", reason: "the disk's previous mount has not been released yet" },
         });
       }
-      if (!existing) await this.makeImage(image, limits);
-      if (existing && grow) await this.growImage(workspaceId, image, existing.size, limits);
-      await run("mount", ["-t", "ext4", "-o", "loop,nosuid,nodev,discard", image, root]);
+      if (!existing) await makeDiskImage(image, limits);
+      if (existing && grow) await growDiskImage(workspaceId, image, existing.size, limits, log);
+      await runTool("mount", ["-t", "ext4", "-o", "loop,nosuid,nodev,discard", image, root]);
       await fs.chmod(root, 0o711);
       mount = readMounts().get(root);
       if (!mount) throw new Error(`mounted ${image} at ${root} but the mount table does not show it`);
@@ -207,19 +171,6 @@ export class WorkspaceDisks {
     return "attached";
   }
 
-  /**
-   * Grows an unmounted image: the file, then the filesystem (resize2fs wants a fresh e2fsck first).
-   * Never while any loop device still holds it (a lazily detached mount is still live in the kernel).
-   */
-  private async growImage(workspaceId: string, image: string, fromBytes: number, limits: DiskLimits): Promise<void> {
-    if ((await loopDevicesOf(image)).length > 0) throw new Error(`workspace ${workspaceId}'s disk ${image} is still attached to a loop device; it cannot grow until that is released`);
-    await fs.truncate(image, limits.diskMb * MIB);
-    // e2fsck -p: 0 clean, 1 errors corrected; anything else stops the growth.
-    const check = await execa("e2fsck", ["-f", "-p", image], { reject: false, timeout: TOOL_TIMEOUT_MS * 4 });
-    if (check.exitCode !== 0 && check.exitCode !== 1) throw new Error(`e2fsck -f -p ${image} failed (exit ${check.exitCode ?? check.signal}): ${(check.stderr || check.stdout).trim().slice(0, 500)}`);
-    await run("resize2fs", [image]);
-    this.options.log.info("workspace disk grown", { workspaceId, fromMb: fromBytes / MIB, toMb: limits.diskMb });
-  }
 
   /**
    * Unmounts the workspace's disk (its container is gone): the loop device goes with it. A mount still
@@ -233,11 +184,11 @@ export class WorkspaceDisks {
     const image = diskImagePath(stateDir, workspaceId);
     const mount = readMounts().get(root);
     let lazily = false;
-    if (mount && (await this.isOurs(mount, image))) {
+    if (mount && (await isMountOfImage(mount, image))) {
       const plain = await execa("umount", [root], { reject: false, timeout: TOOL_TIMEOUT_MS });
       if (plain.exitCode !== 0) {
         log.warn("workspace disk busy; detached lazily", { workspaceId, error: plain.stderr.trim() });
-        await run("umount", ["-l", root]);
+        await runTool("umount", ["-l", root]);
         lazily = true;
       }
     }
@@ -277,122 +228,4 @@ export class WorkspaceDisks {
     for (const mountPoint of readMounts().keys()) if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
     return { enforcement: "image", attached, requested };
   }
-
-  /** Made under a temporary name and renamed when whole: a sidecar killed mid-mkfs leaves no half-made disk behind its name. */
-  private async makeImage(image: string, limits: DiskLimits): Promise<void> {
-    const partial = `${image}.partial-${randomBytes(4).toString("hex")}`;
-    try {
-      const handle = await fs.open(partial, "wx", 0o600);
-      try {
-        await handle.truncate(limits.diskMb * MIB);
-      } finally {
-        await handle.close();
-      }
-      const reservePercent = Math.min(5, Math.max(0.1, (ROOT_RESERVE_MB / limits.diskMb) * 100)).toFixed(2);
-      await run("mkfs.ext4", ["-q", "-F", "-T", "default", "-b", "4096", "-I", String(INODE_BYTES), "-N", String(limits.diskInodes), "-m", reservePercent, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", partial]);
-      await fs.rename(partial, image);
-    } finally {
-      await fs.rm(partial, { force: true });
-    }
-  }
-
-  /** A mount at the workspace root is ours when its loop device's backing file is the workspace's image. */
-  private async isOurs(mount: MountEntry, image: string): Promise<boolean> {
-    const device = /^\/dev\/(loop\d+)$/.exec(mount.source)?.[1];
-    if (!device) return false;
-    const backing = await fs.readFile(`/sys/block/${device}/loop/backing_file`, "utf8").catch(() => "");
-    return backing.trim() === image;
-  }
-}
-
-/** Runs a tool; its failure names the command and what it said. */
-async function run(file: string, args: string[]): Promise<void> {
-  const result = await execa(file, args, { reject: false, timeout: TOOL_TIMEOUT_MS });
-  if (result.exitCode !== 0) throw new Error(`${file} ${args.join(" ")} failed (exit ${result.exitCode ?? result.signal}): ${(result.stderr || result.stdout).trim().slice(0, 500)}`);
-}
-
-/**
- * Detaches the loop devices backed by `image` until none is left or `withinMs` passes; returns
- * those still attached then. The kernel clears an autoclear device asynchronously after its last
- * close, so one pass of losetup -d can race it ("busy") and see it again a moment later.
- */
-async function releaseLoopDevices(image: string, withinMs: number): Promise<string[]> {
-  const deadline = Date.now() + withinMs;
-  for (let pause = 10; ; pause = Math.min(pause * 2, 200)) {
-    const devices = await loopDevicesOf(image);
-    if (devices.length === 0 || Date.now() >= deadline) return devices;
-    for (const device of devices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
-    await new Promise((resolve) => setTimeout(resolve, pause));
-  }
-}
-
-/** The loop devices backed by `image` (losetup -j). */
-async function loopDevicesOf(image: string): Promise<string[]> {
-  const attached = await execa("losetup", ["-j", image], { reject: false, timeout: TOOL_TIMEOUT_MS });
-  return attached.stdout
-    .split("\n")
-    .map((line) => /^(\/dev\/loop\d+):/.exec(line)?.[1])
-    .filter((device): device is string => device !== undefined);
-}
-
-/**
- * What this host offers for workspace disks, without side effects: the uid, CAP_SYS_ADMIN in the
- * effective set (/proc/self/status), the tools on PATH (one sh), whether /dev/loop-control opens
- * read-write (absent on a host without the loop module; refused in a container without the device)
- * and the AppArmor label (Docker's default profile denies mount whatever the capabilities);
- * `stateDirPropagation` comes from checkSelfMounts (the engine's view of the sidecar's own container).
- */
-export async function probeDiskCapabilities(stateDirPropagation: string | null = null): Promise<DiskCapabilities> {
-  const root = typeof process.getuid === "function" && process.getuid() === 0;
-  const status = await fs.readFile("/proc/self/status", "utf8").catch(() => "");
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  const capSysAdmin = capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 21n)) !== 0n;
-  // One shell for all of them: the tools are looked up on the PATH mount(8) and the rest will be run with.
-  const lookup = await execa("sh", ["-c", 'for tool; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done', "sh", ...TOOLS], { reject: false, timeout: TOOL_TIMEOUT_MS });
-  const missingTools = lookup.exitCode === 0 ? lookup.stdout.split("\n").filter((tool) => tool !== "") : [...TOOLS];
-  let loopControl: DiskCapabilities["loopControl"] = "ok";
-  try {
-    await (await fs.open("/dev/loop-control", "r+")).close();
-  } catch (error) {
-    loopControl = (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "denied";
-  }
-  return { root, capSysAdmin, missingTools, loopControl, stateDirPropagation, appArmor: await readAppArmorLabel() };
-}
-
-/** This process's AppArmor label: the stacked LSM interface first (Linux 5.8+), then the classic one; null when neither says. */
-async function readAppArmorLabel(): Promise<string | null> {
-  for (const file of ["/proc/self/attr/apparmor/current", "/proc/self/attr/current"]) {
-    const label = (await fs.readFile(file, "utf8").catch(() => "")).replace(/\0/g, "").trim();
-    if (label !== "") return label;
-  }
-  return null;
-}
-
-/** What of workspace disks is left under `dir`: the mounts below it and the loop devices whose backing file is below it. */
-export async function disksLeftUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
-  const real = await fs.realpath(dir).catch(() => dir);
-  const prefix = `${real}${path.sep}`;
-  const mounts = [...readMounts().keys()].filter((point) => point.startsWith(prefix));
-  const loopDevices: string[] = [];
-  for (const name of await fs.readdir("/sys/block").catch(() => [] as string[])) {
-    if (!/^loop\d+$/.test(name)) continue;
-    const backing = await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "");
-    if (backing.startsWith(prefix)) loopDevices.push(`/dev/${name}`);
-  }
-  return { mounts, loopDevices };
-}
-
-/**
- * Releases every workspace disk left under `dir` (a finished test's or doctor's temporary root, a
- * killed run's): unmounts, deepest first and lazily when busy, then detaches the loop devices still
- * backed by a file below it. Returns what it found; call disksLeftUnder afterwards to verify.
- */
-export async function releaseDisksUnder(dir: string): Promise<{ mounts: string[]; loopDevices: string[] }> {
-  const found = await disksLeftUnder(dir);
-  for (const point of [...found.mounts].sort((a, b) => b.length - a.length)) {
-    const plain = await execa("umount", [point], { reject: false, timeout: TOOL_TIMEOUT_MS });
-    if (plain.exitCode !== 0) await execa("umount", ["-l", point], { reject: false, timeout: TOOL_TIMEOUT_MS });
-  }
-  for (const device of (await disksLeftUnder(dir)).loopDevices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
-  return found;
 }

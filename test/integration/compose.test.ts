@@ -31,7 +31,7 @@ import { ErrorCode, type SidecarError } from "../../src/errors.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import { probeSocket } from "../../src/rpc/socket.js";
 import { describeDiskHealth } from "../../src/shared/disk-settings.js";
-import { disksLeftUnder, releaseDisksUnder } from "../../src/workspace/disk-image.js";
+import { disksLeftUnder, releaseDisksUnder } from "../../src/workspace/disk-leftovers.js";
 import { readMounts } from "../../src/workspace/mountinfo.js";
 import { containerName } from "../../src/workspace/spec.js";
 import type { ResponsesStub } from "../support/responses-stub.js";

@@ -16,7 +16,7 @@ import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
 import { AddressSet } from "../../src/policy/addresses.js";
 import { hostCheckStatus } from "../../src/doctor/checks.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
-import { disksLeftUnder } from "../../src/workspace/disk-image.js";
+import { disksLeftUnder } from "../../src/workspace/disk-leftovers.js";
 import { readMounts } from "../../src/workspace/mountinfo.js";
 import { startCli } from "../support/cli-process.js";
 import { startGatewayStub, startTestSidecar, testImage, TEST_RUN_ID, type TestSidecar } from "../support/sidecar.js";

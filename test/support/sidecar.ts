@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { isOwnProcess, listContainerProcesses, type ClassifiedProcess } from "../../src/codex/container-processes.js";
 import { loadConfig, type SidecarConfig } from "../../src/config.js";
+import { DockerEngine } from "../../src/docker/docker-engine.js";
 import { createDockerClient, type Docker } from "../../src/docker/engine.js";
 import { ExecStreams } from "../../src/docker/exec-streams.js";
 import { Labels } from "../../src/docker/labels.js";
@@ -17,7 +18,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { startSidecar, type RunningSidecar } from "../../src/sidecar.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { ensureBridgeNetwork } from "../../src/docker/networks.js";
-import { releaseDisksUnder } from "../../src/workspace/disk-image.js";
+import { releaseDisksUnder } from "../../src/workspace/disk-leftovers.js";
 import { ResponsesStub } from "./responses-stub.js";
 
 export const TEST_RUN_ID = process.env.ALIVE_CODEX_TEST_RUN_ID ?? "local";
@@ -169,7 +170,7 @@ export async function removeInstanceContainers(docker: Docker, instance: string)
 
 /** Every process in the container with its role (src/codex/container-processes.ts), the listing's own left out. */
 export function containerProcesses(docker: Docker, containerId: string): Promise<ClassifiedProcess[]> {
-  return listContainerProcesses(docker, containerId);
+  return listContainerProcesses(new DockerEngine(docker), containerId);
 }
 
 /**

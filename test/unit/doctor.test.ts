@@ -9,7 +9,7 @@ import { renderUsage } from "../../src/cli/run-cli.js";
 import { hardeningProblems } from "../../src/doctor/hardening.js";
 import { describeIsolation, isolationProblems } from "../../src/doctor/isolation.js";
 import type { IsolationReport } from "../../src/service.js";
-import { doctorScript } from "../../src/doctor/run-doctor.js";
+import { doctorScript } from "../../src/doctor/scratch-sidecar.js";
 import { startScriptedModel } from "../../src/doctor/scripted-model.js";
 import { RUNNING_CHECKS } from "../../src/doctor/check-running.js";
 import { AddressSet } from "../../src/policy/addresses.js";

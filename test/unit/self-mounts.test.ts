@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ErrorCode } from "../../src/errors.js";
+import { containerIdFromCgroup, containerIdFromMountinfo } from "../../src/docker/self-container.js";
 import {
-  containerIdFromCgroup,
-  containerIdFromMountinfo,
   describeMountMismatch,
   findMountMismatches,
   stateDirPropagation,
   selfMountError,
   type ContainerMount,
-} from "../../src/docker/self-mounts.js";
+} from "../../src/docker/self-mount-rule.js";
 
 const ID = "1828c8d4c6a8e86e30baa390a697022eef43fdd2c9eb0d163ad9ff73e7658df3";
 const OTHER = "d0590fd10e6c296b1c70681273f64549cfd733852f125c6219aa855700f3540f";

@@ -10,7 +10,9 @@ import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
 import { createLogger } from "../../src/log.js";
 import { decideDiskEnforcement, describeDiskHealth, parseDiskLimits, type DiskCapabilities } from "../../src/shared/disk-settings.js";
 import { DEFAULT_DISK } from "../../src/shared/limits.js";
-import { WorkspaceDisks, diskImagePath, probeDiskCapabilities, resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-image.js";
+import { probeDiskCapabilities } from "../../src/workspace/disk-capabilities.js";
+import { WorkspaceDisks, diskImagePath } from "../../src/workspace/disk-image.js";
+import { resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-limits.js";
 import { parseMountInfo } from "../../src/workspace/mountinfo.js";
 
 
