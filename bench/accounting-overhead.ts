@@ -20,13 +20,21 @@ export interface AccountingOverheadOptions {
 
 const USAGE = { inputTokens: 1200, cachedTokens: 800, outputTokens: 60, reasoningTokens: 20, totalTokens: 1260 };
 
-export async function benchAccountingOverhead(env: BenchEnv, params: WorkspaceParams, options: AccountingOverheadOptions): Promise<SectionResult> {
+export async function benchAccountingOverhead(
+  env: BenchEnv,
+  params: WorkspaceParams,
+  options: AccountingOverheadOptions,
+): Promise<SectionResult> {
   const { containerId } = await env.sidecar.service.ensureWorkspace(params);
   const metrics = new SidecarMetrics({ workspaceStates: () => ["running"], runningTurns: () => 1 });
   let cpuSeen = false;
   const samples = await timeIt(
     async () => {
-      const meter = new TurnMeter({ containerId, budget: { tokens: 1_000_000, cpuSeconds: 3600 }, onExceeded: () => undefined });
+      const meter = new TurnMeter({
+        containerId,
+        budget: { tokens: 1_000_000, cpuSeconds: 3600 },
+        onExceeded: () => undefined,
+      });
       await meter.start();
       if (meter.admit() !== null) throw new Error("the meter refused a request under its budget");
       meter.addUsage(USAGE);
@@ -34,16 +42,34 @@ export async function benchAccountingOverhead(env: BenchEnv, params: WorkspacePa
       if (resources.cpuSeconds !== null) cpuSeen = true;
       metrics.countModelRequest();
       metrics.countTokens(USAGE);
-      metrics.observeTurn({ status: "completed", errorCode: null, durationMs: resources.wallMs + 1500, firstEventMs: 300, resources });
+      metrics.observeTurn({
+        status: "completed",
+        errorCode: null,
+        durationMs: resources.wallMs + 1500,
+        firstEventMs: 300,
+        resources,
+      });
     },
     { n: options.n, warmup: options.warmup },
   );
-  if (!cpuSeen) throw new Error(`no cgroup found for container ${containerId.slice(0, 12)}: the meter measured nothing`);
+  if (!cpuSeen)
+    throw new Error(`no cgroup found for container ${containerId.slice(0, 12)}: the meter measured nothing`);
   const s = summarize(samples);
   const pass = s.p50 <= 2;
   return {
     title: "6. Metrics and accounting overhead on turn latency",
-    tables: [formatTable([latencyRow("meter start/finish + metric updates, per turn", samples, undefined, { target: "p50 <= 2 ms", result: verdict(pass) })], LATENCY_COLUMNS, { decimals: 3 })],
+    tables: [
+      formatTable(
+        [
+          latencyRow("meter start/finish + metric updates, per turn", samples, undefined, {
+            target: "p50 <= 2 ms",
+            result: verdict(pass),
+          }),
+        ],
+        LATENCY_COLUMNS,
+        { decimals: 3 },
+      ),
+    ],
     checks: [{ metric: "metrics and accounting overhead p50", measured: ms(s.p50), target: "<= 2 ms", pass }],
     notes: [
       "in-process, against the warm workspace container's real cgroup files; one model response's usage per turn",

@@ -33,16 +33,28 @@ interface ProcessEntry {
 
 const COMMAND = "sleep 1000 & sleep 1000";
 
-export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams, options: CancelOptions): Promise<SectionResult> {
+export async function benchCancelToClean(
+  env: BenchEnv,
+  params: WorkspaceParams,
+  options: CancelOptions,
+): Promise<SectionResult> {
   const { stub, docker } = env;
   const { service } = env.sidecar;
   let container = docker.getContainer((await service.ensureWorkspace(params)).containerId);
 
   const top = async (): Promise<ProcessEntry[]> => {
-    const result = (await container.top({ ps_args: "-eo pid,ppid,stat,args" })) as { Titles: string[]; Processes: string[][] };
+    const result = (await container.top({ ps_args: "-eo pid,ppid,stat,args" })) as {
+      Titles: string[];
+      Processes: string[][];
+    };
     const column = (name: string): number => result.Titles.findIndex((title) => title.trim().toUpperCase() === name);
     const [pid, ppid, stat, args] = [column("PID"), column("PPID"), column("STAT"), column("COMMAND")];
-    return (result.Processes ?? []).map((row) => ({ pid: row[pid] ?? "", ppid: row[ppid] ?? "", stat: row[stat] ?? "", args: row[args] ?? "" }));
+    return (result.Processes ?? []).map((row) => ({
+      pid: row[pid] ?? "",
+      ppid: row[ppid] ?? "",
+      stat: row[stat] ?? "",
+      args: row[args] ?? "",
+    }));
   };
 
   const resolved: number[] = [];
@@ -121,8 +133,10 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
       }
     }
     const turn = await result;
-    if (turn.status !== "cancelled") throw new Error(`turn ${turnId} ended ${turn.status}, expected cancelled (${turn.error?.message ?? ""})`);
-    if (!Number.isFinite(cleanAt)) throw new Error(`turn ${turnId}: processes still in the container 30 s after the cancel`);
+    if (turn.status !== "cancelled")
+      throw new Error(`turn ${turnId} ended ${turn.status}, expected cancelled (${turn.error?.message ?? ""})`);
+    if (!Number.isFinite(cleanAt))
+      throw new Error(`turn ${turnId}: processes still in the container 30 s after the cancel`);
     if (i >= 0) {
       resolved.push(resolvedAt - t0);
       clean.push(cleanAt - t0);
@@ -141,15 +155,26 @@ export async function benchCancelToClean(env: BenchEnv, params: WorkspaceParams,
     tables: [
       formatTable(
         [
-          latencyRow("cancel -> runTurn resolved (cancelled)", resolved, undefined, { target: "p99 <= 1000 ms", result: verdict(resolvedPass) }),
-          latencyRow("cancel -> no turn process in container", clean, undefined, { target: "p99 <= 1000 ms", result: verdict(pass) }),
+          latencyRow("cancel -> runTurn resolved (cancelled)", resolved, undefined, {
+            target: "p99 <= 1000 ms",
+            result: verdict(resolvedPass),
+          }),
+          latencyRow("cancel -> no turn process in container", clean, undefined, {
+            target: "p99 <= 1000 ms",
+            result: verdict(pass),
+          }),
           latencyRow("probe: one docker top call", topCalls, undefined, { target: "-", result: "-" }),
         ],
         LATENCY_COLUMNS,
       ),
     ],
     checks: [
-      { metric: "cancel -> turn resolved p99", measured: ms(summarize(resolved).p99), target: "<= 1000 ms", pass: resolvedPass },
+      {
+        metric: "cancel -> turn resolved p99",
+        measured: ms(summarize(resolved).p99),
+        target: "<= 1000 ms",
+        pass: resolvedPass,
+      },
       { metric: "cancel -> container clean p99", measured: ms(c.p99), target: "<= 1000 ms", pass },
     ],
     notes: [
@@ -176,11 +201,13 @@ function turnProcessFilter(baseline: readonly ProcessEntry[]): (p: ProcessEntry)
   // The engine's init (an exec, such as the waiting launcher, also has its parent outside).
   const init = baseline.find((p) => !pids.has(p.ppid) && p.args.includes("docker-init"));
   const main = baseline.find((p) => p.ppid === init?.pid && p.args.includes(CONTAINER_RUN_DIR));
-  if (!init || !main) throw new Error(`cannot find init and the main script in docker top: ${JSON.stringify(baseline)}`);
+  if (!init || !main)
+    throw new Error(`cannot find init and the main script in docker top: ${JSON.stringify(baseline)}`);
   // The forwarder loops: subshells of the main script (same args), present from the container's start.
   const loops = baseline.filter((p) => p.ppid === main.pid && p.args === main.args);
   const supervisors = new Set([main.pid, ...loops.map((p) => p.pid)]);
-  if (loops.length === 0) throw new Error(`no forwarder loop under the main script in docker top: ${JSON.stringify(baseline)}`);
+  if (loops.length === 0)
+    throw new Error(`no forwarder loop under the main script in docker top: ${JSON.stringify(baseline)}`);
   return (p) => {
     if (p.stat.startsWith("Z")) return true;
     if (p.pid === init.pid || supervisors.has(p.pid) || supervisors.has(p.ppid)) return false;

@@ -43,7 +43,14 @@ const PREVIOUS_MAIN_SCRIPT = `while :; do cat ${CONTAINER_RUN_DIR}/log 2>/dev/nu
 
 /** The same spec as the previous setup made it: on the bench's bridge network, the log pump alone. */
 function previousSetup(spec: WorkspaceSpec, network: string): WorkspaceSpec {
-  return { ...spec, options: { ...spec.options, Cmd: ["-c", PREVIOUS_MAIN_SCRIPT], HostConfig: { ...spec.options.HostConfig, NetworkMode: network } } };
+  return {
+    ...spec,
+    options: {
+      ...spec.options,
+      Cmd: ["-c", PREVIOUS_MAIN_SCRIPT],
+      HostConfig: { ...spec.options.HostConfig, NetworkMode: network },
+    },
+  };
 }
 
 export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions): Promise<SectionResult> {
@@ -55,7 +62,10 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
 
   const assertExecReady = async (containerId: string, arm: Arm): Promise<void> => {
     const result = await runExec(docker, containerId, { cmd: ["true"] });
-    if (result.exitCode !== 0) throw new Error(`${arm}: exec of true in ${containerId.slice(0, 12)} exited ${String(result.exitCode)}: ${result.stderr}`);
+    if (result.exitCode !== 0)
+      throw new Error(
+        `${arm}: exec of true in ${containerId.slice(0, 12)} exited ${String(result.exitCode)}: ${result.stderr}`,
+      );
   };
 
   const runSidecar = async (): Promise<number> => {
@@ -123,7 +133,13 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
   /** The engine's floor: the same image, no mounts, no limits, no network, no init. */
   const runMinimal = async (): Promise<number> => {
     const t0 = performance.now();
-    const container = await docker.createContainer({ Image: env.imageRef, Entrypoint: ["/bin/sh"], Cmd: ["-c", "sleep 1000"], Labels: env.labels, HostConfig: { NetworkMode: "none" } });
+    const container = await docker.createContainer({
+      Image: env.imageRef,
+      Entrypoint: ["/bin/sh"],
+      Cmd: ["-c", "sleep 1000"],
+      Labels: env.labels,
+      HostConfig: { NetworkMode: "none" },
+    });
     await container.start();
     const elapsed = performance.now() - t0;
     await assertExecReady(container.id, "minimal");
@@ -136,10 +152,13 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     const offset = ((round % arms.length) + arms.length) % arms.length;
     for (const arm of [...arms.slice(offset), ...arms.slice(0, offset)]) {
       const elapsed =
-        arm === "sidecar" ? await runSidecar()
-        : arm === "cli" ? await runCli()
-        : arm === "minimal" ? await runMinimal()
-        : await runApi(arm === "api" ? "spec" : "previous", round >= 0);
+        arm === "sidecar"
+          ? await runSidecar()
+          : arm === "cli"
+            ? await runCli()
+            : arm === "minimal"
+              ? await runMinimal()
+              : await runApi(arm === "api" ? "spec" : "previous", round >= 0);
       if (round >= 0) samples[arm].push(elapsed);
     }
   }
@@ -154,15 +173,22 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
 
   let parityNote = "parity: not checked";
   if (parity.sidecar !== undefined && parity.cli !== undefined) {
-    const [a, b] = await Promise.all([docker.getContainer(parity.sidecar).inspect(), docker.getContainer(parity.cli).inspect()]);
+    const [a, b] = await Promise.all([
+      docker.getContainer(parity.sidecar).inspect(),
+      docker.getContainer(parity.cli).inspect(),
+    ]);
     const differences = shapeDifferences(
       containerShape(a as unknown as Parameters<typeof containerShape>[0]),
       containerShape(b as unknown as Parameters<typeof containerShape>[0]),
     );
-    parityNote = differences.length === 0
-      ? "parity: docker inspect of a sidecar-made and a CLI-made container shows the same settings (user, entrypoint, cmd, env names, labels, HostConfig limits, mounts)"
-      : `parity: the CLI-made container DIFFERS in ${differences.join(", ")}`;
-    await docker.getContainer(parity.cli).remove({ force: true, v: true }).catch(() => undefined);
+    parityNote =
+      differences.length === 0
+        ? "parity: docker inspect of a sidecar-made and a CLI-made container shows the same settings (user, entrypoint, cmd, env names, labels, HostConfig limits, mounts)"
+        : `parity: the CLI-made container DIFFERS in ${differences.join(", ")}`;
+    await docker
+      .getContainer(parity.cli)
+      .remove({ force: true, v: true })
+      .catch(() => undefined);
   }
 
   const cli = summarize(samples.cli);
@@ -172,10 +198,16 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
   const absolutePass = side.p50 < 200;
   const main = formatTable(
     [
-      latencyRow("sidecar ensureWorkspace", samples.sidecar, cli, { target: "p50 <= 0.7x CLI and < 200 ms", result: verdict(ratioPass && absolutePass) }),
+      latencyRow("sidecar ensureWorkspace", samples.sidecar, cli, {
+        target: "p50 <= 0.7x CLI and < 200 ms",
+        result: verdict(ratioPass && absolutePass),
+      }),
       latencyRow("docker run -d (CLI, baseline)", samples.cli, cli, { target: "-", result: "-" }),
       latencyRow("by hand: dirs + create + start", samples.api, cli, { target: "-", result: "-" }),
-      latencyRow("by hand, previous setup (bridge, no forwarders)", samples.previous, cli, { target: "-", result: "-" }),
+      latencyRow("by hand, previous setup (bridge, no forwarders)", samples.previous, cli, {
+        target: "-",
+        result: "-",
+      }),
       latencyRow("engine floor: minimal container", samples.minimal, cli, { target: "-", result: "-" }),
     ],
     LATENCY_COLUMNS,
@@ -212,4 +244,3 @@ export async function benchColdEnsure(env: BenchEnv, options: ColdEnsureOptions)
     ],
   };
 }
-

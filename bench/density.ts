@@ -74,8 +74,13 @@ async function shimMemoryById(): Promise<Map<string, ShimMemory>> {
     const match = /^\s*(\d+)\s+(\d+)\s+\S*containerd-shim\S*\s.*-id\s+([0-9a-f]{64})/.exec(line);
     if (!match?.[1] || !match[2] || !match[3]) continue;
     const rollup = await fs.readFile(`/proc/${match[1]}/smaps_rollup`, "utf8").catch(() => "");
-    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? NaN) * 1024;
-    byId.set(match[3], { rss: Number(match[2]) * 1024, pss: kb("Pss"), uss: kb("Private_Clean") + kb("Private_Dirty") });
+    const kb = (field: string): number =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? NaN) * 1024;
+    byId.set(match[3], {
+      rss: Number(match[2]) * 1024,
+      pss: kb("Pss"),
+      uss: kb("Private_Clean") + kb("Private_Dirty"),
+    });
   }
   return byId;
 }
@@ -83,7 +88,9 @@ async function shimMemoryById(): Promise<Map<string, ShimMemory>> {
 async function containerMemory(containerId: string, shims: Map<string, ShimMemory>): Promise<ContainerMemory> {
   const dir = `/sys/fs/cgroup/memory/docker/${containerId}`;
   const stat = await memoryStat(dir);
-  const freezer = await fs.readFile(`/sys/fs/cgroup/freezer/docker/${containerId}/freezer.state`, "utf8").catch(() => "?");
+  const freezer = await fs
+    .readFile(`/sys/fs/cgroup/freezer/docker/${containerId}/freezer.state`, "utf8")
+    .catch(() => "?");
   const procs = (await fs.readFile(path.join(dir, "cgroup.procs"), "utf8")).split("\n").filter(Boolean).length;
   return {
     usage: await readNumber(path.join(dir, "memory.usage_in_bytes")),
@@ -194,15 +201,13 @@ export async function benchDensity(env: BenchEnv, options: DensityOptions): Prom
         row("containerd-shim-runc-v2 private (USS)", column("shimUss")),
         row("processes in the container (cgroup.procs)", column("procs"), "count"),
       ]),
-      formatTable(
-        [
-          { "sidecar (bench process) RSS": "before the section", MiB: mib(rssBefore) },
-          { "sidecar (bench process) RSS": `${ids.length} ensured (running)`, MiB: mib(rssEnsured) },
-          { "sidecar (bench process) RSS": `${ids.length} paused`, MiB: mib(rssPaused) },
-          { "sidecar (bench process) RSS": "after removing them", MiB: mib(rssAfterRemove) },
-          { "sidecar (bench process) RSS": "growth per paused workspace", MiB: mib(perWorkspaceSidecar) },
-        ],
-      ),
+      formatTable([
+        { "sidecar (bench process) RSS": "before the section", MiB: mib(rssBefore) },
+        { "sidecar (bench process) RSS": `${ids.length} ensured (running)`, MiB: mib(rssEnsured) },
+        { "sidecar (bench process) RSS": `${ids.length} paused`, MiB: mib(rssPaused) },
+        { "sidecar (bench process) RSS": "after removing them", MiB: mib(rssAfterRemove) },
+        { "sidecar (bench process) RSS": "growth per paused workspace", MiB: mib(perWorkspaceSidecar) },
+      ]),
       formatTable([
         {
           metric: "host memory per idle workspace (cgroup usage + shim PSS + sidecar RSS growth)",
@@ -212,7 +217,14 @@ export async function benchDensity(env: BenchEnv, options: DensityOptions): Prom
         },
       ]),
     ],
-    checks: [{ metric: "idle workspace host memory (mean)", measured: `${mib(total)} MiB`, target: `<= ${TARGET_MIB} MiB`, pass }],
+    checks: [
+      {
+        metric: "idle workspace host memory (mean)",
+        measured: `${mib(total)} MiB`,
+        target: `<= ${TARGET_MIB} MiB`,
+        pass,
+      },
+    ],
     notes: [
       `${ids.length} workspaces ensured ${options.concurrency} at a time (ensure p50 ${e.p50.toFixed(0)} ms, p95 ${e.p95.toFixed(0)} ms) by a second sidecar with --idle-timeout ${options.idleTimeoutMs} ms; its reaper paused all of them ${(pauseWait / 1000).toFixed(1)} s after the last ensure; ${frozen}/${ids.length} freezer.state FROZEN when measured`,
       "cgroup v1 figures from /sys/fs/cgroup/memory/docker/<id>/; usage_in_bytes is what the kernel charges the container (rss + page cache + kernel memory); page cache of shared image files is charged to the first container that read them",

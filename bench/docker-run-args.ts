@@ -5,19 +5,49 @@
  */
 import type { ContainerCreateOptions, HostConfig } from "dockerode";
 
-const CONFIG_KEYS = new Set(["name", "Image", "Entrypoint", "Cmd", "User", "Env", "WorkingDir", "StopTimeout", "Labels", "HostConfig"]);
+const CONFIG_KEYS = new Set([
+  "name",
+  "Image",
+  "Entrypoint",
+  "Cmd",
+  "User",
+  "Env",
+  "WorkingDir",
+  "StopTimeout",
+  "Labels",
+  "HostConfig",
+]);
 const HOST_CONFIG_KEYS = new Set([
-  "Init", "Mounts", "ReadonlyRootfs", "Tmpfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap",
-  "NanoCpus", "CpuPeriod", "CpuQuota", "Ulimits", "LogConfig", "NetworkMode", "IpcMode", "RestartPolicy", "Runtime",
+  "Init",
+  "Mounts",
+  "ReadonlyRootfs",
+  "Tmpfs",
+  "CapDrop",
+  "SecurityOpt",
+  "PidsLimit",
+  "Memory",
+  "MemorySwap",
+  "NanoCpus",
+  "CpuPeriod",
+  "CpuQuota",
+  "Ulimits",
+  "LogConfig",
+  "NetworkMode",
+  "IpcMode",
+  "RestartPolicy",
+  "Runtime",
 ]);
 
 /** Arguments after `docker run -d`: flags, the image, then the command's arguments. */
 export function dockerRunArgs(options: ContainerCreateOptions): string[] {
   const unknown = [
     ...Object.keys(options).filter((key) => !CONFIG_KEYS.has(key)),
-    ...Object.keys(options.HostConfig ?? {}).filter((key) => !HOST_CONFIG_KEYS.has(key)).map((key) => `HostConfig.${key}`),
+    ...Object.keys(options.HostConfig ?? {})
+      .filter((key) => !HOST_CONFIG_KEYS.has(key))
+      .map((key) => `HostConfig.${key}`),
   ];
-  if (unknown.length > 0) throw new Error(`dockerRunArgs: no CLI translation for create option(s) ${unknown.join(", ")}`);
+  if (unknown.length > 0)
+    throw new Error(`dockerRunArgs: no CLI translation for create option(s) ${unknown.join(", ")}`);
   if (options.Image === undefined) throw new Error("dockerRunArgs: the create options have no Image");
 
   const args: string[] = [];
@@ -30,8 +60,14 @@ export function dockerRunArgs(options: ContainerCreateOptions): string[] {
   if (options.StopTimeout !== undefined) add("--stop-timeout", String(options.StopTimeout));
   for (const entry of options.Env ?? []) add("--env", entry);
   for (const [key, value] of Object.entries(options.Labels ?? {})) add("--label", `${key}=${value}`);
-  const entrypoint = options.Entrypoint === undefined ? [] : typeof options.Entrypoint === "string" ? [options.Entrypoint] : options.Entrypoint;
-  if (entrypoint.length > 1) throw new Error("dockerRunArgs: an entrypoint with arguments has no single --entrypoint equivalent");
+  const entrypoint =
+    options.Entrypoint === undefined
+      ? []
+      : typeof options.Entrypoint === "string"
+        ? [options.Entrypoint]
+        : options.Entrypoint;
+  if (entrypoint.length > 1)
+    throw new Error("dockerRunArgs: an entrypoint with arguments has no single --entrypoint equivalent");
   if (entrypoint[0] !== undefined) add("--entrypoint", entrypoint[0]);
   args.push(...hostConfigArgs(options.HostConfig ?? {}));
   add(options.Image);
@@ -54,7 +90,8 @@ function hostConfigArgs(host: HostConfig): string[] {
   if (host.CpuQuota !== undefined) args.push("--cpu-quota", String(host.CpuQuota));
   for (const limit of host.Ulimits ?? []) args.push("--ulimit", `${limit.Name}=${limit.Soft}:${limit.Hard}`);
   if (host.LogConfig?.Type !== undefined) args.push("--log-driver", host.LogConfig.Type);
-  for (const [key, value] of Object.entries(host.LogConfig?.Config ?? {})) args.push("--log-opt", `${key}=${String(value)}`);
+  for (const [key, value] of Object.entries(host.LogConfig?.Config ?? {}))
+    args.push("--log-opt", `${key}=${String(value)}`);
   if (host.NetworkMode !== undefined) args.push("--network", host.NetworkMode);
   if (host.IpcMode !== undefined) args.push("--ipc", host.IpcMode);
   if (host.RestartPolicy?.Name !== undefined) args.push("--restart", host.RestartPolicy.Name);
@@ -66,7 +103,8 @@ function hostConfigArgs(host: HostConfig): string[] {
     }
     args.push("--mount", `type=bind,source=${mount.Source},target=${mount.Target}${mount.ReadOnly ? ",readonly" : ""}`);
   }
-  for (const [target, opts] of Object.entries(host.Tmpfs ?? {})) args.push("--tmpfs", opts === "" ? target : `${target}:${opts}`);
+  for (const [target, opts] of Object.entries(host.Tmpfs ?? {}))
+    args.push("--tmpfs", opts === "" ? target : `${target}:${opts}`);
   return args;
 }
 
@@ -83,12 +121,41 @@ export interface ContainerShape {
 }
 
 /** The shape of an inspected container, for checking that the CLI made the same kind of container. */
-export function containerShape(info: { Config: Record<string, unknown>; HostConfig: Record<string, unknown> }): ContainerShape {
-  const config = info.Config as { User?: string; Entrypoint?: unknown; Cmd?: unknown; Env?: string[]; Labels?: Record<string, string>; StopTimeout?: unknown };
-  const host = info.HostConfig as Record<string, unknown> & { Mounts?: Array<{ Type?: string; Target?: string; ReadOnly?: boolean }> };
+export function containerShape(info: {
+  Config: Record<string, unknown>;
+  HostConfig: Record<string, unknown>;
+}): ContainerShape {
+  const config = info.Config as {
+    User?: string;
+    Entrypoint?: unknown;
+    Cmd?: unknown;
+    Env?: string[];
+    Labels?: Record<string, string>;
+    StopTimeout?: unknown;
+  };
+  const host = info.HostConfig as Record<string, unknown> & {
+    Mounts?: Array<{ Type?: string; Target?: string; ReadOnly?: boolean }>;
+  };
   const pick = [
-    "Init", "ReadonlyRootfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap", "NanoCpus", "CpuPeriod", "CpuQuota", "Ulimits",
-    "LogConfig", "NetworkMode", "IpcMode", "RestartPolicy", "Runtime", "Tmpfs", "Privileged", "CapAdd",
+    "Init",
+    "ReadonlyRootfs",
+    "CapDrop",
+    "SecurityOpt",
+    "PidsLimit",
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuPeriod",
+    "CpuQuota",
+    "Ulimits",
+    "LogConfig",
+    "NetworkMode",
+    "IpcMode",
+    "RestartPolicy",
+    "Runtime",
+    "Tmpfs",
+    "Privileged",
+    "CapAdd",
   ];
   return {
     user: config.User ?? "",
@@ -99,7 +166,9 @@ export function containerShape(info: { Config: Record<string, unknown>; HostConf
     stopTimeout: config.StopTimeout ?? null,
     host: Object.fromEntries(pick.map((key) => [key, host[key] ?? null])),
     // The first mount is the workspace itself, whose path differs per workspace.
-    mounts: (host.Mounts ?? []).map((m, i) => `${m.Type}:${i === 0 ? "<workspace>" : m.Target}:${m.ReadOnly ? "ro" : "rw"}`),
+    mounts: (host.Mounts ?? []).map(
+      (m, i) => `${m.Type}:${i === 0 ? "<workspace>" : m.Target}:${m.ReadOnly ? "ro" : "rw"}`,
+    ),
   };
 }
 
@@ -109,7 +178,8 @@ export function shapeDifferences(a: ContainerShape, b: ContainerShape): string[]
   for (const key of Object.keys(a) as Array<keyof ContainerShape>) {
     if (key === "host") {
       for (const hostKey of Object.keys(a.host)) {
-        if (JSON.stringify(a.host[hostKey]) !== JSON.stringify(b.host[hostKey])) differences.push(`HostConfig.${hostKey}`);
+        if (JSON.stringify(a.host[hostKey]) !== JSON.stringify(b.host[hostKey]))
+          differences.push(`HostConfig.${hostKey}`);
       }
     } else if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {
       differences.push(key);

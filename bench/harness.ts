@@ -131,7 +131,13 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     });
     options.progress(`run id ${runId}; state under ${root}`);
 
-    const image = new RuntimeImage({ docker, baseImage: options.baseImage, explicitRef: options.image, log, onProgress: options.progress });
+    const image = new RuntimeImage({
+      docker,
+      baseImage: options.baseImage,
+      explicitRef: options.image,
+      log,
+      onProgress: options.progress,
+    });
     const imageRef = (await image.ensure()).ref;
     options.progress(`runtime image ${imageRef}`);
 
@@ -177,7 +183,9 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       const failed: string[] = [];
       for (const workspaceId of made) {
         if (sidecar.workspaces.find(workspaceId) === undefined) continue;
-        await sidecar.service.removeWorkspace({ workspaceId, purgeHome: true }).catch((error: unknown) => failed.push(`${workspaceId}: ${String(error)}`));
+        await sidecar.service
+          .removeWorkspace({ workspaceId, purgeHome: true })
+          .catch((error: unknown) => failed.push(`${workspaceId}: ${String(error)}`));
       }
       if (failed.length > 0) throw new Error(`workspace.remove failed for ${failed.join("; ")}`);
     });

@@ -30,7 +30,8 @@ export interface JournalBenchOptions {
   restarts: number;
 }
 
-const UNSUPPORTED = (): Promise<never> => Promise.reject(new SidecarError(ErrorCode.internal, "not part of the bench's synthetic service"));
+const UNSUPPORTED = (): Promise<never> =>
+  Promise.reject(new SidecarError(ErrorCode.internal, "not part of the bench's synthetic service"));
 
 /**
  * Turns that emit `events()` synthetic item.completed events (as bench/rpc.ts's), 1,000 per
@@ -52,13 +53,28 @@ function syntheticService(events: () => number, lines = false): SidecarService {
       const turnId = params.turnId ?? "synthetic";
       const count = events();
       const emit = (seq: number, event: Parameters<typeof hooks.onEvent>[2]): void =>
-        lines ? hooks.onEvent(turnId, seq, event, turnEventLine(turnId, seq, JSON.stringify(event))) : hooks.onEvent(turnId, seq, event);
+        lines
+          ? hooks.onEvent(turnId, seq, event, turnEventLine(turnId, seq, JSON.stringify(event)))
+          : hooks.onEvent(turnId, seq, event);
       emit(0, { type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: null });
       for (let i = 1; i <= count; i++) {
-        emit(i, { type: "item.completed", item: { id: `item_${i}`, type: "agent_message", text: `synthetic event ${i}` } });
+        emit(i, {
+          type: "item.completed",
+          item: { id: `item_${i}`, type: "agent_message", text: `synthetic event ${i}` },
+        });
         if (i % 1000 === 0) await nextTurn();
       }
-      return { turnId, threadId: null, status: "completed", finalResponse: "", items: [], usage: null, turnUsage: null, resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 }, tokens: { input: 0, cached: 0, output: 0, reasoning: 0 } };
+      return {
+        turnId,
+        threadId: null,
+        status: "completed",
+        finalResponse: "",
+        items: [],
+        usage: null,
+        turnUsage: null,
+        resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 },
+        tokens: { input: 0, cached: 0, output: 0, reasoning: 0 },
+      };
     },
   };
 }
@@ -81,7 +97,9 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
   let events = options.events;
   const serve = async (name: string, service: SidecarService): Promise<SidecarClient> => {
     const socketPath = path.join(env.root, `${name}.sock`);
-    servers.push(await startRpcServer({ socketPath, service, policy: env.config, log: env.log, version: sidecarVersion() }));
+    servers.push(
+      await startRpcServer({ socketPath, service, policy: env.config, log: env.log, version: sidecarVersion() }),
+    );
     const client = await SidecarClient.connect(socketPath);
     clients.push(client);
     return client;
@@ -90,7 +108,11 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
   let restart: { orphanFree: number[]; ready: number[] } = { orphanFree: [], ready: [] };
   try {
     const plain = syntheticService(() => events);
-    const journal = new TurnJournal({ dir: path.join(env.root, "bench-journal"), limits: { maxBytesPerTurn: 1024 ** 3, maxAgeMs: 0, maxTurns: 1000 }, log: env.log });
+    const journal = new TurnJournal({
+      dir: path.join(env.root, "bench-journal"),
+      limits: { maxBytesPerTurn: 1024 ** 3, maxAgeMs: 0, maxTurns: 1000 },
+      log: env.log,
+    });
     await journal.open({ code: "sidecar_restarted", message: "restarted" });
     const hub = new TurnHub({ journal, log: env.log, run: (params, hooks) => plain.runTurn(params, hooks) });
     const journaled: SidecarService = {
@@ -99,7 +121,10 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
       attachTurn: (params, hooks) => hub.attachTurn(params, hooks),
     };
     const plainClient = await serve("journal-plain", plain);
-    const linesClient = await serve("journal-lines", syntheticService(() => events, true));
+    const linesClient = await serve(
+      "journal-lines",
+      syntheticService(() => events, true),
+    );
     const journaledClient = await serve("journal-on", journaled);
 
     const once = async (client: SidecarClient): Promise<{ rate: number; turnId: string }> => {
@@ -116,9 +141,12 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
     let lastTurn = "";
     // Interleaved, so drift in the machine's load hits both variants alike.
     for (let i = 0; i < options.runs; i++) {
-      const order = i % 2 === 0 ? (["plain", "lines", "journaled"] as const) : (["journaled", "lines", "plain"] as const);
+      const order =
+        i % 2 === 0 ? (["plain", "lines", "journaled"] as const) : (["journaled", "lines", "plain"] as const);
       for (const variant of order) {
-        const { rate, turnId } = await once(variant === "plain" ? plainClient : variant === "lines" ? linesClient : journaledClient);
+        const { rate, turnId } = await once(
+          variant === "plain" ? plainClient : variant === "lines" ? linesClient : journaledClient,
+        );
         rates[variant].push(rate);
         if (variant === "journaled") lastTurn = turnId;
       }
@@ -144,29 +172,70 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
     const orphanPass = orphan.max < 5000;
     const rateRow = (label: string, values: number[], target: string, result: string) => {
       const s = summarize(values);
-      return { case: label, runs: s.n, "p50 events/s": Math.round(s.p50), "min events/s": Math.round(s.min), "max events/s": Math.round(s.max), target, result };
+      return {
+        case: label,
+        runs: s.n,
+        "p50 events/s": Math.round(s.p50),
+        "min events/s": Math.round(s.min),
+        "max events/s": Math.round(s.max),
+        target,
+        result,
+      };
     };
     return {
       title: "7. Turn journal: event overhead, attach replay, restart sweep",
       tables: [
         formatTable([
-          rateRow(`turn.event, no journal, generic serialisation (before issue 10; ${options.events.toLocaleString("en")} events)`, rates.plain, "-", "-"),
+          rateRow(
+            `turn.event, no journal, generic serialisation (before issue 10; ${options.events.toLocaleString("en")} events)`,
+            rates.plain,
+            "-",
+            "-",
+          ),
           rateRow("turn.event, no journal, one line per event (baseline)", rates.lines, "-", "-"),
-          rateRow("turn.event, journaled (TurnHub + TurnJournal)", rates.journaled, `<= 5 % below baseline: ${(overhead * 100).toFixed(1)} % (vs before: ${(versusBefore * 100).toFixed(1)} %)`, verdict(overheadPass)),
-          rateRow(`turn.attach replay of the journaled turn (${(fileBytes / 2 ** 20).toFixed(1)} MiB file)`, rates.replay, "-", "-"),
+          rateRow(
+            "turn.event, journaled (TurnHub + TurnJournal)",
+            rates.journaled,
+            `<= 5 % below baseline: ${(overhead * 100).toFixed(1)} % (vs before: ${(versusBefore * 100).toFixed(1)} %)`,
+            verdict(overheadPass),
+          ),
+          rateRow(
+            `turn.attach replay of the journaled turn (${(fileBytes / 2 ** 20).toFixed(1)} MiB file)`,
+            rates.replay,
+            "-",
+            "-",
+          ),
         ]),
         formatTable(
           [
             latencyRow("SIGKILL mid-turn, new serve spawned -> socket answers", restart.ready),
-            latencyRow("SIGKILL mid-turn, new serve spawned -> no process of the turn", restart.orphanFree, undefined, { target: "< 5000 ms", result: verdict(orphanPass) }),
+            latencyRow("SIGKILL mid-turn, new serve spawned -> no process of the turn", restart.orphanFree, undefined, {
+              target: "< 5000 ms",
+              result: verdict(orphanPass),
+            }),
           ],
           LATENCY_COLUMNS,
         ),
       ],
       checks: [
-        { metric: "journal: turn.event overhead (p50 rate)", measured: `${(overhead * 100).toFixed(1)} %`, target: "<= 5 %", pass: overheadPass },
-        { metric: "journal: attach replay rate (p50)", measured: `${Math.round(summarize(rates.replay).p50).toLocaleString("en")} events/s`, target: "-", pass: true },
-        { metric: "restart: start -> orphan-free (max)", measured: ms(orphan.max), target: "< 5000 ms", pass: orphanPass },
+        {
+          metric: "journal: turn.event overhead (p50 rate)",
+          measured: `${(overhead * 100).toFixed(1)} %`,
+          target: "<= 5 %",
+          pass: overheadPass,
+        },
+        {
+          metric: "journal: attach replay rate (p50)",
+          measured: `${Math.round(summarize(rates.replay).p50).toLocaleString("en")} events/s`,
+          target: "-",
+          pass: true,
+        },
+        {
+          metric: "restart: start -> orphan-free (max)",
+          measured: ms(orphan.max),
+          target: "< 5000 ms",
+          pass: orphanPass,
+        },
       ],
       notes: [
         "event rates: one client, the synthetic turn of section 5 (1,000 events per event-loop turn), every seq checked; the three servers run in this process and are measured in turn; the journal's overhead is against the same one-line-per-event path without the file (the journaled path serialises each event once, for the wire and the file)",
@@ -185,10 +254,17 @@ export async function benchJournal(env: BenchEnv, options: JournalBenchOptions):
  * launcher waiting for a turn (src/codex/container-processes.ts), zombies aside.
  */
 async function leftProcesses(env: BenchEnv, containerId: string): Promise<ClassifiedProcess[]> {
-  return (await listContainerProcesses(env.sidecar.engine, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
+  return (await listContainerProcesses(env.sidecar.engine, containerId)).filter(
+    (p) => !isOwnProcess(p) && p.args !== "",
+  );
 }
 
-async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 20): Promise<void> {
+async function until(
+  condition: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  intervalMs = 20,
+): Promise<void> {
   const end = performance.now() + timeoutMs;
   while (!(await condition().catch(() => false))) {
     if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -204,11 +280,16 @@ function isAlive(run: CliRun): boolean {
  * workspace.remove with purgeHome through the serve at `socketPath` (`spawn` first when none is
  * running); a turn a failed iteration left running is cancelled first (remove refuses a busy workspace).
  */
-async function removeThroughServe(socketPath: string, workspaceId: string, spawn: (() => Promise<unknown>) | null): Promise<void> {
+async function removeThroughServe(
+  socketPath: string,
+  workspaceId: string,
+  spawn: (() => Promise<unknown>) | null,
+): Promise<void> {
   if (spawn !== null) await spawn();
   const client = await SidecarClient.connect(socketPath);
   try {
-    const running = async (): Promise<string[]> => (await client.listTurns({ workspaceId, status: "running" })).turns.map((t) => t.turnId);
+    const running = async (): Promise<string[]> =>
+      (await client.listTurns({ workspaceId, status: "running" })).turns.map((t) => t.turnId);
     for (const turnId of await running()) await client.cancelTurn(turnId).catch(() => undefined);
     await until(async () => (await running()).length === 0, 30_000, `the turns of ${workspaceId} to end`, 100);
     await client.removeWorkspace(workspaceId, { purgeHome: true });
@@ -234,12 +315,16 @@ async function measureRestarts(env: BenchEnv, runs: number): Promise<{ orphanFre
     const started = performance.now();
     const child = startCli(["serve", ...flags]);
     children.push(child);
-    await until(async () => {
-      if (child.child.exitCode !== null) throw new Error(`serve exited: ${child.stderr()}`);
-      const client = await SidecarClient.connect(socketPath, { timeoutMs: 1000 });
-      await client.close();
-      return true;
-    }, 60_000, "serve to answer");
+    await until(
+      async () => {
+        if (child.child.exitCode !== null) throw new Error(`serve exited: ${child.stderr()}`);
+        const client = await SidecarClient.connect(socketPath, { timeoutMs: 1000 });
+        await client.close();
+        return true;
+      },
+      60_000,
+      "serve to answer",
+    );
     return { child, readyMs: performance.now() - started };
   };
   const orphanFree: number[] = [];
@@ -254,17 +339,25 @@ async function measureRestarts(env: BenchEnv, runs: number): Promise<{ orphanFre
       env.stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" });
       const run = client.runTurn({ workspaceId: workspace.workspaceId, input: "hold on" });
       run.result.catch(() => undefined);
-      await until(async () => {
-        const left = await leftProcesses(env, containerId);
-        return ["sleep 1000", "sleep 1001"].every((sleep) => left.some((p) => p.args === sleep));
-      }, 60_000, "the turn's sleeps");
+      await until(
+        async () => {
+          const left = await leftProcesses(env, containerId);
+          return ["sleep 1000", "sleep 1001"].every((sleep) => left.some((p) => p.args === sleep));
+        },
+        60_000,
+        "the turn's sleeps",
+      );
       const killed: CliRun = current;
       killed.child.kill("SIGKILL");
       await killed.exit;
       await client.close().catch(() => undefined);
       const started = performance.now();
       const next = spawnServe();
-      await until(async () => (await leftProcesses(env, containerId)).length === 0, 30_000, "no process of the killed turn");
+      await until(
+        async () => (await leftProcesses(env, containerId)).length === 0,
+        30_000,
+        "no process of the killed turn",
+      );
       orphanFree.push(performance.now() - started);
       const spawned = await next;
       ready.push(spawned.readyMs);
@@ -277,8 +370,14 @@ async function measureRestarts(env: BenchEnv, runs: number): Promise<{ orphanFre
     // unmounted and its loop device detached, where deleting the state dir under a mounted disk
     // failed with EBUSY and left the loop device attached. Also after a failure: a serve that is not
     // running any more is replaced by one that adopts the workspace to remove it.
-    await removeThroughServe(socketPath, workspace.workspaceId, current !== null && isAlive(current) ? null : spawnServe).catch((error: unknown) => {
-      env.problems.push(`restart section: could not remove ${workspace.workspaceId} through the sidecar: ${String(error)}`);
+    await removeThroughServe(
+      socketPath,
+      workspace.workspaceId,
+      current !== null && isAlive(current) ? null : spawnServe,
+    ).catch((error: unknown) => {
+      env.problems.push(
+        `restart section: could not remove ${workspace.workspaceId} through the sidecar: ${String(error)}`,
+      );
     });
     for (const child of children) {
       if (child.child.exitCode === null && child.child.signalCode === null) {

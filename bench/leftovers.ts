@@ -48,7 +48,10 @@ export function loopDevicesUnder(root: string, losetupList: string): string[] {
 export async function leftoversUnder(root: string): Promise<Leftovers> {
   const procMounts = await readFile("/proc/mounts", "utf8").catch(() => "");
   const losetup = await execa("losetup", ["-a"], { reject: false, timeout: 10_000 });
-  return { mounts: mountsUnder(root, procMounts), loopDevices: loopDevicesUnder(root, losetup.exitCode === 0 ? losetup.stdout : "") };
+  return {
+    mounts: mountsUnder(root, procMounts),
+    loopDevices: loopDevicesUnder(root, losetup.exitCode === 0 ? losetup.stdout : ""),
+  };
 }
 
 /**
@@ -56,9 +59,12 @@ export async function leftoversUnder(root: string): Promise<Leftovers> {
  * released) and what is left even after that (`still`).
  */
 export function describeLeftovers(runId: string, found: Leftovers, still: Leftovers): string {
-  const list = (l: Leftovers): string => [...l.mounts.map((m) => `mount ${m}`), ...l.loopDevices.map((d) => `loop device ${d}`)].join(", ");
+  const list = (l: Leftovers): string =>
+    [...l.mounts.map((m) => `mount ${m}`), ...l.loopDevices.map((d) => `loop device ${d}`)].join(", ");
   const count = (l: Leftovers): number => l.mounts.length + l.loopDevices.length;
-  if (count(found) === 0) return `cleanup: nothing of run ${runId} is left (losetup -a and /proc/mounts show none of its workspace disks)`;
-  const after = count(still) === 0 ? "released by the bench's backstop" : `the backstop could not release ${list(still)}`;
+  if (count(found) === 0)
+    return `cleanup: nothing of run ${runId} is left (losetup -a and /proc/mounts show none of its workspace disks)`;
+  const after =
+    count(still) === 0 ? "released by the bench's backstop" : `the backstop could not release ${list(still)}`;
   return `cleanup: LEFT by run ${runId} after its sections removed their workspaces: ${list(found)} (${after})`;
 }

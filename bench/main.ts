@@ -30,7 +30,19 @@ import { benchRuntimes } from "./runtimes.js";
 import { benchTurnOverhead } from "./turn-overhead.js";
 import { benchWarmEnsure } from "./warm-ensure.js";
 
-const SECTIONS = ["cold", "warm", "paused", "density", "turn", "cancel", "rpc", "proxy", "accounting", "journal", "runtimes"] as const;
+const SECTIONS = [
+  "cold",
+  "warm",
+  "paused",
+  "density",
+  "turn",
+  "cancel",
+  "rpc",
+  "proxy",
+  "accounting",
+  "journal",
+  "runtimes",
+] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchArgs {
@@ -46,7 +58,8 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (arg.startsWith("--only=")) {
       only.clear();
       for (const name of arg.slice("--only=".length).split(",")) {
-        if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${JSON.stringify(name)} (expected some of ${SECTIONS.join(", ")})`);
+        if (!(SECTIONS as readonly string[]).includes(name))
+          throw new Error(`--only: unknown section ${JSON.stringify(name)} (expected some of ${SECTIONS.join(", ")})`);
         only.add(name as SectionName);
       }
     } else throw new Error(`unknown argument ${JSON.stringify(arg)} (expected --only=<sections> or --quick)`);
@@ -68,7 +81,12 @@ async function main(): Promise<number> {
   };
   const n = (full: number, quick: number): number => (args.quick ? quick : full);
 
-  const env: BenchEnv = await startBenchEnv({ image: process.env.ALIVE_CODEX_IMAGE || null, baseImage: await chooseBaseImage(dockerHost), dockerHost, progress });
+  const env: BenchEnv = await startBenchEnv({
+    image: process.env.ALIVE_CODEX_IMAGE || null,
+    baseImage: await chooseBaseImage(dockerHost),
+    dockerHost,
+    progress,
+  });
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
@@ -88,10 +106,17 @@ async function main(): Promise<number> {
   try {
     const serverVersion = (await env.docker.version()).Version;
     const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-    console.log(`alive-codex-sidecar bench: ${os.cpus().length} x ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, Docker ${serverVersion}, image ${env.imageRef}, run id ${env.runId}${args.quick ? " (QUICK: small N)" : ""}\n`);
+    console.log(
+      `alive-codex-sidecar bench: ${os.cpus().length} x ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, Docker ${serverVersion}, image ${env.imageRef}, run id ${env.runId}${args.quick ? " (QUICK: small N)" : ""}\n`,
+    );
 
     const warm = await env.workspace(env.uniqueId("bench-warm"));
-    const run = async (name: SectionName, title: string, metrics: string[], body: () => Promise<SectionResult>): Promise<void> => {
+    const run = async (
+      name: SectionName,
+      title: string,
+      metrics: string[],
+      body: () => Promise<SectionResult>,
+    ): Promise<void> => {
       if (!args.only.has(name) || interrupted) return;
       progress(`section ${title}`);
       let section: SectionResult;
@@ -109,31 +134,72 @@ async function main(): Promise<number> {
     await run("cold", "cold ensure", ["cold ensure: sidecar p50 / CLI p50", "cold ensure: sidecar p50"], () =>
       benchColdEnsure(env, { n: n(20, 3), warmup: n(2, 1) }),
     );
-    await run("warm", "warm ensure", ["warm ensure p50"], () => benchWarmEnsure(env, warm, { n: n(1000, 50), warmup: n(50, 5) }));
-    await run("paused", "returning workspace", ["ensure of a paused workspace p50"], () => benchPausedEnsure(env, { n: n(20, 3), warmup: n(2, 1) }));
+    await run("warm", "warm ensure", ["warm ensure p50"], () =>
+      benchWarmEnsure(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
+    );
+    await run("paused", "returning workspace", ["ensure of a paused workspace p50"], () =>
+      benchPausedEnsure(env, { n: n(20, 3), warmup: n(2, 1) }),
+    );
     await run("density", "idle density", ["idle workspace host memory (mean)"], () =>
       benchDensity(env, { n: n(200, 10), concurrency: 4, idleTimeoutMs: 2000 }),
     );
-    await run("turn", "turn overhead", ["turn overhead: sidecar p50 - host p50", "turn overhead: sidecar p50 / host p50"], () =>
-      benchTurnOverhead(env, warm, { n: n(20, 2), warmup: n(2, 1) }),
+    await run(
+      "turn",
+      "turn overhead",
+      ["turn overhead: sidecar p50 - host p50", "turn overhead: sidecar p50 / host p50"],
+      () => benchTurnOverhead(env, warm, { n: n(20, 2), warmup: n(2, 1) }),
     );
     await run("cancel", "cancel-to-clean", ["cancel -> turn resolved p99", "cancel -> container clean p99"], () =>
       benchCancelToClean(env, warm, { n: n(20, 2), warmup: n(1, 1) }),
     );
-    await run("rpc", "rpc", ["rpc: sidecar.health p50 (real service)", "rpc: sidecar.health p50 (RPC layer only)", "rpc: turn.event throughput (synthetic)"], () =>
-      benchRpc(env, warm, { healthN: n(2000, 200), healthWarmup: n(200, 20), events: n(100_000, 10_000), eventRuns: n(3, 1) }),
+    await run(
+      "rpc",
+      "rpc",
+      [
+        "rpc: sidecar.health p50 (real service)",
+        "rpc: sidecar.health p50 (RPC layer only)",
+        "rpc: turn.event throughput (synthetic)",
+      ],
+      () =>
+        benchRpc(env, warm, {
+          healthN: n(2000, 200),
+          healthWarmup: n(200, 20),
+          events: n(100_000, 10_000),
+          eventRuns: n(3, 1),
+        }),
     );
-    await run("proxy", "model proxy", ["model proxy: p50 added per request", "model proxy: SSE throughput vs direct"], () =>
-      benchProxy({ n: n(2000, 200), warmup: n(200, 20), streamMb: n(128, 16), streamRuns: n(7, 2), tunnels: n(1000, 100), log: env.log }),
+    await run(
+      "proxy",
+      "model proxy",
+      ["model proxy: p50 added per request", "model proxy: SSE throughput vs direct"],
+      () =>
+        benchProxy({
+          n: n(2000, 200),
+          warmup: n(200, 20),
+          streamMb: n(128, 16),
+          streamRuns: n(7, 2),
+          tunnels: n(1000, 100),
+          log: env.log,
+        }),
     );
     await run("accounting", "metrics and accounting overhead", ["metrics and accounting overhead p50"], () =>
       benchAccountingOverhead(env, warm, { n: n(1000, 50), warmup: n(50, 5) }),
     );
-    await run("journal", "turn journal", ["journal: turn.event overhead (p50 rate)", "journal: attach replay rate (p50)", "restart: start -> orphan-free (max)"], () =>
-      benchJournal(env, { events: n(100_000, 10_000), runs: n(7, 1), restarts: n(5, 1) }),
+    await run(
+      "journal",
+      "turn journal",
+      [
+        "journal: turn.event overhead (p50 rate)",
+        "journal: attach replay rate (p50)",
+        "restart: start -> orphan-free (max)",
+      ],
+      () => benchJournal(env, { events: n(100_000, 10_000), runs: n(7, 1), restarts: n(5, 1) }),
     );
-    await run("runtimes", "runtimes (runc, runsc)", ["runsc cold ensure p50 (runc alongside)", "runsc warm turn overhead p50 (runc alongside)"], () =>
-      benchRuntimes(env, { coldN: n(10, 2), turnN: n(10, 2), warmup: n(1, 1) }),
+    await run(
+      "runtimes",
+      "runtimes (runc, runsc)",
+      ["runsc cold ensure p50 (runc alongside)", "runsc warm turn overhead p50 (runc alongside)"],
+      () => benchRuntimes(env, { coldN: n(10, 2), turnN: n(10, 2), warmup: n(1, 1) }),
     );
   } finally {
     process.off("SIGINT", onSignal);
@@ -147,17 +213,28 @@ async function main(): Promise<number> {
   const checks: Check[] = sections.flatMap((section) => section.checks);
   console.log(`${"=".repeat(24)}\n  Summary\n${"=".repeat(24)}\n${summaryTable(checks)}\n`);
   const missed = checks.filter((check) => !check.pass).length;
-  console.log(`${checks.length - missed}/${checks.length} targets met; total run time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(
+    `${checks.length - missed}/${checks.length} targets met; total run time ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
   if (cleaned !== null) {
     console.log(cleaned.summary);
-    if (cleaned.reapedContainers > 0) console.log(`cleanup: the reaper removed ${cleaned.reapedContainers} container(s) of the run that no section had removed`);
+    if (cleaned.reapedContainers > 0)
+      console.log(
+        `cleanup: the reaper removed ${cleaned.reapedContainers} container(s) of the run that no section had removed`,
+      );
     for (const failure of cleaned.failures) console.log(`cleanup: a step failed: ${failure}`);
   }
   if (env.problems.length > 0) {
     console.log(`\nThe sidecar logged ${env.problems.length} warning(s)/error(s); the first ones:`);
     for (const line of env.problems.slice(0, 5)) console.log(`  ${line}`);
   }
-  const leftSomething = cleaned !== null && cleaned.left.mounts.length + cleaned.left.loopDevices.length + cleaned.stillLeft.mounts.length + cleaned.stillLeft.loopDevices.length > 0;
+  const leftSomething =
+    cleaned !== null &&
+    cleaned.left.mounts.length +
+      cleaned.left.loopDevices.length +
+      cleaned.stillLeft.mounts.length +
+      cleaned.stillLeft.loopDevices.length >
+      0;
   return failed || leftSomething ? 1 : 0;
 }
 

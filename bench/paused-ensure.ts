@@ -41,7 +41,8 @@ export async function benchPausedEnsure(env: BenchEnv, options: PausedEnsureOpti
   };
   const assertRuns = async (arm: Arm): Promise<void> => {
     const result = await runExec(docker, containerId, { cmd: ["true"] });
-    if (result.exitCode !== 0) throw new Error(`${arm}: exec of true exited ${String(result.exitCode)}: ${result.stderr}`);
+    if (result.exitCode !== 0)
+      throw new Error(`${arm}: exec of true exited ${String(result.exitCode)}: ${result.stderr}`);
   };
   const timedEnsure = async (arm: Arm): Promise<number> => {
     const start = performance.now();
@@ -99,10 +100,19 @@ export async function benchPausedEnsure(env: BenchEnv, options: PausedEnsureOpti
     tables: [
       formatTable(
         [
-          latencyRow("sidecar ensureWorkspace (paused: thaw)", samples.paused, start, { target: `p50 <= ${TARGET_MS} ms`, result: verdict(pass) }),
-          latencyRow("docker unpause (engine API: the thaw's floor)", samples["engine-unpause"], start, { target: "-", result: "-" }),
+          latencyRow("sidecar ensureWorkspace (paused: thaw)", samples.paused, start, {
+            target: `p50 <= ${TARGET_MS} ms`,
+            result: verdict(pass),
+          }),
+          latencyRow("docker unpause (engine API: the thaw's floor)", samples["engine-unpause"], start, {
+            target: "-",
+            result: "-",
+          }),
           latencyRow("sidecar ensureWorkspace (stopped: start)", samples.stopped, start, { target: "-", result: "-" }),
-          latencyRow("docker start (engine API, baseline)", samples["engine-start"], start, { target: "-", result: "-" }),
+          latencyRow("docker start (engine API, baseline)", samples["engine-start"], start, {
+            target: "-",
+            result: "-",
+          }),
         ],
         LATENCY_COLUMNS,
       ),

@@ -29,12 +29,28 @@ export function buildLongStream(bytes: number): Buffer {
   const created = sseFrame({ type: "response.created", response: { id: "resp_bench" } });
   const block = Buffer.from(
     Array.from({ length: BLOCK_EVENTS }, (_, i) =>
-      sseFrame({ type: "response.output_text.delta", item_id: "msg_bench", output_index: 0, content_index: 0, delta: DELTA_TEXT, sequence_number: i + 1 }),
+      sseFrame({
+        type: "response.output_text.delta",
+        item_id: "msg_bench",
+        output_index: 0,
+        content_index: 0,
+        delta: DELTA_TEXT,
+        sequence_number: i + 1,
+      }),
     ).join(""),
   );
   const completed = sseFrame({
     type: "response.completed",
-    response: { id: "resp_bench", usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 } },
+    response: {
+      id: "resp_bench",
+      usage: {
+        input_tokens: 10,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens: 5,
+        output_tokens_details: { reasoning_tokens: 0 },
+        total_tokens: 15,
+      },
+    },
   });
   const blocks = Math.max(1, Math.round(bytes / block.length));
   return Buffer.concat([Buffer.from(created), ...Array.from({ length: blocks }, () => block), Buffer.from(completed)]);
@@ -107,15 +123,28 @@ export interface ResponseTiming {
 }
 
 /** POSTs `body` and reads the whole response; rejects on a status other than 200. */
-export function timedPost(target: RequestTarget, agent: http.Agent, apiKey: string, body: string): Promise<ResponseTiming> {
+export function timedPost(
+  target: RequestTarget,
+  agent: http.Agent,
+  apiKey: string,
+  body: string,
+): Promise<ResponseTiming> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: `Bearer ${apiKey}`, accept: "text/event-stream" };
-    const where = "url" in target ? { host: target.url.hostname, port: target.url.port, path: target.url.pathname } : target;
+    const headers = {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(body),
+      authorization: `Bearer ${apiKey}`,
+      accept: "text/event-stream",
+    };
+    const where =
+      "url" in target ? { host: target.url.hostname, port: target.url.port, path: target.url.pathname } : target;
     const req = http.request({ ...where, method: "POST", headers, agent }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
-        reject(new Error(`HTTP ${String(res.statusCode)} from ${"url" in target ? target.url.href : target.socketPath}`));
+        reject(
+          new Error(`HTTP ${String(res.statusCode)} from ${"url" in target ? target.url.href : target.socketPath}`),
+        );
         return;
       }
       let bytes = 0;
@@ -148,13 +177,16 @@ export function timedTunnel(host: string, port: number, via?: string): Promise<n
       reject(error);
     };
     socket.once("error", fail);
-    socket.once("connect", () => socket.write(open ? "x" : `CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+    socket.once("connect", () =>
+      socket.write(open ? "x" : `CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`),
+    );
     socket.on("data", (chunk: Buffer) => {
       buffered += chunk.toString("latin1");
       if (!open) {
         const end = buffered.indexOf("\r\n\r\n");
         if (end === -1) return;
-        if (!/^HTTP\/1\.1 200 /.test(buffered)) return fail(new Error(`CONNECT refused: ${buffered.split("\r\n")[0] ?? ""}`));
+        if (!/^HTTP\/1\.1 200 /.test(buffered))
+          return fail(new Error(`CONNECT refused: ${buffered.split("\r\n")[0] ?? ""}`));
         open = true;
         buffered = buffered.slice(end + 4);
         socket.write("x");

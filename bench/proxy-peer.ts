@@ -6,15 +6,30 @@
  */
 import http from "node:http";
 import { ResponsesStub } from "../test/support/responses-stub.js";
-import { buildLongStream, startEchoServer, startLongStreamServer, timedPost, timedTunnel, type RequestTarget } from "./proxy-fixtures.js";
+import {
+  buildLongStream,
+  startEchoServer,
+  startLongStreamServer,
+  timedPost,
+  timedTunnel,
+  type RequestTarget,
+} from "./proxy-fixtures.js";
 
 /** What bench/proxy.ts asks; `arm` picks the keep-alive connection the request reuses. */
 export type PeerRequest =
-  | { id: number; op: "post"; arm: string; target: { url: string } | { socketPath: string; path: string }; apiKey: string; body: string }
+  | {
+      id: number;
+      op: "post";
+      arm: string;
+      target: { url: string } | { socketPath: string; path: string };
+      apiKey: string;
+      body: string;
+    }
   | { id: number; op: "tunnel"; host: string; port: number; via?: string }
   | { id: number; op: "reset-stub" };
 
-export type PeerReply = { id: number; ok: true; ms: number; bytes: number; tail: string } | { id: number; ok: false; error: string };
+export type PeerReply =
+  { id: number; ok: true; ms: number; bytes: number; tail: string } | { id: number; ok: false; error: string };
 
 /** Sent once, when the upstreams listen. */
 export interface PeerReady {
@@ -39,17 +54,29 @@ async function main(): Promise<void> {
     switch (request.op) {
       case "post": {
         const target: RequestTarget = "url" in request.target ? { url: new URL(request.target.url) } : request.target;
-        return { id: request.id, ok: true, ...(await timedPost(target, agentFor(request.arm), request.apiKey, request.body)) };
+        return {
+          id: request.id,
+          ok: true,
+          ...(await timedPost(target, agentFor(request.arm), request.apiKey, request.body)),
+        };
       }
       case "tunnel":
-        return { id: request.id, ok: true, ms: await timedTunnel(request.host, request.port, request.via), bytes: 0, tail: "" };
+        return {
+          id: request.id,
+          ok: true,
+          ms: await timedTunnel(request.host, request.port, request.via),
+          bytes: 0,
+          tail: "",
+        };
       case "reset-stub":
         stub.reset();
         return { id: request.id, ok: true, ms: 0, bytes: 0, tail: "" };
     }
   };
   process.on("message", (request: PeerRequest) => {
-    handle(request).then(send, (error: unknown) => send({ id: request.id, ok: false, error: error instanceof Error ? error.message : String(error) }));
+    handle(request).then(send, (error: unknown) =>
+      send({ id: request.id, ok: false, error: error instanceof Error ? error.message : String(error) }),
+    );
   });
   process.once("disconnect", () => {
     for (const agent of agents.values()) agent.destroy();

@@ -49,7 +49,11 @@ export interface ProxyOptions {
   log: Logger;
 }
 
-const REQUEST_BODY = JSON.stringify({ model: BENCH_MODEL, stream: true, input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "Say ok." }] }] });
+const REQUEST_BODY = JSON.stringify({
+  model: BENCH_MODEL,
+  stream: true,
+  input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "Say ok." }] }],
+});
 
 type Arm = "direct" | "proxy";
 type Arms<T> = Record<Arm, T>;
@@ -65,7 +69,10 @@ class Peer {
   private next = 0;
   private readonly pending = new Map<number, (reply: PeerReply) => void>();
 
-  private constructor(private readonly child: ChildProcess, readonly ready: PeerReady["ready"]) {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly ready: PeerReady["ready"],
+  ) {
     child.on("message", (reply: PeerReply) => {
       this.pending.get(reply.id)?.(reply);
       this.pending.delete(reply.id);
@@ -73,13 +80,20 @@ class Peer {
   }
 
   static async start(streamMb: number, cleanups: Cleanups): Promise<Peer> {
-    const child = fork(fileURLToPath(new URL("./proxy-peer.js", import.meta.url)), [String(streamMb)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(fileURLToPath(new URL("./proxy-peer.js", import.meta.url)), [String(streamMb)], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
     cleanups.push(async () => {
       if (child.exitCode !== null) return;
       child.disconnect();
       await once(child, "exit");
     });
-    const [first] = (await Promise.race([once(child, "message"), once(child, "exit").then(() => { throw new Error("the proxy bench's peer process exited before it was ready"); })])) as [PeerReady];
+    const [first] = (await Promise.race([
+      once(child, "message"),
+      once(child, "exit").then(() => {
+        throw new Error("the proxy bench's peer process exited before it was ready");
+      }),
+    ])) as [PeerReady];
     return new Peer(child, first.ready);
   }
 
@@ -109,7 +123,13 @@ export async function benchProxy(options: ProxyOptions): Promise<SectionResult> 
 }
 
 /** A model proxy on `<dir>/<name>` forwarding to `upstream`, with one live credential; counts usage reports. */
-async function startModelProxy(upstream: string, dir: string, name: string, log: Logger, cleanups: Cleanups): Promise<{ socketPath: string; credential: string; usageReports(): number }> {
+async function startModelProxy(
+  upstream: string,
+  dir: string,
+  name: string,
+  log: Logger,
+  cleanups: Cleanups,
+): Promise<{ socketPath: string; credential: string; usageReports(): number }> {
   const credentials = new TurnCredentials<{ turnId: string }>();
   const credential = credentials.issue({ turnId: "bench" });
   let usageReports = 0;
@@ -131,41 +151,73 @@ async function startModelProxy(upstream: string, dir: string, name: string, log:
 }
 
 /** One request, direct (the real key) or through the proxy (the credential), timed by the peer. */
-function post(peer: Peer, arm: Arm, upstream: string, proxy: { socketPath: string; credential: string }, channel: string): Promise<Timing> {
+function post(
+  peer: Peer,
+  arm: Arm,
+  upstream: string,
+  proxy: { socketPath: string; credential: string },
+  channel: string,
+): Promise<Timing> {
   return arm === "direct"
-    ? peer.ask({ op: "post", arm: `${channel}-direct`, target: { url: `${upstream}/responses` }, apiKey: BENCH_API_KEY, body: REQUEST_BODY })
-    : peer.ask({ op: "post", arm: `${channel}-proxy`, target: { socketPath: proxy.socketPath, path: "/v1/responses" }, apiKey: proxy.credential, body: REQUEST_BODY });
+    ? peer.ask({
+        op: "post",
+        arm: `${channel}-direct`,
+        target: { url: `${upstream}/responses` },
+        apiKey: BENCH_API_KEY,
+        body: REQUEST_BODY,
+      })
+    : peer.ask({
+        op: "post",
+        arm: `${channel}-proxy`,
+        target: { socketPath: proxy.socketPath, path: "/v1/responses" },
+        apiKey: proxy.credential,
+        body: REQUEST_BODY,
+      });
 }
 
-async function measureOverhead(peer: Peer, dir: string, options: ProxyOptions, cleanups: Cleanups): Promise<Arms<number[]>> {
+async function measureOverhead(
+  peer: Peer,
+  dir: string,
+  options: ProxyOptions,
+  cleanups: Cleanups,
+): Promise<Arms<number[]>> {
   const upstream = peer.ready.stubUrl;
   const proxy = await startModelProxy(upstream, dir, "model.sock", options.log, cleanups);
   const samples: Arms<number[]> = { direct: [], proxy: [] };
   for (let i = -options.warmup; i < options.n; i++) {
     for (const arm of orderOf(i)) {
       const result = await post(peer, arm, upstream, proxy, "small");
-      if (!result.tail.includes("response.completed")) throw new Error(`${arm}: the stub's stream did not end with response.completed`);
+      if (!result.tail.includes("response.completed"))
+        throw new Error(`${arm}: the stub's stream did not end with response.completed`);
       if (i >= 0) samples[arm].push(result.ms);
     }
     if (i % 500 === 0) await peer.ask({ op: "reset-stub" }); // the stub records every request
   }
   const expected = options.warmup + options.n;
-  if (proxy.usageReports() !== expected) throw new Error(`the model proxy reported usage ${proxy.usageReports()} times for ${expected} responses`);
+  if (proxy.usageReports() !== expected)
+    throw new Error(`the model proxy reported usage ${proxy.usageReports()} times for ${expected} responses`);
   return samples;
 }
 
-async function measureThroughput(peer: Peer, dir: string, options: ProxyOptions, cleanups: Cleanups): Promise<Throughput> {
+async function measureThroughput(
+  peer: Peer,
+  dir: string,
+  options: ProxyOptions,
+  cleanups: Cleanups,
+): Promise<Throughput> {
   const { longUrl, longBytes } = peer.ready;
   const proxy = await startModelProxy(longUrl, dir, "model-long.sock", options.log, cleanups);
   const rates: Arms<number[]> = { direct: [], proxy: [] };
   for (let i = -1; i < options.streamRuns; i++) {
     for (const arm of orderOf(i)) {
       const result = await post(peer, arm, longUrl, proxy, "long");
-      if (result.bytes !== longBytes || !result.tail.includes("response.completed")) throw new Error(`${arm}: got ${result.bytes} of ${longBytes} bytes`);
+      if (result.bytes !== longBytes || !result.tail.includes("response.completed"))
+        throw new Error(`${arm}: got ${result.bytes} of ${longBytes} bytes`);
       if (i >= 0) rates[arm].push(result.bytes / 1e6 / (result.ms / 1000));
     }
   }
-  if (proxy.usageReports() !== options.streamRuns + 1) throw new Error(`the model proxy read usage off ${proxy.usageReports()} of ${options.streamRuns + 1} long streams`);
+  if (proxy.usageReports() !== options.streamRuns + 1)
+    throw new Error(`the model proxy read usage off ${proxy.usageReports()} of ${options.streamRuns + 1} long streams`);
   return { ...rates, bytes: longBytes, reader: measureUsageReader(options) };
 }
 
@@ -177,7 +229,8 @@ function measureUsageReader(options: ProxyOptions): number[] {
     const reader = new SseUsageReader();
     const start = performance.now();
     let reports = 0;
-    for (let offset = 0; offset < stream.length; offset += 65_536) reports += reader.push(stream.subarray(offset, offset + 65_536)).length;
+    for (let offset = 0; offset < stream.length; offset += 65_536)
+      reports += reader.push(stream.subarray(offset, offset + 65_536)).length;
     const elapsed = performance.now() - start;
     if (reports !== 1) throw new Error(`the usage reader found ${reports} usage reports in the long stream`);
     if (i >= 0) rates.push(stream.length / 1e6 / (elapsed / 1000));
@@ -195,11 +248,21 @@ interface BodyCheck {
 
 /** A codex-like /responses body of about `bytes`: tools, then command outputs. */
 function codexLikeBody(bytes: number, extra: unknown[]): Buffer {
-  const input: unknown[] = [{ type: "message", role: "user", content: [{ type: "input_text", text: "Fix the failing test." }] }, ...extra];
-  const tools = [{ type: "function", name: "exec_command", parameters: { type: "object", properties: { cmd: { type: "string" } } } }, { type: "custom", name: "apply_patch" }];
+  const input: unknown[] = [
+    { type: "message", role: "user", content: [{ type: "input_text", text: "Fix the failing test." }] },
+    ...extra,
+  ];
+  const tools = [
+    { type: "function", name: "exec_command", parameters: { type: "object", properties: { cmd: { type: "string" } } } },
+    { type: "custom", name: "apply_patch" },
+  ];
   let size = 0;
   for (let i = 0; size < bytes; i++) {
-    const item = { type: "function_call_output", call_id: `call_${i}`, output: `Process exited with code 0\nOutput:\n${"src/app.ts:12: expected 3 to equal 4 (é)\n".repeat(40)}` };
+    const item = {
+      type: "function_call_output",
+      call_id: `call_${i}`,
+      output: `Process exited with code 0\nOutput:\n${"src/app.ts:12: expected 3 to equal 4 (é)\n".repeat(40)}`,
+    };
     size += JSON.stringify(item).length;
     input.push(item);
   }
@@ -208,7 +271,16 @@ function codexLikeBody(bytes: number, extra: unknown[]): Buffer {
 
 export function measureBodyCheck(options: Pick<ProxyOptions, "n" | "warmup">): BodyCheck {
   const plain = codexLikeBody(200 * 1024, []);
-  const withImage = codexLikeBody(200 * 1024, [{ type: "message", role: "user", content: [{ type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" }, { type: "input_text", text: "\u001b[0m" }] }]);
+  const withImage = codexLikeBody(200 * 1024, [
+    {
+      type: "message",
+      role: "user",
+      content: [
+        { type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+        { type: "input_text", text: "\u001b[0m" },
+      ],
+    },
+  ]);
   const policy = { egress: "model" as const, hostedTools: new Set<string>() };
   const time = (body: Buffer): number[] => {
     const samples: number[] = [];
@@ -224,23 +296,43 @@ export function measureBodyCheck(options: Pick<ProxyOptions, "n" | "warmup">): B
   return { bytes: plain.length, plain: time(plain), parsed: time(withImage) };
 }
 
-async function measureTunnel(peer: Peer, dir: string, options: ProxyOptions, cleanups: Cleanups): Promise<Arms<number[]>> {
+async function measureTunnel(
+  peer: Peer,
+  dir: string,
+  options: ProxyOptions,
+  cleanups: Cleanups,
+): Promise<Arms<number[]>> {
   const port = peer.ready.echoPort;
-  const egress = createEgressProxy({ policy: () => "public", internal: parseInternalDestinations([`127.0.0.1:${port}`], "bench"), log: options.log });
+  const egress = createEgressProxy({
+    policy: () => "public",
+    internal: parseInternalDestinations([`127.0.0.1:${port}`], "bench"),
+    log: options.log,
+  });
   const socketPath = path.join(dir, "proxy.sock");
   await listenOnSocket(egress, socketPath);
   cleanups.push(() => closeServer(egress));
   const samples: Arms<number[]> = { direct: [], proxy: [] };
   for (let i = -Math.min(options.warmup, 50); i < options.tunnels; i++) {
     for (const arm of orderOf(i)) {
-      const result = await peer.ask({ op: "tunnel", host: "127.0.0.1", port, ...(arm === "proxy" ? { via: socketPath } : {}) });
+      const result = await peer.ask({
+        op: "tunnel",
+        host: "127.0.0.1",
+        port,
+        ...(arm === "proxy" ? { via: socketPath } : {}),
+      });
       if (i >= 0) samples[arm].push(result.ms);
     }
   }
   return samples;
 }
 
-function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<number[]>, bodyCheck: BodyCheck, options: ProxyOptions): SectionResult {
+function report(
+  overhead: Arms<number[]>,
+  throughput: Throughput,
+  tunnel: Arms<number[]>,
+  bodyCheck: BodyCheck,
+  options: ProxyOptions,
+): SectionResult {
   const bodyCheckP50 = summarize(bodyCheck.plain).p50;
   const bodyCheckPass = bodyCheckP50 <= 1;
   const direct = summarize(overhead.direct);
@@ -253,18 +345,46 @@ function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<n
   const tunnelDirect = summarize(tunnel.direct);
   const rateRow = (label: string, values: number[], target: string, result: string): TableRow => {
     const s = summarize(values);
-    return { case: label, runs: s.n, "p50 MB/s": s.p50, "min MB/s": s.min, "max MB/s": s.max, "vs direct p50": times(ratio(s.p50, rate.direct)), target, result };
+    return {
+      case: label,
+      runs: s.n,
+      "p50 MB/s": s.p50,
+      "min MB/s": s.min,
+      "max MB/s": s.max,
+      "vs direct p50": times(ratio(s.p50, rate.direct)),
+      target,
+      result,
+    };
   };
   return {
     title: "6. Model proxy and egress proxy (Unix socket, loopback upstreams)",
     tables: [
       formatTable(
         [
-          latencyRow("model request through the model proxy", overhead.proxy, direct, { target: "p50 <= direct + 5 ms", result: verdict(overheadPass) }),
-          latencyRow("same request direct to the upstream (baseline)", overhead.direct, direct, { target: "-", result: "-" }),
-          latencyRow(`body check, ${Math.round(bodyCheck.bytes / 1024)} KB as codex sends it (egress "model")`, bodyCheck.plain, undefined, { target: "p50 <= +1 ms", result: verdict(bodyCheckPass) }),
-          latencyRow(`body check, ${Math.round(bodyCheck.bytes / 1024)} KB with an inline image (parsed)`, bodyCheck.parsed, undefined, { target: "-", result: "-" }),
-          latencyRow("CONNECT tunnel through the egress proxy", tunnel.proxy, tunnelDirect, { target: "-", result: "-" }),
+          latencyRow("model request through the model proxy", overhead.proxy, direct, {
+            target: "p50 <= direct + 5 ms",
+            result: verdict(overheadPass),
+          }),
+          latencyRow("same request direct to the upstream (baseline)", overhead.direct, direct, {
+            target: "-",
+            result: "-",
+          }),
+          latencyRow(
+            `body check, ${Math.round(bodyCheck.bytes / 1024)} KB as codex sends it (egress "model")`,
+            bodyCheck.plain,
+            undefined,
+            { target: "p50 <= +1 ms", result: verdict(bodyCheckPass) },
+          ),
+          latencyRow(
+            `body check, ${Math.round(bodyCheck.bytes / 1024)} KB with an inline image (parsed)`,
+            bodyCheck.parsed,
+            undefined,
+            { target: "-", result: "-" },
+          ),
+          latencyRow("CONNECT tunnel through the egress proxy", tunnel.proxy, tunnelDirect, {
+            target: "-",
+            result: "-",
+          }),
           latencyRow("direct TCP connect (baseline)", tunnel.direct, tunnelDirect, { target: "-", result: "-" }),
         ],
         LATENCY_COLUMNS,
@@ -272,7 +392,12 @@ function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<n
       ),
       formatTable(
         [
-          rateRow(`SSE stream through the model proxy (${(throughput.bytes / 1e6).toFixed(0)} MB)`, throughput.proxy, ">= 0.90x direct", verdict(ratePass)),
+          rateRow(
+            `SSE stream through the model proxy (${(throughput.bytes / 1e6).toFixed(0)} MB)`,
+            throughput.proxy,
+            ">= 0.90x direct",
+            verdict(ratePass),
+          ),
           rateRow("same stream direct (baseline)", throughput.direct, "-", "-"),
           rateRow("for scale: the proxy's usage reader alone", throughput.reader, "-", "-"),
         ],
@@ -280,9 +405,24 @@ function report(overhead: Arms<number[]>, throughput: Throughput, tunnel: Arms<n
       ),
     ],
     checks: [
-      { metric: "model proxy: p50 added per request", measured: `${added >= 0 ? "+" : ""}${ms(added)}`, target: "<= +5 ms", pass: overheadPass },
-      { metric: "model proxy: body check of a 200 KB request, p50", measured: `+${ms(bodyCheckP50)}`, target: "<= +1 ms", pass: bodyCheckPass },
-      { metric: "model proxy: SSE throughput vs direct", measured: `${times(rateRatio)} (${rate.proxy.toFixed(0)} MB/s)`, target: ">= 0.90x", pass: ratePass },
+      {
+        metric: "model proxy: p50 added per request",
+        measured: `${added >= 0 ? "+" : ""}${ms(added)}`,
+        target: "<= +5 ms",
+        pass: overheadPass,
+      },
+      {
+        metric: "model proxy: body check of a 200 KB request, p50",
+        measured: `+${ms(bodyCheckP50)}`,
+        target: "<= +1 ms",
+        pass: bodyCheckPass,
+      },
+      {
+        metric: "model proxy: SSE throughput vs direct",
+        measured: `${times(rateRatio)} (${rate.proxy.toFixed(0)} MB/s)`,
+        target: ">= 0.90x",
+        pass: ratePass,
+      },
     ],
     notes: [
       `model request: POST /v1/responses answered by the ResponsesStub with one message (${REQUEST_BODY.length} bytes in, 3 SSE events out), timed from the call to the last byte; ${options.n} per arm after ${options.warmup} warm-up, ABBA, keep-alive connections both ways; every proxied response had its usage counted`,

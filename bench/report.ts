@@ -35,7 +35,12 @@ export function times(value: number): string {
 }
 
 /** A latency row: n, p50/p95/p99 and mean in ms, and p50 over the baseline's p50 when one is given. */
-export function latencyRow(label: string, samples: readonly number[], baseline?: Summary, extra: TableRow = {}): TableRow {
+export function latencyRow(
+  label: string,
+  samples: readonly number[],
+  baseline?: Summary,
+  extra: TableRow = {},
+): TableRow {
   const s = summarize(samples);
   return {
     case: label,
@@ -49,7 +54,17 @@ export function latencyRow(label: string, samples: readonly number[], baseline?:
   };
 }
 
-export const LATENCY_COLUMNS = ["case", "n", "p50 ms", "p95 ms", "p99 ms", "mean ms", "vs baseline p50", "target", "result"] as const;
+export const LATENCY_COLUMNS = [
+  "case",
+  "n",
+  "p50 ms",
+  "p95 ms",
+  "p99 ms",
+  "mean ms",
+  "vs baseline p50",
+  "target",
+  "result",
+] as const;
 
 /** Renders a section for the terminal: title, tables, notes. */
 export function renderSection(section: SectionResult): string {
@@ -61,7 +76,12 @@ export function renderSection(section: SectionResult): string {
 
 export function summaryTable(checks: readonly Check[]): string {
   return formatTable(
-    checks.map((check) => ({ metric: check.metric, measured: check.measured, target: check.target, result: verdict(check.pass) })),
+    checks.map((check) => ({
+      metric: check.metric,
+      measured: check.measured,
+      target: check.target,
+      result: verdict(check.pass),
+    })),
     ["metric", "measured", "target", "result"],
   );
 }

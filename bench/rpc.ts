@@ -43,7 +43,8 @@ const CONSTANT_HEALTH: HealthResult = {
 
 /** A service that answers health with a constant and runs "turns" that only emit synthetic events. */
 function syntheticService(eventsPerTurn: () => number): SidecarService {
-  const unsupported = (): Promise<never> => Promise.reject(new SidecarError(ErrorCode.internal, "not part of the bench's synthetic service"));
+  const unsupported = (): Promise<never> =>
+    Promise.reject(new SidecarError(ErrorCode.internal, "not part of the bench's synthetic service"));
   return {
     health: async () => CONSTANT_HEALTH,
     ensureWorkspace: unsupported,
@@ -57,12 +58,30 @@ function syntheticService(eventsPerTurn: () => number): SidecarService {
     async runTurn(params, hooks): Promise<TurnResult> {
       const turnId = params.turnId ?? "synthetic";
       const count = eventsPerTurn();
-      hooks.onEvent(turnId, 0, { type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: null });
+      hooks.onEvent(turnId, 0, {
+        type: "sidecar.turn.accepted",
+        turn_id: turnId,
+        workspace_id: params.workspaceId,
+        thread_id: null,
+      });
       for (let i = 1; i <= count; i++) {
-        hooks.onEvent(turnId, i, { type: "item.completed", item: { id: `item_${i}`, type: "agent_message", text: `synthetic event ${i}` } });
+        hooks.onEvent(turnId, i, {
+          type: "item.completed",
+          item: { id: `item_${i}`, type: "agent_message", text: `synthetic event ${i}` },
+        });
         if (i % 1000 === 0) await nextTurn();
       }
-      return { turnId, threadId: null, status: "completed", finalResponse: "", items: [], usage: null, turnUsage: null, resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 }, tokens: { input: 0, cached: 0, output: 0, reasoning: 0 } };
+      return {
+        turnId,
+        threadId: null,
+        status: "completed",
+        finalResponse: "",
+        items: [],
+        usage: null,
+        turnUsage: null,
+        resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 },
+        tokens: { input: 0, cached: 0, output: 0, reasoning: 0 },
+      };
     },
   };
 }
@@ -78,7 +97,11 @@ async function timeHealth(client: SidecarClient, n: number, warmup: number): Pro
 }
 
 /** Runs one turn through the client; returns events received (checked for order) and seconds taken. */
-async function countTurnEvents(client: SidecarClient, workspaceId: string, input: string): Promise<{ events: number; seconds: number; status: string }> {
+async function countTurnEvents(
+  client: SidecarClient,
+  workspaceId: string,
+  input: string,
+): Promise<{ events: number; seconds: number; status: string }> {
   const start = performance.now();
   const run = client.runTurn({ workspaceId, input });
   let events = 0;
@@ -97,7 +120,9 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
   const clients: SidecarClient[] = [];
   const start = async (name: string, service: SidecarService): Promise<SidecarClient> => {
     const socketPath = path.join(env.root, `${name}.sock`);
-    servers.push(await startRpcServer({ socketPath, service, policy: env.config, log: env.log, version: sidecarVersion() }));
+    servers.push(
+      await startRpcServer({ socketPath, service, policy: env.config, log: env.log, version: sidecarVersion() }),
+    );
     const client = await SidecarClient.connect(socketPath);
     clients.push(client);
     return client;
@@ -106,7 +131,10 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
   let eventsPerTurn = options.events;
   try {
     const real = await start("rpc-real", env.sidecar.service);
-    const synthetic = await start("rpc-synthetic", syntheticService(() => eventsPerTurn));
+    const synthetic = await start(
+      "rpc-synthetic",
+      syntheticService(() => eventsPerTurn),
+    );
 
     // Interleave the two health variants in blocks, so load drift hits both.
     const healthReal: number[] = [];
@@ -124,7 +152,8 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
     const rates: number[] = [];
     for (let i = 0; i < options.eventRuns; i++) {
       const { events, seconds } = await countTurnEvents(synthetic, "bench-rpc", "synthetic events");
-      if (events !== options.events + 1) throw new Error(`received ${events} turn.event notifications, expected ${options.events + 1}`);
+      if (events !== options.events + 1)
+        throw new Error(`received ${events} turn.event notifications, expected ${options.events + 1}`);
       rates.push(events / seconds);
     }
 
@@ -145,7 +174,13 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
     }
 
     // Where the real health's time goes: the calls it makes, one by one.
-    const parts = { version: [] as number[], ref: [] as number[], present: [] as number[], codex: [] as number[], ping: [] as number[] };
+    const parts = {
+      version: [] as number[],
+      ref: [] as number[],
+      present: [] as number[],
+      codex: [] as number[],
+      ping: [] as number[],
+    };
     for (let i = -10; i < 200; i++) {
       const t0 = performance.now();
       await env.docker.version();
@@ -173,7 +208,10 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
     const healthParts = formatTable(
       [
         partRow("docker.version()", parts.version),
-        partRow(`image.ref() (${env.config.image === null ? "derived tag: inspects the base image, hashes images/runtime" : "explicit --image"})`, parts.ref),
+        partRow(
+          `image.ref() (${env.config.image === null ? "derived tag: inspects the base image, hashes images/runtime" : "explicit --image"})`,
+          parts.ref,
+        ),
         partRow("isImagePresent(ref) (image inspect)", parts.present),
         partRow("sdkCodexVersion() (cached; the image's codex is read once per image)", parts.codex),
         partRow("not called; for comparison: docker.ping() (GET /_ping)", parts.ping),
@@ -210,8 +248,14 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
       tables: [
         formatTable(
           [
-            latencyRow("sidecar.health, real service", healthReal, undefined, { target: "p50 < 1 ms", result: verdict(healthPass) }),
-            latencyRow("sidecar.health, constant service (RPC layer only)", healthConst, undefined, { target: "(p50 < 1 ms)", result: verdict(const50 < 1) }),
+            latencyRow("sidecar.health, real service", healthReal, undefined, {
+              target: "p50 < 1 ms",
+              result: verdict(healthPass),
+            }),
+            latencyRow("sidecar.health, constant service (RPC layer only)", healthConst, undefined, {
+              target: "(p50 < 1 ms)",
+              result: verdict(const50 < 1),
+            }),
           ],
           LATENCY_COLUMNS,
           { decimals: 3 },
@@ -221,8 +265,18 @@ export async function benchRpc(env: BenchEnv, warm: WorkspaceParams, options: Rp
       ],
       checks: [
         { metric: "rpc: sidecar.health p50 (real service)", measured: ms(real50), target: "< 1 ms", pass: healthPass },
-        { metric: "rpc: sidecar.health p50 (RPC layer only)", measured: ms(const50), target: "< 1 ms", pass: const50 < 1 },
-        { metric: "rpc: turn.event throughput (synthetic)", measured: `${Math.round(rate.p50).toLocaleString("en")} events/s`, target: ">= 20,000 events/s", pass: ratePass },
+        {
+          metric: "rpc: sidecar.health p50 (RPC layer only)",
+          measured: ms(const50),
+          target: "< 1 ms",
+          pass: const50 < 1,
+        },
+        {
+          metric: "rpc: turn.event throughput (synthetic)",
+          measured: `${Math.round(rate.p50).toLocaleString("en")} events/s`,
+          target: ">= 20,000 events/s",
+          pass: ratePass,
+        },
       ],
       notes: [
         "one client, one call at a time (latency, not throughput); the real service's health pings the engine on every call and re-reads its version and the image state at most every 5 s",
@@ -241,14 +295,25 @@ function manyMessages(count: number): StubEvent[] {
   for (let i = 0; i < count; i++) {
     events.push({
       type: "response.output_item.done",
-      item: { type: "message", role: "assistant", id: `msg_bench_${i}`, content: [{ type: "output_text", text: `item ${i}` }] },
+      item: {
+        type: "message",
+        role: "assistant",
+        id: `msg_bench_${i}`,
+        content: [{ type: "output_text", text: `item ${i}` }],
+      },
     });
   }
   events.push({
     type: "response.completed",
     response: {
       id: "resp_bench_many",
-      usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: count, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 10 + count },
+      usage: {
+        input_tokens: 10,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens: count,
+        output_tokens_details: { reasoning_tokens: 0 },
+        total_tokens: 10 + count,
+      },
     },
   });
   return events;

@@ -39,12 +39,21 @@ interface StressArgs {
 }
 
 function parseArgs(argv: readonly string[]): StressArgs {
-  const args: StressArgs = { turns: 200, parallel: 2, load: false, stallMs: 20_000, runtime: "runsc", watch: "gvisor", out: path.resolve(".bench/runsc-stall") };
+  const args: StressArgs = {
+    turns: 200,
+    parallel: 2,
+    load: false,
+    stallMs: 20_000,
+    runtime: "runsc",
+    watch: "gvisor",
+    out: path.resolve(".bench/runsc-stall"),
+  };
   for (const arg of argv) {
     const [name, value = ""] = arg.split("=", 2) as [string, string?];
     const int = (): number => {
       const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(value)}`);
+      if (!Number.isInteger(n) || n < 1)
+        throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(value)}`);
       return n;
     };
     if (name === "--turns") args.turns = int();
@@ -90,7 +99,8 @@ async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const dockerHost = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
   const t0 = Date.now();
-  const progress = (line: string): void => void process.stderr.write(`[stress +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}\n`);
+  const progress = (line: string): void =>
+    void process.stderr.write(`[stress +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}\n`);
   const baseImage = await resolveBaseImage(createDockerClient(dockerHost), process.env.ALIVE_CODEX_BASE_IMAGE || null);
   const env = await startBenchEnv({
     image: process.env.ALIVE_CODEX_IMAGE || null,
@@ -107,11 +117,15 @@ async function main(): Promise<number> {
     // and the request after the command's output ends the turn.
     const requestsByTurn = new Map<string, number>();
     env.stub.respondWith((request) => {
-      const prompt = inputMessages(request as RecordedRequest).map((m) => m.text).join("\n");
+      const prompt = inputMessages(request as RecordedRequest)
+        .map((m) => m.text)
+        .join("\n");
       const marker = MARKER.exec(prompt)?.[0];
       if (marker === undefined) return undefined;
       requestsByTurn.set(marker, (requestsByTurn.get(marker) ?? 0) + 1);
-      return functionCallOutput(request as RecordedRequest) === undefined ? { kind: "command", cmd: `echo ${marker}` } : { kind: "message", text: `done ${marker}` };
+      return functionCallOutput(request as RecordedRequest) === undefined
+        ? { kind: "command", cmd: `echo ${marker}` }
+        : { kind: "message", text: `done ${marker}` };
     });
     if (args.load) {
       load = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
@@ -140,7 +154,11 @@ async function main(): Promise<number> {
         let settled = false;
         const start = performance.now();
         const turn = env.sidecar.service.runTurn(
-          { workspaceId: params.workspaceId, input: `Run echo ${marker}, then say done.`, options: { timeoutMs: args.stallMs } },
+          {
+            workspaceId: params.workspaceId,
+            input: `Run echo ${marker}, then say done.`,
+            options: { timeoutMs: args.stallMs },
+          },
           {
             onEvent: (_turnId, _seq, event) => {
               const e = event as ThreadEvent | { type: string };
@@ -149,14 +167,23 @@ async function main(): Promise<number> {
           },
         );
         // Just before the deadline, look at the sandbox while the stall is still there.
-        const look = setTimeout(() => {
-          if (settled) return;
-          const stage = stageOf(events, requestsByTurn.get(marker) ?? 0);
-          void gvisorDiagnostics(env.sidecar.engine, params.workspaceId, { containerName: `alive-codex-${params.workspaceId}` }).then(
-            (d) => fs.writeFile(path.join(args.out, `${marker}.txt`), `stage ${stage}\nevents ${events.join(" ")}\n\n${d}`),
-            (error: unknown) => progress(`${marker}: diagnostics failed: ${String(error)}`),
-          );
-        }, Math.max(1000, args.stallMs - 3000));
+        const look = setTimeout(
+          () => {
+            if (settled) return;
+            const stage = stageOf(events, requestsByTurn.get(marker) ?? 0);
+            void gvisorDiagnostics(env.sidecar.engine, params.workspaceId, {
+              containerName: `alive-codex-${params.workspaceId}`,
+            }).then(
+              (d) =>
+                fs.writeFile(
+                  path.join(args.out, `${marker}.txt`),
+                  `stage ${stage}\nevents ${events.join(" ")}\n\n${d}`,
+                ),
+              (error: unknown) => progress(`${marker}: diagnostics failed: ${String(error)}`),
+            );
+          },
+          Math.max(1000, args.stallMs - 3000),
+        );
         const result = await turn;
         settled = true;
         clearTimeout(look);
@@ -166,10 +193,19 @@ async function main(): Promise<number> {
         outcomes.push({ ms, stalled, stage, status: result.error?.code ?? result.status });
         // The stall watch logged the sandbox's processes and stacks with its verdict: keep them.
         const verdict = env.problems.find((line) => line.includes(result.turnId) && line.includes("sandbox stalled"));
-        if (verdict) await fs.writeFile(path.join(args.out, `${marker}.txt`), `stage ${stage}\nevents ${events.join(" ")}\n\n${String((JSON.parse(verdict) as { diagnostics?: unknown }).diagnostics)}`);
-        if (stalled) progress(`${marker}: STALL at ${stage} (${result.error?.code ?? result.status}; events ${events.join(" ")}); diagnostics in ${args.out}/${marker}.txt`);
-        else if (result.status !== "completed") progress(`${marker}: ${result.status} ${result.error?.code ?? ""} ${result.error?.message ?? ""}`);
-        if (outcomes.length % 25 === 0) progress(`${outcomes.length}/${args.turns} turns, ${outcomes.filter((o) => o.stalled).length} stalled`);
+        if (verdict)
+          await fs.writeFile(
+            path.join(args.out, `${marker}.txt`),
+            `stage ${stage}\nevents ${events.join(" ")}\n\n${String((JSON.parse(verdict) as { diagnostics?: unknown }).diagnostics)}`,
+          );
+        if (stalled)
+          progress(
+            `${marker}: STALL at ${stage} (${result.error?.code ?? result.status}; events ${events.join(" ")}); diagnostics in ${args.out}/${marker}.txt`,
+          );
+        else if (result.status !== "completed")
+          progress(`${marker}: ${result.status} ${result.error?.code ?? ""} ${result.error?.message ?? ""}`);
+        if (outcomes.length % 25 === 0)
+          progress(`${outcomes.length}/${args.turns} turns, ${outcomes.filter((o) => o.stalled).length} stalled`);
         if (stalled || result.status !== "completed") await env.sidecar.service.ensureWorkspace(params);
       }
     };
@@ -185,7 +221,9 @@ async function main(): Promise<number> {
   const s = summarize(completed.map((o) => o.ms));
   const byStage = new Map<string, number>();
   for (const o of stalls) byStage.set(o.stage ?? "?", (byStage.get(o.stage ?? "?") ?? 0) + 1);
-  console.log(`runsc stall stress: runtime ${args.runtime}, stall watch ${args.watch}, ${outcomes.length} turns in ${args.parallel} workspace(s), ${args.load ? "with" : "without"} load on the other core, stall = no result within ${args.stallMs} ms or sandbox_stalled\n`);
+  console.log(
+    `runsc stall stress: runtime ${args.runtime}, stall watch ${args.watch}, ${outcomes.length} turns in ${args.parallel} workspace(s), ${args.load ? "with" : "without"} load on the other core, stall = no result within ${args.stallMs} ms or sandbox_stalled\n`,
+  );
   console.log(
     formatTable(
       [
@@ -202,7 +240,9 @@ async function main(): Promise<number> {
       ["turns", "completed", "stalled", "stall rate", "other failures", "p50 ms", "p99 ms"],
     ),
   );
-  console.log(`\nstalls by stage: ${stalls.length === 0 ? "none" : [...byStage].map(([stage, n]) => `${stage} ${n}`).join(", ")}`);
+  console.log(
+    `\nstalls by stage: ${stalls.length === 0 ? "none" : [...byStage].map(([stage, n]) => `${stage} ${n}`).join(", ")}`,
+  );
   return 0;
 }
 

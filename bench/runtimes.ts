@@ -33,14 +33,18 @@ function checkTurn(arm: string, items: ThreadItem[], finalResponse: string): voi
   if (command?.type !== "command_execution" || command.exit_code !== 0 || !command.aggregated_output.includes("hi")) {
     throw new Error(`${arm}: the turn did not run echo hi (items: ${items.map((item) => item.type).join(", ")})`);
   }
-  if (finalResponse !== "done") throw new Error(`${arm}: final response ${JSON.stringify(finalResponse)}, expected "done"`);
+  if (finalResponse !== "done")
+    throw new Error(`${arm}: final response ${JSON.stringify(finalResponse)}, expected "done"`);
 }
 
 export async function benchRuntimes(env: BenchEnv, options: RuntimesOptions): Promise<SectionResult> {
   const { docker, stub } = env;
   const { service } = env.sidecar;
   const engineRuntimes = Object.keys(((await docker.info()) as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
-  if (!engineRuntimes.includes("runsc")) throw new Error(`the engine does not list runsc (it lists ${engineRuntimes.join(", ")}): run scripts/install-runsc.sh`);
+  if (!engineRuntimes.includes("runsc"))
+    throw new Error(
+      `the engine does not list runsc (it lists ${engineRuntimes.join(", ")}): run scripts/install-runsc.sh`,
+    );
 
   // Cold ensure, interleaved.
   const cold: Record<Runtime, number[]> = { runc: [], runsc: [] };
@@ -51,7 +55,8 @@ export async function benchRuntimes(env: BenchEnv, options: RuntimesOptions): Pr
     const elapsed = performance.now() - start;
     if (!result.created) throw new Error(`${runtime}: ensure of a fresh workspace did not create a container`);
     const ready = await runExec(docker, result.containerId, { cmd: ["true"] });
-    if (ready.exitCode !== 0) throw new Error(`${runtime}: exec of true exited ${String(ready.exitCode)}: ${ready.stderr}`);
+    if (ready.exitCode !== 0)
+      throw new Error(`${runtime}: exec of true exited ${String(ready.exitCode)}: ${ready.stderr}`);
     await service.removeWorkspace({ workspaceId: params.workspaceId, purgeHome: true });
     return elapsed;
   };
@@ -88,12 +93,17 @@ export async function benchRuntimes(env: BenchEnv, options: RuntimesOptions): Pr
       }
       checkTurn("host", items, finalResponse);
     } else {
-      const result = await service.runTurn({ workspaceId: warm[arm].workspaceId, input: PROMPT }, { onEvent: () => undefined });
-      if (result.status !== "completed") throw new Error(`${arm}: turn ${result.status}: ${result.error?.message ?? ""}`);
+      const result = await service.runTurn(
+        { workspaceId: warm[arm].workspaceId, input: PROMPT },
+        { onEvent: () => undefined },
+      );
+      if (result.status !== "completed")
+        throw new Error(`${arm}: turn ${result.status}: ${result.error?.message ?? ""}`);
       checkTurn(arm, result.items, result.finalResponse);
     }
     const elapsed = performance.now() - start;
-    if (stub.requests.length !== 2 || stub.pending !== 0) throw new Error(`${arm}: expected 2 model requests, the stub saw ${stub.requests.length}`);
+    if (stub.requests.length !== 2 || stub.pending !== 0)
+      throw new Error(`${arm}: expected 2 model requests, the stub saw ${stub.requests.length}`);
     return elapsed;
   };
   const arms = ["runc", "runsc", "host"] as const;
@@ -110,7 +120,8 @@ export async function benchRuntimes(env: BenchEnv, options: RuntimesOptions): Pr
   } finally {
     stub.reset();
     await host.dispose();
-    for (const params of Object.values(warm)) await service.removeWorkspace({ workspaceId: params.workspaceId, purgeHome: true }).catch(() => undefined);
+    for (const params of Object.values(warm))
+      await service.removeWorkspace({ workspaceId: params.workspaceId, purgeHome: true }).catch(() => undefined);
   }
 
   const coldRunc = summarize(cold.runc);
@@ -139,8 +150,18 @@ export async function benchRuntimes(env: BenchEnv, options: RuntimesOptions): Pr
         ),
     ],
     checks: [
-      { metric: "runsc cold ensure p50 (runc alongside)", measured: `${ms(coldRunsc.p50)} (runc ${ms(coldRunc.p50)}, ${times(ratio(coldRunsc.p50, coldRunc.p50))})`, target: "report", pass: true },
-      { metric: "runsc warm turn overhead p50 (runc alongside)", measured: `+${ms(overhead("runsc"))} (runc +${ms(overhead("runc"))})`, target: "report", pass: true },
+      {
+        metric: "runsc cold ensure p50 (runc alongside)",
+        measured: `${ms(coldRunsc.p50)} (runc ${ms(coldRunc.p50)}, ${times(ratio(coldRunsc.p50, coldRunc.p50))})`,
+        target: "report",
+        pass: true,
+      },
+      {
+        metric: "runsc warm turn overhead p50 (runc alongside)",
+        measured: `+${ms(overhead("runsc"))} (runc +${ms(overhead("runc"))})`,
+        target: "report",
+        pass: true,
+      },
     ],
     notes: [
       `cold ensure: ${options.coldN} per runtime after ${options.warmup} warm-up round(s), order alternating; each container proven exec-ready and removed, untimed`,

@@ -62,7 +62,11 @@ export interface FormatTableOptions {
  * `decimals` places, NaN/±Infinity/missing as "-"), strings left-aligned. Columns are separated by
  * two spaces; trailing spaces are trimmed. Ends without a newline.
  */
-export function formatTable(rows: readonly TableRow[], columns?: readonly string[], options: FormatTableOptions = {}): string {
+export function formatTable(
+  rows: readonly TableRow[],
+  columns?: readonly string[],
+  options: FormatTableOptions = {},
+): string {
   const decimals = options.decimals ?? 1;
   const cols = columns ?? [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const cells = rows.map((row) => cols.map((col) => formatCell(row[col], decimals)));
@@ -99,7 +103,8 @@ export interface TimeItOptions {
  */
 export async function timeIt(fn: (iteration: number) => unknown, options: TimeItOptions = {}): Promise<number[]> {
   const { warmup = 1, n = 10 } = options;
-  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`timeIt: warmup must be an integer >= 0 (got ${warmup})`);
+  if (!Number.isInteger(warmup) || warmup < 0)
+    throw new RangeError(`timeIt: warmup must be an integer >= 0 (got ${warmup})`);
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`timeIt: n must be an integer >= 1 (got ${n})`);
   for (let i = 1; i <= warmup; i++) await fn(-i);
   const samples: number[] = [];

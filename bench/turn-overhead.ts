@@ -44,10 +44,15 @@ function checkItems(arm: string, items: ThreadItem[], finalResponse: string): vo
   if (command?.type !== "command_execution" || command.exit_code !== 0 || !command.aggregated_output.includes("hi")) {
     throw new Error(`${arm}: the turn did not run echo hi (items: ${items.map((item) => item.type).join(", ")})`);
   }
-  if (finalResponse !== "done") throw new Error(`${arm}: final response ${JSON.stringify(finalResponse)}, expected "done"`);
+  if (finalResponse !== "done")
+    throw new Error(`${arm}: final response ${JSON.stringify(finalResponse)}, expected "done"`);
 }
 
-export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, options: TurnOverheadOptions): Promise<SectionResult> {
+export async function benchTurnOverhead(
+  env: BenchEnv,
+  params: WorkspaceParams,
+  options: TurnOverheadOptions,
+): Promise<SectionResult> {
   const { stub } = env;
   const { service } = env.sidecar;
   await service.ensureWorkspace(params);
@@ -67,7 +72,9 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     const end = performance.now();
     const [first, second] = stub.requests;
     if (stub.requests.length !== 2 || first === undefined || second === undefined || stub.pending !== 0) {
-      throw new Error(`${arm}: expected 2 model requests, the stub saw ${stub.requests.length} (${stub.pending} step(s) left)`);
+      throw new Error(
+        `${arm}: expected 2 model requests, the stub saw ${stub.requests.length} (${stub.pending} step(s) left)`,
+      );
     }
     return {
       total: end - start,
@@ -106,7 +113,8 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
           },
         },
       );
-      if (result.status !== "completed") throw new Error(`${arm}: turn ${result.status}: ${result.error?.message ?? ""}`);
+      if (result.status !== "completed")
+        throw new Error(`${arm}: turn ${result.status}: ${result.error?.message ?? ""}`);
       checkItems(arm, result.items, result.finalResponse);
     });
   const runSidecar = sidecarTurn("sidecar", params);
@@ -154,7 +162,8 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
     const throttleAfter = { default: await cpuStat(defaultId), burst: await cpuStat(burstId) };
     const turns = options.n + options.warmup;
     for (const arm of ["default", "burst"] as const) {
-      throttling[arm] = `${((throttleAfter[arm].throttled - throttleBefore[arm].throttled) / turns).toFixed(1)} throttled periods, ${((throttleAfter[arm].throttledMs - throttleBefore[arm].throttledMs) / turns).toFixed(1)} ms throttled per turn`;
+      throttling[arm] =
+        `${((throttleAfter[arm].throttled - throttleBefore[arm].throttled) / turns).toFixed(1)} throttled periods, ${((throttleAfter[arm].throttledMs - throttleBefore[arm].throttledMs) / turns).toFixed(1)} ms throttled per turn`;
     }
     // Untimed: which files in HOME one more turn creates or modifies (sidecar: the workspace's HOME bind mount).
     homeWrites = {
@@ -187,39 +196,59 @@ export async function benchTurnOverhead(env: BenchEnv, params: WorkspaceParams, 
   const phase = (timings: TurnTiming[], key: keyof TurnTiming): number => summarize(timings.map((t) => t[key])).p50;
   const w = summarize(wideTimings.map((t) => t.total));
   const b = summarize(burstTimings.map((t) => t.total));
-  const phaseRows = (["toThreadStarted", "toFirstRequest", "commandRoundTrip", "toResult", "total"] as const).map((key) => ({
-    phase: {
-      toThreadStarted: "call -> thread.started (codex process up)",
-      toFirstRequest: "thread.started -> model request 1",
-      commandRoundTrip: "request 1 -> request 2 (echo hi)",
-      toResult: "request 2 -> result (final message, exit)",
-      total: "total",
-    }[key],
-    "sidecar p50 ms": phase(sidecarTimings, key),
-    "host p50 ms": phase(hostTimings, key),
-    "delta ms": phase(sidecarTimings, key) - phase(hostTimings, key),
-    "cpus=2 p50 ms": phase(wideTimings, key),
-    "cpus=2 delta ms": phase(wideTimings, key) - phase(hostTimings, key),
-    "1s-period p50 ms": phase(burstTimings, key),
-    "1s-period delta ms": phase(burstTimings, key) - phase(hostTimings, key),
-  }));
+  const phaseRows = (["toThreadStarted", "toFirstRequest", "commandRoundTrip", "toResult", "total"] as const).map(
+    (key) => ({
+      phase: {
+        toThreadStarted: "call -> thread.started (codex process up)",
+        toFirstRequest: "thread.started -> model request 1",
+        commandRoundTrip: "request 1 -> request 2 (echo hi)",
+        toResult: "request 2 -> result (final message, exit)",
+        total: "total",
+      }[key],
+      "sidecar p50 ms": phase(sidecarTimings, key),
+      "host p50 ms": phase(hostTimings, key),
+      "delta ms": phase(sidecarTimings, key) - phase(hostTimings, key),
+      "cpus=2 p50 ms": phase(wideTimings, key),
+      "cpus=2 delta ms": phase(wideTimings, key) - phase(hostTimings, key),
+      "1s-period p50 ms": phase(burstTimings, key),
+      "1s-period delta ms": phase(burstTimings, key) - phase(hostTimings, key),
+    }),
+  );
 
   return {
     title: "3. Turn overhead (two-request turn: echo hi, then a message)",
     tables: [
       formatTable(
         [
-          latencyRow("sidecar runTurn (warm workspace)", sidecarTotal, h, { target: "<= +50 ms and <= 1.10x p50", result: verdict(pass) }),
+          latencyRow("sidecar runTurn (warm workspace)", sidecarTotal, h, {
+            target: "<= +50 ms and <= 1.10x p50",
+            result: verdict(pass),
+          }),
           latencyRow("codex SDK on the host (baseline)", hostTotal, h, { target: "-", result: "-" }),
-          latencyRow("sidecar runTurn, workspace with cpus=2", wideTimings.map((t) => t.total), h, { target: "-", result: "-" }),
-          latencyRow("sidecar runTurn, 1 CPU as 1 s quota / 1 s period", burstTimings.map((t) => t.total), h, { target: "-", result: "-" }),
+          latencyRow(
+            "sidecar runTurn, workspace with cpus=2",
+            wideTimings.map((t) => t.total),
+            h,
+            { target: "-", result: "-" },
+          ),
+          latencyRow(
+            "sidecar runTurn, 1 CPU as 1 s quota / 1 s period",
+            burstTimings.map((t) => t.total),
+            h,
+            { target: "-", result: "-" },
+          ),
         ],
         LATENCY_COLUMNS,
       ),
       "Per phase (p50 of each phase, from the stub's request timestamps):\n" + formatTable(phaseRows),
     ],
     checks: [
-      { metric: "turn overhead: sidecar p50 - host p50", measured: `${overhead >= 0 ? "+" : ""}${ms(overhead)}`, target: "<= +50 ms", pass: overhead <= 50 },
+      {
+        metric: "turn overhead: sidecar p50 - host p50",
+        measured: `${overhead >= 0 ? "+" : ""}${ms(overhead)}`,
+        target: "<= +50 ms",
+        pass: overhead <= 50,
+      },
       { metric: "turn overhead: sidecar p50 / host p50", measured: times(r), target: "<= 1.10x", pass: r <= 1.1 },
     ],
     notes: [
@@ -252,5 +281,8 @@ async function filesWritten(dir: string, run: () => Promise<unknown>): Promise<s
   const before = await snapshot();
   await run();
   const after = await snapshot();
-  return [...after].filter(([file, mtime]) => before.get(file) !== mtime).map(([file]) => file.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<uuid>")).sort();
+  return [...after]
+    .filter(([file, mtime]) => before.get(file) !== mtime)
+    .map(([file]) => file.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<uuid>"))
+    .sort();
 }

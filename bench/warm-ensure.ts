@@ -13,7 +13,11 @@ export interface WarmEnsureOptions {
   warmup: number;
 }
 
-export async function benchWarmEnsure(env: BenchEnv, params: WorkspaceParams, options: WarmEnsureOptions): Promise<SectionResult> {
+export async function benchWarmEnsure(
+  env: BenchEnv,
+  params: WorkspaceParams,
+  options: WarmEnsureOptions,
+): Promise<SectionResult> {
   const { service } = env.sidecar;
   const first = await service.ensureWorkspace(params);
   const samples: number[] = [];
@@ -38,7 +42,10 @@ export async function benchWarmEnsure(env: BenchEnv, params: WorkspaceParams, op
     tables: [
       formatTable(
         [
-          latencyRow("sidecar ensureWorkspace (warm)", samples, undefined, { target: "p50 < 5 ms", result: verdict(pass) }),
+          latencyRow("sidecar ensureWorkspace (warm)", samples, undefined, {
+            target: "p50 < 5 ms",
+            result: verdict(pass),
+          }),
           latencyRow("for scale: docker inspect (dockerode)", inspect, undefined, { target: "-", result: "-" }),
         ],
         LATENCY_COLUMNS,

@@ -81,7 +81,10 @@ async function resolveBaseImage(requested) {
     if (id !== null) return { ref, id };
   }
   const id = await pull(DEFAULT_BASE_IMAGE);
-  if (id === null) fail(`neither ${DEFAULT_BASE_IMAGE} nor ${LOCAL_BASE_IMAGE} is in the engine, and ${DEFAULT_BASE_IMAGE} cannot be pulled: ${hint}`);
+  if (id === null)
+    fail(
+      `neither ${DEFAULT_BASE_IMAGE} nor ${LOCAL_BASE_IMAGE} is in the engine, and ${DEFAULT_BASE_IMAGE} cannot be pulled: ${hint}`,
+    );
   return { ref: DEFAULT_BASE_IMAGE, id };
 }
 
@@ -90,7 +93,12 @@ async function listFiles(dir) {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries
     .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(dir, path.join(entry.parentPath ?? entry.path, entry.name)).split(path.sep).join("/"))
+    .map((entry) =>
+      path
+        .relative(dir, path.join(entry.parentPath ?? entry.path, entry.name))
+        .split(path.sep)
+        .join("/"),
+    )
     .sort();
 }
 
@@ -151,7 +159,10 @@ async function inputsHash({ appFiles, packages, pruned, nodeBinary, baseImage })
     hash.update(bytes);
   };
   field("format", "alive-codex-sidecar/1");
-  for (const file of [...(await listFiles(path.join(ROOT, "images", "sidecar"))).map((f) => `images/sidecar/${f}`), ...appFiles]) {
+  for (const file of [
+    ...(await listFiles(path.join(ROOT, "images", "sidecar"))).map((f) => `images/sidecar/${f}`),
+    ...appFiles,
+  ]) {
     field("file", file);
     await hashFile(hash, path.join(ROOT, file));
   }
@@ -166,8 +177,10 @@ async function inputsHash({ appFiles, packages, pruned, nodeBinary, baseImage })
 
 const options = parseArgs(process.argv.slice(2));
 const pkg = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8"));
-if (!existsSync(path.join(ROOT, "dist", "src", "cli", "main.js"))) fail("dist/src/cli/main.js is missing: run `npm run build` first");
-if ((await quiet`docker version --format {{.Server.Version}}`).exitCode !== 0) fail("the Docker engine does not answer to `docker version` (DOCKER_HOST?)");
+if (!existsSync(path.join(ROOT, "dist", "src", "cli", "main.js")))
+  fail("dist/src/cli/main.js is missing: run `npm run build` first");
+if ((await quiet`docker version --format {{.Server.Version}}`).exitCode !== 0)
+  fail("the Docker engine does not answer to `docker version` (DOCKER_HOST?)");
 
 const started = Date.now();
 const baseImage = await resolveBaseImage(options.baseImage);
@@ -200,7 +213,9 @@ try {
     await mkdir(path.dirname(path.join(context, "app", entry)), { recursive: true });
     await symlink(path.join(ROOT, entry), path.join(context, "app", entry));
   }
-  say(`building ${ref} FROM ${baseImage.ref} (node ${process.version} from ${nodeBinary}, ${packages.length} production packages)`);
+  say(
+    `building ${ref} FROM ${baseImage.ref} (node ${process.version} from ${nodeBinary}, ${packages.length} production packages)`,
+  );
   const labels = [
     `${LABEL_PREFIX}.image=sidecar`,
     `${LABEL_PREFIX}.version=${pkg.version}`,
@@ -208,13 +223,21 @@ try {
     `${LABEL_PREFIX}.base-image=${baseImage.ref}`,
   ].flatMap((label) => ["--label", label]);
   // Ownership root:root in the image; modes as on disk. stdout of the build goes to our stderr.
-  const build = await $({ quiet: true, nothrow: true })`tar -C ${context} --dereference --owner=0 --group=0 --numeric-owner -cf - .`.pipe(
-    $({ stdio: ["pipe", 2, 2], nothrow: true })`docker build --force-rm --build-arg BASE_IMAGE=${baseImage.ref} ${labels} -t ${ref} -t ${versionRef} -`,
+  const build = await $({
+    quiet: true,
+    nothrow: true,
+  })`tar -C ${context} --dereference --owner=0 --group=0 --numeric-owner -cf - .`.pipe(
+    $({
+      stdio: ["pipe", 2, 2],
+      nothrow: true,
+    })`docker build --force-rm --build-arg BASE_IMAGE=${baseImage.ref} ${labels} -t ${ref} -t ${versionRef} -`,
   );
   if (build.exitCode !== 0) fail(`docker build exited with ${build.exitCode} (its output is above)`);
 } finally {
   await rm(context, { recursive: true, force: true });
 }
 const size = (await quiet`docker image inspect --format {{.Size}} ${ref}`).stdout.trim();
-say(`built ${ref} (and ${versionRef}) in ${Math.round((Date.now() - started) / 1000)} s; ${Math.round(Number(size) / 1e6)} MB`);
+say(
+  `built ${ref} (and ${versionRef}) in ${Math.round((Date.now() - started) / 1000)} s; ${Math.round(Number(size) / 1e6)} MB`,
+);
 console.log(ref);

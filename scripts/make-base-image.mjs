@@ -46,10 +46,14 @@ try {
   const apt = (...parts) => path.join(dir, ...parts);
   await run`${asRoot} find ${apt("var", "cache", "apt")} ${apt("var", "lib", "apt", "lists")} -type f ! -name lock -delete`;
   say(`tar -C ${dir} -c . | docker import - ${tag}`);
-  await $({ quiet: true })`${asRoot} tar -C ${dir} -c .`.pipe($({ stdio: ["pipe", "inherit", "inherit"] })`docker import - ${tag}`);
+  await $({ quiet: true })`${asRoot} tar -C ${dir} -c .`.pipe(
+    $({ stdio: ["pipe", "inherit", "inherit"] })`docker import - ${tag}`,
+  );
   const id = await imageExists(tag);
   if (id === null) throw new Error(`docker import finished but ${tag} is not in the engine`);
-  say(`made ${tag} (${id}) in ${Math.round((Date.now() - started) / 1000)} s; use it with ALIVE_CODEX_BASE_IMAGE=${tag}`);
+  say(
+    `made ${tag} (${id}) in ${Math.round((Date.now() - started) / 1000)} s; use it with ALIVE_CODEX_BASE_IMAGE=${tag}`,
+  );
 } finally {
   say(`removing ${dir}`);
   await run`${asRoot} rm -rf ${dir}`;

@@ -34,7 +34,11 @@ const RUN_ID_LABEL = "dev.alive.codex.run-id";
 // exit-check.js fails it there, naming what was still open: a file that would hang fails at once
 // instead of at the 600 s file timeout (long enough for escape.test.ts under gVisor with one stalled
 // probe turn retried; a hang still ends there).
-const EXIT_CHECK = ["--test-force-exit", "--import", pathToFileURL(path.join(ROOT, "dist", "test", "support", "exit-check.js")).href];
+const EXIT_CHECK = [
+  "--test-force-exit",
+  "--import",
+  pathToFileURL(path.join(ROOT, "dist", "test", "support", "exit-check.js")).href,
+];
 
 const say = (message) => console.log(`test.mjs: ${message}`);
 function fail(message) {
@@ -52,11 +56,15 @@ const mode = MODES.includes(ownArgs[0]) ? ownArgs[0] : "all";
  * resume, cancel, MCP, output schema (turns), budgets and accounting (operations), and what the
  * sidecar reports and adds for the version (codex-version).
  */
-const CORE_TURN_TESTS = ["turns", "operations", "codex-version"].map((name) => path.join("dist", "test", "integration", `${name}.test.js`));
+const CORE_TURN_TESTS = ["turns", "operations", "codex-version"].map((name) =>
+  path.join("dist", "test", "integration", `${name}.test.js`),
+);
 const chosenFiles = MODES.includes(ownArgs[0]) ? ownArgs.slice(1) : ownArgs;
 for (const file of chosenFiles) {
   if (!file.endsWith(".test.js") || !existsSync(path.resolve(ROOT, file))) {
-    fail(`${JSON.stringify(file)} is not a compiled test file: expected "unit", "integration" or paths of dist/test/**/*.test.js (then -- and flags for node --test)`);
+    fail(
+      `${JSON.stringify(file)} is not a compiled test file: expected "unit", "integration" or paths of dist/test/**/*.test.js (then -- and flags for node --test)`,
+    );
   }
 }
 
@@ -78,7 +86,15 @@ async function importDist(relative) {
 
 /** Runs node --test and resolves with its exit code; SIGINT/SIGTERM are passed on, and cleanup still runs. */
 function runTests(files, env) {
-  const args = ["--test", "--test-concurrency=2", "--test-timeout=600000", "--test-reporter=spec", ...EXIT_CHECK, ...runnerArgs, ...files];
+  const args = [
+    "--test",
+    "--test-concurrency=2",
+    "--test-timeout=600000",
+    "--test-reporter=spec",
+    ...EXIT_CHECK,
+    ...runnerArgs,
+    ...files,
+  ];
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: "inherit" });
     const forward = (signal) => child.kill(signal);
@@ -101,14 +117,21 @@ async function reap(docker, runId) {
   const result = await reapLabelled(docker, [`${RUN_ID_LABEL}=${runId}`]);
   for (const failure of result.failures) console.error(`test.mjs: ERROR: could not remove ${failure}`);
   const total = result.containers + result.networks + result.volumes;
-  say(total === 0 ? `reaper: nothing left with ${RUN_ID_LABEL}=${runId}` : `reaper: removed ${result.containers} container(s), ${result.networks} network(s), ${result.volumes} volume(s) left by run ${runId}`);
+  say(
+    total === 0
+      ? `reaper: nothing left with ${RUN_ID_LABEL}=${runId}`
+      : `reaper: removed ${result.containers} container(s), ${result.networks} network(s), ${result.volumes} volume(s) left by run ${runId}`,
+  );
   return result.failures.length === 0;
 }
 
 /** Runs scripts/make-base-image.mjs for `tag`, streaming its output. */
 function makeBaseImage(tag) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, "scripts", "make-base-image.mjs"), tag], { cwd: ROOT, stdio: "inherit" });
+    const child = spawn(process.execPath, [path.join(ROOT, "scripts", "make-base-image.mjs"), tag], {
+      cwd: ROOT,
+      stdio: "inherit",
+    });
     child.on("error", reject);
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`make-base-image.mjs exited with ${code}`))));
   });
@@ -121,12 +144,16 @@ const files =
     : mode === "codex-newer"
       ? CORE_TURN_TESTS
       : mode === "integration"
-      ? testFiles("integration")
-      : mode === "unit"
-        ? testFiles("unit")
-        : [...testFiles("unit"), ...testFiles("integration")];
-if (files.length === 0) fail(`no *.test.js under ${path.relative(ROOT, DIST_TEST)} for mode "${mode}": run \`npm run build\` first`);
-if (mode === "all" && chosenFiles.length === 0 && testFiles("integration").length === 0) fail(`no integration tests under ${path.relative(ROOT, DIST_TEST)}/integration: they never skip; run \`npm run build\``);
+        ? testFiles("integration")
+        : mode === "unit"
+          ? testFiles("unit")
+          : [...testFiles("unit"), ...testFiles("integration")];
+if (files.length === 0)
+  fail(`no *.test.js under ${path.relative(ROOT, DIST_TEST)} for mode "${mode}": run \`npm run build\` first`);
+if (mode === "all" && chosenFiles.length === 0 && testFiles("integration").length === 0)
+  fail(
+    `no integration tests under ${path.relative(ROOT, DIST_TEST)}/integration: they never skip; run \`npm run build\``,
+  );
 
 // Every runsc test that met gVisor's random stall and ran once more writes a line here
 // (test/support/stall-retry.ts); the tally is printed at the end of the run.
@@ -137,12 +164,18 @@ const env = { ...process.env, ALIVE_CODEX_TEST_RUN_ID: runId, ALIVE_CODEX_TEST_R
 function reportRetries() {
   let lines = [];
   try {
-    lines = readFileSync(retryLog, "utf8").split("\n").filter((line) => line.trim() !== "");
+    lines = readFileSync(retryLog, "utf8")
+      .split("\n")
+      .filter((line) => line.trim() !== "");
     rmSync(retryLog, { force: true });
   } catch {
     // No file: no retry.
   }
-  say(lines.length === 0 ? "sandbox stalls: no test needed a retry" : `sandbox stalls: ${lines.length} test attempt(s) stalled under gVisor and ran once more:`);
+  say(
+    lines.length === 0
+      ? "sandbox stalls: no test needed a retry"
+      : `sandbox stalls: ${lines.length} test attempt(s) stalled under gVisor and ran once more:`,
+  );
   for (const line of lines) say(`  ${line}`);
 }
 
@@ -184,13 +217,18 @@ try {
     }),
   ]);
 } catch (error) {
-  fail(`the Docker engine at ${dockerHost} does not answer (${error?.message ?? error}). Integration tests need it and never skip: start one with \`bash scripts/install-docker.sh\`, or run \`npm run test:unit\``);
+  fail(
+    `the Docker engine at ${dockerHost} does not answer (${error?.message ?? error}). Integration tests need it and never skip: start one with \`bash scripts/install-docker.sh\`, or run \`npm run test:unit\``,
+  );
 }
 const version = await docker.version();
 say(`Docker engine ${version.Version} at ${dockerHost}`);
 const runEnded = markRunLive(runId);
 const abandoned = await reapAbandonedRuns(docker, { except: [runId] });
-if (abandoned.runs.length > 0) say(`reaper: cleared ${abandoned.result.containers} container(s), ${abandoned.result.networks} network(s) of earlier runs that did not end cleanly (${abandoned.runs.join(", ")})`);
+if (abandoned.runs.length > 0)
+  say(
+    `reaper: cleared ${abandoned.result.containers} container(s), ${abandoned.result.networks} network(s) of earlier runs that did not end cleanly (${abandoned.runs.join(", ")})`,
+  );
 await releaseAbandonedDisks();
 
 /**
@@ -250,7 +288,9 @@ try {
 } catch (error) {
   fail(`runtime image unavailable: ${error?.message ?? error}`);
 }
-say(`runtime image ${image.ref} ${image.built ? `built in ${Math.round((Date.now() - started) / 1000)} s` : "reused"} (base ${baseImage})`);
+say(
+  `runtime image ${image.ref} ${image.built ? `built in ${Math.round((Date.now() - started) / 1000)} s` : "reused"} (base ${baseImage})`,
+);
 say(`${files.length} test file(s), run id ${runId}`);
 
 // The run's own bridge, made once here: test files start in parallel, and two that create it at
@@ -258,7 +298,11 @@ say(`${files.length} test file(s), run id ${runId}`);
 const { ensureBridgeNetwork } = await importDist("docker/networks.js");
 const testNetwork = `alive-codex-test-${runId}`;
 await ensureBridgeNetwork(docker, testNetwork, { [RUN_ID_LABEL]: runId });
-Object.assign(env, { ALIVE_CODEX_TEST_IMAGE: image.ref, ALIVE_CODEX_BASE_IMAGE: baseImage, ALIVE_CODEX_TEST_NETWORK: testNetwork });
+Object.assign(env, {
+  ALIVE_CODEX_TEST_IMAGE: image.ref,
+  ALIVE_CODEX_BASE_IMAGE: baseImage,
+  ALIVE_CODEX_TEST_NETWORK: testNetwork,
+});
 const code = await runTests(files, env);
 reportRetries();
 let reaped = false;

@@ -7,5 +7,8 @@ const readme = readFileSync("README.md", "utf8");
 const start = readme.indexOf(CONFIG_TABLE_BEGIN);
 const end = readme.indexOf(CONFIG_TABLE_END);
 if (start < 0 || end < 0) throw new Error("README.md has no config-table markers");
-writeFileSync("README.md", readme.slice(0, start) + renderSettingsMarkdown() + readme.slice(end + CONFIG_TABLE_END.length));
+writeFileSync(
+  "README.md",
+  readme.slice(0, start) + renderSettingsMarkdown() + readme.slice(end + CONFIG_TABLE_END.length),
+);
 console.log("README.md configuration table updated");

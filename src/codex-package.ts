@@ -50,7 +50,10 @@ function resolveCodexPackageJson(): string {
       const sdkEntry = require.resolve("@openai/codex-sdk");
       return createRequire(sdkEntry).resolve(`${CODEX_PACKAGE}/package.json`);
     } catch {
-      throw new Error(`Cannot find ${CODEX_PACKAGE}: run \`npm ci\` in the sidecar's directory (it comes with @openai/codex-sdk)`, { cause: first });
+      throw new Error(
+        `Cannot find ${CODEX_PACKAGE}: run \`npm ci\` in the sidecar's directory (it comes with @openai/codex-sdk)`,
+        { cause: first },
+      );
     }
   }
 }
@@ -65,7 +68,8 @@ export function sdkCodexVersion(): string {
   if (cachedSdkVersion !== undefined) return cachedSdkVersion;
   const file = resolveCodexPackageJson();
   const version = (JSON.parse(readFileSync(file, "utf8")) as { version?: unknown }).version;
-  if (typeof version !== "string" || !/^\d+\.\d+\.\d+/.test(version)) throw new Error(`${file} has no usable "version" (got ${JSON.stringify(version)})`);
+  if (typeof version !== "string" || !/^\d+\.\d+\.\d+/.test(version))
+    throw new Error(`${file} has no usable "version" (got ${JSON.stringify(version)})`);
   cachedSdkVersion = version;
   return version;
 }

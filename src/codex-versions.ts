@@ -83,7 +83,8 @@ export type CodexSupport = { supported: true; tested: boolean } | { supported: f
 
 /** Whether the sidecar drives `version`, and whether its tests ran against it. */
 export function codexSupport(version: string): CodexSupport {
-  if (!isCodexVersion(version)) return { supported: false, reason: `${JSON.stringify(version)} is not a codex version (MAJOR.MINOR.PATCH)` };
+  if (!isCodexVersion(version))
+    return { supported: false, reason: `${JSON.stringify(version)} is not a codex version (MAJOR.MINOR.PATCH)` };
   if (compareCodexVersions(version, MIN_CODEX_VERSION) < 0) {
     return {
       supported: false,
@@ -102,9 +103,15 @@ export function codexFlagsFor(version: string): string[] {
 /** ALIVE_CODEX_CODEX_VERSION / --codex-version: a version the sidecar drives, else a ConfigError naming it and why. */
 export function parseCodexVersionSetting(setting: string, raw: string): string {
   const version = raw.trim().replace(/^v/, "");
-  if (!isCodexVersion(version)) throw new ConfigError(setting, raw, `a codex version as npm lists @openai/codex's, MAJOR.MINOR.PATCH (e.g. ${TESTED_CODEX_VERSIONS.at(-1)}; npm view @openai/codex versions)`);
+  if (!isCodexVersion(version))
+    throw new ConfigError(
+      setting,
+      raw,
+      `a codex version as npm lists @openai/codex's, MAJOR.MINOR.PATCH (e.g. ${TESTED_CODEX_VERSIONS.at(-1)}; npm view @openai/codex versions)`,
+    );
   const support = codexSupport(version);
-  if (!support.supported) throw new ConfigError(setting, raw, `a version at or above ${MIN_CODEX_VERSION}: ${support.reason}`);
+  if (!support.supported)
+    throw new ConfigError(setting, raw, `a version at or above ${MIN_CODEX_VERSION}: ${support.reason}`);
   return version;
 }
 
@@ -116,7 +123,16 @@ export function parseCodexVersionSetting(setting: string, raw: string): string {
 export function describeCodexHealth(codex: CodexHealth): string {
   const shown = codex.version ?? codex.requested;
   const origin =
-    codex.requested === null ? "the image's, given as is (ALIVE_CODEX_IMAGE)" : codex.requested === codex.sdk ? "the SDK's" : `ALIVE_CODEX_CODEX_VERSION; the SDK's is ${codex.sdk}`;
-  const parts = [origin, codex.version === null ? "not read from the image yet" : null, codex.tested ? "tested" : "NOT TESTED with this sidecar", codex.flags.length > 0 ? `adds ${codex.flags.join(" ")}` : "adds no flag"];
+    codex.requested === null
+      ? "the image's, given as is (ALIVE_CODEX_IMAGE)"
+      : codex.requested === codex.sdk
+        ? "the SDK's"
+        : `ALIVE_CODEX_CODEX_VERSION; the SDK's is ${codex.sdk}`;
+  const parts = [
+    origin,
+    codex.version === null ? "not read from the image yet" : null,
+    codex.tested ? "tested" : "NOT TESTED with this sidecar",
+    codex.flags.length > 0 ? `adds ${codex.flags.join(" ")}` : "adds no flag",
+  ];
   return `${shown ?? "unknown"} (${parts.filter((p) => p !== null).join("; ")})`;
 }

@@ -21,7 +21,12 @@ export { ConfigError, parseDuration, type IdRange, type ResourceLimits };
 export { STALL_WATCH_SETTINGS, type StallWatchSetting } from "./settings/turn-settings.js";
 export type { SettingSpec } from "./settings/setting-spec.js";
 export { SETTINGS } from "./settings/settings-table.js";
-export { CONFIG_TABLE_BEGIN, CONFIG_TABLE_END, renderSettingsHelp, renderSettingsMarkdown } from "./settings/settings-docs.js";
+export {
+  CONFIG_TABLE_BEGIN,
+  CONFIG_TABLE_END,
+  renderSettingsHelp,
+  renderSettingsMarkdown,
+} from "./settings/settings-docs.js";
 
 export interface SidecarConfig {
   socketPath: string;
@@ -135,7 +140,6 @@ export interface SidecarConfig {
 /** What the client commands (ps, health, run...) need: a bad server-only setting must not stop them. */
 export type ClientConfig = Pick<SidecarConfig, "socketPath">;
 
-
 /** One setting's value and the name it was given under (the flag, else the variable), for the cross-setting rules. */
 interface Resolved<K extends keyof SidecarConfig> {
   value: SidecarConfig[K];
@@ -159,12 +163,17 @@ function resolveSetting<K extends keyof SidecarConfig>(spec: SettingSpec<K>, fla
 function checkFlags(flags: Flags, settings: readonly AnySetting[]): void {
   const known = new Set(settings.map((s) => s.flag));
   for (const flag of Object.keys(flags)) {
-    if (!known.has(flag)) throw new ConfigError(flag, flags[flag] ?? "", `one of the documented flags (see alive-codex serve --help)`);
+    if (!known.has(flag))
+      throw new ConfigError(flag, flags[flag] ?? "", `one of the documented flags (see alive-codex serve --help)`);
   }
 }
 
 /** Resolves every given setting, in table order. */
-function resolveSettings(settings: readonly AnySetting[], flags: Flags, env: Env): { [K in keyof SidecarConfig]: Resolved<K> } {
+function resolveSettings(
+  settings: readonly AnySetting[],
+  flags: Flags,
+  env: Env,
+): { [K in keyof SidecarConfig]: Resolved<K> } {
   const out: Partial<Record<keyof SidecarConfig, Resolved<keyof SidecarConfig>>> = {};
   for (const spec of settings) out[spec.key] = resolveSetting<keyof SidecarConfig>(spec as SettingSpec, flags, env);
   return out as { [K in keyof SidecarConfig]: Resolved<K> };
@@ -177,27 +186,48 @@ function resolveSettings(settings: readonly AnySetting[], flags: Flags, env: Env
 export function loadConfig(flags: Flags = {}, env: Env = process.env): SidecarConfig {
   checkFlags(flags, SETTINGS);
   const settings = resolveSettings(SETTINGS, flags, env);
-  const config = Object.fromEntries(Object.entries(settings).map(([key, s]) => [key, s.value])) as unknown as SidecarConfig;
+  const config = Object.fromEntries(
+    Object.entries(settings).map(([key, s]) => [key, s.value]),
+  ) as unknown as SidecarConfig;
 
   for (const key of ["uidRange", "gidRange"] as const) {
     const { value, name, raw } = settings[key];
     if (value.min === 0 && !config.allowRoot) {
-      throw new ConfigError(name, raw ?? "", `a range above 0 (0 is root; set ALIVE_CODEX_ALLOW_ROOT=true / --allow-root to permit it)`);
+      throw new ConfigError(
+        name,
+        raw ?? "",
+        `a range above 0 (0 is root; set ALIVE_CODEX_ALLOW_ROOT=true / --allow-root to permit it)`,
+      );
     }
   }
-  for (const [key, max] of [["budgetTokens", "budgetTokensMax"], ["budgetCpuSeconds", "budgetCpuSecondsMax"]] as const) {
+  for (const [key, max] of [
+    ["budgetTokens", "budgetTokensMax"],
+    ["budgetCpuSeconds", "budgetCpuSecondsMax"],
+  ] as const) {
     const { value, name, raw } = settings[key];
     const ceiling = config[max];
-    if (value !== null && ceiling !== null && value > ceiling) throw new ConfigError(name, raw ?? "", `at most ${settings[max].name}=${ceiling}`);
+    if (value !== null && ceiling !== null && value > ceiling)
+      throw new ConfigError(name, raw ?? "", `at most ${settings[max].name}=${ceiling}`);
   }
   for (const key of ["diskMb", "diskInodes"] as const) {
-    if (config.defaultDisk[key] > config.maxDisk[key]) throw new ConfigError(settings.defaultDisk.name, settings.defaultDisk.raw ?? formatDiskLimits(config.defaultDisk), `${key} (here ${config.defaultDisk[key]}) at most ${settings.maxDisk.name} ${key}=${config.maxDisk[key]}`);
+    if (config.defaultDisk[key] > config.maxDisk[key])
+      throw new ConfigError(
+        settings.defaultDisk.name,
+        settings.defaultDisk.raw ?? formatDiskLimits(config.defaultDisk),
+        `${key} (here ${config.defaultDisk[key]}) at most ${settings.maxDisk.name} ${key}=${config.maxDisk[key]}`,
+      );
   }
-  if (config.dnsMax < config.dnsPerWorkspace) throw new ConfigError(settings.dnsMax.name, settings.dnsMax.raw ?? String(config.dnsMax), `at least ${settings.dnsPerWorkspace.name}=${config.dnsPerWorkspace}`);
+  if (config.dnsMax < config.dnsPerWorkspace)
+    throw new ConfigError(
+      settings.dnsMax.name,
+      settings.dnsMax.raw ?? String(config.dnsMax),
+      `at least ${settings.dnsPerWorkspace.name}=${config.dnsPerWorkspace}`,
+    );
   // Alive's own API is always an internal destination: its MCP servers reach it from every workspace.
   if (config.aliveApiUrl !== null) {
     const api = parseInternalDestinations([config.aliveApiUrl], settings.aliveApiUrl.name)[0];
-    if (api && !config.internalDestinations.some((d) => d.host === api.host && d.port === api.port)) config.internalDestinations = [...config.internalDestinations, api];
+    if (api && !config.internalDestinations.some((d) => d.host === api.host && d.port === api.port))
+      config.internalDestinations = [...config.internalDestinations, api];
   }
   // The key: CODEX_API_KEY, else the key file, else OPENAI_API_KEY (read here only, never passed on under that name).
   if (config.codexApiKey === null && config.codexApiKeyFile !== null) {

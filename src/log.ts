@@ -54,7 +54,9 @@ export function createLogger(options: LoggerOptions): Logger {
 function replaceErrors(_key: string, value: unknown): unknown {
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
-    return code === undefined ? { name: value.name, message: value.message } : { name: value.name, message: value.message, code };
+    return code === undefined
+      ? { name: value.name, message: value.message }
+      : { name: value.name, message: value.message, code };
   }
   return value;
 }

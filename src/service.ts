@@ -18,7 +18,10 @@ export interface SidecarService {
   health(signal?: AbortSignal): Promise<HealthResult>;
   ensureWorkspace(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult>;
   listWorkspaces(signal?: AbortSignal): Promise<{ workspaces: WorkspaceSummary[] }>;
-  removeWorkspace(params: { workspaceId: string; purgeHome?: boolean }, signal?: AbortSignal): Promise<{ removed: boolean }>;
+  removeWorkspace(
+    params: { workspaceId: string; purgeHome?: boolean },
+    signal?: AbortSignal,
+  ): Promise<{ removed: boolean }>;
   /** The workspace container's log (what `docker logs` shows), last `tail` lines. */
   workspaceLogs(params: { workspaceId: string; tail?: number }, signal?: AbortSignal): Promise<{ logs: string }>;
   runTurn(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult>;

@@ -62,9 +62,16 @@ export interface StartSidecarOptions {
 /** The package's version (package.json). */
 export const sidecarVersion = readPackageVersion;
 
-export async function startSidecar(config: SidecarConfig, log: Logger, options: StartSidecarOptions = {}): Promise<RunningSidecar> {
+export async function startSidecar(
+  config: SidecarConfig,
+  log: Logger,
+  options: StartSidecarOptions = {},
+): Promise<RunningSidecar> {
   if (config.network !== null) {
-    log.warn("ALIVE_CODEX_NETWORK (--network) is deprecated and ignored: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md); remove the setting", { network: config.network });
+    log.warn(
+      "ALIVE_CODEX_NETWORK (--network) is deprecated and ignored: workspace containers have no network of their own and reach out only through the sidecar (docs/security.md); remove the setting",
+      { network: config.network },
+    );
   }
   // Every tenant's connections are this process's descriptors: as many as the host allows, and
   // new work refused (not failed halfway) before they run out.
@@ -74,7 +81,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   const engine = new DockerEngine(docker);
   // In a container, the state dir and workspace roots must be mounted at their host paths (bind
   // sources are host paths): refuse before anything is written to a wrongly mounted state dir.
-  const self = await checkSelfMounts(docker, { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots }, { log });
+  const self = await checkSelfMounts(
+    docker,
+    { stateDir: config.stateDir, workspaceRoots: config.workspaceRoots },
+    { log },
+  );
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
   const bridges = await prepareBridges(config.stateDir);
   const image = new RuntimeImage({
@@ -118,8 +129,18 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     : null;
   // Name resolution: the workspaces' egress lookups share one resolver, a few slots per workspace;
   // the model API's name has a resolver of its own and is kept by its TTL (egress/resolver.ts).
-  const dns = { timeoutMs: config.dnsTimeoutMs, hostsFile: config.hostsFile, ...(config.dnsServers ? { servers: config.dnsServers } : {}) };
-  const resolver = new NameResolver({ ...dns, perWorkspace: config.dnsPerWorkspace, total: config.dnsMax, onBusy: () => metrics?.countDnsRefusal("busy"), onTimeout: () => metrics?.countDnsRefusal("timeout") });
+  const dns = {
+    timeoutMs: config.dnsTimeoutMs,
+    hostsFile: config.hostsFile,
+    ...(config.dnsServers ? { servers: config.dnsServers } : {}),
+  };
+  const resolver = new NameResolver({
+    ...dns,
+    perWorkspace: config.dnsPerWorkspace,
+    total: config.dnsMax,
+    onBusy: () => metrics?.countDnsRefusal("busy"),
+    onTimeout: () => metrics?.countDnsRefusal("timeout"),
+  });
   const modelLookup = new UpstreamLookup({ resolver: dns, log });
   const network = new WorkspaceEndpoints({
     log,
@@ -157,7 +178,14 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
   });
   // Refuses to start when the operator asked for disk limits this host cannot enforce.
   // In a container, a disk reaches the engine only through a shared bind of the state dir.
-  const disks = await WorkspaceDisks.open({ stateDir: config.stateDir, log, enforcement: config.diskEnforcement, defaults: config.defaultDisk, max: config.maxDisk, stateDirPropagation: self.stateDirPropagation });
+  const disks = await WorkspaceDisks.open({
+    stateDir: config.stateDir,
+    log,
+    enforcement: config.diskEnforcement,
+    defaults: config.defaultDisk,
+    max: config.maxDisk,
+    stateDirPropagation: self.stateDirPropagation,
+  });
   const workspaces = new WorkspaceManager({
     engine,
     log,
@@ -187,7 +215,12 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
     credentials,
     // A turn that narrows its workspace's egress starts with none of the tunnels opened before it.
     onEgressNarrowed: (workspaceId: string) => network.closeTunnels(workspaceId),
-    ...(metrics ? { onTurnFinished: (report: TurnReport) => metrics.observeTurn(report), onSandboxStall: () => metrics.countSandboxStall() } : {}),
+    ...(metrics
+      ? {
+          onTurnFinished: (report: TurnReport) => metrics.observeTurn(report),
+          onSandboxStall: () => metrics.countSandboxStall(),
+        }
+      : {}),
   });
   lateTurns.bind(turns);
   const version = sidecarVersion();
@@ -233,13 +266,17 @@ export async function startSidecar(config: SidecarConfig, log: Logger, options: 
 
   let metricsServer: MetricsServer | null = null;
   try {
-    if (metrics && config.metricsListen) metricsServer = await startMetricsServer(config.metricsListen, metrics.registry, log);
+    if (metrics && config.metricsListen)
+      metricsServer = await startMetricsServer(config.metricsListen, metrics.registry, log);
   } catch (error) {
     stopRetrying();
     journal.close();
     await turns.shutdown(0);
     await workspaces.close();
-    throw new Error(`cannot serve metrics on ${config.metricsListen?.host}:${config.metricsListen?.port}: ${errorMessage(error)}`, { cause: error });
+    throw new Error(
+      `cannot serve metrics on ${config.metricsListen?.host}:${config.metricsListen?.port}: ${errorMessage(error)}`,
+      { cause: error },
+    );
   }
   return {
     service,

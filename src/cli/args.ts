@@ -11,7 +11,10 @@ export const CLIENT_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
-export function parseCommandArgs<T extends ParseArgsConfig & { options: Options }>(command: string, config: T): ReturnType<typeof parseArgs<T>> {
+export function parseCommandArgs<T extends ParseArgsConfig & { options: Options }>(
+  command: string,
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
   try {
     return parseArgs<T>({ allowPositionals: true, strict: true, ...config });
   } catch (error) {
@@ -20,6 +23,7 @@ export function parseCommandArgs<T extends ParseArgsConfig & { options: Options 
 }
 
 export function parseNonNegativeInteger(flag: string, raw: string): number {
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw)))
+    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }

@@ -2,12 +2,28 @@
 import type { IsolationReport, WorkspaceSummary } from "../service.js";
 import { formatTable } from "./format.js";
 
-export const ISOLATION_HEADER = ["WORKSPACE", "RUNTIME", "USER", "CAPS", "NNP", "SECCOMP", "ROOT", "WRITABLE", "PIDS", "MEMORY", "CPUS", "EGRESS", "KEY", "HOST"] as const;
+export const ISOLATION_HEADER = [
+  "WORKSPACE",
+  "RUNTIME",
+  "USER",
+  "CAPS",
+  "NNP",
+  "SECCOMP",
+  "ROOT",
+  "WRITABLE",
+  "PIDS",
+  "MEMORY",
+  "CPUS",
+  "EGRESS",
+  "KEY",
+  "HOST",
+] as const;
 
 const allZero = (hex: string): boolean => /^(0+|unsupported)$/.test(hex);
 
 function describeCaps(caps: IsolationReport["capabilities"]): string {
-  if (allZero(caps.effective) && allZero(caps.bounding) && allZero(caps.permitted) && allZero(caps.ambient)) return "none";
+  if (allZero(caps.effective) && allZero(caps.bounding) && allZero(caps.permitted) && allZero(caps.ambient))
+    return "none";
   return `eff=${caps.effective} bnd=${caps.bounding}`;
 }
 
@@ -21,7 +37,10 @@ function isolationRow(workspaceId: string, r: IsolationReport | null): string[] 
   return [
     workspaceId,
     r.runtime,
-    `${r.user.uid}:${r.user.gid}${r.user.groups.filter((g) => g !== r.user.gid).map((g) => `,${g}`).join("")}`,
+    `${r.user.uid}:${r.user.gid}${r.user.groups
+      .filter((g) => g !== r.user.gid)
+      .map((g) => `,${g}`)
+      .join("")}`,
     describeCaps(r.capabilities),
     r.noNewPrivs ? "yes" : "NO",
     r.seccomp,
@@ -38,5 +57,8 @@ function isolationRow(workspaceId: string, r: IsolationReport | null): string[] 
 
 /** The table; a workspace not measured yet (adopted, not ensured since) shows dashes. */
 export function renderIsolationTable(workspaces: readonly WorkspaceSummary[]): string {
-  return formatTable(ISOLATION_HEADER, workspaces.map((w) => isolationRow(w.workspaceId, w.isolation ?? null)));
+  return formatTable(
+    ISOLATION_HEADER,
+    workspaces.map((w) => isolationRow(w.workspaceId, w.isolation ?? null)),
+  );
 }

@@ -21,7 +21,10 @@ const COMMANDS: ReadonlyMap<string, { run: Command; summary: string }> = new Map
   ["run", { run: runCommand, summary: "run one codex turn in a workspace and stream it" }],
   ["logs", { run: logsCommand, summary: "show a workspace container's log" }],
   ["rm", { run: rmCommand, summary: "remove a workspace container" }],
-  ["doctor", { run: doctorCommand, summary: "prove this install works: engine, image, hardening, a turn, cancel, egress" }],
+  [
+    "doctor",
+    { run: doctorCommand, summary: "prove this install works: engine, image, hardening, a turn, cancel, egress" },
+  ],
 ]);
 
 export function renderUsage(): string {
@@ -84,7 +87,9 @@ function reportFailure(error: unknown, ctx: CliContext): number {
   if (error instanceof SidecarRpcError) {
     const data = error.data;
     const detail =
-      data?.field !== undefined && data.reason !== undefined && !error.message.includes(data.reason) ? ` (${data.field}: ${data.reason})` : "";
+      data?.field !== undefined && data.reason !== undefined && !error.message.includes(data.reason)
+        ? ` (${data.field}: ${data.reason})`
+        : "";
     writeLine(ctx.stderr, `alive-codex: ${error.message}${detail} [${error.code}]`);
     return ExitCode.failed;
   }

@@ -31,7 +31,9 @@ export class TurnPrinter {
     const parts: string[] = [result.status];
     if (result.usage !== null) {
       const u = result.usage;
-      parts.push(`tokens: ${u.input_tokens} in (${u.cached_input_tokens} cached), ${u.output_tokens} out (${u.reasoning_output_tokens} reasoning)`);
+      parts.push(
+        `tokens: ${u.input_tokens} in (${u.cached_input_tokens} cached), ${u.output_tokens} out (${u.reasoning_output_tokens} reasoning)`,
+      );
     }
     if (result.threadId !== null) parts.push(`thread ${result.threadId}`);
     writeLine(this.#out, `-- ${parts.join(" · ")}`);

@@ -121,7 +121,13 @@ export class StderrRelay {
   #tail = "";
 
   constructor(options: StderrRelayOptions) {
-    this.#options = { maxForwardBytes: STDERR_FORWARD_MAX_BYTES, maxLogLineBytes: STDERR_LOG_LINE_MAX_BYTES, maxLogBytes: STDERR_LOG_MAX_BYTES, maxLogLines: STDERR_LOG_MAX_LINES, ...options };
+    this.#options = {
+      maxForwardBytes: STDERR_FORWARD_MAX_BYTES,
+      maxLogLineBytes: STDERR_LOG_LINE_MAX_BYTES,
+      maxLogBytes: STDERR_LOG_MAX_BYTES,
+      maxLogLines: STDERR_LOG_MAX_LINES,
+      ...options,
+    };
     this.#line = Buffer.alloc(this.#options.maxLogLineBytes);
   }
 
@@ -162,7 +168,10 @@ export class StderrRelay {
   /** Stderr ended: logs the last line, and a note of what was not logged. */
   end(): void {
     if (this.#lineBytes > 0) this.#endLine();
-    if (this.#unloggedLines > 0) this.#options.log(`${this.#unloggedLines} more stderr line(s) of this turn were not logged (over ${this.#options.maxLogLines} lines or ${this.#options.maxLogBytes} bytes)`);
+    if (this.#unloggedLines > 0)
+      this.#options.log(
+        `${this.#unloggedLines} more stderr line(s) of this turn were not logged (over ${this.#options.maxLogLines} lines or ${this.#options.maxLogBytes} bytes)`,
+      );
   }
 
   #take(piece: Buffer): void {
@@ -202,8 +211,16 @@ export const EVENT_MAX_DEPTH = 128;
  * nested too deep, or longer than `maxBytes` once encoded (a line within the bound can encode
  * longer: `1e20` is written in 4 bytes and encoded in 21).
  */
-export function encodeCodexEvent(event: unknown, maxBytes: number): { json: string; bytes: number } | { refused: string } {
-  if (typeof event !== "object" || event === null || Array.isArray(event) || typeof (event as { type?: unknown }).type !== "string") {
+export function encodeCodexEvent(
+  event: unknown,
+  maxBytes: number,
+): { json: string; bytes: number } | { refused: string } {
+  if (
+    typeof event !== "object" ||
+    event === null ||
+    Array.isArray(event) ||
+    typeof (event as { type?: unknown }).type !== "string"
+  ) {
     return { refused: "codex wrote a line that is not an event (a JSON object with a string type)" };
   }
   let json: string;
@@ -213,9 +230,13 @@ export function encodeCodexEvent(event: unknown, maxBytes: number): { json: stri
     return { refused: `codex wrote an event nested deeper than ${EVENT_MAX_DEPTH} levels` };
   }
   // A text of n characters nests at most n/2 deep: the common small event needs no scan.
-  if (json.length > 2 * EVENT_MAX_DEPTH && jsonDepth(json) > EVENT_MAX_DEPTH) return { refused: `codex wrote an event nested deeper than ${EVENT_MAX_DEPTH} levels` };
+  if (json.length > 2 * EVENT_MAX_DEPTH && jsonDepth(json) > EVENT_MAX_DEPTH)
+    return { refused: `codex wrote an event nested deeper than ${EVENT_MAX_DEPTH} levels` };
   const bytes = Buffer.byteLength(json);
-  if (bytes > maxBytes) return { refused: `codex wrote an event that encodes to over ${maxBytes} bytes (the bound is ALIVE_CODEX_OUTPUT_LINE_MAX_MB)` };
+  if (bytes > maxBytes)
+    return {
+      refused: `codex wrote an event that encodes to over ${maxBytes} bytes (the bound is ALIVE_CODEX_OUTPUT_LINE_MAX_MB)`,
+    };
   return { json, bytes };
 }
 

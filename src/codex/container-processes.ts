@@ -80,16 +80,30 @@ export function parseProcessListing(stdout: string): ContainerProcess[] {
   const processes: ContainerProcess[] = [];
   for (const line of stdout.split("\n")) {
     const match = /^proc (\d+) (\d+) (\S+) ([^\t]*)\t(.*)$/.exec(line);
-    if (match) processes.push({ pid: Number(match[1]), ppid: Number(match[2]), state: match[3] as string, args: normalizeArgs(match[4] as string), comm: match[5] as string });
+    if (match)
+      processes.push({
+        pid: Number(match[1]),
+        ppid: Number(match[2]),
+        state: match[3] as string,
+        args: normalizeArgs(match[4] as string),
+        comm: match[5] as string,
+      });
   }
   const byPid = new Map(processes.map((p) => [p.pid, p]));
   return processes.filter((p) => !isOrDescendsFrom(p, self, byPid));
 }
 
 /** Lists and classifies the processes of a running container. */
-export async function listContainerProcesses(engine: Pick<EnginePort, "exec">, containerId: string, options: { user?: string; signal?: AbortSignal } = {}): Promise<ClassifiedProcess[]> {
+export async function listContainerProcesses(
+  engine: Pick<EnginePort, "exec">,
+  containerId: string,
+  options: { user?: string; signal?: AbortSignal } = {},
+): Promise<ClassifiedProcess[]> {
   const listing = await runCommand(engine, containerId, { cmd: processListingCommand(), ...options });
-  if (listing.exitCode !== 0) throw new Error(`listing the processes of container ${containerId} exited ${listing.exitCode}: ${listing.stderr.slice(0, 300)}`);
+  if (listing.exitCode !== 0)
+    throw new Error(
+      `listing the processes of container ${containerId} exited ${listing.exitCode}: ${listing.stderr.slice(0, 300)}`,
+    );
   return classifyProcesses(parseProcessListing(listing.stdout));
 }
 
@@ -135,7 +149,12 @@ function knownCommandLines(): KnownCommandLines {
   };
 }
 
-function roleFrom(p: ContainerProcess, parent: ContainerProcess | undefined, parentRole: ProcessRole | null, known: KnownCommandLines): ProcessRole {
+function roleFrom(
+  p: ContainerProcess,
+  parent: ContainerProcess | undefined,
+  parentRole: ProcessRole | null,
+  known: KnownCommandLines,
+): ProcessRole {
   if (p.pid === 1) return "init";
   const zombie = p.state.startsWith("Z") || p.args === "";
   if (parentRole === "init") return known.main.has(p.args) ? "main" : "foreign";
@@ -165,7 +184,11 @@ function isLauncher(args: string, bare: string): boolean {
   }
 }
 
-function isOrDescendsFrom(p: ContainerProcess, ancestor: number, byPid: ReadonlyMap<number, ContainerProcess>): boolean {
+function isOrDescendsFrom(
+  p: ContainerProcess,
+  ancestor: number,
+  byPid: ReadonlyMap<number, ContainerProcess>,
+): boolean {
   let current: ContainerProcess | undefined = p;
   for (let hops = 0; current !== undefined && hops < 64; hops++) {
     if (current.pid === ancestor) return true;

@@ -56,7 +56,8 @@ export interface LaunchersOptions {
 
 /** The launcher's command line: the script, its name ($0), then the flags it adds to codex exec ($@). */
 export function launcherCommand(codexFlags: readonly string[] = []): string[] {
-  for (const flag of codexFlags) if (!/^--[a-z][a-z0-9-]*$/.test(flag)) throw new Error(`not a codex flag: ${JSON.stringify(flag)}`);
+  for (const flag of codexFlags)
+    if (!/^--[a-z][a-z0-9-]*$/.test(flag)) throw new Error(`not a codex flag: ${JSON.stringify(flag)}`);
   return [LAUNCHER_BINARY, "-c", LAUNCH_SCRIPT, "alive-launch", ...codexFlags];
 }
 
@@ -77,7 +78,12 @@ export class Launchers {
     if (current && !current.dead && current.containerId === target.containerId) return;
     if (current) this.discardEntry(current);
     const starting = new AbortController();
-    const entry: Idle = { containerId: target.containerId, exec: this.start(target, starting.signal), dead: false, starting };
+    const entry: Idle = {
+      containerId: target.containerId,
+      exec: this.start(target, starting.signal),
+      dead: false,
+      starting,
+    };
     this.idle.set(target.workspaceId, entry);
     entry.exec.then(
       (exec) =>

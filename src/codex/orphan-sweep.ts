@@ -33,7 +33,12 @@ export function orphanSweepCommand(): string[] {
 }
 
 /** Sweeps every target, a few at a time; a workspace that cannot be swept is logged, never fatal. */
-export async function sweepOrphanTurns(engine: Pick<EnginePort, "exec">, targets: readonly OrphanSweepTarget[], log: Logger, concurrency = 8): Promise<OrphanSweepReport> {
+export async function sweepOrphanTurns(
+  engine: Pick<EnginePort, "exec">,
+  targets: readonly OrphanSweepTarget[],
+  log: Logger,
+  concurrency = 8,
+): Promise<OrphanSweepReport> {
   const started = performance.now();
   let processes = 0;
   let failures = 0;
@@ -41,13 +46,25 @@ export async function sweepOrphanTurns(engine: Pick<EnginePort, "exec">, targets
   const worker = async (): Promise<void> => {
     for (let target = queue.shift(); target !== undefined; target = queue.shift()) {
       try {
-        const result = await runCommand(engine, target.containerId, { cmd: orphanSweepCommand(), user: `${target.uid}:${target.gid}`, signal: AbortSignal.timeout(10_000) });
+        const result = await runCommand(engine, target.containerId, {
+          cmd: orphanSweepCommand(),
+          user: `${target.uid}:${target.gid}`,
+          signal: AbortSignal.timeout(10_000),
+        });
         const swept = Number(/swept (\d+)/.exec(result.stdout)?.[1] ?? 0);
         processes += swept;
-        if (swept > 0) log.warn("swept the processes of a turn an earlier sidecar left running", { workspaceId: target.workspaceId, containerId: target.containerId, swept });
+        if (swept > 0)
+          log.warn("swept the processes of a turn an earlier sidecar left running", {
+            workspaceId: target.workspaceId,
+            containerId: target.containerId,
+            swept,
+          });
       } catch (error) {
         failures += 1;
-        log.error("could not sweep a workspace for turns an earlier sidecar left running", { workspaceId: target.workspaceId, error: errorMessage(error) });
+        log.error("could not sweep a workspace for turns an earlier sidecar left running", {
+          workspaceId: target.workspaceId,
+          error: errorMessage(error),
+        });
       }
     }
   };
@@ -59,7 +76,11 @@ export async function sweepOrphanTurns(engine: Pick<EnginePort, "exec">, targets
  * Sweeps the running adopted workspaces of every turn process an earlier sidecar left (none of ours
  * runs yet), before the service is offered. Null when the engine was unreachable: nothing was adopted.
  */
-export async function sweepAdoptedWorkspaces(engine: Pick<EnginePort, "exec">, workspaces: Pick<WorkspaceManager, "list" | "get">, log: Logger): Promise<OrphanSweepReport | null> {
+export async function sweepAdoptedWorkspaces(
+  engine: Pick<EnginePort, "exec">,
+  workspaces: Pick<WorkspaceManager, "list" | "get">,
+  log: Logger,
+): Promise<OrphanSweepReport | null> {
   const running = workspaces.list().filter((w) => w.state === "running");
   if (running.length === 0) return null;
   const targets = running.map((w) => {

@@ -25,7 +25,9 @@ export class SandboxProbe {
       probe = runCommand(this.engine, record.containerId, {
         cmd: [CODEX_BWRAP, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "/bin/true"],
         user: `${record.params.uid}:${record.params.gid}`,
-      }).then((result) => (result.exitCode === 0 ? null : result.stderr.trim() || `bubblewrap exited with ${result.exitCode}`));
+      }).then((result) =>
+        result.exitCode === 0 ? null : result.stderr.trim() || `bubblewrap exited with ${result.exitCode}`,
+      );
       this.support.set(record.containerId, probe);
       probe.catch(() => this.support.delete(record.containerId));
     }

@@ -30,7 +30,13 @@ export function parseProcList(text: string): ProcEntry[] {
   for (const line of text.split("\n")) {
     const match = /^(\d+) (\d+) (\S) (\d+) (.*?) \| /.exec(`${line} `);
     if (!match) continue;
-    entries.push({ pid: Number(match[1]), ppid: Number(match[2]), state: match[3] as string, ticks: Number(match[4]), comm: match[5] as string });
+    entries.push({
+      pid: Number(match[1]),
+      ppid: Number(match[2]),
+      state: match[3] as string,
+      ticks: Number(match[4]),
+      comm: match[5] as string,
+    });
   }
   return entries;
 }
@@ -61,7 +67,12 @@ export interface StallWatchTimings {
  * A healthy codex reaps a child within milliseconds; these keep the listings rare (an exec under
  * gVisor costs tens of milliseconds of CPU) and give the verdict about 25 s after a stall began.
  */
-export const DEFAULT_STALL_TIMINGS: StallWatchTimings = { quietMs: 10_000, intervalMs: 5000, stallLooks: 3, listTimeoutMs: 10_000 };
+export const DEFAULT_STALL_TIMINGS: StallWatchTimings = {
+  quietMs: 10_000,
+  intervalMs: 5000,
+  stallLooks: 3,
+  listTimeoutMs: 10_000,
+};
 
 export interface StallWatchOptions {
   timings: StallWatchTimings;
@@ -94,10 +105,19 @@ export function newWatchMemory(): WatchMemory {
 const UNANSWERED_LOOKS = 3;
 
 /** One look: `procs` is the listing, or null when the sandbox did not answer it. */
-export function decideLook(memory: WatchMemory, procs: readonly ProcEntry[] | null, timings: StallWatchTimings): LookOutcome {
+export function decideLook(
+  memory: WatchMemory,
+  procs: readonly ProcEntry[] | null,
+  timings: StallWatchTimings,
+): LookOutcome {
   if (procs === null) {
     memory.unanswered += 1;
-    return memory.unanswered >= UNANSWERED_LOOKS ? { kind: "stalled", reason: `the sandbox did not answer a process listing within ${timings.listTimeoutMs} ms, ${UNANSWERED_LOOKS} times running` } : { kind: "fine" };
+    return memory.unanswered >= UNANSWERED_LOOKS
+      ? {
+          kind: "stalled",
+          reason: `the sandbox did not answer a process listing within ${timings.listTimeoutMs} ms, ${UNANSWERED_LOOKS} times running`,
+        }
+      : { kind: "fine" };
   }
   memory.unanswered = 0;
   const unreaped = unreapedChildren(procs);
@@ -108,7 +128,10 @@ export function decideLook(memory: WatchMemory, procs: readonly ProcEntry[] | nu
     const missed = zombies.filter((pid) => (memory.seen.get(pid) ?? 0) >= timings.stallLooks);
     if (missed.length > 0) {
       const seconds = Math.round(((timings.stallLooks - 1) * timings.intervalMs) / 1000);
-      return { kind: "stalled", reason: `codex (pid ${codexPid}) has not reaped its exited child${missed.length > 1 ? "ren" : ""} ${missed.join(", ")} for ${seconds} s` };
+      return {
+        kind: "stalled",
+        reason: `codex (pid ${codexPid}) has not reaped its exited child${missed.length > 1 ? "ren" : ""} ${missed.join(", ")} for ${seconds} s`,
+      };
     }
   }
   return { kind: "fine" };
@@ -190,9 +213,19 @@ export class StallWatch {
     let outcome: LookOutcome;
     if (answer === "timeout") outcome = decideLook(this.memory, null, this.options.timings);
     // Any other failure (the container stopped or died: the turn fails as container_died) is no evidence.
-    else if ("error" in answer) outcome = controller.signal.aborted ? decideLook(this.memory, null, this.options.timings) : { kind: "fine" };
+    else if ("error" in answer)
+      outcome = controller.signal.aborted ? decideLook(this.memory, null, this.options.timings) : { kind: "fine" };
     else outcome = decideLook(this.memory, answer.procs, this.options.timings);
-    this.options.onLook?.({ answer: answer === "timeout" ? "timeout" : "error" in answer ? `error: ${String((answer.error as Error)?.message ?? answer.error)}` : `${answer.procs.length} processes`, outcome: outcome.kind, seen: [...this.memory.seen] });
+    this.options.onLook?.({
+      answer:
+        answer === "timeout"
+          ? "timeout"
+          : "error" in answer
+            ? `error: ${String((answer.error as Error)?.message ?? answer.error)}`
+            : `${answer.procs.length} processes`,
+      outcome: outcome.kind,
+      seen: [...this.memory.seen],
+    });
     return outcome;
   }
 }

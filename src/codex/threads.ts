@@ -55,7 +55,13 @@ function openDirNoFollow(file: string): Promise<FileHandle | null> {
   return fs.open(file, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(() => null);
 }
 
-const USAGE_FIELDS = ["input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_output_tokens"] as const;
+const USAGE_FIELDS = [
+  "input_tokens",
+  "cached_input_tokens",
+  "cache_write_input_tokens",
+  "output_tokens",
+  "reasoning_output_tokens",
+] as const;
 
 /** This turn's share of a thread's cumulative usage; the whole when there is no earlier turn or the counts went down. */
 export function usageDelta(current: Usage, previous: Usage | null): Usage {

@@ -19,7 +19,11 @@ export async function isImagePresent(docker: Docker, ref: string): Promise<boole
 
 /** The image's id, or null when the engine does not have it. */
 export async function inspectImageId(docker: Docker, ref: string): Promise<string | null> {
-  return (await withDocker(`inspect image ${ref}`, async () => (await docker.getImage(ref).inspect()).Id, { ignore: [404] })) ?? null;
+  return (
+    (await withDocker(`inspect image ${ref}`, async () => (await docker.getImage(ref).inspect()).Id, {
+      ignore: [404],
+    })) ?? null
+  );
 }
 
 /**
@@ -29,7 +33,8 @@ export async function inspectImageId(docker: Docker, ref: string): Promise<strin
  */
 export async function resolveBaseImage(docker: Docker, configured: string | null): Promise<string> {
   if (configured !== null) return configured;
-  for (const candidate of [DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE]) if (await isImagePresent(docker, candidate)) return candidate;
+  for (const candidate of [DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE])
+    if (await isImagePresent(docker, candidate)) return candidate;
   throw noBaseImage();
 }
 
@@ -40,7 +45,12 @@ export function noBaseImage(pullError?: string): SidecarError {
     `No base image for the runtime image: the Docker engine has neither ${DEFAULT_BASE_IMAGE} nor ${LOCAL_BASE_IMAGE}${pulled}. ` +
       `Pull ${DEFAULT_BASE_IMAGE} (docker pull ${DEFAULT_BASE_IMAGE}) where a registry is reachable, or make the local one with ` +
       `\`node scripts/make-base-image.mjs\` (see docs/image.md); or set ALIVE_CODEX_BASE_IMAGE`,
-    { field: "baseImage", reason: "not present", candidates: [DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE], ...(pullError === undefined ? {} : { detail: pullError }) },
+    {
+      field: "baseImage",
+      reason: "not present",
+      candidates: [DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE],
+      ...(pullError === undefined ? {} : { detail: pullError }),
+    },
   );
 }
 

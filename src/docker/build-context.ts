@@ -31,7 +31,10 @@ export function defaultRuntimeContextDir(): string {
  * of codex is streamed from node_modules, never copied); returns the tar stream and the staging
  * dir, which the caller removes.
  */
-export async function stageBuildContext(contextDir: string, vendorDir: string): Promise<{ stream: NodeJS.ReadableStream; dir: string }> {
+export async function stageBuildContext(
+  contextDir: string,
+  vendorDir: string,
+): Promise<{ stream: NodeJS.ReadableStream; dir: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "alive-codex-build-"));
   try {
     for (const entry of await readdir(contextDir)) {

@@ -5,7 +5,11 @@ import type { Docker } from "./engine.js";
 // eslint-disable-next-line no-control-regex
 const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
 /** Follows a pull or build stream to its end; rejects with the first `error` the engine reported. */
-export function followStream(docker: Docker, stream: NodeJS.ReadableStream, onLine: (line: string) => void): Promise<void> {
+export function followStream(
+  docker: Docker,
+  stream: NodeJS.ReadableStream,
+  onLine: (line: string) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let failure: string | null = null;
     let partial = "";
@@ -26,15 +30,24 @@ export function followStream(docker: Docker, stream: NodeJS.ReadableStream, onLi
         else if (failure !== null) reject(new BuildFailure(failure));
         else resolve();
       },
-      (event: { stream?: unknown; status?: unknown; id?: unknown; progressDetail?: unknown; error?: unknown; errorDetail?: { message?: unknown } }) => {
+      (event: {
+        stream?: unknown;
+        status?: unknown;
+        id?: unknown;
+        progressDetail?: unknown;
+        error?: unknown;
+        errorDetail?: { message?: unknown };
+      }) => {
         if (typeof event.stream === "string") emit(event.stream);
         else if (typeof event.status === "string") {
           // Pull progress bars (progressDetail with numbers) would flood the log: keep status changes only.
           const detail = event.progressDetail as { current?: unknown } | undefined;
-          if (detail?.current === undefined) onLine(typeof event.id === "string" ? `${event.id}: ${event.status}` : event.status);
+          if (detail?.current === undefined)
+            onLine(typeof event.id === "string" ? `${event.id}: ${event.status}` : event.status);
         }
         if (event.error !== undefined || event.errorDetail !== undefined) {
-          const message = typeof event.errorDetail?.message === "string" ? event.errorDetail.message : String(event.error);
+          const message =
+            typeof event.errorDetail?.message === "string" ? event.errorDetail.message : String(event.error);
           failure ??= message;
           onLine(`ERROR: ${message}`);
         }

@@ -49,7 +49,11 @@ export interface CgroupFiles {
   current: string;
 }
 
-const exists = (file: string): Promise<boolean> => fs.access(file).then(() => true, () => false);
+const exists = (file: string): Promise<boolean> =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );
 
 /** Finds the container's cgroup files under `root`, or null (not this host's cgroup, or the container is gone). */
 export async function locateCgroupFiles(containerId: string, root: string = CGROUP_ROOT): Promise<CgroupFiles | null> {
@@ -59,7 +63,12 @@ export async function locateCgroupFiles(containerId: string, root: string = CGRO
       const dir = path.join(root, relative);
       if (!(await exists(path.join(dir, "cpu.stat")))) continue;
       const peak = path.join(dir, "memory.peak");
-      return { version: 2, cpu: path.join(dir, "cpu.stat"), peak: (await exists(peak)) ? peak : null, current: path.join(dir, "memory.current") };
+      return {
+        version: 2,
+        cpu: path.join(dir, "cpu.stat"),
+        peak: (await exists(peak)) ? peak : null,
+        current: path.join(dir, "memory.current"),
+      };
     }
     return null;
   }
@@ -68,7 +77,13 @@ export async function locateCgroupFiles(containerId: string, root: string = CGRO
     if (!(await exists(path.join(memoryDir, "memory.usage_in_bytes")))) continue;
     for (const hierarchy of ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]) {
       const cpu = path.join(root, hierarchy, relative, "cpuacct.usage");
-      if (await exists(cpu)) return { version: 1, cpu, peak: path.join(memoryDir, "memory.max_usage_in_bytes"), current: path.join(memoryDir, "memory.usage_in_bytes") };
+      if (await exists(cpu))
+        return {
+          version: 1,
+          cpu,
+          peak: path.join(memoryDir, "memory.max_usage_in_bytes"),
+          current: path.join(memoryDir, "memory.usage_in_bytes"),
+        };
     }
   }
   return null;

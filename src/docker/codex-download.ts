@@ -53,17 +53,27 @@ function manifestUrl(registry: string, name: string, version: string): string {
 }
 
 /** The platform package of `version` for `target`: from the version's optionalDependencies. */
-export function platformPackageOf(manifest: unknown, version: string, target: string): { name: string; version: string } {
+export function platformPackageOf(
+  manifest: unknown,
+  version: string,
+  target: string,
+): { name: string; version: string } {
   const key = PLATFORM_KEYS[target];
-  if (key === undefined) throw new CodexDownloadError(`no codex platform package is known for ${target} (Linux x64 and arm64 only)`);
+  if (key === undefined)
+    throw new CodexDownloadError(`no codex platform package is known for ${target} (Linux x64 and arm64 only)`);
   const deps = (manifest as { optionalDependencies?: Record<string, unknown> } | null)?.optionalDependencies ?? {};
   const spec = deps[key];
-  if (typeof spec !== "string") throw new CodexDownloadError(`${CODEX_PACKAGE}@${version} lists no ${key} among its optionalDependencies: it has no build for ${target}`);
+  if (typeof spec !== "string")
+    throw new CodexDownloadError(
+      `${CODEX_PACKAGE}@${version} lists no ${key} among its optionalDependencies: it has no build for ${target}`,
+    );
   // "npm:@openai/codex@0.171.0-linux-x64" (an alias), else a plain version of a package of that name.
   const alias = /^npm:(@[^@/]+\/[^@]+)@(.+)$/.exec(spec);
   if (alias !== null) return { name: alias[1] as string, version: alias[2] as string };
   if (/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(spec)) return { name: key, version: spec };
-  throw new CodexDownloadError(`${CODEX_PACKAGE}@${version} names its ${key} as ${JSON.stringify(spec)}: not an exact version`);
+  throw new CodexDownloadError(
+    `${CODEX_PACKAGE}@${version} names its ${key} as ${JSON.stringify(spec)}: not an exact version`,
+  );
 }
 
 /** The sha512 of an SRI string ("sha512-<base64>"), else null (npm's older sha1 shasum is not enough). */
@@ -79,11 +89,20 @@ export function sha512Of(integrity: unknown): string | null {
 async function getJson(url: string, what: string, signal: AbortSignal | undefined): Promise<unknown> {
   let response: Response;
   try {
-    response = await fetch(url, { headers: { accept: "application/json" }, signal: AbortSignal.any([AbortSignal.timeout(MANIFEST_TIMEOUT_MS), ...(signal ? [signal] : [])]) });
+    response = await fetch(url, {
+      headers: { accept: "application/json" },
+      signal: AbortSignal.any([AbortSignal.timeout(MANIFEST_TIMEOUT_MS), ...(signal ? [signal] : [])]),
+    });
   } catch (error) {
-    throw new CodexDownloadError(`cannot reach the npm registry for ${what} (${url}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CodexDownloadError(
+      `cannot reach the npm registry for ${what} (${url}): ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
-  if (response.status === 404) throw new CodexDownloadError(`the npm registry has no ${what} (${url}: 404); npm view ${CODEX_PACKAGE} versions lists the versions there are`);
+  if (response.status === 404)
+    throw new CodexDownloadError(
+      `the npm registry has no ${what} (${url}: 404); npm view ${CODEX_PACKAGE} versions lists the versions there are`,
+    );
   if (!response.ok) throw new CodexDownloadError(`the npm registry answered ${response.status} for ${what} (${url})`);
   try {
     return await response.json();
@@ -93,13 +112,20 @@ async function getJson(url: string, what: string, signal: AbortSignal | undefine
 }
 
 /** Writes the tarball at `url` to `file` and checks it against `sha512` (base64) on the way. */
-async function downloadVerified(url: string, file: string, sha512: string, signal: AbortSignal | undefined): Promise<void> {
+async function downloadVerified(
+  url: string,
+  file: string,
+  sha512: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   let response: Response;
   const deadline = AbortSignal.any([AbortSignal.timeout(TARBALL_TIMEOUT_MS), ...(signal ? [signal] : [])]);
   try {
     response = await fetch(url, { signal: deadline });
   } catch (error) {
-    throw new CodexDownloadError(`cannot download ${url}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CodexDownloadError(`cannot download ${url}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   }
   if (!response.ok || response.body === null) throw new CodexDownloadError(`downloading ${url} got ${response.status}`);
   const hash = createHash("sha512");
@@ -107,7 +133,8 @@ async function downloadVerified(url: string, file: string, sha512: string, signa
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
-      if (bytes > MAX_TARBALL_BYTES) return done(new CodexDownloadError(`${url} is larger than ${MAX_TARBALL_BYTES} bytes: not a codex build`));
+      if (bytes > MAX_TARBALL_BYTES)
+        return done(new CodexDownloadError(`${url} is larger than ${MAX_TARBALL_BYTES} bytes: not a codex build`));
       hash.update(chunk);
       done(null, chunk);
     },
@@ -116,10 +143,16 @@ async function downloadVerified(url: string, file: string, sha512: string, signa
     await pipeline(response.body, meter, createWriteStream(file, { mode: 0o600 }), { signal: deadline });
   } catch (error) {
     if (error instanceof CodexDownloadError) throw error;
-    throw new CodexDownloadError(`downloading ${url} failed after ${bytes} bytes: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CodexDownloadError(
+      `downloading ${url} failed after ${bytes} bytes: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
   const got = hash.digest("base64");
-  if (got !== sha512) throw new CodexDownloadError(`${url} does not match the registry's integrity (sha512 ${got}, expected ${sha512}): refusing it`);
+  if (got !== sha512)
+    throw new CodexDownloadError(
+      `${url} does not match the registry's integrity (sha512 ${got}, expected ${sha512}): refusing it`,
+    );
 }
 
 /**
@@ -131,14 +164,24 @@ export async function downloadCodexVendor(options: CodexDownloadOptions): Promis
   const main = await getJson(manifestUrl(registry, CODEX_PACKAGE, version), `${CODEX_PACKAGE}@${version}`, signal);
   const platform = platformPackageOf(main, version, target);
   const what = `${platform.name}@${platform.version}`;
-  const manifest = (await getJson(manifestUrl(registry, platform.name, platform.version), what, signal)) as { name?: unknown; version?: unknown; dist?: { tarball?: unknown; integrity?: unknown } } | null;
+  const manifest = (await getJson(manifestUrl(registry, platform.name, platform.version), what, signal)) as {
+    name?: unknown;
+    version?: unknown;
+    dist?: { tarball?: unknown; integrity?: unknown };
+  } | null;
   if (manifest?.name !== platform.name || manifest.version !== platform.version) {
-    throw new CodexDownloadError(`the registry's manifest for ${what} names ${JSON.stringify(manifest?.name)}@${JSON.stringify(manifest?.version)}`);
+    throw new CodexDownloadError(
+      `the registry's manifest for ${what} names ${JSON.stringify(manifest?.name)}@${JSON.stringify(manifest?.version)}`,
+    );
   }
   const tarball = manifest.dist?.tarball;
   const sha512 = sha512Of(manifest.dist?.integrity);
-  if (typeof tarball !== "string" || !/^https?:\/\//.test(tarball)) throw new CodexDownloadError(`the registry's manifest for ${what} has no tarball URL`);
-  if (sha512 === null) throw new CodexDownloadError(`the registry's manifest for ${what} has no sha512 integrity: refusing to use a tarball that cannot be checked`);
+  if (typeof tarball !== "string" || !/^https?:\/\//.test(tarball))
+    throw new CodexDownloadError(`the registry's manifest for ${what} has no tarball URL`);
+  if (sha512 === null)
+    throw new CodexDownloadError(
+      `the registry's manifest for ${what} has no sha512 integrity: refusing to use a tarball that cannot be checked`,
+    );
 
   const file = path.join(dir, "codex.tgz");
   await downloadVerified(tarball, file, sha512, signal);
@@ -148,12 +191,22 @@ export async function downloadCodexVendor(options: CodexDownloadOptions): Promis
   // chown false: the files stay root's (tar-fs would give them the tarball's owner ids when run as root).
   const extract = tar.extract(extracted, {
     chown: false,
-    ignore: (name: string, header?: tar.Headers) => !(name === keep || name.startsWith(`${keep}${path.sep}`)) || (header?.type !== "file" && header?.type !== "directory"),
+    ignore: (name: string, header?: tar.Headers) =>
+      !(name === keep || name.startsWith(`${keep}${path.sep}`)) ||
+      (header?.type !== "file" && header?.type !== "directory"),
   } as tar.ExtractOptions);
   try {
-    await pipeline(createReadStream(file), createGunzip(), extract as unknown as NodeJS.WritableStream, signal ? { signal } : {});
+    await pipeline(
+      createReadStream(file),
+      createGunzip(),
+      extract as unknown as NodeJS.WritableStream,
+      signal ? { signal } : {},
+    );
   } catch (error) {
-    throw new CodexDownloadError(`cannot extract ${what} (${tarball}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CodexDownloadError(
+      `cannot extract ${what} (${tarball}): ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   } finally {
     await fs.rm(file, { force: true });
   }
@@ -162,10 +215,15 @@ export async function downloadCodexVendor(options: CodexDownloadOptions): Promis
   try {
     info = parseCodexPackageInfo(await fs.readFile(infoFile, "utf8"), `${what}'s codex-package.json`);
   } catch (error) {
-    throw new CodexDownloadError(`${what} holds no usable vendor/${target}/codex-package.json: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CodexDownloadError(
+      `${what} holds no usable vendor/${target}/codex-package.json: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
   if (info.version !== version || (info.target !== "" && info.target !== target)) {
-    throw new CodexDownloadError(`${what} carries codex ${info.version} for ${info.target || "no target"}, not ${version} for ${target}`);
+    throw new CodexDownloadError(
+      `${what} carries codex ${info.version} for ${info.target || "no target"}, not ${version} for ${target}`,
+    );
   }
   return keep;
 }

@@ -24,6 +24,10 @@ export function resolveCodexFiles(codexVendorDir: string | undefined): CodexFile
     const info = parseCodexPackageInfo(readFileSync(file, "utf8"), file);
     return { vendorDir: codexVendorDir, version: info.version, target: info.target };
   } catch (error) {
-    throw imageUnavailable(`Cannot build the runtime image without the codex binary: ${errorMessage(error)}`, { reason: "codex binary not found" }, error);
+    throw imageUnavailable(
+      `Cannot build the runtime image without the codex binary: ${errorMessage(error)}`,
+      { reason: "codex binary not found" },
+      error,
+    );
   }
 }

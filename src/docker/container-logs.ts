@@ -3,7 +3,12 @@ import type { Docker } from "./engine.js";
 import { withDocker } from "./engine.js";
 import { demuxFrames } from "./exec.js";
 
-export async function readContainerLogs(docker: Docker, containerId: string, tail: number | undefined, signal?: AbortSignal): Promise<string> {
+export async function readContainerLogs(
+  docker: Docker,
+  containerId: string,
+  tail: number | undefined,
+  signal?: AbortSignal,
+): Promise<string> {
   const raw = await withDocker("read workspace logs", () =>
     docker.getContainer(containerId).logs({
       stdout: true,

@@ -4,7 +4,11 @@ import type { Docker } from "./engine.js";
 import { dockerStatus, withDocker } from "./engine.js";
 
 export async function startContainer(docker: Docker, containerId: string, signal?: AbortSignal): Promise<void> {
-  await withDocker(`start container ${containerId.slice(0, 12)}`, () => docker.getContainer(containerId).start(signal ? { abortSignal: signal } : {}), { ignore: [304] });
+  await withDocker(
+    `start container ${containerId.slice(0, 12)}`,
+    () => docker.getContainer(containerId).start(signal ? { abortSignal: signal } : {}),
+    { ignore: [304] },
+  );
 }
 
 /** How long a removal the engine refuses while the container's process is still exiting is retried. */
@@ -30,7 +34,9 @@ export async function removeContainer(docker: Docker, containerId: string): Prom
       const remaining = deadline - Date.now();
       if ((status !== 409 && status !== 500) || remaining <= 0) return withDocker(what, () => Promise.reject(error));
       // Until the container stops running (or a short bound: the engine may not report it), then again.
-      await container.wait({ condition: "not-running", abortSignal: AbortSignal.timeout(Math.min(remaining, 1000)) }).catch(() => undefined);
+      await container
+        .wait({ condition: "not-running", abortSignal: AbortSignal.timeout(Math.min(remaining, 1000)) })
+        .catch(() => undefined);
       // A backoff, should the engine already report it stopped while still refusing the removal.
       await delay(100);
     }
@@ -42,5 +48,7 @@ export async function removeContainer(docker: Docker, containerId: string): Prom
  * so no status is declared as expected here: the caller inspects when this fails.
  */
 export async function unpauseContainer(docker: Docker, containerId: string, signal?: AbortSignal): Promise<void> {
-  await withDocker(`unpause container ${containerId.slice(0, 12)}`, () => docker.getContainer(containerId).unpause(signal ? { abortSignal: signal } : {}));
+  await withDocker(`unpause container ${containerId.slice(0, 12)}`, () =>
+    docker.getContainer(containerId).unpause(signal ? { abortSignal: signal } : {}),
+  );
 }

@@ -5,7 +5,18 @@ import { raceAbort } from "../shared/abort.js";
 import { LineSplitter } from "../shared/line-splitter.js";
 import { readContainerLogs } from "./container-logs.js";
 import { removeContainer, startContainer, unpauseContainer } from "./containers.js";
-import type { ContainerEvent, ContainerInspect, ContainerSpec, ContainerSummary, EnginePort, EngineRuntimes, ExecOptions, PauseAnswer, StartedExec, StopAnswer } from "./engine-port.js";
+import type {
+  ContainerEvent,
+  ContainerInspect,
+  ContainerSpec,
+  ContainerSummary,
+  EnginePort,
+  EngineRuntimes,
+  ExecOptions,
+  PauseAnswer,
+  StartedExec,
+  StopAnswer,
+} from "./engine-port.js";
 import { dockerStatus, toSidecarError, withDocker } from "./engine.js";
 import { startExec } from "./exec.js";
 import { ExecStreams } from "./exec-streams.js";
@@ -21,22 +32,33 @@ export class DockerEngine implements EnginePort {
   constructor(readonly docker: Docker) {}
 
   async ping(signal?: AbortSignal): Promise<void> {
-    await withDocker("reach the engine (ping)", () => (signal ? raceAbort(this.docker.ping(), signal) : this.docker.ping()));
+    await withDocker("reach the engine (ping)", () =>
+      signal ? raceAbort(this.docker.ping(), signal) : this.docker.ping(),
+    );
   }
 
   async version(signal?: AbortSignal): Promise<string> {
-    const info = await withDocker("read the engine's version", () => (signal ? raceAbort(this.docker.version(), signal) : this.docker.version()));
+    const info = await withDocker("read the engine's version", () =>
+      signal ? raceAbort(this.docker.version(), signal) : this.docker.version(),
+    );
     return info.Version;
   }
 
   async runtimes(signal?: AbortSignal): Promise<EngineRuntimes> {
     signal?.throwIfAborted();
-    const info = (await withDocker("list the engine's runtimes (docker info)", () => this.docker.info())) as { Runtimes?: Record<string, unknown>; DefaultRuntime?: string };
+    const info = (await withDocker("list the engine's runtimes (docker info)", () => this.docker.info())) as {
+      Runtimes?: Record<string, unknown>;
+      DefaultRuntime?: string;
+    };
     return { names: Object.keys(info.Runtimes ?? {}), defaultRuntime: info.DefaultRuntime ?? "runc" };
   }
 
   async create(spec: ContainerSpec, signal?: AbortSignal): Promise<{ id: string } | null> {
-    const made = await withDocker(`create container ${spec.name}`, () => this.docker.createContainer({ ...spec, ...(signal ? { abortSignal: signal } : {}) }), { ignore: [409] });
+    const made = await withDocker(
+      `create container ${spec.name}`,
+      () => this.docker.createContainer({ ...spec, ...(signal ? { abortSignal: signal } : {}) }),
+      { ignore: [409] },
+    );
     return made === undefined ? null : { id: made.id };
   }
 
@@ -74,7 +96,11 @@ export class DockerEngine implements EnginePort {
 
   async kill(containerId: string, signal = "SIGKILL"): Promise<boolean> {
     // 404: gone; 409: not running. Either way nothing was signalled.
-    const killed = await withDocker(`kill container ${short(containerId)}`, () => this.docker.getContainer(containerId).kill({ signal }), { ignore: [404, 409] });
+    const killed = await withDocker(
+      `kill container ${short(containerId)}`,
+      () => this.docker.getContainer(containerId).kill({ signal }),
+      { ignore: [404, 409] },
+    );
     return killed !== undefined;
   }
 
@@ -90,14 +116,30 @@ export class DockerEngine implements EnginePort {
   }
 
   async inspect(containerId: string, signal?: AbortSignal): Promise<ContainerInspect | null> {
-    const info = await withDocker(`inspect container ${short(containerId)}`, () => this.docker.getContainer(containerId).inspect(signal ? { abortSignal: signal } : {}), { ignore: [404] });
+    const info = await withDocker(
+      `inspect container ${short(containerId)}`,
+      () => this.docker.getContainer(containerId).inspect(signal ? { abortSignal: signal } : {}),
+      { ignore: [404] },
+    );
     // dockerode's type is the engine's whole answer; the port reads a part of it.
     return (info ?? null) as ContainerInspect | null;
   }
 
   async list(labels: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]> {
-    const containers = await withDocker("list containers", () => this.docker.listContainers({ all: true, filters: labelFilter(labels), ...(signal ? { abortSignal: signal } : {}) }));
-    return containers.map((c) => ({ Id: c.Id, Names: c.Names, State: c.State, Created: c.Created, Labels: c.Labels ?? {} }));
+    const containers = await withDocker("list containers", () =>
+      this.docker.listContainers({
+        all: true,
+        filters: labelFilter(labels),
+        ...(signal ? { abortSignal: signal } : {}),
+      }),
+    );
+    return containers.map((c) => ({
+      Id: c.Id,
+      Names: c.Names,
+      State: c.State,
+      Created: c.Created,
+      Labels: c.Labels ?? {},
+    }));
   }
 
   exec(containerId: string, options: ExecOptions): Promise<StartedExec> {
@@ -113,7 +155,9 @@ export class DockerEngine implements EnginePort {
   }
 
   async events(labels: Record<string, string>, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
-    const stream = (await withDocker("follow engine events", () => this.docker.getEvents({ filters: { type: ["container"], ...labelFilter(labels) } }))) as unknown as Readable;
+    const stream = (await withDocker("follow engine events", () =>
+      this.docker.getEvents({ filters: { type: ["container"], ...labelFilter(labels) } }),
+    )) as unknown as Readable;
     // Registered now, not when the iteration begins: an abort before the first event still closes the connection.
     const close = (): void => void stream.destroy();
     if (signal.aborted) close();
@@ -151,7 +195,12 @@ async function* parseEvents(stream: Readable): AsyncGenerator<ContainerEvent> {
         }
         const containerId = raw.id ?? raw.Actor?.ID;
         if (raw.Action === undefined || containerId === undefined) continue;
-        yield { action: raw.Action, containerId, at: raw.timeNano === undefined ? undefined : raw.timeNano / 1e6, attributes: raw.Actor?.Attributes ?? {} };
+        yield {
+          action: raw.Action,
+          containerId,
+          at: raw.timeNano === undefined ? undefined : raw.timeNano / 1e6,
+          attributes: raw.Actor?.Attributes ?? {},
+        };
       }
     }
   } finally {

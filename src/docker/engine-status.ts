@@ -14,7 +14,12 @@ import type { RuntimeCodex } from "./runtime-codex.js";
  * every few seconds (Engine 20.10's /version alone costs 7-10 ms).
  */
 export class EngineStatus {
-  private cached: { at: number; serverVersion: string; image: { ref: string; present: boolean } | null; codex: ImageCodex | null } | null = null;
+  private cached: {
+    at: number;
+    serverVersion: string;
+    image: { ref: string; present: boolean } | null;
+    codex: ImageCodex | null;
+  } | null = null;
   private static readonly TTL_MS = 5000;
 
   constructor(

@@ -15,7 +15,15 @@ export function dockerStatus(error: unknown): number | undefined {
   return typeof status === "number" ? status : undefined;
 }
 
-const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH"]);
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOENT",
+  "EACCES",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+]);
 
 export function isEngineUnreachable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -31,12 +39,18 @@ export const isNotModified = (error: unknown): boolean => dockerStatus(error) ==
 export function toSidecarError(error: unknown, what: string): SidecarError {
   if (error instanceof SidecarError) return error;
   if (isEngineUnreachable(error)) {
-    return new SidecarError(ErrorCode.dockerUnreachable, `Docker engine unreachable while trying to ${what}`, { cause: error, data: { reason: errorMessage(error) } });
+    return new SidecarError(ErrorCode.dockerUnreachable, `Docker engine unreachable while trying to ${what}`, {
+      cause: error,
+      data: { reason: errorMessage(error) },
+    });
   }
   const status = dockerStatus(error);
   const detail = (error as { json?: { message?: unknown } } | null)?.json?.message;
   const reason = typeof detail === "string" ? detail : errorMessage(error);
-  return new SidecarError(ErrorCode.internal, `Docker failed to ${what}: ${reason}`, { cause: error, data: { reason, ...(status === undefined ? {} : { dockerStatus: status }) } });
+  return new SidecarError(ErrorCode.internal, `Docker failed to ${what}: ${reason}`, {
+    cause: error,
+    data: { reason, ...(status === undefined ? {} : { dockerStatus: status }) },
+  });
 }
 
 export interface WithDockerOptions {
@@ -51,8 +65,16 @@ export interface WithDockerOptions {
 
 /** Runs a Docker call, translating its errors; with `ignore`, the statuses it expects resolve to undefined. */
 export async function withDocker<T>(what: string, call: () => Promise<T>): Promise<T>;
-export async function withDocker<T>(what: string, call: () => Promise<T>, options: WithDockerOptions): Promise<T | undefined>;
-export async function withDocker<T>(what: string, call: () => Promise<T>, options?: WithDockerOptions): Promise<T | undefined> {
+export async function withDocker<T>(
+  what: string,
+  call: () => Promise<T>,
+  options: WithDockerOptions,
+): Promise<T | undefined>;
+export async function withDocker<T>(
+  what: string,
+  call: () => Promise<T>,
+  options?: WithDockerOptions,
+): Promise<T | undefined> {
   try {
     return await call();
   } catch (error) {

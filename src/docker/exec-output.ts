@@ -16,11 +16,19 @@ export async function collectExecOutput(started: StartedExec): Promise<ExecResul
       });
       readable.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
     });
-  const [stdout, stderr, exitCode] = await Promise.all([collect(started.stdout), collect(started.stderr), started.exit]);
+  const [stdout, stderr, exitCode] = await Promise.all([
+    collect(started.stdout),
+    collect(started.stderr),
+    started.exit,
+  ]);
   return { exitCode, stdout, stderr };
 }
 
 /** Runs a short command in the container through the engine port and collects its output. */
-export async function runCommand(engine: Pick<EnginePort, "exec">, containerId: string, options: ExecOptions): Promise<ExecResult> {
+export async function runCommand(
+  engine: Pick<EnginePort, "exec">,
+  containerId: string,
+  options: ExecOptions,
+): Promise<ExecResult> {
   return collectExecOutput(await engine.exec(containerId, options));
 }

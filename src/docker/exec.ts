@@ -26,7 +26,11 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
       Tty: false,
       ...(options.signal === undefined ? {} : { abortSignal: options.signal }),
     });
-    stream = (await exec.start({ hijack: true, stdin: withStdin, ...(options.signal === undefined ? {} : { abortSignal: options.signal }) })) as NodeJS.ReadWriteStream;
+    stream = (await exec.start({
+      hijack: true,
+      stdin: withStdin,
+      ...(options.signal === undefined ? {} : { abortSignal: options.signal }),
+    })) as NodeJS.ReadWriteStream;
   } catch (error) {
     throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
   }
@@ -52,7 +56,7 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
       // than left for the engine to close (a socket still open after the process is a leaked descriptor).
       (stream as unknown as Duplex).destroy();
       exec.inspect().then(
-        (info) => resolve(info.Running ? null : info.ExitCode ?? null),
+        (info) => resolve(info.Running ? null : (info.ExitCode ?? null)),
         () => resolve(null),
       );
     };

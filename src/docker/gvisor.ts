@@ -13,7 +13,11 @@ import type { EnginePort } from "./engine-port.js";
 import { runCommand } from "./exec-output.js";
 
 /** Where the engine's runsc keeps its state, tried in order. */
-export const RUNSC_STATE_ROOTS = ["/var/run/docker/runtime-runc/moby", "/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runsc/moby"];
+export const RUNSC_STATE_ROOTS = [
+  "/var/run/docker/runtime-runc/moby",
+  "/run/docker/runtime-runc/moby",
+  "/var/run/docker/runtime-runsc/moby",
+];
 const RUNSC = "/usr/bin/runsc";
 /** Each runsc call is bounded: a wedged sandbox must not wedge the diagnosis. */
 const CALL_TIMEOUT_MS = 10_000;
@@ -36,7 +40,10 @@ async function runsc(args: string[]): Promise<{ ok: boolean; text: string }> {
   try {
     const result = await execa(RUNSC, args, { timeout: CALL_TIMEOUT_MS, reject: false, all: true, stdin: "ignore" });
     const text = (result.all ?? "").slice(0, MAX_OUTPUT);
-    return { ok: result.exitCode === 0, text: result.timedOut ? `${text}\n(runsc ${args.join(" ")} timed out after ${CALL_TIMEOUT_MS} ms)` : text };
+    return {
+      ok: result.exitCode === 0,
+      text: result.timedOut ? `${text}\n(runsc ${args.join(" ")} timed out after ${CALL_TIMEOUT_MS} ms)` : text,
+    };
   } catch (error) {
     return { ok: false, text: errorMessage(error) };
   }
@@ -59,7 +66,11 @@ export interface GvisorDiagnosticsOptions {
  * The sandbox's process list and Sentry stacks as one text, for the log. Never throws: what could
  * not be had is said in the text.
  */
-export async function gvisorDiagnostics(engine: Pick<EnginePort, "inspect" | "exec">, container: string, options: GvisorDiagnosticsOptions = {}): Promise<string> {
+export async function gvisorDiagnostics(
+  engine: Pick<EnginePort, "inspect" | "exec">,
+  container: string,
+  options: GvisorDiagnosticsOptions = {},
+): Promise<string> {
   let id = container;
   try {
     const info = await engine.inspect(options.containerName ?? container);
@@ -69,8 +80,12 @@ export async function gvisorDiagnostics(engine: Pick<EnginePort, "inspect" | "ex
     return `the container ${options.containerName ?? container} could not be inspected: ${errorMessage(error)}`;
   }
   const root = await runscRootOf(id);
-  if (root === null) return `runsc on this host knows no sandbox ${id.slice(0, 12)} under ${RUNSC_STATE_ROOTS.join(", ")} (the sidecar runs in a container, or the engine is elsewhere)`;
-  const procs = await runCommand(engine, id, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], signal: AbortSignal.timeout(CALL_TIMEOUT_MS) }).then(
+  if (root === null)
+    return `runsc on this host knows no sandbox ${id.slice(0, 12)} under ${RUNSC_STATE_ROOTS.join(", ")} (the sidecar runs in a container, or the engine is elsewhere)`;
+  const procs = await runCommand(engine, id, {
+    cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT],
+    signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+  }).then(
     (result) => result.stdout.trim() || result.stderr.trim(),
     (error: unknown) => `an exec in the sandbox failed: ${errorMessage(error)}`,
   );

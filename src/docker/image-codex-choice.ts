@@ -15,10 +15,13 @@ async function npmConfiguredRegistry(signal: AbortSignal): Promise<string> {
   try {
     const { stdout } = await execa("npm", ["config", "get", "registry"], { timeout: 15_000, cancelSignal: signal });
     const url = new URL(stdout.trim());
-    if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`npm names ${JSON.stringify(stdout.trim())}`);
+    if (url.protocol !== "https:" && url.protocol !== "http:")
+      throw new Error(`npm names ${JSON.stringify(stdout.trim())}`);
     return url.href;
   } catch (error) {
-    throw new CodexDownloadError(`no registry to fetch it from: ALIVE_CODEX_NPM_REGISTRY is unset and npm could not say its own (${errorMessage(error)})`);
+    throw new CodexDownloadError(
+      `no registry to fetch it from: ALIVE_CODEX_NPM_REGISTRY is unset and npm could not say its own (${errorMessage(error)})`,
+    );
   }
 }
 
@@ -42,28 +45,56 @@ export function chooseCodex(options: Pick<RuntimeImageOptions, "codexVersion" | 
   try {
     target = codexTargetTriple();
   } catch (error) {
-    throw imageUnavailable(`Cannot build the runtime image with codex ${requested}: ${errorMessage(error)}`, { reason: "codex binary not found", codexVersion: requested }, error);
+    throw imageUnavailable(
+      `Cannot build the runtime image with codex ${requested}: ${errorMessage(error)}`,
+      { reason: "codex binary not found", codexVersion: requested },
+      error,
+    );
   }
   return { version: requested, target, vendorDir: null };
 }
 
 /** The codex build's vendor dir: the chosen one, else `codex.version` fetched into a temp dir under `scratch`. */
-export async function codexVendorDirFor(codex: CodexChoice, scratch: string, options: Pick<RuntimeImageOptions, "npmRegistry" | "log">, signal: AbortSignal): Promise<string> {
+export async function codexVendorDirFor(
+  codex: CodexChoice,
+  scratch: string,
+  options: Pick<RuntimeImageOptions, "npmRegistry" | "log">,
+  signal: AbortSignal,
+): Promise<string> {
   if (codex.vendorDir !== null) return codex.vendorDir;
   let registry = options.npmRegistry ?? "npm's configured registry";
   const started = Date.now();
   try {
     registry = options.npmRegistry ?? (await npmConfiguredRegistry(signal));
-    options.log.info("fetching codex for the runtime image", { codexVersion: codex.version, target: codex.target, registry });
-    const vendorDir = await downloadCodexVendor({ registry, version: codex.version, target: codex.target, dir: scratch, signal });
-    options.log.info("fetched codex for the runtime image", { codexVersion: codex.version, durationMs: Date.now() - started });
+    options.log.info("fetching codex for the runtime image", {
+      codexVersion: codex.version,
+      target: codex.target,
+      registry,
+    });
+    const vendorDir = await downloadCodexVendor({
+      registry,
+      version: codex.version,
+      target: codex.target,
+      dir: scratch,
+      signal,
+    });
+    options.log.info("fetched codex for the runtime image", {
+      codexVersion: codex.version,
+      durationMs: Date.now() - started,
+    });
     return vendorDir;
   } catch (error) {
     if (signal.aborted || !(error instanceof CodexDownloadError)) throw error;
     throw imageUnavailable(
       `Cannot build the runtime image with codex ${codex.version} (ALIVE_CODEX_CODEX_VERSION): ${error.message}. ` +
         `Check ALIVE_CODEX_NPM_REGISTRY (${registry}), or unset ALIVE_CODEX_CODEX_VERSION for the SDK's own codex (docs/image.md, Codex version)`,
-      { field: "codexVersion", reason: "codex download failed", codexVersion: codex.version, registry, detail: error.message },
+      {
+        field: "codexVersion",
+        reason: "codex download failed",
+        codexVersion: codex.version,
+        registry,
+        detail: error.message,
+      },
       error,
     );
   }

@@ -37,7 +37,11 @@ export interface ImageCodexOptions {
 }
 
 /** What codex `ref` carries; null when the image has neither the label nor the file (not a runtime image). */
-export async function readImageCodex(docker: Docker, ref: string, options: ImageCodexOptions): Promise<ImageCodex | null> {
+export async function readImageCodex(
+  docker: Docker,
+  ref: string,
+  options: ImageCodexOptions,
+): Promise<ImageCodex | null> {
   const info = await withDocker(`inspect image ${ref}`, () => docker.getImage(ref).inspect());
   const labelled = codexVersionFromLabels(info.Config?.Labels);
   if (labelled !== null) return { version: labelled, source: "label" };
@@ -50,7 +54,12 @@ export async function readImageCodex(docker: Docker, ref: string, options: Image
  * One file of an image, through a container that is created and removed but never started (nothing
  * of the image runs): the engine's archive endpoint, unpacked into a temp dir. Null when it is absent.
  */
-async function readFileFromImage(docker: Docker, ref: string, file: string, options: ImageCodexOptions): Promise<string | null> {
+async function readFileFromImage(
+  docker: Docker,
+  ref: string,
+  file: string,
+  options: ImageCodexOptions,
+): Promise<string | null> {
   const container = await withDocker(`create a container of ${ref} to read ${file}`, () =>
     docker.createContainer({
       Image: ref,
@@ -64,9 +73,16 @@ async function readFileFromImage(docker: Docker, ref: string, file: string, opti
   );
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-codex-image-file-"));
   try {
-    const archive = await withDocker(`read ${file} from ${ref}`, () => container.getArchive({ path: file }), { ignore: [404] });
+    const archive = await withDocker(`read ${file} from ${ref}`, () => container.getArchive({ path: file }), {
+      ignore: [404],
+    });
     if (archive === undefined) return null;
-    await pipeline(archive, tar.extract(dir, { ignore: (_name: string, header?: tar.Headers) => header?.type !== "file" } as tar.ExtractOptions) as unknown as NodeJS.WritableStream);
+    await pipeline(
+      archive,
+      tar.extract(dir, {
+        ignore: (_name: string, header?: tar.Headers) => header?.type !== "file",
+      } as tar.ExtractOptions) as unknown as NodeJS.WritableStream,
+    );
     return await fs.readFile(path.join(dir, path.basename(file)), "utf8").catch(() => null);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });

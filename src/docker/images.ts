@@ -14,7 +14,15 @@ import path from "node:path";
 import { ErrorCode, SidecarError, errorMessage, imageUnavailable } from "../errors.js";
 import type { Logger } from "../log.js";
 import { SharedFlight } from "../shared/shared-flight.js";
-import { DEFAULT_BASE_IMAGE, baseImageHint, inspectImageId, isImagePresent, missingBaseImage, noBaseImage, resolveBaseImage } from "./base-image.js";
+import {
+  DEFAULT_BASE_IMAGE,
+  baseImageHint,
+  inspectImageId,
+  isImagePresent,
+  missingBaseImage,
+  noBaseImage,
+  resolveBaseImage,
+} from "./base-image.js";
 import { defaultRuntimeContextDir, stageBuildContext } from "./build-context.js";
 import { BuildFailure, followStream } from "./build-stream.js";
 import type { Docker } from "./engine.js";
@@ -54,9 +62,18 @@ export interface EnsureImageResult {
   built: boolean;
 }
 
-async function derivedTag(contextDir: string, codex: CodexChoice, baseImage: string, baseImageId: string): Promise<string> {
+async function derivedTag(
+  contextDir: string,
+  codex: CodexChoice,
+  baseImage: string,
+  baseImageId: string,
+): Promise<string> {
   const files = await readContextFiles(contextDir).catch((error: unknown) => {
-    throw imageUnavailable(`Cannot read the runtime image's build files in ${contextDir}: ${errorMessage(error)}`, { reason: "build files unreadable", contextDir }, error);
+    throw imageUnavailable(
+      `Cannot read the runtime image's build files in ${contextDir}: ${errorMessage(error)}`,
+      { reason: "build files unreadable", contextDir },
+      error,
+    );
   });
   return runtimeImageTag({ files, codexVersion: codex.version, codexTarget: codex.target, baseImage, baseImageId });
 }
@@ -137,7 +154,8 @@ export class RuntimeImage {
       try {
         await this.#pullBaseImage(DEFAULT_BASE_IMAGE, signal);
       } catch (pullError) {
-        if (signal.aborted || !(pullError instanceof SidecarError) || pullError.code !== ErrorCode.imageUnavailable) throw pullError;
+        if (signal.aborted || !(pullError instanceof SidecarError) || pullError.code !== ErrorCode.imageUnavailable)
+          throw pullError;
         throw noBaseImage(errorMessage(pullError.cause ?? pullError));
       }
       return DEFAULT_BASE_IMAGE;
@@ -173,7 +191,13 @@ export class RuntimeImage {
     }
   }
 
-  async #build(ref: string, baseImage: string, contextDir: string, codex: CodexChoice, signal: AbortSignal): Promise<void> {
+  async #build(
+    ref: string,
+    baseImage: string,
+    contextDir: string,
+    codex: CodexChoice,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { docker, log } = this.#options;
     const started = Date.now();
     log.info("building runtime image", { image: ref, baseImage, codexVersion: codex.version, contextDir });
@@ -192,7 +216,11 @@ export class RuntimeImage {
       if (codex.vendorDir === null) scratch = await mkdtemp(path.join(os.tmpdir(), "alive-codex-codex-"));
       const vendorDir = await codexVendorDirFor(codex, scratch ?? "", this.#options, signal);
       staged = await stageBuildContext(contextDir, vendorDir).catch((error: unknown) => {
-        throw imageUnavailable(`Cannot stage the runtime image's build context: ${errorMessage(error)}`, { reason: "build context", contextDir }, error);
+        throw imageUnavailable(
+          `Cannot stage the runtime image's build context: ${errorMessage(error)}`,
+          { reason: "build context", contextDir },
+          error,
+        );
       });
       let packError: unknown = null;
       staged.stream.on("error", (error: unknown) => {
@@ -215,7 +243,11 @@ export class RuntimeImage {
       } catch (error) {
         if (signal.aborted) throw error;
         if (packError !== null) {
-          throw imageUnavailable(`Cannot send the runtime image's build context: ${errorMessage(packError)}`, { reason: "build context", contextDir }, packError);
+          throw imageUnavailable(
+            `Cannot send the runtime image's build context: ${errorMessage(packError)}`,
+            { reason: "build context", contextDir },
+            packError,
+          );
         }
         if (!(error instanceof BuildFailure)) {
           const mapped = toSidecarError(error, `build image ${ref}`);
@@ -230,7 +262,11 @@ export class RuntimeImage {
         );
       }
       if (!(await isImagePresent(docker, ref))) {
-        throw imageUnavailable(`Building runtime image ${ref} ended without an image under that tag`, { reason: "build failed", image: ref, outputTail: tail.slice() });
+        throw imageUnavailable(`Building runtime image ${ref} ended without an image under that tag`, {
+          reason: "build failed",
+          image: ref,
+          outputTail: tail.slice(),
+        });
       }
       log.info("built runtime image", { image: ref, durationMs: Date.now() - started });
     } finally {

@@ -8,9 +8,16 @@ import { withDocker } from "./engine.js";
 import { Labels } from "./labels.js";
 
 /** Creates the bridge (inter-container traffic off) unless it exists; returns its gateway. */
-export async function ensureBridgeNetwork(docker: Docker, name: string, extraLabels: Record<string, string> = {}): Promise<{ id: string; gateway: string | null }> {
+export async function ensureBridgeNetwork(
+  docker: Docker,
+  name: string,
+  extraLabels: Record<string, string> = {},
+): Promise<{ id: string; gateway: string | null }> {
   const inspect = async (): Promise<{ id: string; gateway: string | null }> => {
-    const info = (await docker.getNetwork(name).inspect()) as { Id: string; IPAM?: { Config?: Array<{ Gateway?: string }> } };
+    const info = (await docker.getNetwork(name).inspect()) as {
+      Id: string;
+      IPAM?: { Config?: Array<{ Gateway?: string }> };
+    };
     return { id: info.Id, gateway: info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway ?? null };
   };
   const existing = await withDocker(`inspect network ${name}`, inspect, { ignore: [404] });

@@ -54,12 +54,17 @@ export async function reapLabelled(docker: Docker, labels: string[], options: Re
           await docker.getContainer(c.Id).remove({ force: true, v: true });
         } catch (error) {
           // 404: gone meanwhile; 409: its removal is already in progress.
-          if (!isNotFound(error) && dockerStatus(error) !== 409) errors.push(`container ${c.Id.slice(0, 12)}: ${reason(error)}`);
+          if (!isNotFound(error) && dockerStatus(error) !== 409)
+            errors.push(`container ${c.Id.slice(0, 12)}: ${reason(error)}`);
         }
       }),
     );
     if (Date.now() > deadline) {
-      result.failures.push(...(errors.length > 0 ? errors : containers.map((c) => `container ${c.Id.slice(0, 12)} (${c.State}) still listed`)));
+      result.failures.push(
+        ...(errors.length > 0
+          ? errors
+          : containers.map((c) => `container ${c.Id.slice(0, 12)} (${c.State}) still listed`)),
+      );
       return result;
     }
     await delay(POLL_MS);
@@ -96,9 +101,15 @@ export async function reapLabelled(docker: Docker, labels: string[], options: Re
 }
 
 async function disconnectAll(docker: Docker, networkId: string): Promise<void> {
-  const info = (await docker.getNetwork(networkId).inspect().catch(() => null)) as { Containers?: Record<string, unknown> } | null;
+  const info = (await docker
+    .getNetwork(networkId)
+    .inspect()
+    .catch(() => null)) as { Containers?: Record<string, unknown> } | null;
   for (const containerId of Object.keys(info?.Containers ?? {})) {
-    await docker.getNetwork(networkId).disconnect({ Container: containerId, Force: true }).catch(() => undefined);
+    await docker
+      .getNetwork(networkId)
+      .disconnect({ Container: containerId, Force: true })
+      .catch(() => undefined);
   }
 }
 
@@ -145,7 +156,10 @@ export interface AbandonedReapOptions extends ReapOptions {
 }
 
 /** Reaps what runs that are no longer alive left behind; returns the run ids it reaped. */
-export async function reapAbandonedRuns(docker: Docker, options: AbandonedReapOptions = {}): Promise<{ runs: string[]; result: ReapResult }> {
+export async function reapAbandonedRuns(
+  docker: Docker,
+  options: AbandonedReapOptions = {},
+): Promise<{ runs: string[]; result: ReapResult }> {
   const unmarkedAgeMs = options.unmarkedAgeMs ?? 3_600_000;
   const except = new Set(options.except ?? []);
   const filters = { label: [Labels.runId] };
@@ -155,7 +169,8 @@ export async function reapAbandonedRuns(docker: Docker, options: AbandonedReapOp
     created.set(runId, Math.max(created.get(runId) ?? 0, createdMs));
   };
   for (const c of await docker.listContainers({ all: true, filters })) note(c.Labels?.[Labels.runId], c.Created * 1000);
-  for (const n of await docker.listNetworks({ filters })) note(n.Labels?.[Labels.runId], Date.parse(n.Created ?? "") || Date.now());
+  for (const n of await docker.listNetworks({ filters }))
+    note(n.Labels?.[Labels.runId], Date.parse(n.Created ?? "") || Date.now());
   const total: ReapResult = { containers: 0, networks: 0, volumes: 0, failures: [] };
   const runs: string[] = [];
   for (const [runId, newest] of created) {

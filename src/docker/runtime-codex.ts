@@ -104,10 +104,18 @@ export class RuntimeCodex {
     if (version !== null) {
       const support = codexSupport(version);
       if (support.supported && !support.tested) {
-        log.warn("codex version not tested with this sidecar: turns may fail if its event stream changed (docs/image.md, Codex version)", { codexVersion: version, sdk: this.#options.sdk });
+        log.warn(
+          "codex version not tested with this sidecar: turns may fail if its event stream changed (docs/image.md, Codex version)",
+          { codexVersion: version, sdk: this.#options.sdk },
+        );
       }
     }
-    log.info("the codex the workspaces run", { requested: this.requested, found: found?.codex.version ?? null, source: found?.codex.source ?? null, flags: this.#flags });
+    log.info("the codex the workspaces run", {
+      requested: this.requested,
+      found: found?.codex.version ?? null,
+      source: found?.codex.source ?? null,
+      flags: this.#flags,
+    });
   }
 
   /** sidecar.health's `codex`, from what is known without a call to the engine when `found` is given. */
@@ -115,6 +123,12 @@ export class RuntimeCodex {
     const version = found?.version ?? null;
     const shown = version ?? this.requested;
     const support = shown === null ? null : codexSupport(shown);
-    return { version, requested: this.requested, sdk: this.#options.sdk, tested: support?.supported === true && support.tested, flags: this.flags };
+    return {
+      version,
+      requested: this.requested,
+      sdk: this.#options.sdk,
+      tested: support?.supported === true && support.tested,
+      flags: this.flags,
+    };
   }
 }

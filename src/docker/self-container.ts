@@ -44,7 +44,9 @@ export interface SelfContainerHints {
 export async function readSelfContainerHints(): Promise<SelfContainerHints> {
   const read = (file: string): Promise<string> => readFile(file, "utf8").catch(() => "");
   const [mountinfo, cgroup] = await Promise.all([read("/proc/self/mountinfo"), read("/proc/self/cgroup")]);
-  const ids = [containerIdFromMountinfo(mountinfo), containerIdFromCgroup(cgroup)].filter((id): id is string => id !== null);
+  const ids = [containerIdFromMountinfo(mountinfo), containerIdFromCgroup(cgroup)].filter(
+    (id): id is string => id !== null,
+  );
   return {
     ids: [...new Set(ids)],
     marker: existsSync("/.dockerenv") || existsSync("/run/.containerenv"),

@@ -71,7 +71,11 @@ function isWithin(child: string, parent: string): boolean {
  * its own or a parent directory's, and every mount below it has the same identity.
  */
 export function findMountMismatches(mounts: readonly ContainerMount[], paths: SelfMountPaths): MountMismatch[] {
-  const normalized = mounts.map((m) => ({ mount: m, source: normalize(m.Source), destination: normalize(m.Destination) }));
+  const normalized = mounts.map((m) => ({
+    mount: m,
+    source: normalize(m.Source),
+    destination: normalize(m.Destination),
+  }));
   const found: MountMismatch[] = [];
   const seen = new Set<string>();
   const add = (mismatch: MountMismatch): void => {
@@ -105,8 +109,15 @@ export function findMountMismatches(mounts: readonly ContainerMount[], paths: Se
     // A mount further down (a workspace dir mounted from elsewhere) breaks identity below the path.
     for (const nested of normalized) {
       if (nested.destination === target || !isWithin(nested.destination, target)) continue;
-      const common = { setting, path: nested.destination, mount: nested.mount, hostPath: nested.source, within: target };
-      if (nested.mount.Type !== undefined && nested.mount.Type !== "bind") add({ ...common, reason: "not-a-bind-mount" });
+      const common = {
+        setting,
+        path: nested.destination,
+        mount: nested.mount,
+        hostPath: nested.source,
+        within: target,
+      };
+      if (nested.mount.Type !== undefined && nested.mount.Type !== "bind")
+        add({ ...common, reason: "not-a-bind-mount" });
       else if (nested.source !== nested.destination) add({ ...common, reason: "different-source" });
     }
   }
@@ -116,8 +127,14 @@ export function findMountMismatches(mounts: readonly ContainerMount[], paths: Se
 /** One mismatch in words: the path, what is mounted there, and how to fix it. */
 export function describeMountMismatch(mismatch: MountMismatch): string {
   const p = mismatch.path;
-  const what = mismatch.within === undefined ? `${SETTING_NAMES[mismatch.setting]} ${p}` : `${p} (below the ${SETTING_NAMES[mismatch.setting]} ${mismatch.within})`;
-  const mounted = mismatch.mount === undefined ? "" : `${mismatch.mount.Type ?? "bind"} mount of host ${mismatch.mount.Source} at ${mismatch.mount.Destination}`;
+  const what =
+    mismatch.within === undefined
+      ? `${SETTING_NAMES[mismatch.setting]} ${p}`
+      : `${p} (below the ${SETTING_NAMES[mismatch.setting]} ${mismatch.within})`;
+  const mounted =
+    mismatch.mount === undefined
+      ? ""
+      : `${mismatch.mount.Type ?? "bind"} mount of host ${mismatch.mount.Source} at ${mismatch.mount.Destination}`;
   const identity = `"${p}:${p}"`;
   switch (mismatch.reason) {
     case "not-mounted":
@@ -127,7 +144,8 @@ export function describeMountMismatch(mismatch: MountMismatch): string {
       );
     case "different-source": {
       const host = mismatch.hostPath ?? mismatch.mount?.Source ?? "?";
-      const retarget = mismatch.within === undefined ? `"${host}:${host}" with the setting changed to ${host}, or ` : "";
+      const retarget =
+        mismatch.within === undefined ? `"${host}:${host}" with the setting changed to ${host}, or ` : "";
       return (
         `${what} is host path ${host} (${mounted}), but workspace containers would get the host's ${p}: ` +
         `mount it at the same absolute path on both sides, ${retarget}${identity}`
@@ -151,7 +169,12 @@ export function selfMountError(containerId: string, mismatches: readonly MountMi
       field: mismatches[0]?.setting ?? "stateDir",
       reason: "not mounted at the same absolute path as on the host",
       containerId,
-      mismatches: mismatches.map((m) => ({ setting: m.setting, path: m.path, reason: m.reason, hostPath: m.hostPath ?? null })),
+      mismatches: mismatches.map((m) => ({
+        setting: m.setting,
+        path: m.path,
+        reason: m.reason,
+        hostPath: m.hostPath ?? null,
+      })),
     },
   });
 }
@@ -159,6 +182,8 @@ export function selfMountError(containerId: string, mismatches: readonly MountMi
 /** The propagation of the mount holding `stateDir` (the deepest at or above it); "" when none covers it or the engine names none. */
 export function stateDirPropagation(mounts: readonly ContainerMount[], stateDir: string): string {
   const target = normalize(stateDir);
-  const covering = mounts.filter((m) => isWithin(target, normalize(m.Destination))).sort((a, b) => normalize(b.Destination).length - normalize(a.Destination).length)[0];
+  const covering = mounts
+    .filter((m) => isWithin(target, normalize(m.Destination)))
+    .sort((a, b) => normalize(b.Destination).length - normalize(a.Destination).length)[0];
   return covering?.Propagation ?? "";
 }

@@ -15,7 +15,13 @@ import type { Logger } from "../log.js";
 import type { Docker } from "./engine.js";
 import { withDocker } from "./engine.js";
 import { readSelfContainerHints, type SelfContainerHints } from "./self-container.js";
-import { findMountMismatches, selfMountError, stateDirPropagation, type ContainerMount, type SelfMountPaths } from "./self-mount-rule.js";
+import {
+  findMountMismatches,
+  selfMountError,
+  stateDirPropagation,
+  type ContainerMount,
+  type SelfMountPaths,
+} from "./self-mount-rule.js";
 
 export interface CheckSelfMountsOptions {
   /** The sidecar's container (id or name); found from /proc and the hostname when absent. */
@@ -33,8 +39,16 @@ interface SelfContainer {
   mounts: ContainerMount[];
 }
 
-async function inspectContainer(docker: Docker, ref: string, signal: AbortSignal): Promise<(SelfContainer & { hostname: string }) | null> {
-  const info = await withDocker(`inspect the sidecar's own container ${ref}`, () => docker.getContainer(ref).inspect({ abortSignal: signal }), { ignore: [404] });
+async function inspectContainer(
+  docker: Docker,
+  ref: string,
+  signal: AbortSignal,
+): Promise<(SelfContainer & { hostname: string }) | null> {
+  const info = await withDocker(
+    `inspect the sidecar's own container ${ref}`,
+    () => docker.getContainer(ref).inspect({ abortSignal: signal }),
+    { ignore: [404] },
+  );
   if (info === undefined) return null;
   return { id: info.Id, hostname: info.Config?.Hostname ?? "", mounts: (info.Mounts ?? []) as ContainerMount[] };
 }
@@ -44,19 +58,30 @@ async function inspectContainer(docker: Docker, ref: string, signal: AbortSignal
  * only when its id starts with it or it has that hostname. Null (after a warning) when none does,
  * or, with no id from /proc, when the engine cannot be asked.
  */
-async function findByHostname(docker: Docker, hints: SelfContainerHints, signal: AbortSignal, log: Logger | undefined): Promise<SelfContainer | null> {
+async function findByHostname(
+  docker: Docker,
+  hints: SelfContainerHints,
+  signal: AbortSignal,
+  log: Logger | undefined,
+): Promise<SelfContainer | null> {
   let found: Awaited<ReturnType<typeof inspectContainer>>;
   try {
     found = await inspectContainer(docker, hints.hostname, signal);
   } catch (error) {
     if (hints.ids.length > 0) throw error;
-    log?.warn("cannot ask the Docker engine about the sidecar's own container: mount check skipped", { hostname: hints.hostname, error: errorMessage(error) });
+    log?.warn("cannot ask the Docker engine about the sidecar's own container: mount check skipped", {
+      hostname: hints.hostname,
+      error: errorMessage(error),
+    });
     return null;
   }
   if (found !== null && (found.id.startsWith(hints.hostname) || found.hostname === hints.hostname)) return found;
   // Only a marker file (/.dockerenv): most likely a VM or build host that has one, not a container; no need to warn.
   const level = hints.ids.length > 0 ? "warn" : "debug";
-  log?.[level]("the sidecar seems to run in a container the Docker engine does not know: mount check skipped", { containerIds: hints.ids, hostname: hints.hostname });
+  log?.[level]("the sidecar seems to run in a container the Docker engine does not know: mount check skipped", {
+    containerIds: hints.ids,
+    hostname: hints.hostname,
+  });
   return null;
 }
 
@@ -75,15 +100,26 @@ export interface SelfMounts {
  * file hints at a container and the engine knows no container of that hostname (a VM, a build
  * host, or a container of another engine).
  */
-export async function checkSelfMounts(docker: Docker, paths: SelfMountPaths, options: CheckSelfMountsOptions = {}): Promise<SelfMounts> {
-  const signal = AbortSignal.any([AbortSignal.timeout(INSPECT_TIMEOUT_MS), ...(options.signal ? [options.signal] : [])]);
+export async function checkSelfMounts(
+  docker: Docker,
+  paths: SelfMountPaths,
+  options: CheckSelfMountsOptions = {},
+): Promise<SelfMounts> {
+  const signal = AbortSignal.any([
+    AbortSignal.timeout(INSPECT_TIMEOUT_MS),
+    ...(options.signal ? [options.signal] : []),
+  ]);
   let self: SelfContainer | null = null;
   if (options.containerId !== undefined) {
     self = await inspectContainer(docker, options.containerId, signal);
     if (self === null) {
-      throw new SidecarError(ErrorCode.notAllowed, `The sidecar's container ${options.containerId} is not known to the Docker engine it drives: give the id or name of the container the sidecar runs in`, {
-        data: { field: "containerId", reason: "no such container", containerId: options.containerId },
-      });
+      throw new SidecarError(
+        ErrorCode.notAllowed,
+        `The sidecar's container ${options.containerId} is not known to the Docker engine it drives: give the id or name of the container the sidecar runs in`,
+        {
+          data: { field: "containerId", reason: "no such container", containerId: options.containerId },
+        },
+      );
     }
   } else {
     const hints = await readSelfContainerHints();

@@ -4,7 +4,10 @@ import type { SidecarService } from "../service.js";
 import { skipped, type DoctorCheck } from "./report.js";
 
 /** What doctor needs of a sidecar: the service's methods a client also has. */
-export type DoctorService = Pick<SidecarService, "health" | "ensureWorkspace" | "listWorkspaces" | "removeWorkspace" | "runTurn" | "cancelTurn">;
+export type DoctorService = Pick<
+  SidecarService,
+  "health" | "ensureWorkspace" | "listWorkspaces" | "removeWorkspace" | "runTurn" | "cancelTurn"
+>;
 
 export class Checks {
   readonly list: DoctorCheck[] = [];
@@ -23,7 +26,13 @@ export class Checks {
         check = { name, status: "warn", detail: error.message, fix: error.fix, durationMs: Date.now() - started };
       } else {
         const failure = error instanceof CheckFailure ? error : null;
-        check = { name, status: "fail", detail: failure?.message ?? errorMessage(error), fix: failure?.fix ?? fix, durationMs: Date.now() - started };
+        check = {
+          name,
+          status: "fail",
+          detail: failure?.message ?? errorMessage(error),
+          fix: failure?.fix ?? fix,
+          durationMs: Date.now() - started,
+        };
       }
     }
     this.add(check);

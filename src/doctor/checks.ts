@@ -30,7 +30,8 @@ export function checkHostAddresses(interfaceAddresses: readonly string[], operat
   if (operatorAddresses.size > 0) {
     return `the egress proxy refuses the host's interface addresses${publicOnes.length > 0 ? ` (public: ${publicOnes.join(", ")})` : ""} and ALIVE_CODEX_HOST_ADDRESSES (${operatorAddresses.size} entr${operatorAddresses.size === 1 ? "y" : "ies"})`;
   }
-  if (publicOnes.length > 0) return `the host's public address${publicOnes.length === 1 ? "" : "es"} ${publicOnes.join(", ")} ${publicOnes.length === 1 ? "is" : "are"} on its interfaces: the egress proxy refuses ${publicOnes.length === 1 ? "it" : "them"} (host_address)`;
+  if (publicOnes.length > 0)
+    return `the host's public address${publicOnes.length === 1 ? "" : "es"} ${publicOnes.join(", ")} ${publicOnes.length === 1 ? "is" : "are"} on its interfaces: the egress proxy refuses ${publicOnes.length === 1 ? "it" : "them"} (host_address)`;
   throw new CheckWarning(
     "the host's public address is unknown: none of its interfaces has one (behind NAT, or the sidecar in a container) and ALIVE_CODEX_HOST_ADDRESSES is empty, so a workspace could reach the host's published ports through that address",
     "set ALIVE_CODEX_HOST_ADDRESSES to the host's public address(es) and the addresses ports are published on (docs/security.md)",
@@ -50,7 +51,9 @@ export function hostCheckStatus(operatorAddresses: AddressSet): "pass" | "warn" 
 
 /** The host check's row, the same in both modes: run by doctor on the sidecar's host with its settings. */
 export async function runHostCheck(checks: Checks, operatorAddresses: AddressSet): Promise<void> {
-  await checks.run("host", "set ALIVE_CODEX_HOST_ADDRESSES (docs/security.md)", async () => checkHostAddresses(hostAddressesFromInterfaces(), operatorAddresses));
+  await checks.run("host", "set ALIVE_CODEX_HOST_ADDRESSES (docs/security.md)", async () =>
+    checkHostAddresses(hostAddressesFromInterfaces(), operatorAddresses),
+  );
 }
 
 /** The codex the sidecar reports: found in its image, driven, tested or not. */
@@ -59,7 +62,11 @@ export function checkCodex(health: HealthResult): string {
   const version = health.codex.version ?? health.codex.requested;
   if (version !== null) {
     const support = codexSupport(version);
-    if (!support.supported) throw new CheckFailure(`codex ${describeCodexHealth(health.codex)}: ${support.reason}`, "unset ALIVE_CODEX_CODEX_VERSION, or set a version at or above the minimum (docs/image.md, Codex version)");
+    if (!support.supported)
+      throw new CheckFailure(
+        `codex ${describeCodexHealth(health.codex)}: ${support.reason}`,
+        "unset ALIVE_CODEX_CODEX_VERSION, or set a version at or above the minimum (docs/image.md, Codex version)",
+      );
   }
   return describeCodexHealth(health.codex);
 }
@@ -73,7 +80,10 @@ export async function checkDisk(service: DoctorService, workspace: WorkspacePara
   if (disk === undefined) throw new CheckFailure("sidecar.health reports no disk entry");
   if (disk.enforcement === "none") return describeDiskHealth(disk);
   const usage = (await service.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspace.workspaceId)?.disk;
-  if (!usage) throw new CheckFailure(`disk limits are in force but the scratch workspace ${workspace.workspaceId} has no disk mounted`);
+  if (!usage)
+    throw new CheckFailure(
+      `disk limits are in force but the scratch workspace ${workspace.workspaceId} has no disk mounted`,
+    );
   return `${describeDiskHealth(disk)}; the scratch workspace's disk: ${Math.round(usage.limitBytes / (1024 * 1024))} MiB, ${usage.limitInodes} inodes`;
 }
 
@@ -85,18 +95,35 @@ export async function checkHardening(engine: Pick<EnginePort, "inspect">, contai
   return describeHardening(info);
 }
 
-export async function checkIsolation(service: DoctorService, workspace: WorkspaceParams, ensured: EnsureWorkspaceResult): Promise<string> {
+export async function checkIsolation(
+  service: DoctorService,
+  workspace: WorkspaceParams,
+  ensured: EnsureWorkspaceResult,
+): Promise<string> {
   const listed = (await service.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspace.workspaceId);
-  if (listed === undefined) throw new CheckFailure(`workspace.list does not list the scratch workspace ${workspace.workspaceId}`);
-  const problems = [...new Set([...isolationProblems(ensured.isolation).map((p) => `workspace.ensure: ${p}`), ...isolationProblems(listed.isolation).map((p) => `workspace.list: ${p}`)])];
+  if (listed === undefined)
+    throw new CheckFailure(`workspace.list does not list the scratch workspace ${workspace.workspaceId}`);
+  const problems = [
+    ...new Set([
+      ...isolationProblems(ensured.isolation).map((p) => `workspace.ensure: ${p}`),
+      ...isolationProblems(listed.isolation).map((p) => `workspace.list: ${p}`),
+    ]),
+  ];
   if (problems.length > 0) throw new CheckFailure(problems.join("; "));
   return describeIsolation(listed.isolation as NonNullable<typeof listed.isolation>);
 }
 
-export async function checkEgress(engine: Pick<EnginePort, "exec">, containerId: string, user: string): Promise<string> {
+export async function checkEgress(
+  engine: Pick<EnginePort, "exec">,
+  containerId: string,
+  user: string,
+): Promise<string> {
   const { exitCode, response } = await probeMetadataConnect(engine, containerId, user);
   const status = response.split("\n")[0] ?? "";
-  if (!/^HTTP\/1\.[01] 403\b/.test(status)) throw new CheckFailure(`CONNECT ${METADATA_ADDRESS} through the proxy got ${JSON.stringify(status || `nothing (exit ${exitCode})`)}, expected 403`);
+  if (!/^HTTP\/1\.[01] 403\b/.test(status))
+    throw new CheckFailure(
+      `CONNECT ${METADATA_ADDRESS} through the proxy got ${JSON.stringify(status || `nothing (exit ${exitCode})`)}, expected 403`,
+    );
   const reason = /^x-alive-egress-refused:\s*(.*)$/im.exec(response)?.[1]?.trim();
   return `CONNECT ${METADATA_ADDRESS} refused: 403${reason ? ` (${reason})` : ""}`;
 }

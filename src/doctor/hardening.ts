@@ -4,7 +4,10 @@ import type { ContainerInspect, HostSpec } from "../docker/engine-port.js";
 /** The part of an inspect the checks read. */
 export interface HardeningFacts {
   Config: Pick<ContainerInspect["Config"], "User">;
-  HostConfig: Pick<HostSpec, "CapDrop" | "CapAdd" | "SecurityOpt" | "Privileged" | "ReadonlyRootfs" | "NetworkMode" | "PidsLimit" | "Memory">;
+  HostConfig: Pick<
+    HostSpec,
+    "CapDrop" | "CapAdd" | "SecurityOpt" | "Privileged" | "ReadonlyRootfs" | "NetworkMode" | "PidsLimit" | "Memory"
+  >;
 }
 
 /** Every way the container falls short; empty when it is hardened as the sidecar makes it. */
@@ -13,10 +16,13 @@ export function hardeningProblems(info: HardeningFacts): string[] {
   const host = info.HostConfig;
   const user = info.Config.User ?? "";
   const uid = user.split(":")[0] ?? "";
-  if (uid === "" || uid === "0" || uid === "root") problems.push(`runs as ${JSON.stringify(user || "root")} (expected a non-root uid)`);
-  if (!(host.CapDrop ?? []).some((cap: string) => cap.toUpperCase() === "ALL")) problems.push(`CapDrop is ${JSON.stringify(host.CapDrop ?? [])} (expected ALL)`);
+  if (uid === "" || uid === "0" || uid === "root")
+    problems.push(`runs as ${JSON.stringify(user || "root")} (expected a non-root uid)`);
+  if (!(host.CapDrop ?? []).some((cap: string) => cap.toUpperCase() === "ALL"))
+    problems.push(`CapDrop is ${JSON.stringify(host.CapDrop ?? [])} (expected ALL)`);
   if ((host.CapAdd ?? []).length > 0) problems.push(`CapAdd is ${JSON.stringify(host.CapAdd)} (expected none)`);
-  if (!(host.SecurityOpt ?? []).some((opt: string) => /^no-new-privileges(:true|=true)?$/.test(opt))) problems.push("no-new-privileges is not set");
+  if (!(host.SecurityOpt ?? []).some((opt: string) => /^no-new-privileges(:true|=true)?$/.test(opt)))
+    problems.push("no-new-privileges is not set");
   if (host.Privileged === true) problems.push("privileged");
   if (host.ReadonlyRootfs !== true) problems.push("the root filesystem is writable");
   if (host.NetworkMode !== "none") problems.push(`NetworkMode is ${JSON.stringify(host.NetworkMode)} (expected none)`);

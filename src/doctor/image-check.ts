@@ -19,7 +19,14 @@ export async function checkImage(engine: DockerEngine, config: SidecarConfig, lo
       `docker pull / docker load ${config.image}, or unset ALIVE_CODEX_IMAGE (--image) so the sidecar builds it (npm test builds one too)`,
     );
   }
-  const image = new RuntimeImage({ docker: engine.docker, baseImage: config.baseImage, explicitRef: null, codexVersion: config.codexVersion, npmRegistry: config.npmRegistry, log });
+  const image = new RuntimeImage({
+    docker: engine.docker,
+    baseImage: config.baseImage,
+    explicitRef: null,
+    codexVersion: config.codexVersion,
+    npmRegistry: config.npmRegistry,
+    log,
+  });
   try {
     const { ref, built } = await image.ensure(AbortSignal.timeout(20 * 60_000));
     return built ? `${ref} built` : `${ref} present`;

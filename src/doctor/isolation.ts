@@ -9,15 +9,20 @@ export function isolationProblems(report: IsolationReport | null | undefined): s
   if (report === null) return ["the isolation report was not measured (null)"];
   const problems: string[] = [];
   if (report.user.uid === 0) problems.push("runs as uid 0");
-  if (!ZERO_CAPS.test(report.capabilities.effective)) problems.push(`effective capabilities ${report.capabilities.effective} (expected zero)`);
-  if (!ZERO_CAPS.test(report.capabilities.bounding)) problems.push(`bounding capabilities ${report.capabilities.bounding} (expected zero)`);
+  if (!ZERO_CAPS.test(report.capabilities.effective))
+    problems.push(`effective capabilities ${report.capabilities.effective} (expected zero)`);
+  if (!ZERO_CAPS.test(report.capabilities.bounding))
+    problems.push(`bounding capabilities ${report.capabilities.bounding} (expected zero)`);
   if (!report.noNewPrivs) problems.push("no_new_privs is off");
-  if (report.seccomp !== "filter" && report.seccomp !== "gvisor-sentry") problems.push(`seccomp is ${JSON.stringify(report.seccomp)} (expected "filter", or "gvisor-sentry" under runsc)`);
+  if (report.seccomp !== "filter" && report.seccomp !== "gvisor-sentry")
+    problems.push(`seccomp is ${JSON.stringify(report.seccomp)} (expected "filter", or "gvisor-sentry" under runsc)`);
   if (!report.readOnlyRoot) problems.push("the root filesystem is writable");
-  if (report.network.interfaces.length !== 1 || report.network.interfaces[0] !== "lo") problems.push(`network interfaces ${JSON.stringify(report.network.interfaces)} (expected only lo)`);
+  if (report.network.interfaces.length !== 1 || report.network.interfaces[0] !== "lo")
+    problems.push(`network interfaces ${JSON.stringify(report.network.interfaces)} (expected only lo)`);
   if (report.network.defaultRoute) problems.push("a default route exists");
   if (report.hostReachable) problems.push(`the host is reachable from inside (${report.hostProbe})`);
-  if (report.modelKey !== "proxy") problems.push(`the model key is ${JSON.stringify(report.modelKey)} (expected "proxy")`);
+  if (report.modelKey !== "proxy")
+    problems.push(`the model key is ${JSON.stringify(report.modelKey)} (expected "proxy")`);
   return problems;
 }
 

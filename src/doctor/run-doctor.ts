@@ -18,7 +18,18 @@ import { releaseDisksUnder } from "../workspace/disk-leftovers.js";
 import type { EnsureWorkspaceResult, WorkspaceParams } from "../service.js";
 import type { RunningSidecar } from "../sidecar.js";
 import { engineReason } from "./check-runner.js";
-import { CheckFailure, Checks, runHostCheck, checkCancel, checkCodex, checkDisk, checkEgress, checkHardening, checkIsolation, checkTurn } from "./checks.js";
+import {
+  CheckFailure,
+  Checks,
+  runHostCheck,
+  checkCancel,
+  checkCodex,
+  checkDisk,
+  checkEgress,
+  checkHardening,
+  checkIsolation,
+  checkTurn,
+} from "./checks.js";
 import { checkImage } from "./image-check.js";
 import type { DoctorCheck, DoctorReport } from "./report.js";
 import { cleanUpScratchRun } from "./scratch-cleanup.js";
@@ -31,7 +42,17 @@ export interface DoctorOptions {
   onCheck?: (check: DoctorCheck) => void;
 }
 
-const LATER_CHECKS = ["sidecar", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress"] as const;
+const LATER_CHECKS = [
+  "sidecar",
+  "codex",
+  "workspace",
+  "disk",
+  "hardening",
+  "isolation",
+  "turn",
+  "cancel",
+  "egress",
+] as const;
 
 export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOptions): Promise<DoctorReport> {
   const checks = new Checks(options.onCheck);
@@ -48,19 +69,38 @@ export async function runDoctor(operatorConfig: SidecarConfig, options: DoctorOp
     await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
   await runHostCheck(checks, operatorConfig.hostAddresses);
-  return { ok: checks.list.every((c) => c.status !== "fail"), mode: "scratch", socketPath: null, stateDir, checks: checks.list };
+  return {
+    ok: checks.list.every((c) => c.status !== "fail"),
+    mode: "scratch",
+    socketPath: null,
+    stateDir,
+    checks: checks.list,
+  };
 }
 
-async function runChecks(checks: Checks, operatorConfig: SidecarConfig, engine: DockerEngine, root: string, stateDir: string, log: Logger): Promise<void> {
-  const engineOk = await checks.run("engine", `start the engine or point --docker-host / DOCKER_HOST at one; none installed: bash scripts/install-docker.sh`, async () => {
-    try {
-      await engine.ping(AbortSignal.timeout(5000));
-    } catch (error) {
-      throw new CheckFailure(`the Docker engine at ${operatorConfig.dockerHost} does not answer (${engineReason(error)})`);
-    }
-    const version = await engine.version(AbortSignal.timeout(5000));
-    return `Docker ${version} at ${operatorConfig.dockerHost}`;
-  });
+async function runChecks(
+  checks: Checks,
+  operatorConfig: SidecarConfig,
+  engine: DockerEngine,
+  root: string,
+  stateDir: string,
+  log: Logger,
+): Promise<void> {
+  const engineOk = await checks.run(
+    "engine",
+    `start the engine or point --docker-host / DOCKER_HOST at one; none installed: bash scripts/install-docker.sh`,
+    async () => {
+      try {
+        await engine.ping(AbortSignal.timeout(5000));
+      } catch (error) {
+        throw new CheckFailure(
+          `the Docker engine at ${operatorConfig.dockerHost} does not answer (${engineReason(error)})`,
+        );
+      }
+      const version = await engine.version(AbortSignal.timeout(5000));
+      return `Docker ${version} at ${operatorConfig.dockerHost}`;
+    },
+  );
   if (!engineOk) return checks.skip(["image", ...LATER_CHECKS], "the engine does not answer");
 
   const imageOk = await checks.run("image", "", () => checkImage(engine, operatorConfig, log));
@@ -72,31 +112,59 @@ async function runChecks(checks: Checks, operatorConfig: SidecarConfig, engine: 
   let sidecar: RunningSidecar | null = null;
   let workspace: WorkspaceParams | null = null;
   try {
-    const sidecarOk = await checks.run("sidecar", "see the reason; alive-codex serve with the same settings shows the full log", async () => {
-      const { startSidecar } = await import("../sidecar.js");
-      sidecar = await startSidecar(config, log);
-      return `started on ${stateDir}`;
-    });
+    const sidecarOk = await checks.run(
+      "sidecar",
+      "see the reason; alive-codex serve with the same settings shows the full log",
+      async () => {
+        const { startSidecar } = await import("../sidecar.js");
+        sidecar = await startSidecar(config, log);
+        return `started on ${stateDir}`;
+      },
+    );
     if (!sidecarOk || sidecar === null) return checks.skip(LATER_CHECKS.slice(1), "the sidecar did not start");
     const running: RunningSidecar = sidecar;
-    await checks.run("codex", "see the reason; docs/image.md, Codex version", async () => checkCodex(await running.service.health()));
+    await checks.run("codex", "see the reason; docs/image.md, Codex version", async () =>
+      checkCodex(await running.service.health()),
+    );
     workspace = await makeScratchSidecarWorkspace(config, root);
     const params = workspace;
     let ensured: EnsureWorkspaceResult | null = null;
-    const workspaceOk = await checks.run("workspace", "see the reason; docker logs of the container may tell more", async () => {
-      ensured = await running.service.ensureWorkspace(params, AbortSignal.timeout(120_000));
-      return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid})`;
-    });
+    const workspaceOk = await checks.run(
+      "workspace",
+      "see the reason; docker logs of the container may tell more",
+      async () => {
+        ensured = await running.service.ensureWorkspace(params, AbortSignal.timeout(120_000));
+        return `container ${ensured.containerName} ${ensured.state} (uid ${params.uid})`;
+      },
+    );
     if (!workspaceOk || ensured === null) return checks.skip(LATER_CHECKS.slice(3), "no workspace container");
     const made: EnsureWorkspaceResult = ensured;
     const user = `${params.uid}:${params.gid}`;
 
     await checks.run("disk", "see the reason; docs/security.md, Disk", () => checkDisk(running.service, params));
-    await checks.run("hardening", "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)", () => checkHardening(engine, made.containerId));
-    await checks.run("isolation", "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)", () => checkIsolation(running.service, params, made));
-    await checks.run("turn", "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log", () => checkTurn(running.service, params, SCRIPTED_TURNS));
-    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () => checkCancel(running.service, engine, params, made.containerId, user, SCRIPTED_TURNS));
-    await checks.run("egress", "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)", () => checkEgress(engine, made.containerId, user));
+    await checks.run(
+      "hardening",
+      "the container was not made as the sidecar makes it: check ALIVE_CODEX_RUNTIME and the engine's defaults (docs/security.md)",
+      () => checkHardening(engine, made.containerId),
+    );
+    await checks.run(
+      "isolation",
+      "the measured isolation differs from what the sidecar makes: see docs/security.md, Isolation report (alive-codex ps --isolation shows it per workspace)",
+      () => checkIsolation(running.service, params, made),
+    );
+    await checks.run(
+      "turn",
+      "see the reason; ALIVE_CODEX_LOG_LEVEL=debug alive-codex doctor shows the sidecar's log",
+      () => checkTurn(running.service, params, SCRIPTED_TURNS),
+    );
+    await checks.run("cancel", "see the reason: a cancelled turn left processes in its container", () =>
+      checkCancel(running.service, engine, params, made.containerId, user, SCRIPTED_TURNS),
+    );
+    await checks.run(
+      "egress",
+      "the egress proxy let a workspace reach the metadata address: check ALIVE_CODEX_INTERNAL_DESTINATIONS (docs/security.md)",
+      () => checkEgress(engine, made.containerId, user),
+    );
   } finally {
     const removal = await cleanUpScratchRun(engine, sidecar, workspace, stateDir, root);
     await model.close();

@@ -16,14 +16,26 @@ const CANCEL_PROMPT = "doctor: run the long command";
 /** A model from codex's bundled catalog: an unknown one adds an error item to every turn. */
 const DOCTOR_MODEL = "gpt-5.5";
 /** The scripted model's turns: its prompts, and its answer carries the command's output. */
-export const SCRIPTED_TURNS: TurnPlan = { checkPrompt: TURN_PROMPT, cancelPrompt: CANCEL_PROMPT, model: DOCTOR_MODEL, timeoutMs: 90_000, finalMustCarryOutput: true };
+export const SCRIPTED_TURNS: TurnPlan = {
+  checkPrompt: TURN_PROMPT,
+  cancelPrompt: CANCEL_PROMPT,
+  model: DOCTOR_MODEL,
+  timeoutMs: 90_000,
+  finalMustCarryOutput: true,
+};
 
 /** The scripted model: one command per prompt, then a message carrying its output. */
 export function doctorScript(request: ScriptedRequest): ScriptedReply {
   const output = request.commandOutputs.at(-1);
-  if (request.prompt.includes(CANCEL_PROMPT)) return output === undefined ? { kind: "command", cmd: "sleep 1000" } : { kind: "message", text: "the long command ended" };
+  if (request.prompt.includes(CANCEL_PROMPT))
+    return output === undefined
+      ? { kind: "command", cmd: "sleep 1000" }
+      : { kind: "message", text: "the long command ended" };
   if (output === undefined) return { kind: "command", cmd: `echo ${CHECK_OUTPUT}` };
-  return { kind: "message", text: `the command printed: ${output.includes(CHECK_OUTPUT) ? CHECK_OUTPUT : output.slice(-200)}` };
+  return {
+    kind: "message",
+    text: `the command printed: ${output.includes(CHECK_OUTPUT) ? CHECK_OUTPUT : output.slice(-200)}`,
+  };
 }
 
 /** The operator's settings with doctor's own dirs, no secrets and nothing served. */

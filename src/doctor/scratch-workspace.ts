@@ -28,7 +28,10 @@ export async function makeScratchWorkspace(config: SidecarConfig): Promise<Works
     await fs.chown(dir, uid, gid);
   } catch (error) {
     await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    throw new CheckFailure(`cannot make the scratch workspace ${dir}: ${errorMessage(error)}`, `run doctor as root (it chowns the directory to ${uid}:${gid}), with the workspace root the sidecar uses (ALIVE_CODEX_WORKSPACE_ROOTS)`);
+    throw new CheckFailure(
+      `cannot make the scratch workspace ${dir}: ${errorMessage(error)}`,
+      `run doctor as root (it chowns the directory to ${uid}:${gid}), with the workspace root the sidecar uses (ALIVE_CODEX_WORKSPACE_ROOTS)`,
+    );
   }
   return { workspaceId, userId: "alive-codex-doctor", uid, gid, workspacePath: dir };
 }
@@ -39,7 +42,9 @@ async function diskLeftovers(workspaceId: string): Promise<string[]> {
   const devices: string[] = [];
   for (const name of await fs.readdir("/sys/block").catch(() => [] as string[])) {
     if (!/^loop\d+$/.test(name)) continue;
-    const backing = (await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "")).trim().replace(/ \(deleted\)$/, "");
+    const backing = (await fs.readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => ""))
+      .trim()
+      .replace(/ \(deleted\)$/, "");
     if (backing.endsWith(`/disks/${workspaceId}.img`)) devices.push(`/dev/${name}`);
   }
   return [...mounts.map((m) => `mount ${m}`), ...devices.map((d) => `loop device ${d}`)];
@@ -50,30 +55,53 @@ async function diskLeftovers(workspaceId: string): Promise<string[]> {
  * sidecar no longer lists it, its container is gone, nothing of its disk is mounted or attached; and
  * doctor's directory under the workspace root is deleted.
  */
-export async function removeScratch(service: DoctorService, engine: Pick<EnginePort, "inspect"> | null, workspace: WorkspaceParams | null, ensured: EnsureWorkspaceResult | null, socketPath: string): Promise<DoctorCheck> {
+export async function removeScratch(
+  service: DoctorService,
+  engine: Pick<EnginePort, "inspect"> | null,
+  workspace: WorkspaceParams | null,
+  ensured: EnsureWorkspaceResult | null,
+  socketPath: string,
+): Promise<DoctorCheck> {
   const started = Date.now();
   if (workspace === null) return { name: "cleanup", status: "pass", detail: "nothing was made", durationMs: 0 };
   const problems: string[] = [];
   const { workspaceId } = workspace;
-  await service.removeWorkspace({ workspaceId, purgeHome: true }, AbortSignal.timeout(60_000)).catch((error: unknown) => problems.push(`workspace.remove: ${errorMessage(error)}`));
+  await service
+    .removeWorkspace({ workspaceId, purgeHome: true }, AbortSignal.timeout(60_000))
+    .catch((error: unknown) => problems.push(`workspace.remove: ${errorMessage(error)}`));
   try {
-    if ((await service.listWorkspaces()).workspaces.some((w) => w.workspaceId === workspaceId)) problems.push(`workspace.list still lists ${workspaceId}`);
+    if ((await service.listWorkspaces()).workspaces.some((w) => w.workspaceId === workspaceId))
+      problems.push(`workspace.list still lists ${workspaceId}`);
   } catch (error) {
     problems.push(`workspace.list: ${errorMessage(error)}`);
   }
   if (engine !== null && ensured !== null) {
     try {
-      if ((await engine.inspect(ensured.containerId)) !== null) problems.push(`its container ${ensured.containerName} is still there`);
+      if ((await engine.inspect(ensured.containerId)) !== null)
+        problems.push(`its container ${ensured.containerName} is still there`);
     } catch (error) {
       problems.push(`inspecting its container: ${errorMessage(error)}`);
     }
   }
   const left = await diskLeftovers(workspaceId);
   if (left.length > 0) problems.push(`still mounted or attached: ${left.join(", ")}`);
-  await fs.rm(workspace.workspacePath, { recursive: true, force: true }).catch((error: unknown) => problems.push(`deleting ${workspace.workspacePath}: ${errorMessage(error)}`));
+  await fs
+    .rm(workspace.workspacePath, { recursive: true, force: true })
+    .catch((error: unknown) => problems.push(`deleting ${workspace.workspacePath}: ${errorMessage(error)}`));
   const durationMs = Date.now() - started;
   if (problems.length > 0) {
-    return { name: "cleanup", status: "fail", detail: problems.join("; "), fix: `alive-codex rm --purge ${workspaceId} --socket ${socketPath}; for a disk: losetup -a and findmnt, looking for ${workspaceId}`, durationMs };
+    return {
+      name: "cleanup",
+      status: "fail",
+      detail: problems.join("; "),
+      fix: `alive-codex rm --purge ${workspaceId} --socket ${socketPath}; for a disk: losetup -a and findmnt, looking for ${workspaceId}`,
+      durationMs,
+    };
   }
-  return { name: "cleanup", status: "pass", detail: `scratch workspace ${workspaceId} removed through the sidecar: container, HOME and disk gone (nothing mounted or attached left), its directory deleted`, durationMs };
+  return {
+    name: "cleanup",
+    status: "pass",
+    detail: `scratch workspace ${workspaceId} removed through the sidecar: container, HOME and disk gone (nothing mounted or attached left), its directory deleted`,
+    durationMs,
+  };
 }

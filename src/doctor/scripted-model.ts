@@ -70,9 +70,26 @@ function streamReply(res: ServerResponse, reply: ScriptedReply, n: number): void
   const id = `resp_doctor_${n}`;
   const item =
     reply.kind === "command"
-      ? { type: "function_call", id: `fc_doctor_${n}`, call_id: `call_doctor_${n}`, name: "exec_command", arguments: JSON.stringify({ cmd: reply.cmd }) }
-      : { type: "message", role: "assistant", id: `msg_doctor_${n}`, content: [{ type: "output_text", text: reply.text }] };
-  const usage = { input_tokens: 1, input_tokens_details: { cached_tokens: 0 }, output_tokens: 1, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 2 };
+      ? {
+          type: "function_call",
+          id: `fc_doctor_${n}`,
+          call_id: `call_doctor_${n}`,
+          name: "exec_command",
+          arguments: JSON.stringify({ cmd: reply.cmd }),
+        }
+      : {
+          type: "message",
+          role: "assistant",
+          id: `msg_doctor_${n}`,
+          content: [{ type: "output_text", text: reply.text }],
+        };
+  const usage = {
+    input_tokens: 1,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 1,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: 2,
+  };
   const events = [
     { type: "response.created", response: { id } },
     { type: "response.output_item.done", item },
@@ -93,15 +110,25 @@ interface InputItem {
 function describeRequest(body: unknown): ScriptedRequest {
   const input = (body as { input?: unknown } | undefined)?.input;
   const items = Array.isArray(input) ? (input as InputItem[]) : [];
-  const prompt = items.filter((item) => item.role === "user").map((item) => textOf(item.content)).at(-1) ?? "";
-  const commandOutputs = items.filter((item) => item.type === "function_call_output").map((item) => textOf(item.output));
+  const prompt =
+    items
+      .filter((item) => item.role === "user")
+      .map((item) => textOf(item.content))
+      .at(-1) ?? "";
+  const commandOutputs = items
+    .filter((item) => item.type === "function_call_output")
+    .map((item) => textOf(item.output));
   return { prompt, commandOutputs };
 }
 
 function textOf(value: unknown): string {
   if (typeof value === "string") return value;
   if (!Array.isArray(value)) return "";
-  return value.map((part: unknown) => (typeof (part as { text?: unknown })?.text === "string" ? (part as { text: string }).text : "")).join("");
+  return value
+    .map((part: unknown) =>
+      typeof (part as { text?: unknown })?.text === "string" ? (part as { text: string }).text : "",
+    )
+    .join("");
 }
 
 function pathOf(req: IncomingMessage): string {

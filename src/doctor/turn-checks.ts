@@ -21,7 +21,11 @@ export interface TurnPlan {
   finalMustCarryOutput: boolean;
 }
 
-function runTurn(service: DoctorService, params: RunTurnParams, onEvent: (type: string, item?: { type: string }) => void = () => undefined): Promise<TurnResult> {
+function runTurn(
+  service: DoctorService,
+  params: RunTurnParams,
+  onEvent: (type: string, item?: { type: string }) => void = () => undefined,
+): Promise<TurnResult> {
   return service.runTurn(params, {
     onEvent: (_turnId, _seq, event) => {
       if (event !== null) onEvent(event.type, "item" in event ? event.item : undefined);
@@ -35,24 +39,47 @@ function turnOptions(plan: TurnPlan): NonNullable<RunTurnParams["options"]> {
 
 /** A turn whose model runs `echo doctor-ok` in the container: the command ran there and its output came back. */
 export async function checkTurn(service: DoctorService, workspace: WorkspaceParams, plan: TurnPlan): Promise<string> {
-  const result = await runTurn(service, { workspaceId: workspace.workspaceId, input: plan.checkPrompt, options: turnOptions(plan) });
-  if (result.status !== "completed") throw new CheckFailure(`the turn ${result.status}: ${result.error?.message ?? "no reason given"}`);
-  const command = result.items.find((item) => item.type === "command_execution" && item.aggregated_output.includes(CHECK_OUTPUT)) ?? result.items.find((item) => item.type === "command_execution");
+  const result = await runTurn(service, {
+    workspaceId: workspace.workspaceId,
+    input: plan.checkPrompt,
+    options: turnOptions(plan),
+  });
+  if (result.status !== "completed")
+    throw new CheckFailure(`the turn ${result.status}: ${result.error?.message ?? "no reason given"}`);
+  const command =
+    result.items.find((item) => item.type === "command_execution" && item.aggregated_output.includes(CHECK_OUTPUT)) ??
+    result.items.find((item) => item.type === "command_execution");
   if (command?.type !== "command_execution") throw new CheckFailure("the turn completed without running the command");
   if (command.exit_code !== 0 || !command.aggregated_output.includes(CHECK_OUTPUT)) {
-    throw new CheckFailure(`\`${command.command}\` exited ${command.exit_code ?? "?"} with ${JSON.stringify(command.aggregated_output.slice(0, 200))}`);
+    throw new CheckFailure(
+      `\`${command.command}\` exited ${command.exit_code ?? "?"} with ${JSON.stringify(command.aggregated_output.slice(0, 200))}`,
+    );
   }
-  if (plan.finalMustCarryOutput && !result.finalResponse.includes(CHECK_OUTPUT)) throw new CheckFailure(`the command's output did not reach the model: final message ${JSON.stringify(result.finalResponse.slice(0, 200))}`);
+  if (plan.finalMustCarryOutput && !result.finalResponse.includes(CHECK_OUTPUT))
+    throw new CheckFailure(
+      `the command's output did not reach the model: final message ${JSON.stringify(result.finalResponse.slice(0, 200))}`,
+    );
   return `echo ${CHECK_OUTPUT} ran in the container and its output came back (${result.resources.wallMs} ms, ${result.tokens.input + result.tokens.output} tokens)`;
 }
 
 /** turn.cancel while the turn's model has `sleep 1000` running: the turn ends cancelled and no process of it is left. */
-export async function checkCancel(service: DoctorService, engine: Pick<EnginePort, "exec">, workspace: WorkspaceParams, containerId: string, user: string, plan: TurnPlan): Promise<string> {
+export async function checkCancel(
+  service: DoctorService,
+  engine: Pick<EnginePort, "exec">,
+  workspace: WorkspaceParams,
+  containerId: string,
+  user: string,
+  plan: TurnPlan,
+): Promise<string> {
   const turnId = `doctor-cancel-${randomBytes(4).toString("hex")}`;
   let started = false;
-  const turn = runTurn(service, { workspaceId: workspace.workspaceId, turnId, input: plan.cancelPrompt, options: turnOptions(plan) }, (type, item) => {
-    if (type === "item.started" && item?.type === "command_execution") started = true;
-  });
+  const turn = runTurn(
+    service,
+    { workspaceId: workspace.workspaceId, turnId, input: plan.cancelPrompt, options: turnOptions(plan) },
+    (type, item) => {
+      if (type === "item.started" && item?.type === "command_execution") started = true;
+    },
+  );
   let ended: TurnResult | null = null;
   void turn.then(
     (result) => (ended = result),
@@ -61,7 +88,10 @@ export async function checkCancel(service: DoctorService, engine: Pick<EnginePor
   const deadline = Date.now() + 60_000;
   while (!(started && (await turnProcesses(engine, containerId, user)).some((p) => /sleep 1000/.test(p)))) {
     const over = ended as TurnResult | null;
-    if (over !== null) throw new CheckFailure(`the turn ended ${over.status} before its command ran \`sleep 1000\`${over.error ? `: ${over.error.message}` : ""}`);
+    if (over !== null)
+      throw new CheckFailure(
+        `the turn ended ${over.status} before its command ran \`sleep 1000\`${over.error ? `: ${over.error.message}` : ""}`,
+      );
     if (Date.now() > deadline) {
       await service.cancelTurn({ turnId }).catch(() => undefined);
       await turn.catch(() => undefined);
@@ -78,7 +108,10 @@ export async function checkCancel(service: DoctorService, engine: Pick<EnginePor
     await sleep(100);
     left = await turnProcesses(engine, containerId, user);
   }
-  if (left.length > 0) throw new CheckFailure(`${left.length} process(es) of the cancelled turn still run ${CANCEL_DEADLINE_MS / 1000} s after cancel: ${left.join(", ").slice(0, 300)}`);
+  if (left.length > 0)
+    throw new CheckFailure(
+      `${left.length} process(es) of the cancelled turn still run ${CANCEL_DEADLINE_MS / 1000} s after cancel: ${left.join(", ").slice(0, 300)}`,
+    );
   return `turn.cancel during \`sleep 1000\`: no turn process left after ${Date.now() - cancelledAt} ms`;
 }
 

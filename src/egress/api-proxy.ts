@@ -11,7 +11,12 @@
  * authenticating proxies set, and every other `x-alive-*`) are dropped: what the API sees of the
  * caller's identity is its own Authorization and the workspace this proxy serves.
  */
-import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from "node:http";
+import http, {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from "node:http";
 import https from "node:https";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -67,7 +72,11 @@ export interface ApiProxyOptions {
 }
 
 /** The request headers sent to Alive's API: the caller's, less hop-by-hop and spoofable ones, with the workspace named. */
-export function apiRequestHeaders(headers: IncomingHttpHeaders, workspaceId: string, host: string): OutgoingHttpHeaders {
+export function apiRequestHeaders(
+  headers: IncomingHttpHeaders,
+  workspaceId: string,
+  host: string,
+): OutgoingHttpHeaders {
   const out = clientResponseHeaders(headers);
   for (const name of Object.keys(out)) {
     if (SPOOFABLE_HEADERS.has(name) || SPOOFABLE_PREFIXES.some((prefix) => name.startsWith(prefix))) delete out[name];
@@ -81,7 +90,11 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
   const target = new URL(options.target);
   const client = target.protocol === "https:" ? https : http;
   // Bounded: a workspace's requests past it wait for a connection instead of each opening one.
-  const agent = new client.Agent({ keepAlive: true, maxSockets: API_MAX_SOCKETS, maxFreeSockets: API_MAX_FREE_SOCKETS });
+  const agent = new client.Agent({
+    keepAlive: true,
+    maxSockets: API_MAX_SOCKETS,
+    maxFreeSockets: API_MAX_FREE_SOCKETS,
+  });
   const log = limitedLog(options.log, options.logLimiter ?? new LogLimiter(), options.logKey ?? "");
   const server = http.createServer((req, res) => forward(req, res));
   server.on("close", () => agent.destroy());
@@ -90,7 +103,12 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
     const slot = options.admitRequest?.();
     if (slot && !slot.ok) {
       const text = `alive-codex: ${slot.reason}: ${slot.message}\n`;
-      res.writeHead(slot.status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text), [LIMIT_HEADER]: slot.reason, "retry-after": "1" });
+      res.writeHead(slot.status, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": Buffer.byteLength(text),
+        [LIMIT_HEADER]: slot.reason,
+        "retry-after": "1",
+      });
       res.end(text);
       req.resume();
       return;
@@ -113,7 +131,10 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
     });
     upstream.on("timeout", () => upstream.destroy(new Error("no answer in time")));
     upstream.on("error", (error) => {
-      log.warn("api_failed", "Alive's API did not answer a workspace's request", { target: target.origin, error: errorMessage(error) });
+      log.warn("api_failed", "Alive's API did not answer a workspace's request", {
+        target: target.origin,
+        error: errorMessage(error),
+      });
       if (res.headersSent) {
         res.destroy();
         return;

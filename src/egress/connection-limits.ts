@@ -36,8 +36,7 @@ export const DEFAULT_CONNECTIONS_PER_WORKSPACE = 256;
 export const DEFAULT_CONNECTIONS_TOTAL = 8192;
 
 export type Admission =
-  | { ok: true; release: () => void }
-  | { ok: false; status: 429 | 503; reason: LimitReason; message: string };
+  { ok: true; release: () => void } | { ok: false; status: 429 | 503; reason: LimitReason; message: string };
 
 export interface ConnectionLimitsOptions {
   /** Connections per workspace and socket; also its tunnels plus forwarded requests, and its API requests in flight. */
@@ -58,7 +57,13 @@ interface WorkspaceCounts extends Counted {
 }
 
 /** The kinds that hold a descriptor of their own (an API request waits in its agent's queue for a connection instead). */
-const HOLDS_DESCRIPTOR: ReadonlySet<SocketKind | UpstreamKind> = new Set(["proxy", "model", "api", "tunnel", "request"]);
+const HOLDS_DESCRIPTOR: ReadonlySet<SocketKind | UpstreamKind> = new Set([
+  "proxy",
+  "model",
+  "api",
+  "tunnel",
+  "request",
+]);
 
 export class ConnectionLimits {
   readonly #options: ConnectionLimitsOptions;
@@ -88,7 +93,10 @@ export class ConnectionLimits {
     const counts = this.#workspace(workspaceId);
     // Tunnels and forwarded requests share one bound: each holds an upstream connection.
     const used = kind === "apiRequest" ? counts.apiRequest : counts.tunnel + counts.request;
-    const what = kind === "apiRequest" ? "requests to Alive's API in flight" : "tunnels and forwarded requests open through its egress proxy";
+    const what =
+      kind === "apiRequest"
+        ? "requests to Alive's API in flight"
+        : "tunnels and forwarded requests open through its egress proxy";
     return this.#admit(workspaceId, kind, used, what);
   }
 
@@ -110,8 +118,18 @@ export class ConnectionLimits {
 
   counts(workspaceId: string): WorkspaceConnections {
     const c = this.#workspaces.get(workspaceId);
-    if (c === undefined) return { proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 };
-    return { proxy: c.proxy, model: c.model, api: c.api, tunnels: c.tunnel, requests: c.request, apiRequests: c.apiRequest, refusedForLimit: c.refusedForLimit, cut: c.cut };
+    if (c === undefined)
+      return { proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 };
+    return {
+      proxy: c.proxy,
+      model: c.model,
+      api: c.api,
+      tunnels: c.tunnel,
+      requests: c.request,
+      apiRequests: c.apiRequest,
+      refusedForLimit: c.refusedForLimit,
+      cut: c.cut,
+    };
   }
 
   /** Open connections and requests across every workspace, by kind (the metrics' gauge). */
@@ -142,13 +160,28 @@ export class ConnectionLimits {
     const holds = HOLDS_DESCRIPTOR.has(kind);
     let refusal: Admission | null = null;
     if (used >= perWorkspace) {
-      refusal = { ok: false, status: 429, reason: "too_many_connections", message: `this workspace holds ${used} ${what}, its most (ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE=${perWorkspace}); close some and try again` };
+      refusal = {
+        ok: false,
+        status: 429,
+        reason: "too_many_connections",
+        message: `this workspace holds ${used} ${what}, its most (ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE=${perWorkspace}); close some and try again`,
+      };
     } else if (holds && this.#held >= total) {
-      refusal = { ok: false, status: 503, reason: "sidecar_at_capacity", message: `the sidecar holds ${this.#held} connections for all its workspaces, its most (ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL=${total}); try again shortly` };
+      refusal = {
+        ok: false,
+        status: 503,
+        reason: "sidecar_at_capacity",
+        message: `the sidecar holds ${this.#held} connections for all its workspaces, its most (ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL=${total}); try again shortly`,
+      };
     } else if (holds) {
       const guard = this.#options.overloaded?.(this.#held);
       if (guard?.overloaded) {
-        refusal = { ok: false, status: 503, reason: "sidecar_overloaded", message: `the sidecar has ${guard.open} of its ${guard.limit} open files in use and takes no new connections until some close; try again shortly` };
+        refusal = {
+          ok: false,
+          status: 503,
+          reason: "sidecar_overloaded",
+          message: `the sidecar has ${guard.open} of its ${guard.limit} open files in use and takes no new connections until some close; try again shortly`,
+        };
       }
     }
     if (refusal !== null) {
@@ -207,9 +240,17 @@ const MAX_LINGERING = 256;
  * called for admitted connections only. Returns how to drop the refused connections still held
  * (when the server closes).
  */
-export function boundConnections(server: Server, limits: ConnectionLimits, workspaceId: string, kind: SocketKind): () => void {
+export function boundConnections(
+  server: Server,
+  limits: ConnectionLimits,
+  workspaceId: string,
+  kind: SocketKind,
+): () => void {
   const own = server.listeners("connection");
-  if (own.length !== 1) throw new Error(`cannot bound the connections of the ${kind} socket: expected the HTTP server's own connection listener alone, found ${own.length}`);
+  if (own.length !== 1)
+    throw new Error(
+      `cannot bound the connections of the ${kind} socket: expected the HTTP server's own connection listener alone, found ${own.length}`,
+    );
   const serve = own[0] as (socket: Socket) => void;
   server.removeListener("connection", serve);
   const lingering = new Set<Socket>();

@@ -26,7 +26,14 @@ export function insideApiUrl(aliveApiUrl: string): string {
 /** Proxy variables curl, git, npm and pip honour; loopback (the model and Alive's API) goes direct. */
 export function proxyEnv(): Record<string, string> {
   const noProxy = "127.0.0.1,localhost,::1";
-  return { HTTP_PROXY: PROXY_URL, HTTPS_PROXY: PROXY_URL, http_proxy: PROXY_URL, https_proxy: PROXY_URL, NO_PROXY: noProxy, no_proxy: noProxy };
+  return {
+    HTTP_PROXY: PROXY_URL,
+    HTTPS_PROXY: PROXY_URL,
+    http_proxy: PROXY_URL,
+    https_proxy: PROXY_URL,
+    NO_PROXY: noProxy,
+    no_proxy: noProxy,
+  };
 }
 
 /** The ports forwarded into a workspace container and the socket each reaches; Alive's API only when the sidecar has one. */
@@ -57,5 +64,7 @@ export const FORWARDER_RESTART_WAIT = ["sleep", "1"] as const;
 export function forwarderScript(withApi: boolean): string {
   const forward = (port: number, socket: string): string =>
     `(while :; do ${forwarderCommand(port, socket).join(" ")} 2>/dev/null; ${FORWARDER_RESTART_WAIT.join(" ")}; done) &`;
-  return forwardedPorts(withApi).map(([port, socket]) => forward(port, socket)).join("\n");
+  return forwardedPorts(withApi)
+    .map(([port, socket]) => forward(port, socket))
+    .join("\n");
 }

@@ -48,7 +48,9 @@ export function parseConnectTarget(authority: string): Target | string {
 }
 
 /** An absolute-form request target (http://host[:port]/path). A string is what was wrong with it. */
-export function parseAbsoluteTarget(requestTarget: string): { target: Target; authority: string; path: string } | string {
+export function parseAbsoluteTarget(
+  requestTarget: string,
+): { target: Target; authority: string; path: string } | string {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(requestTarget)) {
     return "this is an HTTP proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port for HTTPS";
   }
@@ -58,7 +60,8 @@ export function parseAbsoluteTarget(requestTarget: string): { target: Target; au
   } catch {
     return "the request target is not a valid URL";
   }
-  if (url.protocol !== "http:") return `only http:// URLs are forwarded as requests; use CONNECT for ${url.protocol.slice(0, -1)}`;
+  if (url.protocol !== "http:")
+    return `only http:// URLs are forwarded as requests; use CONNECT for ${url.protocol.slice(0, -1)}`;
   const target = checkTarget(url.hostname, url.port === "" ? 80 : Number(url.port));
   return typeof target === "string" ? target : { target, authority: url.host, path: `${url.pathname}${url.search}` };
 }
@@ -77,7 +80,11 @@ function checkTarget(rawHost: string, port: number): Target | string {
  * every resolved address must be public and not the host's own: one bad address refuses the name.
  * `signal` ends a lookup whose client went away.
  */
-export async function resolveDestination(target: Target, rules: DestinationRules, signal?: AbortSignal): Promise<Resolution> {
+export async function resolveDestination(
+  target: Target,
+  rules: DestinationRules,
+  signal?: AbortSignal,
+): Promise<Resolution> {
   const internal = isInternal(rules.internal, target.host, target.port);
   if (!internal) {
     const decision = decideHost(rules.policy, target.host);
@@ -107,13 +114,17 @@ export async function resolveDestination(target: Target, rules: DestinationRules
   for (const address of addresses) {
     const check = checkAddress(address, rules.hostAddresses, rules.operatorHostAddresses);
     if (check.allowed) continue;
-    const why = check.reason === "host_address" ? "an address of the host" : `a ${check.range.replace("_", "-")} address`;
+    const why =
+      check.reason === "host_address" ? "an address of the host" : `a ${check.range.replace("_", "-")} address`;
     if (literal) {
       const detail = `${address} is ${why}`;
       return { ok: false, reason: check.reason, detail, logDetail: detail };
     }
     // The reason code says which check refused; which address, and of what range, stays here.
-    const detail = check.reason === "host_address" ? `${target.host} resolves to an address of the host` : `${target.host} resolves to an address that is not public`;
+    const detail =
+      check.reason === "host_address"
+        ? `${target.host} resolves to an address of the host`
+        : `${target.host} resolves to an address that is not public`;
     return { ok: false, reason: check.reason, detail, logDetail: `${target.host} resolves to ${address}, ${why}` };
   }
   return { ok: true, addresses, internal };

@@ -64,9 +64,17 @@ export async function queryAddresses(name: string, options: DnsQueryOptions): Pr
   try {
     for (const candidate of searchCandidates(name, options.search)) {
       if (options.signal.aborted) break;
-      const [a, aaaa] = await queryBothFamilies(resolver, candidate, options.familyGraceMs ?? DEFAULT_FAMILY_GRACE_MS, options.signal);
-      const records = [...(a.ok ? a.records : []), ...(aaaa.ok ? aaaa.records : [])].filter((r) => isIP(r.address) !== 0);
-      if (records.length > 0) return { addresses: records.map((r) => r.address), ttlSeconds: Math.min(...records.map((r) => r.ttl)) };
+      const [a, aaaa] = await queryBothFamilies(
+        resolver,
+        candidate,
+        options.familyGraceMs ?? DEFAULT_FAMILY_GRACE_MS,
+        options.signal,
+      );
+      const records = [...(a.ok ? a.records : []), ...(aaaa.ok ? aaaa.records : [])].filter(
+        (r) => isIP(r.address) !== 0,
+      );
+      if (records.length > 0)
+        return { addresses: records.map((r) => r.address), ttlSeconds: Math.min(...records.map((r) => r.ttl)) };
       for (const result of [a, aaaa]) {
         if (!result.ok && !NOT_FOUND_CODES.has(result.code) && result.code !== "ECANCELLED") failedCode ??= result.code;
       }
@@ -74,12 +82,18 @@ export async function queryAddresses(name: string, options: DnsQueryOptions): Pr
   } finally {
     options.signal.removeEventListener("abort", cancel);
   }
-  if (options.signal.aborted) throw new LookupError("timeout", `no answer within ${options.timeoutMs} ms`, { cause: options.signal.reason });
+  if (options.signal.aborted)
+    throw new LookupError("timeout", `no answer within ${options.timeoutMs} ms`, { cause: options.signal.reason });
   if (failedCode !== null) throw new LookupError("failed", `the DNS servers failed to answer (${failedCode})`);
   throw new LookupError("not_found", "no such name");
 }
 
-async function queryBothFamilies(resolver: dns.Resolver, name: string, graceMs: number, signal: AbortSignal): Promise<[FamilyResult, FamilyResult]> {
+async function queryBothFamilies(
+  resolver: dns.Resolver,
+  name: string,
+  graceMs: number,
+  signal: AbortSignal,
+): Promise<[FamilyResult, FamilyResult]> {
   const settle = (query: Promise<Array<{ address: string; ttl: number }>>): Promise<FamilyResult> =>
     query.then(
       (records) => ({ ok: true, records }),
@@ -92,7 +106,10 @@ async function queryBothFamilies(resolver: dns.Resolver, name: string, graceMs: 
   if (!first[1].ok || first[1].records.length === 0 || signal.aborted) return Promise.all([a, aaaa]);
   // One family answered: the other gets a grace, then its query is cancelled (the channel is this lookup's alone).
   let timer: NodeJS.Timeout | undefined;
-  const late = await Promise.race([other, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs)))]);
+  const late = await Promise.race([
+    other,
+    new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs))),
+  ]);
   clearTimeout(timer);
   if (late === null) resolver.cancel();
   const otherResult = await other;

@@ -35,7 +35,10 @@ export interface WorkspaceEndpointsOptions {
   onModelUnreachable?: (ref: TurnRef, failure: UpstreamFailure) => void;
   onRefusal?: (workspaceId: string, host: string, port: number, reason: RefusalReason) => void;
   /** The operator's model proxy limits and lists (allowed paths, hosted tools, body size, concurrency, rate, organisation, project). */
-  modelPolicy?: Pick<ModelProxyOptions<TurnRef>, "extraRoutes" | "hostedTools" | "maxBodyBytes" | "concurrencyPerTurn" | "ratePerMinute" | "organization" | "project">;
+  modelPolicy?: Pick<
+    ModelProxyOptions<TurnRef>,
+    "extraRoutes" | "hostedTools" | "maxBodyBytes" | "concurrencyPerTurn" | "ratePerMinute" | "organization" | "project"
+  >;
   /** Called for each request the model proxy answered itself (the metrics). */
   onModelRefusal?: (ref: TurnRef | null, reason: string) => void;
   /** The sidecar's resolver for the egress proxies: each workspace's lookups under its own bound. Default: one made here. */

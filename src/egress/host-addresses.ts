@@ -12,10 +12,13 @@ import os from "node:os";
  * host's services. Read at most every few seconds: this runs for every egress request.
  */
 export function hostAddressesFromInterfaces(interfaces?: NodeJS.Dict<os.NetworkInterfaceInfo[]>): string[] {
-  const fromInterfaces = Object.values(interfaces ?? os.networkInterfaces()).flatMap((infos) => (infos ?? []).map((info) => info.address));
+  const fromInterfaces = Object.values(interfaces ?? os.networkInterfaces()).flatMap((infos) =>
+    (infos ?? []).map((info) => info.address),
+  );
   if (interfaces !== undefined) return fromInterfaces;
   const now = Date.now();
-  if (kernelLocal === null || now - kernelLocal.at > KERNEL_LOCAL_TTL_MS) kernelLocal = { at: now, addresses: readKernelLocalAddresses() };
+  if (kernelLocal === null || now - kernelLocal.at > KERNEL_LOCAL_TTL_MS)
+    kernelLocal = { at: now, addresses: readKernelLocalAddresses() };
   return [...new Set([...fromInterfaces, ...kernelLocal.addresses])];
 }
 
@@ -23,7 +26,10 @@ const KERNEL_LOCAL_TTL_MS = 5_000;
 let kernelLocal: { at: number; addresses: string[] } | null = null;
 
 /** IPv4 addresses the kernel routes as LOCAL (/proc/net/fib_trie) and every IPv6 address (/proc/net/if_inet6). */
-export function readKernelLocalAddresses(fibTrie = readOrEmpty("/proc/net/fib_trie"), ifInet6 = readOrEmpty("/proc/net/if_inet6")): string[] {
+export function readKernelLocalAddresses(
+  fibTrie = readOrEmpty("/proc/net/fib_trie"),
+  ifInet6 = readOrEmpty("/proc/net/if_inet6"),
+): string[] {
   const out = new Set<string>();
   const lines = fibTrie.split("\n");
   for (let i = 1; i < lines.length; i++) {

@@ -51,9 +51,13 @@ export function parseResolvConf(text: string): SearchSettings {
   let search: string[] = [];
   let ndots = 1;
   for (const rawLine of text.split("\n")) {
-    const [keyword, ...args] = rawLine.replace(/[#;].*$/, "").trim().split(/\s+/);
+    const [keyword, ...args] = rawLine
+      .replace(/[#;].*$/, "")
+      .trim()
+      .split(/\s+/);
     // The last of "search" and "domain" wins, as in glibc.
-    if (keyword === "search" || keyword === "domain") search = args.map((d) => d.toLowerCase().replace(/\.$/, "")).filter((d) => d !== "" && d !== ".");
+    if (keyword === "search" || keyword === "domain")
+      search = args.map((d) => d.toLowerCase().replace(/\.$/, "")).filter((d) => d !== "" && d !== ".");
     if (keyword === "options") {
       for (const option of args) {
         const match = /^ndots:(\d+)$/.exec(option);

@@ -24,7 +24,17 @@ export type { EgressProxyOptions, UpstreamKind } from "./proxy-options.js";
 export { ERROR_HEADER, REFUSED_HEADER, type EgressErrorCode } from "./proxy-replies.js";
 export { EgressProxyServer } from "./proxy-server.js";
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"]);
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "proxy-authenticate",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxyServer {
   const server = new EgressProxyServer();
@@ -41,7 +51,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
 
   async function handleConnect(authority: string, client: Duplex, head: Buffer): Promise<void> {
     const target = parseConnectTarget(authority);
-    if (typeof target === "string") return answerRaw(client, { status: 400, header: ERROR_HEADER, code: "bad_request", message: target });
+    if (typeof target === "string")
+      return answerRaw(client, { status: 400, header: ERROR_HEADER, code: "bad_request", message: target });
     const upstream = await openUpstream("tunnel", target, closedSignal(client, true));
     if (!("pipe" in upstream)) return answerRaw(client, upstream);
     if (client.destroyed) {
@@ -81,7 +92,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
 
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const parsed = parseAbsoluteTarget(req.url ?? "");
-    if (typeof parsed === "string") return answer(req, res, { status: 400, header: ERROR_HEADER, code: "bad_request", message: parsed });
+    if (typeof parsed === "string")
+      return answer(req, res, { status: 400, header: ERROR_HEADER, code: "bad_request", message: parsed });
     const upstream = await openUpstream("request", parsed.target, closedSignal(res));
     if (!("pipe" in upstream)) return answer(req, res, upstream);
     if (res.destroyed) {
@@ -91,7 +103,12 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
     superviseUpstream("request", upstream, [upstream], [upstream, res]);
     const headers = { ...withoutHopByHop(req.headers), host: parsed.authority };
     // No agent and our own, already connected socket: the request goes to the address we checked.
-    const forward = http.request({ method: req.method, path: parsed.path, headers, createConnection: () => upstream as never });
+    const forward = http.request({
+      method: req.method,
+      path: parsed.path,
+      headers,
+      createConnection: () => upstream as never,
+    });
     forward.on("response", (response) => {
       res.writeHead(response.statusCode ?? 502, response.statusMessage, withoutHopByHop(response.headers));
       pipeline(response, res, () => upstream.destroy());
@@ -99,7 +116,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
     forward.on("error", (error) => {
       upstream.destroy();
       if (res.headersSent) res.destroy();
-      else answer(req, res, { status: 502, header: ERROR_HEADER, code: "upstream_failed", message: `${parsed.target.host} port ${parsed.target.port}: ${error.message}` });
+      else
+        answer(req, res, {
+          status: 502,
+          header: ERROR_HEADER,
+          code: "upstream_failed",
+          message: `${parsed.target.host} port ${parsed.target.port}: ${error.message}`,
+        });
     });
     res.on("close", () => {
       if (!res.writableFinished) upstream.destroy();

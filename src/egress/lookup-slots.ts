@@ -32,9 +32,16 @@ export class LookupSlots {
   #total = 0;
 
   constructor(readonly options: LookupSlotsOptions) {
-    for (const [name, min] of [["perKey", 1], ["queuePerKey", 0], ["total", 1]] as const) {
+    for (const [name, min] of [
+      ["perKey", 1],
+      ["queuePerKey", 0],
+      ["total", 1],
+    ] as const) {
       const value = options[name];
-      if (!Number.isInteger(value) || value < min) throw new TypeError(`invalid lookup slots option ${name}: got ${value}, expected a whole number of at least ${min}`);
+      if (!Number.isInteger(value) || value < min)
+        throw new TypeError(
+          `invalid lookup slots option ${name}: got ${value}, expected a whole number of at least ${min}`,
+        );
     }
   }
 

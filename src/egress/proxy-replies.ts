@@ -12,7 +12,15 @@ export const REFUSED_HEADER = "x-alive-egress-refused";
 export const ERROR_HEADER = "x-alive-egress-error";
 
 /** dns_busy: the workspace already has its most lookups in flight and waiting (429). */
-export type EgressErrorCode = "bad_request" | "dns_failed" | "dns_busy" | "connect_failed" | "connect_timeout" | "upstream_failed" | "egress_changed" | LimitReason;
+export type EgressErrorCode =
+  | "bad_request"
+  | "dns_failed"
+  | "dns_busy"
+  | "connect_failed"
+  | "connect_timeout"
+  | "upstream_failed"
+  | "egress_changed"
+  | LimitReason;
 
 export interface Failure {
   status: number;
@@ -28,7 +36,11 @@ function body(failure: Failure): string {
 
 export function answer(req: http.IncomingMessage, res: http.ServerResponse, failure: Failure): void {
   const text = body(failure);
-  res.writeHead(failure.status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text), [failure.header]: failure.code });
+  res.writeHead(failure.status, {
+    "content-type": "text/plain; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    [failure.header]: failure.code,
+  });
   res.end(text);
   // An unread request body is drained by the server; nothing of it goes anywhere.
   req.resume();

@@ -8,7 +8,14 @@
  *
  * What a lookup says when it fails never names an address: it reaches the tenant.
  */
-import { answerFromHosts, parseHostsFile, parseResolvConf, WatchedFile, type HostsTable, type SearchSettings } from "./hosts-file.js";
+import {
+  answerFromHosts,
+  parseHostsFile,
+  parseResolvConf,
+  WatchedFile,
+  type HostsTable,
+  type SearchSettings,
+} from "./hosts-file.js";
 import { LookupError, queryAddresses, type AddressAnswer } from "./dns-query.js";
 import { LookupSlots } from "./lookup-slots.js";
 
@@ -36,7 +43,13 @@ export interface NameResolverOptions {
   onTimeout?: () => void;
 }
 
-export const DNS_DEFAULTS = { timeoutMs: 5_000, perWorkspace: 4, total: 64, hostsFile: "/etc/hosts", resolvConf: "/etc/resolv.conf" } as const;
+export const DNS_DEFAULTS = {
+  timeoutMs: 5_000,
+  perWorkspace: 4,
+  total: 64,
+  hostsFile: "/etc/hosts",
+  resolvConf: "/etc/resolv.conf",
+} as const;
 
 /** How a name was answered, with the TTL a cache may keep it for. */
 export interface ResolvedName extends AddressAnswer {
@@ -53,7 +66,11 @@ export class NameResolver {
   constructor(private readonly options: NameResolverOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? DNS_DEFAULTS.timeoutMs;
     const perWorkspace = options.perWorkspace ?? DNS_DEFAULTS.perWorkspace;
-    this.slots = new LookupSlots({ perKey: perWorkspace, queuePerKey: options.queuePerWorkspace ?? 4 * perWorkspace, total: options.total ?? DNS_DEFAULTS.total });
+    this.slots = new LookupSlots({
+      perKey: perWorkspace,
+      queuePerKey: options.queuePerWorkspace ?? 4 * perWorkspace,
+      total: options.total ?? DNS_DEFAULTS.total,
+    });
     this.#hosts = new WatchedFile(options.hostsFile ?? DNS_DEFAULTS.hostsFile, parseHostsFile);
     this.#search = new WatchedFile(options.resolvConf ?? DNS_DEFAULTS.resolvConf, parseResolvConf);
     this.#servers = options.servers;
@@ -76,12 +93,23 @@ export class NameResolver {
       if (slot.reason === "busy") {
         this.options.onBusy?.();
         const { perKey, queuePerKey } = this.slots.options;
-        throw new LookupError("busy", `too many lookups in flight for this workspace (${perKey} at once, ${queuePerKey} waiting); try again when they end`);
+        throw new LookupError(
+          "busy",
+          `too many lookups in flight for this workspace (${perKey} at once, ${queuePerKey} waiting); try again when they end`,
+        );
       }
       throw this.#stopped(deadline, signal);
     }
     try {
-      return { ...(await queryAddresses(name, { servers: this.#servers, search: this.#search.value, signal: stop, timeoutMs: this.timeoutMs })), source: "dns" };
+      return {
+        ...(await queryAddresses(name, {
+          servers: this.#servers,
+          search: this.#search.value,
+          signal: stop,
+          timeoutMs: this.timeoutMs,
+        })),
+        source: "dns",
+      };
     } catch (error) {
       if (stop.aborted) throw this.#stopped(deadline, signal);
       throw error;
@@ -91,7 +119,8 @@ export class NameResolver {
   }
 
   #stopped(deadline: AbortSignal, signal: AbortSignal | undefined): LookupError {
-    if (signal?.aborted && !deadline.aborted) return new LookupError("failed", "the client went away", { cause: signal.reason });
+    if (signal?.aborted && !deadline.aborted)
+      return new LookupError("failed", "the client went away", { cause: signal.reason });
     this.options.onTimeout?.();
     return new LookupError("timeout", `no answer within ${this.timeoutMs} ms`);
   }

@@ -27,7 +27,12 @@ export interface UpstreamOpener {
    * Cuts an upstream connection, with `ends`, when it idles or outlives its maximum, or when
    * closeUpstreams() is called; counted. Released when the upstream closes.
    */
-  superviseUpstream(kind: UpstreamKind, upstream: Duplex, watched: readonly Duplex[], ends: ReadonlyArray<{ destroy(): void }>): void;
+  superviseUpstream(
+    kind: UpstreamKind,
+    upstream: Duplex,
+    watched: readonly Duplex[],
+    ends: ReadonlyArray<{ destroy(): void }>,
+  ): void;
 }
 
 export function createUpstreamOpener(options: EgressProxyOptions, server: EgressProxyServer): UpstreamOpener {
@@ -37,15 +42,28 @@ export function createUpstreamOpener(options: EgressProxyOptions, server: Egress
   const log = limitedLog(options.log, options.logLimiter ?? new LogLimiter(), options.logKey ?? "");
   const allowedPorts = options.allowedPorts ?? DEFAULT_EGRESS_PORTS;
   const admitUpstream = options.admitUpstream ?? ((): Admission => ({ ok: true, release: () => undefined }));
-  const timeouts = { idleMs: options.idleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_MS, maxMs: options.maxLifetimeMs ?? DEFAULT_TUNNEL_MAX_MS };
+  const timeouts = {
+    idleMs: options.idleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_MS,
+    maxMs: options.maxLifetimeMs ?? DEFAULT_TUNNEL_MAX_MS,
+  };
 
   /** Resolves, checks and connects; a Failure says what to answer instead. `signal`: the client went away. */
   async function open(target: Target, signal?: AbortSignal): Promise<Duplex | Failure> {
-    const rules = { policy: options.policy(), internal: options.internal ?? [], resolve, hostAddresses: hostAddresses(), operatorHostAddresses: options.operatorHostAddresses };
+    const rules = {
+      policy: options.policy(),
+      internal: options.internal ?? [],
+      resolve,
+      hostAddresses: hostAddresses(),
+      operatorHostAddresses: options.operatorHostAddresses,
+    };
     const resolution = await resolveDestination(target, rules, signal);
     if (!resolution.ok) {
       if (resolution.reason === "dns_failed" || resolution.reason === "dns_busy") {
-        log.info(resolution.reason, "egress lookup failed", { host: target.host, port: target.port, detail: resolution.logDetail });
+        log.info(resolution.reason, "egress lookup failed", {
+          host: target.host,
+          port: target.port,
+          detail: resolution.logDetail,
+        });
         const status = resolution.reason === "dns_busy" ? 429 : 502;
         return { status, header: ERROR_HEADER, code: resolution.reason, message: resolution.detail };
       }
@@ -61,9 +79,17 @@ export function createUpstreamOpener(options: EgressProxyOptions, server: Egress
       const detail = `could not connect to ${target.host} port ${target.port}: ${(error as Error).message}`;
       log.info("connect_failed", "egress connect failed", { host: target.host, port: target.port, detail });
       // The failure's own message names the address tried: the client hears only why.
-      const why = timedOut ? `no connection within ${connectTimeoutMs} ms` : (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? "the connection failed");
-      const message = net.isIP(target.host) !== 0 ? detail : `could not connect to ${target.host} port ${target.port}: ${why}`;
-      return { status: timedOut ? 504 : 502, header: ERROR_HEADER, code: timedOut ? "connect_timeout" : "connect_failed", message };
+      const why = timedOut
+        ? `no connection within ${connectTimeoutMs} ms`
+        : (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? "the connection failed");
+      const message =
+        net.isIP(target.host) !== 0 ? detail : `could not connect to ${target.host} port ${target.port}: ${why}`;
+      return {
+        status: timedOut ? 504 : 502,
+        header: ERROR_HEADER,
+        code: timedOut ? "connect_timeout" : "connect_failed",
+        message,
+      };
     }
   }
 
@@ -100,12 +126,22 @@ export function createUpstreamOpener(options: EgressProxyOptions, server: Egress
     upstream.once("close", slot.release);
     if (server.generation !== generation) {
       upstream.destroy();
-      return { status: 503, header: ERROR_HEADER, code: "egress_changed", message: `the workspace's egress changed while ${target.host} port ${target.port} was being connected to; try again` };
+      return {
+        status: 503,
+        header: ERROR_HEADER,
+        code: "egress_changed",
+        message: `the workspace's egress changed while ${target.host} port ${target.port} was being connected to; try again`,
+      };
     }
     return upstream;
   }
 
-  function superviseUpstream(kind: UpstreamKind, upstream: Duplex, watched: readonly Duplex[], ends: ReadonlyArray<{ destroy(): void }>): void {
+  function superviseUpstream(
+    kind: UpstreamKind,
+    upstream: Duplex,
+    watched: readonly Duplex[],
+    ends: ReadonlyArray<{ destroy(): void }>,
+  ): void {
     const cut = (reason: CutReason): void => {
       watch.stop();
       unhold();

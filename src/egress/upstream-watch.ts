@@ -30,7 +30,11 @@ export interface UpstreamWatch {
 }
 
 /** Calls `onExpired` once when `sockets` have been quiet for `idleMs`, or at `maxMs`; stop() when they close. */
-export function watchUpstream(sockets: readonly Duplex[], timeouts: UpstreamTimeouts, onExpired: (reason: CutReason) => void): UpstreamWatch {
+export function watchUpstream(
+  sockets: readonly Duplex[],
+  timeouts: UpstreamTimeouts,
+  onExpired: (reason: CutReason) => void,
+): UpstreamWatch {
   const lookMs = Math.max(MIN_LOOK_MS, Math.floor(timeouts.idleMs / 4));
   let seen = bytesOf(sockets);
   let quietSince = performance.now();

@@ -18,7 +18,15 @@ import { errorMessage } from "../errors.js";
 import { createModelProxy } from "../model-proxy/server.js";
 import { LogLimiter } from "../shared/log-limiter.js";
 import { createApiProxy } from "./api-proxy.js";
-import { ConnectionLimits, DEFAULT_CONNECTIONS_PER_WORKSPACE, DEFAULT_CONNECTIONS_TOTAL, boundConnections, type SocketKind, type UpstreamKind, type WorkspaceConnections } from "./connection-limits.js";
+import {
+  ConnectionLimits,
+  DEFAULT_CONNECTIONS_PER_WORKSPACE,
+  DEFAULT_CONNECTIONS_TOTAL,
+  boundConnections,
+  type SocketKind,
+  type UpstreamKind,
+  type WorkspaceConnections,
+} from "./connection-limits.js";
 import { NET_SOCKETS } from "./container-net.js";
 import type { TurnRef, WorkspaceEndpointsOptions, WorkspaceNet } from "./endpoints-options.js";
 import { createEgressProxy, type EgressProxyServer } from "./http-proxy.js";
@@ -175,9 +183,20 @@ export class WorkspaceEndpoints {
       ...(options.onModelUnreachable ? { onUpstreamError: options.onModelUnreachable } : {}),
     });
     const api = options.aliveApiUrl
-      ? createApiProxy({ target: options.aliveApiUrl, workspaceId: net.workspaceId, log, logLimiter: this.logLimiter, logKey: net.workspaceId, admitRequest: () => limits.admitUpstream(net.workspaceId, "apiRequest") })
+      ? createApiProxy({
+          target: options.aliveApiUrl,
+          workspaceId: net.workspaceId,
+          log,
+          logLimiter: this.logLimiter,
+          logKey: net.workspaceId,
+          admitRequest: () => limits.admitUpstream(net.workspaceId, "apiRequest"),
+        })
       : null;
-    const servers: Array<[SocketKind, Server]> = [["proxy", egress], ["model", model], ...(api ? [["api", api] as [SocketKind, Server]] : [])];
+    const servers: Array<[SocketKind, Server]> = [
+      ["proxy", egress],
+      ["model", model],
+      ...(api ? [["api", api] as [SocketKind, Server]] : []),
+    ];
     await fs.mkdir(net.dir, { recursive: true, mode: 0o755 });
     try {
       for (const [kind, server] of servers) {
@@ -188,7 +207,10 @@ export class WorkspaceEndpoints {
     } catch (error) {
       for (const drop of endpoints.dropRefused) drop();
       await Promise.all(endpoints.servers.map(closeServer));
-      throw new Error(`could not serve the network sockets of workspace ${net.workspaceId} in ${net.dir}: ${errorMessage(error)}`, { cause: error });
+      throw new Error(
+        `could not serve the network sockets of workspace ${net.workspaceId} in ${net.dir}: ${errorMessage(error)}`,
+        { cause: error },
+      );
     }
     // Unless the workspace was closed (or closed and served again) meanwhile.
     if (this.open.has(net.workspaceId)) this.served.set(net.workspaceId, endpoints);

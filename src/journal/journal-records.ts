@@ -65,7 +65,12 @@ export function encodeEndRecord(record: EndRecord, maxBytes: number): string {
   const { result } = record;
   const omittedBefore = result.itemsOmitted ?? 0;
   // The fixed part, counting every item as left out (a count no longer than it will be).
-  const bare: TurnResult = { ...result, finalResponse: "", items: [], itemsOmitted: omittedBefore + result.items.length };
+  const bare: TurnResult = {
+    ...result,
+    finalResponse: "",
+    items: [],
+    itemsOmitted: omittedBefore + result.items.length,
+  };
   let room = maxBytes - Buffer.byteLength(`${JSON.stringify({ ...record, result: bare })}\n`);
   let finalResponse = result.finalResponse;
   if (jsonBytes(finalResponse) - 2 > room) {
@@ -84,7 +89,8 @@ export function encodeEndRecord(record: EndRecord, maxBytes: number): string {
   const kept: TurnResult = { ...result, finalResponse, items };
   const omitted = omittedBefore + result.items.length - items.length;
   if (omitted > 0) kept.itemsOmitted = omitted;
-  if (result.finalResponseTruncated || finalResponse.length !== result.finalResponse.length) kept.finalResponseTruncated = true;
+  if (result.finalResponseTruncated || finalResponse.length !== result.finalResponse.length)
+    kept.finalResponseTruncated = true;
   return `${JSON.stringify({ ...record, result: kept })}\n`;
 }
 
@@ -113,14 +119,28 @@ export function parseRecord(line: string): JournalRecord | null {
     return null;
   }
   if (typeof value !== "object" || value === null) return null;
-  const record = value as { k?: unknown; turnId?: unknown; method?: unknown; params?: { seq?: unknown; event?: unknown } };
-  if (record.method === "turn.event" && typeof record.params?.seq === "number") return { k: "event", seq: record.params.seq, event: record.params.event };
+  const record = value as {
+    k?: unknown;
+    turnId?: unknown;
+    method?: unknown;
+    params?: { seq?: unknown; event?: unknown };
+  };
+  if (record.method === "turn.event" && typeof record.params?.seq === "number")
+    return { k: "event", seq: record.params.seq, event: record.params.event };
   if ((record.k === "start" || record.k === "end") && typeof record.turnId === "string") return value as JournalRecord;
   return null;
 }
 
 export function summaryOfEnd(end: EndRecord): TurnSummary {
-  return { turnId: end.turnId, workspaceId: end.workspaceId, status: end.status, lastSeq: end.lastSeq, startedAt: end.startedAt, endedAt: end.endedAt, detached: false };
+  return {
+    turnId: end.turnId,
+    workspaceId: end.workspaceId,
+    status: end.status,
+    lastSeq: end.lastSeq,
+    startedAt: end.startedAt,
+    endedAt: end.endedAt,
+    detached: false,
+  };
 }
 
 /**
@@ -130,7 +150,8 @@ export function summaryOfEnd(end: EndRecord): TurnSummary {
 export function turnsToPrune(ended: readonly TurnSummary[], now: number, maxAgeMs: number, maxTurns: number): string[] {
   const byEnd = [...ended].sort((a, b) => Date.parse(a.endedAt ?? a.startedAt) - Date.parse(b.endedAt ?? b.startedAt));
   const doomed = new Set<string>();
-  for (const turn of byEnd) if (maxAgeMs > 0 && now - Date.parse(turn.endedAt ?? turn.startedAt) > maxAgeMs) doomed.add(turn.turnId);
+  for (const turn of byEnd)
+    if (maxAgeMs > 0 && now - Date.parse(turn.endedAt ?? turn.startedAt) > maxAgeMs) doomed.add(turn.turnId);
   const kept = byEnd.filter((turn) => !doomed.has(turn.turnId));
   for (const turn of kept.slice(0, Math.max(0, kept.length - maxTurns))) doomed.add(turn.turnId);
   return [...doomed];

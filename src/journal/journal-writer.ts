@@ -15,7 +15,12 @@ export async function openJournalFile(file: string): Promise<number> {
   await fsp.rm(file, { force: true });
   // A raw fd, not a FileHandle: a FileHandle closes itself when collected, under the writer.
   return new Promise((resolve, reject) => {
-    open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_APPEND, 0o600, (error, fd) => (error ? reject(error) : resolve(fd)));
+    open(
+      file,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_APPEND,
+      0o600,
+      (error, fd) => (error ? reject(error) : resolve(fd)),
+    );
   });
 }
 
@@ -73,8 +78,13 @@ export class JournalWriter {
     // A UTF-16 unit is at most 3 bytes of UTF-8: most lines are known to fit without counting them.
     if (this.#appended + line.length * 3 > limit && this.#appended + Buffer.byteLength(line) > limit) {
       this.#truncated = true;
-      this.#appended += this.#append(turnEventLine(turnId, seq, JSON.stringify({ type: TRUNCATED_EVENT_TYPE, max_bytes: this.maxBytes })));
-      this.log.warn("turn journal truncated: the turn's events outgrew the per-turn bound", { seq, maxBytes: this.maxBytes });
+      this.#appended += this.#append(
+        turnEventLine(turnId, seq, JSON.stringify({ type: TRUNCATED_EVENT_TYPE, max_bytes: this.maxBytes })),
+      );
+      this.log.warn("turn journal truncated: the turn's events outgrew the per-turn bound", {
+        seq,
+        maxBytes: this.maxBytes,
+      });
       return;
     }
     this.#appended += this.#append(line);
@@ -118,7 +128,10 @@ export class JournalWriter {
   #writeNext(): void {
     if (this.#used > 0) {
       this.#full.push(this.#chunk.subarray(0, this.#used));
-      this.#chunk = this.#chunk.length - this.#used >= CHUNK_BYTES / 4 ? this.#chunk.subarray(this.#used) : Buffer.allocUnsafe(CHUNK_BYTES);
+      this.#chunk =
+        this.#chunk.length - this.#used >= CHUNK_BYTES / 4
+          ? this.#chunk.subarray(this.#used)
+          : Buffer.allocUnsafe(CHUNK_BYTES);
       this.#used = 0;
     }
     if (this.#full.length === 0 || this.#failed) {

@@ -10,7 +10,14 @@ import { createInterface } from "node:readline";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TurnResult, TurnStatus } from "../service.js";
-import { JOURNAL_SUFFIX, parseRecord, summaryOfEnd, turnsToPrune, type EndRecord, type TurnSummary } from "./journal-records.js";
+import {
+  JOURNAL_SUFFIX,
+  parseRecord,
+  summaryOfEnd,
+  turnsToPrune,
+  type EndRecord,
+  type TurnSummary,
+} from "./journal-records.js";
 import { turnEventLineSeq } from "../shared/turn-event-line.js";
 import { JournalWriter, openJournalFile } from "./journal-writer.js";
 
@@ -63,7 +70,8 @@ export class TurnJournal {
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const stat = await fsp.lstat(dir);
     if (!stat.isDirectory()) throw new Error(`the turn journal ${dir} is not a directory`);
-    if (typeof process.getuid === "function" && stat.uid !== process.getuid()) throw new Error(`the turn journal ${dir} is not owned by the sidecar's user`);
+    if (typeof process.getuid === "function" && stat.uid !== process.getuid())
+      throw new Error(`the turn journal ${dir} is not owned by the sidecar's user`);
     await fsp.chmod(dir, 0o700);
     const recovered: RecoveredTurn[] = [];
     for (const name of await fsp.readdir(dir)) {
@@ -123,7 +131,11 @@ export class TurnJournal {
    */
   async *events(turnId: string, afterSeq: number, endBytes?: number): AsyncGenerator<{ seq: number; line: string }> {
     if (endBytes === 0) return;
-    const input = createReadStream(this.#file(turnId), { encoding: "utf8", highWaterMark: 256 * 1024, ...(endBytes === undefined ? {} : { end: endBytes - 1 }) });
+    const input = createReadStream(this.#file(turnId), {
+      encoding: "utf8",
+      highWaterMark: 256 * 1024,
+      ...(endBytes === undefined ? {} : { end: endBytes - 1 }),
+    });
     const lines = createInterface({ input, crlfDelay: Infinity });
     try {
       for await (const line of lines) {
@@ -148,7 +160,11 @@ export class TurnJournal {
     const doomed = turnsToPrune([...this.#ended.values()], now, maxAgeMs, maxTurns);
     for (const turnId of doomed) {
       this.#ended.delete(turnId);
-      await fsp.rm(this.#file(turnId), { force: true }).catch((error: unknown) => this.options.log.warn("cannot prune a turn journal", { turnId, error: errorMessage(error) }));
+      await fsp
+        .rm(this.#file(turnId), { force: true })
+        .catch((error: unknown) =>
+          this.options.log.warn("cannot prune a turn journal", { turnId, error: errorMessage(error) }),
+        );
     }
     return doomed.length;
   }
@@ -167,7 +183,8 @@ export class TurnJournal {
     const last = tail.line === null ? null : parseRecord(tail.line);
     // A line the killed sidecar had half written (no newline yet) is cut off when the turn is ended.
     const keep = tail.complete ? tail.size : tail.size - Buffer.byteLength(tail.line ?? "");
-    if (last?.k === "end" && tail.complete) return { workspaceId: last.workspaceId, startedAt: last.startedAt, lastSeq: last.lastSeq, end: last, keep };
+    if (last?.k === "end" && tail.complete)
+      return { workspaceId: last.workspaceId, startedAt: last.startedAt, lastSeq: last.lastSeq, end: last, keep };
     if (options.endOnly) return { workspaceId: null, startedAt: null, lastSeq: -1, end: null, keep };
     let workspaceId: string | null = null;
     let startedAt: string | null = null;
@@ -203,7 +220,11 @@ export class TurnJournal {
         items: [],
         usage: null,
         turnUsage: null,
-        resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: Date.parse(endedAt) - Date.parse(scan.startedAt ?? endedAt) },
+        resources: {
+          cpuSeconds: null,
+          peakMemoryBytes: null,
+          wallMs: Date.parse(endedAt) - Date.parse(scan.startedAt ?? endedAt),
+        },
         tokens: { input: 0, cached: 0, output: 0, reasoning: 0 },
         error,
       },

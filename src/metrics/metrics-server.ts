@@ -11,7 +11,11 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(listen: { host: string; port: number }, registry: Registry, log: Logger): Promise<MetricsServer> {
+export async function startMetricsServer(
+  listen: { host: string; port: number },
+  registry: Registry,
+  log: Logger,
+): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "").split("?")[0];
     if (path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
@@ -19,7 +23,8 @@ export async function startMetricsServer(listen: { host: string; port: number },
       return;
     }
     registry.metrics().then(
-      (text) => res.writeHead(200, { "content-type": registry.contentType }).end(req.method === "HEAD" ? undefined : text),
+      (text) =>
+        res.writeHead(200, { "content-type": registry.contentType }).end(req.method === "HEAD" ? undefined : text),
       (error: unknown) => {
         log.error("metrics: collecting failed", { error: errorMessage(error) });
         res.writeHead(500, { "content-type": "text/plain" }).end("collecting the metrics failed\n");

@@ -53,22 +53,95 @@ export class SidecarMetrics {
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
-    this.turns = new Counter({ name: `${METRIC_PREFIX}turns_total`, help: "Finished turns by status and error code (error_code is empty for a completed turn).", labelNames: ["status", "error_code"], registers });
-    this.turnDuration = new Histogram({ name: `${METRIC_PREFIX}turn_duration_seconds`, help: "Wall time of finished turns, from turn.run to the result.", labelNames: ["status"], buckets: TURN_BUCKETS, registers });
-    this.firstEvent = new Histogram({ name: `${METRIC_PREFIX}turn_first_event_seconds`, help: "Time from a turn's start to codex's first event.", buckets: FAST_BUCKETS, registers });
-    this.turnCpu = new Counter({ name: `${METRIC_PREFIX}turn_cpu_seconds_total`, help: "CPU time of workspace containers over their turns.", registers });
-    this.ensureDuration = new Histogram({ name: `${METRIC_PREFIX}workspace_ensure_duration_seconds`, help: "workspace.ensure duration: warm (the container was running) or cold (created, started or adopted).", labelNames: ["kind"], buckets: FAST_BUCKETS, registers });
-    this.egressRefusals = new Counter({ name: `${METRIC_PREFIX}egress_refusals_total`, help: "Connections the egress proxy refused, by reason.", labelNames: ["reason"], registers });
-    this.modelRequests = new Counter({ name: `${METRIC_PREFIX}model_requests_total`, help: "Model requests the model proxy forwarded.", registers });
-    this.modelTokens = new Counter({ name: `${METRIC_PREFIX}model_tokens_total`, help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).", labelNames: ["kind"], registers });
-    this.proxyErrors = new Counter({ name: `${METRIC_PREFIX}model_proxy_errors_total`, help: "Model requests that got no answer from the model API, by code.", labelNames: ["code"], registers });
-    this.sandboxStalls = new Counter({ name: `${METRIC_PREFIX}sandbox_stalls_total`, help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).", registers });
-    this.modelRefusals = new Counter({ name: `${METRIC_PREFIX}model_refusals_total`, help: "Requests the model proxy answered itself instead of forwarding, by reason (path, credential, web_search, rate_limited, budget_exceeded...).", labelNames: ["reason"], registers });
-    this.lateTokens = new Counter({ name: `${METRIC_PREFIX}model_late_tokens_total`, help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).", registers });
-    this.dnsRefusals = new Counter({ name: `${METRIC_PREFIX}egress_dns_failures_total`, help: "Egress name lookups that got no answer from the sidecar's resolver, by reason: busy (the workspace already had its most lookups in flight and waiting; answered 429 dns_busy) or timeout (no answer within ALIVE_CODEX_DNS_TIMEOUT).", labelNames: ["reason"], registers });
+    this.turns = new Counter({
+      name: `${METRIC_PREFIX}turns_total`,
+      help: "Finished turns by status and error code (error_code is empty for a completed turn).",
+      labelNames: ["status", "error_code"],
+      registers,
+    });
+    this.turnDuration = new Histogram({
+      name: `${METRIC_PREFIX}turn_duration_seconds`,
+      help: "Wall time of finished turns, from turn.run to the result.",
+      labelNames: ["status"],
+      buckets: TURN_BUCKETS,
+      registers,
+    });
+    this.firstEvent = new Histogram({
+      name: `${METRIC_PREFIX}turn_first_event_seconds`,
+      help: "Time from a turn's start to codex's first event.",
+      buckets: FAST_BUCKETS,
+      registers,
+    });
+    this.turnCpu = new Counter({
+      name: `${METRIC_PREFIX}turn_cpu_seconds_total`,
+      help: "CPU time of workspace containers over their turns.",
+      registers,
+    });
+    this.ensureDuration = new Histogram({
+      name: `${METRIC_PREFIX}workspace_ensure_duration_seconds`,
+      help: "workspace.ensure duration: warm (the container was running) or cold (created, started or adopted).",
+      labelNames: ["kind"],
+      buckets: FAST_BUCKETS,
+      registers,
+    });
+    this.egressRefusals = new Counter({
+      name: `${METRIC_PREFIX}egress_refusals_total`,
+      help: "Connections the egress proxy refused, by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.modelRequests = new Counter({
+      name: `${METRIC_PREFIX}model_requests_total`,
+      help: "Model requests the model proxy forwarded.",
+      registers,
+    });
+    this.modelTokens = new Counter({
+      name: `${METRIC_PREFIX}model_tokens_total`,
+      help: "Tokens of model responses, by kind (cached is part of input, reasoning part of output).",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.proxyErrors = new Counter({
+      name: `${METRIC_PREFIX}model_proxy_errors_total`,
+      help: "Model requests that got no answer from the model API, by code.",
+      labelNames: ["code"],
+      registers,
+    });
+    this.sandboxStalls = new Counter({
+      name: `${METRIC_PREFIX}sandbox_stalls_total`,
+      help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).",
+      registers,
+    });
+    this.modelRefusals = new Counter({
+      name: `${METRIC_PREFIX}model_refusals_total`,
+      help: "Requests the model proxy answered itself instead of forwarding, by reason (path, credential, web_search, rate_limited, budget_exceeded...).",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.lateTokens = new Counter({
+      name: `${METRIC_PREFIX}model_late_tokens_total`,
+      help: "Tokens of model responses that ended after their turn had (already in model_tokens_total; logged with the turn and workspace).",
+      registers,
+    });
+    this.dnsRefusals = new Counter({
+      name: `${METRIC_PREFIX}egress_dns_failures_total`,
+      help: "Egress name lookups that got no answer from the sidecar's resolver, by reason: busy (the workspace already had its most lookups in flight and waiting; answered 429 dns_busy) or timeout (no answer within ALIVE_CODEX_DNS_TIMEOUT).",
+      labelNames: ["reason"],
+      registers,
+    });
     for (const reason of ["busy", "timeout"]) this.dnsRefusals.inc({ reason }, 0);
-    this.limitRefusals = new Counter({ name: `${METRIC_PREFIX}proxy_limit_refusals_total`, help: "Connections and requests the proxies refused for a bound, by kind (proxy, model, api socket; tunnel, request, api_request) and reason (too_many_connections: the workspace's; sidecar_at_capacity: the sidecar's total; sidecar_overloaded: its open files).", labelNames: ["kind", "reason"], registers });
-    this.egressCuts = new Counter({ name: `${METRIC_PREFIX}egress_cuts_total`, help: "Tunnels and forwarded requests the egress proxy closed itself, by kind (tunnel, request) and reason (idle, lifetime, egress_narrowed).", labelNames: ["kind", "reason"], registers });
+    this.limitRefusals = new Counter({
+      name: `${METRIC_PREFIX}proxy_limit_refusals_total`,
+      help: "Connections and requests the proxies refused for a bound, by kind (proxy, model, api socket; tunnel, request, api_request) and reason (too_many_connections: the workspace's; sidecar_at_capacity: the sidecar's total; sidecar_overloaded: its open files).",
+      labelNames: ["kind", "reason"],
+      registers,
+    });
+    this.egressCuts = new Counter({
+      name: `${METRIC_PREFIX}egress_cuts_total`,
+      help: "Tunnels and forwarded requests the egress proxy closed itself, by kind (tunnel, request) and reason (idle, lifetime, egress_narrowed).",
+      labelNames: ["kind", "reason"],
+      registers,
+    });
     new Gauge({
       name: `${METRIC_PREFIX}proxy_connections`,
       help: "Connections open on workspaces' sockets (kind proxy, model, api), tunnels and forwarded requests of the egress proxy (tunnel, request), and requests to Alive's API in flight (api_request), across every workspace.",
@@ -76,7 +149,8 @@ export class SidecarMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [kind, count] of Object.entries(sources.proxyConnections?.() ?? {})) this.set({ kind: metricKind(kind) }, count);
+        for (const [kind, count] of Object.entries(sources.proxyConnections?.() ?? {}))
+          this.set({ kind: metricKind(kind) }, count);
       },
     });
     new Gauge({
@@ -99,7 +173,7 @@ export class SidecarMetrics {
     });
     new Gauge({
       name: `${METRIC_PREFIX}turns_detached`,
-      help: "Running turns whose client went away (onDisconnect \"continue\") and that no connection is attached to.",
+      help: 'Running turns whose client went away (onDisconnect "continue") and that no connection is attached to.',
       registers,
       collect() {
         this.set(sources.detachedTurns?.() ?? 0);
@@ -127,7 +201,12 @@ export class SidecarMetrics {
     this.modelRequests.inc();
   }
 
-  countTokens(usage: { inputTokens: number; cachedTokens: number; outputTokens: number; reasoningTokens: number }): void {
+  countTokens(usage: {
+    inputTokens: number;
+    cachedTokens: number;
+    outputTokens: number;
+    reasoningTokens: number;
+  }): void {
     this.modelTokens.inc({ kind: "input" }, usage.inputTokens);
     this.modelTokens.inc({ kind: "cached" }, usage.cachedTokens);
     this.modelTokens.inc({ kind: "output" }, usage.outputTokens);

@@ -21,7 +21,8 @@ import { decideHost, type EgressPolicy } from "../policy/egress-policy.js";
 export const HOSTED_TOOLS = ["web_search", "code_interpreter", "file_search"] as const;
 export type HostedTool = (typeof HOSTED_TOOLS)[number];
 
-export type BodyRefusalReason = "invalid_body" | "remote_input" | "web_search" | "remote_mcp" | "hosted_tool" | "background";
+export type BodyRefusalReason =
+  "invalid_body" | "remote_input" | "web_search" | "remote_mcp" | "hosted_tool" | "background";
 
 export type BodyVerdict = { ok: true; body: Buffer } | { ok: false; reason: BodyRefusalReason; message: string };
 
@@ -33,7 +34,16 @@ export interface BodyPolicy {
 }
 
 /** Byte sequences without which a body holds nothing to refuse (a `\u` escape could spell any of them). */
-const WORDS = ["input_image", "input_file", "web_search", '"mcp"', "code_interpreter", "file_search", '"background"', "\\u"].map((word) => Buffer.from(word));
+const WORDS = [
+  "input_image",
+  "input_file",
+  "web_search",
+  '"mcp"',
+  "code_interpreter",
+  "file_search",
+  '"background"',
+  "\\u",
+].map((word) => Buffer.from(word));
 const PUBLIC_WORDS = ['"background"', "\\u"].map((word) => Buffer.from(word));
 
 /** Checks a JSON request body against the policy. */
@@ -44,34 +54,54 @@ export function checkRequestBody(body: Buffer, policy: BodyPolicy): BodyVerdict 
   try {
     parsed = JSON.parse(body.toString("utf8"));
   } catch (error) {
-    return { ok: false, reason: "invalid_body", message: `the request body is not valid JSON (${(error as Error).message})` };
+    return {
+      ok: false,
+      reason: "invalid_body",
+      message: `the request body is not valid JSON (${(error as Error).message})`,
+    };
   }
-  if (!isRecord(parsed)) return { ok: false, reason: "invalid_body", message: "the request body must be a JSON object" };
+  if (!isRecord(parsed))
+    return { ok: false, reason: "invalid_body", message: "the request body must be a JSON object" };
   const refusal = findRefusal(parsed, policy);
   return refusal ?? { ok: true, body: Buffer.from(JSON.stringify(parsed)) };
 }
 
 function findRefusal(body: Record<string, unknown>, policy: BodyPolicy): BodyVerdict | null {
   if (body.background !== undefined && body.background !== false && body.background !== null) {
-    return refuse("background", "background responses are not allowed through the model proxy: they run on without a stream and their tokens cannot be metered");
+    return refuse(
+      "background",
+      "background responses are not allowed through the model proxy: they run on without a stream and their tokens cannot be metered",
+    );
   }
   if (policy.egress === "public") return null;
   const mode = policy.egress === "model" ? '"model"' : "an allow-list";
   for (const tool of toolsOf(body.tools)) {
     const type = typeof tool.type === "string" ? tool.type : "";
     if (type.startsWith("web_search") && !policy.hostedTools.has("web_search")) {
-      return refuse("web_search", `the ${type} tool is not allowed: the workspace's egress is ${mode}, and the model API would search the web for it`);
+      return refuse(
+        "web_search",
+        `the ${type} tool is not allowed: the workspace's egress is ${mode}, and the model API would search the web for it`,
+      );
     }
     if (type === "mcp") {
-      return refuse("remote_mcp", `a remote mcp tool${typeof tool.server_url === "string" ? " with server_url" : ""} is not allowed: the workspace's egress is ${mode}, and the model API would connect to that server for it`);
+      return refuse(
+        "remote_mcp",
+        `a remote mcp tool${typeof tool.server_url === "string" ? " with server_url" : ""} is not allowed: the workspace's egress is ${mode}, and the model API would connect to that server for it`,
+      );
     }
     if ((type === "code_interpreter" || type === "file_search") && !policy.hostedTools.has(type)) {
-      return refuse("hosted_tool", `the ${type} tool is not allowed under the workspace's egress ${mode} (the operator can allow it: ALIVE_CODEX_MODEL_HOSTED_TOOLS)`);
+      return refuse(
+        "hosted_tool",
+        `the ${type} tool is not allowed under the workspace's egress ${mode} (the operator can allow it: ALIVE_CODEX_MODEL_HOSTED_TOOLS)`,
+      );
     }
   }
   const url = firstRemoteInput(body, policy.egress);
   if (url !== null) {
-    return refuse("remote_input", `an ${url.type} with a ${url.scheme} URL is not allowed: the workspace's egress is ${mode}, and the model API would fetch it (send it inline as a data: URL)`);
+    return refuse(
+      "remote_input",
+      `an ${url.type} with a ${url.scheme} URL is not allowed: the workspace's egress is ${mode}, and the model API would fetch it (send it inline as a data: URL)`,
+    );
   }
   return null;
 }
@@ -97,7 +127,11 @@ function firstRemoteInput(root: unknown, egress: EgressPolicy): { type: string; 
     }
     if (!isRecord(value)) continue;
     if (value.type === "input_image" || value.type === "input_file") {
-      for (const url of [value.image_url, value.file_url, isRecord(value.image_url) ? value.image_url.url : undefined]) {
+      for (const url of [
+        value.image_url,
+        value.file_url,
+        isRecord(value.image_url) ? value.image_url.url : undefined,
+      ]) {
         const scheme = typeof url === "string" ? remoteScheme(url, egress) : null;
         if (scheme !== null) return { type: value.type, scheme };
       }
@@ -128,7 +162,11 @@ function remoteScheme(text: string, egress: EgressPolicy): string | null {
  * refuses: "disabled" under "model" or an allow-list unless the operator allows web_search (codex
  * 0.163 otherwise offers `web_search` with live access by default); what was asked otherwise.
  */
-export function codexWebSearchMode<M extends string>(egress: EgressPolicy, requested: M | undefined, hostedTools: ReadonlySet<string>): M | "disabled" | undefined {
+export function codexWebSearchMode<M extends string>(
+  egress: EgressPolicy,
+  requested: M | undefined,
+  hostedTools: ReadonlySet<string>,
+): M | "disabled" | undefined {
   if (egress === "public" || hostedTools.has("web_search")) return requested;
   return "disabled";
 }

@@ -25,12 +25,24 @@ function isStaleKeepAlive(upstream: ClientRequest, error: NodeJS.ErrnoException,
   return upstream.reusedSocket && !responded && (error.code === "ECONNRESET" || error.code === "EPIPE");
 }
 
-export function forward<T>(exchange: Exchange<T>, target: URL, method: string, body: Buffer, release: SlotRelease, retried = false): void {
+export function forward<T>(
+  exchange: Exchange<T>,
+  target: URL,
+  method: string,
+  body: Buffer,
+  release: SlotRelease,
+  retried = false,
+): void {
   const { options, state, req, res, ref, fields } = exchange;
   const transport = target.protocol === "https:" ? https : http;
   const hasBody = body.length > 0 || (method !== "GET" && method !== "DELETE");
   const identity = { apiKey: options.apiKey, organization: options.organization, project: options.project };
-  const upstream = transport.request(target, { method, headers: upstreamRequestHeaders(req.headers, identity, hasBody ? body.length : null), agent: state.agent, ...(options.lookup ? { lookup: options.lookup } : {}) });
+  const upstream = transport.request(target, {
+    method,
+    headers: upstreamRequestHeaders(req.headers, identity, hasBody ? body.length : null),
+    agent: state.agent,
+    ...(options.lookup ? { lookup: options.lookup } : {}),
+  });
   const drain = new Drain(upstream, options.drainIdleMs);
   let done = false;
   // The slot is held until the upstream's answer has ended, also while it is drained for usage.
@@ -44,13 +56,18 @@ export function forward<T>(exchange: Exchange<T>, target: URL, method: string, b
   const clientLeft = (): boolean => drain.draining || req.socket.destroyed;
 
   let responded = false;
-  upstream.on("socket", (socket: Socket) => watchConnect(upstream, socket, target.protocol === "https:", options.connectTimeoutMs));
+  upstream.on("socket", (socket: Socket) =>
+    watchConnect(upstream, socket, target.protocol === "https:", options.connectTimeoutMs),
+  );
   upstream.on("error", (error: NodeJS.ErrnoException) => {
     if (!retried && !clientLeft() && isStaleKeepAlive(upstream, error, responded)) {
       // The slot stays held: the second attempt releases it.
       done = true;
       drain.stop();
-      options.logger?.debug("model proxy: a kept-alive connection was closed by the model API; sending again on a new one", { ...fields, error: error.code });
+      options.logger?.debug(
+        "model proxy: a kept-alive connection was closed by the model API; sending again on a new one",
+        { ...fields, error: error.code },
+      );
       forward(exchange, target, method, body, release, true);
       return;
     }
@@ -63,7 +80,11 @@ export function forward<T>(exchange: Exchange<T>, target: URL, method: string, b
       return;
     }
     const failure = describeUpstreamError(error, target.origin, options.connectTimeoutMs);
-    options.logger?.warn("model proxy: model API unreachable", { ...fields, status: failure.status, reason: failure.message });
+    options.logger?.warn("model proxy: model API unreachable", {
+      ...fields,
+      status: failure.status,
+      reason: failure.message,
+    });
     guarded(options, fields, () => options.onUpstreamError?.(ref, failure));
     sendOpenAiError(res, failure.status, "server_error", failure.code, failure.message);
   });
@@ -104,7 +125,9 @@ function relayResponse<T>(exchange: Exchange<T>, upstreamRes: IncomingMessage, d
     res.writeHead(upstreamRes.statusCode ?? 502, clientResponseHeaders(upstreamRes.headers));
     res.flushHeaders();
   }
-  const counter = usageCounterFor(upstreamRes, (usage) => guarded(options, fields, () => options.onUsage?.(ref, usage)));
+  const counter = usageCounterFor(upstreamRes, (usage) =>
+    guarded(options, fields, () => options.onUsage?.(ref, usage)),
+  );
   upstreamRes.on("data", (chunk: Buffer) => {
     // The client first, the accounting after.
     if (drain.draining) drain.touch();

@@ -58,7 +58,11 @@ export interface UpstreamIdentity {
 }
 
 /** The headers to send upstream for a client's request whose (checked) body is `bodyLength` bytes, or null for none. */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, identity: UpstreamIdentity, bodyLength: number | null): OutgoingHttpHeaders {
+export function upstreamRequestHeaders(
+  headers: IncomingHttpHeaders,
+  identity: UpstreamIdentity,
+  bodyLength: number | null,
+): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name of FORWARDED_REQUEST_HEADERS) {
     const value = headers[name];
@@ -78,7 +82,8 @@ export function clientResponseHeaders(headers: IncomingHttpHeaders): OutgoingHtt
   const dropped = connectionTokens(headers);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || IDENTITY_RESPONSE_HEADERS.has(name) || dropped.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || IDENTITY_RESPONSE_HEADERS.has(name) || dropped.has(name))
+      continue;
     out[name] = value;
   }
   return out;
@@ -94,5 +99,10 @@ export function bearerToken(header: string | undefined): string | null {
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   const value = headers.connection;
   if (value === undefined) return new Set();
-  return new Set(value.split(",").map((token) => token.trim().toLowerCase()).filter(Boolean));
+  return new Set(
+    value
+      .split(",")
+      .map((token) => token.trim().toLowerCase())
+      .filter(Boolean),
+  );
 }

@@ -111,7 +111,8 @@ export class JsonFieldReader {
             break;
           }
           this.#stack.pop();
-          if (this.#capture && !this.#capture.scalar && this.#stack.length === this.#capture.depth) this.#finishCapture(bytes, i + 1);
+          if (this.#capture && !this.#capture.scalar && this.#stack.length === this.#capture.depth)
+            this.#finishCapture(bytes, i + 1);
           break;
         case COLON:
           if (top?.object !== true || top.expectKey) this.#broken = true;
@@ -256,5 +257,12 @@ export class JsonFieldReader {
 
 /** The bytes a number, true, false or null is made of. */
 function isScalarByte(byte: number): boolean {
-  return (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7a) || byte === 0x2d || byte === 0x2b || byte === 0x2e || byte === 0x45;
+  return (
+    (byte >= 0x30 && byte <= 0x39) ||
+    (byte >= 0x61 && byte <= 0x7a) ||
+    byte === 0x2d ||
+    byte === 0x2b ||
+    byte === 0x2e ||
+    byte === 0x45
+  );
 }

@@ -99,8 +99,24 @@ export interface ModelProxyOptions<T> {
   logFields?: (ref: T) => LogFields;
 }
 
-export interface ResolvedModelProxyOptions<T>
-  extends Required<Pick<ModelProxyOptions<T>, "apiKey" | "authorize" | "connectTimeoutMs" | "maxBodyBytes" | "egress" | "concurrencyPerTurn" | "queuePerTurn" | "maxSockets" | "maxFreeSockets" | "ratePerMinute" | "turnKey" | "workspaceKey" | "drainIdleMs">> {
+export interface ResolvedModelProxyOptions<T> extends Required<
+  Pick<
+    ModelProxyOptions<T>,
+    | "apiKey"
+    | "authorize"
+    | "connectTimeoutMs"
+    | "maxBodyBytes"
+    | "egress"
+    | "concurrencyPerTurn"
+    | "queuePerTurn"
+    | "maxSockets"
+    | "maxFreeSockets"
+    | "ratePerMinute"
+    | "turnKey"
+    | "workspaceKey"
+    | "drainIdleMs"
+  >
+> {
   routes: ModelRoute[];
   hostedTools: ReadonlySet<string>;
   organization: string | null;
@@ -131,12 +147,20 @@ export const DEFAULT_DRAIN_IDLE_MS = 60_000;
 /** Checks every option once; an error names the option, the value received and what was expected. */
 export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): ResolvedModelProxyOptions<T> {
   const upstream = validateUpstreamBaseUrl(options.upstreamBaseUrl);
-  if (options.apiKey !== null && (typeof options.apiKey !== "string" || options.apiKey === "" || /[\r\n]/.test(options.apiKey))) {
+  if (
+    options.apiKey !== null &&
+    (typeof options.apiKey !== "string" || options.apiKey === "" || /[\r\n]/.test(options.apiKey))
+  ) {
     // Never echo the key itself.
     throw new TypeError("invalid model proxy option apiKey: expected null or a non-empty single-line string");
   }
   if (typeof options.authorize !== "function") throw invalid("authorize", options.authorize, "a function");
-  const concurrencyPerTurn = validateCount("concurrencyPerTurn", options.concurrencyPerTurn ?? DEFAULT_CONCURRENCY_PER_TURN, 1, 1024);
+  const concurrencyPerTurn = validateCount(
+    "concurrencyPerTurn",
+    options.concurrencyPerTurn ?? DEFAULT_CONCURRENCY_PER_TURN,
+    1,
+    1024,
+  );
   // Room for a turn's requests and the drains of its workspace's earlier turns (each bounded by the concurrency).
   const maxSockets = validateCount("maxSockets", options.maxSockets ?? Math.max(16, 4 * concurrencyPerTurn), 1, 65_536);
   return {
@@ -156,7 +180,12 @@ export function resolveModelProxyOptions<T>(options: ModelProxyOptions<T>): Reso
     project: validateIdentity("project", options.project ?? null),
     concurrencyPerTurn,
     maxSockets,
-    maxFreeSockets: validateCount("maxFreeSockets", options.maxFreeSockets ?? Math.min(maxSockets, Math.max(2, concurrencyPerTurn)), 0, maxSockets),
+    maxFreeSockets: validateCount(
+      "maxFreeSockets",
+      options.maxFreeSockets ?? Math.min(maxSockets, Math.max(2, concurrencyPerTurn)),
+      0,
+      maxSockets,
+    ),
     queuePerTurn: validateCount("queuePerTurn", options.queuePerTurn ?? DEFAULT_QUEUE_PER_TURN, 0, 100_000),
     ratePerMinute: validateCount("ratePerMinute", options.ratePerMinute ?? DEFAULT_RATE_PER_MINUTE, 0, 1_000_000),
     turnKey: options.turnKey ?? (() => ""),
@@ -178,10 +207,17 @@ function validateUpstreamBaseUrl(raw: string | URL): URL {
   } catch {
     throw invalid("upstreamBaseUrl", raw, "an http:// or https:// URL");
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw invalid("upstreamBaseUrl", url.origin, "an http:// or https:// URL");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw invalid("upstreamBaseUrl", url.origin, "an http:// or https:// URL");
   // Credentials in the URL would go to logs and error messages with it; the key goes in apiKey.
-  if (url.username !== "" || url.password !== "") throw invalid("upstreamBaseUrl", `${url.protocol}//…@${url.host}`, "a URL without user info (the key goes in apiKey)");
-  if (url.search !== "" || url.hash !== "") throw invalid("upstreamBaseUrl", url.href, "a URL without query or fragment");
+  if (url.username !== "" || url.password !== "")
+    throw invalid(
+      "upstreamBaseUrl",
+      `${url.protocol}//…@${url.host}`,
+      "a URL without user info (the key goes in apiKey)",
+    );
+  if (url.search !== "" || url.hash !== "")
+    throw invalid("upstreamBaseUrl", url.href, "a URL without query or fragment");
   return url;
 }
 
@@ -211,21 +247,30 @@ function validateRoutes(raw: ReadonlyArray<string | ModelRoute>): ModelRoute[] {
 }
 
 function validateHostedTools(raw: readonly string[]): ReadonlySet<string> {
-  for (const tool of raw) if (!(HOSTED_TOOLS as readonly string[]).includes(tool)) throw invalid("hostedTools", tool, `one of ${HOSTED_TOOLS.join(", ")}`);
+  for (const tool of raw)
+    if (!(HOSTED_TOOLS as readonly string[]).includes(tool))
+      throw invalid("hostedTools", tool, `one of ${HOSTED_TOOLS.join(", ")}`);
   return new Set(raw);
 }
 
 function validateIdentity(option: string, raw: string | null): string | null {
-  if (raw !== null && (typeof raw !== "string" || !/^[A-Za-z0-9_-]{1,256}$/.test(raw))) throw invalid(option, raw, "null or an id of letters, digits, _ and - (e.g. org-abc123)");
+  if (raw !== null && (typeof raw !== "string" || !/^[A-Za-z0-9_-]{1,256}$/.test(raw)))
+    throw invalid(option, raw, "null or an id of letters, digits, _ and - (e.g. org-abc123)");
   return raw;
 }
 
 function validateCount(option: string, raw: number, min: number, max: number): number {
-  if (!Number.isInteger(raw) || raw < min || raw > max) throw invalid(option, raw, `a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(raw) || raw < min || raw > max)
+    throw invalid(option, raw, `a whole number from ${min} to ${max}`);
   return raw;
 }
 
 function invalid(option: string, received: unknown, expected: string): TypeError {
-  const shown = typeof received === "string" ? JSON.stringify(received) : typeof received === "function" ? "a function" : String(received);
+  const shown =
+    typeof received === "string"
+      ? JSON.stringify(received)
+      : typeof received === "function"
+        ? "a function"
+        : String(received);
   return new TypeError(`invalid model proxy option ${option}: got ${shown}, expected ${expected}`);
 }

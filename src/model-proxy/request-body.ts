@@ -2,7 +2,11 @@
 import type { IncomingMessage } from "node:http";
 
 /** Reads a request body of at most `maxBytes`; stops reading past it. */
-export function readBody(req: IncomingMessage, maxBytes: number, signal: AbortSignal): Promise<Buffer | "too_large" | "aborted"> {
+export function readBody(
+  req: IncomingMessage,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<Buffer | "too_large" | "aborted"> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (Number.isFinite(declared) && declared > maxBytes) return Promise.resolve("too_large");
   return new Promise((resolve) => {

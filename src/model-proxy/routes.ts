@@ -27,9 +27,14 @@ export function parseModelRoute(text: string): ModelRoute {
   const match = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(text);
   const method = match?.[1]?.toUpperCase() ?? "";
   const path = match?.[2] ?? "";
-  if (!METHODS.has(method)) throw new TypeError(`expected "METHOD /path" with METHOD one of ${[...METHODS].join(", ")}, got ${JSON.stringify(text)}`);
+  if (!METHODS.has(method))
+    throw new TypeError(
+      `expected "METHOD /path" with METHOD one of ${[...METHODS].join(", ")}, got ${JSON.stringify(text)}`,
+    );
   if (!PATH.test(path) || /(^|\/)\.\.?(\/|$)/.test(path)) {
-    throw new TypeError(`expected a path relative to the base URL such as /models or /models/* (letters, digits, . _ ~ -; no dot segments), got ${JSON.stringify(path)}`);
+    throw new TypeError(
+      `expected a path relative to the base URL such as /models or /models/* (letters, digits, . _ ~ -; no dot segments), got ${JSON.stringify(path)}`,
+    );
   }
   return { method, path };
 }

@@ -28,7 +28,12 @@ import { guarded, type Exchange, type ProxyState } from "./exchange.js";
 import { forward } from "./forward.js";
 import { bearerToken } from "./headers.js";
 import { ConcurrencySlots, RateLimiter } from "./limits.js";
-import { resolveModelProxyOptions, type ModelProxyOptions, type RefusalReason, type ResolvedModelProxyOptions } from "./options.js";
+import {
+  resolveModelProxyOptions,
+  type ModelProxyOptions,
+  type RefusalReason,
+  type ResolvedModelProxyOptions,
+} from "./options.js";
 import { REFUSED_HEADER, refuseUpgrade, sendOpenAiError } from "./replies.js";
 import { readBody } from "./request-body.js";
 import { isRouteAllowed } from "./routes.js";
@@ -41,7 +46,11 @@ export function createModelProxy<T>(options: ModelProxyOptions<T>): Server {
   const isHttps = resolved.upstream.protocol === "https:";
   const state: ProxyState = {
     // Bounded: past maxSockets a request waits in the agent for a connection instead of opening one.
-    agent: new (isHttps ? https : http).Agent({ keepAlive: true, maxSockets: resolved.maxSockets, maxFreeSockets: resolved.maxFreeSockets }),
+    agent: new (isHttps ? https : http).Agent({
+      keepAlive: true,
+      maxSockets: resolved.maxSockets,
+      maxFreeSockets: resolved.maxFreeSockets,
+    }),
     slots: new ConcurrencySlots(resolved.concurrencyPerTurn, resolved.queuePerTurn),
     rate: new RateLimiter(resolved.ratePerMinute),
     logged: new Set(),
@@ -61,7 +70,12 @@ export function createModelProxy<T>(options: ModelProxyOptions<T>): Server {
   return server;
 }
 
-async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: ProxyState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handleRequest<T>(
+  options: ResolvedModelProxyOptions<T>,
+  state: ProxyState,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const method = req.method ?? "";
   const token = bearerToken(req.headers.authorization);
   const ref = token === null ? null : options.authorize(token);
@@ -77,12 +91,22 @@ async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: Pr
   const local = upstreamPathFor(req.url ?? "", options.basePath, "");
   const exchange: Exchange<T> = { options, state, req, res, ref, fields, path: local?.pathname ?? pathForLog(req.url) };
   if (local === null || !isRouteAllowed(options.routes, method, local.pathname)) {
-    refuse(exchange, 403, "path", `${method} ${exchange.path.slice(0, 200)} is not an endpoint the model proxy forwards (allowed: ${options.routes.map((r) => `${r.method} ${options.basePath}${r.path}`).join(", ")})`);
+    refuse(
+      exchange,
+      403,
+      "path",
+      `${method} ${exchange.path.slice(0, 200)} is not an endpoint the model proxy forwards (allowed: ${options.routes.map((r) => `${r.method} ${options.basePath}${r.path}`).join(", ")})`,
+    );
     return;
   }
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
-    refuse(exchange, 415, "content_encoding", `request bodies must be sent uncompressed (got content-encoding ${JSON.stringify(encoding.slice(0, 40))})`);
+    refuse(
+      exchange,
+      415,
+      "content_encoding",
+      `request bodies must be sent uncompressed (got content-encoding ${JSON.stringify(encoding.slice(0, 40))})`,
+    );
     return;
   }
   // The client may leave while its request waits for a slot or its body.
@@ -92,7 +116,13 @@ async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: Pr
   });
   const release = await state.slots.acquire(options.turnKey(ref), left.signal);
   if (release === null) {
-    if (!left.signal.aborted) refuse(exchange, 429, "concurrency", `too many model requests of this turn at once (${options.concurrencyPerTurn} in flight, ${options.queuePerTurn} waiting)`);
+    if (!left.signal.aborted)
+      refuse(
+        exchange,
+        429,
+        "concurrency",
+        `too many model requests of this turn at once (${options.concurrencyPerTurn} in flight, ${options.queuePerTurn} waiting)`,
+      );
     return;
   }
   let handedOver = false;
@@ -101,7 +131,12 @@ async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: Pr
     if (body === "aborted") return;
     if (body === "too_large") {
       res.setHeader("connection", "close");
-      refuse(exchange, 413, "body_too_large", `the request body is larger than the model proxy's limit of ${options.maxBodyBytes} bytes`);
+      refuse(
+        exchange,
+        413,
+        "body_too_large",
+        `the request body is larger than the model proxy's limit of ${options.maxBodyBytes} bytes`,
+      );
       return;
     }
     let forwarded = body;
@@ -121,7 +156,14 @@ async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: Pr
     const waitMs = state.rate.take(options.workspaceKey(ref));
     if (waitMs > 0) {
       const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-      refuse(exchange, 429, "rate_limited", `this workspace sent more than ${options.ratePerMinute} model requests a minute. Please try again in ${seconds}s.`, "rate_limit_exceeded", { "retry-after": String(seconds) });
+      refuse(
+        exchange,
+        429,
+        "rate_limited",
+        `this workspace sent more than ${options.ratePerMinute} model requests a minute. Please try again in ${seconds}s.`,
+        "rate_limit_exceeded",
+        { "retry-after": String(seconds) },
+      );
       return;
     }
     guarded(options, fields, () => options.onRequest?.(ref));
@@ -137,7 +179,14 @@ async function handleRequest<T>(options: ResolvedModelProxyOptions<T>, state: Pr
 }
 
 /** Answers a request the proxy will not forward: logged once per workspace and reason, reported, with the reason header. */
-function refuse<T>(exchange: Exchange<T>, status: number, reason: RefusalReason, message: string, code: string = reason, extraHeaders: Record<string, string> = {}): void {
+function refuse<T>(
+  exchange: Exchange<T>,
+  status: number,
+  reason: RefusalReason,
+  message: string,
+  code: string = reason,
+  extraHeaders: Record<string, string> = {},
+): void {
   const { options, state, req, res, ref, fields } = exchange;
   noteRefusal(options, state, ref, fields, reason, status, req.method ?? "", exchange.path, message);
   // Whatever of the body is unread is drained, so the connection stays usable for the answer.
@@ -145,11 +194,28 @@ function refuse<T>(exchange: Exchange<T>, status: number, reason: RefusalReason,
   sendOpenAiError(res, status, "invalid_request_error", code, message, { [REFUSED_HEADER]: reason, ...extraHeaders });
 }
 
-function noteRefusal<T>(options: ResolvedModelProxyOptions<T>, state: ProxyState, ref: T | null, fields: LogFields, reason: RefusalReason, status: number, method: string, path: string, message?: string): void {
+function noteRefusal<T>(
+  options: ResolvedModelProxyOptions<T>,
+  state: ProxyState,
+  ref: T | null,
+  fields: LogFields,
+  reason: RefusalReason,
+  status: number,
+  method: string,
+  path: string,
+  message?: string,
+): void {
   const key = `${ref === null ? "" : options.workspaceKey(ref)}\u0000${reason}`;
   if (!state.logged.has(key)) {
     state.logged.add(key);
-    options.logger?.warn("model proxy: request refused (logged once per workspace and reason)", { ...fields, reason, status, method: method.slice(0, 16), path: path.slice(0, 200), ...(message ? { detail: message } : {}) });
+    options.logger?.warn("model proxy: request refused (logged once per workspace and reason)", {
+      ...fields,
+      reason,
+      status,
+      method: method.slice(0, 16),
+      path: path.slice(0, 200),
+      ...(message ? { detail: message } : {}),
+    });
   }
   guarded(options, fields, () => options.onRefusal?.(ref, reason));
 }
@@ -163,7 +229,11 @@ function pathForLog(target: string | undefined): string {
  * The upstream path and query for a local request target, or null if it lies outside the base
  * path. Dot segments (also `%2e`) are resolved first, so `/v1/../x` cannot step out of it.
  */
-export function upstreamPathFor(target: string, basePath: string, upstreamPath: string): { pathname: string; search: string } | null {
+export function upstreamPathFor(
+  target: string,
+  basePath: string,
+  upstreamPath: string,
+): { pathname: string; search: string } | null {
   if (!target.startsWith("/") || target.startsWith("//")) return null;
   const url = new URL(target, "http://model-proxy.invalid");
   if (url.pathname !== basePath && !url.pathname.startsWith(`${basePath}/`)) return null;

@@ -47,7 +47,11 @@ export function readUsage(value: unknown): TokenUsage | null {
   if (!isRecord(value)) return null;
   const chat = value.input_tokens === undefined && value.prompt_tokens !== undefined;
   const inputTokens = count(chat ? value.prompt_tokens : value.input_tokens);
-  const outputTokens = chat ? (value.completion_tokens === undefined ? 0 : count(value.completion_tokens)) : count(value.output_tokens);
+  const outputTokens = chat
+    ? value.completion_tokens === undefined
+      ? 0
+      : count(value.completion_tokens)
+    : count(value.output_tokens);
   if (inputTokens === undefined || outputTokens === undefined) return null;
   const inputDetails = asRecord(chat ? value.prompt_tokens_details : value.input_tokens_details);
   const outputDetails = asRecord(chat ? value.completion_tokens_details : value.output_tokens_details);
@@ -138,7 +142,10 @@ export class SseUsageReader {
     if (this.#phase === "field") {
       let colon = bytes.indexOf(COLON, from);
       if (colon >= to) colon = -1;
-      this.#field = this.#field === "" ? fieldName(bytes, from, colon === -1 ? to : colon) : addName(this.#field, bytes, from, colon === -1 ? to : colon);
+      this.#field =
+        this.#field === ""
+          ? fieldName(bytes, from, colon === -1 ? to : colon)
+          : addName(this.#field, bytes, from, colon === -1 ? to : colon);
       if (colon === -1) return;
       this.#startValue();
       from = colon + 1;
@@ -160,7 +167,8 @@ export class SseUsageReader {
     this.#phase = "value-start";
     this.#fieldKind = kindOf(this.#field);
     if (this.#fieldKind !== "data") return;
-    if (this.#dataLines++ === 0 && !this.#skipping) this.#data = new JsonFieldReader(DATA_FIELDS, { maxValueBytes: this.#maxValueBytes });
+    if (this.#dataLines++ === 0 && !this.#skipping)
+      this.#data = new JsonFieldReader(DATA_FIELDS, { maxValueBytes: this.#maxValueBytes });
     // Data lines are joined with a newline: whitespace to JSON.
     else this.#data?.push(NEWLINE);
   }
@@ -184,7 +192,6 @@ export class SseUsageReader {
     this.#fieldKind = "other";
     this.#name = "";
   }
-
 
   #dispatch(found: TokenUsage[]): void {
     const [type, topUsage, responseUsage] = this.#data?.end() ?? [];
@@ -227,8 +234,23 @@ function addName(into: string, bytes: Buffer, from: number, to: number): string 
 /** A field's name from its first piece: "data" and "event" without decoding (every line has one), else addName. */
 function fieldName(bytes: Buffer, from: number, to: number): string {
   const length = to - from;
-  if (length === 4 && bytes[from] === 0x64 && bytes[from + 1] === 0x61 && bytes[from + 2] === 0x74 && bytes[from + 3] === 0x61) return "data";
-  if (length === 5 && bytes[from] === 0x65 && bytes[from + 1] === 0x76 && bytes[from + 2] === 0x65 && bytes[from + 3] === 0x6e && bytes[from + 4] === 0x74) return "event";
+  if (
+    length === 4 &&
+    bytes[from] === 0x64 &&
+    bytes[from + 1] === 0x61 &&
+    bytes[from + 2] === 0x74 &&
+    bytes[from + 3] === 0x61
+  )
+    return "data";
+  if (
+    length === 5 &&
+    bytes[from] === 0x65 &&
+    bytes[from + 1] === 0x76 &&
+    bytes[from + 2] === 0x65 &&
+    bytes[from + 3] === 0x6e &&
+    bytes[from + 4] === 0x74
+  )
+    return "event";
   return addName("", bytes, from, to);
 }
 

@@ -34,7 +34,11 @@ export interface UpstreamLookupOptions {
 }
 
 /** The `lookup` option of net.connect and http.Agent. */
-export type NetLookup = (hostname: string, options: LookupOptions, callback: (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => void;
+export type NetLookup = (
+  hostname: string,
+  options: LookupOptions,
+  callback: (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+) => void;
 
 interface Entry {
   addresses: string[] | null;
@@ -45,7 +49,12 @@ interface Entry {
   failing: boolean;
 }
 
-export const UPSTREAM_LOOKUP_DEFAULTS = { minTtlMs: 30_000, maxTtlMs: 300_000, staleIfErrorMs: 1_800_000, retryAfterErrorMs: 5_000 } as const;
+export const UPSTREAM_LOOKUP_DEFAULTS = {
+  minTtlMs: 30_000,
+  maxTtlMs: 300_000,
+  staleIfErrorMs: 1_800_000,
+  retryAfterErrorMs: 5_000,
+} as const;
 
 export class UpstreamLookup {
   readonly #entries = new Map<string, Entry>();
@@ -67,16 +76,26 @@ export class UpstreamLookup {
       staleIfErrorMs: options.staleIfErrorMs ?? UPSTREAM_LOOKUP_DEFAULTS.staleIfErrorMs,
       retryAfterErrorMs: options.retryAfterErrorMs ?? UPSTREAM_LOOKUP_DEFAULTS.retryAfterErrorMs,
     };
-    if (this.#limits.minTtlMs > this.#limits.maxTtlMs) throw new TypeError(`invalid upstream lookup options: minTtlMs ${this.#limits.minTtlMs} is above maxTtlMs ${this.#limits.maxTtlMs}`);
+    if (this.#limits.minTtlMs > this.#limits.maxTtlMs)
+      throw new TypeError(
+        `invalid upstream lookup options: minTtlMs ${this.#limits.minTtlMs} is above maxTtlMs ${this.#limits.maxTtlMs}`,
+      );
   }
 
   /** The host's addresses: kept, refreshed once expired (one refresh at a time), stale while refreshes fail. */
   addresses(host: string): Promise<string[]> {
     if (isIP(host) !== 0) return Promise.resolve([host]);
     const now = this.#now();
-    const entry = this.#entries.get(host) ?? { addresses: null, expiresAt: 0, retryAt: 0, pending: null, failing: false };
+    const entry = this.#entries.get(host) ?? {
+      addresses: null,
+      expiresAt: 0,
+      retryAt: 0,
+      pending: null,
+      failing: false,
+    };
     this.#entries.set(host, entry);
-    if (entry.addresses !== null && (now < entry.expiresAt || now < entry.retryAt)) return Promise.resolve(entry.addresses);
+    if (entry.addresses !== null && (now < entry.expiresAt || now < entry.retryAt))
+      return Promise.resolve(entry.addresses);
     entry.pending ??= this.#refresh(host, entry).finally(() => (entry.pending = null));
     return entry.pending;
   }
@@ -87,8 +106,11 @@ export class UpstreamLookup {
     const family = wanted === "IPv4" ? 4 : wanted === "IPv6" ? 6 : Number(wanted);
     this.addresses(hostname).then(
       (addresses) => {
-        const found = addresses.map((address) => ({ address, family: isIP(address) })).filter((a) => family === 0 || a.family === family);
-        if (found.length === 0) return callback(errnoError("ENOTFOUND", `${hostname} has no IPv${family} address`), "", family);
+        const found = addresses
+          .map((address) => ({ address, family: isIP(address) }))
+          .filter((a) => family === 0 || a.family === family);
+        if (found.length === 0)
+          return callback(errnoError("ENOTFOUND", `${hostname} has no IPv${family} address`), "", family);
         if (options?.all) return callback(null, found);
         callback(null, found[0]!.address, found[0]!.family);
       },
@@ -111,11 +133,20 @@ export class UpstreamLookup {
       const now = this.#now();
       if (entry.addresses !== null && now < entry.expiresAt + staleIfErrorMs) {
         entry.retryAt = now + retryAfterErrorMs;
-        if (!entry.failing) this.options.log?.warn("model API's name did not resolve; using its last addresses meanwhile", { host, error: errorMessage(error), staleForMs: staleIfErrorMs });
+        if (!entry.failing)
+          this.options.log?.warn("model API's name did not resolve; using its last addresses meanwhile", {
+            host,
+            error: errorMessage(error),
+            staleForMs: staleIfErrorMs,
+          });
         entry.failing = true;
         return entry.addresses;
       }
-      throw errnoError(error instanceof LookupError && error.failure === "not_found" ? "ENOTFOUND" : "EAI_AGAIN", `${host}: ${errorMessage(error)}`, error);
+      throw errnoError(
+        error instanceof LookupError && error.failure === "not_found" ? "ENOTFOUND" : "EAI_AGAIN",
+        `${host}: ${errorMessage(error)}`,
+        error,
+      );
     }
   }
 }

@@ -9,7 +9,10 @@ export interface UsageCounter {
 }
 
 /** Reads usage off an SSE stream or a JSON body as it passes (nothing of either is kept but usage); null for anything else. */
-export function usageCounterFor(upstreamRes: IncomingMessage, report: (usage: TokenUsage) => void): UsageCounter | null {
+export function usageCounterFor(
+  upstreamRes: IncomingMessage,
+  report: (usage: TokenUsage) => void,
+): UsageCounter | null {
   const encoding = upstreamRes.headers["content-encoding"];
   if (encoding !== undefined && encoding !== "identity") return null;
   const type = (upstreamRes.headers["content-type"] ?? "").toLowerCase();

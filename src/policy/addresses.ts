@@ -100,7 +100,8 @@ export function embeddedIPv4(address: string): string | undefined {
   const at = (i: number): number => g[i] ?? 0;
   const zeroUpTo = (end: number): boolean => g.slice(0, end).every((group) => group === 0);
   if (zeroUpTo(5) && at(5) === 0xffff) return ipv4FromGroups(at(6), at(7));
-  if (at(0) === 0x64 && at(1) === 0xff9b && g.slice(2, 6).every((group) => group === 0)) return ipv4FromGroups(at(6), at(7));
+  if (at(0) === 0x64 && at(1) === 0xff9b && g.slice(2, 6).every((group) => group === 0))
+    return ipv4FromGroups(at(6), at(7));
   if (at(0) === 0x2002) return ipv4FromGroups(at(1), at(2));
   return undefined;
 }
@@ -145,7 +146,8 @@ export function checkAddress(address: string, hostAddresses: readonly string[], 
   const range = classifyAddress(address);
   if (range !== "public") return { allowed: false, reason: "private_address", range };
   const canonical = canonicalAddress(address);
-  if (hostAddresses.some((own) => canonicalAddress(own) === canonical)) return { allowed: false, reason: "host_address" };
+  if (hostAddresses.some((own) => canonicalAddress(own) === canonical))
+    return { allowed: false, reason: "host_address" };
   if (extra?.has(address)) return { allowed: false, reason: "host_address" };
   return { allowed: true };
 }
@@ -194,7 +196,8 @@ export function parseAddressEntry(text: string): { network: string; prefix: numb
   if (family === 0) return "an IPv4 or IPv6 address (host names are not accepted: give the address)";
   const embedded = family === 6 ? embeddedIPv4(address) : undefined;
   const bits = family === 4 ? 32 : 128;
-  if (rawPrefix === undefined) return embedded !== undefined ? { network: embedded, prefix: 32 } : { network: address, prefix: bits };
+  if (rawPrefix === undefined)
+    return embedded !== undefined ? { network: embedded, prefix: 32 } : { network: address, prefix: bits };
   if (!/^\d{1,3}$/.test(rawPrefix) || Number(rawPrefix) > bits) return `a prefix length from 0 to ${bits} after the /`;
   const prefix = Number(rawPrefix);
   const widest = family === 4 ? WIDEST_PREFIX.ipv4 : WIDEST_PREFIX.ipv6;

@@ -42,16 +42,21 @@ export function parseEgressPolicy(value: unknown, field: string): EgressPolicy {
   // Unknown keys are refused here, unlike elsewhere in the params: a misspelt "deny" would
   // otherwise let through what the caller meant to keep out.
   const unknown = Object.keys(fields).filter((key) => !LIST_KEYS.has(key));
-  if (unknown.length > 0) throw invalidParams(field, `unknown key ${JSON.stringify(unknown[0])}: expected only "allow" and "deny"`);
+  if (unknown.length > 0)
+    throw invalidParams(field, `unknown key ${JSON.stringify(unknown[0])}: expected only "allow" and "deny"`);
   if (fields.allow === undefined) {
     throw invalidParams(`${field}.allow`, 'is required with a domain list (use "public" for any public destination)');
   }
-  return { allow: parsePatterns(fields.allow, `${field}.allow`), deny: fields.deny === undefined ? [] : parsePatterns(fields.deny, `${field}.deny`) };
+  return {
+    allow: parsePatterns(fields.allow, `${field}.allow`),
+    deny: fields.deny === undefined ? [] : parsePatterns(fields.deny, `${field}.deny`),
+  };
 }
 
 function parsePatterns(value: unknown, field: string): string[] {
   if (!Array.isArray(value)) throw invalidParams(field, "expected an array of domain patterns", value);
-  if (value.length > EGRESS_LIMITS.patterns) throw invalidParams(field, `at most ${EGRESS_LIMITS.patterns} patterns (got ${value.length})`);
+  if (value.length > EGRESS_LIMITS.patterns)
+    throw invalidParams(field, `at most ${EGRESS_LIMITS.patterns} patterns (got ${value.length})`);
   const patterns = value.map((entry: unknown, i) => parsePattern(entry, `${field}[${i}]`));
   return [...new Set(patterns)];
 }
@@ -61,9 +66,14 @@ function parsePattern(value: unknown, field: string): string {
   const wildcard = value.startsWith("*.");
   const name = wildcard ? value.slice(2) : value;
   if (/[:/?#@\s]/.test(name) || name.startsWith("[")) {
-    throw invalidParams(field, "expected a bare domain such as example.com or *.example.com (no scheme, port, path or user)", value);
+    throw invalidParams(
+      field,
+      "expected a bare domain such as example.com or *.example.com (no scheme, port, path or user)",
+      value,
+    );
   }
-  if (name.includes("*")) throw invalidParams(field, 'a wildcard is allowed only as a leading "*." (*.example.com)', value);
+  if (name.includes("*"))
+    throw invalidParams(field, 'a wildcard is allowed only as a leading "*." (*.example.com)', value);
   const normalized = name === "" ? undefined : normalizeHost(name);
   if (normalized === undefined) throw invalidParams(field, "is not a valid domain name", value);
   if (isIP(normalized) !== 0) throw invalidParams(field, "expected a domain name, not an IP address", value);
@@ -89,7 +99,8 @@ export function decideHost(policy: EgressPolicy, host: string): HostDecision {
   return { allowed: false, reason: "not_allowed" };
 }
 
-export type EgressDescription = { mode: "public" } | { mode: "model" } | { mode: "list"; allow: string[]; deny: string[] };
+export type EgressDescription =
+  { mode: "public" } | { mode: "model" } | { mode: "list"; allow: string[]; deny: string[] };
 
 /** The policy in force, as workspace.list shows it. */
 export function describeEgress(policy: EgressPolicy): EgressDescription {

@@ -44,8 +44,10 @@ function parseInternalDestination(entry: string, setting: string): InternalDesti
     throw new ConfigError(setting, entry, EXPECTED);
   }
   if (!(url.protocol in DEFAULT_PORTS)) throw new ConfigError(setting, entry, `${EXPECTED} (only http and https)`);
-  if (url.username !== "" || url.password !== "") throw new ConfigError(setting, "[redacted]", `${EXPECTED} without user or password`);
-  if (!hasScheme && (url.port === "" || !/^[^/?#]+$/.test(entry))) throw new ConfigError(setting, entry, `${EXPECTED}: host:port needs a port and nothing after it`);
+  if (url.username !== "" || url.password !== "")
+    throw new ConfigError(setting, "[redacted]", `${EXPECTED} without user or password`);
+  if (!hasScheme && (url.port === "" || !/^[^/?#]+$/.test(entry)))
+    throw new ConfigError(setting, entry, `${EXPECTED}: host:port needs a port and nothing after it`);
   const host = comparableHost(url.hostname);
   if (host === undefined) throw new ConfigError(setting, entry, EXPECTED);
   const port = url.port === "" ? (DEFAULT_PORTS[url.protocol] ?? 80) : Number(url.port);
@@ -67,6 +69,11 @@ export function isInternal(destinations: readonly InternalDestination[], host: s
 export const DEFAULT_EGRESS_PORTS: readonly number[] = [443, 80];
 
 /** May the egress proxy connect to host:port? One of `ports`, or an internal destination's own port. */
-export function isPortAllowed(ports: readonly number[], destinations: readonly InternalDestination[], host: string, port: number): boolean {
+export function isPortAllowed(
+  ports: readonly number[],
+  destinations: readonly InternalDestination[],
+  host: string,
+  port: number,
+): boolean {
   return ports.includes(port) || isInternal(destinations, host, port);
 }

@@ -26,8 +26,10 @@ export function checkWorkspaceId(value: string, field = "workspaceId"): string {
 
 export function checkId(field: "uid" | "gid", value: number, policy: WorkspacePolicy): number {
   const range = field === "uid" ? policy.uidRange : policy.gidRange;
-  if (value === 0 && !policy.allowRoot) throw notAllowed(field, "0 is root; the sidecar never runs workspaces as root unless the operator allows it");
-  if (value < range.min || value > range.max) throw notAllowed(field, `${value} is outside the configured range ${range.min}-${range.max}`);
+  if (value === 0 && !policy.allowRoot)
+    throw notAllowed(field, "0 is root; the sidecar never runs workspaces as root unless the operator allows it");
+  if (value < range.min || value > range.max)
+    throw notAllowed(field, `${value} is outside the configured range ${range.min}-${range.max}`);
   return value;
 }
 
@@ -55,7 +57,14 @@ export async function resolveWorkspacePath(value: string, policy: WorkspacePolic
     const realRoot = await fs.realpath(root).catch(() => null);
     if (realRoot !== null && real !== realRoot && isInside(realRoot, real)) return real;
   }
-  throw new SidecarError(ErrorCode.notAllowed, `workspacePath not allowed: ${JSON.stringify(value)} resolves to ${JSON.stringify(real)}, outside the workspace roots`, {
-    data: { field: "workspacePath", reason: `resolves outside the configured workspace roots (${policy.workspaceRoots.join(":")})` },
-  });
+  throw new SidecarError(
+    ErrorCode.notAllowed,
+    `workspacePath not allowed: ${JSON.stringify(value)} resolves to ${JSON.stringify(real)}, outside the workspace roots`,
+    {
+      data: {
+        field: "workspacePath",
+        reason: `resolves outside the configured workspace roots (${policy.workspaceRoots.join(":")})`,
+      },
+    },
+  );
 }

@@ -46,7 +46,9 @@ export class ClientConnection {
       const socket = net.createConnection(socketPath);
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new SidecarConnectionError(socketPath, `no answer from the sidecar at ${socketPath} within ${timeoutMs} ms`));
+        reject(
+          new SidecarConnectionError(socketPath, `no answer from the sidecar at ${socketPath} within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       socket.once("connect", () => {
         clearTimeout(timer);
@@ -55,8 +57,15 @@ export class ClientConnection {
       });
       socket.once("error", (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        const why = error.code === "ENOENT" ? "no socket there" : error.code === "ECONNREFUSED" ? "nothing listening" : error.message;
-        reject(new SidecarConnectionError(socketPath, `cannot reach the sidecar at ${socketPath}: ${why}`, { cause: error }));
+        const why =
+          error.code === "ENOENT"
+            ? "no socket there"
+            : error.code === "ECONNREFUSED"
+              ? "nothing listening"
+              : error.message;
+        reject(
+          new SidecarConnectionError(socketPath, `cannot reach the sidecar at ${socketPath}: ${why}`, { cause: error }),
+        );
       });
     });
   }
@@ -119,7 +128,8 @@ export class ClientConnection {
         if (chunk.kind !== "line") continue;
         const incoming = parseMessage(chunk.text);
         if (incoming.kind === "response") this.#onResponse(incoming.message);
-        else if (incoming.kind === "notification" && incoming.message.method === TURN_EVENT) this.#onTurnEvent(incoming.message.params);
+        else if (incoming.kind === "notification" && incoming.message.method === TURN_EVENT)
+          this.#onTurnEvent(incoming.message.params);
       }
     } catch {
       // The 'close' handler fails what is pending.
@@ -132,7 +142,10 @@ export class ClientConnection {
     const pending = this.#pending.get(response.id);
     if (pending === undefined) return;
     this.#pending.delete(response.id);
-    if ("error" in response) pending.reject(new SidecarRpcError(pending.method, response.error.code, response.error.message, response.error.data));
+    if ("error" in response)
+      pending.reject(
+        new SidecarRpcError(pending.method, response.error.code, response.error.message, response.error.data),
+      );
     else pending.resolve(response.result);
   }
 
@@ -145,7 +158,10 @@ export class ClientConnection {
   #onClosed(): void {
     const error =
       this.#closeError ??
-      new SidecarConnectionError(this.socketPath, `the connection to the sidecar at ${this.socketPath} closed with ${this.#pending.size} call(s) pending`);
+      new SidecarConnectionError(
+        this.socketPath,
+        `the connection to the sidecar at ${this.socketPath} closed with ${this.#pending.size} call(s) pending`,
+      );
     this.#closeError = error;
     const pending = [...this.#pending.values()];
     this.#pending.clear();

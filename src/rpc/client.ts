@@ -12,12 +12,25 @@ import { randomUUID } from "node:crypto";
 import type { MethodName, MethodParams, MethodResult } from "./methods.js";
 import { ClientConnection, abortReason } from "./client-connection.js";
 import { SidecarConnectionError } from "./client-errors.js";
-import { REATTACH_DEFAULTS, type AttachTurnOptions, type CallOptions, type ReattachOptions, type RunTurnOptions, type SidecarClientOptions } from "./client-options.js";
+import {
+  REATTACH_DEFAULTS,
+  type AttachTurnOptions,
+  type CallOptions,
+  type ReattachOptions,
+  type RunTurnOptions,
+  type SidecarClientOptions,
+} from "./client-options.js";
 import { TurnRun, type TurnEventMessage } from "./turn-run.js";
 
 export { TurnRun, type TurnEventMessage };
 export { SidecarConnectionError, SidecarRpcError } from "./client-errors.js";
-export type { AttachTurnOptions, CallOptions, ReattachOptions, RunTurnOptions, SidecarClientOptions } from "./client-options.js";
+export type {
+  AttachTurnOptions,
+  CallOptions,
+  ReattachOptions,
+  RunTurnOptions,
+  SidecarClientOptions,
+} from "./client-options.js";
 
 /** The sidecar's methods over one connection (client-connection.ts), and turns followed across lost ones. */
 export class SidecarClient {
@@ -38,7 +51,10 @@ export class SidecarClient {
     return this.call("sidecar.health", {}, options);
   }
 
-  ensureWorkspace(params: MethodParams<"workspace.ensure">, options?: CallOptions): Promise<MethodResult<"workspace.ensure">> {
+  ensureWorkspace(
+    params: MethodParams<"workspace.ensure">,
+    options?: CallOptions,
+  ): Promise<MethodResult<"workspace.ensure">> {
     return this.call("workspace.ensure", params, options);
   }
 
@@ -46,7 +62,11 @@ export class SidecarClient {
     return this.call("workspace.list", {}, options);
   }
 
-  removeWorkspace(workspaceId: string, removeOptions: { purgeHome?: boolean } = {}, options?: CallOptions): Promise<MethodResult<"workspace.remove">> {
+  removeWorkspace(
+    workspaceId: string,
+    removeOptions: { purgeHome?: boolean } = {},
+    options?: CallOptions,
+  ): Promise<MethodResult<"workspace.remove">> {
     return this.call("workspace.remove", { workspaceId, purgeHome: removeOptions.purgeHome ?? false }, options);
   }
 
@@ -73,7 +93,9 @@ export class SidecarClient {
   attachTurn(turnId: string, options: AttachTurnOptions = {}): TurnRun {
     const params = options.afterSeq === undefined ? { turnId } : { turnId, afterSeq: options.afterSeq };
     // The call starts on the next microtask, once `run` exists.
-    const run: TurnRun = new TurnRun(Promise.resolve().then(() => this.#tracked(turnId, run, "turn.attach", params, options.signal)));
+    const run: TurnRun = new TurnRun(
+      Promise.resolve().then(() => this.#tracked(turnId, run, "turn.attach", params, options.signal)),
+    );
     return run;
   }
 
@@ -88,7 +110,8 @@ export class SidecarClient {
       const run = new TurnRun(Promise.reject(abortReason(signal)));
       return run;
     }
-    if (options.reattach) return this.#runReattaching({ ...params, turnId }, options.reattach === true ? {} : options.reattach, signal);
+    if (options.reattach)
+      return this.#runReattaching({ ...params, turnId }, options.reattach === true ? {} : options.reattach, signal);
     const resultPromise = this.call("turn.run", { ...params, turnId });
     const run = new TurnRun(resultPromise);
     const forget = this.#connection.routeTurn(turnId, run);
@@ -110,10 +133,17 @@ export class SidecarClient {
   }
 
   /** turn.run on this connection, then turn.attach on new ones each time the connection is lost. */
-  #runReattaching(params: MethodParams<"turn.run"> & { turnId: string }, reattach: ReattachOptions, signal: AbortSignal | undefined): TurnRun {
+  #runReattaching(
+    params: MethodParams<"turn.run"> & { turnId: string },
+    reattach: ReattachOptions,
+    signal: AbortSignal | undefined,
+  ): TurnRun {
     const { attempts, initialDelayMs, maxDelayMs } = { ...REATTACH_DEFAULTS, ...reattach };
     const { turnId } = params;
-    const wire = { ...params, options: { ...params.options, onDisconnect: params.options?.onDisconnect ?? "continue" } };
+    const wire = {
+      ...params,
+      options: { ...params.options, onDisconnect: params.options?.onDisconnect ?? "continue" },
+    };
     /** The connection the turn is followed on now, once it is not this one. */
     let current: SidecarClient | null = null;
     const follow = async (run: TurnRun): Promise<MethodResult<"turn.run">> => {
@@ -145,7 +175,11 @@ export class SidecarClient {
           await client.close();
         }
       }
-      throw new SidecarConnectionError(this.socketPath, `lost the connection to the sidecar at ${this.socketPath} and could not reattach to turn ${turnId} in ${attempts} attempts`, { cause: lost });
+      throw new SidecarConnectionError(
+        this.socketPath,
+        `lost the connection to the sidecar at ${this.socketPath} and could not reattach to turn ${turnId} in ${attempts} attempts`,
+        { cause: lost },
+      );
     };
     // The call starts on the next microtask, once `run` exists.
     const run: TurnRun = new TurnRun(Promise.resolve().then(() => follow(run)));
@@ -159,7 +193,13 @@ export class SidecarClient {
   }
 
   /** A call whose turn.event notifications for `turnId` go to `run` while it is in flight. */
-  async #tracked<M extends "turn.run" | "turn.attach">(turnId: string, run: TurnRun, method: M, params: MethodParams<M>, signal?: AbortSignal): Promise<MethodResult<M>> {
+  async #tracked<M extends "turn.run" | "turn.attach">(
+    turnId: string,
+    run: TurnRun,
+    method: M,
+    params: MethodParams<M>,
+    signal?: AbortSignal,
+  ): Promise<MethodResult<M>> {
     const forget = this.#connection.routeTurn(turnId, run);
     try {
       return await this.call(method, params, signal ? { signal } : {});

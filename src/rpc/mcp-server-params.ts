@@ -18,7 +18,8 @@ export const MCP_PARAM_LIMITS = {
 export function parseMcpServers(value: unknown): Record<string, McpServerSpec> {
   const servers = expectObject(value, "mcpServers");
   const names = Object.keys(servers);
-  if (names.length > MCP_PARAM_LIMITS.mcpServers) throw invalidParams("mcpServers", `must have at most ${MCP_PARAM_LIMITS.mcpServers} servers`);
+  if (names.length > MCP_PARAM_LIMITS.mcpServers)
+    throw invalidParams("mcpServers", `must have at most ${MCP_PARAM_LIMITS.mcpServers} servers`);
   const out: Record<string, McpServerSpec> = {};
   for (const name of names) {
     if (!MCP_SERVER_NAME_PATTERN.test(name)) {
@@ -27,27 +28,35 @@ export function parseMcpServers(value: unknown): Record<string, McpServerSpec> {
     const field = `mcpServers.${name}`;
     const server = expectObject(servers[name], field);
     const spec: McpServerSpec = {
-      command: singleLine(requireField(server, "command", `${field}.command`), `${field}.command`, MCP_PARAM_LIMITS.mcpCommandLength),
+      command: singleLine(
+        requireField(server, "command", `${field}.command`),
+        `${field}.command`,
+        MCP_PARAM_LIMITS.mcpCommandLength,
+      ),
     };
     if (has(server, "args")) {
       const args = server.args;
       if (!Array.isArray(args)) throw invalidParams(`${field}.args`, "must be an array of strings", args);
-      if (args.length > MCP_PARAM_LIMITS.mcpArgs) throw invalidParams(`${field}.args`, `must have at most ${MCP_PARAM_LIMITS.mcpArgs} entries`);
+      if (args.length > MCP_PARAM_LIMITS.mcpArgs)
+        throw invalidParams(`${field}.args`, `must have at most ${MCP_PARAM_LIMITS.mcpArgs} entries`);
       spec.args = args.map((arg, index) => {
         const argField = `${field}.args[${index}]`;
         const text = expectString(arg, argField);
         if (text.includes("\0")) throw invalidParams(argField, "must not contain NUL");
-        if (text.length > MCP_PARAM_LIMITS.mcpArgLength) throw invalidParams(argField, `must be at most ${MCP_PARAM_LIMITS.mcpArgLength} characters`);
+        if (text.length > MCP_PARAM_LIMITS.mcpArgLength)
+          throw invalidParams(argField, `must be at most ${MCP_PARAM_LIMITS.mcpArgLength} characters`);
         return text;
       });
     }
     if (has(server, "env")) {
       const env = expectObject(server.env, `${field}.env`);
       const entries = Object.entries(env);
-      if (entries.length > MCP_PARAM_LIMITS.mcpEnvEntries) throw invalidParams(`${field}.env`, `must have at most ${MCP_PARAM_LIMITS.mcpEnvEntries} entries`);
+      if (entries.length > MCP_PARAM_LIMITS.mcpEnvEntries)
+        throw invalidParams(`${field}.env`, `must have at most ${MCP_PARAM_LIMITS.mcpEnvEntries} entries`);
       const parsed: Record<string, string> = {};
       for (const [key, envValue] of entries) {
-        if (!ENV_NAME_PATTERN.test(key)) throw invalidParams(`${field}.env`, `variable names must match ${ENV_NAME_PATTERN.source}`, key);
+        if (!ENV_NAME_PATTERN.test(key))
+          throw invalidParams(`${field}.env`, `variable names must match ${ENV_NAME_PATTERN.source}`, key);
         const envField = `${field}.env.${key}`;
         // Values may be secrets: never echo them back.
         if (typeof envValue !== "string") throw invalidParams(envField, "must be a string");

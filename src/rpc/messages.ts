@@ -51,7 +51,11 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 /** A -32600 whose data names the member of the message that was wrong ("" for the message as a whole). */
 function invalid(id: RequestId | null, field: string, reason: string): IncomingMessage {
-  return { kind: "invalid", id, error: { code: ErrorCode.invalidRequest, message: `invalid request: ${reason}`, data: { field, reason } } };
+  return {
+    kind: "invalid",
+    id,
+    error: { code: ErrorCode.invalidRequest, message: `invalid request: ${reason}`, data: { field, reason } },
+  };
 }
 
 /** Parses one line. A line that is not JSON is a -32700 parse error with id null. */
@@ -60,7 +64,15 @@ export function parseMessage(line: string): IncomingMessage {
   try {
     value = JSON.parse(line);
   } catch {
-    return { kind: "invalid", id: null, error: { code: ErrorCode.parseError, message: "parse error: the line is not valid JSON", data: { field: "", reason: "the line is not valid JSON" } } };
+    return {
+      kind: "invalid",
+      id: null,
+      error: {
+        code: ErrorCode.parseError,
+        message: "parse error: the line is not valid JSON",
+        data: { field: "", reason: "the line is not valid JSON" },
+      },
+    };
   }
   return classifyMessage(value);
 }
@@ -71,7 +83,8 @@ export function classifyMessage(value: unknown): IncomingMessage {
   const hasId = Object.hasOwn(value, "id");
   const id = hasId && isRequestId(value.id) ? value.id : null;
   if (value.jsonrpc !== "2.0") return invalid(id, "jsonrpc", 'jsonrpc must be "2.0"');
-  if (hasId && value.id !== null && !isRequestId(value.id)) return invalid(null, "id", "id must be a string or a number");
+  if (hasId && value.id !== null && !isRequestId(value.id))
+    return invalid(null, "id", "id must be a string or a number");
 
   if (Object.hasOwn(value, "method")) {
     if (typeof value.method !== "string") return invalid(id, "method", "method must be a string");

@@ -102,7 +102,8 @@ export const METHODS = {
   listWorkspaces: method<Record<string, never>>()({
     name: "workspace.list",
     parse: ignoreParams,
-    handle: (_params, { service, signal }): Promise<{ workspaces: WorkspaceSummary[] }> => service.listWorkspaces(signal),
+    handle: (_params, { service, signal }): Promise<{ workspaces: WorkspaceSummary[] }> =>
+      service.listWorkspaces(signal),
   }),
   removeWorkspace: method<RemoveWorkspaceRequest>()({
     name: "workspace.remove",
@@ -156,12 +157,22 @@ export const METHODS = {
 } as const;
 
 /** A turn.event notification: the line the service made (once, for the journal too) when it gave one, else serialised here. */
-function sendTurnEvent(context: MethodContext, turnId: string, seq: number, event: TurnEventParams["event"] | null, line: string | undefined): void {
+function sendTurnEvent(
+  context: MethodContext,
+  turnId: string,
+  seq: number,
+  event: TurnEventParams["event"] | null,
+  line: string | undefined,
+): void {
   if (line !== undefined && context.notifyLine) {
     context.notifyLine(line);
     return;
   }
-  const eventParams: TurnEventParams = { turnId, seq, event: event ?? (JSON.parse(line ?? "null") as { params: TurnEventParams }).params.event };
+  const eventParams: TurnEventParams = {
+    turnId,
+    seq,
+    event: event ?? (JSON.parse(line ?? "null") as { params: TurnEventParams }).params.event,
+  };
   context.notify(TURN_EVENT, eventParams);
 }
 
@@ -176,7 +187,9 @@ export type MethodResult<M extends MethodName> = Awaited<ReturnType<DescriptorOf
 export type MethodTypes = { [M in MethodName]: { params: MethodParams<M>; result: MethodResult<M> } };
 
 /** Every method's wire name, by its descriptor's key: Method.runTurn is "turn.run". */
-export const Method = Object.fromEntries(Object.entries(METHODS).map(([key, descriptor]) => [key, descriptor.name])) as {
+export const Method = Object.fromEntries(
+  Object.entries(METHODS).map(([key, descriptor]) => [key, descriptor.name]),
+) as {
   readonly [K in keyof typeof METHODS]: (typeof METHODS)[K]["name"];
 };
 
@@ -196,4 +209,6 @@ function serve(descriptor: MethodDescriptor<string, unknown, unknown, unknown>):
 }
 
 /** Every method the server answers, by wire name. */
-export const METHOD_TABLE: ReadonlyMap<string, ServedMethod> = new Map(Object.values(METHODS).map((descriptor) => [descriptor.name, serve(descriptor)]));
+export const METHOD_TABLE: ReadonlyMap<string, ServedMethod> = new Map(
+  Object.values(METHODS).map((descriptor) => [descriptor.name, serve(descriptor)]),
+);

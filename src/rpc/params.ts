@@ -11,15 +11,43 @@
  */
 import type { ApprovalMode, SandboxMode, WebSearchMode } from "@openai/codex-sdk";
 import { invalidParams } from "../errors.js";
-import { MAX_PATH_LENGTH, absolutePath, booleanValue, everyValue, expectObject, expectParams, expectString, has, integerIn, matching, numberIn, oneOf, requireField, singleLine } from "./param-checks.js";
+import {
+  MAX_PATH_LENGTH,
+  absolutePath,
+  booleanValue,
+  everyValue,
+  expectObject,
+  expectParams,
+  expectString,
+  has,
+  integerIn,
+  matching,
+  numberIn,
+  oneOf,
+  requireField,
+  singleLine,
+} from "./param-checks.js";
 import { BUDGET_RANGES, MAX_DURATION_MS, MIN_TURN_TIMEOUT_MS } from "../shared/limits.js";
-import { DISCONNECT_POLICIES, REASONING_EFFORTS, type RunTurnParams, type TurnInput, type TurnBudgetRequest, type TurnInputItem, type TurnRunOptions } from "../service.js";
+import {
+  DISCONNECT_POLICIES,
+  REASONING_EFFORTS,
+  type RunTurnParams,
+  type TurnInput,
+  type TurnBudgetRequest,
+  type TurnInputItem,
+  type TurnRunOptions,
+} from "../service.js";
 import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 import { MCP_PARAM_LIMITS, parseMcpServers } from "./mcp-server-params.js";
 import { WORKSPACE_PARAM_LIMITS, parseWorkspaceFields, workspaceIdOf } from "./workspace-params.js";
 
 export { ENV_NAME_PATTERN, MCP_SERVER_NAME_PATTERN } from "./mcp-server-params.js";
-export { RUNTIME_NAME_PATTERN, parseEnsureWorkspaceParams, parseRemoveWorkspaceParams, parseWorkspaceLogsParams } from "./workspace-params.js";
+export {
+  RUNTIME_NAME_PATTERN,
+  parseEnsureWorkspaceParams,
+  parseRemoveWorkspaceParams,
+  parseWorkspaceLogsParams,
+} from "./workspace-params.js";
 
 export const TURN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const THREAD_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -36,8 +64,17 @@ export const LIMITS = {
 
 export const TIMEOUT_RANGE = { min: MIN_TURN_TIMEOUT_MS, max: MAX_DURATION_MS } as const;
 
-const SANDBOX_MODES = everyValue<SandboxMode>({ "read-only": true, "workspace-write": true, "danger-full-access": true });
-const APPROVAL_POLICIES = everyValue<ApprovalMode>({ never: true, "on-request": true, "on-failure": true, untrusted: true });
+const SANDBOX_MODES = everyValue<SandboxMode>({
+  "read-only": true,
+  "workspace-write": true,
+  "danger-full-access": true,
+});
+const APPROVAL_POLICIES = everyValue<ApprovalMode>({
+  never: true,
+  "on-request": true,
+  "on-failure": true,
+  untrusted: true,
+});
 const WEB_SEARCH_MODES = everyValue<WebSearchMode>({ disabled: true, cached: true, live: true });
 
 function turnIdOf(value: unknown, field: string): string {
@@ -47,11 +84,16 @@ function turnIdOf(value: unknown, field: string): string {
 function parseInput(value: unknown): TurnInput {
   if (typeof value === "string") {
     if (value.length === 0) throw invalidParams("input", "must not be empty");
-    if (Buffer.byteLength(value, "utf8") > LIMITS.inputBytes) throw invalidParams("input", `must be at most ${LIMITS.inputBytes} bytes`);
+    if (Buffer.byteLength(value, "utf8") > LIMITS.inputBytes)
+      throw invalidParams("input", `must be at most ${LIMITS.inputBytes} bytes`);
     return value;
   }
   if (!Array.isArray(value)) {
-    throw invalidParams("input", 'must be a non-empty string or an array of {type:"text",text} | {type:"local_image",path}', value);
+    throw invalidParams(
+      "input",
+      'must be a non-empty string or an array of {type:"text",text} | {type:"local_image",path}',
+      value,
+    );
   }
   if (value.length === 0) throw invalidParams("input", "must not be an empty array");
   if (value.length > LIMITS.inputItems) throw invalidParams("input", `must have at most ${LIMITS.inputItems} items`);
@@ -60,12 +102,14 @@ function parseInput(value: unknown): TurnInput {
     const field = `input[${index}]`;
     const item = expectObject(entry, field);
     const type = oneOf(item.type, `${field}.type`, ["text", "local_image"] as const);
-    if (type === "local_image") return { type, path: absolutePath(requireField(item, "path", `${field}.path`), `${field}.path`) };
+    if (type === "local_image")
+      return { type, path: absolutePath(requireField(item, "path", `${field}.path`), `${field}.path`) };
     const text = expectString(requireField(item, "text", `${field}.text`), `${field}.text`);
     totalBytes += Buffer.byteLength(text, "utf8");
     return { type, text };
   });
-  if (totalBytes > LIMITS.inputBytes) throw invalidParams("input", `text items must total at most ${LIMITS.inputBytes} bytes`);
+  if (totalBytes > LIMITS.inputBytes)
+    throw invalidParams("input", `text items must total at most ${LIMITS.inputBytes} bytes`);
   return items;
 }
 
@@ -77,21 +121,27 @@ function parseOptions(value: unknown): TurnRunOptions {
     out.modelReasoningEffort = oneOf(fields.modelReasoningEffort, "options.modelReasoningEffort", REASONING_EFFORTS);
   }
   if (has(fields, "sandboxMode")) out.sandboxMode = oneOf(fields.sandboxMode, "options.sandboxMode", SANDBOX_MODES);
-  if (has(fields, "approvalPolicy")) out.approvalPolicy = oneOf(fields.approvalPolicy, "options.approvalPolicy", APPROVAL_POLICIES);
-  if (has(fields, "networkAccessEnabled")) out.networkAccessEnabled = booleanValue(fields.networkAccessEnabled, "options.networkAccessEnabled");
+  if (has(fields, "approvalPolicy"))
+    out.approvalPolicy = oneOf(fields.approvalPolicy, "options.approvalPolicy", APPROVAL_POLICIES);
+  if (has(fields, "networkAccessEnabled"))
+    out.networkAccessEnabled = booleanValue(fields.networkAccessEnabled, "options.networkAccessEnabled");
   if (has(fields, "additionalDirectories")) {
     const dirs = fields.additionalDirectories;
-    if (!Array.isArray(dirs)) throw invalidParams("options.additionalDirectories", "must be an array of absolute paths", dirs);
+    if (!Array.isArray(dirs))
+      throw invalidParams("options.additionalDirectories", "must be an array of absolute paths", dirs);
     if (dirs.length > LIMITS.additionalDirectories) {
       throw invalidParams("options.additionalDirectories", `must have at most ${LIMITS.additionalDirectories} entries`);
     }
     out.additionalDirectories = dirs.map((dir, index) => absolutePath(dir, `options.additionalDirectories[${index}]`));
   }
-  if (has(fields, "webSearchMode")) out.webSearchMode = oneOf(fields.webSearchMode, "options.webSearchMode", WEB_SEARCH_MODES);
+  if (has(fields, "webSearchMode"))
+    out.webSearchMode = oneOf(fields.webSearchMode, "options.webSearchMode", WEB_SEARCH_MODES);
   if (has(fields, "outputSchema")) out.outputSchema = expectObject(fields.outputSchema, "options.outputSchema");
-  if (has(fields, "timeoutMs")) out.timeoutMs = integerIn(fields.timeoutMs, "options.timeoutMs", TIMEOUT_RANGE.min, TIMEOUT_RANGE.max);
+  if (has(fields, "timeoutMs"))
+    out.timeoutMs = integerIn(fields.timeoutMs, "options.timeoutMs", TIMEOUT_RANGE.min, TIMEOUT_RANGE.max);
   if (has(fields, "budget")) out.budget = parseBudget(fields.budget);
-  if (has(fields, "onDisconnect")) out.onDisconnect = oneOf(fields.onDisconnect, "options.onDisconnect", DISCONNECT_POLICIES);
+  if (has(fields, "onDisconnect"))
+    out.onDisconnect = oneOf(fields.onDisconnect, "options.onDisconnect", DISCONNECT_POLICIES);
   return out;
 }
 
@@ -103,7 +153,9 @@ export function parseBudget(value: unknown): TurnBudgetRequest {
     if (!has(fields, key)) continue;
     const range = BUDGET_RANGES[key];
     const field = `options.budget.${key}`;
-    out[key] = range.integer ? integerIn(fields[key], field, range.min, range.max) : numberIn(fields[key], field, range.min, range.max);
+    out[key] = range.integer
+      ? integerIn(fields[key], field, range.min, range.max)
+      : numberIn(fields[key], field, range.min, range.max);
   }
   return out;
 }
@@ -127,7 +179,10 @@ export async function parseRunTurnParams(raw: unknown, policy: WorkspacePolicy):
   } else {
     const stray = WORKSPACE_ONLY_FIELDS.find((key) => has(fields, key));
     if (stray !== undefined) {
-      throw invalidParams("workspacePath", `is required when turn.run carries workspace fields (got ${stray} without it)`);
+      throw invalidParams(
+        "workspacePath",
+        `is required when turn.run carries workspace fields (got ${stray} without it)`,
+      );
     }
   }
   return out;

@@ -18,7 +18,6 @@ export interface TurnEventParams {
   event: TurnEvent;
 }
 
-
 /** What a handler gets for one request. */
 export interface MethodContext {
   service: SidecarService;

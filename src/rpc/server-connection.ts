@@ -80,7 +80,10 @@ export class ServerConnection {
    */
   async close(graceMs = 1000): Promise<void> {
     this.#abortAll("the sidecar is shutting down");
-    await settleWithin([...this.#inFlight.values()].map((entry) => entry.done), graceMs);
+    await settleWithin(
+      [...this.#inFlight.values()].map((entry) => entry.done),
+      graceMs,
+    );
     this.#socket.end();
     const closedInTime = await settleWithin([this.closed], graceMs);
     if (!closedInTime) this.#socket.destroy();
@@ -89,7 +92,8 @@ export class ServerConnection {
 
   async #readLoop(): Promise<void> {
     try {
-      for await (const chunk of readLines(this.#socket, { maxLineBytes: this.#options.maxLineBytes })) this.#onChunk(chunk);
+      for await (const chunk of readLines(this.#socket, { maxLineBytes: this.#options.maxLineBytes }))
+        this.#onChunk(chunk);
     } catch (error) {
       this.#log.debug("connection read ended with an error", { error });
       this.#socket.destroy();
@@ -101,11 +105,19 @@ export class ServerConnection {
   #onChunk(chunk: LineChunk): void {
     if (chunk.kind === "oversized") {
       const reason = `a line must be at most ${chunk.maxLineBytes} bytes; the rest of it was discarded`;
-      this.#send(errorResponse(null, { code: ErrorCode.invalidRequest, message: `invalid request: line too long`, data: { reason } }));
+      this.#send(
+        errorResponse(null, {
+          code: ErrorCode.invalidRequest,
+          message: `invalid request: line too long`,
+          data: { reason },
+        }),
+      );
       return;
     }
     if (chunk.kind === "invalid_utf8") {
-      this.#send(errorResponse(null, { code: ErrorCode.parseError, message: "parse error: the line is not valid UTF-8" }));
+      this.#send(
+        errorResponse(null, { code: ErrorCode.parseError, message: "parse error: the line is not valid UTF-8" }),
+      );
       return;
     }
     const incoming = parseMessage(chunk.text);
@@ -128,16 +140,34 @@ export class ServerConnection {
   #runRequest(request: RequestMessage): void {
     const { id, method } = request;
     if (this.#inFlight.has(id)) {
-      this.#send(errorResponse(id, { code: ErrorCode.invalidRequest, message: "invalid request: a request with this id is already in flight", data: { field: "id", reason: "ids of requests in flight must be unique on a connection" } }));
+      this.#send(
+        errorResponse(id, {
+          code: ErrorCode.invalidRequest,
+          message: "invalid request: a request with this id is already in flight",
+          data: { field: "id", reason: "ids of requests in flight must be unique on a connection" },
+        }),
+      );
       return;
     }
     const served = this.#options.methods.get(method);
     if (served === undefined) {
-      this.#send(errorResponse(id, { code: ErrorCode.methodNotFound, message: `unknown method ${JSON.stringify(method)}`, data: { field: "method", reason: "not a method of this sidecar" } }));
+      this.#send(
+        errorResponse(id, {
+          code: ErrorCode.methodNotFound,
+          message: `unknown method ${JSON.stringify(method)}`,
+          data: { field: "method", reason: "not a method of this sidecar" },
+        }),
+      );
       return;
     }
     if (this.#inFlight.size >= this.#options.maxInFlight) {
-      this.#send(errorResponse(id, { code: ErrorCode.limitReached, message: "too many requests in flight on this connection", data: { reason: `at most ${this.#options.maxInFlight} requests may be in flight per connection` } }));
+      this.#send(
+        errorResponse(id, {
+          code: ErrorCode.limitReached,
+          message: "too many requests in flight on this connection",
+          data: { reason: `at most ${this.#options.maxInFlight} requests may be in flight per connection` },
+        }),
+      );
       return;
     }
     const controller = new AbortController();
@@ -237,7 +267,8 @@ export class ServerConnection {
   #onInputEnded(): void {
     this.#inputEnded = true;
     for (const entry of this.#inFlight.values()) {
-      if (entry.method.cancelOnEof) entry.controller.abort(new DOMException("the client stopped sending (EOF)", "AbortError"));
+      if (entry.method.cancelOnEof)
+        entry.controller.abort(new DOMException("the client stopped sending (EOF)", "AbortError"));
     }
     this.#endIfDrained();
   }

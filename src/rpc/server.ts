@@ -82,7 +82,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     await closeServer(server);
     throw error;
   }
-  log.info("rpc server listening", { socketPath: options.socketPath, version: options.version, socketGroup: options.socketGroup ?? null });
+  log.info("rpc server listening", {
+    socketPath: options.socketPath,
+    version: options.version,
+    socketGroup: options.socketGroup ?? null,
+  });
 
   let stopping: Promise<void> | null = null;
   let closing: Promise<void> | null = null;

@@ -90,7 +90,8 @@ export async function resolveGroupId(group: string, groupFile = "/etc/group"): P
   if (fromFile !== null) return fromFile;
   const result = await execa("getent", ["group", group], { reject: false, timeout: 5000 });
   const fromGetent = result.exitCode === 0 ? findGroup(String(result.stdout), group) : null;
-  if (fromGetent === null) throw new Error(`socket group ${JSON.stringify(group)} does not exist (not in ${groupFile}, not known to getent)`);
+  if (fromGetent === null)
+    throw new Error(`socket group ${JSON.stringify(group)} does not exist (not in ${groupFile}, not known to getent)`);
   return fromGetent;
 }
 

@@ -5,7 +5,23 @@
  */
 import { parseEgressPolicy } from "../policy/egress-policy.js";
 import { invalidParams } from "../errors.js";
-import { absolutePath, booleanValue, everyValue, expectObject, expectParams, expectString, has, integerIn, join, matching, numberIn, oneOf, requireField, singleLine, type Fields } from "./param-checks.js";
+import {
+  absolutePath,
+  booleanValue,
+  everyValue,
+  expectObject,
+  expectParams,
+  expectString,
+  has,
+  integerIn,
+  join,
+  matching,
+  numberIn,
+  oneOf,
+  requireField,
+  singleLine,
+  type Fields,
+} from "./param-checks.js";
 import { DISK_RANGES, RESOURCE_RANGES } from "../shared/limits.js";
 import type { NetworkMode, ResourceRequest, WorkspaceParams } from "../service.js";
 import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../policy/workspace-policy.js";
@@ -31,7 +47,11 @@ function uidOrGid(fields: Fields, key: "uid" | "gid", policy: WorkspacePolicy): 
 }
 
 /** The workspace.ensure fields, from `fields` (the params of workspace.ensure, or of turn.run). */
-export async function parseWorkspaceFields(fields: Fields, workspaceId: string, policy: WorkspacePolicy): Promise<WorkspaceParams> {
+export async function parseWorkspaceFields(
+  fields: Fields,
+  workspaceId: string,
+  policy: WorkspacePolicy,
+): Promise<WorkspaceParams> {
   const userId = singleLine(requireField(fields, "userId", "userId"), "userId", WORKSPACE_PARAM_LIMITS.userIdLength);
   const uid = uidOrGid(fields, "uid", policy);
   const gid = uidOrGid(fields, "gid", policy);
@@ -42,14 +62,21 @@ export async function parseWorkspaceFields(fields: Fields, workspaceId: string, 
     const git = expectObject(fields.git, "git");
     const parsed: { name?: string; email?: string } = {};
     if (has(git, "name")) parsed.name = singleLine(git.name, "git.name", WORKSPACE_PARAM_LIMITS.gitFieldLength, true);
-    if (has(git, "email")) parsed.email = singleLine(git.email, "git.email", WORKSPACE_PARAM_LIMITS.gitFieldLength, true);
+    if (has(git, "email"))
+      parsed.email = singleLine(git.email, "git.email", WORKSPACE_PARAM_LIMITS.gitFieldLength, true);
     out.git = parsed;
   }
   if (has(fields, "network")) out.network = oneOf<NetworkMode>(fields.network, "network", NETWORK_MODES);
   if (has(fields, "resources")) out.resources = parseResources(fields.resources, "resources");
   if (has(fields, "egress")) out.egress = parseEgressPolicy(fields.egress, "egress");
   // Only the shape here; whether the operator allows it and the engine has it is the manager's check (-32006).
-  if (has(fields, "runtime")) out.runtime = matching(fields.runtime, "runtime", RUNTIME_NAME_PATTERN, "must be an OCI runtime name such as \"runc\" or \"runsc\"");
+  if (has(fields, "runtime"))
+    out.runtime = matching(
+      fields.runtime,
+      "runtime",
+      RUNTIME_NAME_PATTERN,
+      'must be an OCI runtime name such as "runc" or "runsc"',
+    );
 
   // Last: the only step that touches the filesystem, after every cheap check passed.
   out.workspacePath = await resolveWorkspacePath(rawPath, policy);
@@ -68,7 +95,8 @@ function parseResources(value: unknown, field: string): ResourceRequest {
   }
   // The operator's ceilings (ALIVE_CODEX_DISK_MAX) are checked at ensure, where the config is known.
   for (const key of ["diskMb", "diskInodes"] as const) {
-    if (has(fields, key)) out[key] = integerIn(fields[key], join(field, key), DISK_RANGES[key].min, DISK_RANGES[key].max);
+    if (has(fields, key))
+      out[key] = integerIn(fields[key], join(field, key), DISK_RANGES[key].min, DISK_RANGES[key].max);
   }
   return out;
 }

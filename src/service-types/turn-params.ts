@@ -10,11 +10,19 @@ export type TurnInput = string | TurnInputItem[];
  * The reasoning efforts turn.run accepts (docs/protocol.md): codex-sdk's ModelReasoningEffort names more
  * than the protocol promises, so this list narrows it (and the compiler keeps it a subset).
  */
-export const REASONING_EFFORTS = ["minimal", "low", "medium", "high", "xhigh"] as const satisfies readonly ModelReasoningEffort[];
+export const REASONING_EFFORTS = [
+  "minimal",
+  "low",
+  "medium",
+  "high",
+  "xhigh",
+] as const satisfies readonly ModelReasoningEffort[];
 
 /** turn.run options: codex-sdk's ThreadOptions where it defines them, plus the sidecar's own. */
-export interface TurnRunOptions
-  extends Pick<ThreadOptions, "model" | "sandboxMode" | "approvalPolicy" | "networkAccessEnabled" | "additionalDirectories" | "webSearchMode"> {
+export interface TurnRunOptions extends Pick<
+  ThreadOptions,
+  "model" | "sandboxMode" | "approvalPolicy" | "networkAccessEnabled" | "additionalDirectories" | "webSearchMode"
+> {
   modelReasoningEffort?: (typeof REASONING_EFFORTS)[number];
   outputSchema?: Record<string, unknown>;
   timeoutMs?: number;

@@ -31,7 +31,8 @@ export interface WorkspaceParams {
   runtime?: string;
 }
 
-export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
+export type ContainerState =
+  "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | "missing";
 
 export interface EnsureWorkspaceResult {
   workspaceId: string;

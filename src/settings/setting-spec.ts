@@ -29,7 +29,9 @@ export interface SettingSpec<K extends keyof SidecarConfig = keyof SidecarConfig
 export type AnySetting = { [K in keyof SidecarConfig]: SettingSpec<K> }[keyof SidecarConfig];
 
 /** A table entry; a default given as text is its own default text. */
-export function setting<K extends keyof SidecarConfig>(spec: Omit<SettingSpec<K>, "defaultText"> & { defaultText?: string }): SettingSpec<K> {
+export function setting<K extends keyof SidecarConfig>(
+  spec: Omit<SettingSpec<K>, "defaultText"> & { defaultText?: string },
+): SettingSpec<K> {
   const defaultText = spec.defaultText ?? (typeof spec.default === "string" ? spec.default : "(none)");
   return { ...spec, defaultText };
 }

@@ -53,7 +53,10 @@ export function countOpenDescriptors(): number | null {
  * nothing to do, and otherwise asks util-linux's prlimit to do it for this process. Never throws:
  * a limit that stays low is logged, and the guard then refuses earlier.
  */
-export async function raiseNofileLimit(log: Logger, read: () => NofileLimit | null = () => readNofileLimit()): Promise<NofileLimit | null> {
+export async function raiseNofileLimit(
+  log: Logger,
+  read: () => NofileLimit | null = () => readNofileLimit(),
+): Promise<NofileLimit | null> {
   const before = read();
   if (before === null) {
     log.warn("cannot read the sidecar's open-files limit (no /proc/self/limits): the descriptor guard is off");
@@ -61,13 +64,23 @@ export async function raiseNofileLimit(log: Logger, read: () => NofileLimit | nu
   }
   if (before.soft < before.hard && Number.isFinite(before.hard)) {
     try {
-      await execa("prlimit", ["--pid", String(process.pid), `--nofile=${before.hard}:${before.hard}`], { timeout: 5000 });
+      await execa("prlimit", ["--pid", String(process.pid), `--nofile=${before.hard}:${before.hard}`], {
+        timeout: 5000,
+      });
     } catch (error) {
-      log.warn("could not raise the sidecar's open-files limit to its hard limit (prlimit from util-linux)", { soft: before.soft, hard: before.hard, error: errorMessage(error) });
+      log.warn("could not raise the sidecar's open-files limit to its hard limit (prlimit from util-linux)", {
+        soft: before.soft,
+        hard: before.hard,
+        error: errorMessage(error),
+      });
     }
   }
   const after = read() ?? before;
-  log.info("the sidecar's open-files limit", { soft: after.soft, hard: after.hard, raisedFrom: before.soft === after.soft ? null : before.soft });
+  log.info("the sidecar's open-files limit", {
+    soft: after.soft,
+    hard: after.hard,
+    raisedFrom: before.soft === after.soft ? null : before.soft,
+  });
   return after;
 }
 
@@ -122,7 +135,8 @@ export class DescriptorGuard {
       this.#countedAt = now;
       this.#heldAtCount = held;
     }
-    if (this.#counted === null || !Number.isFinite(this.limit)) return { overloaded: false, open: this.#counted ?? 0, limit: this.limit };
+    if (this.#counted === null || !Number.isFinite(this.limit))
+      return { overloaded: false, open: this.#counted ?? 0, limit: this.limit };
     const open = Math.max(0, this.#counted + held - this.#heldAtCount);
     return { overloaded: open >= this.#threshold, open, limit: this.limit };
   }
@@ -131,8 +145,17 @@ export class DescriptorGuard {
   assertRoom(held = 0): void {
     const check = this.check(held);
     if (!check.overloaded) return;
-    throw new SidecarError(ErrorCode.limitReached, `the sidecar has ${check.open} of its ${check.limit} open files in use and takes no new turns or workspaces until some close; try again shortly`, {
-      data: { reason: "the sidecar is near its open-files limit; retry shortly", code: "sidecar_overloaded", openFiles: check.open, openFilesLimit: check.limit },
-    });
+    throw new SidecarError(
+      ErrorCode.limitReached,
+      `the sidecar has ${check.open} of its ${check.limit} open files in use and takes no new turns or workspaces until some close; try again shortly`,
+      {
+        data: {
+          reason: "the sidecar is near its open-files limit; retry shortly",
+          code: "sidecar_overloaded",
+          openFiles: check.open,
+          openFilesLimit: check.limit,
+        },
+      },
+    );
   }
 }

@@ -41,19 +41,32 @@ const E2FSPROGS_TOOLS = new Set(["mkfs.ext4", "e2fsck", "resize2fs"]);
 export function diskProblems(caps: DiskCapabilities): string[] {
   const problems: string[] = [];
   if (!caps.root) problems.push("the sidecar is not root (run it as root: mounting needs CAP_SYS_ADMIN)");
-  else if (!caps.capSysAdmin) problems.push("the sidecar lacks CAP_SYS_ADMIN (in a container: cap_add SYS_ADMIN; docs/security.md, Disk)");
-  const missing = (packageName: string): string[] => caps.missingTools.filter((tool) => E2FSPROGS_TOOLS.has(tool) === (packageName === "e2fsprogs"));
+  else if (!caps.capSysAdmin)
+    problems.push("the sidecar lacks CAP_SYS_ADMIN (in a container: cap_add SYS_ADMIN; docs/security.md, Disk)");
+  const missing = (packageName: string): string[] =>
+    caps.missingTools.filter((tool) => E2FSPROGS_TOOLS.has(tool) === (packageName === "e2fsprogs"));
   for (const packageName of ["e2fsprogs", "util-linux"]) {
     const tools = missing(packageName);
-    if (tools.length > 0) problems.push(`${tools.join(", ")} ${tools.length === 1 ? "is" : "are"} not installed (install ${packageName})`);
+    if (tools.length > 0)
+      problems.push(`${tools.join(", ")} ${tools.length === 1 ? "is" : "are"} not installed (install ${packageName})`);
   }
-  if (caps.loopControl === "missing") problems.push("/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)");
-  if (caps.loopControl === "denied") problems.push("/dev/loop-control cannot be opened (in a container: a device cgroup rule 'b 7:* rwm' and 'c 10:237 rwm', docs/security.md, Disk)");
+  if (caps.loopControl === "missing")
+    problems.push(
+      "/dev/loop-control is missing (load the loop module: modprobe loop; in a container: pass the loop devices in, docs/security.md, Disk)",
+    );
+  if (caps.loopControl === "denied")
+    problems.push(
+      "/dev/loop-control cannot be opened (in a container: a device cgroup rule 'b 7:* rwm' and 'c 10:237 rwm', docs/security.md, Disk)",
+    );
   if (caps.appArmor && /^docker-default\b.*\(enforce\)/.test(caps.appArmor)) {
-    problems.push(`the sidecar runs under the AppArmor profile ${caps.appArmor.trim()}, which denies mount(2) (in a container: security_opt apparmor=unconfined; docs/compose.md)`);
+    problems.push(
+      `the sidecar runs under the AppArmor profile ${caps.appArmor.trim()}, which denies mount(2) (in a container: security_opt apparmor=unconfined; docs/compose.md)`,
+    );
   }
   if (caps.stateDirPropagation !== null && !/^r?shared$/.test(caps.stateDirPropagation)) {
-    problems.push(`the state dir is bind-mounted into the sidecar's container with propagation ${caps.stateDirPropagation || "unset"}: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)`);
+    problems.push(
+      `the state dir is bind-mounted into the sidecar's container with propagation ${caps.stateDirPropagation || "unset"}: a disk mounted there would not reach the engine (bind-mount it with bind-propagation=rshared, docs/security.md, Disk)`,
+    );
   }
   return problems;
 }
@@ -76,7 +89,9 @@ export function decideDiskEnforcement(requested: DiskSetting, caps: DiskCapabili
   const problems = diskProblems(caps);
   if (problems.length === 0) return { enforcement: "image", requested, missing: [] };
   if (requested === "image") {
-    throw new Error(`ALIVE_CODEX_DISK=image: this host cannot make workspace disks: ${problems.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=auto (limits where the host allows) or off (docs/security.md, Disk)`);
+    throw new Error(
+      `ALIVE_CODEX_DISK=image: this host cannot make workspace disks: ${problems.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=auto (limits where the host allows) or off (docs/security.md, Disk)`,
+    );
   }
   return { enforcement: "off", requested, missing: problems };
 }
@@ -84,9 +99,13 @@ export function decideDiskEnforcement(requested: DiskSetting, caps: DiskCapabili
 /** "diskMb=4096,diskInodes=100000": the named limits replace those of `base`, within DISK_RANGES. */
 export function parseDiskLimits(setting: string, raw: string, base: Readonly<DiskLimits>): DiskLimits {
   const out = { ...base };
-  for (const part of raw.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [name = "", value = ""] = part.split("=", 2).map((s) => s.trim());
-    if (!Object.hasOwn(DISK_RANGES, name)) throw new ConfigError(setting, raw, "a list of diskMb=N, diskInodes=N separated by commas");
+    if (!Object.hasOwn(DISK_RANGES, name))
+      throw new ConfigError(setting, raw, "a list of diskMb=N, diskInodes=N separated by commas");
     const key = name as keyof DiskLimits;
     out[key] = parseInteger(`${setting} ${key}`, value, DISK_RANGES[key].min, DISK_RANGES[key].max);
   }
@@ -103,6 +122,7 @@ export function describeDiskHealth(disk: DiskHealth): string {
   if (disk.enforcement === "image") {
     return `limited (loop-mounted image per workspace, ${disk.attached} attached${requested === "auto" ? "; chosen automatically: ALIVE_CODEX_DISK=auto" : ""})`;
   }
-  if (requested === "auto") return `NOT LIMITED (ALIVE_CODEX_DISK=auto: this host cannot enforce disk limits: ${(disk.missing ?? []).join("; ") || "no reason given"})`;
+  if (requested === "auto")
+    return `NOT LIMITED (ALIVE_CODEX_DISK=auto: this host cannot enforce disk limits: ${(disk.missing ?? []).join("; ") || "no reason given"})`;
   return "NOT LIMITED (ALIVE_CODEX_DISK=off)";
 }

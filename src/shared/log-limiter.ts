@@ -46,7 +46,10 @@ export class LogLimiter {
 
   constructor(options: LogLimiterOptions = {}) {
     this.perMinute = options.perMinute ?? DEFAULT_LOG_LINES_PER_MINUTE;
-    if (!Number.isInteger(this.perMinute) || this.perMinute < 1) throw new TypeError(`invalid log limiter option perMinute: got ${this.perMinute}, expected a whole number of at least 1`);
+    if (!Number.isInteger(this.perMinute) || this.perMinute < 1)
+      throw new TypeError(
+        `invalid log limiter option perMinute: got ${this.perMinute}, expected a whole number of at least 1`,
+      );
     this.#maxBuckets = options.maxBuckets ?? DEFAULT_MAX_BUCKETS;
     this.#now = options.now ?? Date.now;
   }
@@ -99,7 +102,11 @@ export class LogLimiter {
   /** The summary a bucket owes, if any. */
   #flush(bucket: Bucket): void {
     if (bucket.suppressed === 0 || bucket.log === null) return;
-    bucket.log[bucket.level](`${bucket.msg}: ${bucket.suppressed} more suppressed`, { ...bucket.fields, suppressed: bucket.suppressed, perMinute: this.perMinute });
+    bucket.log[bucket.level](`${bucket.msg}: ${bucket.suppressed} more suppressed`, {
+      ...bucket.fields,
+      suppressed: bucket.suppressed,
+      perMinute: this.perMinute,
+    });
     bucket.suppressed = 0;
     bucket.log = null;
   }
@@ -114,6 +121,7 @@ export interface LimitedLog {
 }
 
 export function limitedLog(log: Logger, limiter: LogLimiter, key: string): LimitedLog {
-  const at = (level: LogLevelName) => (kind: string, msg: string, fields?: LogFields) => void limiter.write(log, level, key, kind, msg, fields);
+  const at = (level: LogLevelName) => (kind: string, msg: string, fields?: LogFields) =>
+    void limiter.write(log, level, key, kind, msg, fields);
   return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }

@@ -49,7 +49,8 @@ export function parseInteger(setting: string, raw: string, min: number, max: num
 /** A decimal number from min to max (e.g. CPU seconds). */
 export function parseNumber(setting: string, raw: string, min: number, max: number): number {
   const value = Number(raw.trim());
-  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || value < min || value > max) throw new ConfigError(setting, raw, `a number from ${min} to ${max}`);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || value < min || value > max)
+    throw new ConfigError(setting, raw, `a number from ${min} to ${max}`);
   return value;
 }
 
@@ -96,7 +97,10 @@ export function parseDuration(setting: string, raw: string): number {
 /** "memoryMb=4096,cpus=2": the named limits replace those of `base`, within RESOURCE_RANGES. */
 export function parseResources(setting: string, raw: string, base: Readonly<ResourceLimits>): ResourceLimits {
   const out = { ...base };
-  for (const part of raw.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [name = "", value = ""] = part.split("=", 2).map((s) => s.trim());
     if (!Object.hasOwn(RESOURCE_RANGES, name)) {
       throw new ConfigError(setting, raw, "a list of memoryMb=N, cpus=N, pids=N separated by commas");
@@ -127,7 +131,8 @@ export function parseUrl(setting: string, raw: string): string {
   } catch {
     throw new ConfigError(setting, raw, "an http:// or https:// URL");
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(setting, raw, "an http:// or https:// URL");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new ConfigError(setting, raw, "an http:// or https:// URL");
   return raw.replace(/\/+$/, "");
 }
 
@@ -147,7 +152,8 @@ export function parseName(setting: string, raw: string, maxLength: number): stri
 }
 
 export function parseOneOf<T extends string>(setting: string, raw: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(setting, raw, `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`);
+  if (!(allowed as readonly string[]).includes(raw))
+    throw new ConfigError(setting, raw, `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`);
   return raw as T;
 }
 
@@ -156,7 +162,11 @@ export function readKeyFile(setting: string, file: string): string {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    throw new ConfigError(setting, file, `a readable file holding the key (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    throw new ConfigError(
+      setting,
+      file,
+      `a readable file holding the key (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`,
+    );
   }
   const key = text.replace(/\r?\n$/, "");
   if (key === "") throw new ConfigError(setting, file, "a file holding the key, not an empty one");
@@ -181,14 +191,24 @@ export function parseLabels(setting: string, raw: string): Record<string, string
   for (const part of raw.split(",").filter((p) => p.trim() !== "")) {
     const eq = part.indexOf("=");
     const key = (eq === -1 ? part : part.slice(0, eq)).trim();
-    if (eq === -1) throw new ConfigError(setting, raw, `key=value pairs separated by commas (${JSON.stringify(key)} has no =)`);
+    if (eq === -1)
+      throw new ConfigError(setting, raw, `key=value pairs separated by commas (${JSON.stringify(key)} has no =)`);
     if (!LABEL_KEY_PATTERN.test(key) || key.length > 255) {
-      throw new ConfigError(setting, raw, `label keys matching ${LABEL_KEY_PATTERN.source} of at most 255 characters (got ${JSON.stringify(key)})`);
+      throw new ConfigError(
+        setting,
+        raw,
+        `label keys matching ${LABEL_KEY_PATTERN.source} of at most 255 characters (got ${JSON.stringify(key)})`,
+      );
     }
     if (key.startsWith(OWN_LABEL_PREFIX) && !OPEN_OWN_LABELS.has(key)) {
-      throw new ConfigError(setting, raw, `no label under ${OWN_LABEL_PREFIX} but ${[...OPEN_OWN_LABELS].join(", ")} (the sidecar sets the others)`);
+      throw new ConfigError(
+        setting,
+        raw,
+        `no label under ${OWN_LABEL_PREFIX} but ${[...OPEN_OWN_LABELS].join(", ")} (the sidecar sets the others)`,
+      );
     }
-    if (Object.hasOwn(labels, key)) throw new ConfigError(setting, raw, `each label key once (${JSON.stringify(key)} repeats)`);
+    if (Object.hasOwn(labels, key))
+      throw new ConfigError(setting, raw, `each label key once (${JSON.stringify(key)} repeats)`);
     labels[key] = parseSingleLine(`${setting} ${key}`, part.slice(eq + 1).trim(), 4096);
   }
   return labels;

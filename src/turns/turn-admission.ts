@@ -24,23 +24,34 @@ export function checkInput(params: RunTurnParams, workspacePath: string): void {
   for (const [index, item] of params.input.entries()) {
     if (item.type === "local_image" && !isInside(workspacePath, path.resolve(item.path))) {
       throw new SidecarError(ErrorCode.notAllowed, `input[${index}].path is outside the workspace`, {
-        data: { field: `input[${index}].path`, reason: `local images must lie inside the workspace path ${workspacePath}` },
+        data: {
+          field: `input[${index}].path`,
+          reason: `local images must lie inside the workspace path ${workspacePath}`,
+        },
       });
     }
   }
 }
 
 /** Codex may be pointed only at the workspace and the operator's read-only trusted directories. */
-export function checkAdditionalDirectories(params: RunTurnParams, workspacePath: string, trustedDirs: readonly string[]): void {
+export function checkAdditionalDirectories(
+  params: RunTurnParams,
+  workspacePath: string,
+  trustedDirs: readonly string[],
+): void {
   for (const [index, dir] of (params.options?.additionalDirectories ?? []).entries()) {
     const resolved = path.resolve(dir);
     if (isInside(workspacePath, resolved) || trustedDirs.some((trusted) => isInside(trusted, resolved))) continue;
-    throw new SidecarError(ErrorCode.notAllowed, `options.additionalDirectories[${index}] is outside the workspace and the trusted directories`, {
-      data: {
-        field: `options.additionalDirectories[${index}]`,
-        reason: `must lie inside the workspace path ${workspacePath}${trustedDirs.length > 0 ? ` or one of ${trustedDirs.join(", ")}` : ""} (ALIVE_CODEX_TRUSTED_DIRS)`,
+    throw new SidecarError(
+      ErrorCode.notAllowed,
+      `options.additionalDirectories[${index}] is outside the workspace and the trusted directories`,
+      {
+        data: {
+          field: `options.additionalDirectories[${index}]`,
+          reason: `must lie inside the workspace path ${workspacePath}${trustedDirs.length > 0 ? ` or one of ${trustedDirs.join(", ")}` : ""} (ALIVE_CODEX_TRUSTED_DIRS)`,
+        },
       },
-    });
+    );
   }
 }
 

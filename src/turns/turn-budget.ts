@@ -13,7 +13,12 @@ export interface BudgetLimits {
   maxCpuSeconds: number | null;
 }
 
-export const NO_BUDGET_LIMITS: BudgetLimits = { defaultTokens: null, maxTokens: null, defaultCpuSeconds: null, maxCpuSeconds: null };
+export const NO_BUDGET_LIMITS: BudgetLimits = {
+  defaultTokens: null,
+  maxTokens: null,
+  defaultCpuSeconds: null,
+  maxCpuSeconds: null,
+};
 
 /** The budget in force for a turn; null fields are unlimited. */
 export interface TurnBudget {
@@ -25,15 +30,31 @@ export interface TurnBudget {
 export function resolveTurnBudget(requested: TurnBudgetRequest | undefined, limits: BudgetLimits): TurnBudget {
   return {
     tokens: pick(requested?.tokens, limits.defaultTokens, limits.maxTokens, "tokens", "ALIVE_CODEX_BUDGET_TOKENS_MAX"),
-    cpuSeconds: pick(requested?.cpuSeconds, limits.defaultCpuSeconds, limits.maxCpuSeconds, "cpuSeconds", "ALIVE_CODEX_BUDGET_CPU_SECONDS_MAX"),
+    cpuSeconds: pick(
+      requested?.cpuSeconds,
+      limits.defaultCpuSeconds,
+      limits.maxCpuSeconds,
+      "cpuSeconds",
+      "ALIVE_CODEX_BUDGET_CPU_SECONDS_MAX",
+    ),
   };
 }
 
-function pick(requested: number | undefined, fallback: number | null, ceiling: number | null, key: string, setting: string): number | null {
+function pick(
+  requested: number | undefined,
+  fallback: number | null,
+  ceiling: number | null,
+  key: string,
+  setting: string,
+): number | null {
   if (requested !== undefined && ceiling !== null && requested > ceiling) {
-    throw new SidecarError(ErrorCode.notAllowed, `options.budget.${key} ${requested} is above the operator's ceiling ${ceiling}`, {
-      data: { field: `options.budget.${key}`, reason: `must be at most ${ceiling} (${setting})` },
-    });
+    throw new SidecarError(
+      ErrorCode.notAllowed,
+      `options.budget.${key} ${requested} is above the operator's ceiling ${ceiling}`,
+      {
+        data: { field: `options.budget.${key}`, reason: `must be at most ${ceiling} (${setting})` },
+      },
+    );
   }
   return requested ?? fallback ?? ceiling;
 }

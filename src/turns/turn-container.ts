@@ -62,7 +62,9 @@ export class TurnContainer {
 
   async prepare(): Promise<void> {
     await fs.mkdir(this.options.bridgesDir, { recursive: true, mode: 0o700 });
-    this.bridge = await ExecBridge.create(path.join(this.options.bridgesDir, `${this.turnId}-${randomBytes(4).toString("hex")}`));
+    this.bridge = await ExecBridge.create(
+      path.join(this.options.bridgesDir, `${this.turnId}-${randomBytes(4).toString("hex")}`),
+    );
   }
 
   /** Waits for the SDK's argv and prompt, runs codex in the container, relays its stdio to the bridge. */
@@ -82,7 +84,11 @@ export class TurnContainer {
     const request = await bridge.received();
     if (signal.aborted) return;
     const argv = await this.relocateHostFiles(request.argv);
-    const env = buildCodexExecEnv({ turnId: this.turnId, codexApiKey: this.modelCredential, aliveMcpToken: this.options.aliveMcpToken });
+    const env = buildCodexExecEnv({
+      turnId: this.turnId,
+      codexApiKey: this.modelCredential,
+      aliveMcpToken: this.options.aliveMcpToken,
+    });
     const exec = await this.options.launchers.take(launchTarget(this.record));
     exec.stdin?.write(encodeLaunchHeader(env, argv));
     exec.stdin?.end(request.stdin);
@@ -92,7 +98,9 @@ export class TurnContainer {
     const maxLineBytes = this.options.outputLineMaxBytes;
     const stdout = new LineCapTransform(maxLineBytes, () => {
       this.log.warn("codex wrote a stdout line over the bound: the turn fails", { maxLineBytes });
-      this.refuseOutput(`codex wrote an output line over ${maxLineBytes} bytes (the bound is ALIVE_CODEX_OUTPUT_LINE_MAX_MB); the turn was stopped there and its processes swept`);
+      this.refuseOutput(
+        `codex wrote an output line over ${maxLineBytes} bytes (the bound is ALIVE_CODEX_OUTPUT_LINE_MAX_MB); the turn was stopped there and its processes swept`,
+      );
     });
     this.stdout = stdout;
     exec.stdout.pipe(stdout).pipe(bridge.stdout, { end: false });
@@ -111,7 +119,11 @@ export class TurnContainer {
     if (!exec.stderr.readableEnded) await once(exec.stderr, "end").catch(() => undefined);
     stderr.end();
     if (stdout.droppedBytes > 0 || stderr.notForwardedBytes > 0 || stderr.unloggedLines > 0) {
-      this.log.info("codex's output went past its bounds", { stdoutDroppedBytes: stdout.droppedBytes, stderrNotForwardedBytes: stderr.notForwardedBytes, stderrUnloggedLines: stderr.unloggedLines });
+      this.log.info("codex's output went past its bounds", {
+        stdoutDroppedBytes: stdout.droppedBytes,
+        stderrNotForwardedBytes: stderr.notForwardedBytes,
+        stderrUnloggedLines: stderr.unloggedLines,
+      });
     }
     this.exitCode = code;
     await bridge.finish(code ?? 255);
@@ -156,14 +168,23 @@ export class TurnContainer {
     }
     const info = await engine.inspect(containerId).catch(() => null);
     if (info === null || !info.State.Running) {
-      const detail = info === null ? "was removed" : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
+      const detail =
+        info === null
+          ? "was removed"
+          : `stopped (exit code ${info.State.ExitCode}${info.State.OOMKilled ? ", killed for exceeding its memory limit" : ""})`;
       return { code: "container_died", message: `the workspace container ${detail} during the turn` };
     }
     const stderr = (this.stderr?.tail ?? "").trim().split("\n").slice(-5).join("\n");
     if (this.exitCode !== undefined && this.exitCode !== 0) {
-      return { code: "codex_exit", message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}` };
+      return {
+        code: "codex_exit",
+        message: `codex exited with code ${this.exitCode ?? "unknown"}${stderr ? `: ${stderr}` : ""}`,
+      };
     }
-    return { code: "codex_error", message: `${errorMessage(error)}${stderr && !errorMessage(error).includes(stderr) ? `: ${stderr}` : ""}` };
+    return {
+      code: "codex_error",
+      message: `${errorMessage(error)}${stderr && !errorMessage(error).includes(stderr) ? `: ${stderr}` : ""}`,
+    };
   }
 
   /** Sweeps the turn's processes and ends the bridge, once; resolves with how many were killed. */
@@ -187,7 +208,11 @@ export class TurnContainer {
   async sweep(): Promise<number> {
     const { uid, gid } = this.record.params;
     try {
-      const result = await runCommand(this.options.engine, this.record.containerId, { cmd: sweepCommand(this.turnId), user: `${uid}:${gid}`, signal: AbortSignal.timeout(10_000) });
+      const result = await runCommand(this.options.engine, this.record.containerId, {
+        cmd: sweepCommand(this.turnId),
+        user: `${uid}:${gid}`,
+        signal: AbortSignal.timeout(10_000),
+      });
       const match = /swept (\d+)/.exec(result.stdout);
       return match ? Number(match[1]) : 0;
     } catch (error) {

@@ -20,7 +20,9 @@ import { leftoverSweepCommand, sweptCount } from "../codex/sweep.js";
 const LEFTOVER_SWEEP_TIMEOUT_MS = 10_000;
 
 /** The egress a turn narrows its workspace to for its length, or null: the workspace's own. */
-export function turnEgress(options: Pick<TurnRunOptions, "sandboxMode" | "networkAccessEnabled"> | undefined): EgressPolicy | null {
+export function turnEgress(
+  options: Pick<TurnRunOptions, "sandboxMode" | "networkAccessEnabled"> | undefined,
+): EgressPolicy | null {
   return options?.sandboxMode === "workspace-write" && options.networkAccessEnabled !== true ? "model" : null;
 }
 
@@ -55,15 +57,25 @@ export class EgressNarrowingError extends Error {
  * goes on: what survives it can open nothing the narrowed policy refuses, and its tunnels are closed.
  * Tunnels that cannot be closed throw EgressNarrowingError.
  */
-export async function closeBeforeNarrowedTurn(options: EgressNarrowingOptions, record: WorkspaceRecord, log: Logger, signal: AbortSignal): Promise<void> {
+export async function closeBeforeNarrowedTurn(
+  options: EgressNarrowingOptions,
+  record: WorkspaceRecord,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
   const { workspaceId, uid, gid } = record.params;
   let tunnels: number | null = null;
   if (options.onEgressNarrowed) {
     try {
       tunnels = await options.onEgressNarrowed(workspaceId);
     } catch (error) {
-      log.error("could not close the workspace's egress tunnels before a turn that narrows its egress", { error: errorMessage(error) });
-      throw new EgressNarrowingError(`the workspace's open egress tunnels could not be closed before its egress was narrowed to the model API: ${errorMessage(error)}`, { cause: error });
+      log.error("could not close the workspace's egress tunnels before a turn that narrows its egress", {
+        error: errorMessage(error),
+      });
+      throw new EgressNarrowingError(
+        `the workspace's open egress tunnels could not be closed before its egress was narrowed to the model API: ${errorMessage(error)}`,
+        { cause: error },
+      );
     }
   }
   let processes: number | null = null;
@@ -75,7 +87,13 @@ export async function closeBeforeNarrowedTurn(options: EgressNarrowingOptions, r
     });
     processes = sweptCount(result.stdout);
   } catch (error) {
-    if (!signal.aborted) log.warn("could not sweep what earlier turns left before a turn that narrows its egress", { error: errorMessage(error) });
+    if (!signal.aborted)
+      log.warn("could not sweep what earlier turns left before a turn that narrows its egress", {
+        error: errorMessage(error),
+      });
   }
-  log.info("egress narrowed to the model API for the turn: what earlier turns left open was closed", { tunnels, processes });
+  log.info("egress narrowed to the model API for the turn: what earlier turns left open was closed", {
+    tunnels,
+    processes,
+  });
 }

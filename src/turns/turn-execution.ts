@@ -16,7 +16,12 @@ import { MODEL_BASE_URL } from "../egress/container-net.js";
 import type { TurnRef } from "../egress/workspace-endpoints.js";
 import type { TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
-import { EgressNarrowingError, closeBeforeNarrowedTurn, narrowsEgress, type EgressNarrowingOptions } from "./turn-egress.js";
+import {
+  EgressNarrowingError,
+  closeBeforeNarrowedTurn,
+  narrowsEgress,
+  type EgressNarrowingOptions,
+} from "./turn-egress.js";
 import { applyTurnEvent, newTurnState } from "./turn-state.js";
 import { CODEX_OUTPUT, encodeCodexEvent } from "../codex/codex-output.js";
 import { boundText } from "../shared/utf8.js";
@@ -64,7 +69,15 @@ export interface TurnReport {
   tokens: TurnResult["tokens"];
 }
 
-export async function executeTurn(options: TurnExecutionOptions, turnId: string, params: RunTurnParams, record: WorkspaceRecord, hooks: TurnHooks, cancel: AbortController, meter: TurnMeter): Promise<TurnResult> {
+export async function executeTurn(
+  options: TurnExecutionOptions,
+  turnId: string,
+  params: RunTurnParams,
+  record: WorkspaceRecord,
+  hooks: TurnHooks,
+  cancel: AbortController,
+  meter: TurnMeter,
+): Promise<TurnResult> {
   const { log: baseLog } = options;
   const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
   const started = Date.now();
@@ -84,7 +97,12 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     }
     seq += 1;
   };
-  emit({ type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: params.threadId ?? null });
+  emit({
+    type: "sidecar.turn.accepted",
+    turn_id: turnId,
+    workspace_id: params.workspaceId,
+    thread_id: params.threadId ?? null,
+  });
   log.info("turn started", { threadId: params.threadId ?? null });
   record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
 
@@ -110,7 +128,10 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     containerTask = container.run(signal).catch((error: unknown) => {
       containerError = error;
     });
-    const { events } = await thread.runStreamed(params.input, { ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}), signal });
+    const { events } = await thread.runStreamed(params.input, {
+      ...(params.options?.outputSchema ? { outputSchema: params.options.outputSchema } : {}),
+      signal,
+    });
     for await (const event of events) {
       firstEventMs ??= Date.now() - started;
       // Checked before anyone sees it: the event is the tenant's to script (codex/codex-output.ts).
@@ -128,7 +149,8 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
       if (state.failure) break;
     }
     await containerTask;
-    if (containerError !== undefined && !state.failure && !signal.aborted) state.failure = await container.explainFailure(containerError);
+    if (containerError !== undefined && !state.failure && !signal.aborted)
+      state.failure = await container.explainFailure(containerError);
   } catch (error) {
     if (error instanceof EgressNarrowingError) {
       state.failure ??= { code: "internal", message: error.message };
@@ -147,9 +169,16 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
     } else if (signal.aborted) {
       status = deadline.aborted && !cancel.signal.aborted ? "timed_out" : "cancelled";
       const swept = await container.abort();
-      state.failure = status === "timed_out"
-        ? { code: "timed_out", message: `the turn did not finish within ${timeoutMs} ms and was stopped` }
-        : { code: "cancelled", message: hooks.signal?.aborted && !cancel.signal.aborted ? "the client disconnected; the turn was cancelled" : "the turn was cancelled" };
+      state.failure =
+        status === "timed_out"
+          ? { code: "timed_out", message: `the turn did not finish within ${timeoutMs} ms and was stopped` }
+          : {
+              code: "cancelled",
+              message:
+                hooks.signal?.aborted && !cancel.signal.aborted
+                  ? "the client disconnected; the turn was cancelled"
+                  : "the turn was cancelled",
+            };
       log.info("turn processes swept", { swept });
     } else if (state.failure) {
       status = "failed";
@@ -161,28 +190,65 @@ export async function executeTurn(options: TurnExecutionOptions, turnId: string,
   }
   const resources = await meter.finish();
   const turnUsage = await computeTurnUsage(record, state.threadId, state.usage, options.log);
-  const result: TurnResult = { turnId, threadId: state.threadId, status, finalResponse: state.finalResponse, items: state.items, usage: state.usage, turnUsage, resources, tokens: { ...meter.tokens } };
+  const result: TurnResult = {
+    turnId,
+    threadId: state.threadId,
+    status,
+    finalResponse: state.finalResponse,
+    items: state.items,
+    usage: state.usage,
+    turnUsage,
+    resources,
+    tokens: { ...meter.tokens },
+  };
   if (state.itemsOmitted > 0) result.itemsOmitted = state.itemsOmitted;
   if (state.finalResponseTruncated) result.finalResponseTruncated = true;
-  if (state.failure) result.error = { code: state.failure.code, message: boundText(state.failure.message, ERROR_MESSAGE_MAX_BYTES) };
+  if (state.failure)
+    result.error = { code: state.failure.code, message: boundText(state.failure.message, ERROR_MESSAGE_MAX_BYTES) };
   const durationMs = Date.now() - started;
-  log.info("turn finished", { threadId: state.threadId, status, durationMs, ...(state.failure ? { error: state.failure.code } : {}), resources, tokens: result.tokens, budget: meter.budget });
-  record.sink.write(`turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`);
+  log.info("turn finished", {
+    threadId: state.threadId,
+    status,
+    durationMs,
+    ...(state.failure ? { error: state.failure.code } : {}),
+    resources,
+    tokens: result.tokens,
+    budget: meter.budget,
+  });
+  record.sink.write(
+    `turn=${turnId} thread=${state.threadId ?? "none"} event=finished status=${status}${state.failure ? ` error=${state.failure.code}` : ""}`,
+  );
   try {
-    options.onTurnFinished?.({ status, errorCode: state.failure?.code ?? null, durationMs, firstEventMs, resources, tokens: result.tokens });
+    options.onTurnFinished?.({
+      status,
+      errorCode: state.failure?.code ?? null,
+      durationMs,
+      firstEventMs,
+      resources,
+      tokens: result.tokens,
+    });
   } catch (error) {
     log.warn("turn observer threw", { error: errorMessage(error) });
   }
   return result;
 }
 
-function createThread(options: TurnExecutionOptions, params: RunTurnParams, record: WorkspaceRecord, bridgeEnv: Record<string, string>) {
+function createThread(
+  options: TurnExecutionOptions,
+  params: RunTurnParams,
+  record: WorkspaceRecord,
+  bridgeEnv: Record<string, string>,
+) {
   const sessionEnv = containerEnv(record.params, options);
   const sessionEnvNames = [...Object.keys(sessionEnv), ...(options.aliveMcpToken ? ["ALIVE_MCP_TOKEN"] : [])];
   const codex = new Codex({
     codexPathOverride: options.bridgeScript,
     env: { PATH: "/usr/bin:/bin", ...bridgeEnv },
-    config: buildCodexConfig({ modelBaseUrl: MODEL_BASE_URL, sessionEnvNames, ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}) }),
+    config: buildCodexConfig({
+      modelBaseUrl: MODEL_BASE_URL,
+      sessionEnvNames,
+      ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}),
+    }),
   });
   const o = params.options ?? {};
   const model = o.model ?? options.defaultModel ?? undefined;

@@ -54,7 +54,8 @@ export class TurnHub {
   /** Running turns nobody is connected to: their turn.run client left and nobody attached. */
   get detached(): number {
     let count = 0;
-    for (const turn of this.#live.values()) if (turn.result === null && turn.clientGone && turn.subscribers.size === 0) count += 1;
+    for (const turn of this.#live.values())
+      if (turn.result === null && turn.clientGone && turn.subscribers.size === 0) count += 1;
     return count;
   }
 
@@ -84,7 +85,10 @@ export class TurnHub {
     };
     let result: TurnResult;
     try {
-      result = await this.options.run({ ...params, turnId }, { onEvent, ...(keepRunning || !hooks.signal ? {} : { signal: hooks.signal }) });
+      result = await this.options.run(
+        { ...params, turnId },
+        { onEvent, ...(keepRunning || !hooks.signal ? {} : { signal: hooks.signal }) },
+      );
     } catch (error) {
       if (live) await this.#end(live, internalFailure(turnId, error));
       throw error;
@@ -99,7 +103,12 @@ export class TurnHub {
    * Sends the turn's events after `afterSeq` through `sink` (journal, then live), and resolves with
    * its result. -32004 for a turn neither running nor in the journal.
    */
-  async attach(turnId: string, afterSeq: number | undefined, sink: EventSink, signal: AbortSignal): Promise<TurnResult> {
+  async attach(
+    turnId: string,
+    afterSeq: number | undefined,
+    sink: EventSink,
+    signal: AbortSignal,
+  ): Promise<TurnResult> {
     let last = afterSeq ?? -1;
     const send = (seq: number, event: unknown, line: string): void => {
       if (seq <= last) return;
@@ -144,7 +153,12 @@ export class TurnHub {
   /** turn.attach as the service offers it: events to `hooks.onEvent` with their JSON. */
   attachTurn(params: { turnId: string; afterSeq?: number }, hooks: AttachTurnHooks): Promise<TurnResult> {
     const { turnId } = params;
-    return this.attach(turnId, params.afterSeq, (seq, event, line) => hooks.onEvent(turnId, seq, event as Parameters<AttachTurnHooks["onEvent"]>[2], line), hooks.signal);
+    return this.attach(
+      turnId,
+      params.afterSeq,
+      (seq, event, line) => hooks.onEvent(turnId, seq, event as Parameters<AttachTurnHooks["onEvent"]>[2], line),
+      hooks.signal,
+    );
   }
 
   async get(turnId: string): Promise<TurnInfo> {
@@ -162,7 +176,11 @@ export class TurnHub {
     const liveIds = new Set(live.map((turn) => turn.turnId));
     const ended = this.options.journal.endedSummaries().filter((turn) => !liveIds.has(turn.turnId));
     return [...live, ...ended]
-      .filter((turn) => (filter.workspaceId === undefined || turn.workspaceId === filter.workspaceId) && (filter.status === undefined || turn.status === filter.status))
+      .filter(
+        (turn) =>
+          (filter.workspaceId === undefined || turn.workspaceId === filter.workspaceId) &&
+          (filter.status === undefined || turn.status === filter.status),
+      )
       .sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
@@ -194,7 +212,11 @@ export class TurnHub {
         turn.writer = writer;
         writer.start({ k: "start", turnId, workspaceId, startedAt });
       },
-      (error: unknown) => this.options.log.error("cannot open the turn journal; the turn runs unjournaled", { turnId, error: errorMessage(error) }),
+      (error: unknown) =>
+        this.options.log.error("cannot open the turn journal; the turn runs unjournaled", {
+          turnId,
+          error: errorMessage(error),
+        }),
     );
     this.#live.set(turnId, turn);
     return turn;
@@ -208,8 +230,26 @@ export class TurnHub {
     await turn.opening;
     const { turnId, workspaceId, startedAt, lastSeq } = turn.summary;
     try {
-      await turn.writer?.end({ k: "end", turnId, workspaceId, startedAt, endedAt, status: result.status, lastSeq, result });
-      if (turn.writer) this.options.journal.ended({ turnId, workspaceId, status: result.status, lastSeq, startedAt, endedAt, detached: false });
+      await turn.writer?.end({
+        k: "end",
+        turnId,
+        workspaceId,
+        startedAt,
+        endedAt,
+        status: result.status,
+        lastSeq,
+        result,
+      });
+      if (turn.writer)
+        this.options.journal.ended({
+          turnId,
+          workspaceId,
+          status: result.status,
+          lastSeq,
+          startedAt,
+          endedAt,
+          detached: false,
+        });
     } finally {
       this.#live.delete(turnId);
     }
@@ -218,7 +258,10 @@ export class TurnHub {
 
 function unknownTurn(turnId: string): SidecarError {
   return new SidecarError(ErrorCode.unknownTurn, `unknown turn ${JSON.stringify(turnId)}`, {
-    data: { field: "turnId", reason: "no running turn has this id, and the journal holds none (it may have been pruned)" },
+    data: {
+      field: "turnId",
+      reason: "no running turn has this id, and the journal holds none (it may have been pruned)",
+    },
   });
 }
 

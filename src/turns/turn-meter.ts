@@ -74,7 +74,8 @@ export class TurnMeter {
     this.tokens.reasoning += usage.reasoningTokens;
     this.totalTokens += usage.totalTokens;
     const limit = this.options.budget.tokens;
-    if (limit !== null && this.totalTokens > limit) this.exceed(`the turn used ${this.totalTokens} tokens, over its budget of ${limit}`);
+    if (limit !== null && this.totalTokens > limit)
+      this.exceed(`the turn used ${this.totalTokens} tokens, over its budget of ${limit}`);
   }
 
   /** Before a model request is forwarded: refused once the token budget is spent. */
@@ -112,12 +113,16 @@ export class TurnMeter {
   private async sample(): Promise<void> {
     const cgroup = this.cgroup;
     if (cgroup === null) return;
-    const [cpu, memory] = await Promise.all([cgroup.cpuNs(), this.peakReset ? Promise.resolve(null) : cgroup.memoryNow()]);
+    const [cpu, memory] = await Promise.all([
+      cgroup.cpuNs(),
+      this.peakReset ? Promise.resolve(null) : cgroup.memoryNow(),
+    ]);
     if (cpu !== null) this.cpuLastNs = cpu;
     if (memory !== null) this.polledPeak = Math.max(this.polledPeak, memory);
     const limit = this.options.budget.cpuSeconds;
     const used = this.cpuSeconds();
-    if (limit !== null && used !== null && used > limit) this.exceed(`the workspace used ${used.toFixed(2)} CPU seconds in the turn, over its budget of ${limit}`);
+    if (limit !== null && used !== null && used > limit)
+      this.exceed(`the workspace used ${used.toFixed(2)} CPU seconds in the turn, over its budget of ${limit}`);
   }
 
   private exceed(message: string): void {

@@ -79,7 +79,10 @@ export class TurnRunner {
     if (turn.cancel.signal.aborted) return false;
     turn.cancel.abort();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([turn.done.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
+    await Promise.race([
+      turn.done.catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS))),
+    ]);
     clearTimeout(timer);
     return true;
   }
@@ -108,7 +111,8 @@ export class TurnRunner {
   /** Starts the workspace's launcher for its next turn, if it is idle and running. */
   prewarm(workspaceId: string): void {
     const record = this.options.workspaces.find(workspaceId);
-    if (!this.closing && record && record.state === "running" && record.activeTurnId === null) this.options.launchers.prewarm(launchTarget(record));
+    if (!this.closing && record && record.state === "running" && record.activeTurnId === null)
+      this.options.launchers.prewarm(launchTarget(record));
   }
 
   /** Forgets the workspace's waiting launcher, before its container is removed. */
@@ -146,7 +150,8 @@ export class TurnRunner {
     checkInput(params, target!.workspacePath);
     checkAdditionalDirectories(params, target!.workspacePath, this.options.trustedDirs);
     const budget = resolveTurnBudget(params.options?.budget, this.options.budgets);
-    if (params.threadId !== undefined) await checkThread(params.threadId, params.workspaceId, workspaces.paths(params.workspaceId).codexHome);
+    if (params.threadId !== undefined)
+      await checkThread(params.threadId, params.workspaceId, workspaces.paths(params.workspaceId).codexHome);
     if (params.workspace) await workspaces.ensure(params.workspace, hooks.signal);
     let record = workspaces.get(params.workspaceId);
     if (record.state !== "running") {
@@ -179,21 +184,35 @@ export class TurnRunner {
     });
     // Codex is told no web search where the model proxy would refuse its tool (codex 0.163 offers
     // live web search by default), so an honest turn never trips the body policy.
-    const webSearchMode = codexWebSearchMode(egressInForce(record), params.options?.webSearchMode, new Set(this.options.modelHostedTools ?? []));
-    const turnParams = webSearchMode === params.options?.webSearchMode ? params : { ...params, options: { ...params.options, webSearchMode } };
-    const done = executeTurn(this.options, turnId, turnParams, record, hooks, cancel, meter).then(async (result) => {
-      // A stalled sandbox is not trusted with the next turn: stopped now, started afresh by the next ensure or turn.
-      if (result.error?.code === SANDBOX_STALLED) {
-        this.options.launchers.discard(params.workspaceId);
-        await workspaces.recycle(params.workspaceId).catch((error: unknown) => this.options.log.warn("could not restart a stalled sandbox", { workspaceId: params.workspaceId, error: errorMessage(error) }));
-      }
-      return result;
-    }).finally(() => {
-      this.turns.delete(turnId);
-      record.turnEgress = null;
-      workspaces.releaseTurn(params.workspaceId, turnId);
-      this.prewarm(params.workspaceId);
-    });
+    const webSearchMode = codexWebSearchMode(
+      egressInForce(record),
+      params.options?.webSearchMode,
+      new Set(this.options.modelHostedTools ?? []),
+    );
+    const turnParams =
+      webSearchMode === params.options?.webSearchMode
+        ? params
+        : { ...params, options: { ...params.options, webSearchMode } };
+    const done = executeTurn(this.options, turnId, turnParams, record, hooks, cancel, meter)
+      .then(async (result) => {
+        // A stalled sandbox is not trusted with the next turn: stopped now, started afresh by the next ensure or turn.
+        if (result.error?.code === SANDBOX_STALLED) {
+          this.options.launchers.discard(params.workspaceId);
+          await workspaces.recycle(params.workspaceId).catch((error: unknown) =>
+            this.options.log.warn("could not restart a stalled sandbox", {
+              workspaceId: params.workspaceId,
+              error: errorMessage(error),
+            }),
+          );
+        }
+        return result;
+      })
+      .finally(() => {
+        this.turns.delete(turnId);
+        record.turnEgress = null;
+        workspaces.releaseTurn(params.workspaceId, turnId);
+        this.prewarm(params.workspaceId);
+      });
     this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, meter, done });
     return done;
   }

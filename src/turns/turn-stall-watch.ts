@@ -27,7 +27,12 @@ export interface TurnStallWatchOptions {
 }
 
 /** Starts the turn's watch (null when its runtime is not watched); on a stall, `end` fails the turn with SANDBOX_STALLED. */
-export function startStallWatch(options: TurnStallWatchOptions, record: WorkspaceRecord, log: Logger, end: (code: string, message: string) => void): StallWatch | null {
+export function startStallWatch(
+  options: TurnStallWatchOptions,
+  record: WorkspaceRecord,
+  log: Logger,
+  end: (code: string, message: string) => void,
+): StallWatch | null {
   const watched = options.stallWatch === "all" || (options.stallWatch === "gvisor" && isGvisorRuntime(record.runtime));
   if (!watched) return null;
   const { engine } = options;
@@ -36,7 +41,11 @@ export function startStallWatch(options: TurnStallWatchOptions, record: Workspac
   return new StallWatch({
     timings: options.stallTimings ?? DEFAULT_STALL_TIMINGS,
     list: async (signal) => {
-      const result = await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT], user, signal });
+      const result = await runCommand(engine, containerId, {
+        cmd: ["/bin/sh", "-c", PROC_STATES_SCRIPT],
+        user,
+        signal,
+      });
       if (signal.aborted) throw signal.reason;
       return parseProcList(result.stdout);
     },
@@ -46,9 +55,19 @@ export function startStallWatch(options: TurnStallWatchOptions, record: Workspac
       void (async () => {
         const diagnostics = isGvisorRuntime(record.runtime)
           ? await gvisorDiagnostics(engine, containerId)
-          : await runCommand(engine, containerId, { cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT], user, signal: AbortSignal.timeout(10_000) }).then((r) => r.stdout, (error: unknown) => errorMessage(error));
+          : await runCommand(engine, containerId, {
+              cmd: ["/bin/sh", "-c", PROC_LIST_SCRIPT],
+              user,
+              signal: AbortSignal.timeout(10_000),
+            }).then(
+              (r) => r.stdout,
+              (error: unknown) => errorMessage(error),
+            );
         log.warn("the turn's sandbox stalled: ending the turn", { reason, runtime: record.runtime, diagnostics });
-        end(SANDBOX_STALLED, `the workspace's sandbox stalled (${reason}); the turn was stopped and the container will be restarted (docs/runtimes.md)`);
+        end(
+          SANDBOX_STALLED,
+          `the workspace's sandbox stalled (${reason}); the turn was stopped and the container will be restarted (docs/runtimes.md)`,
+        );
       })();
     },
   }).start();

@@ -46,14 +46,28 @@ export interface TurnState {
 }
 
 export function newTurnState(threadId: string | null): TurnState {
-  return { threadId, items: [], itemsBytes: 0, itemsOmitted: 0, finalResponse: "", finalResponseTruncated: false, usage: null, failure: null };
+  return {
+    threadId,
+    items: [],
+    itemsBytes: 0,
+    itemsOmitted: 0,
+    finalResponse: "",
+    finalResponseTruncated: false,
+    usage: null,
+    failure: null,
+  };
 }
 
 /**
  * Folds one event into the state. `eventBytes` is the size of the event's JSON (an item's size is
  * at most that); the event has been checked to be an object with a string `type` (codex/codex-output.ts).
  */
-export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedThread: string | undefined, eventBytes: number): void {
+export function applyTurnEvent(
+  event: ThreadEvent,
+  state: TurnState,
+  requestedThread: string | undefined,
+  eventBytes: number,
+): void {
   switch (event.type) {
     case "thread.started": {
       const threadId: unknown = event.thread_id;
@@ -63,7 +77,10 @@ export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedTh
         break;
       }
       if (requestedThread !== undefined && threadId !== requestedThread) {
-        state.failure = { code: "thread_mismatch", message: `codex started thread ${threadId} instead of resuming ${requestedThread}` };
+        state.failure = {
+          code: "thread_mismatch",
+          message: `codex started thread ${threadId} instead of resuming ${requestedThread}`,
+        };
       }
       state.threadId = threadId;
       break;
@@ -71,7 +88,10 @@ export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedTh
     case "item.completed": {
       const item: unknown = event.item;
       if (!isRecord(item) || typeof item.type !== "string") {
-        state.failure = { code: CODEX_OUTPUT, message: "codex reported a completed item that is not an object with a type" };
+        state.failure = {
+          code: CODEX_OUTPUT,
+          message: "codex reported a completed item that is not an object with a type",
+        };
         break;
       }
       keepItem(state, event.item, eventBytes);
@@ -86,7 +106,10 @@ export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedTh
       break;
     case "turn.failed": {
       const error: unknown = event.error;
-      const message = isRecord(error) && typeof error.message === "string" ? error.message : "codex reported a failed turn without a message";
+      const message =
+        isRecord(error) && typeof error.message === "string"
+          ? error.message
+          : "codex reported a failed turn without a message";
       // Bounded where the result is made (turn-execution.ts), like every failure's message.
       state.failure = { code: "model_error", message };
       break;
@@ -98,7 +121,11 @@ export function applyTurnEvent(event: ThreadEvent, state: TurnState, requestedTh
 
 /** Keeps the item while the result has room for it; past a bound it is only counted. */
 function keepItem(state: TurnState, item: ThreadItem, bytes: number): void {
-  if (state.itemsOmitted > 0 || state.items.length >= RESULT_ITEMS_MAX || state.itemsBytes + bytes > RESULT_ITEMS_MAX_BYTES) {
+  if (
+    state.itemsOmitted > 0 ||
+    state.items.length >= RESULT_ITEMS_MAX ||
+    state.itemsBytes + bytes > RESULT_ITEMS_MAX_BYTES
+  ) {
     state.itemsOmitted += 1;
     return;
   }

@@ -66,7 +66,8 @@ export class LateTurns implements TurnsPort {
   }
 
   #turns(use: string): TurnsPort {
-    if (this.#target === null) throw new Error(`the turns were asked for ${use} before they were built (bind them once they exist)`);
+    if (this.#target === null)
+      throw new Error(`the turns were asked for ${use} before they were built (bind them once they exist)`);
     return this.#target;
   }
 }
@@ -98,8 +99,18 @@ export function modelProxyTurnHooks(
       metrics?.countTokens(usage);
       if (turns.recordModelUsage(ref.turnId, usage)) return;
       metrics?.countLateTokens(usage.totalTokens);
-      const tokens = { input: usage.inputTokens, cached: usage.cachedTokens, output: usage.outputTokens, reasoning: usage.reasoningTokens, total: usage.totalTokens };
-      log.info("model usage arrived after its turn ended", { workspaceId: ref.workspaceId, turnId: ref.turnId, tokens });
+      const tokens = {
+        input: usage.inputTokens,
+        cached: usage.cachedTokens,
+        output: usage.outputTokens,
+        reasoning: usage.reasoningTokens,
+        total: usage.totalTokens,
+      };
+      log.info("model usage arrived after its turn ended", {
+        workspaceId: ref.workspaceId,
+        turnId: ref.turnId,
+        tokens,
+      });
     },
     admit: (ref) => turns.admitModelRequest(ref.turnId),
   };

@@ -21,7 +21,17 @@ export interface TurnsOptions extends TurnRunnerOptions {
 /** The part of TurnsOptions the operator's configuration decides. */
 export type TurnSettings = Pick<
   TurnsOptions,
-  "trustedDirs" | "aliveApiUrl" | "aliveMcpToken" | "nodePath" | "defaultModel" | "turnTimeoutMs" | "maxTurns" | "stallWatch" | "outputLineMaxBytes" | "modelHostedTools" | "budgets"
+  | "trustedDirs"
+  | "aliveApiUrl"
+  | "aliveMcpToken"
+  | "nodePath"
+  | "defaultModel"
+  | "turnTimeoutMs"
+  | "maxTurns"
+  | "stallWatch"
+  | "outputLineMaxBytes"
+  | "modelHostedTools"
+  | "budgets"
 >;
 
 /** The turns' settings from a validated config. */
@@ -37,7 +47,12 @@ export function turnSettingsFromConfig(config: SidecarConfig): TurnSettings {
     stallWatch: config.stallWatch,
     outputLineMaxBytes: config.outputLineMaxMb * 1024 * 1024,
     modelHostedTools: config.modelHostedTools,
-    budgets: { defaultTokens: config.budgetTokens, maxTokens: config.budgetTokensMax, defaultCpuSeconds: config.budgetCpuSeconds, maxCpuSeconds: config.budgetCpuSecondsMax },
+    budgets: {
+      defaultTokens: config.budgetTokens,
+      maxTokens: config.budgetTokensMax,
+      defaultCpuSeconds: config.budgetCpuSeconds,
+      maxCpuSeconds: config.budgetCpuSecondsMax,
+    },
   };
 }
 

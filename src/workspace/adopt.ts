@@ -46,12 +46,22 @@ export async function adoptWorkspaceContainers(options: AdoptOptions): Promise<v
         runtime: labels[Labels.runtime] ?? null,
       }),
     );
-    log.info("adopted workspace container", { workspaceId: params.workspaceId, containerId: summary.Id, state: summary.State });
+    log.info("adopted workspace container", {
+      workspaceId: params.workspaceId,
+      containerId: summary.Id,
+      state: summary.State,
+    });
     // Made by a sidecar that let users share a uid: adopted all the same (its processes run anyway),
     // and it holds its uid as any workspace does, so neither is ensured again until one is removed.
-    const conflict = findUidConflict(params, [...registry.values()].map((record) => record.params));
+    const conflict = findUidConflict(
+      params,
+      [...registry.values()].map((record) => record.params),
+    );
     if (conflict) {
-      log.warn("adopted a workspace whose uid another user's workspace also holds: ensures of either are refused (-32602, uid) until one is removed", { workspaceId: params.workspaceId, uid: params.uid, heldBy: conflict.workspaceId });
+      log.warn(
+        "adopted a workspace whose uid another user's workspace also holds: ensures of either are refused (-32602, uid) until one is removed",
+        { workspaceId: params.workspaceId, uid: params.uid, heldBy: conflict.workspaceId },
+      );
     }
   }
 }
@@ -60,7 +70,14 @@ function parseParamsLabel(raw: string | undefined): WorkspaceParams | null {
   if (raw === undefined) return null;
   try {
     const value = JSON.parse(raw) as Partial<WorkspaceParams>;
-    if (typeof value.workspaceId !== "string" || typeof value.uid !== "number" || typeof value.gid !== "number" || typeof value.workspacePath !== "string" || typeof value.userId !== "string") return null;
+    if (
+      typeof value.workspaceId !== "string" ||
+      typeof value.uid !== "number" ||
+      typeof value.gid !== "number" ||
+      typeof value.workspacePath !== "string" ||
+      typeof value.userId !== "string"
+    )
+      return null;
     return value as WorkspaceParams;
   } catch {
     return null;

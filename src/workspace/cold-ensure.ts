@@ -16,7 +16,10 @@ import type { WorkspaceRegistry } from "./registry.js";
 import { buildWorkspaceSpec, type SpecContext } from "./spec.js";
 
 /** What the cold path needs of the manager that runs it (as the workspace's one transition). */
-export interface ColdEnsureContext extends Pick<WorkspaceManagerOptions, "engine" | "log" | "runtimes" | "disks" | "stateDir" | "maxWorkspaces" | "defaultEgress"> {
+export interface ColdEnsureContext extends Pick<
+  WorkspaceManagerOptions,
+  "engine" | "log" | "runtimes" | "disks" | "stateDir" | "maxWorkspaces" | "defaultEgress"
+> {
   records: WorkspaceRegistry;
   /** False while the engine's event stream is lost: the records may be stale. */
   following(): boolean;
@@ -28,7 +31,11 @@ export interface ColdEnsureContext extends Pick<WorkspaceManagerOptions, "engine
   serveNetwork(record: WorkspaceRecord): Promise<void>;
 }
 
-export async function ensureCold(context: ColdEnsureContext, params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult> {
+export async function ensureCold(
+  context: ColdEnsureContext,
+  params: WorkspaceParams,
+  signal?: AbortSignal,
+): Promise<EnsureWorkspaceResult> {
   const { engine, log, records } = context;
   // First: a runtime the operator does not allow or the engine does not have makes nothing (-32006).
   const runtime = await context.runtimes.resolve(params.runtime, signal);
@@ -41,9 +48,16 @@ export async function ensureCold(context: ColdEnsureContext, params: WorkspacePa
     // A disk grows unmounted: the container holding it goes first (its spec changed with the size anyway).
     if (record) {
       if (record.activeTurnId !== null) {
-        throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} runs a turn; its disk can only grow when idle`, {
-          data: { field: "resources.diskMb", reason: "a larger disk needs the container replaced, and a turn is running" },
-        });
+        throw new SidecarError(
+          ErrorCode.workspaceBusy,
+          `workspace ${params.workspaceId} runs a turn; its disk can only grow when idle`,
+          {
+            data: {
+              field: "resources.diskMb",
+              reason: "a larger disk needs the container replaced, and a turn is running",
+            },
+          },
+        );
       }
       await engine.remove(record.containerId);
       context.forget(params.workspaceId);
@@ -56,11 +70,23 @@ export async function ensureCold(context: ColdEnsureContext, params: WorkspacePa
 
   if (record && record.specHash !== spec.hash) {
     if (record.activeTurnId !== null) {
-      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} runs a turn; its container can only be replaced when idle`, {
-        data: { field: "workspaceId", reason: "the requested settings differ from the running container's and a turn is running" },
-      });
+      throw new SidecarError(
+        ErrorCode.workspaceBusy,
+        `workspace ${params.workspaceId} runs a turn; its container can only be replaced when idle`,
+        {
+          data: {
+            field: "workspaceId",
+            reason: "the requested settings differ from the running container's and a turn is running",
+          },
+        },
+      );
     }
-    log.info("replacing workspace container made from an older spec", { workspaceId: params.workspaceId, containerId: record.containerId, runtime, previousRuntime: record.runtime });
+    log.info("replacing workspace container made from an older spec", {
+      workspaceId: params.workspaceId,
+      containerId: record.containerId,
+      runtime,
+      previousRuntime: record.runtime,
+    });
     await engine.remove(record.containerId);
     context.forget(params.workspaceId);
     record = undefined;
@@ -71,17 +97,40 @@ export async function ensureCold(context: ColdEnsureContext, params: WorkspacePa
     await resumeWorkspace(engine, record, { stale: !context.following(), signal });
     record.paramsKey = paramsKey(params);
     const isolation = await checkWorkspaceIsolation(context, record, spec, false, signal);
-    return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: "running", isolation };
+    return {
+      workspaceId: params.workspaceId,
+      containerId: record.containerId,
+      containerName: record.name,
+      created: false,
+      state: "running",
+      isolation,
+    };
   }
 
   if (records.size >= context.maxWorkspaces) {
-    throw new SidecarError(ErrorCode.limitReached, `the sidecar already has ${records.size} workspaces (limit ${context.maxWorkspaces})`, {
-      data: { field: "workspaceId", reason: "workspace limit reached; remove idle workspaces or raise ALIVE_CODEX_MAX_WORKSPACES" },
-    });
+    throw new SidecarError(
+      ErrorCode.limitReached,
+      `the sidecar already has ${records.size} workspaces (limit ${context.maxWorkspaces})`,
+      {
+        data: {
+          field: "workspaceId",
+          reason: "workspace limit reached; remove idle workspaces or raise ALIVE_CODEX_MAX_WORKSPACES",
+        },
+      },
+    );
   }
   await prepareWorkspaceDirs(paths, params.uid, params.gid);
   const { containerId, created } = await createWorkspaceContainer(engine, spec, signal);
-  const fresh = buildWorkspaceRecord({ params, containerId, name: spec.name, specHash: spec.hash, state: "running", paths, defaultEgress: context.defaultEgress, runtime });
+  const fresh = buildWorkspaceRecord({
+    params,
+    containerId,
+    name: spec.name,
+    specHash: spec.hash,
+    state: "running",
+    paths,
+    defaultEgress: context.defaultEgress,
+    runtime,
+  });
   records.add(fresh);
   let isolation;
   try {
@@ -92,6 +141,16 @@ export async function ensureCold(context: ColdEnsureContext, params: WorkspacePa
     if (created) await engine.remove(containerId).catch(() => undefined);
     throw error;
   }
-  log.info(created ? "workspace container created" : "workspace container adopted", { workspaceId: params.workspaceId, containerId });
-  return { workspaceId: params.workspaceId, containerId, containerName: spec.name, created, state: "running", isolation };
+  log.info(created ? "workspace container created" : "workspace container adopted", {
+    workspaceId: params.workspaceId,
+    containerId,
+  });
+  return {
+    workspaceId: params.workspaceId,
+    containerId,
+    containerName: spec.name,
+    created,
+    state: "running",
+    isolation,
+  };
 }

@@ -19,14 +19,22 @@ export async function createWorkspaceContainer(
     // Made by someone else meanwhile (another process, or a container we did not know): adopt only if it is ours and current.
     const info = await engine.inspect(spec.name);
     if (info === null) {
-      throw new SidecarError(ErrorCode.internal, `a container named ${spec.name} existed when this one was created and was gone when inspected`, {
-        data: { reason: "another process made and removed it meanwhile; ensure the workspace again" },
-      });
+      throw new SidecarError(
+        ErrorCode.internal,
+        `a container named ${spec.name} existed when this one was created and was gone when inspected`,
+        {
+          data: { reason: "another process made and removed it meanwhile; ensure the workspace again" },
+        },
+      );
     }
     if (info.Config.Labels?.[Labels.specHash] !== spec.hash) {
-      throw new SidecarError(ErrorCode.internal, `a container named ${spec.name} already exists and was not made from this spec`, {
-        data: { reason: `remove it (docker rm -f ${spec.name}) or call workspace.remove` },
-      });
+      throw new SidecarError(
+        ErrorCode.internal,
+        `a container named ${spec.name} already exists and was not made from this spec`,
+        {
+          data: { reason: `remove it (docker rm -f ${spec.name}) or call workspace.remove` },
+        },
+      );
     }
     containerId = info.Id;
     created = false;

@@ -17,7 +17,11 @@ export async function probeDiskCapabilities(stateDirPropagation: string | null =
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   const capSysAdmin = capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 21n)) !== 0n;
   // One shell for all of them: the tools are looked up on the PATH mount(8) and the rest will be run with.
-  const lookup = await execa("sh", ["-c", 'for tool; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done', "sh", ...TOOLS], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  const lookup = await execa(
+    "sh",
+    ["-c", 'for tool; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done', "sh", ...TOOLS],
+    { reject: false, timeout: TOOL_TIMEOUT_MS },
+  );
   const missingTools = lookup.exitCode === 0 ? lookup.stdout.split("\n").filter((tool) => tool !== "") : [...TOOLS];
   let loopControl: DiskCapabilities["loopControl"] = "ok";
   try {

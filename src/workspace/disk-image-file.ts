@@ -25,7 +25,23 @@ export async function makeDiskImage(image: string, limits: DiskLimits): Promise<
       await handle.close();
     }
     const reservePercent = Math.min(5, Math.max(0.1, (ROOT_RESERVE_MB / limits.diskMb) * 100)).toFixed(2);
-    await runTool("mkfs.ext4", ["-q", "-F", "-T", "default", "-b", "4096", "-I", String(INODE_BYTES), "-N", String(limits.diskInodes), "-m", reservePercent, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", partial]);
+    await runTool("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-T",
+      "default",
+      "-b",
+      "4096",
+      "-I",
+      String(INODE_BYTES),
+      "-N",
+      String(limits.diskInodes),
+      "-m",
+      reservePercent,
+      "-E",
+      "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+      partial,
+    ]);
     await fs.rename(partial, image);
   } finally {
     await fs.rm(partial, { force: true });
@@ -36,12 +52,24 @@ export async function makeDiskImage(image: string, limits: DiskLimits): Promise<
  * Grows an unmounted image: the file, then the filesystem (resize2fs wants a fresh e2fsck first).
  * Never while any loop device still holds it (a lazily detached mount is still live in the kernel).
  */
-export async function growDiskImage(workspaceId: string, image: string, fromBytes: number, limits: DiskLimits, log: Logger): Promise<void> {
-  if ((await loopDevicesOf(image)).length > 0) throw new Error(`workspace ${workspaceId}'s disk ${image} is still attached to a loop device; it cannot grow until that is released`);
+export async function growDiskImage(
+  workspaceId: string,
+  image: string,
+  fromBytes: number,
+  limits: DiskLimits,
+  log: Logger,
+): Promise<void> {
+  if ((await loopDevicesOf(image)).length > 0)
+    throw new Error(
+      `workspace ${workspaceId}'s disk ${image} is still attached to a loop device; it cannot grow until that is released`,
+    );
   await fs.truncate(image, limits.diskMb * MIB);
   // e2fsck -p: 0 clean, 1 errors corrected; anything else stops the growth.
   const check = await execa("e2fsck", ["-f", "-p", image], { reject: false, timeout: TOOL_TIMEOUT_MS * 4 });
-  if (check.exitCode !== 0 && check.exitCode !== 1) throw new Error(`e2fsck -f -p ${image} failed (exit ${check.exitCode ?? check.signal}): ${(check.stderr || check.stdout).trim().slice(0, 500)}`);
+  if (check.exitCode !== 0 && check.exitCode !== 1)
+    throw new Error(
+      `e2fsck -f -p ${image} failed (exit ${check.exitCode ?? check.signal}): ${(check.stderr || check.stdout).trim().slice(0, 500)}`,
+    );
   await runTool("resize2fs", [image]);
   log.info("workspace disk grown", { workspaceId, fromMb: fromBytes / MIB, toMb: limits.diskMb });
 }

@@ -26,7 +26,12 @@ import { execa } from "execa";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { DiskHealth, DiskUsage, WorkspaceParams } from "../service.js";
-import { decideDiskEnforcement, type DiskCapabilities, type DiskDecision, type DiskSetting } from "../shared/disk-settings.js";
+import {
+  decideDiskEnforcement,
+  type DiskCapabilities,
+  type DiskDecision,
+  type DiskSetting,
+} from "../shared/disk-settings.js";
 import type { DiskLimits } from "../shared/limits.js";
 import { probeDiskCapabilities } from "./disk-capabilities.js";
 import { makeDiskImage, growDiskImage, isMountOfImage } from "./disk-image-file.js";
@@ -74,24 +79,45 @@ export class WorkspaceDisks {
    * "off" says at start-up that disks are unbounded.
    */
   static async open(options: WorkspaceDisksOptions): Promise<WorkspaceDisks> {
-    const capabilities = options.enforcement === "off" ? null : (options.capabilities ?? (await probeDiskCapabilities(options.stateDirPropagation ?? null)));
+    const capabilities =
+      options.enforcement === "off"
+        ? null
+        : (options.capabilities ?? (await probeDiskCapabilities(options.stateDirPropagation ?? null)));
     const decision = decideDiskEnforcement(options.enforcement, capabilities);
     if (decision.enforcement === "off") {
       // Disks made while limits were in force would be left aside, their workspaces started on empty dirs without a bound: never silently.
-      const images = decision.requested === "auto" ? (await fs.readdir(disksDir(options.stateDir)).catch(() => [] as string[])).filter((name) => name.endsWith(".img")) : [];
+      const images =
+        decision.requested === "auto"
+          ? (await fs.readdir(disksDir(options.stateDir)).catch(() => [] as string[])).filter((name) =>
+              name.endsWith(".img"),
+            )
+          : [];
       if (images.length > 0) {
-        throw new Error(`ALIVE_CODEX_DISK=auto: ${images.length} workspace disk(s) in ${disksDir(options.stateDir)} were made while disk limits were in force, but this host cannot enforce them now: ${decision.missing.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=off to start those workspaces without their disks (docs/security.md, Disk)`);
+        throw new Error(
+          `ALIVE_CODEX_DISK=auto: ${images.length} workspace disk(s) in ${disksDir(options.stateDir)} were made while disk limits were in force, but this host cannot enforce them now: ${decision.missing.join("; ")}. Fix that, or set ALIVE_CODEX_DISK=off to start those workspaces without their disks (docs/security.md, Disk)`,
+        );
       }
-      const how = decision.requested === "auto" ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}` : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
-      options.log.warn(`workspace disks are not limited: one workspace can fill the state dir's filesystem (${how}; docs/security.md, Disk)`, { stateDir: options.stateDir });
+      const how =
+        decision.requested === "auto"
+          ? `ALIVE_CODEX_DISK=auto: this host cannot enforce them: ${decision.missing.join("; ")}`
+          : "ALIVE_CODEX_DISK=off; set auto or image to bound each";
+      options.log.warn(
+        `workspace disks are not limited: one workspace can fill the state dir's filesystem (${how}; docs/security.md, Disk)`,
+        { stateDir: options.stateDir },
+      );
       return new WorkspaceDisks(options, decision);
     }
     // The mount table names mount points by their real path.
     const stateDir = await fs.realpath(options.stateDir);
     await fs.mkdir(disksDir(stateDir), { recursive: true, mode: 0o700 });
     // Images a killed sidecar was making (root's own directory: no tenant name in it).
-    for (const name of await fs.readdir(disksDir(stateDir))) if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
-    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", { stateDir, defaultDiskMb: options.defaults.diskMb, requested: decision.requested });
+    for (const name of await fs.readdir(disksDir(stateDir)))
+      if (name.includes(".img.partial-")) await fs.rm(path.join(disksDir(stateDir), name), { force: true });
+    options.log.info("workspace disks are limited: each workspace's dirs live on its own loop-mounted ext4 image", {
+      stateDir,
+      defaultDiskMb: options.defaults.diskMb,
+      requested: decision.requested,
+    });
     return new WorkspaceDisks({ ...options, stateDir }, decision);
   }
 
@@ -114,9 +140,17 @@ export class WorkspaceDisks {
     const existing = await fs.stat(diskImagePath(this.options.stateDir, workspaceId)).catch(() => null);
     if (!existing) return false;
     if (existing.size > limits.diskMb * MIB) {
-      throw new SidecarError(ErrorCode.invalidParams, `invalid resources.diskMb: workspace ${workspaceId}'s disk is ${existing.size / MIB} MiB; a disk grows but never shrinks`, {
-        data: { field: "resources.diskMb", reason: `at least ${existing.size / MIB} (the disk's size), or remove the workspace with purgeHome`, received: String(limits.diskMb) },
-      });
+      throw new SidecarError(
+        ErrorCode.invalidParams,
+        `invalid resources.diskMb: workspace ${workspaceId}'s disk is ${existing.size / MIB} MiB; a disk grows but never shrinks`,
+        {
+          data: {
+            field: "resources.diskMb",
+            reason: `at least ${existing.size / MIB} (the disk's size), or remove the workspace with purgeHome`,
+            received: String(limits.diskMb),
+          },
+        },
+      );
     }
     return existing.size < limits.diskMb * MIB;
   }
@@ -134,11 +168,14 @@ export class WorkspaceDisks {
     const image = diskImagePath(stateDir, workspaceId);
     let mount = readMounts().get(root);
     if (mount && !(await isMountOfImage(mount, image))) {
-      throw new Error(`${root} is a mount of ${mount.source}, not workspace ${workspaceId}'s disk ${image}: unmount it`);
+      throw new Error(
+        `${root} is a mount of ${mount.source}, not workspace ${workspaceId}'s disk ${image}: unmount it`,
+      );
     }
     const existing = await fs.stat(image).catch(() => null);
     const grow = existing !== null && existing.size < limits.diskMb * MIB;
-    if (mount && grow) throw new Error(`workspace ${workspaceId}'s disk is mounted: it grows only while unmounted (detach it first)`);
+    if (mount && grow)
+      throw new Error(`workspace ${workspaceId}'s disk is mounted: it grows only while unmounted (detach it first)`);
     if (!mount) {
       await fs.mkdir(path.dirname(root), { recursive: true, mode: 0o711 });
       await fs.mkdir(root, { recursive: false, mode: 0o711 }).catch((error: NodeJS.ErrnoException) => {
@@ -146,19 +183,33 @@ export class WorkspaceDisks {
       });
       const entries = await fs.readdir(root);
       if (entries.length > 0 && !existing && this.decision.requested === "auto") {
-        log.warn("workspace has files from before disk limits: it runs without a disk limit until it is removed with purgeHome (ALIVE_CODEX_DISK=auto; docs/security.md, Disk)", { workspaceId });
+        log.warn(
+          "workspace has files from before disk limits: it runs without a disk limit until it is removed with purgeHome (ALIVE_CODEX_DISK=auto; docs/security.md, Disk)",
+          { workspaceId },
+        );
         return "legacy";
       }
       if (entries.length > 0) {
-        throw new SidecarError(ErrorCode.invalidParams, `workspace ${workspaceId} has files from before disk limits (ALIVE_CODEX_DISK=image) in ${root}; they cannot be moved onto a disk safely`, {
-          data: { field: "workspaceId", reason: "remove the workspace with purgeHome (or move its dirs aside) before it gets a disk" },
-        });
+        throw new SidecarError(
+          ErrorCode.invalidParams,
+          `workspace ${workspaceId} has files from before disk limits (ALIVE_CODEX_DISK=image) in ${root}; they cannot be moved onto a disk safely`,
+          {
+            data: {
+              field: "workspaceId",
+              reason: "remove the workspace with purgeHome (or move its dirs aside) before it gets a disk",
+            },
+          },
+        );
       }
       // A disk unmounted lazily while still held is live in the kernel: a second mount of its image would corrupt it.
       if (existing && (await loopDevicesOf(image)).length > 0) {
-        throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId}'s disk is still held by a process of its removed container; try again shortly`, {
-          data: { field: "workspaceId", reason: "the disk's previous mount has not been released yet" },
-        });
+        throw new SidecarError(
+          ErrorCode.workspaceBusy,
+          `workspace ${workspaceId}'s disk is still held by a process of its removed container; try again shortly`,
+          {
+            data: { field: "workspaceId", reason: "the disk's previous mount has not been released yet" },
+          },
+        );
       }
       if (!existing) await makeDiskImage(image, limits);
       if (existing && grow) await growDiskImage(workspaceId, image, existing.size, limits, log);
@@ -170,7 +221,6 @@ export class WorkspaceDisks {
     }
     return "attached";
   }
-
 
   /**
    * Unmounts the workspace's disk (its container is gone): the loop device goes with it. A mount still
@@ -197,7 +247,8 @@ export class WorkspaceDisks {
     // mount made by hand) on the way. A lazily detached mount keeps its device until its last user goes.
     if (!lazily) {
       const left = await releaseLoopDevices(image, LOOP_RELEASE_MS);
-      if (left.length > 0) log.warn("workspace disk's loop device still attached after unmount", { workspaceId, devices: left });
+      if (left.length > 0)
+        log.warn("workspace disk's loop device still attached after unmount", { workspaceId, devices: left });
     }
     if (options.purge) await fs.rm(image, { force: true });
     if (mount) log.info("workspace disk unmounted", { workspaceId, purged: options.purge });
@@ -222,10 +273,12 @@ export class WorkspaceDisks {
 
   health(): DiskHealth {
     const { requested, missing } = this.decision;
-    if (!this.enforced) return { enforcement: "none", attached: 0, requested, ...(missing.length > 0 ? { missing } : {}) };
+    if (!this.enforced)
+      return { enforcement: "none", attached: 0, requested, ...(missing.length > 0 ? { missing } : {}) };
     const prefix = path.join(this.options.stateDir, "workspaces") + path.sep;
     let attached = 0;
-    for (const mountPoint of readMounts().keys()) if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
+    for (const mountPoint of readMounts().keys())
+      if (mountPoint.startsWith(prefix) && !mountPoint.slice(prefix.length).includes(path.sep)) attached += 1;
     return { enforcement: "image", attached, requested };
   }
 }

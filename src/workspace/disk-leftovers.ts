@@ -33,6 +33,7 @@ export async function releaseDisksUnder(dir: string): Promise<{ mounts: string[]
     const plain = await execa("umount", [point], { reject: false, timeout: TOOL_TIMEOUT_MS });
     if (plain.exitCode !== 0) await execa("umount", ["-l", point], { reject: false, timeout: TOOL_TIMEOUT_MS });
   }
-  for (const device of (await disksLeftUnder(dir)).loopDevices) await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  for (const device of (await disksLeftUnder(dir)).loopDevices)
+    await execa("losetup", ["-d", device], { reject: false, timeout: TOOL_TIMEOUT_MS });
   return found;
 }

@@ -17,25 +17,51 @@ const DEFAULT_BYTES_PER_INODE = 16 * 1024;
  * at one per 16 KiB so a small disk is not all inode tables). Above the operator's ceiling: -32006;
  * more inodes than the disk can hold: -32602. Both name the field.
  */
-export function resolveDiskLimits(params: Pick<WorkspaceParams, "resources">, defaults: DiskLimits, max: DiskLimits): DiskLimits {
+export function resolveDiskLimits(
+  params: Pick<WorkspaceParams, "resources">,
+  defaults: DiskLimits,
+  max: DiskLimits,
+): DiskLimits {
   const diskMb = params.resources?.diskMb ?? defaults.diskMb;
-  if (diskMb > max.diskMb) throw notAllowed("resources.diskMb", `${diskMb} MiB is above the operator's ceiling of ${max.diskMb} MiB (ALIVE_CODEX_DISK_MAX)`);
+  if (diskMb > max.diskMb)
+    throw notAllowed(
+      "resources.diskMb",
+      `${diskMb} MiB is above the operator's ceiling of ${max.diskMb} MiB (ALIVE_CODEX_DISK_MAX)`,
+    );
   const requested = params.resources?.diskInodes;
   if (requested !== undefined && requested > max.diskInodes) {
-    throw notAllowed("resources.diskInodes", `${requested} is above the operator's ceiling of ${max.diskInodes} (ALIVE_CODEX_DISK_MAX)`);
+    throw notAllowed(
+      "resources.diskInodes",
+      `${requested} is above the operator's ceiling of ${max.diskInodes} (ALIVE_CODEX_DISK_MAX)`,
+    );
   }
   const fit = Math.floor((diskMb * MIB) / 4 / INODE_BYTES);
   if (requested !== undefined && requested > fit) {
-    throw new SidecarError(ErrorCode.invalidParams, `invalid resources.diskInodes: ${requested} inodes need ${Math.ceil((requested * INODE_BYTES) / MIB)} MiB of inode tables, more than a quarter of a ${diskMb} MiB disk (at most ${fit})`, {
-      data: { field: "resources.diskInodes", reason: `at most ${fit} for resources.diskMb ${diskMb}`, received: String(requested) },
-    });
+    throw new SidecarError(
+      ErrorCode.invalidParams,
+      `invalid resources.diskInodes: ${requested} inodes need ${Math.ceil((requested * INODE_BYTES) / MIB)} MiB of inode tables, more than a quarter of a ${diskMb} MiB disk (at most ${fit})`,
+      {
+        data: {
+          field: "resources.diskInodes",
+          reason: `at most ${fit} for resources.diskMb ${diskMb}`,
+          received: String(requested),
+        },
+      },
+    );
   }
   const diskInodes = requested ?? Math.min(defaults.diskInodes, Math.floor((diskMb * MIB) / DEFAULT_BYTES_PER_INODE));
   return { diskMb, diskInodes };
 }
 
 /** What statfs says of a mounted workspace disk, as the tenant sees it (root's reserve left out of the limit). */
-export function usageFromStatfs(stats: { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number }): DiskUsage {
+export function usageFromStatfs(stats: {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}): DiskUsage {
   const usedBlocks = stats.blocks - stats.bfree;
   return {
     limitBytes: (usedBlocks + stats.bavail) * stats.bsize,

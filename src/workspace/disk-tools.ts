@@ -8,7 +8,10 @@ export const TOOLS = ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "lo
 /** Runs a tool; its failure names the command and what it said. */
 export async function runTool(file: string, args: string[]): Promise<void> {
   const result = await execa(file, args, { reject: false, timeout: TOOL_TIMEOUT_MS });
-  if (result.exitCode !== 0) throw new Error(`${file} ${args.join(" ")} failed (exit ${result.exitCode ?? result.signal}): ${(result.stderr || result.stdout).trim().slice(0, 500)}`);
+  if (result.exitCode !== 0)
+    throw new Error(
+      `${file} ${args.join(" ")} failed (exit ${result.exitCode ?? result.signal}): ${(result.stderr || result.stdout).trim().slice(0, 500)}`,
+    );
 }
 
 /**

@@ -47,7 +47,13 @@ export class WorkspaceEvents {
       this.#following = null;
       if (this.#closed) return;
       this.options.log.warn("lost the engine event stream; warm ensures will check the engine until it is back");
-      const retry = setTimeout(() => void this.follow().then(() => this.options.reconcile()).catch(() => lost()), 2000);
+      const retry = setTimeout(
+        () =>
+          void this.follow()
+            .then(() => this.options.reconcile())
+            .catch(() => lost()),
+        2000,
+      );
       retry.unref();
     };
     void (async () => {

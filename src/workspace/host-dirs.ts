@@ -6,7 +6,8 @@ import { execa } from "execa";
 import type { WorkspacePaths } from "./paths.js";
 import { SHELL_RC_TARGETS } from "./spec.js";
 
-const SHELL_RC = "# Managed by alive-codex-sidecar: read-only, so nothing in HOME can change what agent shells start with.\numask 022\n";
+const SHELL_RC =
+  "# Managed by alive-codex-sidecar: read-only, so nothing in HOME can change what agent shells start with.\numask 022\n";
 
 /** HOME (with .codex/ and .claude/) and TMPDIR owned by the workspace's uid:gid; run/ stays root's. */
 export async function prepareWorkspaceDirs(paths: WorkspacePaths, uid: number, gid: number): Promise<void> {

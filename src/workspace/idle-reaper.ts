@@ -26,14 +26,23 @@ export interface IdleReaperOptions extends IdleTimeouts {
 }
 
 /** What the reaper does with a record at `now`: a workspace running a turn is never touched. */
-export function idleAction(record: Pick<WorkspaceRecord, "state" | "activeTurnId" | "lastActiveAt" | "pausedAt" | "runtime">, now: number, timeouts: IdleTimeouts): IdleAction | null {
+export function idleAction(
+  record: Pick<WorkspaceRecord, "state" | "activeTurnId" | "lastActiveAt" | "pausedAt" | "runtime">,
+  now: number,
+  timeouts: IdleTimeouts,
+): IdleAction | null {
   if (record.activeTurnId !== null) return null;
   if (record.state === "running" && timeouts.idleTimeoutMs > 0 && now - record.lastActiveAt >= timeouts.idleTimeoutMs) {
     // A runtime that cannot be paused safely (gVisor) is stopped at the idle timeout instead, if stopping is on.
     if (canPause(record.runtime ?? null)) return "pause";
     return timeouts.stopTimeoutMs > 0 ? "stop" : null;
   }
-  if (record.state === "paused" && timeouts.stopTimeoutMs > 0 && now - (record.pausedAt ?? now) >= timeouts.stopTimeoutMs) return "stop";
+  if (
+    record.state === "paused" &&
+    timeouts.stopTimeoutMs > 0 &&
+    now - (record.pausedAt ?? now) >= timeouts.stopTimeoutMs
+  )
+    return "stop";
   return null;
 }
 

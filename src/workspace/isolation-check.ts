@@ -21,26 +21,42 @@ export interface IsolationCheckOptions {
   forget(workspaceId: string): void;
 }
 
-export async function checkWorkspaceIsolation(options: IsolationCheckOptions, record: WorkspaceRecord, spec: WorkspaceSpec, created: boolean, signal?: AbortSignal): Promise<IsolationReport> {
+export async function checkWorkspaceIsolation(
+  options: IsolationCheckOptions,
+  record: WorkspaceRecord,
+  spec: WorkspaceSpec,
+  created: boolean,
+  signal?: AbortSignal,
+): Promise<IsolationReport> {
   const cached = isolationReport(record);
   if (cached) return cached;
   const { engine, log } = options;
   const { workspaceId, uid, gid } = record.params;
-  const measured = await measureIsolation(engine, record.containerId, `${uid}:${gid}`, signal).catch(async (error: unknown) => {
-    if (created) {
-      options.forget(workspaceId);
-      await engine.remove(record.containerId).catch(() => undefined);
-    }
-    throw error;
-  });
+  const measured = await measureIsolation(engine, record.containerId, `${uid}:${gid}`, signal).catch(
+    async (error: unknown) => {
+      if (created) {
+        options.forget(workspaceId);
+        await engine.remove(record.containerId).catch(() => undefined);
+      }
+      throw error;
+    },
+  );
   const differences = isolationDifferences(measured, expectationFromSpec(spec.options));
   if (differences.length > 0) {
-    log.error("workspace container refused: its measured isolation differs from its spec", { workspaceId, containerId: record.containerId, differences });
+    log.error("workspace container refused: its measured isolation differs from its spec", {
+      workspaceId,
+      containerId: record.containerId,
+      differences,
+    });
     options.forget(workspaceId);
     await engine.remove(record.containerId).catch(() => undefined);
-    throw new SidecarError(ErrorCode.notAllowed, `workspace ${workspaceId} refused: its container's isolation differs from what was asked: ${differences.join("; ")}`, {
-      data: { field: "isolation", reason: differences.join("; "), differences },
-    });
+    throw new SidecarError(
+      ErrorCode.notAllowed,
+      `workspace ${workspaceId} refused: its container's isolation differs from what was asked: ${differences.join("; ")}`,
+      {
+        data: { field: "isolation", reason: differences.join("; "), differences },
+      },
+    );
   }
   record.isolation = measured;
   log.debug("workspace isolation measured", { workspaceId, containerId: record.containerId, ms: measured.measuredMs });

@@ -21,17 +21,27 @@ export function hostAddresses(): string[] {
     .slice(0, 8);
 }
 
-export async function measureIsolation(engine: Pick<EnginePort, "inspect" | "exec">, containerId: string, user: string, signal?: AbortSignal): Promise<MeasuredIsolation> {
+export async function measureIsolation(
+  engine: Pick<EnginePort, "inspect" | "exec">,
+  containerId: string,
+  user: string,
+  signal?: AbortSignal,
+): Promise<MeasuredIsolation> {
   const deadline = AbortSignal.timeout(MEASURE_TIMEOUT_MS);
   const bounded = signal ? AbortSignal.any([signal, deadline]) : deadline;
   const started = performance.now();
   const [info, result] = await Promise.all([
     engine.inspect(containerId, bounded).then((found) => found ?? gone(containerId)),
-    runCommand(engine, containerId, { user, cmd: ["/bin/bash", "-c", isolationScript(hostAddresses())], signal: bounded }),
+    runCommand(engine, containerId, {
+      user,
+      cmd: ["/bin/bash", "-c", isolationScript(hostAddresses())],
+      signal: bounded,
+    }),
   ]);
   const measuredMs = performance.now() - started;
   const host = info.HostConfig;
-  const cpus = host.CpuQuota && host.CpuPeriod ? host.CpuQuota / host.CpuPeriod : host.NanoCpus ? host.NanoCpus / 1e9 : null;
+  const cpus =
+    host.CpuQuota && host.CpuPeriod ? host.CpuQuota / host.CpuPeriod : host.NanoCpus ? host.NanoCpus / 1e9 : null;
   try {
     return parseIsolation(
       {
@@ -47,15 +57,23 @@ export async function measureIsolation(engine: Pick<EnginePort, "inspect" | "exe
       new Date(),
     );
   } catch (error) {
-    throw new SidecarError(ErrorCode.internal, `could not measure the isolation of container ${containerId.slice(0, 12)}: ${(error as Error).message}`, {
-      data: { reason: `exit code ${result.exitCode ?? "none"}; stderr: ${result.stderr.slice(0, 500)}` },
-      cause: error,
-    });
+    throw new SidecarError(
+      ErrorCode.internal,
+      `could not measure the isolation of container ${containerId.slice(0, 12)}: ${(error as Error).message}`,
+      {
+        data: { reason: `exit code ${result.exitCode ?? "none"}; stderr: ${result.stderr.slice(0, 500)}` },
+        cause: error,
+      },
+    );
   }
 }
 
 function gone(containerId: string): ContainerInspect {
-  throw new SidecarError(ErrorCode.internal, `could not measure the isolation of container ${containerId.slice(0, 12)}: it is gone`, { data: { reason: "the engine has no such container" } });
+  throw new SidecarError(
+    ErrorCode.internal,
+    `could not measure the isolation of container ${containerId.slice(0, 12)}: it is gone`,
+    { data: { reason: "the engine has no such container" } },
+  );
 }
 
 /** What a workspace's create options ask for, in the report's terms. */
@@ -63,7 +81,8 @@ export function expectationFromSpec(options: Pick<ContainerSpec, "User" | "HostC
   const host = options.HostConfig ?? {};
   const [uid = "-1", gid = "-1"] = (options.User ?? "").split(":");
   const mounts = (host.Mounts ?? []).map((m) => ({ path: m.Target, readOnly: m.ReadOnly === true }));
-  for (const [path, tmpfsOptions] of Object.entries(host.Tmpfs ?? {})) mounts.push({ path, readOnly: tmpfsOptions.split(",").includes("ro") });
+  for (const [path, tmpfsOptions] of Object.entries(host.Tmpfs ?? {}))
+    mounts.push({ path, readOnly: tmpfsOptions.split(",").includes("ro") });
   return {
     runtime: host.Runtime ?? null,
     uid: Number(uid),

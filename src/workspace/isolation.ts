@@ -27,9 +27,9 @@ export const HOST_PROBE_PORT = 2375;
 export function isolationScript(hostAddresses: readonly string[]): string {
   const addresses = hostAddresses.filter((a) => /^[0-9.]+$/.test(a)).join(" ");
   return [
-    "show() { [ -r \"$1\" ] && mapfile -t m < \"$1\" && printf '%s\\n' \"${m[@]}\"; }",
+    'show() { [ -r "$1" ] && mapfile -t m < "$1" && printf \'%s\\n\' "${m[@]}"; }',
     "echo @@status; show /proc/self/status",
-    "echo @@setpriv; case \"${m[*]}\" in *NoNewPrivs:*) ;; *) setpriv --dump 2>/dev/null ;; esac",
+    'echo @@setpriv; case "${m[*]}" in *NoNewPrivs:*) ;; *) setpriv --dump 2>/dev/null ;; esac',
     "echo @@mountinfo; show /proc/self/mountinfo",
     "echo @@cgroup",
     "for f in /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; do [ -r $f ] && read -r v < $f 2>/dev/null && printf '%s %s\\n' $f \"$v\"; done",
@@ -97,7 +97,9 @@ function numberOrNull(text: string | undefined): number | null {
 }
 
 /** Limits from the cgroup files the script printed (v2 or v1); an unlimited v1 memory reads as a huge number. */
-export function parseCgroupLimits(lines: readonly string[]): { pids: number | null; memoryBytes: number | null; cpus: number | null } | null {
+export function parseCgroupLimits(
+  lines: readonly string[],
+): { pids: number | null; memoryBytes: number | null; cpus: number | null } | null {
   const files = new Map<string, string>();
   for (const line of lines) {
     const space = line.indexOf(" ");
@@ -105,7 +107,9 @@ export function parseCgroupLimits(lines: readonly string[]): { pids: number | nu
   }
   if (files.size === 0) return null;
   const pids = numberOrNull(files.get("/sys/fs/cgroup/pids.max") ?? files.get("/sys/fs/cgroup/pids/pids.max"));
-  let memoryBytes = numberOrNull(files.get("/sys/fs/cgroup/memory.max") ?? files.get("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+  let memoryBytes = numberOrNull(
+    files.get("/sys/fs/cgroup/memory.max") ?? files.get("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+  );
   if (memoryBytes !== null && memoryBytes >= 2 ** 62) memoryBytes = null;
   let cpus: number | null = null;
   const v2 = files.get("/sys/fs/cgroup/cpu.max");
@@ -136,7 +140,12 @@ export function hasDefaultRoute(lines: readonly string[]): boolean {
 }
 
 /** Builds the measured report from inspect and the script's output; throws naming the section that is missing. */
-export function parseIsolation(facts: InspectFacts, output: string, measuredMs: number, measuredAt: Date): MeasuredIsolation {
+export function parseIsolation(
+  facts: InspectFacts,
+  output: string,
+  measuredMs: number,
+  measuredAt: Date,
+): MeasuredIsolation {
   const sections = splitSections(output);
   const section = (name: string): string[] => {
     const lines = sections.get(name);
@@ -161,8 +170,9 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
   const mounts = parseMounts(section("mountinfo"));
   const root = mounts.find((m) => m.path === "/");
   const cgroup = parseCgroupLimits(sections.get("cgroup") ?? []);
-  const limits: MeasuredIsolation["limits"] =
-    cgroup ? { ...cgroup, source: "cgroup" } : { pids: facts.pids, memoryBytes: facts.memoryBytes, cpus: facts.cpus, source: "inspect" };
+  const limits: MeasuredIsolation["limits"] = cgroup
+    ? { ...cgroup, source: "cgroup" }
+    : { pids: facts.pids, memoryBytes: facts.memoryBytes, cpus: facts.cpus, source: "inspect" };
   const connects = section("connect");
   // "connected", or "refused": a host answered. Anything else (unreachable, no route) got nowhere.
   const reached = connects.filter((line) => /\b(connected|refused)\b/i.test(line));
@@ -182,7 +192,10 @@ export function parseIsolation(facts: InspectFacts, output: string, measuredMs: 
     readOnlyRoot: root?.readOnly ?? facts.readOnlyRootfs,
     mounts,
     limits,
-    network: { interfaces: parseInterfaces(sections.get("net") ?? []), defaultRoute: hasDefaultRoute(sections.get("route") ?? []) },
+    network: {
+      interfaces: parseInterfaces(sections.get("net") ?? []),
+      defaultRoute: hasDefaultRoute(sections.get("route") ?? []),
+    },
     modelKey: "proxy",
     hostReachable: reached.length > 0,
     hostProbe: connects.length === 0 ? "no host address to try" : connects.map((l) => l.trim()).join("; "),
@@ -208,14 +221,16 @@ const ZERO_CAPS = /^0+$/;
 /** Every way the measured report differs from what was asked; empty when it matches. */
 export function isolationDifferences(report: MeasuredIsolation, expected: IsolationExpectation): string[] {
   const d: string[] = [];
-  if (expected.runtime !== null && report.runtime !== expected.runtime) d.push(`runtime is ${report.runtime} (asked ${expected.runtime})`);
+  if (expected.runtime !== null && report.runtime !== expected.runtime)
+    d.push(`runtime is ${report.runtime} (asked ${expected.runtime})`);
   if (report.user.uid !== expected.uid) d.push(`uid is ${report.user.uid} (asked ${expected.uid})`);
   if (report.user.gid !== expected.gid) d.push(`gid is ${report.user.gid} (asked ${expected.gid})`);
   const extraGroups = report.user.groups.filter((g) => g !== expected.gid);
   if (extraGroups.length > 0) d.push(`supplementary groups ${extraGroups.join(",")} (asked only ${expected.gid})`);
   for (const [name, value] of Object.entries(report.capabilities)) {
     // gVisor has no ambient set at all: nothing can be raised there.
-    const none = ZERO_CAPS.test(value) || (name === "ambient" && value === "unsupported" && isGvisorRuntime(report.runtime));
+    const none =
+      ZERO_CAPS.test(value) || (name === "ambient" && value === "unsupported" && isGvisorRuntime(report.runtime));
     if (!none) d.push(`capabilities ${name} is ${JSON.stringify(value)} (asked none)`);
   }
   if (!report.noNewPrivs) d.push("no_new_privs is off");
@@ -226,15 +241,22 @@ export function isolationDifferences(report: MeasuredIsolation, expected: Isolat
   for (const mount of expected.mounts) {
     const found = seen.get(mount.path);
     if (!found) d.push(`mount ${mount.path} is missing`);
-    else if (found.readOnly !== mount.readOnly) d.push(`mount ${mount.path} is ${found.readOnly ? "read-only" : "writable"} (asked ${mount.readOnly ? "read-only" : "writable"})`);
+    else if (found.readOnly !== mount.readOnly)
+      d.push(
+        `mount ${mount.path} is ${found.readOnly ? "read-only" : "writable"} (asked ${mount.readOnly ? "read-only" : "writable"})`,
+      );
   }
   const asked = new Set(expected.mounts.map((m) => m.path));
   for (const mount of report.mounts) {
-    if (mount.path !== "/" && !mount.readOnly && !asked.has(mount.path)) d.push(`mount ${mount.path} is writable and was not asked for`);
+    if (mount.path !== "/" && !mount.readOnly && !asked.has(mount.path))
+      d.push(`mount ${mount.path} is writable and was not asked for`);
   }
-  if (report.limits.pids !== expected.pids) d.push(`pids limit is ${report.limits.pids ?? "none"} (asked ${expected.pids})`);
-  if (report.limits.memoryBytes !== expected.memoryBytes) d.push(`memory limit is ${report.limits.memoryBytes ?? "none"} bytes (asked ${expected.memoryBytes})`);
-  if (report.limits.cpus === null || Math.abs(report.limits.cpus - expected.cpus) > 0.001) d.push(`cpu limit is ${report.limits.cpus ?? "none"} (asked ${expected.cpus})`);
+  if (report.limits.pids !== expected.pids)
+    d.push(`pids limit is ${report.limits.pids ?? "none"} (asked ${expected.pids})`);
+  if (report.limits.memoryBytes !== expected.memoryBytes)
+    d.push(`memory limit is ${report.limits.memoryBytes ?? "none"} bytes (asked ${expected.memoryBytes})`);
+  if (report.limits.cpus === null || Math.abs(report.limits.cpus - expected.cpus) > 0.001)
+    d.push(`cpu limit is ${report.limits.cpus ?? "none"} (asked ${expected.cpus})`);
   const foreign = report.network.interfaces.filter((i) => i !== "lo");
   if (foreign.length > 0) d.push(`network interfaces ${foreign.join(",")} (asked only lo)`);
   if (report.network.defaultRoute) d.push("a default route exists (asked none)");

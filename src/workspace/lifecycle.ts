@@ -14,10 +14,16 @@ import type { WorkspaceRecord } from "./record.js";
 const STOP_GRACE_SECONDS = 5;
 
 /** What the engine says of the container now ("paused" for a frozen one: the engine's Status says so too). */
-export async function engineState(engine: Pick<EnginePort, "inspect">, containerId: string, signal?: AbortSignal): Promise<ContainerState> {
+export async function engineState(
+  engine: Pick<EnginePort, "inspect">,
+  containerId: string,
+  signal?: AbortSignal,
+): Promise<ContainerState> {
   const info = await engine.inspect(containerId, signal);
   if (info === null) {
-    throw new SidecarError(ErrorCode.internal, `the workspace container ${containerId.slice(0, 12)} is gone`, { data: { reason: "the engine has no such container" } });
+    throw new SidecarError(ErrorCode.internal, `the workspace container ${containerId.slice(0, 12)} is gone`, {
+      data: { reason: "the engine has no such container" },
+    });
   }
   if (info.State.Paused) return "paused";
   return info.State.Status as ContainerState;
@@ -34,7 +40,11 @@ function markRunning(record: WorkspaceRecord): void {
  * stream was lost, so the record may be wrong) the engine is asked first; a thaw refused because the
  * container is not paused after all asks it too (the record was ahead of its events).
  */
-export async function resumeWorkspace(engine: Pick<EnginePort, "inspect" | "start" | "unpause">, record: WorkspaceRecord, options: { stale: boolean; signal?: AbortSignal | undefined }): Promise<void> {
+export async function resumeWorkspace(
+  engine: Pick<EnginePort, "inspect" | "start" | "unpause">,
+  record: WorkspaceRecord,
+  options: { stale: boolean; signal?: AbortSignal | undefined },
+): Promise<void> {
   const { signal } = options;
   if (options.stale) record.state = await engineState(engine, record.containerId, signal);
   if (record.state === "paused") {
@@ -77,10 +87,19 @@ export async function pauseIdleWorkspace(options: IdleTransitionOptions, record:
 }
 
 /** Stops a container paused for the second idle period (the engine thaws it to deliver the signals). */
-export async function stopIdleWorkspace(options: IdleTransitionOptions, record: WorkspaceRecord, why = "idle", graceSeconds = STOP_GRACE_SECONDS): Promise<void> {
+export async function stopIdleWorkspace(
+  options: IdleTransitionOptions,
+  record: WorkspaceRecord,
+  why = "idle",
+  graceSeconds = STOP_GRACE_SECONDS,
+): Promise<void> {
   const { engine, log } = options;
   const { workspaceId } = record.params;
-  log.info(why === "idle" ? "stopping idle workspace container" : "stopping workspace container", { workspaceId, containerId: record.containerId, why });
+  log.info(why === "idle" ? "stopping idle workspace container" : "stopping workspace container", {
+    workspaceId,
+    containerId: record.containerId,
+    why,
+  });
   try {
     // Three answers, three outcomes: stopped or already stopped (exited), gone (forgotten); a failure keeps it and says so.
     const answer = await engine.stop(record.containerId, graceSeconds);
@@ -100,6 +119,9 @@ async function refreshState(options: IdleTransitionOptions, record: WorkspaceRec
     if (state === "paused" && record.state !== "paused") record.pausedAt = Date.now();
     record.state = state;
   } catch (error) {
-    options.log.warn("could not inspect a workspace container", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
+    options.log.warn("could not inspect a workspace container", {
+      workspaceId: record.params.workspaceId,
+      error: errorMessage(error),
+    });
   }
 }

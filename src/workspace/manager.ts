@@ -149,8 +149,13 @@ export class WorkspaceManager {
       return warm;
     }
     this.ensuring.set(params.workspaceId, params);
-    const attempt = this.transitions.run(params.workspaceId, () => ensureCold(this.cold, params, signal).finally(() => this.ensuring.delete(params.workspaceId)));
-    void attempt.then(() => this.options.onEnsured?.("cold", (performance.now() - started) / 1000), () => undefined);
+    const attempt = this.transitions.run(params.workspaceId, () =>
+      ensureCold(this.cold, params, signal).finally(() => this.ensuring.delete(params.workspaceId)),
+    );
+    void attempt.then(
+      () => this.options.onEnsured?.("cold", (performance.now() - started) / 1000),
+      () => undefined,
+    );
     return attempt;
   }
 
@@ -173,7 +178,9 @@ export class WorkspaceManager {
     const record = this.find(workspaceId);
     if (!record || record.state !== "running") return;
     const transition = { engine: this.options.engine, log: this.options.log, forget: (id: string) => this.forget(id) };
-    await this.transitions.run(workspaceId, () => stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1));
+    await this.transitions.run(workspaceId, () =>
+      stopIdleWorkspace(transition, record, "its sandbox stalled during a turn", 1),
+    );
   }
 
   /**
@@ -198,7 +205,11 @@ export class WorkspaceManager {
   }
 
   private async applyIdle(record: WorkspaceRecord, action: IdleAction): Promise<void> {
-    const transition = { engine: this.options.engine, log: this.options.log, forget: (workspaceId: string) => this.forget(workspaceId) };
+    const transition = {
+      engine: this.options.engine,
+      log: this.options.log,
+      forget: (workspaceId: string) => this.forget(workspaceId),
+    };
     if (action === "pause") await pauseIdleWorkspace(transition, record);
     else await stopIdleWorkspace(transition, record);
   }
@@ -211,21 +222,38 @@ export class WorkspaceManager {
     const isolation = isolationReport(record);
     if (isolation === null) return null;
     record.lastActiveAt = Date.now();
-    return { workspaceId: params.workspaceId, containerId: record.containerId, containerName: record.name, created: false, state: record.state, isolation };
+    return {
+      workspaceId: params.workspaceId,
+      containerId: record.containerId,
+      containerName: record.name,
+      created: false,
+      state: record.state,
+      isolation,
+    };
   }
 
   /** Serves the sockets the workspace's forwarders reach: its only way out. */
   private serveNetwork(record: WorkspaceRecord): Promise<void> {
     const { workspaceId, uid, gid } = record.params;
-    return this.options.network.ensure({ workspaceId, uid, gid, dir: record.paths.net, policy: () => egressInForce(record) });
+    return this.options.network.ensure({
+      workspaceId,
+      uid,
+      gid,
+      dir: record.paths.net,
+      policy: () => egressInForce(record),
+    });
   }
 
   async remove(workspaceId: string, purgeHome: boolean): Promise<{ removed: boolean }> {
     const record = this.records.find(workspaceId);
     if (record?.activeTurnId) {
-      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is running turn ${record.activeTurnId}`, {
-        data: { field: "workspaceId", reason: "cancel the running turn before removing the workspace" },
-      });
+      throw new SidecarError(
+        ErrorCode.workspaceBusy,
+        `workspace ${workspaceId} is running turn ${record.activeTurnId}`,
+        {
+          data: { field: "workspaceId", reason: "cancel the running turn before removing the workspace" },
+        },
+      );
     }
     await this.transitions.settled(workspaceId);
     const target = record?.containerId ?? containerName(workspaceId);
@@ -249,7 +277,10 @@ export class WorkspaceManager {
     await adoptWorkspaceContainers({ engine, log, stateDir, registry: this.records, defaultEgress });
     for (const record of [...this.records.values()]) {
       await this.serveNetwork(record).catch((error: unknown) => {
-        log.error("could not serve an adopted workspace's network; its turns cannot reach the model", { workspaceId: record.params.workspaceId, error: errorMessage(error) });
+        log.error("could not serve an adopted workspace's network; its turns cannot reach the model", {
+          workspaceId: record.params.workspaceId,
+          error: errorMessage(error),
+        });
       });
     }
   }

@@ -25,7 +25,11 @@ export function parseMountInfo(text: string): MountEntry[] {
     if (fields.length < 10) continue;
     const separator = fields.indexOf("-", 6);
     if (separator === -1 || separator + 2 >= fields.length) continue;
-    entries.push({ mountPoint: unescapeMountField(fields[4] ?? ""), fsType: fields[separator + 1] ?? "", source: unescapeMountField(fields[separator + 2] ?? "") });
+    entries.push({
+      mountPoint: unescapeMountField(fields[4] ?? ""),
+      fsType: fields[separator + 1] ?? "",
+      source: unescapeMountField(fields[separator + 2] ?? ""),
+    });
   }
   return entries;
 }

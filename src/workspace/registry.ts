@@ -32,9 +32,13 @@ export class WorkspaceRegistry {
   get(workspaceId: string): WorkspaceRecord {
     const record = this.#records.get(workspaceId);
     if (!record) {
-      throw new SidecarError(ErrorCode.unknownWorkspace, `unknown workspace ${JSON.stringify(workspaceId)}: call workspace.ensure first`, {
-        data: { field: "workspaceId", reason: "no container for this workspace; call workspace.ensure first" },
-      });
+      throw new SidecarError(
+        ErrorCode.unknownWorkspace,
+        `unknown workspace ${JSON.stringify(workspaceId)}: call workspace.ensure first`,
+        {
+          data: { field: "workspaceId", reason: "no container for this workspace; call workspace.ensure first" },
+        },
+      );
     }
     return record;
   }
@@ -58,7 +62,11 @@ export class WorkspaceRegistry {
     const active = this.#records.get(workspaceId)?.activeTurnId ?? null;
     if (active !== null) {
       throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${workspaceId} is busy with turn ${active}`, {
-        data: { field: "workspaceId", reason: "a turn is already running in this workspace; wait for it or cancel it", activeTurnId: active },
+        data: {
+          field: "workspaceId",
+          reason: "a turn is already running in this workspace; wait for it or cancel it",
+          activeTurnId: active,
+        },
       });
     }
   }

@@ -75,7 +75,11 @@ export function resolveRuntime(requested: string | undefined, policy: RuntimePol
   const runtime = requested ?? policy.defaultRuntime ?? engine.defaultRuntime;
   if (!engine.names.includes(runtime)) {
     const origin = requested === undefined ? "the operator's default (ALIVE_CODEX_RUNTIME) " : "";
-    throw refuse(runtime, `${origin}is not registered with the Docker engine, which lists ${engine.names.join(", ")} (scripts/install-runsc.sh registers runsc)`, usable);
+    throw refuse(
+      runtime,
+      `${origin}is not registered with the Docker engine, which lists ${engine.names.join(", ")} (scripts/install-runsc.sh registers runsc)`,
+      usable,
+    );
   }
   return runtime;
 }

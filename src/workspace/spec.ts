@@ -65,7 +65,10 @@ export type SpecSettings = Omit<SpecContext, "image" | "runtime">;
 
 /** The spec settings a sidecar's configuration gives. */
 export function specContextFromConfig(
-  config: Pick<SidecarConfig, "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs">,
+  config: Pick<
+    SidecarConfig,
+    "defaultResources" | "nofile" | "cpuPeriodUs" | "aliveApiUrl" | "nodePath" | "trustedDirs"
+  >,
   extraLabels: Record<string, string>,
 ): SpecSettings {
   return {
@@ -92,7 +95,10 @@ export function resolveResources(params: WorkspaceParams, defaults: ResourceLimi
  * codex's per-turn credential reaches its own exec only). Network tools find the egress proxy
  * through the proxy variables; ALIVE_API_URL is the loopback end of Alive's API.
  */
-export function containerEnv(params: WorkspaceParams, context: Pick<SpecContext, "aliveApiUrl" | "nodePath">): Record<string, string> {
+export function containerEnv(
+  params: WorkspaceParams,
+  context: Pick<SpecContext, "aliveApiUrl" | "nodePath">,
+): Record<string, string> {
   return {
     ...buildCodexEnv({
       workspaceId: params.workspaceId,
@@ -129,7 +135,11 @@ export interface WorkspaceSpec {
   options: ContainerSpec;
 }
 
-export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePaths, context: SpecContext): WorkspaceSpec {
+export function buildWorkspaceSpec(
+  params: WorkspaceParams,
+  paths: WorkspacePaths,
+  context: SpecContext,
+): WorkspaceSpec {
   const resources = resolveResources(params, context.defaultResources);
   const name = containerName(params.workspaceId);
   const mounts = [
@@ -137,7 +147,12 @@ export function buildWorkspaceSpec(params: WorkspaceParams, paths: WorkspacePath
     { Type: "bind" as const, Source: paths.home, Target: CONTAINER_HOME },
     { Type: "bind" as const, Source: paths.tmp, Target: CONTAINER_TMPDIR },
     { Type: "bind" as const, Source: paths.run, Target: CONTAINER_RUN_DIR, ReadOnly: true },
-    ...SHELL_RC_TARGETS.map((file) => ({ Type: "bind" as const, Source: paths.shellRc, Target: `${CONTAINER_HOME}/${file}`, ReadOnly: true })),
+    ...SHELL_RC_TARGETS.map((file) => ({
+      Type: "bind" as const,
+      Source: paths.shellRc,
+      Target: `${CONTAINER_HOME}/${file}`,
+      ReadOnly: true,
+    })),
     ...context.trustedDirs.map((dir) => ({ Type: "bind" as const, Source: dir, Target: dir, ReadOnly: true })),
   ];
   const main = containerMainCommand(context.aliveApiUrl !== null);

@@ -10,7 +10,9 @@ export async function startWorkspaces(workspaces: Pick<WorkspaceManager, "start"
     return () => undefined;
   } catch (error) {
     if (!(error instanceof SidecarError) || error.code !== ErrorCode.dockerUnreachable) throw error;
-    log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", { error: errorMessage(error) });
+    log.error("Docker engine unreachable at start; workspace calls fail with -32001 until it answers", {
+      error: errorMessage(error),
+    });
     const retry = setInterval(() => {
       workspaces.start().then(
         () => {

@@ -22,7 +22,8 @@ export interface UidHold {
 /** A workspace other than `wanted`'s own that holds `wanted.uid` for another user, if any. */
 export function findUidConflict(wanted: UidHold, holds: Iterable<UidHold>): UidHold | undefined {
   for (const hold of holds) {
-    if (hold.uid === wanted.uid && hold.workspaceId !== wanted.workspaceId && hold.userId !== wanted.userId) return hold;
+    if (hold.uid === wanted.uid && hold.workspaceId !== wanted.workspaceId && hold.userId !== wanted.userId)
+      return hold;
   }
   return undefined;
 }

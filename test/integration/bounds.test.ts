@@ -85,13 +85,19 @@ function commandOutput(result: TurnResult): string {
 /** Starts a turn with the sidecar's default deadline raised for a loaded machine. */
 function startTurn(t: TestSidecar, params: RunTurnParams): { result: Promise<TurnResult> } {
   const hooks: TurnHooks = { onEvent: () => undefined };
-  return { result: t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks) };
+  return {
+    result: t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks),
+  };
 }
 
 /** A turn of workspace `ws` that only answers (the stub's default message): its wall time in ms. */
 async function timedTurn(t: TestSidecar, ws: WorkspaceParams): Promise<number> {
   const started = performance.now();
-  const result = await withTimeout(startTurn(t, { workspaceId: ws.workspaceId, input: "say ok" }).result, TURN_TIMEOUT_MS + 10_000, "B's turn");
+  const result = await withTimeout(
+    startTurn(t, { workspaceId: ws.workspaceId, input: "say ok" }).result,
+    TURN_TIMEOUT_MS + 10_000,
+    "B's turn",
+  );
   assert.equal(result.status, "completed", JSON.stringify(result.error));
   return performance.now() - started;
 }
@@ -115,7 +121,13 @@ describe("one hostile tenant cannot exhaust the shared sidecar", () => {
   before(async () => {
     stub = await ResponsesStub.start({ host: "127.0.0.1" });
     holder = await startHolder();
-    t = await startTestSidecar({ stub, flags: { "--internal-destinations": `127.0.0.1:${holder.port}`, "--proxy-connections-per-workspace": String(PER_WORKSPACE) } });
+    t = await startTestSidecar({
+      stub,
+      flags: {
+        "--internal-destinations": `127.0.0.1:${holder.port}`,
+        "--proxy-connections-per-workspace": String(PER_WORKSPACE),
+      },
+    });
   });
   after(async () => {
     await t?.cleanup();
@@ -134,8 +146,15 @@ describe("one hostile tenant cannot exhaust the shared sidecar", () => {
 
     await fs.writeFile(path.join(a.workspacePath, "flood.pl"), FLOOD_PL, { mode: 0o644 });
     // In its own session, so it outlives the command (and the turn) that starts it, as a tenant's daemon would.
-    stub.script({ kind: "command", cmd: `setsid nohup perl flood.pl ${TUNNELS_ASKED} 127.0.0.1:${holder.port} .tunnels .release-flood > .flood.out 2>&1 < /dev/null & echo STARTED` });
-    const flood = await withTimeout(startTurn(t, { workspaceId: a.workspaceId, input: "flood" }).result, TURN_TIMEOUT_MS + 10_000, "A's turn");
+    stub.script({
+      kind: "command",
+      cmd: `setsid nohup perl flood.pl ${TUNNELS_ASKED} 127.0.0.1:${holder.port} .tunnels .release-flood > .flood.out 2>&1 < /dev/null & echo STARTED`,
+    });
+    const flood = await withTimeout(
+      startTurn(t, { workspaceId: a.workspaceId, input: "flood" }).result,
+      TURN_TIMEOUT_MS + 10_000,
+      "A's turn",
+    );
     assert.equal(flood.status, "completed", JSON.stringify(flood.error));
     assert.match(commandOutput(flood), /STARTED/);
     let statuses = "";
@@ -146,23 +165,54 @@ describe("one hostile tenant cannot exhaust the shared sidecar", () => {
     let egressB = "";
     try {
       const counts = path.join(a.workspacePath, ".tunnels");
-      statuses = await waitFor(() => fs.readFile(counts, "utf8"), { timeoutMs: 90_000, intervalMs: 200, what: "the flood's counts" });
+      statuses = await waitFor(() => fs.readFile(counts, "utf8"), {
+        timeoutMs: 90_000,
+        intervalMs: 200,
+        what: "the flood's counts",
+      });
       descriptors = countOpenDescriptors() ?? 0;
       holderOpen = holder.open();
       summaryA = await summaryOf(t, a.workspaceId);
       underLoad = await timedTurn(t, b);
-      stub.script({ kind: "command", cmd: [proxyProbe("holder", `CONNECT 127.0.0.1:${holder.port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n`), proxyProbe("smtp", "CONNECT 203.0.113.5:25 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")].join("\n") }, { kind: "message", text: "probed" });
-      const probe = await withTimeout(startTurn(t, { workspaceId: b.workspaceId, input: "probe" }).result, TURN_TIMEOUT_MS + 10_000, "B's probe turn");
+      stub.script(
+        {
+          kind: "command",
+          cmd: [
+            proxyProbe("holder", `CONNECT 127.0.0.1:${holder.port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n`),
+            proxyProbe("smtp", "CONNECT 203.0.113.5:25 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"),
+          ].join("\n"),
+        },
+        { kind: "message", text: "probed" },
+      );
+      const probe = await withTimeout(
+        startTurn(t, { workspaceId: b.workspaceId, input: "probe" }).result,
+        TURN_TIMEOUT_MS + 10_000,
+        "B's probe turn",
+      );
       assert.equal(probe.status, "completed", JSON.stringify(probe.error));
       egressB = commandOutput(probe);
     } finally {
       await fs.writeFile(path.join(a.workspacePath, ".release-flood"), "");
     }
-    const held = await waitFor(async () => /HELD \d+/.exec(await fs.readFile(path.join(a.workspacePath, ".flood.out"), "utf8"))?.[0], { timeoutMs: 30_000, intervalMs: 200, what: "the flood to let go" });
-    process.stdout.write(`# flood statuses: ${statuses.trim()}; ${held}; sidecar descriptors ${descriptors}; B alone ${Math.round(alone)} ms, under load ${Math.round(underLoad)} ms\n`);
+    const held = await waitFor(
+      async () => /HELD \d+/.exec(await fs.readFile(path.join(a.workspacePath, ".flood.out"), "utf8"))?.[0],
+      { timeoutMs: 30_000, intervalMs: 200, what: "the flood to let go" },
+    );
+    process.stdout.write(
+      `# flood statuses: ${statuses.trim()}; ${held}; sidecar descriptors ${descriptors}; B alone ${Math.round(alone)} ms, under load ${Math.round(underLoad)} ms\n`,
+    );
 
-    const seen = Object.fromEntries(statuses.trim().split(" ").map((pair) => pair.split("=") as [string, string]).map(([k, v]) => [k, Number(v)]));
-    assert.ok((seen["200"] ?? 0) <= PER_WORKSPACE && (seen["200"] ?? 0) >= PER_WORKSPACE - 8, `A holds its bound of tunnels (some of its connections may be mid-close): ${statuses}`);
+    const seen = Object.fromEntries(
+      statuses
+        .trim()
+        .split(" ")
+        .map((pair) => pair.split("=") as [string, string])
+        .map(([k, v]) => [k, Number(v)]),
+    );
+    assert.ok(
+      (seen["200"] ?? 0) <= PER_WORKSPACE && (seen["200"] ?? 0) >= PER_WORKSPACE - 8,
+      `A holds its bound of tunnels (some of its connections may be mid-close): ${statuses}`,
+    );
     assert.equal((seen["200"] ?? 0) + (seen["429"] ?? 0), TUNNELS_ASKED, `every other ask is a 429: ${statuses}`);
     assert.ok(descriptors > 0 && descriptors < 1500, `the sidecar's open descriptors: ${descriptors}`);
     assert.ok(holderOpen <= PER_WORKSPACE, `the destination held ${holderOpen} connections`);
@@ -170,14 +220,20 @@ describe("one hostile tenant cannot exhaust the shared sidecar", () => {
     assert.ok(connections !== undefined, "workspace.list shows A's connections");
     assert.ok(connections.tunnels <= PER_WORKSPACE && connections.proxy <= PER_WORKSPACE, JSON.stringify(connections));
     assert.ok(connections.refusedForLimit >= TUNNELS_ASKED - PER_WORKSPACE, JSON.stringify(connections));
-    assert.ok(underLoad <= 2 * alone + 1000, `B's turn under load took ${Math.round(underLoad)} ms, alone ${Math.round(alone)} ms`);
+    assert.ok(
+      underLoad <= 2 * alone + 1000,
+      `B's turn under load took ${Math.round(underLoad)} ms, alone ${Math.round(alone)} ms`,
+    );
     assert.match(egressB, /PX holder 200/, `B's egress works meanwhile:\n${egressB}`);
     assert.match(egressB, /PX smtp 403 port_not_allowed/, `a port other than 443 and 80 is refused:\n${egressB}`);
     // Once A's command has exited, all it held is given back.
-    await waitFor(async () => {
-      const c = (await summaryOf(t, a.workspaceId)).network.connections;
-      return c !== undefined && c.proxy === 0 && c.tunnels === 0;
-    }, { timeoutMs: 30_000, what: "A's connections given back" });
+    await waitFor(
+      async () => {
+        const c = (await summaryOf(t, a.workspaceId)).network.connections;
+        return c !== undefined && c.proxy === 0 && c.tunnels === 0;
+      },
+      { timeoutMs: 30_000, what: "A's connections given back" },
+    );
     await waitFor(() => holder.open() === 0, { timeoutMs: 30_000, what: "the destination's connections closed" });
   });
 });

@@ -29,7 +29,6 @@ const ENV_SECRETS = {
 };
 const SECRET_VALUES = [CODEX_KEY, ...Object.values(ENV_SECRETS)];
 
-
 describe("alive-codex against a real sidecar (serve as a child process)", () => {
   const docker = createDockerClient("unix:///var/run/docker.sock");
   let stub: ResponsesStub;
@@ -52,7 +51,10 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
   }
 
   /** Runs a client command to its end (bounded) against the serve child's socket. */
-  async function cli(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async function cli(
+    args: string[],
+    timeoutMs = 90_000,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const run = startCli(args);
     const { code } = await withTimeout(run.exit, timeoutMs, `alive-codex ${args[0]}`).finally(() => {
       if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGKILL");
@@ -66,7 +68,8 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
   }
 
   function assertNoSecretIn(text: string, where: string): void {
-    for (const secret of SECRET_VALUES) assert.ok(!text.includes(secret), `${where} contains a secret (${secret.slice(0, 12)}...)`);
+    for (const secret of SECRET_VALUES)
+      assert.ok(!text.includes(secret), `${where} contains a secret (${secret.slice(0, 12)}...)`);
   }
 
   before(async () => {
@@ -99,7 +102,9 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     ];
     serve = startCli(["serve", ...flags], ENV_SECRETS);
     const exitedEarly = serve.exit.then(({ code, signal }) => {
-      throw new Error(`serve exited before it answered (code ${code}, signal ${signal}):\n${serve.stderr()}\n${serve.stdout()}`);
+      throw new Error(
+        `serve exited before it answered (code ${code}, signal ${signal}):\n${serve.stderr()}\n${serve.stdout()}`,
+      );
     });
     exitedEarly.catch(() => {});
     await Promise.race([
@@ -143,15 +148,33 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     assert.match(plain.stdout, /^disk\s+NOT LIMITED \(ALIVE_CODEX_DISK=off\)$/m);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /^docker\s+reachable/m);
-    assert.match(plain.stdout, new RegExp(`^image\\s+${testImage().replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(present\\)$`, "m"));
+    assert.match(
+      plain.stdout,
+      new RegExp(`^image\\s+${testImage().replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(present\\)$`, "m"),
+    );
   });
 
   test("run streams the command line and the model's message, and exits 0", async () => {
     stub.reset();
-    stub.script({ kind: "command", cmd: "echo cli-made-this; env | sort" }, { kind: "message", text: "all done from the stub" });
+    stub.script(
+      { kind: "command", cmd: "echo cli-made-this; env | sort" },
+      { kind: "message", text: "all done from the stub" },
+    );
     const { code, stdout, stderr } = await cli([
-      "run", "--socket", socketPath, "--workspace", workspaceId, "--path", workspaceDir,
-      "--uid", String(TEST_UID), "--gid", String(TEST_GID), "make", "a", "file",
+      "run",
+      "--socket",
+      socketPath,
+      "--workspace",
+      workspaceId,
+      "--path",
+      workspaceDir,
+      "--uid",
+      String(TEST_UID),
+      "--gid",
+      String(TEST_GID),
+      "make",
+      "a",
+      "file",
     ]);
     assert.equal(code, 0, `stdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, new RegExp(`^turn turn-\\S+ accepted \\(workspace ${workspaceId}\\)$`, "m"));
@@ -159,7 +182,10 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     assert.match(stdout, /^\$ .*echo cli-made-this; env \| sort/m, "the command line");
     assert.match(stdout, /^ {4}cli-made-this$/m, "the command's output, indented");
     assert.match(stdout, /^all done from the stub$/m, "the model's message");
-    assert.match(stdout, /^-- completed · tokens: \d+ in \(\d+ cached\), \d+ out \(\d+ reasoning\) · thread [0-9a-f-]{36}$/m);
+    assert.match(
+      stdout,
+      /^-- completed · tokens: \d+ in \(\d+ cached\), \d+ out \(\d+ reasoning\) · thread [0-9a-f-]{36}$/m,
+    );
 
     // The key did reach codex (so its absence elsewhere means something) ...
     assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${CODEX_KEY}`);
@@ -184,15 +210,21 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     const table = await cli(["ps", "--socket", socketPath]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^WORKSPACE\s+USER\s+CONTAINER\s+STATE/m);
-    assert.match(table.stdout, new RegExp(`^${workspaceId}\\s+\\S+\\s+${entry.containerId.slice(0, 12)}\\s+running`, "m"));
+    assert.match(
+      table.stdout,
+      new RegExp(`^${workspaceId}\\s+\\S+\\s+${entry.containerId.slice(0, 12)}\\s+running`, "m"),
+    );
   });
 
   test("logs --workspace shows the turn's lines, one timestamp each", async () => {
     // The engine copies the container's output into its log a moment after the turn ends.
-    const { code, stdout, stderr } = await waitFor(async () => {
-      const shown = await cli(["logs", "--socket", socketPath, "--workspace", workspaceId]);
-      return shown.code !== 0 || /event=finished/.test(shown.stdout) ? shown : null;
-    }, { timeoutMs: 10_000, intervalMs: 200, what: "the turn's end in the workspace log" });
+    const { code, stdout, stderr } = await waitFor(
+      async () => {
+        const shown = await cli(["logs", "--socket", socketPath, "--workspace", workspaceId]);
+        return shown.code !== 0 || /event=finished/.test(shown.stdout) ? shown : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: "the turn's end in the workspace log" },
+    );
     assert.equal(code, 0, stderr);
     assert.match(stdout, /^\d{4}-\d\d-\d\dT\S+Z turn=turn-\S+ thread=new event=started$/m);
     assert.match(stdout, /turn=turn-\S+ thread=[0-9a-f-]{36} event=finished status=completed/);
@@ -202,7 +234,21 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
   test("run with a hanging model: SIGINT cancels the turn and the CLI exits 130", async () => {
     stub.reset();
     stub.script({ kind: "hang" });
-    const run = startCli(["run", "--socket", socketPath, "--workspace", workspaceId, "--path", workspaceDir, "--uid", String(TEST_UID), "--gid", String(TEST_GID), "hang", "please"]);
+    const run = startCli([
+      "run",
+      "--socket",
+      socketPath,
+      "--workspace",
+      workspaceId,
+      "--path",
+      workspaceDir,
+      "--uid",
+      String(TEST_UID),
+      "--gid",
+      String(TEST_GID),
+      "hang",
+      "please",
+    ]);
     try {
       await stub.waitForRequests(1, 60_000);
       const client = await SidecarClient.connect(socketPath);
@@ -214,16 +260,24 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
         assert.equal(code, 130, `stdout:\n${run.stdout()}\nstderr:\n${run.stderr()}`);
         assert.match(run.stderr(), /cancelling the turn/);
         assert.match(run.stdout(), /^-- cancelled/m, "the turn came back cancelled before the CLI left");
-        await waitFor(async () => (await client.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId)?.activeTurnId === null, {
-          timeoutMs: 10_000,
-          what: "the workspace to show no active turn",
-        });
+        await waitFor(
+          async () =>
+            (await client.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId)?.activeTurnId ===
+            null,
+          {
+            timeoutMs: 10_000,
+            what: "the workspace to show no active turn",
+          },
+        );
         assert.equal((await client.health()).turns.running, 0);
       } finally {
         await client.close();
       }
       const top = await docker.getContainer(`alive-codex-${workspaceId}`).top();
-      assert.ok(!top.Processes.some((row: string[]) => /(^|\/)codex(\s|$)/.test(row.at(-1) ?? "")), "no codex left in the container");
+      assert.ok(
+        !top.Processes.some((row: string[]) => /(^|\/)codex(\s|$)/.test(row.at(-1) ?? "")),
+        "no codex left in the container",
+      );
     } finally {
       cliOutput.push(run.stdout(), run.stderr());
       if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGKILL");
@@ -232,16 +286,23 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
 
   test("the workspace container's env holds nothing of serve's environment", async () => {
     const env = await containerEnv(`alive-codex-${workspaceId}`);
-    assert.ok(env.some((e) => e === `ALIVE_WORKSPACE_ID=${workspaceId}`), env.join("\n"));
+    assert.ok(
+      env.some((e) => e === `ALIVE_WORKSPACE_ID=${workspaceId}`),
+      env.join("\n"),
+    );
     assertNoSecretIn(env.join("\n"), "the container's env");
-    for (const name of [...Object.keys(ENV_SECRETS), "CODEX_API_KEY"]) assert.ok(!env.some((e) => e.startsWith(`${name}=`)), `${name} in the container's env`);
+    for (const name of [...Object.keys(ENV_SECRETS), "CODEX_API_KEY"])
+      assert.ok(!env.some((e) => e.startsWith(`${name}=`)), `${name} in the container's env`);
   });
 
   test("rm --purge removes the container and its HOME, and exits 0", async () => {
     const { code, stdout, stderr } = await cli(["rm", "--socket", socketPath, workspaceId, "--purge"]);
     assert.equal(code, 0, stderr);
     assert.equal(stdout.trim(), `removed ${workspaceId}`);
-    await assert.rejects(docker.getContainer(`alive-codex-${workspaceId}`).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    await assert.rejects(
+      docker.getContainer(`alive-codex-${workspaceId}`).inspect(),
+      (e: { statusCode?: number }) => e.statusCode === 404,
+    );
     assert.equal(existsSync(workspacePaths(stateDir, workspaceId).root), false);
     const again = await cli(["rm", "--socket", socketPath, workspaceId]);
     assert.equal(again.code, 0, again.stderr);
@@ -253,7 +314,22 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     const keptDir = await makeWorkspaceDir(keptId);
     stub.reset();
     stub.script({ kind: "hang" });
-    const run = startCli(["run", "--socket", socketPath, "--workspace", keptId, "--path", keptDir, "--uid", String(TEST_UID), "--gid", String(TEST_GID), "hang", "until", "shutdown"]);
+    const run = startCli([
+      "run",
+      "--socket",
+      socketPath,
+      "--workspace",
+      keptId,
+      "--path",
+      keptDir,
+      "--uid",
+      String(TEST_UID),
+      "--gid",
+      String(TEST_GID),
+      "hang",
+      "until",
+      "shutdown",
+    ]);
     try {
       await stub.waitForRequests(1, 60_000);
       const containerId = (await docker.getContainer(`alive-codex-${keptId}`).inspect()).Id;
@@ -275,10 +351,14 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       assert.equal(info.State.Running, true, "left running for the next sidecar to adopt");
       assert.equal(info.Config.Labels[Labels.stateDir], stateDir);
       const top = await docker.getContainer(containerId).top();
-      assert.ok(!top.Processes.some((row: string[]) => /(^|\/)codex(\s|$)/.test(row.at(-1) ?? "")), "the cancelled turn's codex is gone");
+      assert.ok(
+        !top.Processes.some((row: string[]) => /(^|\/)codex(\s|$)/.test(row.at(-1) ?? "")),
+        "the cancelled turn's codex is gone",
+      );
       const env = info.Config.Env ?? [];
       assertNoSecretIn(env.join("\n"), "the kept container's env");
-      for (const name of Object.keys(ENV_SECRETS)) assert.ok(!env.some((e) => e.startsWith(`${name}=`)), `${name} in the container's env`);
+      for (const name of Object.keys(ENV_SECRETS))
+        assert.ok(!env.some((e) => e.startsWith(`${name}=`)), `${name} in the container's env`);
     } finally {
       cliOutput.push(run.stdout(), run.stderr());
       if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGKILL");

@@ -35,7 +35,17 @@ import { disksLeftUnder, releaseDisksUnder } from "../../src/workspace/disk-left
 import { readMounts } from "../../src/workspace/mountinfo.js";
 import { containerName } from "../../src/workspace/spec.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { INSTANCE_LABEL, TEST_API_KEY, TEST_GID, TEST_NETWORK, TEST_RUN_ID, TEST_UID, TEST_USER_ID, startGatewayStub, testImage } from "../support/sidecar.js";
+import {
+  INSTANCE_LABEL,
+  TEST_API_KEY,
+  TEST_GID,
+  TEST_NETWORK,
+  TEST_RUN_ID,
+  TEST_UID,
+  TEST_USER_ID,
+  startGatewayStub,
+  testImage,
+} from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 /** Where the RPC socket's shared directory is mounted in the sidecar (compose: the alive-codex-run volume). */
@@ -94,15 +104,22 @@ function sidecarContainer(image: string, options: SidecarContainerOptions): Para
         ...(options.diskLimits ? ["/dev:/dev"] : []),
       ],
       // compose.yaml's cap_add, security_opt and device_cgroup_rules.
-      ...(options.diskLimits ? { CapAdd: ["SYS_ADMIN"], SecurityOpt: ["apparmor=unconfined"], DeviceCgroupRules: ["c 10:237 rwm", "b 7:* rwm"] } : {}),
+      ...(options.diskLimits
+        ? {
+            CapAdd: ["SYS_ADMIN"],
+            SecurityOpt: ["apparmor=unconfined"],
+            DeviceCgroupRules: ["c 10:237 rwm", "b 7:* rwm"],
+          }
+        : {}),
       RestartPolicy: { Name: "no" },
     },
   };
 }
 
-
 async function containerLogs(id: string): Promise<string> {
-  return demuxFrames((await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+  return demuxFrames(
+    (await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer,
+  );
 }
 
 /**
@@ -115,9 +132,16 @@ async function makeSharedMount(dir: string): Promise<void> {
 }
 
 /** Writes `mb` MiB of zeros to $TMPDIR/name as the workspace user; dd's exit code and what it said. */
-async function writeZeros(containerId: string, name: string, mb: number): Promise<{ exitCode: number | null; output: string }> {
+async function writeZeros(
+  containerId: string,
+  name: string,
+  mb: number,
+): Promise<{ exitCode: number | null; output: string }> {
   const { runExec } = await import("../../src/docker/exec.js");
-  const result = await runExec(docker, containerId, { cmd: ["/bin/sh", "-c", `dd if=/dev/zero of="$TMPDIR/${name}" bs=1M count=${mb} 2>&1; echo "exit=$?"`], user: `${TEST_UID}:${TEST_GID}` });
+  const result = await runExec(docker, containerId, {
+    cmd: ["/bin/sh", "-c", `dd if=/dev/zero of="$TMPDIR/${name}" bs=1M count=${mb} 2>&1; echo "exit=$?"`],
+    user: `${TEST_UID}:${TEST_GID}`,
+  });
   const exit = /exit=(\d+)/.exec(result.stdout)?.[1];
   return { exitCode: exit === undefined ? null : Number(exit), output: result.stdout + result.stderr };
 }
@@ -129,16 +153,26 @@ async function isRunning(id: string): Promise<boolean> {
 /** Builds (or reuses) the sidecar image through the script; returns its immutable reference and what the script said. */
 async function buildSidecarImage(): Promise<{ ref: string; summary: string }> {
   const script = path.join(findPackageRoot(), "scripts", "build-sidecar-image.mjs");
-  const result = await execa(process.execPath, [script, "--base-image", process.env.ALIVE_CODEX_BASE_IMAGE ?? LOCAL_BASE_IMAGE], {
-    reject: false,
-    timeout: BUILD_TIMEOUT_MS,
-    ...(process.env.ALIVE_CODEX_TEST_DEBUG ? { stderr: "inherit" as const } : {}),
-  });
+  const result = await execa(
+    process.execPath,
+    [script, "--base-image", process.env.ALIVE_CODEX_BASE_IMAGE ?? LOCAL_BASE_IMAGE],
+    {
+      reject: false,
+      timeout: BUILD_TIMEOUT_MS,
+      ...(process.env.ALIVE_CODEX_TEST_DEBUG ? { stderr: "inherit" as const } : {}),
+    },
+  );
   const ref = String(result.stdout).trim().split("\n").at(-1) ?? "";
   if (result.exitCode !== 0 || !/^alive-codex-sidecar:\S+$/.test(ref)) {
-    throw new Error(`scripts/build-sidecar-image.mjs failed (exit ${result.exitCode}):\n${String(result.stderr).split("\n").slice(-30).join("\n")}`);
+    throw new Error(
+      `scripts/build-sidecar-image.mjs failed (exit ${result.exitCode}):\n${String(result.stderr).split("\n").slice(-30).join("\n")}`,
+    );
   }
-  const summary = String(result.stderr ?? "").trim().split("\n").at(-1) ?? "";
+  const summary =
+    String(result.stderr ?? "")
+      .trim()
+      .split("\n")
+      .at(-1) ?? "";
   return { ref, summary };
 }
 
@@ -198,14 +232,23 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     // The workspaces go through the sidecar, as an operator's would: their disks unmounted and detached by it.
     const removals: string[] = [];
     for (const id of workspaceIds) {
-      await client?.removeWorkspace(id, { purgeHome: true }).catch((error: unknown) => removals.push(`${id}: ${(error as Error).message}`));
+      await client
+        ?.removeWorkspace(id, { purgeHome: true })
+        .catch((error: unknown) => removals.push(`${id}: ${(error as Error).message}`));
     }
     await client?.close().catch(() => undefined);
     // The sidecar's own container carries the instance label; the workspace containers it made carry
     // its state dir. Both are reaped, waiting until the engine lists none of them.
     await reapLabelled(docker, [`${INSTANCE_LABEL}=${instance}`], { deadlineMs: 30_000 });
     if (stateDir) await reapLabelled(docker, [`${Labels.stateDir}=${stateDir}`], { deadlineMs: 30_000 });
-    await Promise.all(workspaceIds.map((id) => docker.getContainer(containerName(id)).remove({ force: true, v: true }).catch(() => undefined)));
+    await Promise.all(
+      workspaceIds.map((id) =>
+        docker
+          .getContainer(containerName(id))
+          .remove({ force: true, v: true })
+          .catch(() => undefined),
+      ),
+    );
     await stub?.close();
     // What workspace.remove left of the disks (nothing, if it did its job), then the backstop: every
     // mount under the root (the disks, the state dir's own shared bind) and loop device backed there.
@@ -214,7 +257,11 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     if (root) await releaseDisksUnder(root);
     if (root) await fs.rm(root, { recursive: true, force: true });
     assert.deepEqual(removals, [], "workspace.remove through the sidecar");
-    assert.deepEqual({ ...left, loopDevices: [...left.loopDevices, ...leftImages] }, { mounts: [], loopDevices: [] }, "workspace.remove left a disk mounted or attached");
+    assert.deepEqual(
+      { ...left, loopDevices: [...left.loopDevices, ...leftImages] },
+      { mounts: [], loopDevices: [] },
+      "workspace.remove left a disk mounted or attached",
+    );
   });
 
   test("a client on the shared socket runs a full turn; the file the model's command writes is on the host, owned by the workspace uid", async (t) => {
@@ -224,9 +271,15 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     assert.equal(health.docker.reachable, true, "the sidecar reaches the engine through the mounted socket");
     assert.deepEqual(health.image, { ref: testImage(), present: true });
     // The default, auto, in a container as compose runs it (CAP_SYS_ADMIN, the loop devices, rshared): limited, and no warning.
-    assert.deepEqual(health.disk, { enforcement: "image", attached: 0, requested: "auto" }, JSON.stringify(health.disk));
+    assert.deepEqual(
+      health.disk,
+      { enforcement: "image", attached: 0, requested: "auto" },
+      JSON.stringify(health.disk),
+    );
     assert.match(describeDiskHealth(health.disk), /^limited /);
-    const diskWarnings = (await containerLogs(sidecarId)).split("\n").filter((line) => /workspace disks are not limited/.test(line));
+    const diskWarnings = (await containerLogs(sidecarId))
+      .split("\n")
+      .filter((line) => /workspace disks are not limited/.test(line));
     assert.deepEqual(diskWarnings, []);
 
     const workspaceId = `compose-${randomBytes(4).toString("hex")}`;
@@ -234,12 +287,25 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const workspacePath = path.join(workspaceRoot, workspaceId);
     await fs.mkdir(workspacePath);
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
-    const ensured = await client.ensureWorkspace({ workspaceId, userId: TEST_USER_ID, uid: TEST_UID, gid: TEST_GID, workspacePath });
+    const ensured = await client.ensureWorkspace({
+      workspaceId,
+      userId: TEST_USER_ID,
+      uid: TEST_UID,
+      gid: TEST_GID,
+      workspacePath,
+    });
     assert.ok(ensured.containerId);
     const home = path.join(stateDir, "workspaces", workspaceId, "home");
-    assert.equal((await fs.stat(home)).uid, TEST_UID, "the containerised sidecar chowned the HOME it made under the host's state dir");
+    assert.equal(
+      (await fs.stat(home)).uid,
+      TEST_UID,
+      "the containerised sidecar chowned the HOME it made under the host's state dir",
+    );
 
-    stub.script({ kind: "command", cmd: "echo made-in-compose > compose.txt" }, { kind: "message", text: "file written" });
+    stub.script(
+      { kind: "command", cmd: "echo made-in-compose > compose.txt" },
+      { kind: "message", text: "file written" },
+    );
     const run = client.runTurn({ workspaceId, input: "write compose.txt" });
     const types: string[] = [];
     for await (const { event } of run) types.push(event.type);
@@ -251,7 +317,11 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const file = path.join(workspacePath, "compose.txt");
     assert.equal((await fs.readFile(file, "utf8")).trim(), "made-in-compose");
     assert.equal((await fs.stat(file)).uid, TEST_UID);
-    assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "codex got the key from the sidecar's environment");
+    assert.equal(
+      stub.requests[0]?.headers.authorization,
+      `Bearer ${TEST_API_KEY}`,
+      "codex got the key from the sidecar's environment",
+    );
   });
 
   test("a workspace made through the containerised sidecar hits ENOSPC at its limit; its disk is a mount the host (and the engine) sees; remove releases it", async () => {
@@ -261,7 +331,14 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     const workspacePath = path.join(workspaceRoot, workspaceId);
     await fs.mkdir(workspacePath);
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
-    const ensured = await client.ensureWorkspace({ workspaceId, userId: TEST_USER_ID, uid: TEST_UID, gid: TEST_GID, workspacePath, resources: { diskMb: 64 } });
+    const ensured = await client.ensureWorkspace({
+      workspaceId,
+      userId: TEST_USER_ID,
+      uid: TEST_UID,
+      gid: TEST_GID,
+      workspacePath,
+      resources: { diskMb: 64 },
+    });
     const health = await client.health();
     assert.equal(health.disk?.enforcement, "image");
     assert.ok((health.disk?.attached ?? 0) >= 1, JSON.stringify(health.disk));
@@ -273,13 +350,19 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
     assert.ok(listed?.disk && listed.disk.limitBytes <= 64 * 1024 * 1024, JSON.stringify(listed?.disk));
 
     // A turn whose command fills TMPDIR past 64 MiB: dd gets ENOSPC, the turn completes normally.
-    stub.script({ kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' }, { kind: "message", text: "disk full, as expected" });
+    stub.script(
+      { kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' },
+      { kind: "message", text: "disk full, as expected" },
+    );
     const run = client.runTurn({ workspaceId, input: "fill the disk" });
     const events: ThreadEvent[] = [];
     for await (const { event } of run) if (!event.type.startsWith("sidecar.")) events.push(event as ThreadEvent);
     const result = await run.result;
     assert.equal(result.status, "completed", JSON.stringify(result.error));
-    const command = events.find((e): e is Extract<ThreadEvent, { type: "item.completed" }> => e.type === "item.completed" && e.item.type === "command_execution");
+    const command = events.find(
+      (e): e is Extract<ThreadEvent, { type: "item.completed" }> =>
+        e.type === "item.completed" && e.item.type === "command_execution",
+    );
     assert.ok(command && command.item.type === "command_execution", "the command ran");
     assert.match(command.item.aggregated_output, /No space left on device/);
     assert.match(command.item.aggregated_output, /dd exit 1/);
@@ -295,14 +378,31 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
 
   test("checkSelfMounts, given the sidecar container's id, accepts its identity mounts and names a path it lacks", async () => {
     // compose.yaml binds the state dir rshared: a workspace disk mounted in the container reaches the engine.
-    assert.deepEqual(await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId }), { containerId: sidecarId, stateDirPropagation: "rshared" });
-    await checkSelfMounts(docker, { stateDir: path.join(stateDir, "workspaces"), workspaceRoots: [path.join(workspaceRoot, "below")] }, { containerId: sidecarId });
-    await assert.rejects(
-      checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot, "/srv/not-mounted"] }, { containerId: sidecarId }),
-      (error: SidecarError) => error.code === ErrorCode.notAllowed && error.message.includes("/srv/not-mounted is not mounted into the sidecar's container"),
+    assert.deepEqual(
+      await checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: sidecarId }),
+      { containerId: sidecarId, stateDirPropagation: "rshared" },
+    );
+    await checkSelfMounts(
+      docker,
+      { stateDir: path.join(stateDir, "workspaces"), workspaceRoots: [path.join(workspaceRoot, "below")] },
+      { containerId: sidecarId },
     );
     await assert.rejects(
-      checkSelfMounts(docker, { stateDir, workspaceRoots: [workspaceRoot] }, { containerId: `alive-codex-no-such-${instance}` }),
+      checkSelfMounts(
+        docker,
+        { stateDir, workspaceRoots: [workspaceRoot, "/srv/not-mounted"] },
+        { containerId: sidecarId },
+      ),
+      (error: SidecarError) =>
+        error.code === ErrorCode.notAllowed &&
+        error.message.includes("/srv/not-mounted is not mounted into the sidecar's container"),
+    );
+    await assert.rejects(
+      checkSelfMounts(
+        docker,
+        { stateDir, workspaceRoots: [workspaceRoot] },
+        { containerId: `alive-codex-no-such-${instance}` },
+      ),
       (error: SidecarError) => error.code === ErrorCode.notAllowed && error.data?.reason === "no such container",
     );
   });
@@ -337,10 +437,17 @@ describe("the sidecar in a container, as compose/compose.yaml runs it", () => {
       { timeoutMs: START_TIMEOUT_MS, intervalMs: 100, what: "the mismatched sidecar to exit" },
     );
     const logs = await containerLogs(container.id);
-    assert.notEqual(outcome.exitCode, null, `the sidecar started serving with its state dir at ${containerPath} from host ${elsewhere} (is checkSelfMounts wired into startSidecar?); log:\n${logs}`);
+    assert.notEqual(
+      outcome.exitCode,
+      null,
+      `the sidecar started serving with its state dir at ${containerPath} from host ${elsewhere} (is checkSelfMounts wired into startSidecar?); log:\n${logs}`,
+    );
     assert.notEqual(outcome.exitCode, 0, logs);
     assert.match(logs, /ALIVE_CODEX_STATE_DIR/, logs);
-    assert.ok(logs.includes(`${containerPath} is host path ${elsewhere}`), `the message names the path and what is mounted there:\n${logs}`);
+    assert.ok(
+      logs.includes(`${containerPath} is host path ${elsewhere}`),
+      `the message names the path and what is mounted there:\n${logs}`,
+    );
     assert.match(logs, /same absolute path/, logs);
     assert.ok(logs.includes(`"${elsewhere}:${elsewhere}"`), `the message shows the mount that fixes it:\n${logs}`);
     assert.deepEqual(await fs.readdir(elsewhere), [], "it refused before writing anything to the state dir");

@@ -29,8 +29,17 @@ async function loopDevicesOf(image: string): Promise<string[]> {
 }
 
 /** Writes `mb` MiB of zeros to $TMPDIR/name as the workspace user; the exit code and what dd said. */
-async function writeZeros(t: TestSidecar, containerId: string, name: string, mb: number): Promise<{ exitCode: number | null; output: string }> {
-  const result = await execIn(t.docker, containerId, ["/bin/sh", "-c", `dd if=/dev/zero of="$TMPDIR/${name}" bs=1M count=${mb} 2>&1; echo "exit=$?"`]);
+async function writeZeros(
+  t: TestSidecar,
+  containerId: string,
+  name: string,
+  mb: number,
+): Promise<{ exitCode: number | null; output: string }> {
+  const result = await execIn(t.docker, containerId, [
+    "/bin/sh",
+    "-c",
+    `dd if=/dev/zero of="$TMPDIR/${name}" bs=1M count=${mb} 2>&1; echo "exit=$?"`,
+  ]);
   const exit = /exit=(\d+)/.exec(result.stdout)?.[1];
   return { exitCode: exit === undefined ? null : Number(exit), output: result.stdout + result.stderr };
 }
@@ -51,7 +60,13 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     await t?.cleanup();
     await stub?.close();
     // Nothing of this file's disks outlives it: no mount under its roots, no loop device backed by a file there.
-    for (const sidecar of [t, ...extra]) if (sidecar) assert.deepEqual(await disksLeftUnder(sidecar.root), { mounts: [], loopDevices: [] }, `left under ${sidecar.root}`);
+    for (const sidecar of [t, ...extra])
+      if (sidecar)
+        assert.deepEqual(
+          await disksLeftUnder(sidecar.root),
+          { mounts: [], loopDevices: [] },
+          `left under ${sidecar.root}`,
+        );
   });
 
   let a: WorkspaceParams;
@@ -60,18 +75,33 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
   test("a turn writing past its disk gets ENOSPC and ends normally; another workspace writes meanwhile; deleting frees the space", async () => {
     a = await t.workspace(uniqueId("disk-a"), { resources: { diskMb: 64 } });
     b = await t.workspace(uniqueId("disk-b"));
-    const [ensuredA, ensuredB] = await Promise.all([t.sidecar.service.ensureWorkspace(a), t.sidecar.service.ensureWorkspace(b)]);
+    const [ensuredA, ensuredB] = await Promise.all([
+      t.sidecar.service.ensureWorkspace(a),
+      t.sidecar.service.ensureWorkspace(b),
+    ]);
     const health = await t.sidecar.service.health();
     assert.deepEqual(health.disk, { enforcement: "image", attached: 2, requested: "image" });
 
     // The turn's command fills its TMPDIR past 64 MiB; workspace b writes 40 MiB of its own meanwhile.
-    stub.script({ kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' }, { kind: "message", text: "disk full, as expected" });
+    stub.script(
+      { kind: "command", cmd: 'dd if=/dev/zero of="$TMPDIR/big" bs=1M count=200; echo "dd exit $?"' },
+      { kind: "message", text: "disk full, as expected" },
+    );
     const events: ThreadEvent[] = [];
-    const hooks: TurnHooks = { onEvent: (_turnId, _seq, event) => void (event.type.startsWith("sidecar.") ? undefined : events.push(event as ThreadEvent)) };
-    const [result, other] = await Promise.all([t.sidecar.service.runTurn({ workspaceId: a.workspaceId, input: "fill the disk" }, hooks), writeZeros(t, ensuredB.containerId, "mine", 40)]);
+    const hooks: TurnHooks = {
+      onEvent: (_turnId, _seq, event) =>
+        void (event.type.startsWith("sidecar.") ? undefined : events.push(event as ThreadEvent)),
+    };
+    const [result, other] = await Promise.all([
+      t.sidecar.service.runTurn({ workspaceId: a.workspaceId, input: "fill the disk" }, hooks),
+      writeZeros(t, ensuredB.containerId, "mine", 40),
+    ]);
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     assert.equal(result.finalResponse, "disk full, as expected");
-    const command = events.find((e): e is Extract<ThreadEvent, { type: "item.completed" }> => e.type === "item.completed" && e.item.type === "command_execution");
+    const command = events.find(
+      (e): e is Extract<ThreadEvent, { type: "item.completed" }> =>
+        e.type === "item.completed" && e.item.type === "command_execution",
+    );
     assert.ok(command && command.item.type === "command_execution", "the command ran");
     assert.match(command.item.aggregated_output, /No space left on device/);
     assert.match(command.item.aggregated_output, /dd exit 1/);
@@ -118,21 +148,30 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     assert.equal((await loopDevicesOf(image)).length, 1);
     const afterRecreate = await writeZeros(current, recreated.containerId, "big", 100);
     assert.match(afterRecreate.output, /No space left on device/);
-    const kept = await execIn(current.docker, recreated.containerId, ["/bin/sh", "-c", 'test -f "$TMPDIR/again" && echo kept']);
+    const kept = await execIn(current.docker, recreated.containerId, [
+      "/bin/sh",
+      "-c",
+      'test -f "$TMPDIR/again" && echo kept',
+    ]);
     assert.equal(kept.stdout.trim(), "kept", "the disk's files are the same across containers");
     await execIn(current.docker, recreated.containerId, ["/bin/sh", "-c", 'rm -f "$TMPDIR/big"']);
 
     // A disk grows online; it never shrinks, and a refused shrink leaves the container as it was.
     const grown = await current.sidecar.service.ensureWorkspace({ ...a, resources: { diskMb: 160, memoryMb: 512 } });
-    const disk = (await current.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === a.workspaceId)?.disk;
+    const disk = (await current.sidecar.service.listWorkspaces()).workspaces.find(
+      (w) => w.workspaceId === a.workspaceId,
+    )?.disk;
     assert.ok(disk && disk.limitBytes > 140 * MIB, `grown to ${disk?.limitBytes}`);
     assert.equal((await writeZeros(current, grown.containerId, "big", 100)).exitCode, 0);
-    await assert.rejects(current.sidecar.service.ensureWorkspace({ ...a, resources: { diskMb: 64 } }), (error: unknown) => {
-      assert.ok(error instanceof SidecarError);
-      assert.equal(error.code, ErrorCode.invalidParams);
-      assert.equal(error.data?.field, "resources.diskMb");
-      return true;
-    });
+    await assert.rejects(
+      current.sidecar.service.ensureWorkspace({ ...a, resources: { diskMb: 64 } }),
+      (error: unknown) => {
+        assert.ok(error instanceof SidecarError);
+        assert.equal(error.code, ErrorCode.invalidParams);
+        assert.equal(error.data?.field, "resources.diskMb");
+        return true;
+      },
+    );
     const inspect = await current.docker.getContainer(grown.containerId).inspect();
     assert.equal(inspect.State.Running, true, "the refused ensure left the container running");
   });
@@ -149,26 +188,44 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     assert.equal(readMounts().has(rootB), false);
     assert.deepEqual(await loopDevicesOf(imageB), []);
     const again = await current.sidecar.service.ensureWorkspace(b);
-    const kept = await execIn(current.docker, again.containerId, ["/bin/sh", "-c", 'test -f "$TMPDIR/mine" && echo kept']);
+    const kept = await execIn(current.docker, again.containerId, [
+      "/bin/sh",
+      "-c",
+      'test -f "$TMPDIR/mine" && echo kept',
+    ]);
     assert.equal(kept.stdout.trim(), "kept");
 
-    for (const [ws, image, root] of [[a, imageA, rootA], [b, imageB, rootB]] as const) {
+    for (const [ws, image, root] of [
+      [a, imageA, rootA],
+      [b, imageB, rootB],
+    ] as const) {
       await current.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
       assert.equal(readMounts().has(root), false, `${root} unmounted`);
       assert.deepEqual(await loopDevicesOf(image), [], "no loop device left on the image");
       await assert.rejects(fs.stat(image), "the image is deleted");
       await assert.rejects(fs.stat(root), "the workspace root is deleted");
     }
-    assert.deepEqual((await current.sidecar.service.health()).disk, { enforcement: "image", attached: 0, requested: "image" });
+    assert.deepEqual((await current.sidecar.service.health()).disk, {
+      enforcement: "image",
+      attached: 0,
+      requested: "image",
+    });
   });
 
   test("disk limits turned on over a workspace made without them: refused, naming the way out, until it is purged", async () => {
     const plain = await startTestSidecar({ stub });
     extra.push(plain);
-    assert.deepEqual((await plain.sidecar.service.health()).disk, { enforcement: "none", attached: 0, requested: "off" });
+    assert.deepEqual((await plain.sidecar.service.health()).disk, {
+      enforcement: "none",
+      attached: 0,
+      requested: "off",
+    });
     const ws = await plain.workspace(uniqueId("disk-legacy"));
     const made = await plain.sidecar.service.ensureWorkspace(ws);
-    assert.equal((await plain.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
+    assert.equal(
+      (await plain.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk,
+      null,
+    );
     await execIn(plain.docker, made.containerId, ["/bin/sh", "-c", 'echo old > "$HOME/old.txt"']);
 
     await plain.stop();
@@ -213,21 +270,40 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     const auto = await startTestSidecar({ stub, defaultDisk: true });
     extra.push(auto);
     assert.equal(auto.config.diskEnforcement, "auto");
-    assert.deepEqual((await auto.sidecar.service.health()).disk, { enforcement: "image", attached: 0, requested: "auto" });
-    assert.deepEqual(auto.logLines.filter((line) => /workspace disks are not limited/.test(line)), [], "no warning: limits are in force");
-    assert.ok(auto.logLines.some((line) => /workspace disks are limited/.test(line) && /"requested":"auto"/.test(line)), auto.logLines.join("\n"));
+    assert.deepEqual((await auto.sidecar.service.health()).disk, {
+      enforcement: "image",
+      attached: 0,
+      requested: "auto",
+    });
+    assert.deepEqual(
+      auto.logLines.filter((line) => /workspace disks are not limited/.test(line)),
+      [],
+      "no warning: limits are in force",
+    );
+    assert.ok(
+      auto.logLines.some((line) => /workspace disks are limited/.test(line) && /"requested":"auto"/.test(line)),
+      auto.logLines.join("\n"),
+    );
 
     const ws = await auto.workspace(uniqueId("disk-auto"), { resources: { diskMb: 64 } });
     const ensured = await auto.sidecar.service.ensureWorkspace(ws);
     const root = workspacePaths(await fs.realpath(auto.stateDir), ws.workspaceId).root;
     assert.equal(readMounts().get(root)?.fsType, "ext4", "the workspace root is its own disk");
-    assert.deepEqual((await auto.sidecar.service.health()).disk, { enforcement: "image", attached: 1, requested: "auto" });
+    assert.deepEqual((await auto.sidecar.service.health()).disk, {
+      enforcement: "image",
+      attached: 1,
+      requested: "auto",
+    });
     const full = await writeZeros(auto, ensured.containerId, "big", 100);
     assert.notEqual(full.exitCode, 0);
     assert.match(full.output, /No space left on device/);
 
     await auto.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true });
-    assert.deepEqual(await disksLeftUnder(auto.root), { mounts: [], loopDevices: [] }, "removed with purgeHome: nothing mounted or attached");
+    assert.deepEqual(
+      await disksLeftUnder(auto.root),
+      { mounts: [], loopDevices: [] },
+      "removed with purgeHome: nothing mounted or attached",
+    );
   });
 
   test("auto over a workspace made before limits (an upgrade): it runs on without a disk, warned, until purged; then it gets one", async () => {
@@ -244,8 +320,19 @@ describe("workspace disks (ALIVE_CODEX_DISK=image)", () => {
     assert.equal(adopted.containerId, made.containerId, "the same container, adopted");
     const root = workspacePaths(await fs.realpath(auto.stateDir), ws.workspaceId).root;
     assert.equal(readMounts().has(root), false, "nothing mounted over the old files");
-    assert.equal((await auto.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk, null);
-    assert.ok(auto.logLines.some((line) => /"level":"warn"/.test(line) && /files from before disk limits: it runs without a disk limit until it is removed with purgeHome/.test(line) && line.includes(ws.workspaceId)), auto.logLines.join("\n"));
+    assert.equal(
+      (await auto.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId)?.disk,
+      null,
+    );
+    assert.ok(
+      auto.logLines.some(
+        (line) =>
+          /"level":"warn"/.test(line) &&
+          /files from before disk limits: it runs without a disk limit until it is removed with purgeHome/.test(line) &&
+          line.includes(ws.workspaceId),
+      ),
+      auto.logLines.join("\n"),
+    );
     const kept = await execIn(auto.docker, adopted.containerId, ["/bin/sh", "-c", 'cat "$HOME/old.txt"']);
     assert.equal(kept.stdout.trim(), "old");
 

@@ -27,7 +27,10 @@ import { createLogger } from "../../src/log.js";
 const RUN_LABEL = ["--extra-labels", `${Labels.runId}=${TEST_RUN_ID}`];
 const RANGES = ["--uid-range", "10000-60000", "--gid-range", "10000-60000"];
 
-async function doctor(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
+async function doctor(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
   const started = Date.now();
   const run = startCli(["doctor", ...args]);
   const { code } = await withTimeout(run.exit, timeoutMs, "alive-codex doctor").finally(() => {
@@ -51,28 +54,59 @@ async function assertNothingLeft(report: DoctorReport): Promise<void> {
   assert.ok(stateDir !== null, "a scratch run names its state dir");
   const docker = createDockerClient("unix:///var/run/docker.sock");
   const left = await docker.listContainers({ all: true, filters: { label: [`${Labels.stateDir}=${stateDir}`] } });
-  assert.deepEqual(left.map((c) => c.Names), []);
+  assert.deepEqual(
+    left.map((c) => c.Names),
+    [],
+  );
   assert.equal(existsSync(stateDir), false, `${stateDir} is left`);
   assert.deepEqual(await disksLeftUnder(path.dirname(stateDir)), { mounts: [], loopDevices: [] });
 }
 
 describe("alive-codex doctor --scratch", () => {
   test("passes on a healthy install: every check passes, exit 0, nothing left behind", async () => {
-    const { code, stdout, stderr } = await doctor(["--scratch", "--json", "--image", testImage(), ...RANGES, ...RUN_LABEL], 240_000);
+    const { code, stdout, stderr } = await doctor(
+      ["--scratch", "--json", "--image", testImage(), ...RANGES, ...RUN_LABEL],
+      240_000,
+    );
     const report = JSON.parse(stdout) as DoctorReport;
     assert.equal(code, 0, `${stdout}\n${stderr}`);
     assert.equal(report.ok, true);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      [...["engine", "image", "sidecar", "codex", "workspace", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"].map((name) => [name, "pass"]), ["host", hostCheckStatus(new AddressSet())]],
+      [
+        ...[
+          "engine",
+          "image",
+          "sidecar",
+          "codex",
+          "workspace",
+          "disk",
+          "hardening",
+          "isolation",
+          "turn",
+          "cancel",
+          "egress",
+          "cleanup",
+        ].map((name) => [name, "pass"]),
+        ["host", hostCheckStatus(new AddressSet())],
+      ],
     );
     // The default, auto, on this machine (root, loop devices): the scratch workspace had its own disk, and it is gone.
-    assert.match(check(report, "disk").detail, /^limited \(loop-mounted image per workspace, 1 attached; chosen automatically: ALIVE_CODEX_DISK=auto\); the scratch workspace's disk: \d+ MiB, \d+ inodes$/);
+    assert.match(
+      check(report, "disk").detail,
+      /^limited \(loop-mounted image per workspace, 1 attached; chosen automatically: ALIVE_CODEX_DISK=auto\); the scratch workspace's disk: \d+ MiB, \d+ inodes$/,
+    );
     assert.match(check(report, "cleanup").detail, /disk removed \(nothing mounted or attached left\)/);
     assert.match(check(report, "turn").detail, /doctor-ok/);
-    assert.match(check(report, "isolation").detail, /^runc: uid \d+, CapEff 0+ CapBnd 0+, no_new_privs, seccomp filter, read-only root, network lo without a default route, host unreachable, model key in the proxy, pids \d+, memory \d+ MiB \((cgroup|inspect)\), measured in \d+ ms$/);
+    assert.match(
+      check(report, "isolation").detail,
+      /^runc: uid \d+, CapEff 0+ CapBnd 0+, no_new_privs, seccomp filter, read-only root, network lo without a default route, host unreachable, model key in the proxy, pids \d+, memory \d+ MiB \((cgroup|inspect)\), measured in \d+ ms$/,
+    );
     assert.match(check(report, "egress").detail, /403/);
-    assert.match(check(report, "codex").detail, /^\d+\.\d+\.\d+ \(.*tested; adds --ignore-user-config --ignore-rules\)$/);
+    assert.match(
+      check(report, "codex").detail,
+      /^\d+\.\d+\.\d+ \(.*tested; adds --ignore-user-config --ignore-rules\)$/,
+    );
     assert.equal(report.mode, "scratch");
     await assertNothingLeft(report);
   });
@@ -81,12 +115,27 @@ describe("alive-codex doctor --scratch", () => {
     const { code, stdout } = await doctor(["--scratch", "--image", testImage(), ...RANGES, ...RUN_LABEL], 240_000);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^CHECK\s+RESULT\s+DETAIL$/m);
-    for (const name of ["engine", "image", "codex", "disk", "hardening", "isolation", "turn", "cancel", "egress", "cleanup"]) assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
+    for (const name of [
+      "engine",
+      "image",
+      "codex",
+      "disk",
+      "hardening",
+      "isolation",
+      "turn",
+      "cancel",
+      "egress",
+      "cleanup",
+    ])
+      assert.match(stdout, new RegExp(`^${name}\\s+PASS\\s`, "m"));
     assert.match(stdout, /every check passed against a scratch sidecar$/m);
   });
 
   test("a missing image: exit non-zero, the image check fails with its fix, nothing made or left", async () => {
-    const { code, stdout, stderr } = await doctor(["--scratch", "--json", "--image", "alive-codex-runtime:missing", ...RANGES, ...RUN_LABEL], 60_000);
+    const { code, stdout, stderr } = await doctor(
+      ["--scratch", "--json", "--image", "alive-codex-runtime:missing", ...RANGES, ...RUN_LABEL],
+      60_000,
+    );
     assert.notEqual(code, 0, `${stdout}\n${stderr}`);
     const report = JSON.parse(stdout) as DoctorReport;
     assert.equal(report.ok, false);
@@ -100,7 +149,10 @@ describe("alive-codex doctor --scratch", () => {
   });
 
   test("the engine down: exit non-zero within seconds, the engine check fails with its fix", async () => {
-    const { code, stdout, elapsedMs } = await doctor(["--scratch", "--json", "--docker-host", "unix:///nonexistent.sock", ...RANGES, ...RUN_LABEL], 30_000);
+    const { code, stdout, elapsedMs } = await doctor(
+      ["--scratch", "--json", "--docker-host", "unix:///nonexistent.sock", ...RANGES, ...RUN_LABEL],
+      30_000,
+    );
     assert.notEqual(code, 0);
     assert.ok(elapsedMs < 15_000, `took ${elapsedMs} ms`);
     const report = JSON.parse(stdout) as DoctorReport;
@@ -109,7 +161,10 @@ describe("alive-codex doctor --scratch", () => {
     assert.match(engine.detail, /unix:\/\/\/nonexistent\.sock does not answer/);
     assert.match(engine.fix ?? "", /install-docker\.sh/);
     // All but the host check, which needs no engine.
-    assert.ok(report.checks.filter((c) => c.name !== "engine" && c.name !== "host").every((c) => c.status === "skip"), JSON.stringify(report.checks));
+    assert.ok(
+      report.checks.filter((c) => c.name !== "engine" && c.name !== "host").every((c) => c.status === "skip"),
+      JSON.stringify(report.checks),
+    );
     assert.equal(existsSync(report.stateDir ?? ""), false);
   });
 });
@@ -124,7 +179,14 @@ describe("alive-codex doctor --socket: a running sidecar", () => {
     // Disks as production has them on this machine (auto: root, loop devices), so the cleanup check proves the disk goes too.
     t = await startTestSidecar({ stub, defaultDisk: true });
     socketPath = path.join(t.root, "doctor.sock");
-    server = await startRpcServer({ socketPath, socketGroup: null, service: t.sidecar.service, policy: t.config, log: createLogger({ level: "error", write: () => undefined }), version: "doctor-test" });
+    server = await startRpcServer({
+      socketPath,
+      socketGroup: null,
+      service: t.sidecar.service,
+      policy: t.config,
+      log: createLogger({ level: "error", write: () => undefined }),
+      version: "doctor-test",
+    });
   });
   after(async () => {
     await server?.close();
@@ -143,17 +205,30 @@ describe("alive-codex doctor --socket: a running sidecar", () => {
     assert.equal(report.socketPath, socketPath);
     assert.deepEqual(
       report.checks.map((c) => [c.name, c.status]),
-      RUNNING_CHECKS.map((name) => [name, name === "turn" || name === "cancel" ? "skip" : name === "host" ? hostCheckStatus(new AddressSet()) : "pass"]),
+      RUNNING_CHECKS.map((name) => [
+        name,
+        name === "turn" || name === "cancel" ? "skip" : name === "host" ? hostCheckStatus(new AddressSet()) : "pass",
+      ]),
     );
     assert.match(check(report, "sidecar").detail, /^alive-codex-sidecar \S+ answers at /);
     assert.match(check(report, "disk").detail, /the scratch workspace's disk: \d+ MiB/);
     assert.match(check(report, "turn").detail, /^not checked: .*--turn/);
-    const workspaceId = /scratch workspace (doctor-[0-9a-f]{8}) removed through the sidecar/.exec(check(report, "cleanup").detail)?.[1];
+    const workspaceId = /scratch workspace (doctor-[0-9a-f]{8}) removed through the sidecar/.exec(
+      check(report, "cleanup").detail,
+    )?.[1];
     assert.ok(workspaceId, check(report, "cleanup").detail);
     assert.equal(t.sidecar.workspaces.find(workspaceId), undefined, "the sidecar forgot it");
-    assert.deepEqual([...readMounts().keys()].filter((point) => point.endsWith(`/workspaces/${workspaceId}`)), [], "its disk is unmounted");
+    assert.deepEqual(
+      [...readMounts().keys()].filter((point) => point.endsWith(`/workspaces/${workspaceId}`)),
+      [],
+      "its disk is unmounted",
+    );
     assert.deepEqual(await disksLeftUnder(t.stateDir), { mounts: [], loopDevices: [] });
-    assert.deepEqual((await fs.readdir(t.workspaceRoot)).filter((name) => name.startsWith("alive-codex-doctor-")), [], "doctor's scratch directory is gone");
+    assert.deepEqual(
+      (await fs.readdir(t.workspaceRoot)).filter((name) => name.startsWith("alive-codex-doctor-")),
+      [],
+      "doctor's scratch directory is gone",
+    );
   });
 
   test("--turn runs the turn and the cancel through the sidecar's own model", async () => {
@@ -162,7 +237,8 @@ describe("alive-codex doctor --socket: a running sidecar", () => {
     stub.respondWith((request) => {
       const text = JSON.stringify(request.body);
       const cancel = text.includes("doctor checking cancellation");
-      if (!text.includes("function_call_output")) return { kind: "command", cmd: cancel ? "sleep 1000" : "echo doctor-ok" };
+      if (!text.includes("function_call_output"))
+        return { kind: "command", cmd: cancel ? "sleep 1000" : "echo doctor-ok" };
       return { kind: "message", text: cancel ? "the long command ended" : "doctor-ok" };
     });
     const { code, stdout, stderr } = await doctor([...sidecarSettings(), "--turn", "--json"], 240_000);

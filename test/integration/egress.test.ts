@@ -20,10 +20,24 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
-import type { RunTurnParams, TurnHooks, TurnResult, TurnRunOptions, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
+import type {
+  RunTurnParams,
+  TurnHooks,
+  TurnResult,
+  TurnRunOptions,
+  WorkspaceParams,
+  WorkspaceSummary,
+} from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, eventsFor, type ScriptStep } from "../support/responses-stub.js";
-import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import {
+  TEST_API_KEY,
+  containerProcesses,
+  execIn,
+  startTestSidecar,
+  uniqueId,
+  type TestSidecar,
+} from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const execFileAsync = promisify(execFile);
@@ -133,7 +147,9 @@ async function hostIPv4Addresses(): Promise<string[]> {
     .filter((info) => info.family === "IPv4")
     .map((info) => info.address);
   const { stdout } = await execFileAsync("ip", ["-j", "-4", "addr", "show"]);
-  const fromIp = (JSON.parse(stdout) as Array<{ addr_info?: Array<{ local?: string }> }>).flatMap((link) => (link.addr_info ?? []).map((info) => info.local ?? ""));
+  const fromIp = (JSON.parse(stdout) as Array<{ addr_info?: Array<{ local?: string }> }>).flatMap((link) =>
+    (link.addr_info ?? []).map((info) => info.local ?? ""),
+  );
   return [...new Set([...fromNode, ...fromIp])].filter((address) => net.isIPv4(address));
 }
 
@@ -239,17 +255,33 @@ function startTurn(t: TestSidecar, params: RunTurnParams): StartedTurn {
       if (event.type === "item.started" && event.item.type === "command_execution") started = true;
     },
   };
-  const result = t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks);
-  const commandStarted = waitFor(() => started, { timeoutMs: TURN_TIMEOUT_MS, what: "the scripted command to start" }).then(() => undefined);
+  const result = t.sidecar.service.runTurn(
+    { ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } },
+    hooks,
+  );
+  const commandStarted = waitFor(() => started, {
+    timeoutMs: TURN_TIMEOUT_MS,
+    what: "the scripted command to start",
+  }).then(() => undefined);
   // If the turn ends first, the wait's failure is the turn's to report.
   commandStarted.catch(() => undefined);
   return { result, commandStarted };
 }
 
 /** Runs one turn in which the model runs `cmd` once, then answers "done"; returns the command's output. */
-async function runCommandTurn(t: TestSidecar, stub: ResponsesStub, ws: WorkspaceParams, cmd: string, options: TurnRunOptions = {}): Promise<string> {
+async function runCommandTurn(
+  t: TestSidecar,
+  stub: ResponsesStub,
+  ws: WorkspaceParams,
+  cmd: string,
+  options: TurnRunOptions = {},
+): Promise<string> {
   stub.script(commandStep(cmd), { kind: "message", text: "done" });
-  const result = await withTimeout(startTurn(t, { workspaceId: ws.workspaceId, input: "run the probes", options }).result, TURN_TIMEOUT_MS + 10_000, "the turn");
+  const result = await withTimeout(
+    startTurn(t, { workspaceId: ws.workspaceId, input: "run the probes", options }).result,
+    TURN_TIMEOUT_MS + 10_000,
+    "the turn",
+  );
   assert.equal(result.status, "completed", JSON.stringify(result.error));
   return commandOutput(result);
 }
@@ -257,7 +289,9 @@ async function runCommandTurn(t: TestSidecar, stub: ResponsesStub, ws: Workspace
 /** Regular files under `dir` (never following a link, never opening a FIFO or socket). */
 async function regularFiles(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((entry) => entry.isFile()).map((entry) => path.join(entry.parentPath ?? entry.path, entry.name));
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.join(entry.parentPath ?? entry.path, entry.name));
 }
 
 /** Host pids of every process in the container (docker top: the PID column is the host's). */
@@ -311,8 +345,12 @@ describe("a workspace's network and the model key live outside its container", (
       assert.ok(addresses.includes("127.0.0.1") && addresses.length >= 2, `host addresses: ${addresses.join(", ")}`);
       process.stdout.write(`# host addresses probed: ${addresses.join(", ")}\n`);
       // The control: from the host, the listener answers on every one of its addresses.
-      for (const address of addresses) assert.ok(await connectsFromHost(address, listener.port), `the host reaches ${address}:${listener.port}`);
-      await waitFor(() => listener.connections === addresses.length, { timeoutMs: 5000, what: "the listener to count the host's connections" });
+      for (const address of addresses)
+        assert.ok(await connectsFromHost(address, listener.port), `the host reaches ${address}:${listener.port}`);
+      await waitFor(() => listener.connections === addresses.length, {
+        timeoutMs: 5000,
+        what: "the listener to count the host's connections",
+      });
       listener.connections = 0;
 
       const ws = await t.workspace(uniqueId("net"));
@@ -326,7 +364,11 @@ describe("a workspace's network and the model key live outside its container", (
         `echo "IFACES $(ls /sys/class/net | tr '\\n' ' ')"`,
         `echo "NETDEV $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')"`,
         // Inside, 127.0.0.1 is the container's own loopback; every other address is the host's.
-        ...addresses.flatMap((address) => [`tcp ${address} ${listener.port}`, `tcp ${address} 2375`, ...(address === "127.0.0.1" ? [] : [`udp ${address} 53`])]),
+        ...addresses.flatMap((address) => [
+          `tcp ${address} ${listener.port}`,
+          `tcp ${address} 2375`,
+          ...(address === "127.0.0.1" ? [] : [`udp ${address} 53`]),
+        ]),
         // Link-local (cloud metadata) and a documentation address standing in for "anywhere".
         "tcp 169.254.169.254 80",
         "tcp 198.51.100.7 443",
@@ -345,7 +387,11 @@ describe("a workspace's network and the model key live outside its container", (
       for (const address of addresses) {
         // 127.0.0.1 inside is the container's own loopback (nothing listens there: refused); no other address has a route.
         const why = address === "127.0.0.1" ? /^closed .*Connection refused/ : /^closed .*Network is unreachable/;
-        const keys = [`TCP ${address} ${listener.port}`, `TCP ${address} 2375`, ...(address === "127.0.0.1" ? [] : [`UDP ${address} 53`])];
+        const keys = [
+          `TCP ${address} ${listener.port}`,
+          `TCP ${address} 2375`,
+          ...(address === "127.0.0.1" ? [] : [`UDP ${address} 53`]),
+        ];
         for (const key of keys) assert.match(lines.get(key) ?? "missing", why, `${key} is unreachable:\n${output}`);
       }
       for (const key of ["TCP 169.254.169.254 80", "TCP 198.51.100.7 443", "UDP 198.51.100.7 53"]) {
@@ -368,10 +414,16 @@ describe("a workspace's network and the model key live outside its container", (
   });
 
   test("the egress proxy refuses denied, unlisted, private and metadata destinations with a clear 403 and passes an internal one", async () => {
-    const ws = await t.workspace(uniqueId("list"), { egress: { allow: ["*.example.test", "localhost"], deny: ["bad.example.test"] } });
+    const ws = await t.workspace(uniqueId("list"), {
+      egress: { allow: ["*.example.test", "localhost"], deny: ["bad.example.test"] },
+    });
     await t.sidecar.service.ensureWorkspace(ws);
     const before = await summaryOf(t, ws.workspaceId);
-    assert.deepEqual(before.egress, { mode: "list", allow: ["*.example.test", "localhost"], deny: ["bad.example.test"] });
+    assert.deepEqual(before.egress, {
+      mode: "list",
+      allow: ["*.example.test", "localhost"],
+      deny: ["bad.example.test"],
+    });
     assert.equal(before.network.egressRefusals, 0);
     const internalUrl = `http://127.0.0.1:${internal.port}/internal-check?n=1`;
     const cmd = [
@@ -403,12 +455,22 @@ describe("a workspace's network and the model key live outside its container", (
     assert.equal(proxyAnswer(lines, "internal").status, "200", output);
     assert.equal(proxyAnswer(lines, "internal").refused, "none");
     assert.equal(proxyAnswer(lines, "internal").body, "internal-ok /internal-check?n=1");
-    assert.deepEqual(internal.requests.map((r) => r.url), ["/internal-check?n=1"]);
+    assert.deepEqual(
+      internal.requests.map((r) => r.url),
+      ["/internal-check?n=1"],
+    );
 
     const afterTurn = await summaryOf(t, ws.workspaceId);
-    assert.equal(afterTurn.network.egressRefusals, 5, "every refusal was counted (the model's own traffic is not egress)");
+    assert.equal(
+      afterTurn.network.egressRefusals,
+      5,
+      "every refusal was counted (the model's own traffic is not egress)",
+    );
     const logged = t.logLines.filter((line) => line.includes('"egress refused"') && line.includes(ws.workspaceId));
-    assert.ok(logged.some((line) => line.includes("bad.example.test") && line.includes('"denied"')), logged.join("\n"));
+    assert.ok(
+      logged.some((line) => line.includes("bad.example.test") && line.includes('"denied"')),
+      logged.join("\n"),
+    );
   });
 
   test('"public" still refuses private and metadata addresses; "model" refuses every name with model_only', async () => {
@@ -418,24 +480,42 @@ describe("a workspace's network and the model key live outside its container", (
     assert.deepEqual((await summaryOf(t, pub.workspaceId)).egress, { mode: "public" });
     assert.deepEqual((await summaryOf(t, model.workspaceId)).egress, { mode: "model" });
 
-    const pubOutput = await runCommandTurn(t, stub, pub, [
-      PROBES,
-      px("metadata", connectRequest("169.254.169.254:80")),
-      px("loopback", connectRequest("127.0.0.1:443")),
-      px("ssh", connectRequest("127.0.0.1:22")),
-      px("localhost", connectRequest("localhost:443")),
-      px("mapped", connectRequest("[::ffff:127.0.0.1]:443")),
-      px("private", getRequest("http://10.0.0.1/")),
-    ].join("\n"));
+    const pubOutput = await runCommandTurn(
+      t,
+      stub,
+      pub,
+      [
+        PROBES,
+        px("metadata", connectRequest("169.254.169.254:80")),
+        px("loopback", connectRequest("127.0.0.1:443")),
+        px("ssh", connectRequest("127.0.0.1:22")),
+        px("localhost", connectRequest("localhost:443")),
+        px("mapped", connectRequest("[::ffff:127.0.0.1]:443")),
+        px("private", getRequest("http://10.0.0.1/")),
+      ].join("\n"),
+    );
     const pubLines = probeLines(pubOutput);
     for (const label of ["metadata", "loopback", "localhost", "mapped", "private"]) {
       const answer = proxyAnswer(pubLines, label);
       assert.deepEqual([answer.status, answer.refused], ["403", "private_address"], `${label}:\n${pubOutput}`);
     }
     // A port outside ALIVE_CODEX_EGRESS_PORTS (443, 80) is refused before any other check.
-    assert.deepEqual([proxyAnswer(pubLines, "ssh").status, proxyAnswer(pubLines, "ssh").refused], ["403", "port_not_allowed"], pubOutput);
+    assert.deepEqual(
+      [proxyAnswer(pubLines, "ssh").status, proxyAnswer(pubLines, "ssh").refused],
+      ["403", "port_not_allowed"],
+      pubOutput,
+    );
 
-    const modelOutput = await runCommandTurn(t, stub, model, [PROBES, px("name", connectRequest("pkg.example.test:443")), px("get", getRequest("http://pkg.example.test/x"))].join("\n"));
+    const modelOutput = await runCommandTurn(
+      t,
+      stub,
+      model,
+      [
+        PROBES,
+        px("name", connectRequest("pkg.example.test:443")),
+        px("get", getRequest("http://pkg.example.test/x")),
+      ].join("\n"),
+    );
     const modelLines = probeLines(modelOutput);
     assert.equal(proxyAnswer(modelLines, "name").refused, "model_only", modelOutput);
     assert.equal(proxyAnswer(modelLines, "get").refused, "model_only");
@@ -458,8 +538,11 @@ describe("a workspace's network and the model key live outside its container", (
         if (env !== null) environs.push({ pid, env });
       }
       assert.ok(environs.length >= 3, `read the environ of the container's processes (${pids.join(",")})`);
-      for (const { pid, env } of environs) assert.ok(!env.includes(TEST_API_KEY), `process ${pid} has the real key in its environment`);
-      const withCredential = environs.filter(({ env }) => /(^|\0)CODEX_API_KEY=alive-turn-[A-Za-z0-9_-]{43}(\0|$)/.test(env));
+      for (const { pid, env } of environs)
+        assert.ok(!env.includes(TEST_API_KEY), `process ${pid} has the real key in its environment`);
+      const withCredential = environs.filter(({ env }) =>
+        /(^|\0)CODEX_API_KEY=alive-turn-[A-Za-z0-9_-]{43}(\0|$)/.test(env),
+      );
       assert.ok(withCredential.length >= 1, "codex has a per-turn credential instead of the key");
     } finally {
       await fs.writeFile(path.join(ws.workspacePath, release), "");
@@ -469,22 +552,44 @@ describe("a workspace's network and the model key live outside its container", (
     assert.match(commandOutput(result), /RELEASED/);
 
     const paths = workspacePaths(t.stateDir, ws.workspaceId);
-    const files = [...(await regularFiles(paths.home)), ...(await regularFiles(paths.tmp)), ...(await regularFiles(paths.run)), ...(await regularFiles(ws.workspacePath))];
-    assert.ok(files.some((file) => file.startsWith(paths.codexHome)), "codex wrote its files under HOME");
-    for (const file of files) assert.ok(!(await fs.readFile(file, "latin1")).includes(TEST_API_KEY), `${file} holds the key`);
-    assert.ok(!JSON.stringify(await t.docker.getContainer(containerId).inspect()).includes(TEST_API_KEY), "docker inspect holds the key");
+    const files = [
+      ...(await regularFiles(paths.home)),
+      ...(await regularFiles(paths.tmp)),
+      ...(await regularFiles(paths.run)),
+      ...(await regularFiles(ws.workspacePath)),
+    ];
+    assert.ok(
+      files.some((file) => file.startsWith(paths.codexHome)),
+      "codex wrote its files under HOME",
+    );
+    for (const file of files)
+      assert.ok(!(await fs.readFile(file, "latin1")).includes(TEST_API_KEY), `${file} holds the key`);
+    assert.ok(
+      !JSON.stringify(await t.docker.getContainer(containerId).inspect()).includes(TEST_API_KEY),
+      "docker inspect holds the key",
+    );
     assert.ok(stub.requests.length >= 2);
-    for (const request of stub.requests) assert.equal(request.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model API got the real key, swapped in by the proxy");
+    for (const request of stub.requests)
+      assert.equal(
+        request.headers.authorization,
+        `Bearer ${TEST_API_KEY}`,
+        "the model API got the real key, swapped in by the proxy",
+      );
   });
 
   test("ALIVE_API_URL inside works with a client that ignores proxy variables", async () => {
     const ws = await t.workspace(uniqueId("api"));
     await t.sidecar.service.ensureWorkspace(ws);
     const seen = aliveApi.requests.length;
-    const output = await runCommandTurn(t, stub, ws, [
-      'echo "URL $ALIVE_API_URL"',
-      `node -e "fetch(process.env.ALIVE_API_URL + '/ping', { headers: { authorization: 'Bearer mcp-token-7' } }).then((r) => r.text()).then((t) => console.log('API ' + t.trim()), (e) => console.log('API failed ' + e.cause?.code))" 2>&1`,
-    ].join("\n"));
+    const output = await runCommandTurn(
+      t,
+      stub,
+      ws,
+      [
+        'echo "URL $ALIVE_API_URL"',
+        `node -e "fetch(process.env.ALIVE_API_URL + '/ping', { headers: { authorization: 'Bearer mcp-token-7' } }).then((r) => r.text()).then((t) => console.log('API ' + t.trim()), (e) => console.log('API failed ' + e.cause?.code))" 2>&1`,
+      ].join("\n"),
+    );
     const lines = probeLines(output);
     assert.equal(lines.get("URL"), "http://127.0.0.1:3130/api", output);
     assert.equal(lines.get("API"), "alive-api-pong /api/ping", output);
@@ -492,14 +597,23 @@ describe("a workspace's network and the model key live outside its container", (
     assert.equal(requests.length, 1);
     assert.equal(requests[0]?.method, "GET");
     assert.equal(requests[0]?.url, "/api/ping");
-    assert.equal(requests[0]?.headers.authorization, "Bearer mcp-token-7", "the caller's own Authorization reaches the API");
+    assert.equal(
+      requests[0]?.headers.authorization,
+      "Bearer mcp-token-7",
+      "the caller's own Authorization reaches the API",
+    );
   });
 
   test('network "none" runs a turn; workspace-write writes only the workspace and narrows egress unless networkAccessEnabled', async () => {
     const none = await t.workspace(uniqueId("none"), { network: "none" });
     await t.sidecar.service.ensureWorkspace(none);
     assert.deepEqual((await summaryOf(t, none.workspaceId)).egress, { mode: "model" });
-    const noneOutput = await runCommandTurn(t, stub, none, [PROBES, px("name", connectRequest("pkg.example.test:443"))].join("\n"));
+    const noneOutput = await runCommandTurn(
+      t,
+      stub,
+      none,
+      [PROBES, px("name", connectRequest("pkg.example.test:443"))].join("\n"),
+    );
     assert.equal(proxyAnswer(probeLines(noneOutput), "name").refused, "model_only", noneOutput);
 
     const ws = await t.workspace(uniqueId("ww"));
@@ -507,16 +621,24 @@ describe("a workspace's network and the model key live outside its container", (
     assert.deepEqual((await summaryOf(t, ws.workspaceId)).egress, { mode: "public" });
     const narrowed = [
       PROBES,
-      "echo written > ww.txt && echo \"WS $(cat ww.txt)\"",
+      'echo written > ww.txt && echo "WS $(cat ww.txt)"',
       'echo "ETC $( (echo x > /etc/alive-x) 2>&1 )"',
       'echo "OPT $( (echo x > /opt/alive-x) 2>&1 )"',
       px("narrowed", connectRequest("169.254.169.254:80")),
     ].join("\n");
     stub.script(commandStep(heldCommand(narrowed, ".release-ww1")), { kind: "message", text: "done" });
-    const first = startTurn(t, { workspaceId: ws.workspaceId, input: "write", options: { sandboxMode: "workspace-write" } });
+    const first = startTurn(t, {
+      workspaceId: ws.workspaceId,
+      input: "write",
+      options: { sandboxMode: "workspace-write" },
+    });
     try {
       await first.commandStarted;
-      assert.deepEqual((await summaryOf(t, ws.workspaceId)).egress, { mode: "model" }, "during the turn, the policy in force is the model API only");
+      assert.deepEqual(
+        (await summaryOf(t, ws.workspaceId)).egress,
+        { mode: "model" },
+        "during the turn, the policy in force is the model API only",
+      );
     } finally {
       await fs.writeFile(path.join(ws.workspacePath, ".release-ww1"), "");
     }
@@ -527,21 +649,44 @@ describe("a workspace's network and the model key live outside its container", (
     assert.equal((await fs.readFile(path.join(ws.workspacePath, "ww.txt"), "utf8")).trim(), "written");
     assert.match(lines.get("ETC") ?? "", /Read-only file system/);
     assert.match(lines.get("OPT") ?? "", /Read-only file system/);
-    assert.equal(proxyAnswer(lines, "narrowed").refused, "model_only", "the turn's egress is narrowed to the model API");
-    assert.deepEqual((await summaryOf(t, ws.workspaceId)).egress, { mode: "public" }, "after the turn, the workspace's own policy again");
+    assert.equal(
+      proxyAnswer(lines, "narrowed").refused,
+      "model_only",
+      "the turn's egress is narrowed to the model API",
+    );
+    assert.deepEqual(
+      (await summaryOf(t, ws.workspaceId)).egress,
+      { mode: "public" },
+      "after the turn, the workspace's own policy again",
+    );
 
     stub.reset();
-    stub.script(commandStep(heldCommand([PROBES, px("open", connectRequest("169.254.169.254:80"))].join("\n"), ".release-ww2")), { kind: "message", text: "done" });
-    const second = startTurn(t, { workspaceId: ws.workspaceId, input: "with network", options: { sandboxMode: "workspace-write", networkAccessEnabled: true } });
+    stub.script(
+      commandStep(heldCommand([PROBES, px("open", connectRequest("169.254.169.254:80"))].join("\n"), ".release-ww2")),
+      { kind: "message", text: "done" },
+    );
+    const second = startTurn(t, {
+      workspaceId: ws.workspaceId,
+      input: "with network",
+      options: { sandboxMode: "workspace-write", networkAccessEnabled: true },
+    });
     try {
       await second.commandStarted;
-      assert.deepEqual((await summaryOf(t, ws.workspaceId)).egress, { mode: "public" }, "networkAccessEnabled keeps the workspace's policy");
+      assert.deepEqual(
+        (await summaryOf(t, ws.workspaceId)).egress,
+        { mode: "public" },
+        "networkAccessEnabled keeps the workspace's policy",
+      );
     } finally {
       await fs.writeFile(path.join(ws.workspacePath, ".release-ww2"), "");
     }
     const secondResult = await withTimeout(second.result, TURN_TIMEOUT_MS, "the networked workspace-write turn");
     assert.equal(secondResult.status, "completed", JSON.stringify(secondResult.error));
-    assert.equal(proxyAnswer(probeLines(commandOutput(secondResult)), "open").refused, "private_address", "judged by address under the workspace's own policy");
+    assert.equal(
+      proxyAnswer(probeLines(commandOutput(secondResult)), "open").refused,
+      "private_address",
+      "judged by address under the workspace's own policy",
+    );
   });
 
   test("a trusted dir is readable at its host path inside and not writable; additionalDirectories elsewhere is -32006", async () => {
@@ -552,7 +697,12 @@ describe("a workspace's network and the model key live outside its container", (
       t,
       stub,
       ws,
-      [`echo "READ $(cat ${file})"`, `echo "MOUNT $(awk -v d=${trustedDir} '$2 == d { split($4, o, ","); print o[1] }' /proc/mounts)"`, `echo "WRITE $( (echo x > ${trustedDir}/new.js) 2>&1 )"`, `echo "APPEND $( (echo x >> ${file}) 2>&1 )"`].join("\n"),
+      [
+        `echo "READ $(cat ${file})"`,
+        `echo "MOUNT $(awk -v d=${trustedDir} '$2 == d { split($4, o, ","); print o[1] }' /proc/mounts)"`,
+        `echo "WRITE $( (echo x > ${trustedDir}/new.js) 2>&1 )"`,
+        `echo "APPEND $( (echo x >> ${file}) 2>&1 )"`,
+      ].join("\n"),
       { additionalDirectories: [trustedDir] },
     );
     const lines = probeLines(output);
@@ -566,7 +716,10 @@ describe("a workspace's network and the model key live outside its container", (
     stub.reset();
     for (const dir of ["/etc", t.root, path.dirname(trustedDir)]) {
       await assert.rejects(
-        t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "x", options: { additionalDirectories: [dir] } }, { onEvent: () => undefined }),
+        t.sidecar.service.runTurn(
+          { workspaceId: ws.workspaceId, input: "x", options: { additionalDirectories: [dir] } },
+          { onEvent: () => undefined },
+        ),
         (error: SidecarError) => {
           assert.equal(error.code, ErrorCode.notAllowed);
           assert.equal(error.code, -32006);
@@ -588,13 +741,23 @@ describe("a model API that is down", () => {
       const ws = await t.workspace(uniqueId("down"));
       await t.sidecar.service.ensureWorkspace(ws);
       const started = Date.now();
-      const result = await withTimeout(t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "anyone there?", options: { timeoutMs: 120_000 } }, { onEvent: () => undefined }), 120_000, "the turn");
+      const result = await withTimeout(
+        t.sidecar.service.runTurn(
+          { workspaceId: ws.workspaceId, input: "anyone there?", options: { timeoutMs: 120_000 } },
+          { onEvent: () => undefined },
+        ),
+        120_000,
+        "the turn",
+      );
       const elapsedMs = Date.now() - started;
       assert.equal(result.status, "failed");
       assert.equal(result.error?.code, "model_unreachable", JSON.stringify(result.error));
       assert.match(result.error?.message ?? "", /ECONNREFUSED/);
       assert.ok(elapsedMs < 30_000, `failed after ${elapsedMs} ms`);
-      assert.ok(t.logLines.some((line) => line.includes("model API unreachable")), "the proxy's log says why");
+      assert.ok(
+        t.logLines.some((line) => line.includes("model API unreachable")),
+        "the proxy's log says why",
+      );
       // Diagnostic for the report: how fast it failed on this machine.
       process.stdout.write(`# model_unreachable after ${elapsedMs} ms\n`);
     } finally {
@@ -680,20 +843,39 @@ describe("narrowing a turn's egress closes what earlier turns left open", () => 
     const firstOutput = await runCommandTurn(t, stub, ws, holder);
     const holderPid = probeLines(firstOutput).get("HOLDER") ?? "";
     assert.match(holderPid, /^\d+$/, firstOutput);
-    await waitFor(() => upstream.connections.length === 1 && upstream.connections[0]!.bytes > 0, { timeoutMs: 15_000, what: "the holder's tunnel to carry data" });
+    await waitFor(() => upstream.connections.length === 1 && upstream.connections[0]!.bytes > 0, {
+      timeoutMs: 15_000,
+      what: "the holder's tunnel to carry data",
+    });
     const afterFirst = upstream.connections[0]!.bytes;
-    await waitFor(() => upstream.connections[0]!.bytes > afterFirst, { timeoutMs: 15_000, what: "data through the tunnel after turn 1 ended" });
+    await waitFor(() => upstream.connections[0]!.bytes > afterFirst, {
+      timeoutMs: 15_000,
+      what: "data through the tunnel after turn 1 ended",
+    });
     const own = await ownProcesses(t, containerId);
     assert.ok(own.length >= 3, `the main process and the forwarders: ${own.join("; ")}`);
 
     // Turn 2 narrows the egress to the model API: the holder is gone before codex runs anything.
     stub.reset();
     const logged = t.logLines.length;
-    const secondOutput = await runCommandTurn(t, stub, ws, 'if kill -0 "$(cat /tmp/holder.pid)" 2>/dev/null; then echo "HOLDER alive"; else echo "HOLDER gone"; fi', { sandboxMode: "workspace-write" });
+    const secondOutput = await runCommandTurn(
+      t,
+      stub,
+      ws,
+      'if kill -0 "$(cat /tmp/holder.pid)" 2>/dev/null; then echo "HOLDER alive"; else echo "HOLDER gone"; fi',
+      { sandboxMode: "workspace-write" },
+    );
     assert.equal(probeLines(secondOutput).get("HOLDER"), "gone", secondOutput);
-    await waitFor(() => upstream.connections[0]!.ended, { timeoutMs: 10_000, what: "the upstream to see the tunnel end" });
+    await waitFor(() => upstream.connections[0]!.ended, {
+      timeoutMs: 10_000,
+      what: "the upstream to see the tunnel end",
+    });
     assert.equal(upstream.connections.length, 1, "nothing opened a new tunnel");
-    assert.notEqual((await execIn(t.docker, containerId, ["/bin/sh", "-c", `kill -0 ${holderPid}`])).exitCode, 0, "the holder is gone after turn 2 too");
+    assert.notEqual(
+      (await execIn(t.docker, containerId, ["/bin/sh", "-c", `kill -0 ${holderPid}`])).exitCode,
+      0,
+      "the holder is gone after turn 2 too",
+    );
     assert.deepEqual(await ownProcesses(t, containerId), own, "the main process and the forwarders survive the sweep");
 
     const narrowed = t.logLines

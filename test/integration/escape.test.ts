@@ -24,7 +24,10 @@ import { waitFor } from "../support/wait.js";
 import { assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 import { TEST_API_KEY, TEST_UID, execIn, startTestSidecar, testGateway, type TestSidecar } from "../support/sidecar.js";
 
-const PROBES_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/support/escape-probes.sh");
+const PROBES_SOURCE = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../../test/support/escape-probes.sh",
+);
 const TURN_TIMEOUT_MS = 240_000;
 /** The workspace's pids limit (under gVisor the engine's limit is hostPidsLimit of it: runtimes.ts). */
 const PIDS = 512;
@@ -91,7 +94,8 @@ async function containerLogBytes(t: TestSidecar, containerId: string): Promise<n
   const dir = path.dirname(logPath);
   const base = path.basename(logPath);
   let total = 0;
-  for (const name of await fs.readdir(dir)) if (name.startsWith(base)) total += (await fs.stat(path.join(dir, name))).size;
+  for (const name of await fs.readdir(dir))
+    if (name.startsWith(base)) total += (await fs.stat(path.join(dir, name))).size;
   return total;
 }
 
@@ -133,16 +137,31 @@ describe("escape and abuse suite, from inside a codex turn", () => {
    * docs/runtimes.md) runs once more in fresh workspaces, saying so (stall-retry.ts); the probes'
    * verdicts are never retried: a BROKEN line fails at once, either attempt.
    */
-  function runProbes(runtime: string, parts: readonly string[], skip: string[] = []): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
-    return retryOnSandboxStall(`${runtime}: escape probes`, () => runProbesOnce(runtime, parts, skip), { commands: parts.length });
+  function runProbes(
+    runtime: string,
+    parts: readonly string[],
+    skip: string[] = [],
+  ): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
+    return retryOnSandboxStall(`${runtime}: escape probes`, () => runProbesOnce(runtime, parts, skip), {
+      commands: parts.length,
+    });
   }
 
-  async function runProbesOnce(runtime: string, parts: readonly string[], skip: string[]): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
+  async function runProbesOnce(
+    runtime: string,
+    parts: readonly string[],
+    skip: string[],
+  ): Promise<{ lines: ProbeLine[]; result: TurnResult; ws: WorkspaceParams; written: string }> {
     const other = await t.workspace(undefined, { runtime });
     const otherEnsured = await t.sidecar.service.ensureWorkspace(other);
     await fs.writeFile(path.join(other.workspacePath, "secret.txt"), "other tenant's secret\n");
     const mark = `sleep 4${Math.floor(Math.random() * 1e6)}`;
-    await execIn(t.docker, otherEnsured.containerId, ["/bin/sh", "-c", `${mark} </dev/null >/dev/null 2>&1 &`], `${TEST_UID}:${TEST_UID}`);
+    await execIn(
+      t.docker,
+      otherEnsured.containerId,
+      ["/bin/sh", "-c", `${mark} </dev/null >/dev/null 2>&1 &`],
+      `${TEST_UID}:${TEST_UID}`,
+    );
     const otherSocket = path.join(workspacePaths(t.stateDir, other.workspaceId).net, "proxy.sock");
     await fs.access(otherSocket);
 
@@ -164,23 +183,51 @@ describe("escape and abuse suite, from inside a codex turn", () => {
       ESC_SKIP: skip.join(" "),
       ESC_OUT: "escape-results.txt",
     };
-    const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(" ");
+    const vars = Object.entries(env)
+      .map(([k, v]) => `${k}='${v}'`)
+      .join(" ");
     stub.reset();
-    stub.script(...parts.map((part) => ({ kind: "command" as const, cmd: `${vars} bash ./escape-probes.sh ${part}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 })), { kind: "message", text: "probed" });
+    stub.script(
+      ...parts.map((part) => ({
+        kind: "command" as const,
+        cmd: `${vars} bash ./escape-probes.sh ${part}`,
+        yieldTimeMs: 30_000,
+        maxOutputTokens: 30_000,
+      })),
+      { kind: "message", text: "probed" },
+    );
     const logBefore = await containerLogBytes(t, ensured.containerId);
     const started = Date.now();
-    const result = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+    const result = await t.sidecar.service.runTurn(
+      { workspaceId: ws.workspaceId, input: "probe the sandbox", options: { timeoutMs: TURN_TIMEOUT_MS } },
+      { onEvent: () => undefined },
+    );
     const seconds = (Date.now() - started) / 1000;
     const written = await fs.readFile(path.join(ws.workspacePath, "escape-results.txt"), "utf8").catch(() => "");
     console.log(`--- ${runtime} (turn ${seconds.toFixed(1)} s)\n${written.trimEnd()}`);
     const verdicts = parseProbeLines(written);
-    assert.deepEqual(verdicts.filter((l) => l.verdict === "BROKEN").map((l) => `${l.name} ${l.evidence}`), [], "no probe broke out, whatever became of the turn");
-    assertNotStalled(result, `the ${runtime} probe turn (it got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"})`);
-    assert.equal(result.status, "completed", `${JSON.stringify(result.error)}; the probes got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"}`);
+    assert.deepEqual(
+      verdicts.filter((l) => l.verdict === "BROKEN").map((l) => `${l.name} ${l.evidence}`),
+      [],
+      "no probe broke out, whatever became of the turn",
+    );
+    assertNotStalled(
+      result,
+      `the ${runtime} probe turn (it got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"})`,
+    );
+    assert.equal(
+      result.status,
+      "completed",
+      `${JSON.stringify(result.error)}; the probes got as far as: ${written.trimEnd().split("\n").at(-1) ?? "nothing"}`,
+    );
     const lines = parseProbeLines(written);
     parts.forEach((part, i) => {
       const seen = functionCallOutput(stub.requests[i + 1]!) ?? "";
-      assert.match(seen, new RegExp(`DONE escape-probes ${part}`), `codex ran part ${part} to its end and posted its output to the model: ${seen.slice(0, 300)}`);
+      assert.match(
+        seen,
+        new RegExp(`DONE escape-probes ${part}`),
+        `codex ran part ${part} to its end and posted its output to the model: ${seen.slice(0, 300)}`,
+      );
       assert.ok(!seen.includes(TEST_API_KEY), "the key is not in what the model saw");
     });
 
@@ -207,17 +254,25 @@ describe("escape and abuse suite, from inside a codex turn", () => {
       assert.deepEqual(missing, [], `probes that printed nothing: ${missing.join(", ")}`);
       const notes = new Set(["disk_bomb", ...skip]);
       const broken = lines.filter((l) => l.verdict === "BROKEN" || (l.verdict !== "HELD" && !notes.has(l.name)));
-      assert.deepEqual(broken.map((l) => `${l.verdict} ${l.name} ${l.evidence}`), []);
+      assert.deepEqual(
+        broken.map((l) => `${l.verdict} ${l.name} ${l.evidence}`),
+        [],
+      );
 
       // workspace.list's isolation says what the probes saw.
-      const listed = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId);
+      const listed = (await t.sidecar.service.listWorkspaces()).workspaces.find(
+        (w) => w.workspaceId === ws.workspaceId,
+      );
       const r = listed?.isolation as IsolationReport;
       const evidence = (name: string): string => lines.find((l) => l.name === name)?.evidence ?? "";
       assert.equal(r.runtime, runtime);
       assert.match(evidence("runtime"), runtime === "runsc" ? /^gVisor detected/ : /^runc: the host kernel/);
       assert.match(evidence("uid_not_root"), new RegExp(`^uid ${r.user.uid} gid ${r.user.gid}$`));
       assert.match(evidence("no_docker_group"), new RegExp(`^groups \\[${r.user.groups.join(",")}\\]`));
-      assert.match(evidence("cap_eff_zero"), new RegExp(`CapEff ${r.capabilities.effective} CapPrm ${r.capabilities.permitted}`));
+      assert.match(
+        evidence("cap_eff_zero"),
+        new RegExp(`CapEff ${r.capabilities.effective} CapPrm ${r.capabilities.permitted}`),
+      );
       assert.equal(evidence("cap_bnd_zero"), `CapBnd ${r.capabilities.bounding}`);
       assert.equal(evidence("no_new_privs"), r.noNewPrivs ? "no_new_privs 1" : "no_new_privs 0");
       assert.match(evidence("seccomp"), r.seccomp === "gvisor-sentry" ? /^gvisor-sentry/ : /^Seccomp 2 \(filter\)/);
@@ -258,42 +313,79 @@ describe("escape and abuse suite, from inside a codex turn", () => {
         const results = path.join(ws.workspacePath, "escape-results.txt");
         const vars = `ESC_RUNTIME=runsc ESC_PIDS='${hostPidsLimit("runsc", PIDS)}' ESC_MEM_MB='${MEMORY_MB}' ESC_OUT=escape-results.txt`;
         stub.reset();
-        stub.script({ kind: "command", cmd: `${vars} bash ./escape-probes.sh ${bomb}`, yieldTimeMs: 30_000, maxOutputTokens: 30_000 }, { kind: "message", text: "bombed" });
+        stub.script(
+          {
+            kind: "command",
+            cmd: `${vars} bash ./escape-probes.sh ${bomb}`,
+            yieldTimeMs: 30_000,
+            maxOutputTokens: 30_000,
+          },
+          { kind: "message", text: "bombed" },
+        );
         const started = Date.now();
-        const turn = t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "bomb the sandbox", options: { timeoutMs: BOMB_TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+        const turn = t.sidecar.service.runTurn(
+          { workspaceId: ws.workspaceId, input: "bomb the sandbox", options: { timeoutMs: BOMB_TURN_TIMEOUT_MS } },
+          { onEvent: () => undefined },
+        );
         let settled = false;
         void turn.finally(() => (settled = true)).catch(() => undefined);
 
         // While the bomb goes off: the neighbour sandbox runs a command.
-        await waitFor(async () => settled || (await fs.readFile(results, "utf8")).includes(`START ${bomb}`), { timeoutMs: 120_000, intervalMs: 200, what: `the ${bomb} to start` });
-        const during = await execIn(t.docker, neighbourId, ["/bin/sh", "-c", "echo neighbour-alive"], `${TEST_UID}:${TEST_UID}`);
+        await waitFor(async () => settled || (await fs.readFile(results, "utf8")).includes(`START ${bomb}`), {
+          timeoutMs: 120_000,
+          intervalMs: 200,
+          what: `the ${bomb} to start`,
+        });
+        const during = await execIn(
+          t.docker,
+          neighbourId,
+          ["/bin/sh", "-c", "echo neighbour-alive"],
+          `${TEST_UID}:${TEST_UID}`,
+        );
         assert.equal(during.exitCode, 0, during.stderr);
         assert.equal(during.stdout.trim(), "neighbour-alive");
 
         const result = await turn;
         const seconds = (Date.now() - started) / 1000;
         const written = await fs.readFile(results, "utf8").catch(() => "");
-        console.log(`--- runsc ${bomb} (turn ${seconds.toFixed(1)} s): ${result.status} ${JSON.stringify(result.error)}\n${written.trimEnd()}`);
+        console.log(
+          `--- runsc ${bomb} (turn ${seconds.toFixed(1)} s): ${result.status} ${JSON.stringify(result.error)}\n${written.trimEnd()}`,
+        );
         // The bomb's turn ended by the sandbox's death, not by its timeout, and said so.
         assertNotStalled(result, `the ${bomb} turn`);
         assert.equal(result.status, "failed", JSON.stringify(result.error));
         assert.equal(result.error?.code, "container_died", JSON.stringify(result.error));
-        assert.ok(seconds * 1000 < BOMB_TURN_TIMEOUT_MS - 30_000, `the turn ended in ${seconds.toFixed(1)} s, well before its ${BOMB_TURN_TIMEOUT_MS / 1000} s timeout`);
+        assert.ok(
+          seconds * 1000 < BOMB_TURN_TIMEOUT_MS - 30_000,
+          `the turn ended in ${seconds.toFixed(1)} s, well before its ${BOMB_TURN_TIMEOUT_MS / 1000} s timeout`,
+        );
         const dead = (await t.docker.getContainer(containerId).inspect()).State;
         assert.equal(dead.Running, false, "the bombed sandbox is down");
 
         // The host: the sidecar answers, and nothing of the dead sandbox runs (shim, gofer, sandbox, stubs).
         const health = await t.sidecar.service.health();
         assert.equal(health.docker.reachable, true);
-        console.log(`host processes naming the sandbox: ${hostBefore.length} before the bomb (${hostBefore.map((l) => l.split(" ")[1]?.split("/").at(-1)).join(", ")})`);
-        await waitFor(async () => (await hostProcessesOf(containerId)).length === 0, { timeoutMs: 30_000, intervalMs: 250, what: `no host process naming ${containerId}` }).catch(async (error: unknown) => {
-          throw new Error(`host processes of the dead sandbox: ${(await hostProcessesOf(containerId)).join(" | ")}`, { cause: error });
+        console.log(
+          `host processes naming the sandbox: ${hostBefore.length} before the bomb (${hostBefore.map((l) => l.split(" ")[1]?.split("/").at(-1)).join(", ")})`,
+        );
+        await waitFor(async () => (await hostProcessesOf(containerId)).length === 0, {
+          timeoutMs: 30_000,
+          intervalMs: 250,
+          what: `no host process naming ${containerId}`,
+        }).catch(async (error: unknown) => {
+          throw new Error(`host processes of the dead sandbox: ${(await hostProcessesOf(containerId)).join(" | ")}`, {
+            cause: error,
+          });
         });
 
         // The neighbour was never restarted and still runs commands.
         const neighbourAfter = await t.docker.getContainer(neighbourId).inspect();
         assert.equal(neighbourAfter.State.Running, true);
-        assert.equal(neighbourAfter.State.StartedAt, neighbourBefore.State.StartedAt, "the neighbour was not restarted");
+        assert.equal(
+          neighbourAfter.State.StartedAt,
+          neighbourBefore.State.StartedAt,
+          "the neighbour was not restarted",
+        );
         assert.equal(neighbourAfter.RestartCount, neighbourBefore.RestartCount);
         assert.equal((await execIn(t.docker, neighbourId, ["/bin/true"], `${TEST_UID}:${TEST_UID}`)).exitCode, 0);
 
@@ -306,7 +398,10 @@ describe("escape and abuse suite, from inside a codex turn", () => {
         assert.notEqual(restarted.StartedAt, startedBefore, "a fresh sandbox, not the dead one");
         stub.reset();
         stub.script({ kind: "command", cmd: "echo back-after-the-bomb" }, { kind: "message", text: "back" });
-        const next = await t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "are you back", options: { timeoutMs: 120_000 } }, { onEvent: () => undefined });
+        const next = await t.sidecar.service.runTurn(
+          { workspaceId: ws.workspaceId, input: "are you back", options: { timeoutMs: 120_000 } },
+          { onEvent: () => undefined },
+        );
         assertNotStalled(next, "the turn after the bomb");
         assert.equal(next.status, "completed", JSON.stringify(next.error));
         assert.match(functionCallOutput(stub.requests[1]!) ?? "", /back-after-the-bomb/);

@@ -111,9 +111,17 @@ describe("a tenant's fake model makes codex write a huge line", () => {
     await fs.writeFile(script, FAKE_MODEL, { mode: 0o644 });
     await fs.writeFile(log, "");
     await fs.chown(log, TEST_UID, TEST_GID);
-    const started = await execIn(t.docker, hostileContainer, ["/bin/sh", "-c", `LOG='${log}' HUGE_MIB=${HUGE_MIB} nohup node '${script}' </dev/null >/dev/null 2>&1 &`], `${TEST_UID}:${TEST_GID}`);
+    const started = await execIn(
+      t.docker,
+      hostileContainer,
+      ["/bin/sh", "-c", `LOG='${log}' HUGE_MIB=${HUGE_MIB} nohup node '${script}' </dev/null >/dev/null 2>&1 &`],
+      `${TEST_UID}:${TEST_GID}`,
+    );
     assert.equal(started.exitCode, 0, started.stderr);
-    await waitFor(async () => (await fs.readFile(log, "utf8")).includes("listening"), { timeoutMs: 15_000, what: "the fake model to take 127.0.0.1:3129" });
+    await waitFor(async () => (await fs.readFile(log, "utf8")).includes("listening"), {
+      timeoutMs: 15_000,
+      what: "the fake model to take 127.0.0.1:3129",
+    });
 
     // The quiet workspace's model answers after a while, so its turn runs across the hostile one.
     stub.script({ kind: "message", text: "quiet and done", delayMs: 3000 });
@@ -124,17 +132,34 @@ describe("a tenant's fake model makes codex write a huge line", () => {
     let results: [TurnResult, TurnResult];
     try {
       results = await Promise.all([
-        t.sidecar.service.runTurn({ workspaceId: hostile.workspaceId, turnId: "turn-hostile", input: "say something long", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: (_id, _seq, event) => hostileTypes.push(event.type) }),
-        t.sidecar.service.runTurn({ workspaceId: quiet.workspaceId, input: "say something short", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined }),
+        t.sidecar.service.runTurn(
+          {
+            workspaceId: hostile.workspaceId,
+            turnId: "turn-hostile",
+            input: "say something long",
+            options: { timeoutMs: TURN_TIMEOUT_MS },
+          },
+          { onEvent: (_id, _seq, event) => hostileTypes.push(event.type) },
+        ),
+        t.sidecar.service.runTurn(
+          { workspaceId: quiet.workspaceId, input: "say something short", options: { timeoutMs: TURN_TIMEOUT_MS } },
+          { onEvent: () => undefined },
+        ),
       ]);
     } finally {
       clearInterval(sampler);
     }
     const [bad, good] = results;
     const fakeLog = await fs.readFile(log, "utf8");
-    console.log(`hostile turn: ${bad.status} ${JSON.stringify(bad.error)}; fake model: ${fakeLog.trim().split("\n").join(" | ")}; sidecar rss ${(baseRss / MiB).toFixed(0)} -> peak ${(peakRss / MiB).toFixed(0)} MiB`);
+    console.log(
+      `hostile turn: ${bad.status} ${JSON.stringify(bad.error)}; fake model: ${fakeLog.trim().split("\n").join(" | ")}; sidecar rss ${(baseRss / MiB).toFixed(0)} -> peak ${(peakRss / MiB).toFixed(0)} MiB`,
+    );
 
-    assert.match(fakeLog, /request POST \/v1\/responses/, "codex asked the tenant's fake model, not the sidecar's model proxy");
+    assert.match(
+      fakeLog,
+      /request POST \/v1\/responses/,
+      "codex asked the tenant's fake model, not the sidecar's model proxy",
+    );
     assert.equal(bad.status, "failed");
     if (bad.error?.code !== "codex_output") {
       // Codex gave out before it wrote the line (its memory, or the stream): the sidecar's bound was
@@ -145,7 +170,10 @@ describe("a tenant's fake model makes codex write a huge line", () => {
       assert.match(bad.error.message, /codex wrote an output line over 16777216 bytes/);
       assert.ok(!hostileTypes.includes("item.completed"), "the huge item never reached the client");
     }
-    assert.ok(peakRss - baseRss < 512 * MiB, `the sidecar's process grew by ${((peakRss - baseRss) / MiB).toFixed(0)} MiB`);
+    assert.ok(
+      peakRss - baseRss < 512 * MiB,
+      `the sidecar's process grew by ${((peakRss - baseRss) / MiB).toFixed(0)} MiB`,
+    );
     const journal = await fs.stat(path.join(journalDir(t.stateDir), "turn-hostile.jsonl"));
     assert.ok(journal.size < MiB, `the hostile turn's journal holds ${journal.size} bytes`);
 
@@ -155,7 +183,10 @@ describe("a tenant's fake model makes codex write a huge line", () => {
     // Still up: it answers, and runs the next turn.
     assert.equal((await t.sidecar.service.health()).docker.reachable, true);
     stub.script({ kind: "message", text: "still here" });
-    const next = await t.sidecar.service.runTurn({ workspaceId: quiet.workspaceId, input: "again", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined });
+    const next = await t.sidecar.service.runTurn(
+      { workspaceId: quiet.workspaceId, input: "again", options: { timeoutMs: TURN_TIMEOUT_MS } },
+      { onEvent: () => undefined },
+    );
     assert.equal(next.status, "completed", JSON.stringify(next.error));
     assert.equal(next.finalResponse, "still here");
   });

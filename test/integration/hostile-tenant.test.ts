@@ -140,10 +140,29 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
     ];
     // Its own mount namespace: the bind mounts are the sidecar's alone, and go when it does.
     const script = `mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"`;
-    serve = spawn("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", resolvConf, hosts, process.execPath, CLI, "serve", ...flags], {
-      env: childEnv(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    serve = spawn(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        resolvConf,
+        hosts,
+        process.execPath,
+        CLI,
+        "serve",
+        ...flags,
+      ],
+      {
+        env: childEnv(),
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     serve.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output = (output + chunk).slice(-200_000)));
     serve.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output = (output + chunk).slice(-200_000)));
     serveExit = new Promise((resolve) => serve?.once("close", resolve));
@@ -208,15 +227,34 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
       assert.ok(pid !== undefined);
       let peakFds = await openDescriptors(pid);
       const sampling = setInterval(() => {
-        openDescriptors(pid).then((n) => (peakFds = Math.max(peakFds, n)), () => undefined);
+        openDescriptors(pid).then(
+          (n) => (peakFds = Math.max(peakFds, n)),
+          () => undefined,
+        );
       }, 50);
       let stats: AttackStats | undefined;
       let attackOutput = "";
       try {
         const holdPort = (holder.address() as net.AddressInfo).port;
-        attacker = spawn("docker", ["exec", "-u", `${TEST_UID}:${TEST_GID}`, a.containerId, "node", "-e", ATTACK, String(holdPort), String(LOOKUPS_IN_FLIGHT), String(TUNNELS), "120000"], {
-          stdio: ["ignore", "pipe", "pipe"],
-        });
+        attacker = spawn(
+          "docker",
+          [
+            "exec",
+            "-u",
+            `${TEST_UID}:${TEST_GID}`,
+            a.containerId,
+            "node",
+            "-e",
+            ATTACK,
+            String(holdPort),
+            String(LOOKUPS_IN_FLIGHT),
+            String(TUNNELS),
+            "120000",
+          ],
+          {
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
         const spawned = attacker;
         attackerExit = new Promise((resolve) => spawned.once("close", resolve));
         attacker.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
@@ -230,23 +268,35 @@ describe("a hostile workspace and a quiet one on one sidecar (own resolver that 
         });
         attacker.stderr?.setEncoding("utf8").on("data", (chunk: string) => (attackOutput += chunk));
         // Every tunnel asked for has its answer, and the lookups are in flight.
-        await waitFor(() => stats !== undefined && stats.tunnelsOpen + stats.tunnelsRefused + stats.tunnelsFailed >= TUNNELS && stats.lookupsPending >= LOOKUPS_IN_FLIGHT, {
-          timeoutMs: 60_000,
-          what: "the attack to be in place",
-        }).catch((error: Error) => {
+        await waitFor(
+          () =>
+            stats !== undefined &&
+            stats.tunnelsOpen + stats.tunnelsRefused + stats.tunnelsFailed >= TUNNELS &&
+            stats.lookupsPending >= LOOKUPS_IN_FLIGHT,
+          {
+            timeoutMs: 60_000,
+            what: "the attack to be in place",
+          },
+        ).catch((error: Error) => {
           throw new Error(`${error.message}: ${JSON.stringify(stats)} ${attackOutput.slice(-2000)}`);
         });
         const underAttack = [await turnOfB(), await turnOfB(), await turnOfB()];
         const bound = 2 * alone + 1000;
-        process.stdout.write(`# hostile tenant: B alone ${alone} ms, under attack ${underAttack.join("/")} ms (bound ${bound} ms); sidecar fds peak ${peakFds}; attack ${JSON.stringify(stats)}\n`);
-        for (const ms of underAttack) assert.ok(ms <= bound, `B's turn took ${ms} ms under attack, over 2 x ${alone} + 1000 ms`);
+        process.stdout.write(
+          `# hostile tenant: B alone ${alone} ms, under attack ${underAttack.join("/")} ms (bound ${bound} ms); sidecar fds peak ${peakFds}; attack ${JSON.stringify(stats)}\n`,
+        );
+        for (const ms of underAttack)
+          assert.ok(ms <= bound, `B's turn took ${ms} ms under attack, over 2 x ${alone} + 1000 ms`);
         assert.ok(peakFds < 1500, `the sidecar's descriptors peaked at ${peakFds}`);
         // The bound held A: it did not get its 2,000 tunnels, and was told why.
         assert.ok((stats?.tunnelsOpen ?? 0) < TUNNELS, `A holds ${stats?.tunnelsOpen} tunnels`);
         assert.ok((stats?.statuses["429"] ?? 0) > 0, `A was never answered 429: ${JSON.stringify(stats?.statuses)}`);
         // A's own lookups did not all vanish: the sidecar is still answering it.
         const before = stats?.lookupsAnswered ?? 0;
-        await waitFor(() => (stats?.lookupsAnswered ?? 0) > before, { timeoutMs: 30_000, what: "A's lookups to be answered (refused or timed out)" });
+        await waitFor(() => (stats?.lookupsAnswered ?? 0) > before, {
+          timeoutMs: 30_000,
+          what: "A's lookups to be answered (refused or timed out)",
+        });
       } finally {
         clearInterval(sampling);
         attacker?.kill("SIGKILL");

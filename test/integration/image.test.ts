@@ -68,7 +68,9 @@ async function runInImage(cmd: string[]): Promise<RunResult> {
   containerIds.push(container.id);
   try {
     await container.start();
-    const status = (await container.wait({ abortSignal: AbortSignal.timeout(RUN_DEADLINE_MS) })) as { StatusCode: number };
+    const status = (await container.wait({ abortSignal: AbortSignal.timeout(RUN_DEADLINE_MS) })) as {
+      StatusCode: number;
+    };
     const logs = (await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
     return { exitCode: status.StatusCode, ...demux(logs) };
   } finally {
@@ -83,14 +85,24 @@ function assertImageUnavailable(error: unknown, reason?: RegExp): true {
   return true;
 }
 
-const runtime = new RuntimeImage({ docker, baseImage: BASE_IMAGE, explicitRef: null, codexVersion: process.env.ALIVE_CODEX_TEST_CODEX_VERSION || null, log: silentLogger });
+const runtime = new RuntimeImage({
+  docker,
+  baseImage: BASE_IMAGE,
+  explicitRef: null,
+  codexVersion: process.env.ALIVE_CODEX_TEST_CODEX_VERSION || null,
+  log: silentLogger,
+});
 
 before(async () => {
   imageRef = process.env.ALIVE_CODEX_TEST_IMAGE ?? (await runtime.ensure()).ref;
 });
 
 after(async () => {
-  for (const id of containerIds) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  for (const id of containerIds)
+    await docker
+      .getContainer(id)
+      .remove({ force: true })
+      .catch(() => {});
 });
 
 describe("runtime image contents", () => {
@@ -122,7 +134,7 @@ describe("runtime image contents", () => {
       "cat /proc/1/comm",
       "id -u",
       "stat -c '%a %U' /run/alive",
-      "test -z \"$(ls -A /run/alive)\" && echo empty",
+      'test -z "$(ls -A /run/alive)" && echo empty',
       "test -d /home && echo home",
       "test -s /etc/ssl/certs/ca-certificates.crt && echo ca",
       "test -x /opt/codex/bin/codex-code-mode-host && echo code-mode-host",
@@ -130,13 +142,25 @@ describe("runtime image contents", () => {
     ].join("; ");
     const result = await runInImage(["bash", "-c", script]);
     assert.equal(result.exitCode, 0, result.stderr);
-    assert.deepEqual(result.stdout.trim().split("\n"), ["tini", "10001", "755 root", "empty", "home", "ca", "code-mode-host", "no-voice"]);
+    assert.deepEqual(result.stdout.trim().split("\n"), [
+      "tini",
+      "10001",
+      "755 root",
+      "empty",
+      "home",
+      "ca",
+      "code-mode-host",
+      "no-voice",
+    ]);
   });
 
   test("the image config: tini entrypoint, no CMD, no variable but PATH, labelled with the codex version", async () => {
     const info = await docker.getImage(imageRef).inspect();
     assert.deepEqual(info.Config.Entrypoint, ["/usr/bin/tini", "--"]);
-    assert.ok(info.Config.Cmd === null || info.Config.Cmd === undefined || info.Config.Cmd.length === 0, `CMD ${JSON.stringify(info.Config.Cmd)}`);
+    assert.ok(
+      info.Config.Cmd === null || info.Config.Cmd === undefined || info.Config.Cmd.length === 0,
+      `CMD ${JSON.stringify(info.Config.Cmd)}`,
+    );
     const names = (info.Config.Env ?? []).map((entry) => entry.split("=", 1)[0]);
     assert.deepEqual(names, ["PATH"]);
     assert.equal(info.Config.Labels?.["dev.alive.codex.codex-version"], EXPECTED_CODEX);
@@ -182,7 +206,14 @@ describe("RuntimeImage", () => {
         `ARG BASE_IMAGE\nFROM \${BASE_IMAGE}\nRUN echo "failing step ${RUN_ID}" >&2; exit 3\n`,
       );
       const lines: string[] = [];
-      const broken = new RuntimeImage({ docker, baseImage: BASE_IMAGE, explicitRef: null, log: silentLogger, contextDir, onProgress: (line) => lines.push(line) });
+      const broken = new RuntimeImage({
+        docker,
+        baseImage: BASE_IMAGE,
+        explicitRef: null,
+        log: silentLogger,
+        contextDir,
+        onProgress: (line) => lines.push(line),
+      });
       const ref = await broken.ref();
       let caught: unknown;
       await broken.ensure().catch((error: unknown) => {
@@ -191,8 +222,14 @@ describe("RuntimeImage", () => {
       assertImageUnavailable(caught, /failed/);
       const data = (caught as SidecarError).data;
       assert.equal(data?.reason, "build failed");
-      assert.ok((data?.outputTail as string[]).some((line) => line.includes(`failing step ${RUN_ID}`)), JSON.stringify(data?.outputTail));
-      assert.ok(lines.some((line) => line.includes(`failing step ${RUN_ID}`)), "onProgress saw the step's output");
+      assert.ok(
+        (data?.outputTail as string[]).some((line) => line.includes(`failing step ${RUN_ID}`)),
+        JSON.stringify(data?.outputTail),
+      );
+      assert.ok(
+        lines.some((line) => line.includes(`failing step ${RUN_ID}`)),
+        "onProgress saw the step's output",
+      );
       assert.equal(await isImagePresent(docker, ref), false);
     } finally {
       await rm(contextDir, { recursive: true, force: true });
@@ -204,7 +241,10 @@ describe("RuntimeImage", () => {
     const marker = `waiting step ${RUN_ID}`;
     try {
       // A step that never ends on its own: only the cancellation can stop it.
-      await writeFile(path.join(contextDir, "Dockerfile"), `ARG BASE_IMAGE\nFROM \${BASE_IMAGE}\nRUN echo "${marker}" && tail -f /dev/null\n`);
+      await writeFile(
+        path.join(contextDir, "Dockerfile"),
+        `ARG BASE_IMAGE\nFROM \${BASE_IMAGE}\nRUN echo "${marker}" && tail -f /dev/null\n`,
+      );
       const controller = new AbortController();
       const stuck = new RuntimeImage({
         docker,
@@ -220,7 +260,10 @@ describe("RuntimeImage", () => {
       await assert.rejects(stuck.ensure(controller.signal), { name: "AbortError" });
       const buildContainers = async (): Promise<number> =>
         (await docker.listContainers({ all: true })).filter((c) => c.Command.includes(marker)).length;
-      await waitFor(async () => (await buildContainers()) === 0, { timeoutMs: 60_000, what: "the cancelled build's container to be removed" });
+      await waitFor(async () => (await buildContainers()) === 0, {
+        timeoutMs: 60_000,
+        what: "the cancelled build's container to be removed",
+      });
       assert.equal(await isImagePresent(docker, ref), false);
     } finally {
       await rm(contextDir, { recursive: true, force: true });

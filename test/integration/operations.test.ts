@@ -32,17 +32,33 @@ describe("per-turn accounting and budgets", () => {
 
   test("tokens are exactly what the model reported; resources and one log line per turn", async () => {
     stub.script(
-      { kind: "command", cmd: "true", usage: { input_tokens: 120, cached_tokens: 40, output_tokens: 20, reasoning_tokens: 7 } },
-      { kind: "message", text: "done", usage: { input_tokens: 300, cached_tokens: 150, output_tokens: 31, reasoning_tokens: 0 } },
+      {
+        kind: "command",
+        cmd: "true",
+        usage: { input_tokens: 120, cached_tokens: 40, output_tokens: 20, reasoning_tokens: 7 },
+      },
+      {
+        kind: "message",
+        text: "done",
+        usage: { input_tokens: 300, cached_tokens: 150, output_tokens: 31, reasoning_tokens: 0 },
+      },
     );
     const result = await run({ turnId: "turn-tokens", input: "count me" });
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     assert.deepEqual(result.tokens, { input: 420, cached: 190, output: 51, reasoning: 7 });
     assert.ok(result.turnUsage, "turnUsage is still there");
     assert.ok(result.resources.wallMs > 0);
-    assert.ok(result.resources.cpuSeconds !== null && result.resources.cpuSeconds > 0, `cpuSeconds ${result.resources.cpuSeconds}`);
-    assert.ok(result.resources.peakMemoryBytes !== null && result.resources.peakMemoryBytes > 1024 * 1024, `peak ${result.resources.peakMemoryBytes}`);
-    const lines = t.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.msg === "turn finished" && line.turnId === "turn-tokens");
+    assert.ok(
+      result.resources.cpuSeconds !== null && result.resources.cpuSeconds > 0,
+      `cpuSeconds ${result.resources.cpuSeconds}`,
+    );
+    assert.ok(
+      result.resources.peakMemoryBytes !== null && result.resources.peakMemoryBytes > 1024 * 1024,
+      `peak ${result.resources.peakMemoryBytes}`,
+    );
+    const lines = t.logLines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === "turn finished" && line.turnId === "turn-tokens");
     assert.equal(lines.length, 1);
     assert.deepEqual(lines[0]?.tokens, result.tokens);
     assert.deepEqual(lines[0]?.resources, result.resources);
@@ -60,7 +76,11 @@ describe("per-turn accounting and budgets", () => {
   });
 
   test("a token budget stops a turn whose model keeps asking for tools: nothing is forwarded past it", async () => {
-    const step: ScriptStep = { kind: "command", cmd: "echo again", usage: { input_tokens: 1000, cached_tokens: 0, output_tokens: 100, reasoning_tokens: 0 } };
+    const step: ScriptStep = {
+      kind: "command",
+      cmd: "echo again",
+      usage: { input_tokens: 1000, cached_tokens: 0, output_tokens: 100, reasoning_tokens: 0 },
+    };
     stub.respondWith(() => step);
     const result = await run({ input: "loop forever", options: { budget: { tokens: 2500 }, timeoutMs: 120_000 } });
     assert.equal(result.status, "failed");
@@ -72,7 +92,11 @@ describe("per-turn accounting and budgets", () => {
   });
 
   test("a CPU budget stops a busy loop", async () => {
-    stub.respondWith((request) => (JSON.stringify(request.body).includes("function_call_output") ? { kind: "message", text: "never" } : { kind: "command", cmd: "while :; do :; done" }));
+    stub.respondWith((request) =>
+      JSON.stringify(request.body).includes("function_call_output")
+        ? { kind: "message", text: "never" }
+        : { kind: "command", cmd: "while :; do :; done" },
+    );
     const started = Date.now();
     const result = await run({ input: "spin", options: { budget: { cpuSeconds: 1.5 }, timeoutMs: 180_000 } });
     assert.equal(result.status, "failed");

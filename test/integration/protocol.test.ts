@@ -14,11 +14,24 @@ import { isOwnProcess } from "../../src/codex/container-processes.js";
 import { ErrorCode } from "../../src/errors.js";
 import { sidecarVersion } from "../../src/sidecar.js";
 import { SidecarClient } from "../../src/rpc/client.js";
-import type { EnsureWorkspaceResult, HealthResult, TurnResult, WorkspaceParams, WorkspaceSummary } from "../../src/service.js";
+import type {
+  EnsureWorkspaceResult,
+  HealthResult,
+  TurnResult,
+  WorkspaceParams,
+  WorkspaceSummary,
+} from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub } from "../support/responses-stub.js";
 import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_UID } from "../support/sidecar.js";
-import { startRpcHarness, type MachineSnapshot, type RawConnection, type RpcHarness, type WireError, type WireMessage } from "../support/rpc-harness.js";
+import {
+  startRpcHarness,
+  type MachineSnapshot,
+  type RawConnection,
+  type RpcHarness,
+  type WireError,
+  type WireMessage,
+} from "../support/rpc-harness.js";
 import { waitFor } from "../support/wait.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -44,7 +57,10 @@ function assertRefused(reply: WireMessage, code: number, field?: string): WireEr
   assert.equal(error.code, code, `code: ${JSON.stringify(error)}`);
   if (field !== undefined) {
     assert.equal(error.data?.field, field, `error.data.field: ${JSON.stringify(error)}`);
-    assert.ok(typeof error.data?.reason === "string" && error.data.reason.length > 0, `error.data.reason: ${JSON.stringify(error)}`);
+    assert.ok(
+      typeof error.data?.reason === "string" && error.data.reason.length > 0,
+      `error.data.reason: ${JSON.stringify(error)}`,
+    );
   }
   assert.ok(error.message.length > 0);
   assert.doesNotMatch(JSON.stringify(error), /\n\s+at |node_modules|\.js:\d+/, "no stack on the wire");
@@ -125,14 +141,18 @@ describe("protocol over the real socket", () => {
       assert.ok(health.workspaces.total >= 1 && health.workspaces.running >= 1, JSON.stringify(health.workspaces));
       assert.equal(health.turns.running, 0);
       // Without params at all, as `nc -U` users send it.
-      const bare = resultOf<HealthResult>(await h.rawLine(conn, '{"jsonrpc":"2.0","id":"bare","method":"sidecar.health"}'));
+      const bare = resultOf<HealthResult>(
+        await h.rawLine(conn, '{"jsonrpc":"2.0","id":"bare","method":"sidecar.health"}'),
+      );
       assert.equal(bare.version, health.version);
     });
 
     test("workspace.ensure creates the container, then reports created:false for the same workspace", async () => {
       const conn = await h.raw();
       const ws = await h.t.workspace();
-      const first = resultOf<EnsureWorkspaceResult>(await conn.call("workspace.ensure", { ...ws, someFutureField: "ignored" }, { timeoutMs: 60_000 }));
+      const first = resultOf<EnsureWorkspaceResult>(
+        await conn.call("workspace.ensure", { ...ws, someFutureField: "ignored" }, { timeoutMs: 60_000 }),
+      );
       assert.equal(first.workspaceId, ws.workspaceId);
       assert.equal(first.created, true);
       assert.equal(first.state, "running");
@@ -162,9 +182,16 @@ describe("protocol over the real socket", () => {
 
     test("turn.run: turn.event notifications from seq 0 without gaps, all before the result; workspace.logs shows the turn", async () => {
       const conn = await h.raw();
-      stub.script({ kind: "command", cmd: "echo protocol-turn-output" }, { kind: "message", text: "protocol turn done" });
+      stub.script(
+        { kind: "command", cmd: "echo protocol-turn-output" },
+        { kind: "message", text: "protocol turn done" },
+      );
       const from = conn.messages.length;
-      const reply = await conn.call("turn.run", { workspaceId: base.workspaceId, turnId: "turn-proto-run", input: "run the command" }, { timeoutMs: 90_000 });
+      const reply = await conn.call(
+        "turn.run",
+        { workspaceId: base.workspaceId, turnId: "turn-proto-run", input: "run the command" },
+        { timeoutMs: 90_000 },
+      );
       const result = resultOf<TurnResult>(reply);
 
       assert.equal(result.turnId, "turn-proto-run");
@@ -174,18 +201,33 @@ describe("protocol over the real socket", () => {
       assert.equal(result.error, undefined);
       assert.ok(Array.isArray(result.items));
       const command = result.items.find((i) => i.type === "command_execution");
-      assert.ok(command?.type === "command_execution" && command.aggregated_output.includes("protocol-turn-output"), JSON.stringify(result.items));
+      assert.ok(
+        command?.type === "command_execution" && command.aggregated_output.includes("protocol-turn-output"),
+        JSON.stringify(result.items),
+      );
       assert.ok(result.items.some((i) => i.type === "agent_message"));
       assert.ok(result.usage !== null);
-      for (const key of ["input_tokens", "cached_input_tokens", "output_tokens"] as const) assert.equal(typeof result.usage[key], "number", key);
+      for (const key of ["input_tokens", "cached_input_tokens", "output_tokens"] as const)
+        assert.equal(typeof result.usage[key], "number", key);
       assert.deepEqual(result.turnUsage, result.usage, "a new thread's first turn: its own usage is the thread's");
 
       const received = conn.messages.slice(from);
-      const events = received.filter((m) => m.method === "turn.event").map((m) => m.params as { turnId: string; seq: number; event: { type: string; [k: string]: unknown } });
+      const events = received
+        .filter((m) => m.method === "turn.event")
+        .map((m) => m.params as { turnId: string; seq: number; event: { type: string; [k: string]: unknown } });
       assert.ok(events.length >= 4, `events: ${events.map((e) => e.event.type).join(",")}`);
       assert.ok(events.every((e) => e.turnId === "turn-proto-run"));
-      assert.deepEqual(events.map((e) => e.seq), events.map((_e, i) => i), "seq counts from 0 without gaps");
-      assert.deepEqual(events[0]?.event, { type: "sidecar.turn.accepted", turn_id: "turn-proto-run", workspace_id: base.workspaceId, thread_id: null });
+      assert.deepEqual(
+        events.map((e) => e.seq),
+        events.map((_e, i) => i),
+        "seq counts from 0 without gaps",
+      );
+      assert.deepEqual(events[0]?.event, {
+        type: "sidecar.turn.accepted",
+        turn_id: "turn-proto-run",
+        workspace_id: base.workspaceId,
+        thread_id: null,
+      });
       assert.ok(events.some((e) => e.event.type === "thread.started" && e.event.thread_id === result.threadId));
       assert.equal(events.at(-1)?.event.type, "turn.completed");
       const resultIndex = received.indexOf(reply);
@@ -196,13 +238,23 @@ describe("protocol over the real socket", () => {
 
       // The engine copies the container's output into its log a moment after the turn's result.
       const finished = new RegExp(`turn=turn-proto-run thread=${result.threadId} event=finished status=completed`);
-      const logs = await waitFor(async () => {
-        const current = resultOf<{ logs: string }>(await conn.call("workspace.logs", { workspaceId: base.workspaceId }));
-        return finished.test(current.logs) ? current : null;
-      }, { timeoutMs: 10_000, what: "the turn's end in workspace.logs" });
+      const logs = await waitFor(
+        async () => {
+          const current = resultOf<{ logs: string }>(
+            await conn.call("workspace.logs", { workspaceId: base.workspaceId }),
+          );
+          return finished.test(current.logs) ? current : null;
+        },
+        { timeoutMs: 10_000, what: "the turn's end in workspace.logs" },
+      );
       assert.match(logs.logs, /turn=turn-proto-run thread=new event=started/);
-      assert.match(logs.logs, new RegExp(`turn=turn-proto-run thread=${result.threadId} event=finished status=completed`));
-      const tail = resultOf<{ logs: string }>(await conn.call("workspace.logs", { workspaceId: base.workspaceId, tail: 1 }));
+      assert.match(
+        logs.logs,
+        new RegExp(`turn=turn-proto-run thread=${result.threadId} event=finished status=completed`),
+      );
+      const tail = resultOf<{ logs: string }>(
+        await conn.call("workspace.logs", { workspaceId: base.workspaceId, tail: 1 }),
+      );
       assert.equal(tail.logs.trim().split("\n").length, 1);
       assert.match(tail.logs, /turn=turn-proto-run .*event=finished/);
 
@@ -217,7 +269,11 @@ describe("protocol over the real socket", () => {
       const conn = await h.raw();
       stub.script({ kind: "hang" });
       const from = conn.messages.length;
-      conn.send("turn.run", { workspaceId: base.workspaceId, turnId: "turn-proto-cancel", input: "hang" }, "run-cancel");
+      conn.send(
+        "turn.run",
+        { workspaceId: base.workspaceId, turnId: "turn-proto-cancel", input: "hang" },
+        "run-cancel",
+      );
       await stub.waitForRequests(1, 60_000);
       const running = await h.snapshot();
       // The detectors see a live turn, so their emptiness below means something.
@@ -230,10 +286,13 @@ describe("protocol over the real socket", () => {
       const result = resultOf<TurnResult>(await conn.response("run-cancel", { from, timeoutMs: 30_000 }));
       assert.equal(result.status, "cancelled");
       assert.equal(result.error?.code, "cancelled");
-      await waitFor(async () => {
-        const now = await h.snapshot();
-        return now.codexInContainers.length === 0 && now.bridges.length === 0 && now.bridgeProcesses.length === 0;
-      }, { timeoutMs: 5000, what: "the cancelled turn's codex, bridge and bridge script to be gone" });
+      await waitFor(
+        async () => {
+          const now = await h.snapshot();
+          return now.codexInContainers.length === 0 && now.bridges.length === 0 && now.bridgeProcesses.length === 0;
+        },
+        { timeoutMs: 5000, what: "the cancelled turn's codex, bridge and bridge script to be gone" },
+      );
       assertRefused(await other.call("turn.cancel", { turnId: "turn-proto-cancel" }), ErrorCode.unknownTurn, "turnId");
       assertRefused(await other.call("turn.cancel", { turnId: "no-such-turn" }), ErrorCode.unknownTurn, "turnId");
     });
@@ -242,12 +301,27 @@ describe("protocol over the real socket", () => {
       const conn = await h.raw();
       const ws = await h.t.workspace();
       const ensured = resultOf<EnsureWorkspaceResult>(await conn.call("workspace.ensure", ws, { timeoutMs: 60_000 }));
-      assert.deepEqual(resultOf(await conn.call("workspace.remove", { workspaceId: ws.workspaceId, purgeHome: true })), { removed: true });
-      await assert.rejects(h.docker.getContainer(ensured.containerId).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
-      assert.equal(existsSync(workspacePaths(h.t.stateDir, ws.workspaceId).root), false, "purgeHome removed HOME and TMPDIR");
-      assert.deepEqual(resultOf(await conn.call("workspace.remove", { workspaceId: ws.workspaceId })), { removed: false });
+      assert.deepEqual(
+        resultOf(await conn.call("workspace.remove", { workspaceId: ws.workspaceId, purgeHome: true })),
+        { removed: true },
+      );
+      await assert.rejects(
+        h.docker.getContainer(ensured.containerId).inspect(),
+        (e: { statusCode?: number }) => e.statusCode === 404,
+      );
+      assert.equal(
+        existsSync(workspacePaths(h.t.stateDir, ws.workspaceId).root),
+        false,
+        "purgeHome removed HOME and TMPDIR",
+      );
+      assert.deepEqual(resultOf(await conn.call("workspace.remove", { workspaceId: ws.workspaceId })), {
+        removed: false,
+      });
       const { workspaces } = resultOf<{ workspaces: WorkspaceSummary[] }>(await conn.call("workspace.list"));
-      assert.equal(workspaces.some((w) => w.workspaceId === ws.workspaceId), false);
+      assert.equal(
+        workspaces.some((w) => w.workspaceId === ws.workspaceId),
+        false,
+      );
     });
   });
 
@@ -257,23 +331,71 @@ describe("protocol over the real socket", () => {
       const tail = '"}}';
       return head + "x".repeat(ONE_MIB - head.length - tail.length) + tail;
     };
-    const cases: Array<{ name: string; line: () => string | Buffer; code: number; id: string | number | null; field?: string }> = [
-      { name: "malformed JSON", line: () => '{"jsonrpc":"2.0","id":1,"method":"sidecar.health"', code: ErrorCode.parseError, id: null },
-      { name: "bytes that are not UTF-8", line: () => Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), code: ErrorCode.parseError, id: null },
+    const cases: Array<{
+      name: string;
+      line: () => string | Buffer;
+      code: number;
+      id: string | number | null;
+      field?: string;
+    }> = [
+      {
+        name: "malformed JSON",
+        line: () => '{"jsonrpc":"2.0","id":1,"method":"sidecar.health"',
+        code: ErrorCode.parseError,
+        id: null,
+      },
+      {
+        name: "bytes that are not UTF-8",
+        line: () => Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+        code: ErrorCode.parseError,
+        id: null,
+      },
       { name: "a number, not an object", line: () => "42", code: ErrorCode.invalidRequest, id: null },
       { name: "a string, not an object", line: () => '"sidecar.health"', code: ErrorCode.invalidRequest, id: null },
-      { name: "a batch (array)", line: () => '[{"jsonrpc":"2.0","id":"in-batch","method":"sidecar.health"}]', code: ErrorCode.invalidRequest, id: null },
-      { name: 'jsonrpc "1.0"', line: () => '{"jsonrpc":"1.0","id":"v1","method":"sidecar.health"}', code: ErrorCode.invalidRequest, id: "v1" },
-      { name: "id null", line: () => '{"jsonrpc":"2.0","id":null,"method":"sidecar.health"}', code: ErrorCode.invalidRequest, id: null },
-      { name: "id an object", line: () => '{"jsonrpc":"2.0","id":{"a":1},"method":"sidecar.health"}', code: ErrorCode.invalidRequest, id: null },
-      { name: "method not a string", line: () => '{"jsonrpc":"2.0","id":"m1","method":7}', code: ErrorCode.invalidRequest, id: "m1" },
       {
-        name: "a line over 1 MiB",
-        line: () => `{"jsonrpc":"2.0","id":"big","method":"workspace.ensure","params":{"pad":"${"x".repeat(ONE_MIB)}"}}`,
+        name: "a batch (array)",
+        line: () => '[{"jsonrpc":"2.0","id":"in-batch","method":"sidecar.health"}]',
         code: ErrorCode.invalidRequest,
         id: null,
       },
-      { name: "an unknown method", line: () => '{"jsonrpc":"2.0","id":"u1","method":"workspace.destroy","params":{}}', code: ErrorCode.methodNotFound, id: "u1", field: "method" },
+      {
+        name: 'jsonrpc "1.0"',
+        line: () => '{"jsonrpc":"1.0","id":"v1","method":"sidecar.health"}',
+        code: ErrorCode.invalidRequest,
+        id: "v1",
+      },
+      {
+        name: "id null",
+        line: () => '{"jsonrpc":"2.0","id":null,"method":"sidecar.health"}',
+        code: ErrorCode.invalidRequest,
+        id: null,
+      },
+      {
+        name: "id an object",
+        line: () => '{"jsonrpc":"2.0","id":{"a":1},"method":"sidecar.health"}',
+        code: ErrorCode.invalidRequest,
+        id: null,
+      },
+      {
+        name: "method not a string",
+        line: () => '{"jsonrpc":"2.0","id":"m1","method":7}',
+        code: ErrorCode.invalidRequest,
+        id: "m1",
+      },
+      {
+        name: "a line over 1 MiB",
+        line: () =>
+          `{"jsonrpc":"2.0","id":"big","method":"workspace.ensure","params":{"pad":"${"x".repeat(ONE_MIB)}"}}`,
+        code: ErrorCode.invalidRequest,
+        id: null,
+      },
+      {
+        name: "an unknown method",
+        line: () => '{"jsonrpc":"2.0","id":"u1","method":"workspace.destroy","params":{}}',
+        code: ErrorCode.methodNotFound,
+        id: "u1",
+        field: "method",
+      },
     ];
     for (const c of cases) {
       test(`${c.name} → ${c.code}`, async () => {
@@ -312,68 +434,320 @@ describe("protocol over the real socket", () => {
       mustNotExist?: () => string[];
       check?: (error: WireError) => void;
     }
-    const fresh = (name: string, extra: Partial<WorkspaceParams> = {}): Promise<WorkspaceParams> => h.t.workspace(uniqueId(name), extra);
-    const stateOf = (workspaceId: string): string[] => [path.resolve(h.t.stateDir, "workspaces", workspaceId), path.resolve(h.t.stateDir, workspaceId)];
-    const withId = async (workspaceId: unknown): Promise<Record<string, unknown>> => ({ ...(await fresh("dir")), workspaceId });
+    const fresh = (name: string, extra: Partial<WorkspaceParams> = {}): Promise<WorkspaceParams> =>
+      h.t.workspace(uniqueId(name), extra);
+    const stateOf = (workspaceId: string): string[] => [
+      path.resolve(h.t.stateDir, "workspaces", workspaceId),
+      path.resolve(h.t.stateDir, workspaceId),
+    ];
+    const withId = async (workspaceId: unknown): Promise<Record<string, unknown>> => ({
+      ...(await fresh("dir")),
+      workspaceId,
+    });
     const outsideDir = async (): Promise<string> => {
       const dir = path.join(h.t.root, "outside-the-roots");
       await fs.mkdir(dir, { recursive: true });
       await fs.chown(dir, TEST_UID, TEST_GID);
       return dir;
     };
-    const turnOnBase = (extra: Record<string, unknown>): Promise<Record<string, unknown>> => Promise.resolve({ workspaceId: base.workspaceId, input: "x", ...extra });
+    const turnOnBase = (extra: Record<string, unknown>): Promise<Record<string, unknown>> =>
+      Promise.resolve({ workspaceId: base.workspaceId, input: "x", ...extra });
 
     const refusals: Refusal[] = [
       // -32602: types and shapes
-      { name: "params an array", method: "workspace.ensure", params: async () => [await fresh("arr")], code: ErrorCode.invalidParams, field: "params" },
-      { name: "uid a string", method: "workspace.ensure", params: async () => ({ ...(await fresh("uidstr")), uid: "10001" }), code: ErrorCode.invalidParams, field: "uid", check: (e) => assert.equal(e.data?.received, '"10001"') },
-      { name: "gid a fraction", method: "workspace.ensure", params: async () => ({ ...(await fresh("gidfrac")), gid: 10001.5 }), code: ErrorCode.invalidParams, field: "gid" },
-      { name: "workspaceId a number", method: "workspace.ensure", params: () => withId(42), code: ErrorCode.invalidParams, field: "workspaceId" },
-      { name: "workspaceId missing", method: "workspace.ensure", params: async () => ({ ...(await fresh("noid")), workspaceId: undefined }), code: ErrorCode.invalidParams, field: "workspaceId" },
-      { name: "workspaceId '..'", method: "workspace.ensure", params: () => withId(".."), code: ErrorCode.invalidParams, field: "workspaceId" },
-      { name: "workspaceId 'a..b'", method: "workspace.ensure", params: () => withId("a..b"), code: ErrorCode.invalidParams, field: "workspaceId", mustNotExist: () => stateOf("a..b") },
-      { name: "workspaceId '../../escape'", method: "workspace.ensure", params: () => withId("../../escape"), code: ErrorCode.invalidParams, field: "workspaceId", mustNotExist: () => [path.resolve(h.t.stateDir, "workspaces", "../../escape")] },
-      { name: "workspaceId 'a/b'", method: "workspace.ensure", params: () => withId("a/b"), code: ErrorCode.invalidParams, field: "workspaceId", mustNotExist: () => stateOf("a") },
-      { name: "workspaceId '/abs'", method: "workspace.ensure", params: () => withId("/abs"), code: ErrorCode.invalidParams, field: "workspaceId", mustNotExist: () => ["/abs"] },
-      { name: "userId with a newline", method: "workspace.ensure", params: async () => ({ ...(await fresh("nl")), userId: "alice\nroot" }), code: ErrorCode.invalidParams, field: "userId" },
-      { name: "userId with NUL", method: "workspace.ensure", params: async () => ({ ...(await fresh("nul")), userId: "alice\u0000root" }), code: ErrorCode.invalidParams, field: "userId" },
-      { name: "git.email with a newline", method: "workspace.ensure", params: async () => ({ ...(await fresh("git")), git: { email: "a@b.c\nX-Evil: 1" } }), code: ErrorCode.invalidParams, field: "git.email" },
-      { name: "network 'host'", method: "workspace.ensure", params: async () => ({ ...(await fresh("net")), network: "host" }), code: ErrorCode.invalidParams, field: "network" },
-      { name: "resources.memoryMb a string", method: "workspace.ensure", params: async () => ({ ...(await fresh("mem")), resources: { memoryMb: "lots" } }), code: ErrorCode.invalidParams, field: "resources.memoryMb" },
-      { name: "resources.pids below the floor", method: "workspace.ensure", params: async () => ({ ...(await fresh("pids")), resources: { pids: 1 } }), code: ErrorCode.invalidParams, field: "resources.pids" },
-      { name: "workspacePath relative", method: "workspace.ensure", params: async () => ({ ...(await fresh("rel")), workspacePath: "workspaces/x" }), code: ErrorCode.invalidParams, field: "workspacePath" },
-      { name: "workspacePath missing on the host", method: "workspace.ensure", params: async () => ({ ...(await fresh("gone")), workspacePath: path.join(h.t.workspaceRoot, "does-not-exist") }), code: ErrorCode.invalidParams, field: "workspacePath" },
-      { name: "threadId not a UUID", method: "turn.run", params: () => turnOnBase({ threadId: "my-thread" }), code: ErrorCode.invalidParams, field: "threadId" },
-      { name: "input a number", method: "turn.run", params: () => turnOnBase({ input: 42 }), code: ErrorCode.invalidParams, field: "input" },
-      { name: "input empty", method: "turn.run", params: () => turnOnBase({ input: "" }), code: ErrorCode.invalidParams, field: "input" },
-      { name: "turnId with a space", method: "turn.run", params: () => turnOnBase({ turnId: "bad turn" }), code: ErrorCode.invalidParams, field: "turnId" },
-      { name: "options.timeoutMs a string", method: "turn.run", params: () => turnOnBase({ options: { timeoutMs: "5s" } }), code: ErrorCode.invalidParams, field: "options.timeoutMs" },
-      { name: "options.sandboxMode unknown", method: "turn.run", params: () => turnOnBase({ options: { sandboxMode: "yolo" } }), code: ErrorCode.invalidParams, field: "options.sandboxMode" },
+      {
+        name: "params an array",
+        method: "workspace.ensure",
+        params: async () => [await fresh("arr")],
+        code: ErrorCode.invalidParams,
+        field: "params",
+      },
+      {
+        name: "uid a string",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("uidstr")), uid: "10001" }),
+        code: ErrorCode.invalidParams,
+        field: "uid",
+        check: (e) => assert.equal(e.data?.received, '"10001"'),
+      },
+      {
+        name: "gid a fraction",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("gidfrac")), gid: 10001.5 }),
+        code: ErrorCode.invalidParams,
+        field: "gid",
+      },
+      {
+        name: "workspaceId a number",
+        method: "workspace.ensure",
+        params: () => withId(42),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+      },
+      {
+        name: "workspaceId missing",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("noid")), workspaceId: undefined }),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+      },
+      {
+        name: "workspaceId '..'",
+        method: "workspace.ensure",
+        params: () => withId(".."),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+      },
+      {
+        name: "workspaceId 'a..b'",
+        method: "workspace.ensure",
+        params: () => withId("a..b"),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+        mustNotExist: () => stateOf("a..b"),
+      },
+      {
+        name: "workspaceId '../../escape'",
+        method: "workspace.ensure",
+        params: () => withId("../../escape"),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+        mustNotExist: () => [path.resolve(h.t.stateDir, "workspaces", "../../escape")],
+      },
+      {
+        name: "workspaceId 'a/b'",
+        method: "workspace.ensure",
+        params: () => withId("a/b"),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+        mustNotExist: () => stateOf("a"),
+      },
+      {
+        name: "workspaceId '/abs'",
+        method: "workspace.ensure",
+        params: () => withId("/abs"),
+        code: ErrorCode.invalidParams,
+        field: "workspaceId",
+        mustNotExist: () => ["/abs"],
+      },
+      {
+        name: "userId with a newline",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("nl")), userId: "alice\nroot" }),
+        code: ErrorCode.invalidParams,
+        field: "userId",
+      },
+      {
+        name: "userId with NUL",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("nul")), userId: "alice\u0000root" }),
+        code: ErrorCode.invalidParams,
+        field: "userId",
+      },
+      {
+        name: "git.email with a newline",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("git")), git: { email: "a@b.c\nX-Evil: 1" } }),
+        code: ErrorCode.invalidParams,
+        field: "git.email",
+      },
+      {
+        name: "network 'host'",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("net")), network: "host" }),
+        code: ErrorCode.invalidParams,
+        field: "network",
+      },
+      {
+        name: "resources.memoryMb a string",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("mem")), resources: { memoryMb: "lots" } }),
+        code: ErrorCode.invalidParams,
+        field: "resources.memoryMb",
+      },
+      {
+        name: "resources.pids below the floor",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("pids")), resources: { pids: 1 } }),
+        code: ErrorCode.invalidParams,
+        field: "resources.pids",
+      },
+      {
+        name: "workspacePath relative",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("rel")), workspacePath: "workspaces/x" }),
+        code: ErrorCode.invalidParams,
+        field: "workspacePath",
+      },
+      {
+        name: "workspacePath missing on the host",
+        method: "workspace.ensure",
+        params: async () => ({
+          ...(await fresh("gone")),
+          workspacePath: path.join(h.t.workspaceRoot, "does-not-exist"),
+        }),
+        code: ErrorCode.invalidParams,
+        field: "workspacePath",
+      },
+      {
+        name: "threadId not a UUID",
+        method: "turn.run",
+        params: () => turnOnBase({ threadId: "my-thread" }),
+        code: ErrorCode.invalidParams,
+        field: "threadId",
+      },
+      {
+        name: "input a number",
+        method: "turn.run",
+        params: () => turnOnBase({ input: 42 }),
+        code: ErrorCode.invalidParams,
+        field: "input",
+      },
+      {
+        name: "input empty",
+        method: "turn.run",
+        params: () => turnOnBase({ input: "" }),
+        code: ErrorCode.invalidParams,
+        field: "input",
+      },
+      {
+        name: "turnId with a space",
+        method: "turn.run",
+        params: () => turnOnBase({ turnId: "bad turn" }),
+        code: ErrorCode.invalidParams,
+        field: "turnId",
+      },
+      {
+        name: "options.timeoutMs a string",
+        method: "turn.run",
+        params: () => turnOnBase({ options: { timeoutMs: "5s" } }),
+        code: ErrorCode.invalidParams,
+        field: "options.timeoutMs",
+      },
+      {
+        name: "options.sandboxMode unknown",
+        method: "turn.run",
+        params: () => turnOnBase({ options: { sandboxMode: "yolo" } }),
+        code: ErrorCode.invalidParams,
+        field: "options.sandboxMode",
+      },
       {
         name: "an mcpServers env value with NUL (never echoed back)",
         method: "turn.run",
-        params: () => turnOnBase({ mcpServers: { fs: { command: "node", env: { TOKEN: "sk-mcp-\u0000secret-value-xyz" } } } }),
+        params: () =>
+          turnOnBase({ mcpServers: { fs: { command: "node", env: { TOKEN: "sk-mcp-\u0000secret-value-xyz" } } } }),
         code: ErrorCode.invalidParams,
         field: "mcpServers.fs.env.TOKEN",
         check: (e) => assert.ok(!JSON.stringify(e).includes("secret-value-xyz"), "the env value is not echoed"),
       },
-      { name: "an mcpServers env value with a newline", method: "turn.run", params: () => turnOnBase({ mcpServers: { fs: { command: "node", env: { TOKEN: "a\nb" } } } }), code: ErrorCode.invalidParams, field: "mcpServers.fs.env.TOKEN" },
-      { name: "uid without workspacePath", method: "turn.run", params: () => turnOnBase({ uid: TEST_UID }), code: ErrorCode.invalidParams, field: "workspacePath" },
-      { name: "tail negative", method: "workspace.logs", params: () => Promise.resolve({ workspaceId: base.workspaceId, tail: -1 }), code: ErrorCode.invalidParams, field: "tail" },
-      { name: "purgeHome a string", method: "workspace.remove", params: () => Promise.resolve({ workspaceId: base.workspaceId, purgeHome: "yes" }), code: ErrorCode.invalidParams, field: "purgeHome" },
-      { name: "turnId a number", method: "turn.cancel", params: () => Promise.resolve({ turnId: 5 }), code: ErrorCode.invalidParams, field: "turnId" },
+      {
+        name: "an mcpServers env value with a newline",
+        method: "turn.run",
+        params: () => turnOnBase({ mcpServers: { fs: { command: "node", env: { TOKEN: "a\nb" } } } }),
+        code: ErrorCode.invalidParams,
+        field: "mcpServers.fs.env.TOKEN",
+      },
+      {
+        name: "uid without workspacePath",
+        method: "turn.run",
+        params: () => turnOnBase({ uid: TEST_UID }),
+        code: ErrorCode.invalidParams,
+        field: "workspacePath",
+      },
+      {
+        name: "tail negative",
+        method: "workspace.logs",
+        params: () => Promise.resolve({ workspaceId: base.workspaceId, tail: -1 }),
+        code: ErrorCode.invalidParams,
+        field: "tail",
+      },
+      {
+        name: "purgeHome a string",
+        method: "workspace.remove",
+        params: () => Promise.resolve({ workspaceId: base.workspaceId, purgeHome: "yes" }),
+        code: ErrorCode.invalidParams,
+        field: "purgeHome",
+      },
+      {
+        name: "turnId a number",
+        method: "turn.cancel",
+        params: () => Promise.resolve({ turnId: 5 }),
+        code: ErrorCode.invalidParams,
+        field: "turnId",
+      },
       // -32002, -32004
-      { name: "an unknown workspace", method: "turn.run", params: () => Promise.resolve({ workspaceId: "never-ensured", input: "x" }), code: ErrorCode.unknownWorkspace, field: "workspaceId", mustNotExist: () => stateOf("never-ensured") },
-      { name: "logs of an unknown workspace", method: "workspace.logs", params: () => Promise.resolve({ workspaceId: "never-ensured" }), code: ErrorCode.unknownWorkspace, field: "workspaceId" },
-      { name: "an unknown turn", method: "turn.cancel", params: () => Promise.resolve({ turnId: "no-such-turn" }), code: ErrorCode.unknownTurn, field: "turnId" },
+      {
+        name: "an unknown workspace",
+        method: "turn.run",
+        params: () => Promise.resolve({ workspaceId: "never-ensured", input: "x" }),
+        code: ErrorCode.unknownWorkspace,
+        field: "workspaceId",
+        mustNotExist: () => stateOf("never-ensured"),
+      },
+      {
+        name: "logs of an unknown workspace",
+        method: "workspace.logs",
+        params: () => Promise.resolve({ workspaceId: "never-ensured" }),
+        code: ErrorCode.unknownWorkspace,
+        field: "workspaceId",
+      },
+      {
+        name: "an unknown turn",
+        method: "turn.cancel",
+        params: () => Promise.resolve({ turnId: "no-such-turn" }),
+        code: ErrorCode.unknownTurn,
+        field: "turnId",
+      },
       // -32006: the operator's policy
-      { name: "uid 0", method: "workspace.ensure", params: async () => ({ ...(await fresh("root")), uid: 0 }), code: ErrorCode.notAllowed, field: "uid" },
-      { name: "gid 0", method: "workspace.ensure", params: async () => ({ ...(await fresh("rootg")), gid: 0 }), code: ErrorCode.notAllowed, field: "gid" },
-      { name: "uid below the range", method: "workspace.ensure", params: async () => ({ ...(await fresh("low")), uid: 5000 }), code: ErrorCode.notAllowed, field: "uid" },
-      { name: "gid above the range", method: "workspace.ensure", params: async () => ({ ...(await fresh("high")), gid: 70000 }), code: ErrorCode.notAllowed, field: "gid" },
-      { name: "workspacePath outside the roots", method: "workspace.ensure", params: async () => ({ ...(await fresh("out")), workspacePath: await outsideDir() }), code: ErrorCode.notAllowed, field: "workspacePath" },
-      { name: "workspacePath /", method: "workspace.ensure", params: async () => ({ ...(await fresh("slash")), workspacePath: "/" }), code: ErrorCode.notAllowed, field: "workspacePath" },
-      { name: "workspacePath the root itself", method: "workspace.ensure", params: async () => ({ ...(await fresh("rootdir")), workspacePath: h.t.workspaceRoot }), code: ErrorCode.notAllowed, field: "workspacePath" },
+      {
+        name: "uid 0",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("root")), uid: 0 }),
+        code: ErrorCode.notAllowed,
+        field: "uid",
+      },
+      {
+        name: "gid 0",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("rootg")), gid: 0 }),
+        code: ErrorCode.notAllowed,
+        field: "gid",
+      },
+      {
+        name: "uid below the range",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("low")), uid: 5000 }),
+        code: ErrorCode.notAllowed,
+        field: "uid",
+      },
+      {
+        name: "gid above the range",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("high")), gid: 70000 }),
+        code: ErrorCode.notAllowed,
+        field: "gid",
+      },
+      {
+        name: "workspacePath outside the roots",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("out")), workspacePath: await outsideDir() }),
+        code: ErrorCode.notAllowed,
+        field: "workspacePath",
+      },
+      {
+        name: "workspacePath /",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("slash")), workspacePath: "/" }),
+        code: ErrorCode.notAllowed,
+        field: "workspacePath",
+      },
+      {
+        name: "workspacePath the root itself",
+        method: "workspace.ensure",
+        params: async () => ({ ...(await fresh("rootdir")), workspacePath: h.t.workspaceRoot }),
+        code: ErrorCode.notAllowed,
+        field: "workspacePath",
+      },
       {
         name: "workspacePath escaping the root through a symlink",
         method: "workspace.ensure",
@@ -398,7 +772,13 @@ describe("protocol over the real socket", () => {
         code: ErrorCode.notAllowed,
         field: "workspacePath",
       },
-      { name: "uid 0 riding on turn.run", method: "turn.run", params: async () => ({ ...(await fresh("turnroot")), uid: 0, input: "x" }), code: ErrorCode.notAllowed, field: "uid" },
+      {
+        name: "uid 0 riding on turn.run",
+        method: "turn.run",
+        params: async () => ({ ...(await fresh("turnroot")), uid: 0, input: "x" }),
+        code: ErrorCode.notAllowed,
+        field: "uid",
+      },
       {
         // workspace-write is the container's own promise now (egress.test.ts); read-only still needs codex's sandbox.
         name: 'sandboxMode "read-only" (codex\'s sandbox cannot run in the container)',
@@ -408,7 +788,19 @@ describe("protocol over the real socket", () => {
         field: "options.sandboxMode",
         check: (e) => assert.match(e.data?.reason ?? "", /danger-full-access/),
       },
-      { name: "a local image outside the workspace", method: "turn.run", params: () => turnOnBase({ input: [{ type: "text", text: "look" }, { type: "local_image", path: "/etc/shadow" }] }), code: ErrorCode.notAllowed, field: "input[1].path" },
+      {
+        name: "a local image outside the workspace",
+        method: "turn.run",
+        params: () =>
+          turnOnBase({
+            input: [
+              { type: "text", text: "look" },
+              { type: "local_image", path: "/etc/shadow" },
+            ],
+          }),
+        code: ErrorCode.notAllowed,
+        field: "input[1].path",
+      },
     ];
 
     for (const r of refusals) {
@@ -438,11 +830,19 @@ describe("protocol over the real socket", () => {
 
       const other = await h.raw();
       const started = Date.now();
-      const busy = assertRefused(await other.call("turn.run", { workspaceId: base.workspaceId, input: "again" }), ErrorCode.workspaceBusy, "workspaceId");
+      const busy = assertRefused(
+        await other.call("turn.run", { workspaceId: base.workspaceId, input: "again" }),
+        ErrorCode.workspaceBusy,
+        "workspaceId",
+      );
       assert.equal(busy.data?.activeTurnId, "turn-proto-busy");
       assert.ok(Date.now() - started < 5000, "refused at once, not queued");
       // The same id while the first is in flight, on the same connection.
-      assertRefused(await h.rawLine(conn, '{"jsonrpc":"2.0","id":"busy-run","method":"sidecar.health"}', { id: "busy-run" }), ErrorCode.invalidRequest, "id");
+      assertRefused(
+        await h.rawLine(conn, '{"jsonrpc":"2.0","id":"busy-run","method":"sidecar.health"}', { id: "busy-run" }),
+        ErrorCode.invalidRequest,
+        "id",
+      );
       await assertStillServing(h, other);
       await assertStillServing(h, conn);
       assertNothingMade(before, await h.snapshot());
@@ -450,9 +850,15 @@ describe("protocol over the real socket", () => {
 
       assert.deepEqual(resultOf(await other.call("turn.cancel", { turnId: "turn-proto-busy" })), { cancelled: true });
       // The refusal of the reused id carries that id too: the turn's own answer is the one with a result.
-      const answer = await waitFor(() => conn.responses("busy-run", from).find((m) => "result" in m), { timeoutMs: 30_000, what: "the hanging turn's result" });
+      const answer = await waitFor(() => conn.responses("busy-run", from).find((m) => "result" in m), {
+        timeoutMs: 30_000,
+        what: "the hanging turn's result",
+      });
       assert.equal(resultOf<TurnResult>(answer).status, "cancelled");
-      assert.deepEqual(conn.responses("busy-run", from).map((m) => ("result" in m ? "result" : m.error?.code)), [ErrorCode.invalidRequest, "result"]);
+      assert.deepEqual(
+        conn.responses("busy-run", from).map((m) => ("result" in m ? "result" : m.error?.code)),
+        [ErrorCode.invalidRequest, "result"],
+      );
     });
   });
 
@@ -475,53 +881,87 @@ describe("protocol over the real socket", () => {
       for (let i = 10; i < 20; i++) add(`health-${i}`, "sidecar.health", {});
       const from = conn.messages.length;
       conn.write(`${lines.join("\n")}\n`);
-      await waitFor(() => ids.every((id) => conn.responses(id, from).length > 0), { timeoutMs: 90_000, what: "every request to be answered" });
+      await waitFor(() => ids.every((id) => conn.responses(id, from).length > 0), {
+        timeoutMs: 90_000,
+        what: "every request to be answered",
+      });
       await assertStillServing(h, conn); // a last round trip, so a duplicate answer would have arrived by now
       for (const id of ids) assert.equal(conn.responses(id, from).length, 1, `${id} answered exactly once`);
-      const stray = conn.messages.slice(from).filter((m) => m.method === undefined && !ids.includes(String(m.id)) && !/^r\d+$/.test(String(m.id)));
+      const stray = conn.messages
+        .slice(from)
+        .filter((m) => m.method === undefined && !ids.includes(String(m.id)) && !/^r\d+$/.test(String(m.id)));
       assert.deepEqual(stray, [], "no answer to a request nobody sent");
-      for (let i = 0; i < 20; i++) assert.equal(resultOf<HealthResult>(conn.responses(`health-${i}`, from)[0]!).docker.reachable, true);
+      for (let i = 0; i < 20; i++)
+        assert.equal(resultOf<HealthResult>(conn.responses(`health-${i}`, from)[0]!).docker.reachable, true);
       assert.equal(resultOf<EnsureWorkspaceResult>(conn.responses("ensure-a", from)[0]!).created, true);
       assert.equal(resultOf<EnsureWorkspaceResult>(conn.responses("ensure-b", from)[0]!).created, true);
       const turn = resultOf<TurnResult>(conn.responses("turn", from)[0]!);
       assert.equal(turn.status, "completed");
       assert.equal(turn.finalResponse, "concurrent turn ok");
-      const seqs = conn.notifications("turn.event").map((n) => n.params as { turnId: string; seq: number }).filter((p) => p.turnId === "turn-proto-concurrent").map((p) => p.seq);
-      assert.deepEqual(seqs, seqs.map((_s, i) => i));
+      const seqs = conn
+        .notifications("turn.event")
+        .map((n) => n.params as { turnId: string; seq: number })
+        .filter((p) => p.turnId === "turn-proto-concurrent")
+        .map((p) => p.seq);
+      assert.deepEqual(
+        seqs,
+        seqs.map((_s, i) => i),
+      );
     });
 
     test("a client that drops its connection mid-turn cancels the turn: its processes leave the container, the sidecar stays up", async () => {
       const conn = await h.raw();
       stub.script({ kind: "command", cmd: "sleep 1000" }, { kind: "message", text: "never reached" });
       conn.send("turn.run", { workspaceId: base.workspaceId, turnId: "turn-proto-drop", input: "sleep" }, "drop-run");
-      await waitFor(() => conn.notifications("turn.event").some((n) => (n.params as { event: { type: string } }).event.type === "item.started"), {
-        timeoutMs: 60_000,
-        what: "the command to start",
-      });
-      const running = await waitFor(async () => {
-        const procs = await turnProcesses(h, baseContainerId);
-        return procs.some((p) => /sleep 1000/.test(p)) && procs.some((p) => / codex /.test(p)) ? procs : null;
-      }, { timeoutMs: 10_000, what: "codex and its command to show in the container" });
+      await waitFor(
+        () =>
+          conn
+            .notifications("turn.event")
+            .some((n) => (n.params as { event: { type: string } }).event.type === "item.started"),
+        {
+          timeoutMs: 60_000,
+          what: "the command to start",
+        },
+      );
+      const running = await waitFor(
+        async () => {
+          const procs = await turnProcesses(h, baseContainerId);
+          return procs.some((p) => /sleep 1000/.test(p)) && procs.some((p) => / codex /.test(p)) ? procs : null;
+        },
+        { timeoutMs: 10_000, what: "codex and its command to show in the container" },
+      );
       assert.ok(running.length >= 2, running.join("\n"));
 
       conn.destroy();
       let left: string[] = running;
-      await waitFor(async () => (left = await turnProcesses(h, baseContainerId)).length === 0, { timeoutMs: 5000, what: "only the container's first two processes to remain" }).catch((error: Error) => {
+      await waitFor(async () => (left = await turnProcesses(h, baseContainerId)).length === 0, {
+        timeoutMs: 5000,
+        what: "only the container's first two processes to remain",
+      }).catch((error: Error) => {
         throw new Error(`${error.message}; still there:\n${left.join("\n")}`);
       });
-      await waitFor(async () => {
-        const client = await h.client();
-        const { workspaces } = await client.listWorkspaces();
-        return workspaces.find((w) => w.workspaceId === base.workspaceId)?.activeTurnId === null;
-      }, { timeoutMs: 5000, what: "the workspace to be free" });
+      await waitFor(
+        async () => {
+          const client = await h.client();
+          const { workspaces } = await client.listWorkspaces();
+          return workspaces.find((w) => w.workspaceId === base.workspaceId)?.activeTurnId === null;
+        },
+        { timeoutMs: 5000, what: "the workspace to be free" },
+      );
       const health = await (await h.client()).health();
       assert.equal(health.turns.running, 0);
       // The line is written before the workspace is free; the engine copies the container's output
       // into its log a moment later.
-      await waitFor(async () => /turn=turn-proto-drop thread=\S+ event=finished status=cancelled error=cancelled/.test((await (await h.client()).workspaceLogs(base.workspaceId)).logs), {
-        timeoutMs: 10_000,
-        what: "the turn's end in docker logs",
-      });
+      await waitFor(
+        async () =>
+          /turn=turn-proto-drop thread=\S+ event=finished status=cancelled error=cancelled/.test(
+            (await (await h.client()).workspaceLogs(base.workspaceId)).logs,
+          ),
+        {
+          timeoutMs: 10_000,
+          what: "the turn's end in docker logs",
+        },
+      );
       const snapshot = await h.snapshot();
       assert.deepEqual(snapshot.bridges, []);
       assert.deepEqual(snapshot.bridgeProcesses, []);
@@ -537,8 +977,14 @@ describe("protocol over the real socket", () => {
       const result = resultOf<TurnResult>(await conn.response("eof-run", { timeoutMs: 30_000 }));
       assert.equal(result.status, "cancelled");
       assert.match(result.error?.message ?? "", /cancelled/);
-      await waitFor(() => conn.isClosed || conn.socket.readableEnded, { timeoutMs: 5000, what: "the server to end the connection" });
-      await waitFor(async () => (await h.snapshot()).codexInContainers.length === 0, { timeoutMs: 5000, what: "codex to be gone" });
+      await waitFor(() => conn.isClosed || conn.socket.readableEnded, {
+        timeoutMs: 5000,
+        what: "the server to end the connection",
+      });
+      await waitFor(async () => (await h.snapshot()).codexInContainers.length === 0, {
+        timeoutMs: 5000,
+        what: "codex to be gone",
+      });
     });
   });
 });
@@ -598,7 +1044,11 @@ describe("a sidecar at its limits (--max-workspaces 2 --max-turns 1)", () => {
     turnConn.send("turn.run", { workspaceId: a.workspaceId, turnId: "turn-limit-a", input: "hang" }, "limit-a");
     await stub.waitForRequests(1, 60_000);
     before = await h.snapshot();
-    assertRefused(await conn.call("turn.run", { workspaceId: b.workspaceId, input: "second" }), ErrorCode.limitReached, "turnId");
+    assertRefused(
+      await conn.call("turn.run", { workspaceId: b.workspaceId, input: "second" }),
+      ErrorCode.limitReached,
+      "turnId",
+    );
     await assertStillServing(h, conn);
     assertNothingMade(before, await h.snapshot());
     assert.equal(stub.requests.length, 1);
@@ -618,7 +1068,10 @@ describe("a sidecar whose engine is unreachable (--docker-host unix:///nonexiste
   });
 
   test("it starts anyway and logs why; health says unreachable; ensure is -32001 and makes nothing", async () => {
-    assert.ok(h.t.logLines.some((line) => /Docker engine unreachable at start/.test(line)), "the start-up logged the unreachable engine");
+    assert.ok(
+      h.t.logLines.some((line) => /Docker engine unreachable at start/.test(line)),
+      "the start-up logged the unreachable engine",
+    );
     const conn = await h.raw();
     const health = resultOf<HealthResult>(await conn.call("sidecar.health"));
     assert.equal(health.docker.reachable, false);
@@ -631,7 +1084,11 @@ describe("a sidecar whose engine is unreachable (--docker-host unix:///nonexiste
     await assertStillServing(h, conn);
     assertRefused(await conn.call("turn.run", { ...ws, input: "x" }), ErrorCode.dockerUnreachable);
     assert.deepEqual(resultOf(await conn.call("workspace.list")), { workspaces: [] });
-    assertRefused(await conn.call("turn.run", { workspaceId: ws.workspaceId, input: "x" }), ErrorCode.unknownWorkspace, "workspaceId");
+    assertRefused(
+      await conn.call("turn.run", { workspaceId: ws.workspaceId, input: "x" }),
+      ErrorCode.unknownWorkspace,
+      "workspaceId",
+    );
     await assertStillServing(h, conn);
     assertNothingMade(before, await h.snapshot());
     assert.equal(existsSync(workspacePaths(h.t.stateDir, ws.workspaceId).root), false);
@@ -672,7 +1129,10 @@ describe("a sidecar whose engine comes back after start", () => {
     });
     await new Promise<void>((resolve) => proxy.listen(path.join(dir, "docker.sock"), resolve));
     assert.equal(resultOf<HealthResult>(await conn.call("sidecar.health")).docker.reachable, true);
-    await waitFor(() => h.t.logLines.some((line) => /Docker engine reachable again/.test(line)), { timeoutMs: 15_000, what: "the background retry to adopt the engine" });
+    await waitFor(() => h.t.logLines.some((line) => /Docker engine reachable again/.test(line)), {
+      timeoutMs: 15_000,
+      what: "the background retry to adopt the engine",
+    });
     const ensured = resultOf<EnsureWorkspaceResult>(await conn.call("workspace.ensure", ws, { timeoutMs: 60_000 }));
     assert.equal(ensured.created, true);
     assert.equal((await h.docker.getContainer(ensured.containerId).inspect()).State.Running, true);

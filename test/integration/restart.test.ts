@@ -17,7 +17,15 @@ import { reapLabelled } from "../../src/docker/reaper.js";
 import { SidecarClient, type TurnEventMessage } from "../../src/rpc/client.js";
 import { startCli, type CliRun } from "../support/cli-process.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { containerProcesses, startGatewayStub, testImage, uniqueId, TEST_GID, TEST_RUN_ID, TEST_UID } from "../support/sidecar.js";
+import {
+  containerProcesses,
+  startGatewayStub,
+  testImage,
+  uniqueId,
+  TEST_GID,
+  TEST_RUN_ID,
+  TEST_UID,
+} from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 /**
@@ -30,7 +38,8 @@ async function leftProcesses(containerId: string): Promise<ClassifiedProcess[]> 
   return (await containerProcesses(docker, containerId)).filter((p) => !isOwnProcess(p) && p.args !== "");
 }
 
-const lines = (processes: readonly ClassifiedProcess[]): string[] => processes.map((p) => `${p.pid} ${p.role} ${p.args}`);
+const lines = (processes: readonly ClassifiedProcess[]): string[] =>
+  processes.map((p) => `${p.pid} ${p.role} ${p.args}`);
 
 describe("a sidecar killed mid-turn, then started again", () => {
   const docker = createDockerClient("unix:///var/run/docker.sock");
@@ -46,7 +55,9 @@ describe("a sidecar killed mid-turn, then started again", () => {
     const serve = startCli(["serve", ...flags]);
     serves.push(serve);
     const exitedEarly = serve.exit.then(({ code, signal }) => {
-      throw new Error(`serve exited before it answered (code ${code}, signal ${signal}):\n${serve.stderr()}\n${serve.stdout()}`);
+      throw new Error(
+        `serve exited before it answered (code ${code}, signal ${signal}):\n${serve.stderr()}\n${serve.stdout()}`,
+      );
     });
     exitedEarly.catch(() => {});
     await Promise.race([
@@ -109,8 +120,17 @@ describe("a sidecar killed mid-turn, then started again", () => {
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
     const first = await startServe();
     const client = await SidecarClient.connect(socketPath);
-    const ensured = await client.ensureWorkspace({ workspaceId, userId: "u-restart", uid: TEST_UID, gid: TEST_GID, workspacePath });
-    stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" }, { kind: "message", text: "never" });
+    const ensured = await client.ensureWorkspace({
+      workspaceId,
+      userId: "u-restart",
+      uid: TEST_UID,
+      gid: TEST_GID,
+      workspacePath,
+    });
+    stub.script(
+      { kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" },
+      { kind: "message", text: "never" },
+    );
     const turnId = uniqueId("turn-killed");
     const run = client.runTurn({ workspaceId, turnId, input: "run for a long time" });
     run.result.catch(() => undefined);
@@ -118,29 +138,47 @@ describe("a sidecar killed mid-turn, then started again", () => {
     void (async () => {
       for await (const message of run) seen.push(message);
     })().catch(() => undefined);
-    await waitFor(async () => (await leftProcesses(ensured.containerId)).some((p) => /sleep 1001/.test(p.args)), { timeoutMs: 30_000, what: "the turn's setsid'd sleep" });
+    await waitFor(async () => (await leftProcesses(ensured.containerId)).some((p) => /sleep 1001/.test(p.args)), {
+      timeoutMs: 30_000,
+      what: "the turn's setsid'd sleep",
+    });
 
     first.serve.child.kill("SIGKILL");
     await withTimeout(first.serve.exit, 10_000, "the killed serve to exit");
     await client.close().catch(() => undefined);
     // What the operator saw before this fix: the killed sidecar's turn runs on in the container.
     const running = await leftProcesses(ensured.containerId);
-    assert.ok(running.filter((p) => p.role === "turn").length >= 2, `the killed sidecar's turn (codex and its command) should still be running before the restart: ${lines(running).join("; ")}`);
+    assert.ok(
+      running.filter((p) => p.role === "turn").length >= 2,
+      `the killed sidecar's turn (codex and its command) should still be running before the restart: ${lines(running).join("; ")}`,
+    );
 
     const startedAt = Date.now();
     const second = await startServe();
-    await waitFor(async () => (await leftProcesses(ensured.containerId)).length === 0, { timeoutMs: 5000, intervalMs: 50, what: "no process of the killed sidecar's turn" }).catch(async (error: Error) => {
-      throw new Error(`${error.message}; left: ${JSON.stringify(lines(await leftProcesses(ensured.containerId)))}\n${second.serve.stdout().slice(-4000)}`);
+    await waitFor(async () => (await leftProcesses(ensured.containerId)).length === 0, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      what: "no process of the killed sidecar's turn",
+    }).catch(async (error: Error) => {
+      throw new Error(
+        `${error.message}; left: ${JSON.stringify(lines(await leftProcesses(ensured.containerId)))}\n${second.serve.stdout().slice(-4000)}`,
+      );
     });
     const orphanFreeMs = Date.now() - startedAt;
     assert.ok(orphanFreeMs < 5000, `orphan-free ${orphanFreeMs} ms after the start`);
     // Swept before it served: when its socket first answered, nothing of the turn was left.
-    assert.match(second.serve.stdout() + second.serve.stderr(), /swept adopted workspaces of turns an earlier sidecar left running/);
+    assert.match(
+      second.serve.stdout() + second.serve.stderr(),
+      /swept adopted workspaces of turns an earlier sidecar left running/,
+    );
 
     const again = await SidecarClient.connect(socketPath);
     try {
       const info = await again.getTurn(turnId);
-      assert.deepEqual([info.status, info.result?.status, info.result?.error?.code], ["failed", "failed", "sidecar_restarted"]);
+      assert.deepEqual(
+        [info.status, info.result?.status, info.result?.error?.code],
+        ["failed", "failed", "sidecar_restarted"],
+      );
       assert.equal(info.workspaceId, workspaceId);
       assert.ok(info.lastSeq >= seen.at(-1)!.seq, `journal last seq ${info.lastSeq}, client saw ${seen.at(-1)?.seq}`);
       const replay = again.attachTurn(turnId);
@@ -148,7 +186,10 @@ describe("a sidecar killed mid-turn, then started again", () => {
       for await (const message of replay) replayed.push(message);
       assert.deepEqual(replayed.slice(0, seen.length), seen);
       assert.equal((await replay.result).error?.code, "sidecar_restarted");
-      assert.deepEqual((await again.listTurns({ workspaceId, status: "failed" })).turns.map((t) => t.turnId), [turnId]);
+      assert.deepEqual(
+        (await again.listTurns({ workspaceId, status: "failed" })).turns.map((t) => t.turnId),
+        [turnId],
+      );
 
       // The workspace is idle and takes a new turn.
       const listed = (await again.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId);
@@ -161,6 +202,8 @@ describe("a sidecar killed mid-turn, then started again", () => {
     } finally {
       await again.close();
     }
-    process.stdout.write(`# restart: serve ready ${second.readyMs} ms, orphan-free ${orphanFreeMs} ms after the start\n`);
+    process.stdout.write(
+      `# restart: serve ready ${second.readyMs} ms, orphan-free ${orphanFreeMs} ms after the start\n`,
+    );
   });
 });

@@ -15,7 +15,14 @@ import { execa } from "execa";
 import type { TurnResult } from "../../src/service.js";
 import { workspacePaths, type WorkspacePaths } from "../../src/workspace/paths.js";
 import type { ResponsesStub } from "../support/responses-stub.js";
-import { TEST_GID, TEST_UID, execIn, startGatewayStub, startTestSidecar, type TestSidecar } from "../support/sidecar.js";
+import {
+  TEST_GID,
+  TEST_UID,
+  execIn,
+  startGatewayStub,
+  startTestSidecar,
+  type TestSidecar,
+} from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 const RACE_TURNS = 50;
@@ -105,7 +112,15 @@ interface RacerState {
 
 /** What a chmod, a write, a truncate or a replace would change. */
 function fingerprint(stat: Stats): Record<string, number> {
-  return { mode: stat.mode, size: stat.size, uid: stat.uid, gid: stat.gid, ino: stat.ino, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+  return {
+    mode: stat.mode,
+    size: stat.size,
+    uid: stat.uid,
+    gid: stat.gid,
+    ino: stat.ino,
+    mtimeMs: stat.mtimeMs,
+    ctimeMs: stat.ctimeMs,
+  };
 }
 
 describe("no root file operation through a path the tenant controls", () => {
@@ -119,7 +134,8 @@ describe("no root file operation through a path the tenant controls", () => {
   const victimContent = `the test's own host file: never written by the sidecar ${randomBytes(4).toString("hex")}\n`;
   const stateFile = "/tmp/.racer-state.json";
 
-  const readRacer = async (): Promise<RacerState> => JSON.parse(await fs.readFile(path.join(paths.tmp, path.basename(stateFile)), "utf8")) as RacerState;
+  const readRacer = async (): Promise<RacerState> =>
+    JSON.parse(await fs.readFile(path.join(paths.tmp, path.basename(stateFile)), "utf8")) as RacerState;
 
   before(async () => {
     stub = await startGatewayStub();
@@ -137,7 +153,12 @@ describe("no root file operation through a path the tenant controls", () => {
     await fs.writeFile(racer, RACER_SOURCE, { mode: 0o644 });
     ({ containerId } = await t.sidecar.service.ensureWorkspace(ws));
     // Started outside any turn, so no turn's sweep stops it: a tenant's long-lived background job.
-    const started = await execIn(t.docker, containerId, ["/bin/sh", "-c", `setsid node ${racer} ${victimDir} ${stateFile} </dev/null >/tmp/.racer-log 2>&1 &`], `${TEST_UID}:${TEST_GID}`);
+    const started = await execIn(
+      t.docker,
+      containerId,
+      ["/bin/sh", "-c", `setsid node ${racer} ${victimDir} ${stateFile} </dev/null >/tmp/.racer-log 2>&1 &`],
+      `${TEST_UID}:${TEST_GID}`,
+    );
     assert.equal(started.exitCode, 0, started.stderr);
     await waitFor(async () => (await readRacer()).ticks > 0, { timeoutMs: 10_000, what: "the racer to run" });
   });
@@ -146,36 +167,65 @@ describe("no root file operation through a path the tenant controls", () => {
     await stub?.close();
   });
 
-  test(`${RACE_TURNS} turns with an output schema complete while the tenant swaps names for symlinks; the host file is never written or chmodded`, { timeout: 15 * 60_000 }, async (ctx) => {
-    const before = fingerprint(await fs.stat(victimFile));
-    const racerAtStart = await readRacer();
-    for (let i = 0; i < RACE_TURNS; i += 1) {
-      const key = `answer${i}`;
-      const schema = { type: "object", properties: { [key]: { type: "string" } }, required: [key], additionalProperties: false };
-      stub.reset();
-      stub.script({ kind: "message", text: JSON.stringify({ [key]: `value ${i}` }) });
-      const result: TurnResult = await t.sidecar.service.runTurn({ workspaceId, turnId: `race-${i}`, input: `answer ${i}`, options: { outputSchema: schema } }, { onEvent: () => undefined });
-      assert.equal(await fs.readFile(victimFile, "utf8"), victimContent, `turn ${i}: the host file was written`);
-      assert.deepEqual(fingerprint(await fs.stat(victimFile)), before, `turn ${i}: the host file was changed (chmod, write or replace)`);
-      assert.equal(result.status, "completed", `turn ${i}: ${JSON.stringify(result.error)}`);
-      assert.deepEqual(JSON.parse(result.finalResponse), { [key]: `value ${i}` }, `turn ${i} has its structured output`);
-      assert.deepEqual(stub.requests[0]?.body.text?.format?.schema, schema, `turn ${i}: codex sent the model exactly this turn's schema`);
-    }
-    assert.deepEqual(await fs.readdir(victimDir), ["schema.json"], "nothing was made beside the host file");
-    assert.deepEqual(await fs.readdir(paths.turnFiles), [], "every turn's schema file is gone");
+  test(
+    `${RACE_TURNS} turns with an output schema complete while the tenant swaps names for symlinks; the host file is never written or chmodded`,
+    { timeout: 15 * 60_000 },
+    async (ctx) => {
+      const before = fingerprint(await fs.stat(victimFile));
+      const racerAtStart = await readRacer();
+      for (let i = 0; i < RACE_TURNS; i += 1) {
+        const key = `answer${i}`;
+        const schema = {
+          type: "object",
+          properties: { [key]: { type: "string" } },
+          required: [key],
+          additionalProperties: false,
+        };
+        stub.reset();
+        stub.script({ kind: "message", text: JSON.stringify({ [key]: `value ${i}` }) });
+        const result: TurnResult = await t.sidecar.service.runTurn(
+          { workspaceId, turnId: `race-${i}`, input: `answer ${i}`, options: { outputSchema: schema } },
+          { onEvent: () => undefined },
+        );
+        assert.equal(await fs.readFile(victimFile, "utf8"), victimContent, `turn ${i}: the host file was written`);
+        assert.deepEqual(
+          fingerprint(await fs.stat(victimFile)),
+          before,
+          `turn ${i}: the host file was changed (chmod, write or replace)`,
+        );
+        assert.equal(result.status, "completed", `turn ${i}: ${JSON.stringify(result.error)}`);
+        assert.deepEqual(
+          JSON.parse(result.finalResponse),
+          { [key]: `value ${i}` },
+          `turn ${i} has its structured output`,
+        );
+        assert.deepEqual(
+          stub.requests[0]?.body.text?.format?.schema,
+          schema,
+          `turn ${i}: codex sent the model exactly this turn's schema`,
+        );
+      }
+      assert.deepEqual(await fs.readdir(victimDir), ["schema.json"], "nothing was made beside the host file");
+      assert.deepEqual(await fs.readdir(paths.turnFiles), [], "every turn's schema file is gone");
 
-    // The racer ran the whole time, saw the sidecar's files, and could plant nothing where root writes.
-    const atStart = racerAtStart.ticks;
-    const racer = await waitFor(async () => {
-      const now = await readRacer();
-      return now.ticks > atStart + 100 ? now : null;
-    }, { timeoutMs: 10_000, what: "the racer to still be running" });
-    ctx.diagnostic(`racer: ${racer.ticks} ticks, ${racer.runNamesSeen} schema files seen in /run/alive/turns, ${racer.runAttempts} plants tried, ${racer.tmpSwaps} swaps in TMPDIR`);
-    assert.ok(racer.runNamesSeen > 0, "the racer saw the sidecar's schema files, so it raced the real names");
-    assert.equal(racer.runPlanted, 0, "the tenant could not plant anything in the run dir");
-    assert.equal(racer.tmpSwaps, 0, "no .alive-turn-* directory ever appeared in TMPDIR");
-    assert.deepEqual(racer.rootOwnedInTmp, [], "root made nothing in TMPDIR while turns ran");
-  });
+      // The racer ran the whole time, saw the sidecar's files, and could plant nothing where root writes.
+      const atStart = racerAtStart.ticks;
+      const racer = await waitFor(
+        async () => {
+          const now = await readRacer();
+          return now.ticks > atStart + 100 ? now : null;
+        },
+        { timeoutMs: 10_000, what: "the racer to still be running" },
+      );
+      ctx.diagnostic(
+        `racer: ${racer.ticks} ticks, ${racer.runNamesSeen} schema files seen in /run/alive/turns, ${racer.runAttempts} plants tried, ${racer.tmpSwaps} swaps in TMPDIR`,
+      );
+      assert.ok(racer.runNamesSeen > 0, "the racer saw the sidecar's schema files, so it raced the real names");
+      assert.equal(racer.runPlanted, 0, "the tenant could not plant anything in the run dir");
+      assert.equal(racer.tmpSwaps, 0, "no .alive-turn-* directory ever appeared in TMPDIR");
+      assert.deepEqual(racer.rootOwnedInTmp, [], "root made nothing in TMPDIR while turns ran");
+    },
+  );
 
   test("what the tenant left at the shell rc names is moved aside, and purgeHome never follows a symlink out of HOME", async () => {
     const ws = await t.workspace();
@@ -193,8 +243,15 @@ describe("no root file operation through a path the tenant controls", () => {
     const home = await fs.readdir(wsPaths.home);
     const bashrcAside = home.find((n) => n.startsWith(".bashrc.alive-moved-"));
     assert.ok(bashrcAside, `the .bashrc directory was moved aside: ${home.join(" ")}`);
-    assert.equal(await fs.readlink(path.join(wsPaths.home, bashrcAside, "inner")), victimDir, "its content is the tenant's, untouched");
-    assert.ok(home.some((n) => n.startsWith(".profile.alive-moved-")), "the .profile symlink was moved aside");
+    assert.equal(
+      await fs.readlink(path.join(wsPaths.home, bashrcAside, "inner")),
+      victimDir,
+      "its content is the tenant's, untouched",
+    );
+    assert.ok(
+      home.some((n) => n.startsWith(".profile.alive-moved-")),
+      "the .profile symlink was moved aside",
+    );
     const rc = await execIn(t.docker, id, ["/bin/sh", "-c", "cat ~/.bashrc ~/.profile"], `${TEST_UID}:${TEST_GID}`);
     assert.match(rc.stdout, /Managed by alive-codex-sidecar/);
 
@@ -212,7 +269,12 @@ describe("no root file operation through a path the tenant controls", () => {
       assert.equal(stat.uid, 0, `${dir} owner`);
       assert.equal(stat.mode & 0o7777, 0o755, `${dir} mode`);
     }
-    const write = await execIn(t.docker, containerId, ["/bin/sh", "-c", "touch /run/alive/turns/x || ln -s / /run/alive/turns/y || exit 9"], `${TEST_UID}:${TEST_GID}`);
+    const write = await execIn(
+      t.docker,
+      containerId,
+      ["/bin/sh", "-c", "touch /run/alive/turns/x || ln -s / /run/alive/turns/y || exit 9"],
+      `${TEST_UID}:${TEST_GID}`,
+    );
     assert.equal(write.exitCode, 9, "the tenant cannot write in /run/alive/turns");
   });
 });

@@ -20,7 +20,15 @@ import type { RunTurnParams, TurnHooks, TurnResult, WorkspaceSummary } from "../
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
 import { ResponsesStub, functionCallOutput, inputMessages } from "../support/responses-stub.js";
-import { TEST_API_KEY, containerProcesses, execIn, startTestSidecar, turnProcesses, uniqueId, type TestSidecar } from "../support/sidecar.js";
+import {
+  TEST_API_KEY,
+  containerProcesses,
+  execIn,
+  startTestSidecar,
+  turnProcesses,
+  uniqueId,
+  type TestSidecar,
+} from "../support/sidecar.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 import { SandboxStalled, assertNotStalled, retryOnSandboxStall } from "../support/stall-retry.js";
 
@@ -33,7 +41,13 @@ const MISSING_RUNTIME = "alive-test-missing-runtime";
 
 function recorder(): { types: string[]; hooks: TurnHooks } {
   const types: string[] = [];
-  return { types, hooks: { onEvent: (_turnId, _seq, event) => types.push(event.type === "item.started" ? `item.started:${event.item.type}` : event.type) } };
+  return {
+    types,
+    hooks: {
+      onEvent: (_turnId, _seq, event) =>
+        types.push(event.type === "item.started" ? `item.started:${event.item.type}` : event.type),
+    },
+  };
 }
 
 function commandOutput(result: TurnResult): string {
@@ -68,7 +82,10 @@ describe("a workspace under gVisor (runtime runsc)", () => {
   before(async () => {
     const info = (await import("../../src/docker/engine.js")).createDockerClient("unix:///var/run/docker.sock");
     const runtimes = Object.keys(((await info.info()) as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
-    assert.ok(runtimes.includes("runsc"), `the engine lists runsc (scripts/install-runsc.sh registers it); it lists ${runtimes.join(", ")}`);
+    assert.ok(
+      runtimes.includes("runsc"),
+      `the engine lists runsc (scripts/install-runsc.sh registers it); it lists ${runtimes.join(", ")}`,
+    );
     stub = await ResponsesStub.start({ host: "127.0.0.1" });
     internal = http.createServer((req, res) => {
       internalRequests.push(req.url ?? "");
@@ -78,7 +95,10 @@ describe("a workspace under gVisor (runtime runsc)", () => {
     internalPort = (internal.address() as AddressInfo).port;
     t = await startTestSidecar({
       stub,
-      flags: { "--runtimes": `runc,runsc,${MISSING_RUNTIME}`, "--internal-destinations": `http://127.0.0.1:${internalPort}` },
+      flags: {
+        "--runtimes": `runc,runsc,${MISSING_RUNTIME}`,
+        "--internal-destinations": `http://127.0.0.1:${internalPort}`,
+      },
     });
   });
   after(async () => {
@@ -91,7 +111,10 @@ describe("a workspace under gVisor (runtime runsc)", () => {
 
   /** A turn; one the stall watch ended sandbox_stalled throws SandboxStalled, and the test's attempt runs once more (stall-retry.ts). */
   const run = async (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> => {
-    const result = await t.sidecar.service.runTurn({ ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } }, hooks);
+    const result = await t.sidecar.service.runTurn(
+      { ...params, options: { timeoutMs: TURN_TIMEOUT_MS, ...params.options } },
+      hooks,
+    );
     assertNotStalled(result, `turn ${result.turnId}`);
     return result;
   };
@@ -112,10 +135,20 @@ describe("a workspace under gVisor (runtime runsc)", () => {
         assert.deepEqual(error.data?.allowed, ["runc", "runsc"], "the allowed runtimes the engine has");
         return true;
       });
-      const made = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] } });
+      const made = await t.docker.listContainers({
+        all: true,
+        filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] },
+      });
       assert.deepEqual(made, [], "no container");
-      await assert.rejects(fs.stat(workspacePaths(t.stateDir, ws.workspaceId).root), { code: "ENOENT" }, "no host dirs");
-      assert.equal((await t.sidecar.service.listWorkspaces()).workspaces.some((w) => w.workspaceId === ws.workspaceId), false);
+      await assert.rejects(
+        fs.stat(workspacePaths(t.stateDir, ws.workspaceId).root),
+        { code: "ENOENT" },
+        "no host dirs",
+      );
+      assert.equal(
+        (await t.sidecar.service.listWorkspaces()).workspaces.some((w) => w.workspaceId === ws.workspaceId),
+        false,
+      );
     }
   });
 
@@ -133,7 +166,10 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       const dmesg = await execIn(t.docker, ensured.containerId, ["/bin/sh", "-c", "dmesg 2>&1 | head -n 3"]);
       assert.match(dmesg.stdout, /gVisor/i, dmesg.stdout + dmesg.stderr);
 
-      stub.script({ kind: "command", cmd: "echo made-in-gvisor > made.txt; id -u; cat made.txt" }, { kind: "message", text: "first answer" });
+      stub.script(
+        { kind: "command", cmd: "echo made-in-gvisor > made.txt; id -u; cat made.txt" },
+        { kind: "message", text: "first answer" },
+      );
       const turnId = uniqueId("turn-gv-1");
       const first = await run({ workspaceId: ws.workspaceId, turnId, input: "first question" });
       assert.equal(first.status, "completed", JSON.stringify(first.error));
@@ -142,7 +178,11 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       const file = path.join(ws.workspacePath, "made.txt");
       assert.equal((await fs.readFile(file, "utf8")).trim(), "made-in-gvisor");
       assert.equal((await fs.stat(file)).uid, ws.uid, "written through the bind mount as the workspace uid");
-      assert.equal(stub.requests[0]?.headers.authorization, `Bearer ${TEST_API_KEY}`, "the model proxy swapped in the key");
+      assert.equal(
+        stub.requests[0]?.headers.authorization,
+        `Bearer ${TEST_API_KEY}`,
+        "the model proxy swapped in the key",
+      );
       assert.ok(first.threadId);
       assert.ok((first.resources.cpuSeconds ?? 0) > 0, "the sandbox's cgroup is metered");
 
@@ -150,16 +190,25 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       const second = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "second question" });
       assert.equal(second.status, "completed", JSON.stringify(second.error));
       assert.equal(second.threadId, first.threadId);
-      const history = inputMessages(stub.requests.at(-1)!).map((m) => m.text).join("\n");
+      const history = inputMessages(stub.requests.at(-1)!)
+        .map((m) => m.text)
+        .join("\n");
       assert.match(history, /first question/);
       assert.match(history, /first answer/);
 
       const finished = new RegExp(`turn=${turnId} thread=${first.threadId} event=finished status=completed`);
-      const logs = await waitFor(async () => {
-        const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
-        return finished.test(current) ? current : null;
-      }, { timeoutMs: 10_000, what: "the turn's end in docker logs" });
-      assert.match(logs, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z turn=${turnId} thread=new event=started$`, "m"), "one timestamp per line, the engine's");
+      const logs = await waitFor(
+        async () => {
+          const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
+          return finished.test(current) ? current : null;
+        },
+        { timeoutMs: 10_000, what: "the turn's end in docker logs" },
+      );
+      assert.match(
+        logs,
+        new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z turn=${turnId} thread=new event=started$`, "m"),
+        "one timestamp per line, the engine's",
+      );
       assert.ok(!logs.includes(TEST_API_KEY));
     }));
 
@@ -168,17 +217,29 @@ describe("a workspace under gVisor (runtime runsc)", () => {
       stub.reset();
       const ws = await t.workspace(uniqueId("gvc"), { runtime: "runsc" });
       const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
-      stub.script({ kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000" }, { kind: "message", text: "never" });
+      stub.script(
+        {
+          kind: "command",
+          cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000",
+        },
+        { kind: "message", text: "never" },
+      );
       const rec = recorder();
       const turnId = uniqueId("turn-gv-cancel");
       const turn = run({ workspaceId: ws.workspaceId, turnId, input: "long job" }, rec.hooks);
       // A turn that ends before its command starts (a stall: SandboxStalled) ends the wait at once.
       await Promise.race([
-        waitFor(() => rec.types.includes("item.started:command_execution"), { timeoutMs: COMMAND_START_MS, what: "the long command to start" }).catch(async (error: Error) => {
+        waitFor(() => rec.types.includes("item.started:command_execution"), {
+          timeoutMs: COMMAND_START_MS,
+          what: "the long command to start",
+        }).catch(async (error: Error) => {
           // Neither a start nor an end: what the sandbox and the sidecar show, for the next reader.
           const list = await containerProcesses(t.docker, containerId).catch(() => null);
           const procs = list ? list.map((p) => `${p.pid}<${p.ppid} ${p.role} ${p.args}`).join("\n") : "(no listing)";
-          const lines = t.logLines.filter((line) => line.includes(turnId) || line.includes(containerId.slice(0, 12))).slice(-40).join("\n");
+          const lines = t.logLines
+            .filter((line) => line.includes(turnId) || line.includes(containerId.slice(0, 12)))
+            .slice(-40)
+            .join("\n");
           const detail = `${error.message}; events ${JSON.stringify(rec.types)}; sandbox:\n${procs}\nsidecar:\n${lines}`;
           // gVisor's second stall shape (docs/runtimes.md): codex spawned the command's shell but
           // announced nothing, and the shell ran nothing. The stall watch does not catch it (codex
@@ -186,8 +247,14 @@ describe("a workspace under gVisor (runtime runsc)", () => {
           const shell = list?.find((p) => p.role === "turn" && p.args.includes("-lc") && p.args.includes("sleep 1000"));
           const ranNothing = shell !== undefined && !list?.some((p) => p.ppid === shell.pid);
           if (ranNothing) {
-            await withTimeout(t.sidecar.service.cancelTurn({ turnId }).then(() => turn), 30_000, "the stalled turn's cancel").catch(() => undefined);
-            throw new SandboxStalled(`the command's shell (pid ${shell.pid}) ran nothing and codex announced nothing for ${COMMAND_START_MS / 1000} s: ${detail}`);
+            await withTimeout(
+              t.sidecar.service.cancelTurn({ turnId }).then(() => turn),
+              30_000,
+              "the stalled turn's cancel",
+            ).catch(() => undefined);
+            throw new SandboxStalled(
+              `the command's shell (pid ${shell.pid}) ran nothing and codex announced nothing for ${COMMAND_START_MS / 1000} s: ${detail}`,
+            );
           }
           throw new Error(detail);
         }),
@@ -195,11 +262,17 @@ describe("a workspace under gVisor (runtime runsc)", () => {
           throw new Error(`the turn ended before its command started: ${early.status} ${JSON.stringify(early.error)}`);
         }),
       ]);
-      await waitFor(async () => (await turnProcesses(t.docker, containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 30_000, what: "the setsid'd sleep to exist" });
+      await waitFor(async () => (await turnProcesses(t.docker, containerId)).some((p) => /sleep 1001/.test(p)), {
+        timeoutMs: 30_000,
+        what: "the setsid'd sleep to exist",
+      });
       assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId }), { cancelled: true });
       const result = await turn;
       assert.equal(result.status, "cancelled");
-      await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, { timeoutMs: 20_000, what: "no process of the cancelled turn in the sandbox" }).catch(async (error: Error) => {
+      await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, {
+        timeoutMs: 20_000,
+        what: "no process of the cancelled turn in the sandbox",
+      }).catch(async (error: Error) => {
         throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t.docker, containerId))}`);
       });
       // The workspace is usable again: the next turn runs (the cancelled turn's last step was never asked for).
@@ -211,7 +284,10 @@ describe("a workspace under gVisor (runtime runsc)", () => {
   test("an MCP server's tool call and the egress policy (a refused CONNECT, an allowed internal destination)", () =>
     retryOnSandboxStall("runsc: MCP and egress", async () => {
       stub.reset();
-      const ws = await t.workspace(uniqueId("gvm"), { runtime: "runsc", egress: { allow: ["*.example.test"], deny: ["bad.example.test"] } });
+      const ws = await t.workspace(uniqueId("gvm"), {
+        runtime: "runsc",
+        egress: { allow: ["*.example.test"], deny: ["bad.example.test"] },
+      });
       await t.sidecar.service.ensureWorkspace(ws);
       internalRequests.length = 0;
       const server = path.join(ws.workspacePath, "env-server.cjs");
@@ -222,9 +298,15 @@ describe("a workspace under gVisor (runtime runsc)", () => {
         const output = functionCallOutput(request as Parameters<typeof functionCallOutput>[0]) ?? "";
         if (output.includes("ENV-JSON")) return { kind: "message", text: "tool done" };
         attempts += 1;
-        return attempts <= 200 ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` } : { kind: "message", text: "gave up" };
+        return attempts <= 200
+          ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` }
+          : { kind: "message", text: "gave up" };
       });
-      const mcp = await run({ workspaceId: ws.workspaceId, input: "call the tool", mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value" } } } });
+      const mcp = await run({
+        workspaceId: ws.workspaceId,
+        input: "call the tool",
+        mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value" } } },
+      });
       assert.equal(mcp.status, "completed", JSON.stringify(mcp.error));
       assert.equal(mcp.finalResponse, "tool done");
       const toolOutput = (functionCallOutput(stub.requests.at(-1)!) ?? "").replace(/\\"/g, '"');
@@ -233,7 +315,11 @@ describe("a workspace under gVisor (runtime runsc)", () => {
 
       stub.reset();
       const get = `GET http://127.0.0.1:${internalPort}/from-gvisor HTTP/1.1\\r\\nHost: 127.0.0.1:${internalPort}\\r\\nConnection: close\\r\\n\\r\\n`;
-      const cmd = [PX, "px denied 'CONNECT bad.example.test:443 HTTP/1.1\\r\\nHost: bad.example.test:443\\r\\n\\r\\n'", `px internal '${get}'`].join("\n");
+      const cmd = [
+        PX,
+        "px denied 'CONNECT bad.example.test:443 HTTP/1.1\\r\\nHost: bad.example.test:443\\r\\n\\r\\n'",
+        `px internal '${get}'`,
+      ].join("\n");
       stub.script({ kind: "command", cmd }, { kind: "message", text: "probed" });
       const probed = await run({ workspaceId: ws.workspaceId, input: "probe" });
       assert.equal(probed.status, "completed", JSON.stringify(probed.error));
@@ -247,16 +333,28 @@ describe("a workspace under gVisor (runtime runsc)", () => {
   test("a changed runtime replaces the idle container, keeping HOME; the same runtime keeps it", async () => {
     const ws = await t.workspace(uniqueId("gvr"), { runtime: "runsc" });
     const first = await t.sidecar.service.ensureWorkspace(ws);
-    assert.equal((await t.sidecar.service.ensureWorkspace(ws)).containerId, first.containerId, "same runtime: same container");
+    assert.equal(
+      (await t.sidecar.service.ensureWorkspace(ws)).containerId,
+      first.containerId,
+      "same runtime: same container",
+    );
     const home = workspacePaths(t.stateDir, ws.workspaceId).home;
     await fs.writeFile(path.join(home, "kept.txt"), "kept");
     const { runtime: _runtime, ...asRunc } = ws;
     const second = await t.sidecar.service.ensureWorkspace(asRunc);
     assert.notEqual(second.containerId, first.containerId);
     assert.equal(second.created, true);
-    assert.equal((await t.docker.getContainer(second.containerId).inspect()).HostConfig.Runtime, "runc", "the engine's default when none is asked for");
+    assert.equal(
+      (await t.docker.getContainer(second.containerId).inspect()).HostConfig.Runtime,
+      "runc",
+      "the engine's default when none is asked for",
+    );
     assert.equal((await summaryOf(t, ws.workspaceId)).runtime, "runc");
-    await assert.rejects(t.docker.getContainer(first.containerId).inspect(), { statusCode: 404 }, "the runsc container is gone");
+    await assert.rejects(
+      t.docker.getContainer(first.containerId).inspect(),
+      { statusCode: 404 },
+      "the runsc container is gone",
+    );
     assert.equal(await fs.readFile(path.join(home, "kept.txt"), "utf8"), "kept");
   });
 });

@@ -9,7 +9,14 @@ import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js"
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { ResponsesStub, functionCallOutput, inputMessages, lastUserMessageText } from "../support/responses-stub.js";
 import { MCP_ENV_SERVER_SOURCE } from "../support/mcp-env-server.js";
-import { TEST_API_KEY, TEST_UID, startGatewayStub, startTestSidecar, turnProcesses, type TestSidecar } from "../support/sidecar.js";
+import {
+  TEST_API_KEY,
+  TEST_UID,
+  startGatewayStub,
+  startTestSidecar,
+  turnProcesses,
+  type TestSidecar,
+} from "../support/sidecar.js";
 import { waitFor } from "../support/wait.js";
 
 type AnyEvent = Parameters<TurnHooks["onEvent"]>[2];
@@ -21,7 +28,10 @@ interface Recorded {
 
 function recorder(signal?: AbortSignal): Recorded {
   const events: Recorded["events"] = [];
-  return { events, hooks: { onEvent: (_turnId, seq, event) => events.push({ seq, event }), ...(signal ? { signal } : {}) } };
+  return {
+    events,
+    hooks: { onEvent: (_turnId, seq, event) => events.push({ seq, event }), ...(signal ? { signal } : {}) },
+  };
 }
 
 describe("codex turns in the workspace container", () => {
@@ -37,7 +47,8 @@ describe("codex turns in the workspace container", () => {
   });
   beforeEach(() => stub.reset());
 
-  const run = (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> => t.sidecar.service.runTurn(params, hooks);
+  const run = (params: RunTurnParams, hooks: TurnHooks = recorder().hooks): Promise<TurnResult> =>
+    t.sidecar.service.runTurn(params, hooks);
 
   test("a plain message turn streams events in order, the first before codex starts", async () => {
     const ws = await t.workspace();
@@ -49,7 +60,11 @@ describe("codex turns in the workspace container", () => {
     assert.equal(result.turnId, "turn-plain-1");
     assert.equal(result.finalResponse, "hello from the model");
     assert.ok(result.usage && result.usage.output_tokens > 0);
-    assert.deepEqual(rec.events.map((e) => e.seq), rec.events.map((_e, i) => i), "seq counts from 0 without gaps");
+    assert.deepEqual(
+      rec.events.map((e) => e.seq),
+      rec.events.map((_e, i) => i),
+      "seq counts from 0 without gaps",
+    );
     assert.equal(rec.events[0]?.event.type, "sidecar.turn.accepted");
     const types = rec.events.map((e) => e.event.type);
     assert.ok(types.indexOf("thread.started") > 0 && types.at(-1) === "turn.completed", types.join(","));
@@ -62,7 +77,10 @@ describe("codex turns in the workspace container", () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
     stub.script(
-      { kind: "command", cmd: "echo made-by-codex > made.txt; env; cat /proc/self/environ | tr '\\0' '\\n'; echo ppid-env; { tr '\\0' '\\n' < /proc/$PPID/environ; } 2>&1; echo end" },
+      {
+        kind: "command",
+        cmd: "echo made-by-codex > made.txt; env; cat /proc/self/environ | tr '\\0' '\\n'; echo ppid-env; { tr '\\0' '\\n' < /proc/$PPID/environ; } 2>&1; echo end",
+      },
       { kind: "message", text: "done" },
     );
     const result = await run({ workspaceId: ws.workspaceId, input: "make a file" });
@@ -77,7 +95,8 @@ describe("codex turns in the workspace container", () => {
     assert.ok(!output.includes(TEST_API_KEY), "the key is absent from what codex posts back to the model");
     // codex is an ordinary (dumpable) process since the image runs under gVisor too: its environ
     // holds the turn's own credential at most, never the model key (docs/security.md).
-    for (const line of parent.split("\n").filter((l) => l.startsWith("CODEX_API_KEY="))) assert.match(line, /^CODEX_API_KEY=alive-turn-/);
+    for (const line of parent.split("\n").filter((l) => l.startsWith("CODEX_API_KEY=")))
+      assert.match(line, /^CODEX_API_KEY=alive-turn-/);
     const command = result.items.find((i) => i.type === "command_execution");
     assert.equal(command?.type === "command_execution" ? command.exit_code : undefined, 0);
   });
@@ -95,8 +114,14 @@ describe("codex turns in the workspace container", () => {
     assert.equal(second.status, "completed");
     assert.equal(second.threadId, first.threadId);
     assert.ok(first.usage && second.usage && second.turnUsage);
-    assert.equal(second.turnUsage.input_tokens, second.usage.input_tokens - first.usage.input_tokens, "turnUsage is this turn's share of the thread's cumulative usage");
-    const history = inputMessages(stub.requests[1]!).map((m) => m.text).join("\n");
+    assert.equal(
+      second.turnUsage.input_tokens,
+      second.usage.input_tokens - first.usage.input_tokens,
+      "turnUsage is this turn's share of the thread's cumulative usage",
+    );
+    const history = inputMessages(stub.requests[1]!)
+      .map((m) => m.text)
+      .join("\n");
     assert.match(history, /first question/);
     assert.match(history, /first answer/);
 
@@ -108,7 +133,12 @@ describe("codex turns in the workspace container", () => {
     stub.script({ kind: "message", text: "third answer" });
     const third = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "third question" });
     assert.equal(third.status, "completed");
-    assert.match(inputMessages(stub.requests[2]!).map((m) => m.text).join("\n"), /second answer/);
+    assert.match(
+      inputMessages(stub.requests[2]!)
+        .map((m) => m.text)
+        .join("\n"),
+      /second answer/,
+    );
 
     // A restarted sidecar adopts the container and resumes the same thread.
     await t.stop();
@@ -118,14 +148,25 @@ describe("codex turns in the workspace container", () => {
     const fourth = await run({ workspaceId: ws.workspaceId, threadId: first.threadId!, input: "fourth question" });
     assert.equal(fourth.status, "completed");
     assert.equal(fourth.threadId, first.threadId);
-    assert.match(inputMessages(stub.requests[3]!).map((m) => m.text).join("\n"), /third answer/);
+    assert.match(
+      inputMessages(stub.requests[3]!)
+        .map((m) => m.text)
+        .join("\n"),
+      /third answer/,
+    );
   });
 
   test("a threadId that is not a UUID, or names no thread, is refused before codex runs", async () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
-    await assert.rejects(run({ workspaceId: ws.workspaceId, threadId: "my-thread", input: "x" }), (e: SidecarError) => e.code === ErrorCode.invalidParams && e.data?.field === "threadId");
-    await assert.rejects(run({ workspaceId: ws.workspaceId, threadId: "01a20197-e6c2-7350-861b-7d7d45fbf148", input: "x" }), (e: SidecarError) => e.code === ErrorCode.invalidParams && /no thread/.test(e.message));
+    await assert.rejects(
+      run({ workspaceId: ws.workspaceId, threadId: "my-thread", input: "x" }),
+      (e: SidecarError) => e.code === ErrorCode.invalidParams && e.data?.field === "threadId",
+    );
+    await assert.rejects(
+      run({ workspaceId: ws.workspaceId, threadId: "01a20197-e6c2-7350-861b-7d7d45fbf148", input: "x" }),
+      (e: SidecarError) => e.code === ErrorCode.invalidParams && /no thread/.test(e.message),
+    );
     assert.equal(stub.requests.length, 0);
   });
 
@@ -137,15 +178,28 @@ describe("codex turns in the workspace container", () => {
     stub.respondWith((request) => {
       const text = JSON.stringify(request.body);
       const hasOutput = text.includes("function_call_output");
-      if (text.includes("long job")) return hasOutput ? { kind: "message", text: "never" } : { kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000" };
-      if (text.includes("short job")) return hasOutput ? { kind: "message", text: "b finished" } : { kind: "command", cmd: "sleep 2; echo b-ok" };
+      if (text.includes("long job"))
+        return hasOutput
+          ? { kind: "message", text: "never" }
+          : {
+              kind: "command",
+              cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); nohup sleep 1002 </dev/null >/dev/null 2>&1 & sh -c 'sleep 1003' & sleep 1000",
+            };
+      if (text.includes("short job"))
+        return hasOutput ? { kind: "message", text: "b finished" } : { kind: "command", cmd: "sleep 2; echo b-ok" };
       return undefined;
     });
     const recA = recorder();
     const turnA = run({ workspaceId: a.workspaceId, turnId: "turn-cancel-a", input: "long job" }, recA.hooks);
     const turnB = run({ workspaceId: b.workspaceId, input: "short job" });
-    await waitFor(() => recA.events.some((e) => e.event.type === "item.started"), { timeoutMs: 20_000, what: "the long command to start" });
-    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).some((p) => /sleep 1001/.test(p)), { timeoutMs: 10_000, what: "the setsid'd sleep to exist" });
+    await waitFor(() => recA.events.some((e) => e.event.type === "item.started"), {
+      timeoutMs: 20_000,
+      what: "the long command to start",
+    });
+    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).some((p) => /sleep 1001/.test(p)), {
+      timeoutMs: 10_000,
+      what: "the setsid'd sleep to exist",
+    });
     const cancelledAt = Date.now();
     assert.deepEqual(await t.sidecar.service.cancelTurn({ turnId: "turn-cancel-a" }), { cancelled: true });
     const resultA = await turnA;
@@ -154,14 +208,20 @@ describe("codex turns in the workspace container", () => {
     // The turn's sleeps would last 1000 s: they are gone within seconds of the cancel. How fast
     // (the ≤ 1 s target) is the bench's cancel-to-clean row, not a timed test: this one must hold
     // on a loaded 2-core machine too.
-    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).length === 0, { timeoutMs: 10_000, what: "no process of the cancelled turn in the container" }).catch(async (error: Error) => {
+    await waitFor(async () => (await turnProcesses(t.docker, ca.containerId)).length === 0, {
+      timeoutMs: 10_000,
+      what: "no process of the cancelled turn in the container",
+    }).catch(async (error: Error) => {
       throw new Error(`${error.message}; left: ${JSON.stringify(await turnProcesses(t.docker, ca.containerId))}`);
     });
     assert.ok(Date.now() - cancelledAt < 15_000);
     const resultB = await turnB;
     assert.equal(resultB.status, "completed");
     assert.equal(resultB.finalResponse, "b finished");
-    await assert.rejects(t.sidecar.service.cancelTurn({ turnId: "turn-cancel-a" }), (e: SidecarError) => e.code === ErrorCode.unknownTurn);
+    await assert.rejects(
+      t.sidecar.service.cancelTurn({ turnId: "turn-cancel-a" }),
+      (e: SidecarError) => e.code === ErrorCode.unknownTurn,
+    );
   });
 
   test("a turn past its deadline is timed_out and its codex is gone", async () => {
@@ -173,7 +233,10 @@ describe("codex turns in the workspace container", () => {
     assert.equal(result.status, "timed_out");
     assert.equal(result.error?.code, "timed_out");
     assert.ok(Date.now() - started < 20_000);
-    await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, { timeoutMs: 10_000, what: "codex to be gone" });
+    await waitFor(async () => (await turnProcesses(t.docker, containerId)).length === 0, {
+      timeoutMs: 10_000,
+      what: "codex to be gone",
+    });
   });
 
   test("a second turn for a busy workspace gets -32003 at once", async () => {
@@ -183,7 +246,10 @@ describe("codex turns in the workspace container", () => {
     const rec = recorder();
     const first = run({ workspaceId: ws.workspaceId, turnId: "turn-busy-1", input: "hang" }, rec.hooks);
     await waitFor(() => rec.events.length > 0, { timeoutMs: 5000, what: "the first turn to start" });
-    await assert.rejects(run({ workspaceId: ws.workspaceId, input: "again" }), (e: SidecarError) => e.code === ErrorCode.workspaceBusy);
+    await assert.rejects(
+      run({ workspaceId: ws.workspaceId, input: "again" }),
+      (e: SidecarError) => e.code === ErrorCode.workspaceBusy,
+    );
     const listed = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId);
     assert.equal(listed?.activeTurnId, "turn-busy-1");
     await t.sidecar.service.cancelTurn({ turnId: "turn-busy-1" });
@@ -202,12 +268,20 @@ describe("codex turns in the workspace container", () => {
       const output = functionCallOutput(request as Parameters<typeof functionCallOutput>[0]) ?? "";
       if (output.includes("ENV-JSON")) return { kind: "message", text: "tool done" };
       attempts += 1;
-      return attempts <= 200 ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` } : { kind: "message", text: "gave up" };
+      return attempts <= 200
+        ? { kind: "tool", namespace: "mcp__alive", name: "env", arguments: {}, callId: `call_env_${attempts}` }
+        : { kind: "message", text: "gave up" };
     });
     const result = await run({
       workspaceId: ws.workspaceId,
       input: "call the tool",
-      mcpServers: { alive: { command: "node", args: [server], env: { EXTRA_FROM_SPEC: "spec-value", ALIVE_USER_ID: "overridden-by-spec" } } },
+      mcpServers: {
+        alive: {
+          command: "node",
+          args: [server],
+          env: { EXTRA_FROM_SPEC: "spec-value", ALIVE_USER_ID: "overridden-by-spec" },
+        },
+      },
     });
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     assert.equal(result.finalResponse, "tool done");
@@ -239,7 +313,10 @@ describe("codex turns in the workspace container", () => {
     stub.script({ kind: "command", cmd: "sleep 1000" });
     const rec = recorder();
     const turn = run({ workspaceId: ws.workspaceId, input: "long", options: { timeoutMs: 60_000 } }, rec.hooks);
-    await waitFor(() => rec.events.some((e) => e.event.type === "item.started"), { timeoutMs: 20_000, what: "the command to start" });
+    await waitFor(() => rec.events.some((e) => e.event.type === "item.started"), {
+      timeoutMs: 20_000,
+      what: "the command to start",
+    });
     await t.docker.getContainer(containerId).kill();
     const result = await turn;
     assert.equal(result.status, "failed");
@@ -258,17 +335,24 @@ describe("codex turns in the workspace container", () => {
       const text = JSON.stringify(request.body);
       const who = text.includes("I am A") ? "A" : text.includes("I am B") ? "B" : null;
       if (who === null) return undefined;
-      if (!text.includes("function_call_output")) return { kind: "command", cmd: `echo ${who} > who.txt; sleep 1; cat who.txt; ls ..` };
+      if (!text.includes("function_call_output"))
+        return { kind: "command", cmd: `echo ${who} > who.txt; sleep 1; cat who.txt; ls ..` };
       return { kind: "message", text: `${who} done` };
     });
-    const [ra, rb] = await Promise.all([run({ workspaceId: a.workspaceId, input: "I am A" }), run({ workspaceId: b.workspaceId, input: "I am B" })]);
+    const [ra, rb] = await Promise.all([
+      run({ workspaceId: a.workspaceId, input: "I am A" }),
+      run({ workspaceId: b.workspaceId, input: "I am B" }),
+    ]);
     assert.equal(ra.finalResponse, "A done");
     assert.equal(rb.finalResponse, "B done");
     assert.notEqual(ra.threadId, rb.threadId);
     assert.equal((await fs.readFile(path.join(a.workspacePath, "who.txt"), "utf8")).trim(), "A");
     assert.equal((await fs.readFile(path.join(b.workspacePath, "who.txt"), "utf8")).trim(), "B");
     const outA = ra.items.find((i) => i.type === "command_execution");
-    assert.ok(outA?.type === "command_execution" && !outA.aggregated_output.includes(path.basename(b.workspacePath)), "A cannot list B's workspace");
+    assert.ok(
+      outA?.type === "command_execution" && !outA.aggregated_output.includes(path.basename(b.workspacePath)),
+      "A cannot list B's workspace",
+    );
   });
 
   test("docker logs shows each turn's start and end and codex's stderr, with timestamps", async () => {
@@ -278,11 +362,18 @@ describe("codex turns in the workspace container", () => {
     const result = await run({ workspaceId: ws.workspaceId, turnId: "turn-logged", input: "x" });
     // The log travels FIFO -> the container's log pump -> the engine's log driver: wait for it.
     const finished = new RegExp(`turn=turn-logged thread=${result.threadId} event=finished status=completed`);
-    const logs = await waitFor(async () => {
-      const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
-      return finished.test(current) ? current : null;
-    }, { timeoutMs: 5000, what: "the turn's end in docker logs" });
-    assert.match(logs, /^\d{4}-\d\d-\d\dT\S+Z turn=turn-logged thread=new event=started$/m, "one timestamp per line, the engine's");
+    const logs = await waitFor(
+      async () => {
+        const current = (await t.sidecar.service.workspaceLogs({ workspaceId: ws.workspaceId })).logs;
+        return finished.test(current) ? current : null;
+      },
+      { timeoutMs: 5000, what: "the turn's end in docker logs" },
+    );
+    assert.match(
+      logs,
+      /^\d{4}-\d\d-\d\dT\S+Z turn=turn-logged thread=new event=started$/m,
+      "one timestamp per line, the engine's",
+    );
     assert.match(logs, /turn=turn-logged codex: /);
     assert.ok(!logs.includes(TEST_API_KEY));
     assert.ok(!t.logLines.join("\n").includes(TEST_API_KEY), "no secret in the sidecar's own log");
@@ -292,13 +383,22 @@ describe("codex turns in the workspace container", () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
     stub.script({ kind: "message", text: '{"answer":"42"}' });
-    const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"], additionalProperties: false };
+    const schema = {
+      type: "object",
+      properties: { answer: { type: "string" } },
+      required: ["answer"],
+      additionalProperties: false,
+    };
     const result = await run({ workspaceId: ws.workspaceId, input: "answer", options: { outputSchema: schema } });
     assert.equal(result.status, "completed", JSON.stringify(result.error));
     assert.match(JSON.stringify(stub.requests[0]?.body.text ?? {}), /"answer"/, "the schema went to the model");
     const paths = workspacePaths(t.stateDir, ws.workspaceId);
     assert.deepEqual(await fs.readdir(paths.turnFiles), [], "the turn's schema file is gone");
-    assert.deepEqual((await fs.readdir(paths.tmp)).filter((n) => n.startsWith(".alive-turn-")), [], "nothing of root's in TMPDIR");
+    assert.deepEqual(
+      (await fs.readdir(paths.tmp)).filter((n) => n.startsWith(".alive-turn-")),
+      [],
+      "nothing of root's in TMPDIR",
+    );
   });
 
   // workspace-write is enforced by the container instead (egress.test.ts).
@@ -306,12 +406,15 @@ describe("codex turns in the workspace container", () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
     for (const sandboxMode of ["read-only"] as const) {
-      await assert.rejects(run({ workspaceId: ws.workspaceId, input: "x", options: { sandboxMode } }), (e: SidecarError) => {
-        assert.equal(e.code, ErrorCode.notAllowed);
-        assert.equal(e.data?.field, "options.sandboxMode");
-        assert.match(String(e.data?.reason), /user namespaces/);
-        return true;
-      });
+      await assert.rejects(
+        run({ workspaceId: ws.workspaceId, input: "x", options: { sandboxMode } }),
+        (e: SidecarError) => {
+          assert.equal(e.code, ErrorCode.notAllowed);
+          assert.equal(e.data?.field, "options.sandboxMode");
+          assert.match(String(e.data?.reason), /user namespaces/);
+          return true;
+        },
+      );
     }
     assert.equal(stub.requests.length, 0);
   });
@@ -319,7 +422,16 @@ describe("codex turns in the workspace container", () => {
   test("a local image outside the workspace is refused", async () => {
     const ws = await t.workspace();
     await t.sidecar.service.ensureWorkspace(ws);
-    await assert.rejects(run({ workspaceId: ws.workspaceId, input: [{ type: "text", text: "look" }, { type: "local_image", path: "/etc/shadow" }] }), (e: SidecarError) => e.code === ErrorCode.notAllowed);
+    await assert.rejects(
+      run({
+        workspaceId: ws.workspaceId,
+        input: [
+          { type: "text", text: "look" },
+          { type: "local_image", path: "/etc/shadow" },
+        ],
+      }),
+      (e: SidecarError) => e.code === ErrorCode.notAllowed,
+    );
   });
 
   test("a refused turn.run that carries the workspace fields makes no workspace", async () => {
@@ -328,8 +440,14 @@ describe("codex turns in the workspace container", () => {
       run({ workspaceId: ws.workspaceId, workspace: ws, input: [{ type: "local_image", path: "/etc/passwd" }] }),
       (e: SidecarError) => e.code === ErrorCode.notAllowed,
     );
-    await assert.rejects(run({ workspaceId: ws.workspaceId, workspace: ws, threadId: "01a20197-e6c2-7350-861b-7d7d45fbf148", input: "x" }), (e: SidecarError) => e.code === ErrorCode.invalidParams);
-    const made = await t.docker.listContainers({ all: true, filters: { label: [`dev.alive.codex.workspace-id=${ws.workspaceId}`] } });
+    await assert.rejects(
+      run({ workspaceId: ws.workspaceId, workspace: ws, threadId: "01a20197-e6c2-7350-861b-7d7d45fbf148", input: "x" }),
+      (e: SidecarError) => e.code === ErrorCode.invalidParams,
+    );
+    const made = await t.docker.listContainers({
+      all: true,
+      filters: { label: [`dev.alive.codex.workspace-id=${ws.workspaceId}`] },
+    });
     assert.deepEqual(made, []);
     await assert.rejects(fs.stat(workspacePaths(t.stateDir, ws.workspaceId).root));
     // The same call with good input ensures the workspace and runs the turn.
@@ -344,7 +462,9 @@ describe("codex turns in the workspace container", () => {
     stub.script({ kind: "command", cmd: "echo out" }, { kind: "message", text: "fine" });
     const rec = recorder();
     await run({ workspaceId: ws.workspaceId, input: "x" }, rec.hooks);
-    const completed = rec.events.map((e) => e.event).filter((e): e is Extract<ThreadEvent, { type: "item.completed" }> => e.type === "item.completed");
+    const completed = rec.events
+      .map((e) => e.event)
+      .filter((e): e is Extract<ThreadEvent, { type: "item.completed" }> => e.type === "item.completed");
     const command = completed.find((e) => e.item.type === "command_execution");
     assert.ok(command && command.item.type === "command_execution" && command.item.aggregated_output.includes("out"));
   });

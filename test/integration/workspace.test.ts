@@ -28,9 +28,17 @@ describe("workspace containers", () => {
     const ids = await sh(containerId, "id -u; id -g");
     assert.deepEqual(ids.stdout.trim().split("\n"), [String(TEST_UID), String(TEST_GID)]);
 
-    await sh(containerId, 'echo w > "$ALIVE_WORKSPACE_PATH/made.txt"; echo h > "$HOME/h.txt"; echo c > "$CODEX_HOME/c.txt"; echo t > "$TMPDIR/t.txt"');
+    await sh(
+      containerId,
+      'echo w > "$ALIVE_WORKSPACE_PATH/made.txt"; echo h > "$HOME/h.txt"; echo c > "$CODEX_HOME/c.txt"; echo t > "$TMPDIR/t.txt"',
+    );
     const paths = workspacePaths(t.stateDir, ws.workspaceId);
-    for (const file of [path.join(ws.workspacePath, "made.txt"), path.join(paths.home, "h.txt"), path.join(paths.codexHome, "c.txt"), path.join(paths.tmp, "t.txt")]) {
+    for (const file of [
+      path.join(ws.workspacePath, "made.txt"),
+      path.join(paths.home, "h.txt"),
+      path.join(paths.codexHome, "c.txt"),
+      path.join(paths.tmp, "t.txt"),
+    ]) {
       const stat = await fs.stat(file);
       assert.equal(stat.uid, TEST_UID, `${file} owner`);
       assert.equal(stat.gid, TEST_GID, `${file} group`);
@@ -42,7 +50,12 @@ describe("workspace containers", () => {
     const ws = await t.workspace();
     const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
     const environ = await sh(containerId, "tr '\\0' '\\n' < /proc/1/environ");
-    const actual = Object.fromEntries(environ.stdout.trim().split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+    const actual = Object.fromEntries(
+      environ.stdout
+        .trim()
+        .split("\n")
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+    );
     delete actual.HOSTNAME; // set by the engine
     assert.deepEqual(actual, containerEnv(ws, { aliveApiUrl: null, nodePath: null }));
     assert.equal(actual.CODEX_API_KEY, undefined, "the key is never in the container's own env");
@@ -52,7 +65,10 @@ describe("workspace containers", () => {
     const info = await t.docker.getContainer(containerId).inspect();
     const sources = info.Mounts.map((m) => m.Source).sort();
     const paths = workspacePaths(t.stateDir, ws.workspaceId);
-    assert.deepEqual([...new Set(sources)].sort(), [ws.workspacePath, paths.home, paths.tmp, paths.run, paths.shellRc].sort());
+    assert.deepEqual(
+      [...new Set(sources)].sort(),
+      [ws.workspacePath, paths.home, paths.tmp, paths.run, paths.shellRc].sort(),
+    );
   });
 
   test("hardening: no capabilities, no-new-privileges, read-only root, limits, init", async () => {
@@ -80,13 +96,20 @@ describe("workspace containers", () => {
     const pid1 = await sh(containerId, "cat /proc/1/comm");
     assert.equal(pid1.stdout.trim(), "docker-init", "an init reaps zombies");
     assert.equal(host.Privileged, false);
-    assert.match((await sh(containerId, "cat /proc/self/status | grep Seccomp")).stdout, /Seccomp:\s+2/, "the engine's default seccomp profile is in place");
+    assert.match(
+      (await sh(containerId, "cat /proc/self/status | grep Seccomp")).stdout,
+      /Seccomp:\s+2/,
+      "the engine's default seccomp profile is in place",
+    );
   });
 
   test("a fork bomb hits the pids limit without affecting the host", async () => {
     const ws = await t.workspace(undefined, { resources: { pids: 32 } });
     const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
-    const bomb = await sh(containerId, "i=0; while [ $i -lt 200 ]; do sleep 300 </dev/null >/dev/null 2>&1 & i=$((i+1)); done 2>&1 | head -n 3; set -- /proc/[0-9]*; echo $#");
+    const bomb = await sh(
+      containerId,
+      "i=0; while [ $i -lt 200 ]; do sleep 300 </dev/null >/dev/null 2>&1 & i=$((i+1)); done 2>&1 | head -n 3; set -- /proc/[0-9]*; echo $#",
+    );
     // The refusal is the loop's (through head) or, when the limit is met at the shell's own first fork, the shell's on stderr.
     assert.match(`${bomb.stdout}${bomb.stderr}`, /fork|Resource temporarily unavailable/i, JSON.stringify(bomb));
     const count = Number(bomb.stdout.trim().split("\n").at(-1));
@@ -102,9 +125,15 @@ describe("workspace containers", () => {
     const b = await t.workspace(uniqueId("wsb"), { uid: 10002, gid: 10002 });
     const ca = await t.sidecar.service.ensureWorkspace(a);
     const cb = await t.sidecar.service.ensureWorkspace(b);
-    await sh(cb.containerId, 'echo secret > "$ALIVE_WORKSPACE_PATH/b-secret.txt"; echo s > "$HOME/b-home.txt"; sleep 300 </dev/null >/dev/null 2>&1 &');
+    await sh(
+      cb.containerId,
+      'echo secret > "$ALIVE_WORKSPACE_PATH/b-secret.txt"; echo s > "$HOME/b-home.txt"; sleep 300 </dev/null >/dev/null 2>&1 &',
+    );
     const bPaths = workspacePaths(t.stateDir, b.workspaceId);
-    const look = await sh(ca.containerId, `cat ${b.workspacePath}/b-secret.txt 2>&1; ls ${bPaths.home} 2>&1; ls ${t.stateDir} 2>&1; ps -eo args`);
+    const look = await sh(
+      ca.containerId,
+      `cat ${b.workspacePath}/b-secret.txt 2>&1; ls ${bPaths.home} 2>&1; ls ${t.stateDir} 2>&1; ps -eo args`,
+    );
     assert.doesNotMatch(look.stdout, /^secret$/m);
     assert.doesNotMatch(look.stdout, /b-home\.txt/);
     assert.match(look.stdout, /No such file or directory/);
@@ -119,10 +148,16 @@ describe("workspace containers", () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => t.sidecar.service.ensureWorkspace(ws)));
     assert.equal(new Set(results.map((r) => r.containerId)).size, 1);
     assert.equal(results.filter((r) => r.created).length, 1);
-    const listed = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] } });
+    const listed = await t.docker.listContainers({
+      all: true,
+      filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] },
+    });
     assert.equal(listed.length, 1);
     const byUser = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.userId}=${ws.userId}`] } });
-    assert.deepEqual(byUser.map((c) => c.Id), [results[0]?.containerId]);
+    assert.deepEqual(
+      byUser.map((c) => c.Id),
+      [results[0]?.containerId],
+    );
   });
 
   test("changed settings replace an idle container; unchanged ones reuse it", async () => {
@@ -134,7 +169,10 @@ describe("workspace containers", () => {
     const changed = await t.sidecar.service.ensureWorkspace({ ...ws, resources: { pids: 256 } });
     assert.notEqual(changed.containerId, first.containerId);
     assert.equal(changed.created, true);
-    await assert.rejects(t.docker.getContainer(first.containerId).inspect(), (error: { statusCode?: number }) => error.statusCode === 404);
+    await assert.rejects(
+      t.docker.getContainer(first.containerId).inspect(),
+      (error: { statusCode?: number }) => error.statusCode === 404,
+    );
   });
 
   test("a uid serves one user at a time: another user's ensure is refused, and made once the uid is free", async () => {
@@ -143,18 +181,33 @@ describe("workspace containers", () => {
     const aliceToo = await t.workspace(uniqueId("alice"), { userId: alice.userId, uid, gid: uid });
     const bob = await t.workspace(uniqueId("bob"), { userId: uniqueId("bob"), uid, gid: uid });
     await t.sidecar.service.ensureWorkspace(alice);
-    assert.equal((await t.sidecar.service.ensureWorkspace(aliceToo)).created, true, "one user's workspaces may share a uid");
+    assert.equal(
+      (await t.sidecar.service.ensureWorkspace(aliceToo)).created,
+      true,
+      "one user's workspaces may share a uid",
+    );
 
     const held = [alice.workspaceId, aliceToo.workspaceId];
     await assert.rejects(t.sidecar.service.ensureWorkspace(bob), isUidConflict(held));
-    await assert.rejects(t.sidecar.service.runTurn({ workspaceId: bob.workspaceId, input: "hi", workspace: bob }, { onEvent: () => {} }), isUidConflict(held));
-    const made = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${bob.workspaceId}`] } });
+    await assert.rejects(
+      t.sidecar.service.runTurn({ workspaceId: bob.workspaceId, input: "hi", workspace: bob }, { onEvent: () => {} }),
+      isUidConflict(held),
+    );
+    const made = await t.docker.listContainers({
+      all: true,
+      filters: { label: [`${Labels.workspaceId}=${bob.workspaceId}`] },
+    });
     assert.deepEqual(made, [], "a refused ensure makes no container");
     assert.equal(existsSync(workspacePaths(t.stateDir, bob.workspaceId).root), false, "nor a HOME");
 
     // Stopped, a workspace still holds its uid; removed, it frees it.
     await t.docker.getContainer((await t.sidecar.service.ensureWorkspace(alice)).containerId).stop();
-    await waitFor(async () => (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === alice.workspaceId)?.state === "exited", { what: "alice's workspace to show as exited" });
+    await waitFor(
+      async () =>
+        (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === alice.workspaceId)
+          ?.state === "exited",
+      { what: "alice's workspace to show as exited" },
+    );
     await t.sidecar.service.removeWorkspace({ workspaceId: aliceToo.workspaceId });
     await assert.rejects(t.sidecar.service.ensureWorkspace(bob), isUidConflict([alice.workspaceId]));
     await t.sidecar.service.removeWorkspace({ workspaceId: alice.workspaceId });
@@ -167,11 +220,19 @@ describe("workspace containers", () => {
     const ws = await t.workspace();
     const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
     const paths = workspacePaths(t.stateDir, ws.workspaceId);
-    assert.deepEqual(await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true }), { removed: true });
-    await assert.rejects(t.docker.getContainer(containerId).inspect(), (error: { statusCode?: number }) => error.statusCode === 404);
+    assert.deepEqual(await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId, purgeHome: true }), {
+      removed: true,
+    });
+    await assert.rejects(
+      t.docker.getContainer(containerId).inspect(),
+      (error: { statusCode?: number }) => error.statusCode === 404,
+    );
     await assert.rejects(fs.stat(paths.home));
     assert.deepEqual(await t.sidecar.service.removeWorkspace({ workspaceId: ws.workspaceId }), { removed: false });
-    await assert.rejects(t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "hi" }, { onEvent: () => {} }), (error: SidecarError) => error.code === ErrorCode.unknownWorkspace);
+    await assert.rejects(
+      t.sidecar.service.runTurn({ workspaceId: ws.workspaceId, input: "hi" }, { onEvent: () => {} }),
+      (error: SidecarError) => error.code === ErrorCode.unknownWorkspace,
+    );
   });
 });
 
@@ -222,12 +283,23 @@ describe("workspace lifecycle across sidecars", () => {
   });
 
   test("nothing that is not ours is touched at start-up", async () => {
-    const foreign = await execa("docker", ["create", "--label", "dev.alive.codex.run-id=foreign", "--name", uniqueId("not-ours"), process.env.ALIVE_CODEX_TEST_IMAGE ?? "", "true"]);
+    const foreign = await execa("docker", [
+      "create",
+      "--label",
+      "dev.alive.codex.run-id=foreign",
+      "--name",
+      uniqueId("not-ours"),
+      process.env.ALIVE_CODEX_TEST_IMAGE ?? "",
+      "true",
+    ]);
     const id = foreign.stdout.trim();
     const t = await startTestSidecar();
     try {
       const listed = await t.sidecar.service.listWorkspaces();
-      assert.equal(listed.workspaces.some((w) => w.containerId === id), false);
+      assert.equal(
+        listed.workspaces.some((w) => w.containerId === id),
+        false,
+      );
       assert.equal((await t.docker.getContainer(id).inspect()).Id, id);
     } finally {
       await t.cleanup();
@@ -240,7 +312,10 @@ describe("workspace lifecycle across sidecars", () => {
     try {
       const ws = await t.workspace();
       const { containerId } = await t.sidecar.service.ensureWorkspace(ws);
-      await waitFor(async () => !(await t.docker.getContainer(containerId).inspect()).State.Running, { timeoutMs: 20_000, what: "the idle container to stop" });
+      await waitFor(async () => !(await t.docker.getContainer(containerId).inspect()).State.Running, {
+        timeoutMs: 20_000,
+        what: "the idle container to stop",
+      });
       const entry = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId);
       assert.equal(entry?.state, "exited");
       const again = await t.sidecar.service.ensureWorkspace(ws);
@@ -261,8 +336,14 @@ describe("workspace lifecycle across sidecars", () => {
       const blocker = path.join(paths.tmp, path.relative("/tmp", path.dirname(ws.workspacePath)));
       await fs.mkdir(path.dirname(blocker), { recursive: true });
       await fs.writeFile(blocker, "not a directory");
-      await assert.rejects(t.sidecar.service.ensureWorkspace(ws), (error: SidecarError) => error instanceof SidecarError && /start container/.test(error.message));
-      const left = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] } });
+      await assert.rejects(
+        t.sidecar.service.ensureWorkspace(ws),
+        (error: SidecarError) => error instanceof SidecarError && /start container/.test(error.message),
+      );
+      const left = await t.docker.listContainers({
+        all: true,
+        filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] },
+      });
       assert.deepEqual(left, []);
       assert.equal((await t.sidecar.service.listWorkspaces()).workspaces.length, 0);
     } finally {
@@ -274,8 +355,14 @@ describe("workspace lifecycle across sidecars", () => {
     const t = await startTestSidecar({ flags: { "--image": "alive-codex-runtime:does-not-exist" } });
     try {
       const ws = await t.workspace();
-      await assert.rejects(t.sidecar.service.ensureWorkspace(ws), (error: SidecarError) => error.code === ErrorCode.imageUnavailable);
-      const left = await t.docker.listContainers({ all: true, filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] } });
+      await assert.rejects(
+        t.sidecar.service.ensureWorkspace(ws),
+        (error: SidecarError) => error.code === ErrorCode.imageUnavailable,
+      );
+      const left = await t.docker.listContainers({
+        all: true,
+        filters: { label: [`${Labels.workspaceId}=${ws.workspaceId}`] },
+      });
       assert.deepEqual(left, []);
     } finally {
       await t.cleanup();
@@ -289,7 +376,10 @@ function isUidConflict(heldBy: string[]): (error: unknown) => boolean {
     assert.ok(error instanceof SidecarError, String(error));
     assert.equal(error.code, ErrorCode.invalidParams);
     assert.equal(error.data?.field, "uid");
-    assert.ok(heldBy.includes(String(error.data?.heldBy)), `held by ${String(error.data?.heldBy)}, expected one of ${heldBy.join(", ")}`);
+    assert.ok(
+      heldBy.includes(String(error.data?.heldBy)),
+      `held by ${String(error.data?.heldBy)}, expected one of ${heldBy.join(", ")}`,
+    );
     return true;
   };
 }

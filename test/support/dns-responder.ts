@@ -49,8 +49,13 @@ export async function startDnsResponder(options: DnsResponderOptions = {}): Prom
     state.queries.push({ name: question.name, type });
     if (silent(question.name)) return;
     const records = state.names[question.name];
-    const addresses = records === undefined ? [] : type === "A" ? (records.a ?? []) : type === "AAAA" ? (records.aaaa ?? []) : [];
-    socket.send(buildAnswer(query, question.end, records === undefined ? 3 : 0, question.type, addresses, records?.ttl ?? 60), peer.port, peer.address);
+    const addresses =
+      records === undefined ? [] : type === "A" ? (records.a ?? []) : type === "AAAA" ? (records.aaaa ?? []) : [];
+    socket.send(
+      buildAnswer(query, question.end, records === undefined ? 3 : 0, question.type, addresses, records?.ttl ?? 60),
+      peer.port,
+      peer.address,
+    );
   });
   socket.bind(0, "127.0.0.1");
   await once(socket, "listening");
@@ -73,7 +78,14 @@ function readQuestion(query: Buffer): { name: string; type: number; end: number 
 }
 
 /** The query's id and question, then one record per address (`rcode` 3: NXDOMAIN). */
-function buildAnswer(query: Buffer, questionEnd: number, rcode: number, type: number, addresses: string[], ttl: number): Buffer {
+function buildAnswer(
+  query: Buffer,
+  questionEnd: number,
+  rcode: number,
+  type: number,
+  addresses: string[],
+  ttl: number,
+): Buffer {
   const header = Buffer.alloc(12);
   query.copy(header, 0, 0, 2);
   // QR, the query's RD, RA, and the rcode.
@@ -81,7 +93,10 @@ function buildAnswer(query: Buffer, questionEnd: number, rcode: number, type: nu
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(addresses.length, 6);
   const records = addresses.map((address) => {
-    const data = type === 1 ? Buffer.from(address.split(".").map(Number)) : Buffer.from(canonicalAddress(address)!.replace(/:/g, ""), "hex");
+    const data =
+      type === 1
+        ? Buffer.from(address.split(".").map(Number))
+        : Buffer.from(canonicalAddress(address)!.replace(/:/g, ""), "hex");
     const record = Buffer.alloc(12);
     record.writeUInt16BE(0xc00c, 0); // the name: a pointer to the question's
     record.writeUInt16BE(type, 2);

@@ -91,7 +91,10 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
   const refusals: TestProxy["refusals"] = [];
   const logLines: string[] = [];
   const { httpPort, echoPort } = options.upstreams;
-  const internal = parseInternalDestinations([`127.0.0.1:${httpPort}`, `127.0.0.1:${echoPort}`, `http://upstream.internal:${httpPort}`], "test");
+  const internal = parseInternalDestinations(
+    [`127.0.0.1:${httpPort}`, `127.0.0.1:${echoPort}`, `http://upstream.internal:${httpPort}`],
+    "test",
+  );
   const names: Record<string, string[]> = { "upstream.internal": ["127.0.0.1"], ...options.names };
   const state: TestProxy = {
     server: undefined as unknown as EgressProxyServer,
@@ -151,11 +154,14 @@ export class Received {
 
   /** Waits until the received text includes `expected`; fails if the socket closes first. */
   async includes(expected: string): Promise<string> {
-    await waitFor(() => {
-      if (this.text.includes(expected)) return true;
-      if (this.closed) throw new Error(`closed before ${JSON.stringify(expected)}; got ${JSON.stringify(this.text)}`);
-      return false;
-    }, { what: JSON.stringify(expected), intervalMs: 5 });
+    await waitFor(
+      () => {
+        if (this.text.includes(expected)) return true;
+        if (this.closed) throw new Error(`closed before ${JSON.stringify(expected)}; got ${JSON.stringify(this.text)}`);
+        return false;
+      },
+      { what: JSON.stringify(expected), intervalMs: 5 },
+    );
     return this.text;
   }
 
@@ -190,7 +196,13 @@ export async function sendRaw(socketPath: string, request: string): Promise<RawR
     const colon = line.indexOf(":");
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
-  return { status: Number(statusLine.split(" ")[1]), headers, received, body: () => received.text.slice(headEnd + 4), socket };
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    headers,
+    received,
+    body: () => received.text.slice(headEnd + 4),
+    socket,
+  };
 }
 
 /** CONNECT target through the proxy. */

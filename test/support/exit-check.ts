@@ -27,9 +27,11 @@ function describe(handle: Handle): string {
     return `Server listening on ${typeof address === "string" ? address : address ? `${address.address}:${address.port}` : (key ?? "?")}`;
   }
   const child = handle as unknown as Partial<ChildProcess>;
-  if (typeof child.pid === "number" && Array.isArray(child.spawnargs)) return `ChildProcess ${child.pid}: ${child.spawnargs.join(" ").slice(0, 200)}`;
+  if (typeof child.pid === "number" && Array.isArray(child.spawnargs))
+    return `ChildProcess ${child.pid}: ${child.spawnargs.join(" ").slice(0, 200)}`;
   const timer = handle as unknown as { _onTimeout?: { name?: string }; _idleTimeout?: number };
-  if (timer._onTimeout !== undefined) return `Timeout of ${timer._idleTimeout ?? "?"} ms (${timer._onTimeout?.name || "anonymous callback"})`;
+  if (timer._onTimeout !== undefined)
+    return `Timeout of ${timer._idleTimeout ?? "?"} ms (${timer._onTimeout?.name || "anonymous callback"})`;
   return handle.constructor.name;
 }
 
@@ -41,8 +43,17 @@ function execOf(requestPath: string | undefined): string {
   const id = /^\/exec\/([0-9a-f]{12,64})\/start/.exec(requestPath ?? "")?.[1];
   if (!id) return "";
   try {
-    const raw = execFileSync("curl", ["-s", "--max-time", "2", "--unix-socket", "/var/run/docker.sock", `http://engine/exec/${id}/json`], { encoding: "utf8", timeout: 3000 });
-    const info = JSON.parse(raw) as { Running?: boolean; ExitCode?: number; ContainerID?: string; ProcessConfig?: { entrypoint?: string; arguments?: string[]; user?: string } };
+    const raw = execFileSync(
+      "curl",
+      ["-s", "--max-time", "2", "--unix-socket", "/var/run/docker.sock", `http://engine/exec/${id}/json`],
+      { encoding: "utf8", timeout: 3000 },
+    );
+    const info = JSON.parse(raw) as {
+      Running?: boolean;
+      ExitCode?: number;
+      ContainerID?: string;
+      ProcessConfig?: { entrypoint?: string; arguments?: string[]; user?: string };
+    };
     const command = [info.ProcessConfig?.entrypoint, ...(info.ProcessConfig?.arguments ?? [])].join(" ").slice(0, 300);
     return `; the exec ran ${JSON.stringify(command)} as ${info.ProcessConfig?.user || "the image's user"} in ${info.ContainerID?.slice(0, 12) ?? "?"}, ${info.Running ? "still running" : `exit ${info.ExitCode}`}`;
   } catch {
@@ -62,7 +73,9 @@ function isClosing(handle: Handle): boolean {
 
 process.on("exit", (code) => {
   const getHandles = (process as unknown as { _getActiveHandles?: () => Handle[] })._getActiveHandles;
-  const open = (getHandles?.call(process) ?? []).filter((h) => !stdio.has(h) && (typeof h.hasRef !== "function" || h.hasRef()) && !isClosing(h));
+  const open = (getHandles?.call(process) ?? []).filter(
+    (h) => !stdio.has(h) && (typeof h.hasRef !== "function" || h.hasRef()) && !isClosing(h),
+  );
   if (open.length === 0) return;
   process.stderr.write(
     `exit-check: this test file left ${open.length} handle(s) open after its last test; without --test-force-exit it would not have exited:\n` +

@@ -55,7 +55,11 @@ export class FakeEngine implements EnginePort {
   /** Answers execs before the default (the isolation probe, else exit 0 with no output); undefined: not handled. */
   onExec: ExecHandler | null = null;
   readonly #holds = new Map<HoldableCall, { reached: () => void; released: Promise<void> }>();
-  readonly #subscribers = new Set<{ labels: Record<string, string>; push: (event: ContainerEvent) => void; end: () => void }>();
+  readonly #subscribers = new Set<{
+    labels: Record<string, string>;
+    push: (event: ContainerEvent) => void;
+    end: () => void;
+  }>();
 
   /** The next call of `method` waits until released. */
   hold(method: HoldableCall): Hold {
@@ -92,7 +96,13 @@ export class FakeEngine implements EnginePort {
   async create(spec: ContainerSpec): Promise<{ id: string } | null> {
     await this.#enter("create", spec.name);
     if (this.byName(spec.name)) return null;
-    const container: FakeContainer = { id: randomBytes(32).toString("hex"), name: spec.name, spec: structuredClone(spec), state: "created", created: Math.floor(Date.now() / 1000) };
+    const container: FakeContainer = {
+      id: randomBytes(32).toString("hex"),
+      name: spec.name,
+      spec: structuredClone(spec),
+      state: "created",
+      created: Math.floor(Date.now() / 1000),
+    };
     this.containers.set(container.id, container);
     this.#emit(container, "create");
     return { id: container.id };
@@ -119,7 +129,11 @@ export class FakeEngine implements EnginePort {
   async unpause(containerId: string): Promise<void> {
     await this.#enter("unpause", containerId);
     const container = this.#get(containerId);
-    if (container.state !== "paused") throw new SidecarError(ErrorCode.internal, `Docker failed to unpause container ${containerId.slice(0, 12)}: it is not paused`);
+    if (container.state !== "paused")
+      throw new SidecarError(
+        ErrorCode.internal,
+        `Docker failed to unpause container ${containerId.slice(0, 12)}: it is not paused`,
+      );
     container.state = "running";
     this.#emit(container, "unpause");
   }
@@ -163,8 +177,18 @@ export class FakeEngine implements EnginePort {
     return {
       Id: container.id,
       Name: `/${container.name}`,
-      State: { Status: container.state, Running: container.state === "running" || container.state === "paused", Paused: container.state === "paused", ExitCode: 0, OOMKilled: false },
-      Config: { Image: spec.Image, ...(spec.User === undefined ? {} : { User: spec.User }), Labels: { ...spec.Labels } },
+      State: {
+        Status: container.state,
+        Running: container.state === "running" || container.state === "paused",
+        Paused: container.state === "paused",
+        ExitCode: 0,
+        OOMKilled: false,
+      },
+      Config: {
+        Image: spec.Image,
+        ...(spec.User === undefined ? {} : { User: spec.User }),
+        Labels: { ...spec.Labels },
+      },
       HostConfig: { ...spec.HostConfig, Runtime: spec.HostConfig?.Runtime ?? this.runtimeInfo.defaultRuntime },
     };
   }
@@ -173,13 +197,23 @@ export class FakeEngine implements EnginePort {
     await this.#enter("list", "");
     return [...this.containers.values()]
       .filter((c) => matches(c.spec.Labels ?? {}, labels))
-      .map((c) => ({ Id: c.id, Names: [`/${c.name}`], State: c.state, Created: c.created, Labels: { ...c.spec.Labels } }));
+      .map((c) => ({
+        Id: c.id,
+        Names: [`/${c.name}`],
+        State: c.state,
+        Created: c.created,
+        Labels: { ...c.spec.Labels },
+      }));
   }
 
   async exec(containerId: string, options: ExecOptions): Promise<StartedExec> {
     this.calls.push(`exec ${this.#label(containerId)}`);
     const container = this.#get(containerId);
-    if (container.state !== "running") throw new SidecarError(ErrorCode.internal, `Docker failed to run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}: it is not running`);
+    if (container.state !== "running")
+      throw new SidecarError(
+        ErrorCode.internal,
+        `Docker failed to run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}: it is not running`,
+      );
     const result = this.onExec?.(container, options) ?? defaultExec(container, options);
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -255,7 +289,12 @@ export class FakeEngine implements EnginePort {
 
   #get(idOrName: string): FakeContainer {
     const container = this.#find(idOrName);
-    if (!container) throw new SidecarError(ErrorCode.internal, `Docker failed to find container ${idOrName.slice(0, 12)}: no such container`, { data: { dockerStatus: 404 } });
+    if (!container)
+      throw new SidecarError(
+        ErrorCode.internal,
+        `Docker failed to find container ${idOrName.slice(0, 12)}: no such container`,
+        { data: { dockerStatus: 404 } },
+      );
     return container;
   }
 
@@ -266,7 +305,8 @@ export class FakeEngine implements EnginePort {
   #emit(container: FakeContainer, action: string): void {
     const attributes = { ...container.spec.Labels, name: container.name };
     for (const subscriber of this.#subscribers) {
-      if (matches(attributes, subscriber.labels)) subscriber.push({ action, containerId: container.id, at: Date.now(), attributes });
+      if (matches(attributes, subscriber.labels))
+        subscriber.push({ action, containerId: container.id, at: Date.now(), attributes });
     }
   }
 }
@@ -287,8 +327,13 @@ export function isolationAnswer(spec: ContainerSpec): string {
   const zero = "0000000000000000";
   const mounts = [
     "1 0 0:1 / / ro,relatime - overlay overlay ro",
-    ...(host.Mounts ?? []).map((m, i) => `${i + 2} 1 0:1 / ${m.Target} ${m.ReadOnly ? "ro" : "rw"},relatime - bind none rw`),
-    ...Object.entries(host.Tmpfs ?? {}).map(([target, opts], i) => `${i + 100} 1 0:2 / ${target} ${opts.split(",").includes("ro") ? "ro" : "rw"},nosuid - tmpfs tmpfs rw`),
+    ...(host.Mounts ?? []).map(
+      (m, i) => `${i + 2} 1 0:1 / ${m.Target} ${m.ReadOnly ? "ro" : "rw"},relatime - bind none rw`,
+    ),
+    ...Object.entries(host.Tmpfs ?? {}).map(
+      ([target, opts], i) =>
+        `${i + 100} 1 0:2 / ${target} ${opts.split(",").includes("ro") ? "ro" : "rw"},nosuid - tmpfs tmpfs rw`,
+    ),
   ];
   return [
     "@@status",

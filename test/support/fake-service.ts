@@ -58,10 +58,32 @@ const NOW = "2024-01-01T00:00:00.000Z";
 export const SAMPLE_EVENTS: ThreadEvent[] = [
   { type: "thread.started", thread_id: "0199a213-81c0-7800-8aa1-bbab2a035a53" },
   { type: "turn.started" },
-  { type: "item.started", item: { id: "i1", type: "command_execution", command: "ls -la", aggregated_output: "", status: "in_progress" } },
-  { type: "item.completed", item: { id: "i1", type: "command_execution", command: "ls -la", aggregated_output: "total 0\nfile.txt\n", exit_code: 0, status: "completed" } },
+  {
+    type: "item.started",
+    item: { id: "i1", type: "command_execution", command: "ls -la", aggregated_output: "", status: "in_progress" },
+  },
+  {
+    type: "item.completed",
+    item: {
+      id: "i1",
+      type: "command_execution",
+      command: "ls -la",
+      aggregated_output: "total 0\nfile.txt\n",
+      exit_code: 0,
+      status: "completed",
+    },
+  },
   { type: "item.completed", item: { id: "i2", type: "agent_message", text: "Done: one file." } },
-  { type: "turn.completed", usage: { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 } },
+  {
+    type: "turn.completed",
+    usage: {
+      input_tokens: 10,
+      cached_input_tokens: 2,
+      cache_write_input_tokens: 0,
+      output_tokens: 5,
+      reasoning_output_tokens: 1,
+    },
+  },
 ];
 
 export class FakeSidecarService implements SidecarService {
@@ -99,7 +121,13 @@ export class FakeSidecarService implements SidecarService {
     return {
       version: "0.0.0-test",
       codexVersion: "0.171.0",
-      codex: { version: "0.171.0", requested: "0.171.0", sdk: "0.163.0", tested: true, flags: ["--ignore-user-config", "--ignore-rules"] },
+      codex: {
+        version: "0.171.0",
+        requested: "0.171.0",
+        sdk: "0.163.0",
+        tested: true,
+        flags: ["--ignore-user-config", "--ignore-rules"],
+      },
       docker: { reachable: true, serverVersion: "27.0.0" },
       image: { ref: "alive-codex-runtime:test", present: true },
       workspaces: { running: this.workspaces.size, total: this.workspaces.size },
@@ -127,7 +155,14 @@ export class FakeSidecarService implements SidecarService {
     };
     summary.isolation = sampleIsolation(summary.containerId);
     this.workspaces.set(params.workspaceId, summary);
-    return { workspaceId: summary.workspaceId, containerId: summary.containerId, containerName: summary.containerName, created: existing === undefined, state: "running", isolation: summary.isolation };
+    return {
+      workspaceId: summary.workspaceId,
+      containerId: summary.containerId,
+      containerName: summary.containerName,
+      created: existing === undefined,
+      state: "running",
+      isolation: summary.isolation,
+    };
   }
 
   async listWorkspaces(): Promise<{ workspaces: WorkspaceSummary[] }> {
@@ -150,12 +185,16 @@ export class FakeSidecarService implements SidecarService {
     this.#record("runTurn", params);
     const summary = this.workspaces.get(params.workspaceId);
     if (summary === undefined && params.workspace === undefined) {
-      throw new SidecarError(ErrorCode.unknownWorkspace, `unknown workspace ${params.workspaceId}`, { data: { field: "workspaceId", reason: "ensure it first" } });
+      throw new SidecarError(ErrorCode.unknownWorkspace, `unknown workspace ${params.workspaceId}`, {
+        data: { field: "workspaceId", reason: "ensure it first" },
+      });
     }
     if (params.workspace !== undefined) await this.ensureWorkspace(params.workspace);
     const workspace = this.workspaces.get(params.workspaceId) as WorkspaceSummary;
     if (workspace.activeTurnId !== null) {
-      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} is busy`, { data: { field: "workspaceId", reason: `turn ${workspace.activeTurnId} is running` } });
+      throw new SidecarError(ErrorCode.workspaceBusy, `workspace ${params.workspaceId} is busy`, {
+        data: { field: "workspaceId", reason: `turn ${workspace.activeTurnId} is running` },
+      });
     }
     const turnId = params.turnId ?? `turn-${this.#nextTurn++}`;
     let seq = 0;
@@ -173,7 +212,12 @@ export class FakeSidecarService implements SidecarService {
     if (hooks.signal?.aborted) onAbort();
     else hooks.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      emit({ type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: params.threadId ?? null });
+      emit({
+        type: "sidecar.turn.accepted",
+        turn_id: turnId,
+        workspace_id: params.workspaceId,
+        thread_id: params.threadId ?? null,
+      });
       const script = this.turnScript(params);
       for (const event of script.events ?? []) emit(event);
       if (script.hold === true && !turn.aborted) await released;
@@ -184,10 +228,28 @@ export class FakeSidecarService implements SidecarService {
         status: stopped ? "cancelled" : "completed",
         finalResponse: stopped ? "" : (script.finalResponse ?? "Done: one file."),
         items: stopped ? [] : (script.items ?? []),
-        usage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
-        turnUsage: stopped ? null : { input_tokens: 10, cached_input_tokens: 2, cache_write_input_tokens: 0, output_tokens: 5, reasoning_output_tokens: 1 },
+        usage: stopped
+          ? null
+          : {
+              input_tokens: 10,
+              cached_input_tokens: 2,
+              cache_write_input_tokens: 0,
+              output_tokens: 5,
+              reasoning_output_tokens: 1,
+            },
+        turnUsage: stopped
+          ? null
+          : {
+              input_tokens: 10,
+              cached_input_tokens: 2,
+              cache_write_input_tokens: 0,
+              output_tokens: 5,
+              reasoning_output_tokens: 1,
+            },
         resources: { cpuSeconds: 0.01, peakMemoryBytes: 1_048_576, wallMs: 1 },
-        tokens: stopped ? { input: 0, cached: 0, output: 0, reasoning: 0 } : { input: 10, cached: 2, output: 5, reasoning: 1 },
+        tokens: stopped
+          ? { input: 0, cached: 0, output: 0, reasoning: 0 }
+          : { input: 10, cached: 2, output: 5, reasoning: 1 },
       };
     } finally {
       hooks.signal?.removeEventListener("abort", onAbort);
@@ -198,7 +260,10 @@ export class FakeSidecarService implements SidecarService {
   async cancelTurn(params: { turnId: string }): Promise<{ cancelled: boolean }> {
     this.#record("cancelTurn", params);
     const turn = this.turns.get(params.turnId);
-    if (turn === undefined) throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "no such turn" } });
+    if (turn === undefined)
+      throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, {
+        data: { field: "turnId", reason: "no such turn" },
+      });
     turn.cancelled = true;
     turn.release();
     return { cancelled: true };
@@ -207,12 +272,16 @@ export class FakeSidecarService implements SidecarService {
   /** The journal's methods: the fake keeps no journal, so every turn is unknown to them. */
   async attachTurn(params: { turnId: string; afterSeq?: number }, _hooks?: AttachTurnHooks): Promise<TurnResult> {
     this.#record("attachTurn", params);
-    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, {
+      data: { field: "turnId", reason: "the fake service keeps no journal" },
+    });
   }
 
   async getTurn(params: { turnId: string }): Promise<TurnInfo> {
     this.#record("getTurn", params);
-    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, { data: { field: "turnId", reason: "the fake service keeps no journal" } });
+    throw new SidecarError(ErrorCode.unknownTurn, `unknown turn ${params.turnId}`, {
+      data: { field: "turnId", reason: "the fake service keeps no journal" },
+    });
   }
 
   async listTurns(params: { workspaceId?: string; status?: TurnSummary["status"] }): Promise<{ turns: TurnSummary[] }> {
@@ -270,15 +339,17 @@ export class RawClient {
   /** The response with this id (waits for it). */
   async response(id: string | number | null, timeoutMs = 5000): Promise<Record<string, unknown>> {
     const find = (): Record<string, unknown> | undefined =>
-      this.lines.find((l) => typeof l === "object" && l !== null && "id" in l && (l as { id: unknown }).id === id && !("method" in l)) as
-        | Record<string, unknown>
-        | undefined;
+      this.lines.find(
+        (l) => typeof l === "object" && l !== null && "id" in l && (l as { id: unknown }).id === id && !("method" in l),
+      ) as Record<string, unknown> | undefined;
     await waitFor(() => find() !== undefined, `the response to id ${JSON.stringify(id)}`, timeoutMs);
     return find() as Record<string, unknown>;
   }
 
   notifications(method: string): Array<Record<string, unknown>> {
-    return this.lines.filter((l) => (l as { method?: unknown }).method === method && !("id" in (l as object))) as Array<Record<string, unknown>>;
+    return this.lines.filter((l) => (l as { method?: unknown }).method === method && !("id" in (l as object))) as Array<
+      Record<string, unknown>
+    >;
   }
 
   close(): void {
@@ -300,7 +371,9 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(options: Partial<Pick<RpcServerOptions, "closeGraceMs" | "maxLineBytes" | "maxUnreadBytes">> = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: Partial<Pick<RpcServerOptions, "closeGraceMs" | "maxLineBytes" | "maxUnreadBytes">> = {},
+): Promise<TestServer> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-rpc-"));
   const workspaceRoot = path.join(dir, "workspaces");
   const workspacePath = path.join(workspaceRoot, "ws-1");
@@ -316,7 +389,15 @@ export async function startTestServer(options: Partial<Pick<RpcServerOptions, "c
     allowRoot: false,
     workspaceRoots: [workspaceRoot],
   };
-  const server = await startRpcServer({ socketPath, socketGroup: null, service, policy, log, version: "0.0.0-test", ...options });
+  const server = await startRpcServer({
+    socketPath,
+    socketGroup: null,
+    service,
+    policy,
+    log,
+    version: "0.0.0-test",
+    ...options,
+  });
   return {
     dir,
     socketPath,
@@ -339,11 +420,19 @@ export function sampleIsolation(containerId: string): IsolationReport {
     containerId,
     runtime: "runc",
     user: { uid: 10001, gid: 10001, groups: [10001] },
-    capabilities: { effective: "0000000000000000", permitted: "0000000000000000", bounding: "0000000000000000", ambient: "0000000000000000" },
+    capabilities: {
+      effective: "0000000000000000",
+      permitted: "0000000000000000",
+      bounding: "0000000000000000",
+      ambient: "0000000000000000",
+    },
     noNewPrivs: true,
     seccomp: "filter",
     readOnlyRoot: true,
-    mounts: [{ path: "/", readOnly: true }, { path: "/home/alive", readOnly: false }],
+    mounts: [
+      { path: "/", readOnly: true },
+      { path: "/home/alive", readOnly: false },
+    ],
     limits: { pids: 512, memoryBytes: 2048 * 1024 * 1024, cpus: 1, source: "cgroup" },
     network: { interfaces: ["lo"], defaultRoute: false },
     egress: { policy: { mode: "public" }, enforcedBy: "sidecar-proxy" },

@@ -40,7 +40,15 @@ export type ScriptStep =
   /** An assistant message that ends the turn. */
   | ({ kind: "message"; text: string; usage?: Partial<StubUsage> } & StepTiming)
   /** An `exec_command` call; codex runs `cmd` and posts its output in the next request. */
-  | ({ kind: "command"; cmd: string; callId?: string; workdir?: string; usage?: Partial<StubUsage>; yieldTimeMs?: number; maxOutputTokens?: number } & StepTiming)
+  | ({
+      kind: "command";
+      cmd: string;
+      callId?: string;
+      workdir?: string;
+      usage?: Partial<StubUsage>;
+      yieldTimeMs?: number;
+      maxOutputTokens?: number;
+    } & StepTiming)
   /** An MCP tool call: `namespace` is `mcp__<server>`, `name` the tool. */
   | ({
       kind: "tool";
@@ -193,7 +201,9 @@ export class ResponsesStub {
         timer: setTimeout(() => {
           this.#waiters.delete(waiter);
           reject(
-            new Error(`timed out after ${timeoutMs}ms waiting for ${count} request(s) to the responses stub (got ${this.requests.length})`),
+            new Error(
+              `timed out after ${timeoutMs}ms waiting for ${count} request(s) to the responses stub (got ${this.requests.length})`,
+            ),
           );
         }, timeoutMs),
       };
@@ -262,7 +272,9 @@ export class ResponsesStub {
         return;
       case "http":
         res.writeHead(step.status, { "content-type": "application/json" });
-        res.end(JSON.stringify(step.body ?? { error: { message: `scripted HTTP ${step.status}`, type: "stub_error" } }));
+        res.end(
+          JSON.stringify(step.body ?? { error: { message: `scripted HTTP ${step.status}`, type: "stub_error" } }),
+        );
         return;
       default:
         this.#stream(res, eventsFor(step, n), step.delayMs ?? 0);
@@ -435,7 +447,11 @@ function textOf(value: unknown): string {
   if (Array.isArray(value)) {
     return value
       .map((part: unknown) =>
-        typeof part === "string" ? part : typeof (part as { text?: unknown })?.text === "string" ? (part as { text: string }).text : "",
+        typeof part === "string"
+          ? part
+          : typeof (part as { text?: unknown })?.text === "string"
+            ? (part as { text: string }).text
+            : "",
       )
       .join("");
   }

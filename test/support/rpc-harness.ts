@@ -15,7 +15,14 @@ import { sidecarVersion } from "../../src/sidecar.js";
 import { SidecarClient } from "../../src/rpc/client.js";
 import { startRpcServer, type RpcServer } from "../../src/rpc/server.js";
 import { bridgesDir } from "../../src/workspace/paths.js";
-import { INSTANCE_LABEL, TEST_API_KEY, removeInstanceContainers, startTestSidecar, type TestSidecar, type TestSidecarOptions } from "./sidecar.js";
+import {
+  INSTANCE_LABEL,
+  TEST_API_KEY,
+  removeInstanceContainers,
+  startTestSidecar,
+  type TestSidecar,
+  type TestSidecarOptions,
+} from "./sidecar.js";
 import { waitFor } from "./wait.js";
 
 /** The engine the tests themselves use, whatever `--docker-host` the sidecar under test was given. */
@@ -87,13 +94,23 @@ export class RawConnection {
   }
 
   /** Waits for the first response carrying `id` at index `from` or later. */
-  async response(id: string | number | null, options: { from?: number; timeoutMs?: number } = {}): Promise<WireMessage> {
+  async response(
+    id: string | number | null,
+    options: { from?: number; timeoutMs?: number } = {},
+  ): Promise<WireMessage> {
     const from = options.from ?? 0;
-    return waitFor(() => this.responses(id, from)[0], { timeoutMs: options.timeoutMs ?? 10_000, what: `the response to id ${JSON.stringify(id)}` });
+    return waitFor(() => this.responses(id, from)[0], {
+      timeoutMs: options.timeoutMs ?? 10_000,
+      what: `the response to id ${JSON.stringify(id)}`,
+    });
   }
 
   /** Sends a request and waits for its response. */
-  async call(method: string, params?: unknown, options: { id?: string | number; timeoutMs?: number } = {}): Promise<WireMessage> {
+  async call(
+    method: string,
+    params?: unknown,
+    options: { id?: string | number; timeoutMs?: number } = {},
+  ): Promise<WireMessage> {
     const from = this.messages.length;
     const id = this.send(method, params, options.id);
     return this.response(id, { from, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
@@ -142,7 +159,11 @@ export interface RpcHarness {
    * Sends `line` (a newline is added unless it ends with one) on `conn` and waits for the reply:
    * the first response after the send carrying `id`, by default the line's own id when readable, else null.
    */
-  rawLine(conn: RawConnection, line: string | Buffer, options?: { id?: string | number | null; timeoutMs?: number }): Promise<WireMessage>;
+  rawLine(
+    conn: RawConnection,
+    line: string | Buffer,
+    options?: { id?: string | number | null; timeoutMs?: number },
+  ): Promise<WireMessage>;
   /** What requests could leave behind; compare two of them to prove a refusal made nothing. */
   snapshot(): Promise<MachineSnapshot>;
   /** Closes clients and the server, stops the sidecar and removes its containers and tmp dirs. */
@@ -174,7 +195,9 @@ export async function startRpcHarness(options: RpcHarnessOptions = {}): Promise<
       policy: t.config,
       log,
       version: sidecarVersion(),
-      ...(options.maxInFlightPerConnection === undefined ? {} : { maxInFlightPerConnection: options.maxInFlightPerConnection }),
+      ...(options.maxInFlightPerConnection === undefined
+        ? {}
+        : { maxInFlightPerConnection: options.maxInFlightPerConnection }),
     });
   } catch (error) {
     await closeSidecar(t, docker);
@@ -203,7 +226,10 @@ export async function startRpcHarness(options: RpcHarnessOptions = {}): Promise<
       const id = lineOptions.id === undefined ? replyIdOf(line) : lineOptions.id;
       const endsWithNewline = typeof line === "string" ? line.endsWith("\n") : line.at(-1) === 0x0a;
       conn.write(endsWithNewline ? line : Buffer.concat([Buffer.from(line), Buffer.from("\n")]));
-      return conn.response(id, { from, ...(lineOptions.timeoutMs === undefined ? {} : { timeoutMs: lineOptions.timeoutMs }) });
+      return conn.response(id, {
+        from,
+        ...(lineOptions.timeoutMs === undefined ? {} : { timeoutMs: lineOptions.timeoutMs }),
+      });
     },
     snapshot: () => takeSnapshot(t, docker),
     close() {
@@ -251,7 +277,10 @@ async function listDir(dir: string): Promise<string[]> {
 const CODEX_COMMAND = /(^|\/)codex(\s|$)/;
 
 export async function takeSnapshot(t: TestSidecar, docker: Docker): Promise<MachineSnapshot> {
-  const containers = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${t.instance}`] } });
+  const containers = await docker.listContainers({
+    all: true,
+    filters: { label: [`${INSTANCE_LABEL}=${t.instance}`] },
+  });
   const codexInContainers: string[] = [];
   for (const container of containers.filter((c) => c.State === "running")) {
     const name = (container.Names[0] ?? container.Id).replace(/^\//, "");

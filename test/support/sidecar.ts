@@ -41,7 +41,10 @@ export const TEST_CODEX_VERSION = process.env.ALIVE_CODEX_TEST_CODEX_VERSION || 
 
 export function testImage(): string {
   const image = process.env.ALIVE_CODEX_TEST_IMAGE;
-  if (!image) throw new Error("ALIVE_CODEX_TEST_IMAGE is not set: run the tests through `npm test` (scripts/test.mjs builds the image)");
+  if (!image)
+    throw new Error(
+      "ALIVE_CODEX_TEST_IMAGE is not set: run the tests through `npm test` (scripts/test.mjs builds the image)",
+    );
   return image;
 }
 
@@ -119,12 +122,18 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
   // The sidecar's own environment is never consulted here: flags only.
   const config = loadConfig(flags, {});
   const logLines: string[] = [];
-  const log: Logger = createLogger({ level: "debug", secrets: [TEST_API_KEY], write: (line) => {
-    logLines.push(line);
-    if (process.env.ALIVE_CODEX_TEST_DEBUG) process.stderr.write(`${line}\n`);
-  } });
+  const log: Logger = createLogger({
+    level: "debug",
+    secrets: [TEST_API_KEY],
+    write: (line) => {
+      logLines.push(line);
+      if (process.env.ALIVE_CODEX_TEST_DEBUG) process.stderr.write(`${line}\n`);
+    },
+  });
   const docker = createDockerClient(config.dockerHost);
-  const sidecar = await startSidecar(config, log, { extraLabels: { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: instance } });
+  const sidecar = await startSidecar(config, log, {
+    extraLabels: { [Labels.runId]: TEST_RUN_ID, [INSTANCE_LABEL]: instance },
+  });
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -165,7 +174,8 @@ export async function startTestSidecar(options: TestSidecarOptions = {}): Promis
 /** Removes this instance's containers and waits until they are gone. */
 export async function removeInstanceContainers(docker: Docker, instance: string): Promise<void> {
   const result = await reapLabelled(docker, [`${INSTANCE_LABEL}=${instance}`], { deadlineMs: 30_000 });
-  if (result.failures.length > 0) throw new Error(`could not remove the containers of test sidecar ${instance}: ${result.failures.join("; ")}`);
+  if (result.failures.length > 0)
+    throw new Error(`could not remove the containers of test sidecar ${instance}: ${result.failures.join("; ")}`);
 }
 
 /** Every process in the container with its role (src/codex/container-processes.ts), the listing's own left out. */
@@ -185,7 +195,12 @@ export async function turnProcesses(docker: Docker, containerId: string): Promis
 }
 
 /** Reads a file inside a container (as root is never needed: as the workspace user). */
-export async function execIn(docker: Docker, containerId: string, cmd: string[], user?: string): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+export async function execIn(
+  docker: Docker,
+  containerId: string,
+  cmd: string[],
+  user?: string,
+): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
   const { runExec } = await import("../../src/docker/exec.js");
   return runExec(docker, containerId, { cmd, ...(user ? { user } : {}) });
 }

@@ -18,7 +18,8 @@ export class SandboxStalled extends Error {}
 
 /** Throws SandboxStalled when the turn ended with the sidecar's stall verdict. */
 export function assertNotStalled(result: Pick<TurnResult, "status" | "error">, what = "the turn"): void {
-  if (result.status === "failed" && result.error?.code === STALL_CODE) throw new SandboxStalled(`${what} stalled in its sandbox: ${result.error.message}`);
+  if (result.status === "failed" && result.error?.code === STALL_CODE)
+    throw new SandboxStalled(`${what} stalled in its sandbox: ${result.error.message}`);
 }
 
 /**
@@ -27,7 +28,11 @@ export function assertNotStalled(result: Pick<TurnResult, "status" | "error">, w
  * codex runs (a child it never reaps), so an attempt of several commands is that many times as
  * likely to meet one: it gets one more retry per further command, up to 3 retries in all.
  */
-export async function retryOnSandboxStall<T>(label: string, attempt: (n: number) => Promise<T>, options: { commands?: number } = {}): Promise<T> {
+export async function retryOnSandboxStall<T>(
+  label: string,
+  attempt: (n: number) => Promise<T>,
+  options: { commands?: number } = {},
+): Promise<T> {
   const retries = Math.min(3, Math.max(1, options.commands ?? 1));
   for (let n = 1; ; n += 1) {
     try {

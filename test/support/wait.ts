@@ -31,7 +31,10 @@ export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitForOp
     }
     const left = end - Date.now();
     if (left <= 0) {
-      throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`, lastError === undefined ? undefined : { cause: lastError });
+      throw new Error(
+        `timed out after ${timeoutMs}ms waiting for ${what}`,
+        lastError === undefined ? undefined : { cause: lastError },
+      );
     }
     await delay(Math.min(intervalMs, left));
   }

@@ -14,7 +14,10 @@ describe("bench: what of a run is left on the host", () => {
       "tmpfs /tmp tmpfs rw 0 0",
       "",
     ].join("\n");
-    assert.deepEqual(mountsUnder(ROOT, procMounts), [`${ROOT}/restart-state/workspaces/bench-restart-1`, `${ROOT}/state/workspaces/with space`]);
+    assert.deepEqual(mountsUnder(ROOT, procMounts), [
+      `${ROOT}/restart-state/workspaces/bench-restart-1`,
+      `${ROOT}/state/workspaces/with space`,
+    ]);
     assert.deepEqual(mountsUnder(ROOT, "/dev/vda / ext4 rw 0 0\n"), []);
   });
 
@@ -32,9 +35,18 @@ describe("bench: what of a run is left on the host", () => {
 
   test("the summary line: nothing left, left and released, or left for good", () => {
     const none = { mounts: [], loopDevices: [] };
-    assert.equal(describeLeftovers("bench-1", none, none), "cleanup: nothing of run bench-1 is left (losetup -a and /proc/mounts show none of its workspace disks)");
+    assert.equal(
+      describeLeftovers("bench-1", none, none),
+      "cleanup: nothing of run bench-1 is left (losetup -a and /proc/mounts show none of its workspace disks)",
+    );
     const left = { mounts: [`${ROOT}/w`], loopDevices: ["/dev/loop0"] };
-    assert.equal(describeLeftovers("bench-1", left, none), `cleanup: LEFT by run bench-1 after its sections removed their workspaces: mount ${ROOT}/w, loop device /dev/loop0 (released by the bench's backstop)`);
-    assert.match(describeLeftovers("bench-1", left, { mounts: [], loopDevices: ["/dev/loop0"] }), /\(the backstop could not release loop device \/dev\/loop0\)$/);
+    assert.equal(
+      describeLeftovers("bench-1", left, none),
+      `cleanup: LEFT by run bench-1 after its sections removed their workspaces: mount ${ROOT}/w, loop device /dev/loop0 (released by the bench's backstop)`,
+    );
+    assert.match(
+      describeLeftovers("bench-1", left, { mounts: [], loopDevices: ["/dev/loop0"] }),
+      /\(the backstop could not release loop device \/dev\/loop0\)$/,
+    );
   });
 });

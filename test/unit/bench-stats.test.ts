@@ -110,6 +110,9 @@ describe("timeIt", () => {
   });
 
   it("rejects a bad n", async () => {
-    await assert.rejects(timeIt(() => undefined, { n: 0 }), RangeError);
+    await assert.rejects(
+      timeIt(() => undefined, { n: 0 }),
+      RangeError,
+    );
   });
 });

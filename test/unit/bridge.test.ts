@@ -10,7 +10,10 @@ import { ExecBridge, installBridgeScript, parseBridgeRequest } from "../../src/c
 describe("exec bridge", () => {
   test("parses argv (spaces, newlines, empty args) and stdin", () => {
     const data = Buffer.concat([Buffer.from("3\0a b\0\0line1\nline2\0"), Buffer.from("the prompt\n")]);
-    assert.deepEqual(parseBridgeRequest(data), { argv: ["a b", "", "line1\nline2"], stdin: Buffer.from("the prompt\n") });
+    assert.deepEqual(parseBridgeRequest(data), {
+      argv: ["a b", "", "line1\nline2"],
+      stdin: Buffer.from("the prompt\n"),
+    });
     assert.throws(() => parseBridgeRequest(Buffer.from("2\0only-one\0")), /truncated/);
     assert.throws(() => parseBridgeRequest(Buffer.from("x\0")), /argument count/);
   });
@@ -20,12 +23,19 @@ describe("exec bridge", () => {
     try {
       const script = await installBridgeScript(path.join(dir, "bin"));
       const bridge = await ExecBridge.create(path.join(dir, "turn-1"));
-      const child = execa(script, ["exec", "--json", "with space", ""], { env: { PATH: "/usr/bin:/bin", ...bridge.env }, extendEnv: false, input: "prompt text", reject: false });
+      const child = execa(script, ["exec", "--json", "with space", ""], {
+        env: { PATH: "/usr/bin:/bin", ...bridge.env },
+        extendEnv: false,
+        input: "prompt text",
+        reject: false,
+      });
       // If the script cannot run, fail with what it said instead of waiting forever for its request.
       const request = await Promise.race([
         bridge.received(),
         child.then((result) => {
-          throw new Error(`the bridge script ended before handing over its request: ${result.exitCode} ${result.stderr} ${result.message ?? ""}`);
+          throw new Error(
+            `the bridge script ended before handing over its request: ${result.exitCode} ${result.stderr} ${result.message ?? ""}`,
+          );
         }),
       ]);
       assert.deepEqual(request.argv, ["exec", "--json", "with space", ""]);

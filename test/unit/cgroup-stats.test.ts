@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ContainerCgroup, locateCgroupFiles, parseByteCount, parseCpuStatUsage, parseCpuacctUsage } from "../../src/docker/cgroup-stats.js";
+import {
+  ContainerCgroup,
+  locateCgroupFiles,
+  parseByteCount,
+  parseCpuStatUsage,
+  parseCpuacctUsage,
+} from "../../src/docker/cgroup-stats.js";
 
 const ID = "f983b7169c27cbd1ab8da912972f52caf026f78091ee8b2774e65c3482704f83";
 const roots: string[] = [];
@@ -45,12 +51,19 @@ describe("cgroup files", () => {
     assert.equal(await cgroup.memoryNow(), 1000);
     assert.equal(await cgroup.peakMemory(), 9000);
     assert.equal(await cgroup.resetPeak(), true);
-    assert.equal((await fs.readFile(path.join(root, `memory/docker/${ID}/memory.max_usage_in_bytes`), "utf8")).trim(), "0");
+    assert.equal(
+      (await fs.readFile(path.join(root, `memory/docker/${ID}/memory.max_usage_in_bytes`), "utf8")).trim(),
+      "0",
+    );
   });
 
   test("cgroup v1 with a combined cpu,cpuacct hierarchy under the systemd driver", async () => {
     const scope = `system.slice/docker-${ID}.scope`;
-    const root = await tree({ [`cpu,cpuacct/${scope}/cpuacct.usage`]: "5\n", [`memory/${scope}/memory.usage_in_bytes`]: "7\n", [`memory/${scope}/memory.max_usage_in_bytes`]: "8\n" });
+    const root = await tree({
+      [`cpu,cpuacct/${scope}/cpuacct.usage`]: "5\n",
+      [`memory/${scope}/memory.usage_in_bytes`]: "7\n",
+      [`memory/${scope}/memory.max_usage_in_bytes`]: "8\n",
+    });
     const files = await locateCgroupFiles(ID, root);
     assert.equal(files?.cpu, path.join(root, "cpu,cpuacct", scope, "cpuacct.usage"));
   });
@@ -72,7 +85,10 @@ describe("cgroup files", () => {
   test("no cgroup for the container: null; a cgroup that vanished reads null", async () => {
     const root = await tree({ [`cpuacct/docker/other/cpuacct.usage`]: "1\n" });
     assert.equal(await ContainerCgroup.locate(ID, root), null);
-    const live = await tree({ [`cpuacct/docker/${ID}/cpuacct.usage`]: "1\n", [`memory/docker/${ID}/memory.usage_in_bytes`]: "1\n" });
+    const live = await tree({
+      [`cpuacct/docker/${ID}/cpuacct.usage`]: "1\n",
+      [`memory/docker/${ID}/memory.usage_in_bytes`]: "1\n",
+    });
     const cgroup = await ContainerCgroup.locate(ID, live);
     await fs.rm(path.join(live, "cpuacct"), { recursive: true });
     assert.equal(await cgroup?.cpuNs(), null);

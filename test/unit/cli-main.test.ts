@@ -6,9 +6,10 @@ import { SETTINGS } from "../../src/config.js";
 import { startCli } from "../support/cli-process.js";
 import { SAMPLE_EVENTS, startTestServer, waitFor, type TestServer } from "../support/fake-service.js";
 
-
-
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = startCli(args, env);
   const { code } = await run.exit;
   return { code, stdout: run.stdout(), stderr: run.stderr() };
@@ -18,7 +19,8 @@ describe("alive-codex without a sidecar", () => {
   it("--help lists the commands", async () => {
     const { code, stdout } = await cli(["--help"]);
     assert.equal(code, 0);
-    for (const command of ["serve", "health", "ps", "run", "logs", "rm"]) assert.match(stdout, new RegExp(`^  ${command} `, "m"));
+    for (const command of ["serve", "health", "ps", "run", "logs", "rm"])
+      assert.match(stdout, new RegExp(`^  ${command} `, "m"));
   });
 
   it("an unknown command exits 2", async () => {
@@ -49,7 +51,11 @@ describe("alive-codex without a sidecar", () => {
   });
 
   it("health exits 3 when no sidecar listens on the socket", async () => {
-    const { code, stderr } = await cli(["health", "--socket", path.join(fileURLToPath(new URL(".", import.meta.url)), "no-such.sock")]);
+    const { code, stderr } = await cli([
+      "health",
+      "--socket",
+      path.join(fileURLToPath(new URL(".", import.meta.url)), "no-such.sock"),
+    ]);
     assert.equal(code, 3);
     assert.match(stderr, /cannot reach the sidecar/);
   });
@@ -83,7 +89,20 @@ describe("alive-codex against a sidecar", () => {
 
   before(async () => {
     t = await startTestServer();
-    runArgs = (...extra) => ["run", "--socket", t.socketPath, "--workspace", "ws-1", "--uid", "10001", "--gid", "1000", "--path", t.workspacePath, ...extra];
+    runArgs = (...extra) => [
+      "run",
+      "--socket",
+      t.socketPath,
+      "--workspace",
+      "ws-1",
+      "--uid",
+      "10001",
+      "--gid",
+      "1000",
+      "--path",
+      t.workspacePath,
+      ...extra,
+    ];
   });
   after(async () => {
     await t.stop();
@@ -101,11 +120,16 @@ describe("alive-codex against a sidecar", () => {
   it("health prints the codex the workspaces run: found in the image, from the setting, tested, with its flags", async () => {
     const { code, stdout } = await cli(["health", "--socket", t.socketPath]);
     assert.equal(code, 0);
-    assert.match(stdout, /^codex +0\.171\.0 \(ALIVE_CODEX_CODEX_VERSION; the SDK's is 0\.163\.0; tested; adds --ignore-user-config --ignore-rules\)$/m);
+    assert.match(
+      stdout,
+      /^codex +0\.171\.0 \(ALIVE_CODEX_CODEX_VERSION; the SDK's is 0\.163\.0; tested; adds --ignore-user-config --ignore-rules\)$/m,
+    );
   });
 
   it("run ensures the workspace, streams the turn readably and exits 0", async () => {
-    const { code, stdout, stderr } = await cli(runArgs("--user-id", "ada", "--model", "gpt-test", "--timeout", "5m", "list", "the files"));
+    const { code, stdout, stderr } = await cli(
+      runArgs("--user-id", "ada", "--model", "gpt-test", "--timeout", "5m", "list", "the files"),
+    );
     assert.equal(code, 0, stderr);
     const [ensured] = t.service.callsOf("ensureWorkspace") as Array<Record<string, unknown>>;
     assert.deepEqual([ensured?.workspaceId, ensured?.userId, ensured?.uid, ensured?.gid], ["ws-1", "ada", 10001, 1000]);
@@ -121,9 +145,15 @@ describe("alive-codex against a sidecar", () => {
   it("run --json prints one JSON event per line, then the result", async () => {
     const { code, stdout } = await cli(runArgs("--json", "hello"));
     assert.equal(code, 0);
-    const lines = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.equal(lines.length, SAMPLE_EVENTS.length + 2);
-    assert.deepEqual(lines.slice(0, -1).map((l) => l.seq), lines.slice(0, -1).map((_, i) => i));
+    assert.deepEqual(
+      lines.slice(0, -1).map((l) => l.seq),
+      lines.slice(0, -1).map((_, i) => i),
+    );
     assert.equal(lines.at(-1)?.status, "completed");
   });
 
@@ -131,7 +161,11 @@ describe("alive-codex against a sidecar", () => {
     t.service.turnScript = () => ({ hold: true, events: SAMPLE_EVENTS.slice(0, 3) });
     const before = t.service.turns.size;
     const run = startCli(runArgs("take your time"));
-    await waitFor(() => t.service.turns.size > before && run.stdout().includes("$ ls -la"), "the turn to be running", 10_000);
+    await waitFor(
+      () => t.service.turns.size > before && run.stdout().includes("$ ls -la"),
+      "the turn to be running",
+      10_000,
+    );
     run.child.kill("SIGINT");
     const { code } = await run.exit;
     assert.equal(code, 130, run.stderr());
@@ -140,14 +174,24 @@ describe("alive-codex against a sidecar", () => {
     assert.equal(turn?.cancelled, true);
   });
 
-  const ensureWs1 = () => t.service.ensureWorkspace({ workspaceId: "ws-1", userId: "ada", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
+  const ensureWs1 = () =>
+    t.service.ensureWorkspace({
+      workspaceId: "ws-1",
+      userId: "ada",
+      uid: 10001,
+      gid: 1000,
+      workspacePath: t.workspacePath,
+    });
 
   it("ps --json lists the workspaces, and ps prints a table", async () => {
     await ensureWs1();
     const json = await cli(["ps", "--socket", t.socketPath, "--json"]);
     assert.equal(json.code, 0);
     const { workspaces } = JSON.parse(json.stdout) as { workspaces: Array<{ workspaceId: string }> };
-    assert.deepEqual(workspaces.map((w) => w.workspaceId), ["ws-1"]);
+    assert.deepEqual(
+      workspaces.map((w) => w.workspaceId),
+      ["ws-1"],
+    );
     const table = await cli(["ps", "--socket", t.socketPath]);
     const [header, row] = table.stdout.split("\n");
     assert.match(header ?? "", /^WORKSPACE +USER +CONTAINER +STATE +CREATED +LAST ACTIVE +TURN$/);
@@ -160,8 +204,14 @@ describe("alive-codex against a sidecar", () => {
     const table = await cli(["ps", "--isolation", "--socket", t.socketPath]);
     assert.equal(table.code, 0, table.stderr);
     const [header, row] = table.stdout.split("\n");
-    assert.match(header ?? "", /^WORKSPACE +RUNTIME +USER +CAPS +NNP +SECCOMP +ROOT +WRITABLE +PIDS +MEMORY +CPUS +EGRESS +KEY +HOST$/);
-    assert.match(row ?? "", /^ws-1 +runc +10001:10001 +none +yes +filter +ro +\/home\/alive +512 +2048MiB +1 +public via sidecar-proxy +proxy +unreachable$/);
+    assert.match(
+      header ?? "",
+      /^WORKSPACE +RUNTIME +USER +CAPS +NNP +SECCOMP +ROOT +WRITABLE +PIDS +MEMORY +CPUS +EGRESS +KEY +HOST$/,
+    );
+    assert.match(
+      row ?? "",
+      /^ws-1 +runc +10001:10001 +none +yes +filter +ro +\/home\/alive +512 +2048MiB +1 +public via sidecar-proxy +proxy +unreachable$/,
+    );
   });
 
   it("logs --workspace prints the workspace's log; the positional form still works; an RPC error exits 1", async () => {
@@ -171,14 +221,21 @@ describe("alive-codex against a sidecar", () => {
     const positional = await cli(["logs", "ws-1", "--tail", "5", "--socket", t.socketPath]);
     assert.equal(positional.code, 0, positional.stderr);
     assert.equal(positional.stdout, "logs of ws-1 (tail 5)\n");
-    assert.deepEqual(t.service.callsOf("workspaceLogs").slice(-2), [{ workspaceId: "ws-1", tail: 5 }, { workspaceId: "ws-1", tail: 5 }]);
+    assert.deepEqual(t.service.callsOf("workspaceLogs").slice(-2), [
+      { workspaceId: "ws-1", tail: 5 },
+      { workspaceId: "ws-1", tail: 5 },
+    ]);
     const bad = await cli(["logs", "bad/id", "--socket", t.socketPath]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /workspaceId/);
   });
 
   it("client commands need only the socket: a bad server-only setting or a missing key file does not stop them", async () => {
-    const env = { ALIVE_CODEX_SOCKET: t.socketPath, ALIVE_CODEX_UID_RANGE: "garbage", ALIVE_CODEX_API_KEY_FILE: "/nonexistent" };
+    const env = {
+      ALIVE_CODEX_SOCKET: t.socketPath,
+      ALIVE_CODEX_UID_RANGE: "garbage",
+      ALIVE_CODEX_API_KEY_FILE: "/nonexistent",
+    };
     const ps = await cli(["ps", "--json"], env);
     assert.equal(ps.code, 0, ps.stderr);
     assert.ok(Array.isArray((JSON.parse(ps.stdout) as { workspaces: unknown }).workspaces));

@@ -57,8 +57,14 @@ describe("parseServeArgs", () => {
   });
 
   it("takes its flags from the settings table, boolean ones with or without a value", () => {
-    assert.deepEqual(parseServeArgs(["--extra-labels", "team=core", "--allow-root=false"]).flags, { "--extra-labels": "team=core", "--allow-root": "false" });
-    assert.deepEqual(parseServeArgs(["--allow-root", "no", "--nofile", "64"]).flags, { "--allow-root": "no", "--nofile": "64" });
+    assert.deepEqual(parseServeArgs(["--extra-labels", "team=core", "--allow-root=false"]).flags, {
+      "--extra-labels": "team=core",
+      "--allow-root": "false",
+    });
+    assert.deepEqual(parseServeArgs(["--allow-root", "no", "--nofile", "64"]).flags, {
+      "--allow-root": "no",
+      "--nofile": "64",
+    });
     assert.throws(() => parseServeArgs(["--socket", "--max-turns", "4"]), /--socket needs a value/);
     assert.deepEqual(parseServeArgs(["--socket=--odd"]).flags, { "--socket": "--odd" });
     assert.throws(() => parseServeArgs(["-x"]), /unknown setting -x/);
@@ -75,10 +81,24 @@ describe("alive-codex serve", () => {
     const closes: number[] = [];
     let seenConfig: SidecarConfig | undefined;
     const signals = new EventEmitter();
-    const ctx = fakeContext({ on: (s: SignalName, l: () => void) => signals.on(s, l), off: (s: SignalName, l: () => void) => signals.off(s, l) });
+    const ctx = fakeContext({
+      on: (s: SignalName, l: () => void) => signals.on(s, l),
+      off: (s: SignalName, l: () => void) => signals.off(s, l),
+    });
     const logLines: string[] = [];
     const serving = serveCommand(
-      ["--socket", socketPath, "--state-dir", path.join(dir, "state"), "--workspace-roots", root, "--shutdown-grace", "7s", "--codex-api-key", "sk-test-secret-123456"],
+      [
+        "--socket",
+        socketPath,
+        "--state-dir",
+        path.join(dir, "state"),
+        "--workspace-roots",
+        root,
+        "--shutdown-grace",
+        "7s",
+        "--codex-api-key",
+        "sk-test-secret-123456",
+      ],
       ctx,
       {
         startSidecar: async (config) => {
@@ -102,18 +122,28 @@ describe("alive-codex serve", () => {
     await assert.rejects(fs.stat(socketPath), { code: "ENOENT" });
     assert.equal(signals.listenerCount("SIGTERM") + signals.listenerCount("SIGINT"), 0, "signal handlers removed");
     assert.ok(logLines.length > 0);
-    assert.ok(logLines.every((line) => !line.includes("sk-test-secret-123456")), "the key never reaches a log line");
+    assert.ok(
+      logLines.every((line) => !line.includes("sk-test-secret-123456")),
+      "the key never reaches a log line",
+    );
   });
 
   it("refuses to start over a live sidecar's socket, without starting anything", async () => {
     const t = await startTestServer();
     try {
-      const child = spawn(process.execPath, [CLI, "serve", "--socket", t.socketPath, "--state-dir", path.join(dir, "state")], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(
+        process.execPath,
+        [CLI, "serve", "--socket", t.socketPath, "--state-dir", path.join(dir, "state")],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
       let stderr = "";
       child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
       const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
       assert.equal(code, 1);
-      assert.match(stderr, new RegExp(`another sidecar is serving at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+      assert.match(
+        stderr,
+        new RegExp(`another sidecar is serving at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`),
+      );
       assert.equal(await probeSocket(t.socketPath), "live", "the live socket is untouched");
     } finally {
       await t.stop();

@@ -7,12 +7,19 @@ describe("codex config overrides", () => {
     const config = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] });
     assert.equal(config.model_provider, "alive");
     assert.deepEqual(config.model_providers, {
-      alive: { name: "Alive model API", base_url: "http://127.0.0.1:3129/v1", wire_api: "responses", supports_websockets: false, env_key: "CODEX_API_KEY" },
+      alive: {
+        name: "Alive model API",
+        base_url: "http://127.0.0.1:3129/v1",
+        wire_api: "responses",
+        supports_websockets: false,
+        env_key: "CODEX_API_KEY",
+      },
     });
   });
 
   test("agent commands never get the key or the MCP token", () => {
-    const policy = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] }).shell_environment_policy as Record<string, unknown>;
+    const policy = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] })
+      .shell_environment_policy as Record<string, unknown>;
     assert.ok((policy.exclude as string[]).includes("CODEX_API_KEY"));
     assert.ok((policy.exclude as string[]).includes("ALIVE_MCP_TOKEN"));
     assert.equal(policy.ignore_default_excludes, false);
@@ -35,9 +42,27 @@ describe("codex config overrides", () => {
 describe("per-turn usage", () => {
   test("is the difference from the thread's previous cumulative usage", async () => {
     const { usageDelta } = await import("../../src/codex/threads.js");
-    const first = { input_tokens: 100, cached_input_tokens: 10, cache_write_input_tokens: 0, output_tokens: 20, reasoning_output_tokens: 5 };
-    const second = { input_tokens: 250, cached_input_tokens: 90, cache_write_input_tokens: 0, output_tokens: 32, reasoning_output_tokens: 5 };
-    assert.deepEqual(usageDelta(second, first), { input_tokens: 150, cached_input_tokens: 80, cache_write_input_tokens: 0, output_tokens: 12, reasoning_output_tokens: 0 });
+    const first = {
+      input_tokens: 100,
+      cached_input_tokens: 10,
+      cache_write_input_tokens: 0,
+      output_tokens: 20,
+      reasoning_output_tokens: 5,
+    };
+    const second = {
+      input_tokens: 250,
+      cached_input_tokens: 90,
+      cache_write_input_tokens: 0,
+      output_tokens: 32,
+      reasoning_output_tokens: 5,
+    };
+    assert.deepEqual(usageDelta(second, first), {
+      input_tokens: 150,
+      cached_input_tokens: 80,
+      cache_write_input_tokens: 0,
+      output_tokens: 12,
+      reasoning_output_tokens: 0,
+    });
     assert.deepEqual(usageDelta(first, null), first);
     assert.deepEqual(usageDelta(first, second), first, "counts going down means a fresh count, not a negative turn");
   });

@@ -19,21 +19,41 @@ function hostileEnvironment(): Record<string, string> {
     LD_PRELOAD: "/tmp/LEAK-evil.so",
     NODE_OPTIONS: "--require /tmp/LEAK-evil.js",
   };
-  for (let i = 0; i < 200; i += 1) env[`RANDOM_${i}_${randomBytes(3).toString("hex")}`] = `LEAK-${randomBytes(8).toString("hex")}`;
+  for (let i = 0; i < 200; i += 1)
+    env[`RANDOM_${i}_${randomBytes(3).toString("hex")}`] = `LEAK-${randomBytes(8).toString("hex")}`;
   return env;
 }
 
 describe("the explicit codex env", () => {
-  const workspace = { workspaceId: "ws-1", userId: "user-1", uid: 10001, gid: 10001, workspacePath: "/srv/alive/workspaces/ws-1", git: { name: "Ada", email: "ada@example.test" } };
+  const workspace = {
+    workspaceId: "ws-1",
+    userId: "user-1",
+    uid: 10001,
+    gid: 10001,
+    workspacePath: "/srv/alive/workspaces/ws-1",
+    git: { name: "Ada", email: "ada@example.test" },
+  };
 
   test("whatever the sidecar's environment holds, nothing outside the allowlist comes out", () => {
     const hostile = hostileEnvironment();
     const previous = { ...process.env };
     Object.assign(process.env, hostile);
     try {
-      const config = loadConfig({}, { ...hostile, CODEX_API_KEY: "sk-codex-ALLOWED", ALIVE_MCP_TOKEN: "mcp-token-ALLOWED", ALIVE_API_URL: "http://alive.internal:3000" });
+      const config = loadConfig(
+        {},
+        {
+          ...hostile,
+          CODEX_API_KEY: "sk-codex-ALLOWED",
+          ALIVE_MCP_TOKEN: "mcp-token-ALLOWED",
+          ALIVE_API_URL: "http://alive.internal:3000",
+        },
+      );
       const session = containerEnv(workspace, config);
-      const exec = buildCodexExecEnv({ turnId: "turn-1", codexApiKey: config.codexApiKey, aliveMcpToken: config.aliveMcpToken });
+      const exec = buildCodexExecEnv({
+        turnId: "turn-1",
+        codexApiKey: config.codexApiKey,
+        aliveMcpToken: config.aliveMcpToken,
+      });
       for (const env of [session, exec, { ...session, ...exec }]) {
         for (const name of Object.keys(env)) assert.ok(CODEX_ENV_ALLOWLIST.has(name), `${name} is not allowlisted`);
         for (const value of Object.values(env)) assert.ok(!value.includes("LEAK"), `leaked value ${value}`);
@@ -46,8 +66,16 @@ describe("the explicit codex env", () => {
       assert.equal(exec.CODEX_API_KEY, "sk-codex-ALLOWED");
       assert.equal(exec.ANTHROPIC_API_KEY, undefined);
       assert.equal(exec.OPENAI_API_KEY, undefined);
-      assert.equal(session.ALIVE_API_URL, "http://127.0.0.1:3130", "Alive's API through the container's loopback end of the sidecar's reverse proxy");
-      assert.equal(session.HTTPS_PROXY, "http://127.0.0.1:3128", "agent tools reach out through the sidecar's egress proxy");
+      assert.equal(
+        session.ALIVE_API_URL,
+        "http://127.0.0.1:3130",
+        "Alive's API through the container's loopback end of the sidecar's reverse proxy",
+      );
+      assert.equal(
+        session.HTTPS_PROXY,
+        "http://127.0.0.1:3128",
+        "agent tools reach out through the sidecar's egress proxy",
+      );
       assert.deepEqual([session.GIT_AUTHOR_NAME, session.GIT_COMMITTER_EMAIL], ["Ada", "ada@example.test"]);
     } finally {
       for (const name of Object.keys(process.env)) if (!(name in previous)) delete process.env[name];
@@ -69,7 +97,12 @@ describe("the explicit codex env", () => {
 
   test("optional categories appear only when given", () => {
     const env = buildCodexEnv({ workspaceId: "w", userId: "u", workspacePath: "/w" });
-    for (const name of ["GIT_AUTHOR_NAME", "NODE_PATH", "ALIVE_API_URL", "ALIVE_MCP_TOKEN", "CODEX_API_KEY"]) assert.ok(!(name in env), name);
-    assert.equal(buildCodexEnv({ workspaceId: "w", userId: "u", workspacePath: "/w", nodePath: "/opt/alive/node_modules" }).NODE_PATH, "/opt/alive/node_modules");
+    for (const name of ["GIT_AUTHOR_NAME", "NODE_PATH", "ALIVE_API_URL", "ALIVE_MCP_TOKEN", "CODEX_API_KEY"])
+      assert.ok(!(name in env), name);
+    assert.equal(
+      buildCodexEnv({ workspaceId: "w", userId: "u", workspacePath: "/w", nodePath: "/opt/alive/node_modules" })
+        .NODE_PATH,
+      "/opt/alive/node_modules",
+    );
   });
 });

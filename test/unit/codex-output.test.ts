@@ -3,8 +3,21 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { EVENT_MAX_DEPTH, LineCapTransform, STDERR_TAIL_CHARS, StderrRelay, encodeCodexEvent, jsonDepth } from "../../src/codex/codex-output.js";
-import { FINAL_RESPONSE_MAX_BYTES, RESULT_ITEMS_MAX, RESULT_ITEMS_MAX_BYTES, applyTurnEvent, newTurnState } from "../../src/turns/turn-state.js";
+import {
+  EVENT_MAX_DEPTH,
+  LineCapTransform,
+  STDERR_TAIL_CHARS,
+  StderrRelay,
+  encodeCodexEvent,
+  jsonDepth,
+} from "../../src/codex/codex-output.js";
+import {
+  FINAL_RESPONSE_MAX_BYTES,
+  RESULT_ITEMS_MAX,
+  RESULT_ITEMS_MAX_BYTES,
+  applyTurnEvent,
+  newTurnState,
+} from "../../src/turns/turn-state.js";
 import { boundText, truncateUtf8 } from "../../src/shared/utf8.js";
 import type { ThreadEvent } from "@openai/codex-sdk";
 
@@ -84,7 +97,13 @@ describe("stderr relay", () => {
   test("forwards the first bytes only, logs bounded lines up to a per-turn bound, keeps the tail", () => {
     const forwarded: Buffer[] = [];
     const logged: string[] = [];
-    const relay = new StderrRelay({ forward: (chunk) => forwarded.push(chunk), log: (line) => logged.push(line), maxForwardBytes: 100, maxLogLineBytes: 20, maxLogBytes: 200 });
+    const relay = new StderrRelay({
+      forward: (chunk) => forwarded.push(chunk),
+      log: (line) => logged.push(line),
+      maxForwardBytes: 100,
+      maxLogLineBytes: 20,
+      maxLogBytes: 200,
+    });
     relay.write(Buffer.from("warning: short\n\n   \n"));
     relay.write(Buffer.from(`${"x".repeat(50)}`));
     relay.write(Buffer.from(`${"y".repeat(50)}\nlast`));
@@ -98,7 +117,10 @@ describe("stderr relay", () => {
   test("a newline-less flood costs one line's worth, and lines past the turn's bound are counted in one note", () => {
     const logged: string[] = [];
     let forwarded = 0;
-    const relay = new StderrRelay({ forward: (chunk) => (forwarded += chunk.length), log: (line) => logged.push(line) });
+    const relay = new StderrRelay({
+      forward: (chunk) => (forwarded += chunk.length),
+      log: (line) => logged.push(line),
+    });
     // Long enough lines that the byte bound comes first here; the line bound is checked below.
     const chunk = Buffer.alloc(64 * 1024, 0x7a);
     for (let i = 0; i < 1600; i += 1) relay.write(chunk); // 100 MiB, no newline
@@ -112,7 +134,10 @@ describe("stderr relay", () => {
     assert.ok(bytes <= 256 * 1024 + 200, `logged ${bytes} bytes`);
     assert.ok(relay.unloggedLines > 0);
     assert.ok(bytes > 250 * 1024 && logged.length < 2000, `${logged.length} lines logged: the byte bound came first`);
-    assert.equal(logged.at(-1), `${relay.unloggedLines} more stderr line(s) of this turn were not logged (over 2000 lines or ${256 * 1024} bytes)`);
+    assert.equal(
+      logged.at(-1),
+      `${relay.unloggedLines} more stderr line(s) of this turn were not logged (over 2000 lines or ${256 * 1024} bytes)`,
+    );
   });
 });
 
@@ -128,14 +153,18 @@ test("stderr lines logged per turn are bounded in number too", () => {
 describe("codex's events checked before anyone sees them", () => {
   test("an event is a JSON object with a string type, nested at most EVENT_MAX_DEPTH deep, within the line bound once encoded", () => {
     assert.deepEqual(encodeCodexEvent({ type: "turn.started" }, MiB), { json: '{"type":"turn.started"}', bytes: 23 });
-    for (const bad of [5, "x", null, [], { type: 1 }, {}]) assert.match((encodeCodexEvent(bad, MiB) as { refused: string }).refused, /not an event/);
+    for (const bad of [5, "x", null, [], { type: 1 }, {}])
+      assert.match((encodeCodexEvent(bad, MiB) as { refused: string }).refused, /not an event/);
     const nest = (depth: number): unknown => {
       let value: unknown = 1;
       for (let i = 1; i < depth; i += 1) value = [value];
       return { type: "item.completed", item: value };
     };
     assert.ok("json" in encodeCodexEvent(nest(EVENT_MAX_DEPTH), MiB));
-    assert.match((encodeCodexEvent(nest(EVENT_MAX_DEPTH + 1), MiB) as { refused: string }).refused, /nested deeper than 128/);
+    assert.match(
+      (encodeCodexEvent(nest(EVENT_MAX_DEPTH + 1), MiB) as { refused: string }).refused,
+      /nested deeper than 128/,
+    );
     // Deep enough to make JSON.stringify itself throw: refused, not thrown.
     const deep = JSON.parse(`{"type":"x","v":${"[".repeat(200_000)}${"]".repeat(200_000)}}`) as unknown;
     assert.match((encodeCodexEvent(deep, 64 * MiB) as { refused: string }).refused, /nested deeper/);
@@ -147,7 +176,8 @@ describe("codex's events checked before anyone sees them", () => {
 });
 
 describe("turn state", () => {
-  const item = (i: number, text = `item ${i}`) => ({ type: "item.completed", item: { id: `i${i}`, type: "agent_message", text } }) as ThreadEvent;
+  const item = (i: number, text = `item ${i}`) =>
+    ({ type: "item.completed", item: { id: `i${i}`, type: "agent_message", text } }) as ThreadEvent;
   const apply = (state: ReturnType<typeof newTurnState>, event: ThreadEvent, requested?: string): void => {
     const encoded = encodeCodexEvent(event, 64 * MiB);
     assert.ok("json" in encoded);
@@ -159,7 +189,11 @@ describe("turn state", () => {
     for (let i = 0; i < RESULT_ITEMS_MAX + 25; i += 1) apply(state, item(i));
     assert.equal(state.items.length, RESULT_ITEMS_MAX);
     assert.equal(state.itemsOmitted, 25);
-    assert.equal(state.finalResponse, `item ${RESULT_ITEMS_MAX + 24}`, "the final response is the last message, kept or not");
+    assert.equal(
+      state.finalResponse,
+      `item ${RESULT_ITEMS_MAX + 24}`,
+      "the final response is the last message, kept or not",
+    );
   });
 
   test("keeps items up to the byte bound; once one is left out, so are the later ones", () => {
@@ -198,15 +232,32 @@ describe("turn state", () => {
     }
     const failed = newTurnState(null);
     apply(failed, { type: "turn.failed", error: 42 } as unknown as ThreadEvent);
-    assert.deepEqual(failed.failure, { code: "model_error", message: "codex reported a failed turn without a message" });
+    assert.deepEqual(failed.failure, {
+      code: "model_error",
+      message: "codex reported a failed turn without a message",
+    });
   });
 
   test("usage keeps numeric fields only, and looks at a bounded number of keys", () => {
     const state = newTurnState(null);
-    const usage: Record<string, unknown> = { input_tokens: 10, cached_input_tokens: 2, output_tokens: 3, reasoning_output_tokens: 1, cache_write_input_tokens: 0, note: "x".repeat(1000), nested: { a: 1 } };
+    const usage: Record<string, unknown> = {
+      input_tokens: 10,
+      cached_input_tokens: 2,
+      output_tokens: 3,
+      reasoning_output_tokens: 1,
+      cache_write_input_tokens: 0,
+      note: "x".repeat(1000),
+      nested: { a: 1 },
+    };
     for (let i = 0; i < 100_000; i += 1) usage[`k${i}`] = i;
     apply(state, { type: "turn.completed", usage } as unknown as ThreadEvent);
-    assert.deepEqual(Object.keys(state.usage ?? {}).slice(0, 5), ["input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "cache_write_input_tokens"]);
+    assert.deepEqual(Object.keys(state.usage ?? {}).slice(0, 5), [
+      "input_tokens",
+      "cached_input_tokens",
+      "output_tokens",
+      "reasoning_output_tokens",
+      "cache_write_input_tokens",
+    ]);
     assert.ok(Object.keys(state.usage ?? {}).length <= 32);
     apply(state, { type: "turn.completed", usage: "lots" } as unknown as ThreadEvent);
     assert.equal(state.usage, null);

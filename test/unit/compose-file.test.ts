@@ -10,7 +10,9 @@ import { fileURLToPath } from "node:url";
 
 const COMPOSE = readFileSync(fileURLToPath(new URL("../../../compose/compose.yaml", import.meta.url)), "utf8");
 /** The file's lines without comments. */
-const lines = COMPOSE.split("\n").map((line) => line.replace(/(^|\s)#.*$/, "").trimEnd()).filter((line) => line.trim() !== "");
+const lines = COMPOSE.split("\n")
+  .map((line) => line.replace(/(^|\s)#.*$/, "").trimEnd())
+  .filter((line) => line.trim() !== "");
 
 describe("compose/compose.yaml: disk limits out of the box", () => {
   test("CAP_SYS_ADMIN, AppArmor unconfined, the loop devices, /dev and the state dir bound rshared, as compose.test.ts runs it", () => {

@@ -1,6 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, SETTINGS, loadClientConfig, loadConfig, parseDuration, renderSettingsHelp } from "../../src/config.js";
+import {
+  ConfigError,
+  SETTINGS,
+  loadClientConfig,
+  loadConfig,
+  parseDuration,
+  renderSettingsHelp,
+} from "../../src/config.js";
 import { RESOURCE_RANGES } from "../../src/shared/limits.js";
 
 const expectConfigError = (fn: () => unknown, setting: string): void => {
@@ -38,7 +45,10 @@ describe("config", () => {
     expectConfigError(() => loadConfig({ "--state-dir": "relative" }, {}), "--state-dir");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0" }), "ALIVE_CODEX_UID_RANGE");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_UID_RANGE: "5-2" }), "ALIVE_CODEX_UID_RANGE");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_WORKSPACE_ROOTS: "/srv/ok:relative" }), "ALIVE_CODEX_WORKSPACE_ROOTS");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_WORKSPACE_ROOTS: "/srv/ok:relative" }),
+      "ALIVE_CODEX_WORKSPACE_ROOTS",
+    );
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_IDLE_TIMEOUT: "soon" }), "ALIVE_CODEX_IDLE_TIMEOUT");
     expectConfigError(() => loadConfig({ "--stop-timeout": "later" }, {}), "--stop-timeout");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_TURN_TIMEOUT: "0" }), "ALIVE_CODEX_TURN_TIMEOUT");
@@ -58,7 +68,10 @@ describe("config", () => {
   });
 
   test("uid 0 only with the explicit allow flag", () => {
-    assert.deepEqual(loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0", ALIVE_CODEX_ALLOW_ROOT: "true" }).uidRange, { min: 0, max: 0 });
+    assert.deepEqual(loadConfig({}, { ALIVE_CODEX_UID_RANGE: "0-0", ALIVE_CODEX_ALLOW_ROOT: "true" }).uidRange, {
+      min: 0,
+      max: 0,
+    });
   });
 
   test("OPENAI_API_KEY is a fallback for CODEX_API_KEY, read only here", () => {
@@ -73,19 +86,32 @@ describe("config", () => {
     writeFileSync(file, "sk-from-file\n");
     assert.equal(loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: file }).codexApiKey, "sk-from-file");
     assert.equal(loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: file, CODEX_API_KEY: "sk-env" }).codexApiKey, "sk-env");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: `${file}.missing` }), "ALIVE_CODEX_API_KEY_FILE");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_API_KEY_FILE: `${file}.missing` }),
+      "ALIVE_CODEX_API_KEY_FILE",
+    );
   });
 
   test("a bad secret is reported without its value", () => {
-    assert.throws(() => loadConfig({}, { CODEX_API_KEY: "sk-secret-value\nsecond line" }), (error: Error) => !error.message.includes("sk-secret-value"));
+    assert.throws(
+      () => loadConfig({}, { CODEX_API_KEY: "sk-secret-value\nsecond line" }),
+      (error: Error) => !error.message.includes("sk-secret-value"),
+    );
   });
 
   test("the client settings load without the server-only ones: a bad range or a missing key file does not stop them", () => {
-    const env = { ALIVE_CODEX_SOCKET: "/run/test/sidecar.sock", ALIVE_CODEX_UID_RANGE: "garbage", ALIVE_CODEX_API_KEY_FILE: "/nonexistent" };
+    const env = {
+      ALIVE_CODEX_SOCKET: "/run/test/sidecar.sock",
+      ALIVE_CODEX_UID_RANGE: "garbage",
+      ALIVE_CODEX_API_KEY_FILE: "/nonexistent",
+    };
     assert.deepEqual(loadClientConfig({}, env), { socketPath: "/run/test/sidecar.sock" });
     assert.deepEqual(loadClientConfig({ "--socket": "/run/flag.sock" }, env), { socketPath: "/run/flag.sock" });
     expectConfigError(() => loadConfig({}, env), "ALIVE_CODEX_UID_RANGE");
-    expectConfigError(() => loadConfig({}, { ...env, ALIVE_CODEX_UID_RANGE: "10000-20000" }), "ALIVE_CODEX_API_KEY_FILE");
+    expectConfigError(
+      () => loadConfig({}, { ...env, ALIVE_CODEX_UID_RANGE: "10000-20000" }),
+      "ALIVE_CODEX_API_KEY_FILE",
+    );
   });
 
   test("the client settings are still validated, and server flags are not client flags", () => {
@@ -98,7 +124,11 @@ describe("config", () => {
     assert.equal(config.idleTimeoutMs, 30 * 60_000, "paused after 30 min idle");
     assert.equal(config.stopTimeoutMs, 4 * 3_600_000, "stopped after 4 h paused");
     assert.equal(config.nofile, 4096);
-    assert.equal(config.baseImage, null, "unset: the sidecar chooses (debian:bookworm-slim when present, else the local base)");
+    assert.equal(
+      config.baseImage,
+      null,
+      "unset: the sidecar chooses (debian:bookworm-slim when present, else the local base)",
+    );
     assert.deepEqual(config.extraLabels, {});
     for (const setting of SETTINGS) assert.ok(setting.key in config, setting.key);
   });
@@ -106,7 +136,11 @@ describe("config", () => {
   test("resource limits are refused at the same bounds as workspace.ensure's resources", () => {
     const { memoryMb, cpus, pids } = RESOURCE_RANGES;
     const at = (raw: string) => loadConfig({}, { ALIVE_CODEX_RESOURCES: raw }).defaultResources;
-    assert.deepEqual(at(`memoryMb=${memoryMb.min},cpus=${cpus.max},pids=${pids.max}`), { memoryMb: memoryMb.min, cpus: cpus.max, pids: pids.max });
+    assert.deepEqual(at(`memoryMb=${memoryMb.min},cpus=${cpus.max},pids=${pids.max}`), {
+      memoryMb: memoryMb.min,
+      cpus: cpus.max,
+      pids: pids.max,
+    });
     assert.deepEqual(at("cpus=2"), { memoryMb: 2048, cpus: 2, pids: 512 });
     expectConfigError(() => at(`memoryMb=${memoryMb.max + 1}`), "ALIVE_CODEX_RESOURCES memoryMb");
     expectConfigError(() => at(`cpus=${cpus.min / 2}`), "ALIVE_CODEX_RESOURCES cpus");
@@ -114,30 +148,66 @@ describe("config", () => {
   });
 
   test("extra labels: key=value pairs, Docker label keys, none of the sidecar's own but the run id", () => {
-    assert.deepEqual(loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: "team=core, dev.alive.codex.run-id=run-42,empty=" }).extraLabels, {
-      team: "core",
-      "dev.alive.codex.run-id": "run-42",
-      empty: "",
+    assert.deepEqual(
+      loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: "team=core, dev.alive.codex.run-id=run-42,empty=" }).extraLabels,
+      {
+        team: "core",
+        "dev.alive.codex.run-id": "run-42",
+        empty: "",
+      },
+    );
+    assert.deepEqual(loadConfig({ "--extra-labels": "com.example/owner=ada" }, {}).extraLabels, {
+      "com.example/owner": "ada",
     });
-    assert.deepEqual(loadConfig({ "--extra-labels": "com.example/owner=ada" }, {}).extraLabels, { "com.example/owner": "ada" });
-    for (const bad of ["Team=core", "-x=1", "no-equals", "dev.alive.codex.managed=true", "dev.alive.codex.workspace-id=ws", "a=1,a=2", "a=x\0y", "a=x\ny"]) {
-      expectConfigError(() => loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: bad }), bad.startsWith("a=x") ? "ALIVE_CODEX_EXTRA_LABELS a" : "ALIVE_CODEX_EXTRA_LABELS");
+    for (const bad of [
+      "Team=core",
+      "-x=1",
+      "no-equals",
+      "dev.alive.codex.managed=true",
+      "dev.alive.codex.workspace-id=ws",
+      "a=1,a=2",
+      "a=x\0y",
+      "a=x\ny",
+    ]) {
+      expectConfigError(
+        () => loadConfig({}, { ALIVE_CODEX_EXTRA_LABELS: bad }),
+        bad.startsWith("a=x") ? "ALIVE_CODEX_EXTRA_LABELS a" : "ALIVE_CODEX_EXTRA_LABELS",
+      );
     }
   });
 
   test("budgets and their ceilings; the metrics listen address", () => {
     const none = loadConfig({}, {});
-    assert.deepEqual([none.budgetTokens, none.budgetTokensMax, none.budgetCpuSeconds, none.budgetCpuSecondsMax, none.metricsListen], [null, null, null, null, null]);
-    const config = loadConfig({ "--budget-cpu-seconds": "2.5" }, { ALIVE_CODEX_BUDGET_TOKENS: "200000", ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000000", ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:9464" });
+    assert.deepEqual(
+      [none.budgetTokens, none.budgetTokensMax, none.budgetCpuSeconds, none.budgetCpuSecondsMax, none.metricsListen],
+      [null, null, null, null, null],
+    );
+    const config = loadConfig(
+      { "--budget-cpu-seconds": "2.5" },
+      {
+        ALIVE_CODEX_BUDGET_TOKENS: "200000",
+        ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000000",
+        ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:9464",
+      },
+    );
     assert.equal(config.budgetTokens, 200_000);
     assert.equal(config.budgetCpuSeconds, 2.5);
     assert.deepEqual(config.metricsListen, { host: "127.0.0.1", port: 9464 });
     assert.deepEqual(loadConfig({ "--metrics-listen": "[::1]:9100" }, {}).metricsListen, { host: "::1", port: 9100 });
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_TOKENS: "0" }), "ALIVE_CODEX_BUDGET_TOKENS");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_CPU_SECONDS: "lots" }), "ALIVE_CODEX_BUDGET_CPU_SECONDS");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_BUDGET_TOKENS: "2000", ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000" }), "ALIVE_CODEX_BUDGET_TOKENS");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_BUDGET_CPU_SECONDS: "lots" }),
+      "ALIVE_CODEX_BUDGET_CPU_SECONDS",
+    );
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_BUDGET_TOKENS: "2000", ALIVE_CODEX_BUDGET_TOKENS_MAX: "1000" }),
+      "ALIVE_CODEX_BUDGET_TOKENS",
+    );
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_METRICS_LISTEN: "9464" }), "ALIVE_CODEX_METRICS_LISTEN");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:70000" }), "ALIVE_CODEX_METRICS_LISTEN");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_METRICS_LISTEN: "127.0.0.1:70000" }),
+      "ALIVE_CODEX_METRICS_LISTEN",
+    );
   });
 
   test("durations", () => {
@@ -164,15 +234,29 @@ describe("config", () => {
     assert.equal(defaults.modelRatePerMinute, 120);
     assert.equal(defaults.openaiOrganization, null);
     assert.equal(defaults.openaiProject, null);
-    const config = loadConfig({ "--model-paths": "get /models, POST /chat/*" }, { ALIVE_CODEX_MODEL_HOSTED_TOOLS: "web_search,file_search", ALIVE_CODEX_MODEL_RATE: "0", OPENAI_ORGANIZATION: "org-abc", OPENAI_PROJECT: "proj_abc" });
-    assert.deepEqual(config.modelPaths, [{ method: "GET", path: "/models" }, { method: "POST", path: "/chat/*" }]);
+    const config = loadConfig(
+      { "--model-paths": "get /models, POST /chat/*" },
+      {
+        ALIVE_CODEX_MODEL_HOSTED_TOOLS: "web_search,file_search",
+        ALIVE_CODEX_MODEL_RATE: "0",
+        OPENAI_ORGANIZATION: "org-abc",
+        OPENAI_PROJECT: "proj_abc",
+      },
+    );
+    assert.deepEqual(config.modelPaths, [
+      { method: "GET", path: "/models" },
+      { method: "POST", path: "/chat/*" },
+    ]);
     assert.deepEqual(config.modelHostedTools, ["web_search", "file_search"]);
     assert.equal(config.modelRatePerMinute, 0);
     assert.equal(config.openaiOrganization, "org-abc");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "/models" }), "ALIVE_CODEX_MODEL_PATHS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "GET /v1/../files" }), "ALIVE_CODEX_MODEL_PATHS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_PATHS: "FETCH /models" }), "ALIVE_CODEX_MODEL_PATHS");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_HOSTED_TOOLS: "mcp" }), "ALIVE_CODEX_MODEL_HOSTED_TOOLS");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_MODEL_HOSTED_TOOLS: "mcp" }),
+      "ALIVE_CODEX_MODEL_HOSTED_TOOLS",
+    );
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_CONCURRENCY: "0" }), "ALIVE_CODEX_MODEL_CONCURRENCY");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_MODEL_MAX_BODY_MB: "0" }), "ALIVE_CODEX_MODEL_MAX_BODY_MB");
     expectConfigError(() => loadConfig({ "--openai-organization": "org x" }, {}), "--openai-organization");
@@ -186,19 +270,29 @@ describe("config", () => {
     assert.equal(defaults.dnsServers, null);
     assert.equal(defaults.hostsFile, "/etc/hosts");
     assert.equal(defaults.hostAddresses.size, 0);
-    const config = loadConfig({ "--dns-servers": "10.0.0.2, 127.0.0.1:5353,[fd00::53]:53,fd00::54" }, { ALIVE_CODEX_DNS_TIMEOUT: "750ms", ALIVE_CODEX_HOST_ADDRESSES: "93.184.216.34, 198.51.100.0/24,2606:2800::/32,::ffff:1.2.3.4" });
+    const config = loadConfig(
+      { "--dns-servers": "10.0.0.2, 127.0.0.1:5353,[fd00::53]:53,fd00::54" },
+      {
+        ALIVE_CODEX_DNS_TIMEOUT: "750ms",
+        ALIVE_CODEX_HOST_ADDRESSES: "93.184.216.34, 198.51.100.0/24,2606:2800::/32,::ffff:1.2.3.4",
+      },
+    );
     assert.equal(config.dnsTimeoutMs, 750);
     assert.deepEqual(config.dnsServers, ["10.0.0.2", "127.0.0.1:5353", "[fd00::53]:53", "fd00::54"]);
-    for (const address of ["93.184.216.34", "198.51.100.200", "2606:2800::1", "1.2.3.4", "::ffff:93.184.216.34"]) assert.ok(config.hostAddresses.has(address), address);
+    for (const address of ["93.184.216.34", "198.51.100.200", "2606:2800::1", "1.2.3.4", "::ffff:93.184.216.34"])
+      assert.ok(config.hostAddresses.has(address), address);
     for (const address of ["93.184.216.35", "2606:2801::1"]) assert.ok(!config.hostAddresses.has(address), address);
     const entryError = (raw: string, entry: string, why: RegExp): void => {
-      assert.throws(() => loadConfig({}, { ALIVE_CODEX_HOST_ADDRESSES: raw }), (error: unknown) => {
-        assert.ok(error instanceof ConfigError, String(error));
-        assert.equal(error.setting, "ALIVE_CODEX_HOST_ADDRESSES");
-        assert.ok(error.message.includes(`${JSON.stringify(entry)} is not one`), error.message);
-        assert.match(error.message, why);
-        return true;
-      });
+      assert.throws(
+        () => loadConfig({}, { ALIVE_CODEX_HOST_ADDRESSES: raw }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.equal(error.setting, "ALIVE_CODEX_HOST_ADDRESSES");
+          assert.ok(error.message.includes(`${JSON.stringify(entry)} is not one`), error.message);
+          assert.match(error.message, why);
+          return true;
+        },
+      );
     };
     entryError("93.184.216.34,host.example", "host.example", /host names are not accepted/);
     entryError("10.0.0.0/33", "10.0.0.0/33", /prefix length from 0 to 32/);
@@ -208,7 +302,10 @@ describe("config", () => {
     entryError("1.2.3.4/24/1", "1.2.3.4/24/1", /with one \//);
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_TIMEOUT: "10ms" }), "ALIVE_CODEX_DNS_TIMEOUT");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_PER_WORKSPACE: "0" }), "ALIVE_CODEX_DNS_PER_WORKSPACE");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_PER_WORKSPACE: "8", ALIVE_CODEX_DNS_MAX: "4" }), "ALIVE_CODEX_DNS_MAX");
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_DNS_PER_WORKSPACE: "8", ALIVE_CODEX_DNS_MAX: "4" }),
+      "ALIVE_CODEX_DNS_MAX",
+    );
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_SERVERS: "dns.example" }), "ALIVE_CODEX_DNS_SERVERS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_DNS_SERVERS: "10.0.0.2:99999" }), "ALIVE_CODEX_DNS_SERVERS");
     expectConfigError(() => loadConfig({}, { ALIVE_CODEX_HOSTS_FILE: "hosts" }), "ALIVE_CODEX_HOSTS_FILE");
@@ -221,15 +318,35 @@ describe("config", () => {
     assert.equal(defaults.proxyConnectionsTotal, 8192);
     assert.equal(defaults.tunnelIdleTimeoutMs, 5 * 60_000);
     assert.equal(defaults.tunnelMaxLifetimeMs, 60 * 60_000);
-    const config = loadConfig({ "--egress-ports": " 443, 8443,443 " }, { ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "64", ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "90s", ALIVE_CODEX_TUNNEL_MAX_LIFETIME: "6h" });
+    const config = loadConfig(
+      { "--egress-ports": " 443, 8443,443 " },
+      {
+        ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "64",
+        ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "90s",
+        ALIVE_CODEX_TUNNEL_MAX_LIFETIME: "6h",
+      },
+    );
     assert.deepEqual(config.egressPorts, [443, 8443]);
     assert.equal(config.proxyConnectionsPerWorkspace, 64);
     assert.equal(config.tunnelIdleTimeoutMs, 90_000);
     assert.equal(config.tunnelMaxLifetimeMs, 6 * 3_600_000);
-    for (const ports of ["", "0", "65536", "https", "443;80"]) expectConfigError(() => loadConfig({}, { ALIVE_CODEX_EGRESS_PORTS: ports === "" ? " , " : ports }), "ALIVE_CODEX_EGRESS_PORTS");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "0" }), "ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL: "many" }), "ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL");
-    expectConfigError(() => loadConfig({}, { ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "0" }), "ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT");
+    for (const ports of ["", "0", "65536", "https", "443;80"])
+      expectConfigError(
+        () => loadConfig({}, { ALIVE_CODEX_EGRESS_PORTS: ports === "" ? " , " : ports }),
+        "ALIVE_CODEX_EGRESS_PORTS",
+      );
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE: "0" }),
+      "ALIVE_CODEX_PROXY_CONNECTIONS_PER_WORKSPACE",
+    );
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL: "many" }),
+      "ALIVE_CODEX_PROXY_CONNECTIONS_TOTAL",
+    );
+    expectConfigError(
+      () => loadConfig({}, { ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT: "0" }),
+      "ALIVE_CODEX_TUNNEL_IDLE_TIMEOUT",
+    );
     expectConfigError(() => loadConfig({ "--tunnel-max-lifetime": "0s" }, {}), "--tunnel-max-lifetime");
   });
 });

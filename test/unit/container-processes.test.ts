@@ -25,9 +25,21 @@ import {
 } from "../../src/codex/container-processes.js";
 import { CODEX_COMMAND, LAUNCH_SCRIPT, LAUNCHER_BINARY, launcherCommand } from "../../src/codex/launcher.js";
 import { sweepCommand } from "../../src/codex/sweep.js";
-import { FORWARDER_RESTART_WAIT, NET_PORTS, NET_SOCKETS, forwarderCommand, forwarderScript } from "../../src/egress/container-net.js";
+import {
+  FORWARDER_RESTART_WAIT,
+  NET_PORTS,
+  NET_SOCKETS,
+  forwarderCommand,
+  forwarderScript,
+} from "../../src/egress/container-net.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
-import { LOG_PUMP_COMMANDS, buildWorkspaceSpec, containerMainCommand, containerMainScript, type SpecContext } from "../../src/workspace/spec.js";
+import {
+  LOG_PUMP_COMMANDS,
+  buildWorkspaceSpec,
+  containerMainCommand,
+  containerMainScript,
+  type SpecContext,
+} from "../../src/workspace/spec.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -57,7 +69,9 @@ async function fakeProc(root: string, processes: readonly FakeProcess[]): Promis
 async function classify(root: string): Promise<Map<number, ClassifiedProcess>> {
   const [shell, flag, script, name] = processListingCommand();
   assert.equal(script, PROCESS_LISTING_SCRIPT);
-  const { stdout } = await execFileAsync(shell as string, [flag as string, script as string, name as string, root], { timeout: 10_000 });
+  const { stdout } = await execFileAsync(shell as string, [flag as string, script as string, name as string, root], {
+    timeout: 10_000,
+  });
   return new Map(classifyProcesses(parseProcessListing(stdout)).map((p) => [p.pid, p]));
 }
 
@@ -81,10 +95,28 @@ const CONTAINER: FakeProcess[] = [
   { pid: P(10), ppid: P(2), comm: "cat", state: "Z", expected: "log-pump" },
   // A connection the model forwarder forked: whoever connected owns it.
   { pid: P(11), ppid: P(7), comm: "socat", argv: forwarder("model"), expected: "foreign" },
-  { pid: P(12), ppid: 0, comm: "alive-launch", argv: launcherCommand(["--ignore-user-config", "--ignore-rules"]), expected: "launcher" },
+  {
+    pid: P(12),
+    ppid: 0,
+    comm: "alive-launch",
+    argv: launcherCommand(["--ignore-user-config", "--ignore-rules"]),
+    expected: "launcher",
+  },
   // The turn: codex exec'd from outside (a launcher that exec'd it), its shell, the command, a zombie.
-  { pid: P(20), ppid: 0, comm: CODEX_COMMAND, argv: [CODEX_COMMAND, "exec", "--ignore-user-config", "--experimental-json"], expected: "turn" },
-  { pid: P(21), ppid: P(20), comm: "bash", argv: ["/bin/bash", "-lc", "(setsid sleep 1001 &); sleep 1000"], expected: "turn" },
+  {
+    pid: P(20),
+    ppid: 0,
+    comm: CODEX_COMMAND,
+    argv: [CODEX_COMMAND, "exec", "--ignore-user-config", "--experimental-json"],
+    expected: "turn",
+  },
+  {
+    pid: P(21),
+    ppid: P(20),
+    comm: "bash",
+    argv: ["/bin/bash", "-lc", "(setsid sleep 1001 &); sleep 1000"],
+    expected: "turn",
+  },
   { pid: P(22), ppid: P(21), comm: "sleep", argv: ["sleep", "1000"], expected: "turn" },
   { pid: P(23), ppid: P(21), comm: "bash", state: "Z", expected: "turn" },
   // What the turn left to the init, and the sidecar's sweep exec'd from outside.
@@ -97,7 +129,13 @@ const CONTAINER: FakeProcess[] = [
   { pid: P(43), ppid: 0, comm: "alive-launch", argv: [...launcherCommand(), "resume"], expected: "foreign" },
   { pid: P(44), ppid: P(2), comm: "python3", argv: ["python3", "-m", "http.server"], expected: "foreign" },
   // A name with a newline and a tab (prctl PR_SET_NAME) is listed all the same.
-  { pid: P(45), ppid: P(30), comm: "x\n\ty) 1 2", argv: ["python3", "-c", "import time; time.sleep(1000)"], expected: "foreign" },
+  {
+    pid: P(45),
+    ppid: P(30),
+    comm: "x\n\ty) 1 2",
+    argv: ["python3", "-c", "import time; time.sleep(1000)"],
+    expected: "foreign",
+  },
 ];
 
 let root: string;
@@ -118,7 +156,12 @@ describe("the recogniser of a workspace container's processes", () => {
       CONTAINER.map((p) => `${p.pid} ${p.expected}`).sort(),
     );
     const own = [...classified.values()].filter(isOwnProcess).map((p) => p.pid);
-    assert.deepEqual(own.sort(), CONTAINER.filter((p) => ["init", "main", "log-pump", "forwarder", "launcher"].includes(p.expected)).map((p) => p.pid).sort());
+    assert.deepEqual(
+      own.sort(),
+      CONTAINER.filter((p) => ["init", "main", "log-pump", "forwarder", "launcher"].includes(p.expected))
+        .map((p) => p.pid)
+        .sort(),
+    );
   });
 
   test("the listing reads args as single-spaced words, a zombie's as empty, and the name past any tab", async () => {
@@ -143,7 +186,10 @@ describe("the recogniser of a workspace container's processes", () => {
       { pid: P(4), ppid: P(3), comm: "socat", argv: forwarder("proxy"), expected: "forwarder" },
       { pid: P(5), ppid: P(2), comm: "sleep", argv: LOG_PUMP_COMMANDS.wait, expected: "log-pump" },
     ]);
-    assert.deepEqual([...(await classify(proc)).values()].map((p) => p.role), ["init", "main", "forwarder", "forwarder", "log-pump"]);
+    assert.deepEqual(
+      [...(await classify(proc)).values()].map((p) => p.role),
+      ["init", "main", "forwarder", "forwarder", "log-pump"],
+    );
   });
 
   test("the listing leaves itself and its children out", () => {
@@ -155,7 +201,10 @@ describe("the recogniser of a workspace container's processes", () => {
       line({ pid: 71, ppid: 70, state: "R", args: "tr", comm: "tr" }),
       line({ pid: 72, ppid: 0, state: "S", args: "sleep 1000", comm: "sleep" }),
     ].join("\n");
-    assert.deepEqual(parseProcessListing(stdout).map((p) => p.pid), [1, 72]);
+    assert.deepEqual(
+      parseProcessListing(stdout).map((p) => p.pid),
+      [1, 72],
+    );
   });
 });
 
@@ -175,22 +224,41 @@ describe("the command lines it recognises are the ones the container runs", () =
     trustedDirs: [],
     extraLabels: {},
   };
-  const params = { workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 10002, workspacePath: "/srv/alive/workspaces/ws-1" };
+  const params = {
+    workspaceId: "ws-1",
+    userId: "u-1",
+    uid: 10001,
+    gid: 10002,
+    workspacePath: "/srv/alive/workspaces/ws-1",
+  };
   const paths = workspacePaths("/var/lib/alive-codex", "ws-1");
 
   test("the spec's entrypoint and command are the main command, with or without Alive's API", () => {
     for (const aliveApiUrl of [null, "http://127.0.0.1:8080/api"]) {
       const { options } = buildWorkspaceSpec(params, paths, { ...context, aliveApiUrl });
-      assert.deepEqual([...(options.Entrypoint as string[]), ...(options.Cmd as string[])], containerMainCommand(aliveApiUrl !== null));
+      assert.deepEqual(
+        [...(options.Entrypoint as string[]), ...(options.Cmd as string[])],
+        containerMainCommand(aliveApiUrl !== null),
+      );
     }
   });
 
   test("the main script runs the forwarders' and the log pump's commands as they are recognised", () => {
     const script = containerMainScript(true);
     assert.ok(script.startsWith(forwarderScript(true)));
-    for (const name of ["proxy", "model", "api"] as const) assert.ok(forwarderScript(true).includes(`${forwarder(name).join(" ")} 2>/dev/null; ${FORWARDER_RESTART_WAIT.join(" ")};`), name);
+    for (const name of ["proxy", "model", "api"] as const)
+      assert.ok(
+        forwarderScript(true).includes(
+          `${forwarder(name).join(" ")} 2>/dev/null; ${FORWARDER_RESTART_WAIT.join(" ")};`,
+        ),
+        name,
+      );
     assert.ok(!forwarderScript(false).includes(forwarder("api").join(" ")));
-    assert.ok(script.endsWith(`do ${LOG_PUMP_COMMANDS.copy.join(" ")} 2>/dev/null || ${LOG_PUMP_COMMANDS.wait.join(" ")}; done`));
+    assert.ok(
+      script.endsWith(
+        `do ${LOG_PUMP_COMMANDS.copy.join(" ")} 2>/dev/null || ${LOG_PUMP_COMMANDS.wait.join(" ")}; done`,
+      ),
+    );
   });
 
   test("the launcher execs the command a turn's codex is recognised by", () => {

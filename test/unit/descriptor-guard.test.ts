@@ -3,7 +3,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
-import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit, readNofileLimit } from "../../src/shared/descriptor-guard.js";
+import {
+  DescriptorGuard,
+  countOpenDescriptors,
+  raiseNofileLimit,
+  readNofileLimit,
+} from "../../src/shared/descriptor-guard.js";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -12,7 +17,10 @@ Max locked memory         8388608              8388608              bytes
 `;
 
 /** A guard over a counter the test moves, and a clock it moves. */
-function guard(limit: number, recountMs = 1000): { guard: DescriptorGuard; set(open: number | null): void; advance(ms: number): void; counts: () => number } {
+function guard(
+  limit: number,
+  recountMs = 1000,
+): { guard: DescriptorGuard; set(open: number | null): void; advance(ms: number): void; counts: () => number } {
   let open: number | null = 0;
   let now = 0;
   let counts = 0;
@@ -100,7 +108,12 @@ describe("DescriptorGuard", () => {
       (error: unknown) => {
         assert.ok(error instanceof SidecarError);
         assert.equal(error.code, ErrorCode.limitReached);
-        assert.deepEqual(error.data, { reason: "the sidecar is near its open-files limit; retry shortly", code: "sidecar_overloaded", openFiles: 95, openFilesLimit: 100 });
+        assert.deepEqual(error.data, {
+          reason: "the sidecar is near its open-files limit; retry shortly",
+          code: "sidecar_overloaded",
+          openFiles: 95,
+          openFilesLimit: 100,
+        });
         assert.match(error.message, /95 of its 100 open files/);
         return true;
       },

@@ -26,7 +26,12 @@ describe("DockerEngine", () => {
     const done = (async () => {
       for await (const event of events) seen.push(event);
     })().catch(() => undefined);
-    const start = JSON.stringify({ Action: "start", id: "c1", timeNano: 1_700_000_000_123_000_000, Actor: { ID: "c1", Attributes: { "dev.alive.codex.workspace-id": "ws-1", name: "alive-codex-ws-1" } } });
+    const start = JSON.stringify({
+      Action: "start",
+      id: "c1",
+      timeNano: 1_700_000_000_123_000_000,
+      Actor: { ID: "c1", Attributes: { "dev.alive.codex.workspace-id": "ws-1", name: "alive-codex-ws-1" } },
+    });
     stream.write(`${start.slice(0, 20)}`);
     stream.write(`${start.slice(20)}\n\nnot json\n`);
     stream.write(`${JSON.stringify({ Action: "die", Actor: { ID: "c2" } })}\n`);
@@ -35,7 +40,12 @@ describe("DockerEngine", () => {
     await withTimeout(done, 2000, "the iteration to end on abort");
     assert.ok(stream.destroyed, "the connection is closed");
     assert.deepEqual(seen, [
-      { action: "start", containerId: "c1", at: 1_700_000_000_123, attributes: { "dev.alive.codex.workspace-id": "ws-1", name: "alive-codex-ws-1" } },
+      {
+        action: "start",
+        containerId: "c1",
+        at: 1_700_000_000_123,
+        attributes: { "dev.alive.codex.workspace-id": "ws-1", name: "alive-codex-ws-1" },
+      },
       { action: "die", containerId: "c2", at: undefined, attributes: {} },
     ]);
   });
@@ -52,8 +62,14 @@ describe("DockerEngine", () => {
     assert.equal(await new DockerEngine(failing(409)).pause("c"), "conflict");
     assert.equal(await new DockerEngine(failing(304)).stop("c", 1), "not-running");
     assert.equal(await new DockerEngine(failing(404)).stop("c", 1), "missing");
-    await assert.rejects(new DockerEngine(failing(500)).pause("c"), (error: unknown) => error instanceof SidecarError && error.code === ErrorCode.internal && error.data?.dockerStatus === 500);
-    const fine = { getContainer: () => ({ pause: async () => undefined, stop: async () => undefined }) } as unknown as Docker;
+    await assert.rejects(
+      new DockerEngine(failing(500)).pause("c"),
+      (error: unknown) =>
+        error instanceof SidecarError && error.code === ErrorCode.internal && error.data?.dockerStatus === 500,
+    );
+    const fine = {
+      getContainer: () => ({ pause: async () => undefined, stop: async () => undefined }),
+    } as unknown as Docker;
     assert.equal(await new DockerEngine(fine).pause("c"), "paused");
     assert.equal(await new DockerEngine(fine).stop("c", 1), "stopped");
   });

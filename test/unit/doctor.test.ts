@@ -24,14 +24,26 @@ type Inspect = Pick<ContainerInspectInfo, "Config" | "HostConfig">;
 
 const HARDENED = {
   Config: { User: "10001:10001" },
-  HostConfig: { CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges:true"], ReadonlyRootfs: true, NetworkMode: "none", PidsLimit: 512, Memory: 2 * 1024 ** 3 },
+  HostConfig: {
+    CapDrop: ["ALL"],
+    SecurityOpt: ["no-new-privileges:true"],
+    ReadonlyRootfs: true,
+    NetworkMode: "none",
+    PidsLimit: 512,
+    Memory: 2 * 1024 ** 3,
+  },
 } as unknown as Inspect;
 
 const ISOLATED: IsolationReport = {
   containerId: "c0ffee",
   runtime: "runc",
   user: { uid: 10001, gid: 10001, groups: [10001] },
-  capabilities: { effective: "0000000000000000", permitted: "0000000000000000", bounding: "0000000000000000", ambient: "0000000000000000" },
+  capabilities: {
+    effective: "0000000000000000",
+    permitted: "0000000000000000",
+    bounding: "0000000000000000",
+    ambient: "0000000000000000",
+  },
   noNewPrivs: true,
   seccomp: "filter",
   readOnlyRoot: true,
@@ -47,7 +59,10 @@ const ISOLATED: IsolationReport = {
 };
 
 function variant(config: Record<string, unknown>, host: Record<string, unknown>): Inspect {
-  return { Config: { ...HARDENED.Config, ...config }, HostConfig: { ...HARDENED.HostConfig, ...host } } as unknown as Inspect;
+  return {
+    Config: { ...HARDENED.Config, ...config },
+    HostConfig: { ...HARDENED.HostConfig, ...host },
+  } as unknown as Inspect;
 }
 
 describe("doctor", () => {
@@ -74,14 +89,23 @@ describe("doctor", () => {
     assert.match(isolationProblems(null).join(), /not measured \(null\)/);
     const cases: Array<[Partial<IsolationReport>, RegExp]> = [
       [{ user: { uid: 0, gid: 0, groups: [0] } }, /uid 0/],
-      [{ capabilities: { ...ISOLATED.capabilities, effective: "0000000000000400" } }, /effective capabilities 0000000000000400/],
-      [{ capabilities: { ...ISOLATED.capabilities, bounding: "000001ffffffffff" } }, /bounding capabilities 000001ffffffffff/],
+      [
+        { capabilities: { ...ISOLATED.capabilities, effective: "0000000000000400" } },
+        /effective capabilities 0000000000000400/,
+      ],
+      [
+        { capabilities: { ...ISOLATED.capabilities, bounding: "000001ffffffffff" } },
+        /bounding capabilities 000001ffffffffff/,
+      ],
       [{ noNewPrivs: false }, /no_new_privs is off/],
       [{ seccomp: "disabled" }, /seccomp is "disabled"/],
       [{ readOnlyRoot: false }, /writable/],
       [{ network: { interfaces: ["lo", "eth0"], defaultRoute: false } }, /\["lo","eth0"\]/],
       [{ network: { interfaces: ["lo"], defaultRoute: true } }, /default route/],
-      [{ hostReachable: true, hostProbe: "172.17.0.1:22 connected" }, /host is reachable from inside \(172\.17\.0\.1:22 connected\)/],
+      [
+        { hostReachable: true, hostProbe: "172.17.0.1:22 connected" },
+        /host is reachable from inside \(172\.17\.0\.1:22 connected\)/,
+      ],
       [{ modelKey: "env" as unknown as "proxy" }, /model key is "env"/],
     ];
     for (const [change, expected] of cases) {
@@ -96,9 +120,20 @@ describe("doctor", () => {
   });
 
   test("the script: a command first, then a message carrying its output; sleep for the cancel check", () => {
-    assert.deepEqual(doctorScript({ prompt: "doctor: run the check command", commandOutputs: [] }), { kind: "command", cmd: "echo doctor-ok" });
-    assert.match(JSON.stringify(doctorScript({ prompt: "doctor: run the check command", commandOutputs: ["Output:\ndoctor-ok\n"] })), /"message".*doctor-ok/);
-    assert.deepEqual(doctorScript({ prompt: "doctor: run the long command", commandOutputs: [] }), { kind: "command", cmd: "sleep 1000" });
+    assert.deepEqual(doctorScript({ prompt: "doctor: run the check command", commandOutputs: [] }), {
+      kind: "command",
+      cmd: "echo doctor-ok",
+    });
+    assert.match(
+      JSON.stringify(
+        doctorScript({ prompt: "doctor: run the check command", commandOutputs: ["Output:\ndoctor-ok\n"] }),
+      ),
+      /"message".*doctor-ok/,
+    );
+    assert.deepEqual(doctorScript({ prompt: "doctor: run the long command", commandOutputs: [] }), {
+      kind: "command",
+      cmd: "sleep 1000",
+    });
   });
 
   test("the scripted model answers POST /v1/responses with Responses SSE and sees the command outputs", async () => {
@@ -108,7 +143,12 @@ describe("doctor", () => {
       return { kind: "command", cmd: "echo hi" };
     });
     try {
-      const body = { input: [{ role: "user", content: [{ type: "input_text", text: "go" }] }, { type: "function_call_output", call_id: "c", output: "earlier" }] };
+      const body = {
+        input: [
+          { role: "user", content: [{ type: "input_text", text: "go" }] },
+          { type: "function_call_output", call_id: "c", output: "earlier" },
+        ],
+      };
       const res = await fetch(`${model.baseUrl}/responses`, { method: "POST", body: JSON.stringify(body) });
       assert.equal(res.headers.get("content-type"), "text/event-stream");
       const text = await res.text();
@@ -130,7 +170,13 @@ describe("doctor", () => {
       stateDir: "/tmp/x",
       checks: [
         { name: "engine", status: "pass", detail: "Docker 20.10", durationMs: 1 },
-        { name: "image", status: "fail", detail: "the runtime image x is missing", fix: "unset ALIVE_CODEX_IMAGE", durationMs: 1 },
+        {
+          name: "image",
+          status: "fail",
+          detail: "the runtime image x is missing",
+          fix: "unset ALIVE_CODEX_IMAGE",
+          durationMs: 1,
+        },
         { name: "turn", status: "skip", detail: "not run: no runtime image", durationMs: 0 },
       ],
     });
@@ -149,27 +195,53 @@ describe("doctor", () => {
       stateDir: null,
       checks: [
         { name: "engine", status: "pass", detail: "Docker 20.10", durationMs: 1 },
-        { name: "host", status: "warn", detail: "the host's public address is unknown", fix: "set ALIVE_CODEX_HOST_ADDRESSES", durationMs: 0 },
+        {
+          name: "host",
+          status: "warn",
+          detail: "the host's public address is unknown",
+          fix: "set ALIVE_CODEX_HOST_ADDRESSES",
+          durationMs: 0,
+        },
       ],
     });
-    assert.match(table, /^host\s+WARN\s+the host's public address is unknown\n\s+fix: set ALIVE_CODEX_HOST_ADDRESSES$/m);
-    assert.match(table, /every check passed against the sidecar at \/run\/alive-codex\.sock\ndoctor: 1 warning to act on: host$/);
+    assert.match(
+      table,
+      /^host\s+WARN\s+the host's public address is unknown\n\s+fix: set ALIVE_CODEX_HOST_ADDRESSES$/m,
+    );
+    assert.match(
+      table,
+      /every check passed against the sidecar at \/run\/alive-codex\.sock\ndoctor: 1 warning to act on: host$/,
+    );
   });
 
   test("the host check: the host's public address is known from an interface or ALIVE_CODEX_HOST_ADDRESSES, else a warning", () => {
-    assert.match(checkHostAddresses(["127.0.0.1", "10.0.0.4", "203.0.114.9"], new AddressSet()), /public address 203\.0\.114\.9 is on its interfaces/);
-    assert.match(checkHostAddresses(["127.0.0.1", "10.0.0.4"], parseHostAddressesSetting("ALIVE_CODEX_HOST_ADDRESSES", "198.51.100.7")), /ALIVE_CODEX_HOST_ADDRESSES \(1 entry\)/);
+    assert.match(
+      checkHostAddresses(["127.0.0.1", "10.0.0.4", "203.0.114.9"], new AddressSet()),
+      /public address 203\.0\.114\.9 is on its interfaces/,
+    );
+    assert.match(
+      checkHostAddresses(
+        ["127.0.0.1", "10.0.0.4"],
+        parseHostAddressesSetting("ALIVE_CODEX_HOST_ADDRESSES", "198.51.100.7"),
+      ),
+      /ALIVE_CODEX_HOST_ADDRESSES \(1 entry\)/,
+    );
     for (const behindNat of [["127.0.0.1", "10.0.0.4", "172.17.0.1"], ["192.168.1.20", "fe80::1", "fd00::4"], []]) {
       assert.throws(
         () => checkHostAddresses(behindNat, new AddressSet()),
-        (error: unknown) => error instanceof CheckWarning && /public address is unknown/.test(error.message) && /ALIVE_CODEX_HOST_ADDRESSES/.test(error.fix),
+        (error: unknown) =>
+          error instanceof CheckWarning &&
+          /public address is unknown/.test(error.message) &&
+          /ALIVE_CODEX_HOST_ADDRESSES/.test(error.fix),
         JSON.stringify(behindNat),
       );
     }
   });
 });
 
-async function doctorCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
+async function doctorCli(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string; elapsedMs: number }> {
   const started = Date.now();
   const run = startCli(["doctor", ...args]);
   const { code } = await run.exit;
@@ -200,7 +272,10 @@ describe("doctor --socket: the sidecar answering there", () => {
     assert.equal(report.ok, false);
     assert.equal(report.mode, "running");
     assert.equal(report.socketPath, socket);
-    assert.deepEqual(report.checks.map((c) => c.name), [...RUNNING_CHECKS]);
+    assert.deepEqual(
+      report.checks.map((c) => c.name),
+      [...RUNNING_CHECKS],
+    );
     const sidecar = checkOf(report, "sidecar");
     assert.equal(sidecar.status, "fail");
     assert.equal(sidecar.detail, `nothing answers at ${socket}: no socket there`);
@@ -214,9 +289,15 @@ describe("doctor --socket: the sidecar answering there", () => {
     const { code, stdout, elapsedMs } = await doctorCli(["--socket", socket]);
     assert.equal(code, 3, stdout);
     assert.ok(elapsedMs < 5000, `took ${elapsedMs} ms`);
-    assert.match(stdout, new RegExp(`^sidecar\\s+FAIL\\s+nothing answers at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: `, "m"));
+    assert.match(
+      stdout,
+      new RegExp(`^sidecar\\s+FAIL\\s+nothing answers at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: `, "m"),
+    );
     assert.match(stdout, /^\s+fix: start the sidecar/m);
-    assert.match(stdout.trimEnd(), new RegExp(`1 check failed against the sidecar at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+    assert.match(
+      stdout.trimEnd(),
+      new RegExp(`1 check failed against the sidecar at ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
+    );
   });
 
   test("--scratch and --socket exclude each other", async () => {
@@ -231,7 +312,18 @@ describe("doctor --socket against a sidecar that answers (a fake service behind 
   const root = process.getuid?.() === 0;
   /** The top of the range is doctor's scratch uid; as non-root, only its own uid can be chowned to. */
   const ids = root ? "1000-65533" : `${process.getuid?.()}-${process.getuid?.()}`;
-  const settings = (): string[] => ["--socket", t.socketPath, "--workspace-roots", t.workspaceRoot, "--uid-range", ids, "--gid-range", ids, "--docker-host", "unix:///nonexistent/alive-codex-doctor-test.sock"];
+  const settings = (): string[] => [
+    "--socket",
+    t.socketPath,
+    "--workspace-roots",
+    t.workspaceRoot,
+    "--uid-range",
+    ids,
+    "--gid-range",
+    ids,
+    "--docker-host",
+    "unix:///nonexistent/alive-codex-doctor-test.sock",
+  ];
   before(async () => {
     t = await startTestServer();
   });
@@ -246,34 +338,56 @@ describe("doctor --socket against a sidecar that answers (a fake service behind 
   test("health, engine, image and codex from the sidecar; a scratch workspace ensured through it, then removed; no turn unless asked", async () => {
     const { code, stdout, stderr } = await doctorCli([...settings(), "--json"]);
     const report = JSON.parse(stdout) as DoctorReport;
-    assert.deepEqual(report.checks.map((c) => c.name), [...RUNNING_CHECKS], stderr);
+    assert.deepEqual(
+      report.checks.map((c) => c.name),
+      [...RUNNING_CHECKS],
+      stderr,
+    );
     assert.equal(report.mode, "running");
     assert.equal(report.socketPath, t.socketPath);
     assert.equal(report.stateDir, null);
     const status = Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
-    assert.deepEqual(status, {
-      sidecar: "pass",
-      // The fake answers that its engine is reachable, but doctor's own DOCKER_HOST leads nowhere: the container probes cannot run.
-      engine: "fail",
-      image: "pass",
-      codex: "pass",
-      workspace: "pass",
-      disk: "pass",
-      hardening: "skip",
-      isolation: "pass",
-      turn: "skip",
-      cancel: "skip",
-      egress: "skip",
-      cleanup: "pass",
-      host: hostCheckStatus(new AddressSet()),
-    }, JSON.stringify(report.checks, null, 1));
+    assert.deepEqual(
+      status,
+      {
+        sidecar: "pass",
+        // The fake answers that its engine is reachable, but doctor's own DOCKER_HOST leads nowhere: the container probes cannot run.
+        engine: "fail",
+        image: "pass",
+        codex: "pass",
+        workspace: "pass",
+        disk: "pass",
+        hardening: "skip",
+        isolation: "pass",
+        turn: "skip",
+        cancel: "skip",
+        egress: "skip",
+        cleanup: "pass",
+        host: hostCheckStatus(new AddressSet()),
+      },
+      JSON.stringify(report.checks, null, 1),
+    );
     assert.equal(code, 1, "a failed check");
-    assert.match(checkOf(report, "sidecar").detail, new RegExp(`^alive-codex-sidecar 0\\.0\\.0-test answers at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
-    assert.match(checkOf(report, "engine").detail, /doctor does not reach unix:\/\/\/nonexistent\/alive-codex-doctor-test\.sock/);
+    assert.match(
+      checkOf(report, "sidecar").detail,
+      new RegExp(
+        `^alive-codex-sidecar 0\\.0\\.0-test answers at ${t.socketPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`,
+      ),
+    );
+    assert.match(
+      checkOf(report, "engine").detail,
+      /doctor does not reach unix:\/\/\/nonexistent\/alive-codex-doctor-test\.sock/,
+    );
     assert.equal(checkOf(report, "image").detail, "alive-codex-runtime:test present");
-    assert.equal(checkOf(report, "codex").detail, "0.171.0 (ALIVE_CODEX_CODEX_VERSION; the SDK's is 0.163.0; tested; adds --ignore-user-config --ignore-rules)");
+    assert.equal(
+      checkOf(report, "codex").detail,
+      "0.171.0 (ALIVE_CODEX_CODEX_VERSION; the SDK's is 0.163.0; tested; adds --ignore-user-config --ignore-rules)",
+    );
     assert.equal(checkOf(report, "disk").detail, "NOT LIMITED (ALIVE_CODEX_DISK=off)");
-    assert.match(checkOf(report, "turn").detail, /^not checked: a turn through a running sidecar uses its model and key .*doctor --turn/);
+    assert.match(
+      checkOf(report, "turn").detail,
+      /^not checked: a turn through a running sidecar uses its model and key .*doctor --turn/,
+    );
 
     // What reached the sidecar: health first, the scratch workspace ensured, listed, removed with its HOME; no turn.
     const methods = t.service.calls.map((c) => c.method);
@@ -294,7 +408,16 @@ describe("doctor --socket against a sidecar that answers (a fake service behind 
     t.service.turnScript = () => ({
       events: [],
       finalResponse: "done",
-      items: [{ id: "c1", type: "command_execution", command: "echo doctor-ok", aggregated_output: "doctor-ok\n", exit_code: 0, status: "completed" }],
+      items: [
+        {
+          id: "c1",
+          type: "command_execution",
+          command: "echo doctor-ok",
+          aggregated_output: "doctor-ok\n",
+          exit_code: 0,
+          status: "completed",
+        },
+      ],
     });
     const { stdout } = await doctorCli([...settings(), "--turn", "--json"]);
     const report = JSON.parse(stdout) as DoctorReport;

@@ -25,14 +25,21 @@ before(async () => {
   await once(upstream, "listening");
   dir = await fs.mkdtemp(path.join(os.tmpdir(), "api-proxy-"));
   socketPath = path.join(dir, "api.sock");
-  proxy = createApiProxy({ target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/api`, workspaceId: "ws-1", log: createLogger({ level: "error", write: () => undefined }) });
+  proxy = createApiProxy({
+    target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/api`,
+    workspaceId: "ws-1",
+    log: createLogger({ level: "error", write: () => undefined }),
+  });
   proxy.listen(socketPath);
   await once(proxy, "listening");
 });
 after(async () => {
   proxy.closeAllConnections();
   upstream.closeAllConnections();
-  await Promise.all([new Promise((resolve) => proxy.close(resolve)), new Promise((resolve) => upstream.close(resolve))]);
+  await Promise.all([
+    new Promise((resolve) => proxy.close(resolve)),
+    new Promise((resolve) => upstream.close(resolve)),
+  ]);
   await fs.rm(dir, { recursive: true, force: true });
 });
 
@@ -67,12 +74,19 @@ const SPOOFED = {
 describe("API proxy: identity headers", () => {
   test("x-alive-workspace is the workspace the proxy serves, whatever the tenant sent; spoofable identity headers are dropped", async () => {
     seen = [];
-    const answer = await get({ ...SPOOFED, authorization: "Bearer per-workspace-token", "x-request-id": "r-1", "content-type": "application/json" });
+    const answer = await get({
+      ...SPOOFED,
+      authorization: "Bearer per-workspace-token",
+      "x-request-id": "r-1",
+      "content-type": "application/json",
+    });
     assert.equal(answer.status, 200);
     assert.equal(answer.body, "GET /api/v1/things?x=1\n");
     const headers = seen[0]!;
     assert.equal(headers["x-alive-workspace"], "ws-1");
-    for (const name of Object.keys(SPOOFED).map((n) => n.toLowerCase()).filter((n) => n !== "x-alive-workspace")) {
+    for (const name of Object.keys(SPOOFED)
+      .map((n) => n.toLowerCase())
+      .filter((n) => n !== "x-alive-workspace")) {
       assert.equal(headers[name], undefined, `${name} reached the API`);
     }
     // The caller's own credential and ordinary headers pass as they came.
@@ -83,7 +97,17 @@ describe("API proxy: identity headers", () => {
   });
 
   test("a header sent twice, or in another case, is dropped all the same", () => {
-    const out = apiRequestHeaders({ "x-alive-workspace": "a, b", "x-forwarded-for": "1.2.3.4, 5.6.7.8", connection: "x-keep", "x-keep": "hop", accept: "*/*" }, "ws-2", "api.internal");
+    const out = apiRequestHeaders(
+      {
+        "x-alive-workspace": "a, b",
+        "x-forwarded-for": "1.2.3.4, 5.6.7.8",
+        connection: "x-keep",
+        "x-keep": "hop",
+        accept: "*/*",
+      },
+      "ws-2",
+      "api.internal",
+    );
     assert.deepEqual(out, { accept: "*/*", host: "api.internal", "x-alive-workspace": "ws-2" });
   });
 });

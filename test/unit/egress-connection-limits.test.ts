@@ -20,13 +20,25 @@ describe("ConnectionLimits", () => {
     const limits = new ConnectionLimits({ perWorkspace: 2, total: 100 });
     admitted(limits.admitConnection("a", "proxy"));
     const second = admitted(limits.admitConnection("a", "proxy"));
-    assert.match(refused(limits.admitConnection("a", "proxy"), 429, "too_many_connections"), /holds 2 connections on its proxy\.sock/);
+    assert.match(
+      refused(limits.admitConnection("a", "proxy"), 429, "too_many_connections"),
+      /holds 2 connections on its proxy\.sock/,
+    );
     admitted(limits.admitConnection("a", "model"));
     admitted(limits.admitConnection("b", "proxy"));
     second();
     second(); // a release counts once
     admitted(limits.admitConnection("a", "proxy"));
-    assert.deepEqual(limits.counts("a"), { proxy: 2, model: 1, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 1, cut: 0 });
+    assert.deepEqual(limits.counts("a"), {
+      proxy: 2,
+      model: 1,
+      api: 0,
+      tunnels: 0,
+      requests: 0,
+      apiRequests: 0,
+      refusedForLimit: 1,
+      cut: 0,
+    });
   });
 
   test("tunnels and forwarded requests share one bound; API requests have their own", () => {
@@ -41,7 +53,11 @@ describe("ConnectionLimits", () => {
 
   test("the sidecar's total counts accepted and upstream connections of every workspace: 503 sidecar_at_capacity past it", () => {
     const reasons: Array<[string, string]> = [];
-    const limits = new ConnectionLimits({ perWorkspace: 10, total: 3, onRefused: (kind, reason) => reasons.push([kind, reason]) });
+    const limits = new ConnectionLimits({
+      perWorkspace: 10,
+      total: 3,
+      onRefused: (kind, reason) => reasons.push([kind, reason]),
+    });
     admitted(limits.admitConnection("a", "proxy"));
     const tunnel = admitted(limits.admitUpstream("a", "tunnel"));
     admitted(limits.admitConnection("b", "api"));
@@ -72,12 +88,19 @@ describe("ConnectionLimits", () => {
     });
     admitted(limits.admitConnection("a", "proxy"));
     overloaded = true;
-    assert.match(refused(limits.admitConnection("b", "proxy"), 503, "sidecar_overloaded"), /950 of its 1000 open files/);
+    assert.match(
+      refused(limits.admitConnection("b", "proxy"), 503, "sidecar_overloaded"),
+      /950 of its 1000 open files/,
+    );
     refused(limits.admitUpstream("a", "tunnel"), 503, "sidecar_overloaded");
     assert.deepEqual(told, [0, 1, 1]);
     // The workspace's own bound is named first: it is what the tenant can change.
     let full = false;
-    const tight = new ConnectionLimits({ perWorkspace: 1, total: 100, overloaded: () => ({ overloaded: full, open: 1, limit: 1 }) });
+    const tight = new ConnectionLimits({
+      perWorkspace: 1,
+      total: 100,
+      overloaded: () => ({ overloaded: full, open: 1, limit: 1 }),
+    });
     admitted(tight.admitConnection("a", "proxy"));
     full = true;
     refused(tight.admitConnection("a", "proxy"), 429, "too_many_connections");
@@ -88,7 +111,16 @@ describe("ConnectionLimits", () => {
     const release = admitted(limits.admitConnection("a", "proxy"));
     limits.noteCut("a");
     limits.forget("a");
-    assert.deepEqual(limits.counts("a"), { proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 });
+    assert.deepEqual(limits.counts("a"), {
+      proxy: 0,
+      model: 0,
+      api: 0,
+      tunnels: 0,
+      requests: 0,
+      apiRequests: 0,
+      refusedForLimit: 0,
+      cut: 0,
+    });
     admitted(limits.admitConnection("a", "proxy"));
     assert.equal(limits.held, 2);
     release();
@@ -96,7 +128,12 @@ describe("ConnectionLimits", () => {
   });
 
   test("the answer names the reason in x-alive-egress-error; a model socket's is OpenAI's error shape", () => {
-    const refusal = { ok: false as const, status: 429 as const, reason: "too_many_connections" as const, message: "too many" };
+    const refusal = {
+      ok: false as const,
+      status: 429 as const,
+      reason: "too_many_connections" as const,
+      message: "too many",
+    };
     const text = limitAnswer("proxy", refusal);
     assert.match(text, /^HTTP\/1\.1 429 Too Many Requests\r\n/);
     assert.match(text, /\r\nx-alive-egress-error: too_many_connections\r\n/);

@@ -51,7 +51,8 @@ describe("a workspace's network sockets", () => {
     const closed = endpoints.close("b");
     const reopened = endpoints.ensure(net);
     await Promise.all([closed, reopened]);
-    for (const name of [NET_SOCKETS.proxy, NET_SOCKETS.model]) assert.ok((await fs.stat(path.join(dir, name))).isSocket(), `${name} is served again`);
+    for (const name of [NET_SOCKETS.proxy, NET_SOCKETS.model])
+      assert.ok((await fs.stat(path.join(dir, name))).isSocket(), `${name} is served again`);
     assert.equal(credentials.resolve(credential), null, "the workspace's credentials were revoked with its sockets");
   });
 });

@@ -6,7 +6,14 @@ import { checkAddress } from "../../src/policy/addresses.js";
 
 describe("hostAddressesFromInterfaces", () => {
   test("lists every address of every interface", () => {
-    const info = (address: string): NetworkInterfaceInfo => ({ address, family: "IPv4", netmask: "", mac: "00:00:00:00:00:00", internal: false, cidr: null });
+    const info = (address: string): NetworkInterfaceInfo => ({
+      address,
+      family: "IPv4",
+      netmask: "",
+      mac: "00:00:00:00:00:00",
+      internal: false,
+      cidr: null,
+    });
     const interfaces = { lo: [info("127.0.0.1"), info("::1")], eth0: [info("8.8.4.4")], down: undefined };
     assert.deepEqual(hostAddressesFromInterfaces(interfaces), ["127.0.0.1", "::1", "8.8.4.4"]);
   });

@@ -9,7 +9,16 @@ import net from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ConnectionLimits } from "../../src/egress/connection-limits.js";
 import { parseInternalDestinations } from "../../src/policy/internal-destinations.js";
-import { connectThrough, sendRaw, startTestProxy, startUpstreams, type RawResponse, type TestProxy, type TestProxyOptions, type Upstreams } from "../support/egress-proxy.js";
+import {
+  connectThrough,
+  sendRaw,
+  startTestProxy,
+  startUpstreams,
+  type RawResponse,
+  type TestProxy,
+  type TestProxyOptions,
+  type Upstreams,
+} from "../support/egress-proxy.js";
 import { waitFor } from "../support/wait.js";
 
 let upstreams: Upstreams;
@@ -57,10 +66,26 @@ afterEach(async () => {
 });
 
 /** The test proxy, with the holder as an internal destination too and the cuts recorded. */
-async function start(extra: TestProxyOptions["extra"] = {}, options: Partial<TestProxyOptions> = {}): Promise<TestProxy & { cuts: Array<[string, string]> }> {
+async function start(
+  extra: TestProxyOptions["extra"] = {},
+  options: Partial<TestProxyOptions> = {},
+): Promise<TestProxy & { cuts: Array<[string, string]> }> {
   const cuts: Array<[string, string]> = [];
-  const internal = parseInternalDestinations([`127.0.0.1:${upstreams.httpPort}`, `127.0.0.1:${upstreams.echoPort}`, `http://upstream.internal:${upstreams.httpPort}`, `127.0.0.1:${holder.port}`], "test");
-  proxy = await startTestProxy({ policy: "public", upstreams, ...options, extra: { internal, onCut: (kind, reason) => cuts.push([kind, reason]), ...extra } });
+  const internal = parseInternalDestinations(
+    [
+      `127.0.0.1:${upstreams.httpPort}`,
+      `127.0.0.1:${upstreams.echoPort}`,
+      `http://upstream.internal:${upstreams.httpPort}`,
+      `127.0.0.1:${holder.port}`,
+    ],
+    "test",
+  );
+  proxy = await startTestProxy({
+    policy: "public",
+    upstreams,
+    ...options,
+    extra: { internal, onCut: (kind, reason) => cuts.push([kind, reason]), ...extra },
+  });
   return Object.assign(proxy, { cuts });
 }
 
@@ -79,7 +104,10 @@ describe("egress proxy: tunnel idle timeout and lifetime", () => {
     const lastByte = performance.now();
     assert.equal(holder.open(), 1);
     await tunnel.received.closedText();
-    assert.ok(performance.now() - lastByte >= 190, `closed ${Math.round(performance.now() - lastByte)} ms after the last byte`);
+    assert.ok(
+      performance.now() - lastByte >= 190,
+      `closed ${Math.round(performance.now() - lastByte)} ms after the last byte`,
+    );
     await waitFor(() => holder.open() === 0, { what: "the upstream end closed too" });
     assert.deepEqual(p.cuts, [["tunnel", "idle"]]);
   });
@@ -116,7 +144,10 @@ describe("egress proxy: tunnel idle timeout and lifetime", () => {
 
   test("a forwarded request whose upstream goes quiet is cut after the idle timeout", async () => {
     const p = await start({ idleTimeoutMs: 200, maxLifetimeMs: 60_000 });
-    const response = await sendRaw(p.socketPath, `GET http://127.0.0.1:${upstreams.httpPort}/held HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const response = await sendRaw(
+      p.socketPath,
+      `GET http://127.0.0.1:${upstreams.httpPort}/held HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
     assert.equal(response.status, 200);
     await response.received.includes("first\n");
     await response.received.closedText();
@@ -136,13 +167,25 @@ describe("egress proxy: a workspace's bound on its upstream connections", () => 
     assert.equal(refused.status, 429);
     assert.equal(refused.headers["x-alive-egress-error"], "too_many_connections");
     assert.match(refused.body(), /holds 2 tunnels and forwarded requests/);
-    const get = await sendRaw(p.socketPath, `GET http://127.0.0.1:${upstreams.httpPort}/missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const get = await sendRaw(
+      p.socketPath,
+      `GET http://127.0.0.1:${upstreams.httpPort}/missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
     assert.equal(get.status, 429);
     assert.equal(holder.open(), 2, "nothing was connected for the refused ones");
     tunnels[0]!.socket.destroy();
     await waitFor(() => limits.counts("w").tunnels === 1, { what: "the closed tunnel given back" });
     const again = await tunnelToHolder(p.socketPath);
-    assert.deepEqual(limits.counts("w"), { proxy: 0, model: 0, api: 0, tunnels: 2, requests: 0, apiRequests: 0, refusedForLimit: 2, cut: 0 });
+    assert.deepEqual(limits.counts("w"), {
+      proxy: 0,
+      model: 0,
+      api: 0,
+      tunnels: 2,
+      requests: 0,
+      apiRequests: 0,
+      refusedForLimit: 2,
+      cut: 0,
+    });
     for (const tunnel of [tunnels[1]!, again]) tunnel.socket.destroy();
     await waitFor(() => limits.counts("w").tunnels === 0, { what: "every tunnel given back" });
   });
@@ -161,7 +204,12 @@ describe("egress proxy: ports", () => {
       await response.received.closedText();
       assert.equal(response.status, 403, request);
       assert.equal(response.headers["x-alive-egress-refused"], "port_not_allowed");
-      assert.match(response.body(), new RegExp(`port ${port} of ${host.replace(/\./g, "\\.")} is not one the egress proxy connects to \\(allowed: 443\\)`));
+      assert.match(
+        response.body(),
+        new RegExp(
+          `port ${port} of ${host.replace(/\./g, "\\.")} is not one the egress proxy connects to \\(allowed: 443\\)`,
+        ),
+      );
     }
     assert.deepEqual(p.lookups, []);
     assert.deepEqual(
@@ -193,9 +241,15 @@ describe("egress proxy: closeUpstreams()", () => {
   test("ends every tunnel and forwarded request, both ends, and counts them; an idle keep-alive connection stays", async () => {
     const p = await start();
     const tunnels = [await tunnelToHolder(p.socketPath), await tunnelToHolder(p.socketPath)];
-    const held = await sendRaw(p.socketPath, `GET http://127.0.0.1:${upstreams.httpPort}/held HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const held = await sendRaw(
+      p.socketPath,
+      `GET http://127.0.0.1:${upstreams.httpPort}/held HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
     await held.received.includes("first\n");
-    const keepAlive = await sendRaw(p.socketPath, `GET http://127.0.0.1:${upstreams.httpPort}/missing HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const keepAlive = await sendRaw(
+      p.socketPath,
+      `GET http://127.0.0.1:${upstreams.httpPort}/missing HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
     await keepAlive.received.includes("not here\n");
     assert.equal(p.server.closeUpstreams(), 3);
     await Promise.all([...tunnels, held].map((r) => r.received.closedText()));
@@ -232,7 +286,9 @@ describe("egress proxy: closeUpstreams()", () => {
     await response.received.closedText();
     assert.equal(response.status, 503);
     assert.equal(response.headers["x-alive-egress-error"], "egress_changed");
-    await waitFor(() => upstreams.connections() === connections + 1, { what: "the upstream connection (made, then dropped)" });
+    await waitFor(() => upstreams.connections() === connections + 1, {
+      what: "the upstream connection (made, then dropped)",
+    });
     // The next one is decided afresh.
     const next = await connectThrough(p.socketPath, `upstream.internal:${upstreams.httpPort}`);
     assert.equal(next.status, 200);

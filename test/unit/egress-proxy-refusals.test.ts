@@ -11,7 +11,16 @@ import { parseInternalDestinations } from "../../src/policy/internal-destination
 import { LookupError } from "../../src/egress/resolver.js";
 import { LogLimiter } from "../../src/shared/log-limiter.js";
 import { waitFor } from "../support/wait.js";
-import { connectThrough, sendRaw, startTestProxy, startUpstreams, type RawResponse, type TestProxy, type TestProxyOptions, type Upstreams } from "../support/egress-proxy.js";
+import {
+  connectThrough,
+  sendRaw,
+  startTestProxy,
+  startUpstreams,
+  type RawResponse,
+  type TestProxy,
+  type TestProxyOptions,
+  type Upstreams,
+} from "../support/egress-proxy.js";
 
 let upstreams: Upstreams;
 let proxy: TestProxy | undefined;
@@ -91,12 +100,24 @@ describe("egress proxy: refused by address", () => {
   test("localhost, allowed by name, resolves (for real, through the hosts file) to loopback: private_address, without saying to what", async () => {
     const p = await start({ policy: LIST, realResolver: true });
     const connections = upstreams.connections();
-    const body = await assertRefused(await connectThrough(p.socketPath, `localhost:${upstreams.echoPort}`), "localhost", "private_address");
+    const body = await assertRefused(
+      await connectThrough(p.socketPath, `localhost:${upstreams.echoPort}`),
+      "localhost",
+      "private_address",
+    );
     assert.match(body, /localhost resolves to an address that is not public/);
-    for (const leak of ["127.0.0.1", "::1", "loopback"]) assert.ok(!body.includes(leak), `the answer names ${leak}: ${body}`);
+    for (const leak of ["127.0.0.1", "::1", "loopback"])
+      assert.ok(!body.includes(leak), `the answer names ${leak}: ${body}`);
     // The sidecar's own log keeps what it resolved to.
-    assert.ok(p.logLines.some((line) => /"detail":"localhost resolves to (127\.0\.0\.1|::1), a loopback address"/.test(line)), p.logLines.join("\n"));
-    await assertRefused(await get(p.socketPath, `http://localhost:${upstreams.httpPort}/`), "localhost", "private_address");
+    assert.ok(
+      p.logLines.some((line) => /"detail":"localhost resolves to (127\.0\.0\.1|::1), a loopback address"/.test(line)),
+      p.logLines.join("\n"),
+    );
+    await assertRefused(
+      await get(p.socketPath, `http://localhost:${upstreams.httpPort}/`),
+      "localhost",
+      "private_address",
+    );
     assert.equal(upstreams.connections(), connections);
   });
 
@@ -119,25 +140,52 @@ describe("egress proxy: refused by address", () => {
 
   test("an absolute-form GET to the metadata address is refused", async () => {
     const p = await start({ policy: "public" });
-    await assertRefused(await get(p.socketPath, "http://169.254.169.254/latest/meta-data/"), "169.254.169.254", "private_address");
+    await assertRefused(
+      await get(p.socketPath, "http://169.254.169.254/latest/meta-data/"),
+      "169.254.169.254",
+      "private_address",
+    );
   });
 
   test("a name with one non-public address among its answers is refused, whichever comes first", async () => {
-    const p = await start({ policy: "public", names: { "mixed.example": ["203.0.113.10", "127.0.0.1"], "mixed2.example": ["127.0.0.1", "203.0.113.10"] } });
+    const p = await start({
+      policy: "public",
+      names: { "mixed.example": ["203.0.113.10", "127.0.0.1"], "mixed2.example": ["127.0.0.1", "203.0.113.10"] },
+    });
     const connections = upstreams.connections();
-    await assertRefused(await connectThrough(p.socketPath, `mixed.example:${upstreams.echoPort}`), "mixed.example", "private_address");
-    await assertRefused(await connectThrough(p.socketPath, `mixed2.example:${upstreams.echoPort}`), "mixed2.example", "private_address");
+    await assertRefused(
+      await connectThrough(p.socketPath, `mixed.example:${upstreams.echoPort}`),
+      "mixed.example",
+      "private_address",
+    );
+    await assertRefused(
+      await connectThrough(p.socketPath, `mixed2.example:${upstreams.echoPort}`),
+      "mixed2.example",
+      "private_address",
+    );
     assert.equal(upstreams.connections(), connections);
   });
 
   test("a name that resolves to an internal destination's address is not that destination", async () => {
     const p = await start({ policy: "public", names: { "alias.example": ["127.0.0.1"] } });
-    await assertRefused(await connectThrough(p.socketPath, `alias.example:${upstreams.echoPort}`), "alias.example", "private_address");
+    await assertRefused(
+      await connectThrough(p.socketPath, `alias.example:${upstreams.echoPort}`),
+      "alias.example",
+      "private_address",
+    );
   });
 
   test("the operator's further host addresses are refused as host_address, naming no address", async () => {
-    const p = await start({ policy: "public", names: { "nat.example": ["93.184.216.34"] }, extra: { operatorHostAddresses: new AddressSet([{ network: "93.184.216.0", prefix: 24 }]) } });
-    const body = await assertRefused(await connectThrough(p.socketPath, "nat.example:443"), "nat.example", "host_address");
+    const p = await start({
+      policy: "public",
+      names: { "nat.example": ["93.184.216.34"] },
+      extra: { operatorHostAddresses: new AddressSet([{ network: "93.184.216.0", prefix: 24 }]) },
+    });
+    const body = await assertRefused(
+      await connectThrough(p.socketPath, "nat.example:443"),
+      "nat.example",
+      "host_address",
+    );
     assert.match(body, /nat\.example resolves to an address of the host/);
     assert.ok(!body.includes("93.184"), body);
     await assertRefused(await connectThrough(p.socketPath, "93.184.216.1:443"), "93.184.216.1", "host_address");
@@ -147,7 +195,11 @@ describe("egress proxy: refused by address", () => {
 describe("egress proxy: malformed requests and failed lookups", () => {
   const BAD = [
     ["an origin-form request", "GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", /absolute-form/],
-    ["an https:// absolute-form request", "GET https://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", /use CONNECT for https/],
+    [
+      "an https:// absolute-form request",
+      "GET https://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      /use CONNECT for https/,
+    ],
     ["a CONNECT without a port", "CONNECT example.com HTTP/1.1\r\n\r\n", /CONNECT needs host:port/],
     ["a CONNECT to port 0", "CONNECT example.com:0 HTTP/1.1\r\n\r\n", /port 0 is not a port/],
     ["a CONNECT to port 70000", "CONNECT example.com:70000 HTTP/1.1\r\n\r\n", /port 70000 is not a port/],
@@ -183,8 +235,22 @@ describe("egress proxy: malformed requests and failed lookups", () => {
 
 describe("egress proxy: lookups", () => {
   test("a lookup refused for the workspace's bound is a 429 dns_busy saying so", async () => {
-    const p = await start({ policy: "public", extra: { resolve: async () => Promise.reject(new LookupError("busy", "too many lookups in flight for this workspace (4 at once, 16 waiting); try again when they end")) } });
-    for (const response of [await connectThrough(p.socketPath, "flood.example:443"), await get(p.socketPath, "http://flood.example/")]) {
+    const p = await start({
+      policy: "public",
+      extra: {
+        resolve: async () =>
+          Promise.reject(
+            new LookupError(
+              "busy",
+              "too many lookups in flight for this workspace (4 at once, 16 waiting); try again when they end",
+            ),
+          ),
+      },
+    });
+    for (const response of [
+      await connectThrough(p.socketPath, "flood.example:443"),
+      await get(p.socketPath, "http://flood.example/"),
+    ]) {
       await response.received.closedText();
       assert.equal(response.status, 429);
       assert.equal(response.headers["x-alive-egress-error"], "dns_busy");
@@ -204,7 +270,10 @@ describe("egress proxy: lookups", () => {
         });
       });
     const p = await start({ policy: "public", extra: { resolve } });
-    const clients = ["CONNECT slow.example:443 HTTP/1.1\r\n\r\n", "GET http://slow2.example/ HTTP/1.1\r\nHost: slow2.example\r\n\r\n"].map((head) => {
+    const clients = [
+      "CONNECT slow.example:443 HTTP/1.1\r\n\r\n",
+      "GET http://slow2.example/ HTTP/1.1\r\nHost: slow2.example\r\n\r\n",
+    ].map((head) => {
       const socket = net.connect(p.socketPath);
       socket.on("error", () => {});
       socket.write(head);
@@ -218,7 +287,11 @@ describe("egress proxy: lookups", () => {
   });
 
   test("a connect failure to a name does not say which address was tried", async () => {
-    const p = await start({ policy: "public", names: { "closed.internal": ["127.0.0.1"] }, extra: { internal: parseInternalDestinations(["closed.internal:1"], "test") } });
+    const p = await start({
+      policy: "public",
+      names: { "closed.internal": ["127.0.0.1"] },
+      extra: { internal: parseInternalDestinations(["closed.internal:1"], "test") },
+    });
     const response = await connectThrough(p.socketPath, "closed.internal:1");
     await response.received.closedText();
     assert.equal(response.status, 502);
@@ -232,11 +305,16 @@ describe("egress proxy: refusal logs and counts", () => {
   test("each refusal is counted and logged (the log may say what a name resolved to), without paths or credentials", async () => {
     const p = await start({ policy: LIST, names: { localhost: ["127.0.0.1"] } });
     const secretHeaders = "Authorization: Bearer sk-secret-bearer\r\nProxy-Authorization: Basic c2VjcmV0LXByb3h5\r\n";
-    for (let i = 0; i < 3; i++) await (await get(p.socketPath, "http://blocked.allowed.example/x?token=secret-query", secretHeaders)).received.closedText();
+    for (let i = 0; i < 3; i++)
+      await (
+        await get(p.socketPath, "http://blocked.allowed.example/x?token=secret-query", secretHeaders)
+      ).received.closedText();
     await (await connectThrough(p.socketPath, "elsewhere.example:443")).received.closedText();
     await (await connectThrough(p.socketPath, "localhost:443")).received.closedText();
     assert.equal(p.refusals.length, 5);
-    const refused = p.logLines.filter((line) => line.includes("egress refused")).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const refused = p.logLines
+      .filter((line) => line.includes("egress refused"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.deepEqual(
       refused.map((r) => [r.level, r.host, r.reason]),
       [
@@ -249,7 +327,8 @@ describe("egress proxy: refusal logs and counts", () => {
     );
     assert.equal(refused[4]?.detail, "localhost resolves to 127.0.0.1, a loopback address");
     const all = p.logLines.join("\n");
-    for (const secret of ["sk-secret-bearer", "c2VjcmV0LXByb3h5", "secret-query", "/x?"]) assert.ok(!all.includes(secret), `the log holds ${secret}`);
+    for (const secret of ["sk-secret-bearer", "c2VjcmV0LXByb3h5", "secret-query", "/x?"])
+      assert.ok(!all.includes(secret), `the log holds ${secret}`);
   });
 
   test("a flood of refusals is logged at a bounded rate, then summed up in one line", async () => {
@@ -257,13 +336,24 @@ describe("egress proxy: refusal logs and counts", () => {
     const p = await start({ policy: LIST, extra: { logLimiter: new LogLimiter({ perMinute: 2, now: () => now }) } });
     for (let i = 0; i < 6; i++) await (await connectThrough(p.socketPath, `h${i}.example:443`)).received.closedText();
     assert.equal(p.refusals.length, 6, "every refusal is still counted");
-    const refusedLines = (): Array<Record<string, unknown>> => p.logLines.filter((line) => line.includes("egress refused")).map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.deepEqual(refusedLines().map((r) => r.host), ["h0.example", "h1.example"]);
+    const refusedLines = (): Array<Record<string, unknown>> =>
+      p.logLines
+        .filter((line) => line.includes("egress refused"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(
+      refusedLines().map((r) => r.host),
+      ["h0.example", "h1.example"],
+    );
     now = 30_000;
     await (await connectThrough(p.socketPath, "h6.example:443")).received.closedText();
-    assert.deepEqual(refusedLines().slice(2).map((r) => [r.msg, r.suppressed ?? null, r.host]), [
-      ["egress refused: 4 more suppressed", 4, "h5.example"],
-      ["egress refused", null, "h6.example"],
-    ]);
+    assert.deepEqual(
+      refusedLines()
+        .slice(2)
+        .map((r) => [r.msg, r.suppressed ?? null, r.host]),
+      [
+        ["egress refused: 4 more suppressed", 4, "h5.example"],
+        ["egress refused", null, "h6.example"],
+      ],
+    );
   });
 });

@@ -4,7 +4,14 @@ import { once } from "node:events";
 import http from "node:http";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { EgressPolicy } from "../../src/policy/egress-policy.js";
-import { connectThrough, sendRaw, startTestProxy, startUpstreams, type TestProxy, type Upstreams } from "../support/egress-proxy.js";
+import {
+  connectThrough,
+  sendRaw,
+  startTestProxy,
+  startUpstreams,
+  type TestProxy,
+  type Upstreams,
+} from "../support/egress-proxy.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 let upstreams: Upstreams;
@@ -70,7 +77,9 @@ describe("egress proxy: CONNECT", () => {
 
   test("server.close() completes once the tunnels have ended: no socket is left behind", async () => {
     proxy = await startTestProxy({ policy: "public", upstreams });
-    const tunnels = await Promise.all([1, 2].map(() => connectThrough(proxy!.socketPath, `127.0.0.1:${upstreams.echoPort}`)));
+    const tunnels = await Promise.all(
+      [1, 2].map(() => connectThrough(proxy!.socketPath, `127.0.0.1:${upstreams.echoPort}`)),
+    );
     const closed = new Promise((resolve) => proxy!.server.close(resolve));
     tunnels[0]!.socket.end(); // a half-close travels through and back
     tunnels[1]!.socket.destroy(); // an abrupt close ends the upstream side too
@@ -93,7 +102,11 @@ describe("egress proxy: CONNECT", () => {
     await once(spare, "listening");
     const port = (spare.address() as { port: number }).port;
     await new Promise((resolve) => spare.close(resolve));
-    proxy = await startTestProxy({ policy: "public", upstreams, extra: { internal: [{ host: "127.0.0.1", port, entry: "spare" }] } });
+    proxy = await startTestProxy({
+      policy: "public",
+      upstreams,
+      extra: { internal: [{ host: "127.0.0.1", port, entry: "spare" }] },
+    });
     const response = await connectThrough(proxy.socketPath, `127.0.0.1:${port}`);
     assert.equal(response.status, 502);
     assert.equal(response.headers["x-alive-egress-error"], "connect_failed");
@@ -132,7 +145,14 @@ describe("egress proxy: absolute-form requests", () => {
     proxy = await startTestProxy({ policy: "public", upstreams });
     const before = upstreams.requests.length;
     const request = requestThrough(proxy.socketPath, `http://upstream.internal:${upstreams.httpPort}/missing?q=1`, {
-      headers: { "proxy-authorization": "Basic c2VjcmV0", "proxy-connection": "keep-alive", connection: "x-drop", "x-drop": "1", "x-keep": "2", host: "elsewhere" },
+      headers: {
+        "proxy-authorization": "Basic c2VjcmV0",
+        "proxy-connection": "keep-alive",
+        connection: "x-drop",
+        "x-drop": "1",
+        "x-keep": "2",
+        host: "elsewhere",
+      },
     });
     request.end();
     const [response] = (await once(request, "response")) as [http.IncomingMessage];
@@ -144,6 +164,7 @@ describe("egress proxy: absolute-form requests", () => {
     assert.equal(seen?.url, "/missing?q=1");
     assert.equal(seen?.headers.host, `upstream.internal:${upstreams.httpPort}`);
     assert.equal(seen?.headers["x-keep"], "2");
-    for (const gone of ["proxy-authorization", "proxy-connection", "x-drop"]) assert.equal(seen?.headers[gone], undefined, gone);
+    for (const gone of ["proxy-authorization", "proxy-connection", "x-drop"])
+      assert.equal(seen?.headers[gone], undefined, gone);
   });
 });

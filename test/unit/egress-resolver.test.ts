@@ -8,7 +8,13 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { answerFromHosts, parseHostsFile, parseResolvConf, searchCandidates, WatchedFile } from "../../src/egress/hosts-file.js";
+import {
+  answerFromHosts,
+  parseHostsFile,
+  parseResolvConf,
+  searchCandidates,
+  WatchedFile,
+} from "../../src/egress/hosts-file.js";
 import { LookupError, NameResolver, type NameResolverOptions } from "../../src/egress/resolver.js";
 import { startDnsResponder, type DnsResponder } from "../support/dns-responder.js";
 import { waitFor, withTimeout } from "../support/wait.js";
@@ -54,7 +60,9 @@ async function rejection(promise: Promise<unknown>): Promise<LookupError> {
 
 describe("hosts file and resolv.conf", () => {
   test("the hosts file: names lowercased, comments and bad lines skipped, addresses in order", () => {
-    const table = parseHostsFile("# comment\n10.0.0.1 A.example b.example.  # trailing\nnot-an-ip c.example\nfe80::1%eth0 zoned.example\n::1 a.example\n\n10.0.0.1 a.example\n");
+    const table = parseHostsFile(
+      "# comment\n10.0.0.1 A.example b.example.  # trailing\nnot-an-ip c.example\nfe80::1%eth0 zoned.example\n::1 a.example\n\n10.0.0.1 a.example\n",
+    );
     assert.deepEqual(table.get("a.example"), ["10.0.0.1", "::1"]);
     assert.deepEqual(table.get("b.example"), ["10.0.0.1"]);
     assert.equal(table.get("c.example"), undefined);
@@ -70,10 +78,16 @@ describe("hosts file and resolv.conf", () => {
   });
 
   test("the search list is tried in glibc's order, by ndots", () => {
-    const settings = parseResolvConf("nameserver 10.0.0.2\ndomain old.test\nsearch ns.svc.cluster.local svc.cluster.local ; comment\noptions ndots:2 timeout:1\n");
+    const settings = parseResolvConf(
+      "nameserver 10.0.0.2\ndomain old.test\nsearch ns.svc.cluster.local svc.cluster.local ; comment\noptions ndots:2 timeout:1\n",
+    );
     assert.deepEqual(settings, { search: ["ns.svc.cluster.local", "svc.cluster.local"], ndots: 2 });
     assert.deepEqual(searchCandidates("api", settings), ["api.ns.svc.cluster.local", "api.svc.cluster.local", "api"]);
-    assert.deepEqual(searchCandidates("api.openai.com", settings), ["api.openai.com", "api.openai.com.ns.svc.cluster.local", "api.openai.com.svc.cluster.local"]);
+    assert.deepEqual(searchCandidates("api.openai.com", settings), [
+      "api.openai.com",
+      "api.openai.com.ns.svc.cluster.local",
+      "api.openai.com.svc.cluster.local",
+    ]);
     assert.deepEqual(parseResolvConf(""), { search: [], ndots: 1 });
   });
 
@@ -98,14 +112,22 @@ describe("NameResolver", () => {
   test("a name in the hosts file is answered from it: no query, no slot", async () => {
     const r = resolver();
     const before = dns.queries.length;
-    assert.deepEqual(await r.lookup("ws-a", "Pinned.test."), { addresses: ["203.0.113.20"], ttlSeconds: 0, source: "hosts" });
+    assert.deepEqual(await r.lookup("ws-a", "Pinned.test."), {
+      addresses: ["203.0.113.20"],
+      ttlSeconds: 0,
+      source: "hosts",
+    });
     assert.deepEqual((await r.lookup("ws-a", "localhost")).addresses, ["127.0.0.1"]);
     assert.equal(dns.queries.length, before);
   });
 
   test("DNS answers A and AAAA, A first, with the smallest TTL", async () => {
     const r = resolver();
-    assert.deepEqual(await r.lookup("ws-a", "quiet.test"), { addresses: ["203.0.113.10", "2001:db8::10"], ttlSeconds: 120, source: "dns" });
+    assert.deepEqual(await r.lookup("ws-a", "quiet.test"), {
+      addresses: ["203.0.113.10", "2001:db8::10"],
+      ttlSeconds: 120,
+      source: "dns",
+    });
     assert.deepEqual(await r.forWorkspace("ws-a")("v4only.test"), ["203.0.113.11"]);
   });
 
@@ -129,7 +151,11 @@ describe("NameResolver", () => {
     assert.equal(error.message, "no answer within 300 ms");
     assert.ok(Date.now() - started < 2_000, "ended near its deadline");
     assert.equal(r.slots.inFlight("ws-a"), 0);
-    assert.deepEqual(await r.forWorkspace("ws-a")("v4only.test"), ["203.0.113.11"], "the one slot serves the next lookup");
+    assert.deepEqual(
+      await r.forWorkspace("ws-a")("v4only.test"),
+      ["203.0.113.11"],
+      "the one slot serves the next lookup",
+    );
   });
 
   test("a lookup whose client went away is cancelled at once, and frees its slot", async () => {
@@ -152,7 +178,9 @@ describe("NameResolver", () => {
     const r = resolver({ timeoutMs: 10_000, perWorkspace: 2, queuePerWorkspace: 1, onBusy: () => busy++ });
     const stop = new AbortController();
     const flood = [1, 2, 3].map((i) => rejection(r.lookup("ws-a", `f${i}.silent.test`, stop.signal)));
-    await waitFor(() => r.slots.inFlight("ws-a") === 2 && r.slots.waiting("ws-a") === 1, { what: "two lookups in flight and one waiting" });
+    await waitFor(() => r.slots.inFlight("ws-a") === 2 && r.slots.waiting("ws-a") === 1, {
+      what: "two lookups in flight and one waiting",
+    });
     const error = await rejection(r.lookup("ws-a", "f4.silent.test", stop.signal));
     assert.equal(error.failure, "busy");
     assert.match(error.message, /too many lookups in flight for this workspace \(2 at once, 1 waiting\)/);
@@ -165,11 +193,15 @@ describe("NameResolver", () => {
     const r = resolver({ timeoutMs: 10_000, perWorkspace: 4, queuePerWorkspace: 16, total: 64 });
     const stop = new AbortController();
     // A keeps its 4 slots and its line of 16 full with names that never answer; more are refused.
-    const flood = Array.from({ length: 24 }, (_, i) => r.lookup("ws-a", `n${i}.silent.test`, stop.signal).then(
-      () => "answered",
-      (error: LookupError) => error.failure,
-    ));
-    await waitFor(() => r.slots.inFlight("ws-a") === 4 && r.slots.waiting("ws-a") === 16, { what: "A's slots and line to fill" });
+    const flood = Array.from({ length: 24 }, (_, i) =>
+      r.lookup("ws-a", `n${i}.silent.test`, stop.signal).then(
+        () => "answered",
+        (error: LookupError) => error.failure,
+      ),
+    );
+    await waitFor(() => r.slots.inFlight("ws-a") === 4 && r.slots.waiting("ws-a") === 16, {
+      what: "A's slots and line to fill",
+    });
     // B's lookups, by DNS and by the hosts file, are answered as fast as with nobody else.
     const started = Date.now();
     assert.deepEqual(await r.forWorkspace("ws-b")("quiet.test"), ["203.0.113.10", "2001:db8::10"]);

@@ -38,7 +38,9 @@ function listTs(dir: string, relative = ""): string[] {
 const DOCKERODE_IMPORT = /(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)["']dockerode(?:\/[^"']*)?["']/;
 
 function dockerodeImporters(files: ReadonlyArray<{ file: string; text: string }>): string[] {
-  return files.filter(({ file, text }) => !file.startsWith("docker/") && DOCKERODE_IMPORT.test(text)).map(({ file }) => file);
+  return files
+    .filter(({ file, text }) => !file.startsWith("docker/") && DOCKERODE_IMPORT.test(text))
+    .map(({ file }) => file);
 }
 
 /** Files outside src/docker/ that may name the client's type: they wire it into src/docker/ code. */
@@ -51,7 +53,10 @@ const TYPE_QUERY = /\bimport\s*\(\s*["']([^"']+)["']\s*\)\s*\.\s*Docker\b/g;
 /** Whether a specifier in `file` (relative to src/) names src/docker/engine.ts. */
 function isEngineModule(file: string, specifier: string): boolean {
   if (!specifier.startsWith(".")) return false;
-  return path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier)).replace(/\.(?:js|ts)$/, "") === "docker/engine";
+  return (
+    path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier)).replace(/\.(?:js|ts)$/, "") ===
+    "docker/engine"
+  );
 }
 
 function namesClient(file: string, text: string): boolean {
@@ -64,7 +69,9 @@ function namesClient(file: string, text: string): boolean {
 }
 
 function clientTypeImporters(files: ReadonlyArray<{ file: string; text: string }>): string[] {
-  return files.filter(({ file, text }) => !file.startsWith("docker/") && !CLIENT_WIRING.has(file) && namesClient(file, text)).map(({ file }) => file);
+  return files
+    .filter(({ file, text }) => !file.startsWith("docker/") && !CLIENT_WIRING.has(file) && namesClient(file, text))
+    .map(({ file }) => file);
 }
 
 describe("engine port: dockerode only in src/docker/", () => {
@@ -72,8 +79,15 @@ describe("engine port: dockerode only in src/docker/", () => {
     const src = findSrcDir();
     const files = listTs(src).map((file) => ({ file, text: readFileSync(path.join(src, file), "utf8") }));
     assert.ok(files.length > 50, `found only ${files.length} files under ${src}`);
-    assert.ok(files.some(({ file }) => file === "docker/docker-engine.ts"), "the scan sees src/docker/ (where the adapter imports dockerode)");
-    assert.deepEqual(dockerodeImporters(files), [], "these import dockerode: reach the engine through EnginePort (src/docker/engine-port.ts) instead");
+    assert.ok(
+      files.some(({ file }) => file === "docker/docker-engine.ts"),
+      "the scan sees src/docker/ (where the adapter imports dockerode)",
+    );
+    assert.deepEqual(
+      dockerodeImporters(files),
+      [],
+      "these import dockerode: reach the engine through EnginePort (src/docker/engine-port.ts) instead",
+    );
   });
 
   test("the scan catches every form of import, and lets src/docker/ be", () => {
@@ -87,15 +101,25 @@ describe("engine port: dockerode only in src/docker/", () => {
       'const Docker = require("dockerode");',
       'import { x } from "dockerode/lib/container";',
     ];
-    for (const text of forms) assert.deepEqual(dockerodeImporters([{ file: "workspace/x.ts", text }]), ["workspace/x.ts"], text);
+    for (const text of forms)
+      assert.deepEqual(dockerodeImporters([{ file: "workspace/x.ts", text }]), ["workspace/x.ts"], text);
     assert.deepEqual(dockerodeImporters([{ file: "docker/x.ts", text: forms[0]! }]), []);
-    assert.deepEqual(dockerodeImporters([{ file: "workspace/x.ts", text: '// the dockerode client\nimport { a } from "./dockerode-like.js";' }]), []);
+    assert.deepEqual(
+      dockerodeImporters([
+        { file: "workspace/x.ts", text: '// the dockerode client\nimport { a } from "./dockerode-like.js";' },
+      ]),
+      [],
+    );
   });
 
   test("no file outside src/docker/ but the wiring names the client's type from docker/engine.ts", () => {
     const src = findSrcDir();
     const files = listTs(src).map((file) => ({ file, text: readFileSync(path.join(src, file), "utf8") }));
-    assert.deepEqual(clientTypeImporters(files), [], "these take the raw dockerode client: take the EnginePort (src/docker/engine-port.ts), or a Pick of it, instead");
+    assert.deepEqual(
+      clientTypeImporters(files),
+      [],
+      "these take the raw dockerode client: take the EnginePort (src/docker/engine-port.ts), or a Pick of it, instead",
+    );
   });
 
   test("the client scan catches every form that names the type, and lets the rest be", () => {
@@ -108,8 +132,13 @@ describe("engine port: dockerode only in src/docker/", () => {
       'import * as engine from "../docker/engine.js";',
       'let docker: import("../docker/engine.js").Docker;',
     ];
-    for (const text of forms) assert.deepEqual(clientTypeImporters([{ file: "doctor/x.ts", text }]), ["doctor/x.ts"], text);
-    assert.deepEqual(clientTypeImporters([{ file: "x.ts", text: 'import type { Docker } from "./docker/engine.js";' }]), ["x.ts"], "a file at the top of src/");
+    for (const text of forms)
+      assert.deepEqual(clientTypeImporters([{ file: "doctor/x.ts", text }]), ["doctor/x.ts"], text);
+    assert.deepEqual(
+      clientTypeImporters([{ file: "x.ts", text: 'import type { Docker } from "./docker/engine.js";' }]),
+      ["x.ts"],
+      "a file at the top of src/",
+    );
     const fine = [
       'import { createDockerClient, isNotFound } from "../docker/engine.js";',
       'import type { DockerEngine } from "../docker/docker-engine.js";',
@@ -117,6 +146,11 @@ describe("engine port: dockerode only in src/docker/", () => {
     ];
     for (const text of fine) assert.deepEqual(clientTypeImporters([{ file: "doctor/x.ts", text }]), [], text);
     assert.deepEqual(clientTypeImporters([{ file: "docker/x.ts", text: forms[0]!.replace("../docker/", "./") }]), []);
-    assert.deepEqual(clientTypeImporters([{ file: "sidecar.ts", text: 'import { createDockerClient, type Docker } from "./docker/engine.js";' }]), []);
+    assert.deepEqual(
+      clientTypeImporters([
+        { file: "sidecar.ts", text: 'import { createDockerClient, type Docker } from "./docker/engine.js";' },
+      ]),
+      [],
+    );
   });
 });

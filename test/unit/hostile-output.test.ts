@@ -48,15 +48,16 @@ class FakeCodex {
   /** Writes respecting backpressure, as a process blocked on a full pipe would; false once killed. */
   async write(data: string | Buffer, stream: PassThrough = this.stdout): Promise<boolean> {
     if (this.killed) return false;
-    if (!stream.write(data)) await new Promise<void>((resolve) => {
-      const done = (): void => {
-        stream.off("drain", done);
-        this.stdout.off("close", done);
-        resolve();
-      };
-      stream.on("drain", done);
-      this.stdout.on("close", done);
-    });
+    if (!stream.write(data))
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stream.off("drain", done);
+          this.stdout.off("close", done);
+          resolve();
+        };
+        stream.on("drain", done);
+        this.stdout.on("close", done);
+      });
     return !this.killed;
   }
 
@@ -76,8 +77,12 @@ class FakeCodex {
 
 const line = (event: unknown): string => `${JSON.stringify(event)}\n`;
 const opening = line({ type: "thread.started", thread_id: THREAD }) + line({ type: "turn.started" });
-const message = (id: string, text: string): string => line({ type: "item.completed", item: { id, type: "agent_message", text } });
-const completed = line({ type: "turn.completed", usage: { input_tokens: 1, cached_input_tokens: 0, output_tokens: 1, reasoning_output_tokens: 0 } });
+const message = (id: string, text: string): string =>
+  line({ type: "item.completed", item: { id, type: "agent_message", text } });
+const completed = line({
+  type: "turn.completed",
+  usage: { input_tokens: 1, cached_input_tokens: 0, output_tokens: 1, reasoning_output_tokens: 0 },
+});
 
 let dir: string;
 let bridgeScript: string;
@@ -98,7 +103,11 @@ interface TurnRun {
 }
 
 /** Runs one turn of workspace `workspaceId` whose codex does what `script` says. */
-async function runTurn(workspaceId: string, script: (codex: FakeCodex) => Promise<void>, outputLineMaxBytes = MiB): Promise<TurnRun> {
+async function runTurn(
+  workspaceId: string,
+  script: (codex: FakeCodex) => Promise<void>,
+  outputLineMaxBytes = MiB,
+): Promise<TurnRun> {
   const codex = new FakeCodex();
   const sink: string[] = [];
   const events: Array<{ type?: string }> = [];
@@ -140,9 +149,22 @@ async function runTurn(workspaceId: string, script: (codex: FakeCodex) => Promis
     sink: { write: (text: string) => sink.push(text), close: () => undefined },
     runtime: "runc",
   } as unknown as WorkspaceRecord;
-  const meter = new TurnMeter({ containerId, budget: { tokens: null, cpuSeconds: null }, onExceeded: () => undefined, cgroupRoot: path.join(dir, "no-cgroup") });
+  const meter = new TurnMeter({
+    containerId,
+    budget: { tokens: null, cpuSeconds: null },
+    onExceeded: () => undefined,
+    cgroupRoot: path.join(dir, "no-cgroup"),
+  });
   const result = await withTimeout(
-    executeTurn(options, `turn-${workspaceId}`, { workspaceId, input: "go" }, record, { onEvent: (_id, _seq, event) => events.push(event as { type?: string }) }, new AbortController(), meter),
+    executeTurn(
+      options,
+      `turn-${workspaceId}`,
+      { workspaceId, input: "go" },
+      record,
+      { onEvent: (_id, _seq, event) => events.push(event as { type?: string }) },
+      new AbortController(),
+      meter,
+    ),
     60_000,
     `the turn of ${workspaceId}`,
   );
@@ -168,7 +190,10 @@ describe("hostile codex output through the SDK", () => {
     assert.match(bad.result.error?.message ?? "", /codex wrote an output line over 1048576 bytes/);
     assert.equal(bad.codex.killed, true, "the turn's processes were swept");
     assert.ok(streamed < 600 * MiB, `codex was stopped after ${streamed} bytes`);
-    assert.deepEqual(bad.events.map((e) => e.type), ["sidecar.turn.accepted", "thread.started", "turn.started"]);
+    assert.deepEqual(
+      bad.events.map((e) => e.type),
+      ["sidecar.turn.accepted", "thread.started", "turn.started"],
+    );
     assert.equal(good.result.status, "completed");
     assert.equal(good.result.finalResponse, "all done");
   });
@@ -199,7 +224,10 @@ describe("hostile codex output through the SDK", () => {
     assert.equal(run.result.finalResponse, "fine");
     const logged = run.sink.filter((text) => text.includes(" codex: "));
     const bytes = logged.reduce((sum, text) => sum + Buffer.byteLength(text), 0);
-    assert.ok(logged.length <= 2001 && bytes < 256 * 1024 + 2001 * 40, `${logged.length} lines, ${bytes} bytes of stderr reached the docker logs`);
+    assert.ok(
+      logged.length <= 2001 && bytes < 256 * 1024 + 2001 * 40,
+      `${logged.length} lines, ${bytes} bytes of stderr reached the docker logs`,
+    );
     assert.match(logged.at(-1) ?? "", /more stderr line\(s\) of this turn were not logged/);
   });
 
@@ -216,10 +244,17 @@ describe("hostile codex output through the SDK", () => {
       8 * MiB,
     );
     assert.equal(run.result.status, "completed");
-    assert.deepEqual(run.result.items.map((item) => item.id), ["a", "b"]);
+    assert.deepEqual(
+      run.result.items.map((item) => item.id),
+      ["a", "b"],
+    );
     assert.equal(run.result.itemsOmitted, 1);
     assert.ok(2 * big.length < RESULT_ITEMS_MAX_BYTES && 3 * big.length > RESULT_ITEMS_MAX_BYTES);
-    assert.equal(run.result.finalResponse.length, FINAL_RESPONSE_MAX_BYTES, "the final response is the last message (cut at its bound), kept in the items or not");
+    assert.equal(
+      run.result.finalResponse.length,
+      FINAL_RESPONSE_MAX_BYTES,
+      "the final response is the last message (cut at its bound), kept in the items or not",
+    );
     assert.equal(run.result.finalResponseTruncated, true);
   });
 });

@@ -11,7 +11,14 @@ const now = 1_000_000_000;
 
 function record(fields: Partial<WorkspaceRecord> & { workspaceId?: string }): WorkspaceRecord {
   const { workspaceId = "ws", ...rest } = fields;
-  return { params: { workspaceId }, state: "running", activeTurnId: null, lastActiveAt: now, pausedAt: null, ...rest } as unknown as WorkspaceRecord;
+  return {
+    params: { workspaceId },
+    state: "running",
+    activeTurnId: null,
+    lastActiveAt: now,
+    pausedAt: null,
+    ...rest,
+  } as unknown as WorkspaceRecord;
 }
 
 describe("idle reaper", () => {
@@ -22,13 +29,22 @@ describe("idle reaper", () => {
 
   test("a paused workspace is stopped after the stop timeout counted from its pause", () => {
     const longIdle = now - 10 * 60 * MIN;
-    assert.equal(idleAction(record({ state: "paused", lastActiveAt: longIdle, pausedAt: now - 4 * 60 * MIN + 1 }), now, timeouts), null);
-    assert.equal(idleAction(record({ state: "paused", lastActiveAt: longIdle, pausedAt: now - 4 * 60 * MIN }), now, timeouts), "stop");
+    assert.equal(
+      idleAction(record({ state: "paused", lastActiveAt: longIdle, pausedAt: now - 4 * 60 * MIN + 1 }), now, timeouts),
+      null,
+    );
+    assert.equal(
+      idleAction(record({ state: "paused", lastActiveAt: longIdle, pausedAt: now - 4 * 60 * MIN }), now, timeouts),
+      "stop",
+    );
   });
 
   test("0 means never: no pause with idle 0, no stop with stop 0", () => {
     assert.equal(idleAction(record({ lastActiveAt: 0 }), now, { idleTimeoutMs: 0, stopTimeoutMs: MIN }), null);
-    assert.equal(idleAction(record({ state: "paused", pausedAt: 0 }), now, { idleTimeoutMs: MIN, stopTimeoutMs: 0 }), null);
+    assert.equal(
+      idleAction(record({ state: "paused", pausedAt: 0 }), now, { idleTimeoutMs: MIN, stopTimeoutMs: 0 }),
+      null,
+    );
   });
 
   test("a workspace running a turn, stopped or starting is left alone", () => {

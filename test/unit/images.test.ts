@@ -38,7 +38,10 @@ describe("runtimeImageTag", () => {
     ["the codex version changes", { codexVersion: "0.164.0" }],
     ["the codex target changes", { codexTarget: "aarch64-unknown-linux-musl" }],
     ["the base image ref changes", { baseImage: "alive-codex-base:bookworm" }],
-    ["the base image id changes", { baseImageId: "sha256:2222222222222222222222222222222222222222222222222222222222222222" }],
+    [
+      "the base image id changes",
+      { baseImageId: "sha256:2222222222222222222222222222222222222222222222222222222222222222" },
+    ],
   ];
   for (const [what, change] of changes) {
     test(`changes when ${what}`, () => {
@@ -88,7 +91,11 @@ describe("codex binary", () => {
   });
 
   test("parseCodexPackageInfo names the file when the version is missing or bad", () => {
-    assert.deepEqual(parseCodexPackageInfo('{"version":"1.2.3","target":"t"}', "x.json"), { version: "1.2.3", target: "t", entrypoint: "bin/codex" });
+    assert.deepEqual(parseCodexPackageInfo('{"version":"1.2.3","target":"t"}', "x.json"), {
+      version: "1.2.3",
+      target: "t",
+      entrypoint: "bin/codex",
+    });
     assert.throws(() => parseCodexPackageInfo("{", "x.json"), /x\.json is not valid JSON/);
     assert.throws(() => parseCodexPackageInfo('{"version":"latest"}', "x.json"), /x\.json has no usable "version"/);
   });

@@ -10,13 +10,27 @@ import { LAUNCHER_BINARY, LAUNCH_SCRIPT, encodeLaunchHeader, launcherCommand } f
  * The launch script under a real bash, with a `codex` on PATH that prints the argv it got (one
  * argument per line) and one variable of its env: what codex in the container would be given.
  */
-async function launch(flags: string[], env: Record<string, string>, argv: string[], prompt = ""): Promise<{ args: string[]; env: string; stdin: string }> {
+async function launch(
+  flags: string[],
+  env: Record<string, string>,
+  argv: string[],
+  prompt = "",
+): Promise<{ args: string[]; env: string; stdin: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-launch-"));
   try {
-    await fs.writeFile(path.join(dir, "codex"), '#!/bin/bash\nprintf "%s\\n" "$@" > "$OUT/args"\nprintf "%s" "${ALIVE_TEST_VAR-unset}" > "$OUT/env"\ncat > "$OUT/stdin"\n', { mode: 0o755 });
+    await fs.writeFile(
+      path.join(dir, "codex"),
+      '#!/bin/bash\nprintf "%s\\n" "$@" > "$OUT/args"\nprintf "%s" "${ALIVE_TEST_VAR-unset}" > "$OUT/env"\ncat > "$OUT/stdin"\n',
+      { mode: 0o755 },
+    );
     const [, , script, name, ...rest] = launcherCommand(flags);
     const input = Buffer.concat([encodeLaunchHeader(env, argv), Buffer.from(prompt)]);
-    const result = await execa("bash", ["-c", script as string, name as string, ...rest], { input, env: { PATH: `${dir}:/usr/bin:/bin`, OUT: dir }, extendEnv: false, reject: false });
+    const result = await execa("bash", ["-c", script as string, name as string, ...rest], {
+      input,
+      env: { PATH: `${dir}:/usr/bin:/bin`, OUT: dir },
+      extendEnv: false,
+      reject: false,
+    });
     assert.equal(result.exitCode, 0, result.stderr);
     const read = (file: string): Promise<string> => fs.readFile(path.join(dir, file), "utf8");
     return { args: (await read("args")).split("\n").slice(0, -1), env: await read("env"), stdin: await read("stdin") };
@@ -34,8 +48,22 @@ describe("the launcher", () => {
   });
 
   test("the flags go right after exec, ahead of the SDK's argv; the env is exported and the prompt left on stdin", async () => {
-    const sdkArgv = ["exec", "--experimental-json", "--config", 'model_provider="alive"', "--model", "gpt-5.5", "resume", "0199a213-81c0-7800-8aa1-bbab2a035a53"];
-    const got = await launch(["--ignore-user-config", "--ignore-rules"], { ALIVE_TEST_VAR: "a value with spaces=and equals" }, sdkArgv, "the prompt\nsecond line");
+    const sdkArgv = [
+      "exec",
+      "--experimental-json",
+      "--config",
+      'model_provider="alive"',
+      "--model",
+      "gpt-5.5",
+      "resume",
+      "0199a213-81c0-7800-8aa1-bbab2a035a53",
+    ];
+    const got = await launch(
+      ["--ignore-user-config", "--ignore-rules"],
+      { ALIVE_TEST_VAR: "a value with spaces=and equals" },
+      sdkArgv,
+      "the prompt\nsecond line",
+    );
     assert.deepEqual(got.args, ["exec", "--ignore-user-config", "--ignore-rules", ...sdkArgv.slice(1)]);
     assert.equal(got.env, "a value with spaces=and equals");
     assert.equal(got.stdin, "the prompt\nsecond line");

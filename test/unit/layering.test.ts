@@ -120,7 +120,11 @@ function listTs(dir: string, relative = ""): string[] {
 
 /** Every module specifier of a file: static imports and re-exports (`from "x"`), side-effect imports and import("x"). */
 function importSpecifiers(source: string): string[] {
-  const patterns = [/\bfrom\s*["']([^"']+)["']/g, /\bimport\s*["']([^"']+)["']/g, /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g];
+  const patterns = [
+    /\bfrom\s*["']([^"']+)["']/g,
+    /\bimport\s*["']([^"']+)["']/g,
+    /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
+  ];
   return patterns.flatMap((pattern) => [...source.matchAll(pattern)].map((match) => match[1] as string));
 }
 
@@ -136,7 +140,11 @@ describe("layering of src/", () => {
 
   test("every file in src/ belongs to a layer", () => {
     assert.ok(files.length > 20, `found only ${files.length} files under ${srcDir}`);
-    assert.deepEqual(files.filter((file) => layerOf(file) === null), [], "files no layer claims: give their folder a layer in FOLDERS");
+    assert.deepEqual(
+      files.filter((file) => layerOf(file) === null),
+      [],
+      "files no layer claims: give their folder a layer in FOLDERS",
+    );
   });
 
   test("no import runs up", () => {
@@ -144,7 +152,8 @@ describe("layering of src/", () => {
     for (const file of files) {
       for (const specifier of importSpecifiers(readFileSync(path.join(srcDir, file), "utf8"))) {
         const target = resolveImport(file, specifier);
-        if (target !== null && !mayImport(file, target)) upward.push(`${file} (${layerOf(file)}) → ${target} (${layerOf(target)})`);
+        if (target !== null && !mayImport(file, target))
+          upward.push(`${file} (${layerOf(file)}) → ${target} (${layerOf(target)})`);
       }
     }
     assert.deepEqual(upward, [], `imports against the layering:\n  ${upward.join("\n  ")}`);

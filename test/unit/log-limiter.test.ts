@@ -6,7 +6,10 @@ import { LogLimiter, limitedLog } from "../../src/shared/log-limiter.js";
 
 function capture(): { lines: Array<Record<string, unknown>>; log: ReturnType<typeof createLogger> } {
   const lines: Array<Record<string, unknown>> = [];
-  return { lines, log: createLogger({ level: "debug", write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) };
+  return {
+    lines,
+    log: createLogger({ level: "debug", write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }),
+  };
 }
 
 describe("LogLimiter", () => {
@@ -15,13 +18,19 @@ describe("LogLimiter", () => {
     const { lines, log } = capture();
     const limited = limitedLog(log, new LogLimiter({ perMinute: 3, now: () => now }), "ws-a");
     for (let i = 0; i < 10; i++) limited.warn("refused", "egress refused", { host: `h${i}.example` });
-    assert.deepEqual(lines.map((l) => l.host), ["h0.example", "h1.example", "h2.example"]);
+    assert.deepEqual(
+      lines.map((l) => l.host),
+      ["h0.example", "h1.example", "h2.example"],
+    );
     now = 20_000; // a third of a minute: one line's worth
     limited.warn("refused", "egress refused", { host: "h10.example" });
-    assert.deepEqual(lines.slice(3).map((l) => [l.level, l.msg, l.suppressed, l.host]), [
-      ["warn", "egress refused: 7 more suppressed", 7, "h9.example"],
-      ["warn", "egress refused", undefined, "h10.example"],
-    ]);
+    assert.deepEqual(
+      lines.slice(3).map((l) => [l.level, l.msg, l.suppressed, l.host]),
+      [
+        ["warn", "egress refused: 7 more suppressed", 7, "h9.example"],
+        ["warn", "egress refused", undefined, "h10.example"],
+      ],
+    );
     limited.warn("refused", "egress refused", { host: "h11.example" });
     assert.equal(lines.length, 5);
   });
@@ -45,7 +54,10 @@ describe("LogLimiter", () => {
     limiter.write(log, "info", "ws-b", "k", "b line");
     limiter.write(log, "info", "ws-c", "k", "c line");
     assert.equal(limiter.size, 2);
-    assert.deepEqual(lines.map((l) => l.msg), ["a line", "b line", "a line: 1 more suppressed", "c line"]);
+    assert.deepEqual(
+      lines.map((l) => l.msg),
+      ["a line", "b line", "a line: 1 more suppressed", "c line"],
+    );
   });
 
   test("perMinute is checked", () => {

@@ -15,7 +15,9 @@ function get(url: string): Promise<{ status: number; type: string; body: string 
       // Resolved once the connection is gone, not merely the body read.
       res.on("end", () => {
         res.socket.destroy();
-        request.once("close", () => resolve({ status: res.statusCode ?? 0, type: res.headers["content-type"] ?? "", body }));
+        request.once("close", () =>
+          resolve({ status: res.statusCode ?? 0, type: res.headers["content-type"] ?? "", body }),
+        );
       });
     });
     request.on("error", reject);
@@ -29,7 +31,13 @@ function makeMetrics(): SidecarMetrics {
 describe("metrics", () => {
   test("names and units follow Prometheus conventions; label values are never ids", async () => {
     const metrics = makeMetrics();
-    metrics.observeTurn({ status: "failed", errorCode: "budget_exceeded", durationMs: 1500, firstEventMs: 200, resources: { cpuSeconds: 0.5 } });
+    metrics.observeTurn({
+      status: "failed",
+      errorCode: "budget_exceeded",
+      durationMs: 1500,
+      firstEventMs: 200,
+      resources: { cpuSeconds: 0.5 },
+    });
     metrics.observeEnsure("cold", 0.8);
     metrics.countEgressRefusal("private_address");
     metrics.countModelRequest();
@@ -39,11 +47,25 @@ describe("metrics", () => {
     const all = await metrics.registry.getMetricsAsJSON();
     for (const metric of all) {
       assert.match(metric.name, /^alive_codex_[a-z0-9_]+$/, metric.name);
-      if (String(metric.type) === "counter") assert.match(metric.name, /_total$/, `counter ${metric.name} ends in _total`);
-      if (String(metric.type) === "histogram") assert.match(metric.name, /_seconds$/, `histogram ${metric.name} is in seconds`);
+      if (String(metric.type) === "counter")
+        assert.match(metric.name, /_total$/, `counter ${metric.name} ends in _total`);
+      if (String(metric.type) === "histogram")
+        assert.match(metric.name, /_seconds$/, `histogram ${metric.name} is in seconds`);
     }
     const names = all.map((m) => m.name);
-    for (const name of ["alive_codex_turns_total", "alive_codex_turn_duration_seconds", "alive_codex_turn_first_event_seconds", "alive_codex_workspace_ensure_duration_seconds", "alive_codex_workspaces", "alive_codex_turns_running", "alive_codex_egress_refusals_total", "alive_codex_model_requests_total", "alive_codex_model_tokens_total", "alive_codex_model_proxy_errors_total", "alive_codex_process_cpu_user_seconds_total"]) {
+    for (const name of [
+      "alive_codex_turns_total",
+      "alive_codex_turn_duration_seconds",
+      "alive_codex_turn_first_event_seconds",
+      "alive_codex_workspace_ensure_duration_seconds",
+      "alive_codex_workspaces",
+      "alive_codex_turns_running",
+      "alive_codex_egress_refusals_total",
+      "alive_codex_model_requests_total",
+      "alive_codex_model_tokens_total",
+      "alive_codex_model_proxy_errors_total",
+      "alive_codex_process_cpu_user_seconds_total",
+    ]) {
       assert.ok(names.includes(name), `${name} is exported`);
     }
     const text = await metrics.registry.metrics();
@@ -59,7 +81,11 @@ describe("metrics", () => {
   });
 
   test("the proxies' bounds: open connections by kind, refusals for a bound and cuts by kind and reason", async () => {
-    const metrics = new SidecarMetrics({ workspaceStates: () => [], runningTurns: () => 0, proxyConnections: () => ({ proxy: 3, model: 1, api: 0, tunnel: 2, request: 1, apiRequest: 4 }) });
+    const metrics = new SidecarMetrics({
+      workspaceStates: () => [],
+      runningTurns: () => 0,
+      proxyConnections: () => ({ proxy: 3, model: 1, api: 0, tunnel: 2, request: 1, apiRequest: 4 }),
+    });
     metrics.countLimitRefusal("proxy", "too_many_connections");
     metrics.countLimitRefusal("apiRequest", "sidecar_overloaded");
     metrics.countEgressCut("tunnel", "idle");

@@ -24,7 +24,15 @@ describe("TurnCredentials", () => {
     const credentials = new TurnCredentials<Ref>();
     const token = credentials.issue({ workspaceId: "w1", turnId: "t1" });
     const lastChar = token.at(-1) === "A" ? "B" : "A";
-    for (const guess of ["", "sk-real-key", CREDENTIAL_PREFIX, `${token}x`, token.slice(0, -1), `${token.slice(0, -1)}${lastChar}`, token.toUpperCase()]) {
+    for (const guess of [
+      "",
+      "sk-real-key",
+      CREDENTIAL_PREFIX,
+      `${token}x`,
+      token.slice(0, -1),
+      `${token.slice(0, -1)}${lastChar}`,
+      token.toUpperCase(),
+    ]) {
       assert.equal(credentials.resolve(guess), null, guess);
     }
   });
@@ -45,7 +53,10 @@ describe("TurnCredentials", () => {
     const w1a = credentials.issue({ workspaceId: "w1", turnId: "t1" });
     const w1b = credentials.issue({ workspaceId: "w1", turnId: "t2" });
     const w2 = credentials.issue({ workspaceId: "w2", turnId: "t3" });
-    assert.equal(credentials.revokeWhere((ref) => ref.workspaceId === "w1"), 2);
+    assert.equal(
+      credentials.revokeWhere((ref) => ref.workspaceId === "w1"),
+      2,
+    );
     assert.equal(credentials.resolve(w1a), null);
     assert.equal(credentials.resolve(w1b), null);
     assert.deepEqual(credentials.resolve(w2), { workspaceId: "w2", turnId: "t3" });

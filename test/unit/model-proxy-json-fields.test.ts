@@ -4,7 +4,12 @@ import { describe, test } from "node:test";
 import { JsonFieldReader, type FieldPath } from "../../src/model-proxy/json-fields.js";
 
 /** Feeds `text` in chunks of the given sizes (cycled) and returns the values found. */
-function read(text: string | Buffer, paths: FieldPath[], sizes: number[] = [text.length], maxValueBytes?: number): unknown[] {
+function read(
+  text: string | Buffer,
+  paths: FieldPath[],
+  sizes: number[] = [text.length],
+  maxValueBytes?: number,
+): unknown[] {
   const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text);
   const reader = new JsonFieldReader(paths, maxValueBytes === undefined ? {} : { maxValueBytes });
   for (let at = 0, i = 0; at < bytes.length; i++) {
@@ -20,7 +25,12 @@ const usage = { input_tokens: 12, output_tokens: 3, input_tokens_details: { cach
 /** A response body with traps: braces and quotes inside strings, a nested `usage` that is not the top-level one, non-ASCII text. */
 const body = JSON.stringify({
   id: "resp_1",
-  output: [{ type: "message", content: [{ text: 'a "quoted" {brace} [bracket] \\ back – héllo 🌍', usage: { input_tokens: 999 } }] }],
+  output: [
+    {
+      type: "message",
+      content: [{ text: 'a "quoted" {brace} [bracket] \\ back – héllo 🌍', usage: { input_tokens: 999 } }],
+    },
+  ],
   metadata: { usage: "not this one" },
   usage,
   tail: [1, -2.5e3, true, false, null],
@@ -34,9 +44,20 @@ describe("JsonFieldReader", () => {
   });
 
   test("reads nested paths and scalars: strings, numbers, literals", () => {
-    const doc = JSON.stringify({ type: "response.completed", sequence_number: 42, done: true, response: { id: "r", usage } });
+    const doc = JSON.stringify({
+      type: "response.completed",
+      sequence_number: 42,
+      done: true,
+      response: { id: "r", usage },
+    });
     for (const sizes of [[doc.length], [1], [4]]) {
-      assert.deepEqual(read(doc, [["type"], ["sequence_number"], ["done"], ["response", "usage"], ["usage"]], sizes), ["response.completed", 42, true, usage, undefined]);
+      assert.deepEqual(read(doc, [["type"], ["sequence_number"], ["done"], ["response", "usage"], ["usage"]], sizes), [
+        "response.completed",
+        42,
+        true,
+        usage,
+        undefined,
+      ]);
     }
   });
 
@@ -56,14 +77,24 @@ describe("JsonFieldReader", () => {
   });
 
   test("a document that is not complete JSON gives nothing", () => {
-    for (const broken of ['{"usage":{"a":1}', '{"usage":{"a":1}}}', '{"usage":{"a":1]}', '{"usage":{"a":1}} {}', '{"usage":"open', ""]) {
+    for (const broken of [
+      '{"usage":{"a":1}',
+      '{"usage":{"a":1}}}',
+      '{"usage":{"a":1]}',
+      '{"usage":{"a":1}} {}',
+      '{"usage":"open',
+      "",
+    ]) {
       assert.deepEqual(read(broken, [["usage"]]), [undefined], broken);
     }
   });
 
   test("escaped keys are not matched; escaped quotes inside values do not end them", () => {
     assert.deepEqual(read('{"us\\u0061ge":{"a":1}}', [["usage"]]), [undefined]);
-    assert.deepEqual(read('{"type":"say \\"hi\\" \\\\","usage":{"a":1}}', [["type"], ["usage"]], [1]), ['say "hi" \\', { a: 1 }]);
+    assert.deepEqual(read('{"type":"say \\"hi\\" \\\\","usage":{"a":1}}', [["type"], ["usage"]], [1]), [
+      'say "hi" \\',
+      { a: 1 },
+    ]);
   });
 
   test("a body of many megabytes is read in chunks with only the usage kept", () => {

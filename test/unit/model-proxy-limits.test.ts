@@ -17,7 +17,13 @@ import { createModelProxy, type ModelProxyOptions } from "../../src/model-proxy/
 
 const TOKEN = "alive-turn-limits-test";
 type Ref = { workspaceId: string; turnId: string };
-const USAGE = { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 };
+const USAGE = {
+  input_tokens: 10,
+  input_tokens_details: { cached_tokens: 0 },
+  output_tokens: 5,
+  output_tokens_details: { reasoning_tokens: 0 },
+  total_tokens: 15,
+};
 
 let dir: string;
 let upstream: http.Server;
@@ -29,7 +35,10 @@ let proxies = 0;
 /** How long the fake upstream takes to complete each response. */
 let delayMs = 30;
 
-async function startProxy(ref: Ref, extra: Partial<ModelProxyOptions<Ref>>): Promise<{ socketPath: string; close(): Promise<void> }> {
+async function startProxy(
+  ref: Ref,
+  extra: Partial<ModelProxyOptions<Ref>>,
+): Promise<{ socketPath: string; close(): Promise<void> }> {
   const server = createModelProxy<Ref>({
     upstreamBaseUrl: upstreamUrl,
     apiKey: "sk-real",
@@ -50,16 +59,29 @@ async function startProxy(ref: Ref, extra: Partial<ModelProxyOptions<Ref>>): Pro
   };
 }
 
-function post(socketPath: string): Promise<{ status: number; refused: string | undefined; retryAfter: string | undefined; body: string }> {
+function post(
+  socketPath: string,
+): Promise<{ status: number; refused: string | undefined; retryAfter: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, agent: false });
+    const req = http.request({
+      socketPath,
+      path: "/v1/responses",
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      agent: false,
+    });
     req.on("error", reject);
     req.on("response", async (res: IncomingMessage) => {
       let body = "";
       for await (const chunk of res) body += String(chunk);
       const refused = res.headers["x-alive-model-refused"];
       const retryAfter = res.headers["retry-after"];
-      resolve({ status: res.statusCode ?? 0, refused: typeof refused === "string" ? refused : undefined, retryAfter: typeof retryAfter === "string" ? retryAfter : undefined, body });
+      resolve({
+        status: res.statusCode ?? 0,
+        refused: typeof refused === "string" ? refused : undefined,
+        retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+        body,
+      });
     });
     req.end(JSON.stringify({ model: "gpt-5.5", stream: true, input: "hi" }));
   });
@@ -78,7 +100,9 @@ describe("model proxy limits", () => {
       res.write('event: response.created\ndata: {"type":"response.created"}\n\n');
       setTimeout(() => {
         inFlight--;
-        res.end(`event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { usage: USAGE } })}\n\n`);
+        res.end(
+          `event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { usage: USAGE } })}\n\n`,
+        );
       }, delayMs);
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
@@ -95,8 +119,15 @@ describe("model proxy limits", () => {
     maxInFlight = 0;
     const ref = { workspaceId: "w1", turnId: "t-budget" };
     const exceeded: string[] = [];
-    const meter = new TurnMeter({ containerId: "none", budget: { tokens: 120, cpuSeconds: null }, onExceeded: (message) => exceeded.push(message) });
-    const proxy = await startProxy(ref, { admit: () => meter.admit(), onUsage: (_ref, usage) => meter.addUsage(usage) });
+    const meter = new TurnMeter({
+      containerId: "none",
+      budget: { tokens: 120, cpuSeconds: null },
+      onExceeded: (message) => exceeded.push(message),
+    });
+    const proxy = await startProxy(ref, {
+      admit: () => meter.admit(),
+      onUsage: (_ref, usage) => meter.addUsage(usage),
+    });
     try {
       const replies = await Promise.all(Array.from({ length: 20 }, () => post(proxy.socketPath)));
       const forwarded = replies.filter((r) => r.status === 200).length;
@@ -108,7 +139,10 @@ describe("model proxy limits", () => {
         assert.equal(reply.status, 429);
         assert.equal(reply.refused, "budget_exceeded");
       }
-      assert.ok(meter.tokens.input + meter.tokens.output <= 135, "overshoot by at most one response in flight beside the last admitted");
+      assert.ok(
+        meter.tokens.input + meter.tokens.output <= 135,
+        "overshoot by at most one response in flight beside the last admitted",
+      );
       assert.ok(exceeded.length >= 1);
     } finally {
       await proxy.close();
@@ -118,7 +152,10 @@ describe("model proxy limits", () => {
   test("a turn's requests beyond the concurrency cap wait in line; past the line, 429 concurrency", async () => {
     received = 0;
     maxInFlight = 0;
-    const proxy = await startProxy({ workspaceId: "w2", turnId: "t-queue" }, { concurrencyPerTurn: 2, queuePerTurn: 3 });
+    const proxy = await startProxy(
+      { workspaceId: "w2", turnId: "t-queue" },
+      { concurrencyPerTurn: 2, queuePerTurn: 3 },
+    );
     delayMs = 300;
     try {
       const replies = await Promise.all(Array.from({ length: 8 }, () => post(proxy.socketPath)));

@@ -23,7 +23,10 @@ let dir: string;
 let stub: ResponsesStub;
 let proxies = 0;
 
-async function startProxy(egress: EgressPolicy, extra: Partial<ModelProxyOptions<Ref>> = {}): Promise<{ socketPath: string; refusals: string[]; close(): Promise<void> }> {
+async function startProxy(
+  egress: EgressPolicy,
+  extra: Partial<ModelProxyOptions<Ref>> = {},
+): Promise<{ socketPath: string; refusals: string[]; close(): Promise<void> }> {
   const refusals: string[] = [];
   const server = createModelProxy<Ref>({
     upstreamBaseUrl: stub.baseUrl,
@@ -54,36 +57,106 @@ interface Reply {
 
 function post(socketPath: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers }, agent: false });
+    const req = http.request({
+      socketPath,
+      path: "/v1/responses",
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers },
+      agent: false,
+    });
     req.on("error", reject);
     req.on("response", async (res: IncomingMessage) => {
       let text = "";
       for await (const chunk of res) text += String(chunk);
       const refused = res.headers["x-alive-model-refused"];
-      resolve({ status: res.statusCode ?? 0, refused: typeof refused === "string" ? refused : undefined, error: refused ? (JSON.parse(text) as { error: Reply["error"] }).error : undefined });
+      resolve({
+        status: res.statusCode ?? 0,
+        refused: typeof refused === "string" ? refused : undefined,
+        error: refused ? (JSON.parse(text) as { error: Reply["error"] }).error : undefined,
+      });
     });
     req.end(body);
   });
 }
 
-const request = (extra: Record<string, unknown>): string => JSON.stringify({ model: "gpt-5.5", stream: true, input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "hi" }] }], ...extra });
+const request = (extra: Record<string, unknown>): string =>
+  JSON.stringify({
+    model: "gpt-5.5",
+    stream: true,
+    input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "hi" }] }],
+    ...extra,
+  });
 const userContent = (...content: unknown[]): string => request({ input: [{ type: "message", role: "user", content }] });
 
 /** Each body, and the reason it is refused for under "model". */
 const REFUSED: Array<[string, string, string]> = [
-  ["an input_image URL", userContent({ type: "input_image", image_url: "https://attacker.example/x.png?data=secret" }), "remote_input"],
-  ["an input_image http URL", userContent({ type: "input_image", image_url: "http://attacker.example/x.png" }), "remote_input"],
-  ["an input_file URL", userContent({ type: "input_file", file_url: "https://attacker.example/doc.pdf" }), "remote_input"],
-  ["an input_image inside a function_call_output", request({ input: [{ type: "function_call_output", call_id: "c1", output: [{ type: "input_image", image_url: "https://attacker.example/y.png" }] }] }), "remote_input"],
-  ["an input_image in a prompt variable", request({ prompt: { id: "pmpt_1", variables: { v: { type: "input_image", image_url: "https://attacker.example/z.png" } } } }), "remote_input"],
+  [
+    "an input_image URL",
+    userContent({ type: "input_image", image_url: "https://attacker.example/x.png?data=secret" }),
+    "remote_input",
+  ],
+  [
+    "an input_image http URL",
+    userContent({ type: "input_image", image_url: "http://attacker.example/x.png" }),
+    "remote_input",
+  ],
+  [
+    "an input_file URL",
+    userContent({ type: "input_file", file_url: "https://attacker.example/doc.pdf" }),
+    "remote_input",
+  ],
+  [
+    "an input_image inside a function_call_output",
+    request({
+      input: [
+        {
+          type: "function_call_output",
+          call_id: "c1",
+          output: [{ type: "input_image", image_url: "https://attacker.example/y.png" }],
+        },
+      ],
+    }),
+    "remote_input",
+  ],
+  [
+    "an input_image in a prompt variable",
+    request({
+      prompt: { id: "pmpt_1", variables: { v: { type: "input_image", image_url: "https://attacker.example/z.png" } } },
+    }),
+    "remote_input",
+  ],
   ["a web_search tool", request({ tools: [{ type: "web_search" }] }), "web_search"],
-  ["a web_search tool with cached access", request({ tools: [{ type: "web_search", external_web_access: false }] }), "web_search"],
+  [
+    "a web_search tool with cached access",
+    request({ tools: [{ type: "web_search", external_web_access: false }] }),
+    "web_search",
+  ],
   ["a web_search_preview tool", request({ tools: [{ type: "web_search_preview" }] }), "web_search"],
-  ["a web_search tool spelt with a \\u escape", '{"model":"gpt-5.5","input":"hi","tools":[{"type":"web\\u005fsearch"}]}', "web_search"],
-  ["a web_search tool hidden behind a duplicate key", '{"model":"gpt-5.5","input":"hi","tools":[{"type":"web_search","type":"function","name":"f"}]}', "ok-canonical"],
-  ["a remote mcp tool", request({ tools: [{ type: "mcp", server_label: "x", server_url: "https://attacker.example/mcp" }] }), "remote_mcp"],
-  ["a connector mcp tool", request({ tools: [{ type: "mcp", server_label: "x", connector_id: "connector_gmail" }] }), "remote_mcp"],
-  ["a web_search tool in a namespace", request({ tools: [{ type: "namespace", name: "n", tools: [{ type: "web_search" }] }] }), "web_search"],
+  [
+    "a web_search tool spelt with a \\u escape",
+    '{"model":"gpt-5.5","input":"hi","tools":[{"type":"web\\u005fsearch"}]}',
+    "web_search",
+  ],
+  [
+    "a web_search tool hidden behind a duplicate key",
+    '{"model":"gpt-5.5","input":"hi","tools":[{"type":"web_search","type":"function","name":"f"}]}',
+    "ok-canonical",
+  ],
+  [
+    "a remote mcp tool",
+    request({ tools: [{ type: "mcp", server_label: "x", server_url: "https://attacker.example/mcp" }] }),
+    "remote_mcp",
+  ],
+  [
+    "a connector mcp tool",
+    request({ tools: [{ type: "mcp", server_label: "x", connector_id: "connector_gmail" }] }),
+    "remote_mcp",
+  ],
+  [
+    "a web_search tool in a namespace",
+    request({ tools: [{ type: "namespace", name: "n", tools: [{ type: "web_search" }] }] }),
+    "web_search",
+  ],
   ["code_interpreter", request({ tools: [{ type: "code_interpreter", container: { type: "auto" } }] }), "hosted_tool"],
   ["file_search", request({ tools: [{ type: "file_search", vector_store_ids: ["vs_1"] }] }), "hosted_tool"],
   ["background", request({ background: true }), "background"],
@@ -123,13 +196,24 @@ describe("model proxy body policy", () => {
     }
   });
 
-  test("what honest codex sends passes under \"model\": function, custom and tool_search tools, inline data: images", async () => {
+  test('what honest codex sends passes under "model": function, custom and tool_search tools, inline data: images', async () => {
     const proxy = await startProxy("model");
     try {
       const body = request({
-        tools: [{ type: "function", name: "exec_command", parameters: { type: "object" } }, { type: "custom", name: "apply_patch" }, { type: "tool_search" }],
+        tools: [
+          { type: "function", name: "exec_command", parameters: { type: "object" } },
+          { type: "custom", name: "apply_patch" },
+          { type: "tool_search" },
+        ],
         input: [
-          { type: "message", role: "user", content: [{ type: "input_text", text: "look at https://example.com, mention web_search and input_image" }, { type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" }] },
+          {
+            type: "message",
+            role: "user",
+            content: [
+              { type: "input_text", text: "look at https://example.com, mention web_search and input_image" },
+              { type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+            ],
+          },
           { type: "function_call_output", call_id: "c1", output: "curl https://example.com \u001b[0m" },
         ],
       });
@@ -174,11 +258,27 @@ describe("model proxy body policy", () => {
   test("the operator can allow hosted tools under a restricted egress; remote mcp and URLs stay refused", async () => {
     const proxy = await startProxy("model", { hostedTools: ["web_search", "code_interpreter", "file_search"] });
     try {
-      for (const tool of [{ type: "web_search" }, { type: "code_interpreter", container: { type: "auto" } }, { type: "file_search", vector_store_ids: ["vs_1"] }]) {
+      for (const tool of [
+        { type: "web_search" },
+        { type: "code_interpreter", container: { type: "auto" } },
+        { type: "file_search", vector_store_ids: ["vs_1"] },
+      ]) {
         assert.equal((await post(proxy.socketPath, request({ tools: [tool] }))).status, 200, tool.type);
       }
-      assert.equal((await post(proxy.socketPath, request({ tools: [{ type: "mcp", server_label: "x", server_url: "https://a.example/mcp" }] }))).refused, "remote_mcp");
-      assert.equal((await post(proxy.socketPath, userContent({ type: "input_image", image_url: "https://a.example/x.png" }))).refused, "remote_input");
+      assert.equal(
+        (
+          await post(
+            proxy.socketPath,
+            request({ tools: [{ type: "mcp", server_label: "x", server_url: "https://a.example/mcp" }] }),
+          )
+        ).refused,
+        "remote_mcp",
+      );
+      assert.equal(
+        (await post(proxy.socketPath, userContent({ type: "input_image", image_url: "https://a.example/x.png" })))
+          .refused,
+        "remote_input",
+      );
     } finally {
       await proxy.close();
     }
@@ -194,7 +294,13 @@ describe("model proxy body policy", () => {
       assert.match(tooLarge.error?.message ?? "", /larger than the model proxy's limit of 1024 bytes/);
       // Without a content-length (chunked), the limit holds as it is read.
       const chunked = await new Promise<number>((resolve, reject) => {
-        const req = http.request({ socketPath: proxy.socketPath, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "transfer-encoding": "chunked" }, agent: false });
+        const req = http.request({
+          socketPath: proxy.socketPath,
+          path: "/v1/responses",
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "transfer-encoding": "chunked" },
+          agent: false,
+        });
         req.on("error", reject);
         req.on("response", (res) => {
           res.resume();

@@ -11,7 +11,12 @@ import os from "node:os";
 import path from "node:path";
 import { createLogger } from "../../src/log.js";
 import { TurnCredentials } from "../../src/model-proxy/credentials.js";
-import { createModelProxy, type ModelProxyOptions, type TokenUsage, type UpstreamFailure } from "../../src/model-proxy/server.js";
+import {
+  createModelProxy,
+  type ModelProxyOptions,
+  type TokenUsage,
+  type UpstreamFailure,
+} from "../../src/model-proxy/server.js";
 import { ResponsesStub } from "../support/responses-stub.js";
 import { withTimeout } from "../support/wait.js";
 
@@ -40,7 +45,14 @@ const logger = createLogger({ level: "debug", write: (line) => logLines.push(lin
 /** A proxy listening on a fresh Unix socket, recording what its callbacks saw. */
 async function startProxy(overrides: Partial<ModelProxyOptions<Ref>> = {}): Promise<Harness> {
   const credentials = new TurnCredentials<Ref>();
-  const harness: Omit<Harness, "close"> = { socketPath: path.join(dir, `proxy-${++proxies}.sock`), credentials, token: credentials.issue(REF), usages: [], requests: [], failures: [] };
+  const harness: Omit<Harness, "close"> = {
+    socketPath: path.join(dir, `proxy-${++proxies}.sock`),
+    credentials,
+    token: credentials.issue(REF),
+    usages: [],
+    requests: [],
+    failures: [],
+  };
   const server = createModelProxy<Ref>({
     upstreamBaseUrl: stub.baseUrl,
     apiKey: REAL_KEY,
@@ -71,9 +83,18 @@ interface Reply {
 }
 
 /** Starts a request over the proxy's socket; resolves with the response as soon as its headers are in. */
-function send(socketPath: string, options: { path?: string; method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<IncomingMessage> {
+function send(
+  socketPath: string,
+  options: { path?: string; method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path: options.path ?? "/v1/responses", method: options.method ?? "POST", headers: { "content-type": "application/json", ...options.headers }, agent: false });
+    const req = http.request({
+      socketPath,
+      path: options.path ?? "/v1/responses",
+      method: options.method ?? "POST",
+      headers: { "content-type": "application/json", ...options.headers },
+      agent: false,
+    });
     req.on("response", resolve);
     req.on("error", reject);
     req.end(options.body ?? JSON.stringify({ model: "gpt-5.5", stream: true, input: [] }));
@@ -98,7 +119,8 @@ describe("model proxy", () => {
     if (process.env.SHOW_PROXY_LOG) console.log(logLines.join("\n"));
     assert.ok(logLines.length > 0, "the proxy logged something");
     for (const line of logLines) {
-      for (const secret of [REAL_KEY, ...issued]) assert.ok(!line.includes(secret), `a log line holds a secret: ${line}`);
+      for (const secret of [REAL_KEY, ...issued])
+        assert.ok(!line.includes(secret), `a log line holds a secret: ${line}`);
     }
     await stub.close();
     await fs.rm(dir, { recursive: true, force: true });
@@ -108,8 +130,14 @@ describe("model proxy", () => {
   test("forwards a message turn with the real key and streams the SSE back; usage counted exactly", async () => {
     const proxy = await startProxy();
     try {
-      stub.script({ kind: "message", text: "hello", usage: { input_tokens: 1200, cached_tokens: 800, output_tokens: 42, reasoning_tokens: 17 } });
-      const reply = await read(await send(proxy.socketPath, { path: "/v1/responses?trace=1", headers: bearer(proxy.token) }));
+      stub.script({
+        kind: "message",
+        text: "hello",
+        usage: { input_tokens: 1200, cached_tokens: 800, output_tokens: 42, reasoning_tokens: 17 },
+      });
+      const reply = await read(
+        await send(proxy.socketPath, { path: "/v1/responses?trace=1", headers: bearer(proxy.token) }),
+      );
       assert.equal(reply.status, 200);
       assert.equal(reply.headers["content-type"], "text/event-stream");
       assert.deepEqual(eventTypes(reply.body), ["response.created", "response.output_item.done", "response.completed"]);
@@ -123,7 +151,9 @@ describe("model proxy", () => {
       assert.equal(seen?.body.model, "gpt-5.5");
 
       assert.deepEqual(proxy.requests, [REF]);
-      assert.deepEqual(proxy.usages, [[REF, { inputTokens: 1200, cachedTokens: 800, outputTokens: 42, reasoningTokens: 17, totalTokens: 1242 }]]);
+      assert.deepEqual(proxy.usages, [
+        [REF, { inputTokens: 1200, cachedTokens: 800, outputTokens: 42, reasoningTokens: 17, totalTokens: 1242 }],
+      ]);
     } finally {
       await proxy.close();
     }
@@ -134,8 +164,16 @@ describe("model proxy", () => {
     try {
       // The stub sends headers and response.created, then holds the rest for a minute.
       stub.script({ kind: "message", text: "slow", delayMs: 60_000 });
-      const res = await withTimeout(send(proxy.socketPath, { headers: bearer(proxy.token) }), 5_000, "response headers");
-      const first = await withTimeout(new Promise<string>((resolve) => res.once("data", (chunk) => resolve(String(chunk)))), 5_000, "the first event");
+      const res = await withTimeout(
+        send(proxy.socketPath, { headers: bearer(proxy.token) }),
+        5_000,
+        "response headers",
+      );
+      const first = await withTimeout(
+        new Promise<string>((resolve) => res.once("data", (chunk) => resolve(String(chunk)))),
+        5_000,
+        "the first event",
+      );
       assert.deepEqual(eventTypes(first), ["response.created"]);
       assert.deepEqual(proxy.usages, []);
       res.destroy();
@@ -150,7 +188,13 @@ describe("model proxy", () => {
       const revoked = proxy.credentials.issue({ workspaceId: "w1", turnId: "old" });
       proxy.credentials.revoke(revoked);
       issued.push(revoked);
-      for (const headers of [{}, bearer("alive-turn-wrong"), bearer(REAL_KEY), bearer(revoked), { authorization: proxy.token }]) {
+      for (const headers of [
+        {},
+        bearer("alive-turn-wrong"),
+        bearer(REAL_KEY),
+        bearer(revoked),
+        { authorization: proxy.token },
+      ]) {
         const reply = await read(await send(proxy.socketPath, { headers }));
         assert.equal(reply.status, 401, JSON.stringify(headers));
         assert.equal(reply.headers["x-alive-model-refused"], "credential");
@@ -167,12 +211,21 @@ describe("model proxy", () => {
   });
 
   test("a refusal from admit is answered as given and nothing is forwarded", async () => {
-    const proxy = await startProxy({ admit: () => ({ status: 429, code: "budget_exceeded", message: "token budget of 1000 spent" }) });
+    const proxy = await startProxy({
+      admit: () => ({ status: 429, code: "budget_exceeded", message: "token budget of 1000 spent" }),
+    });
     try {
       const reply = await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }));
       assert.equal(reply.status, 429);
       assert.equal(reply.headers["x-alive-model-refused"], "budget_exceeded");
-      assert.deepEqual(JSON.parse(reply.body), { error: { message: "token budget of 1000 spent", type: "invalid_request_error", param: null, code: "budget_exceeded" } });
+      assert.deepEqual(JSON.parse(reply.body), {
+        error: {
+          message: "token budget of 1000 spent",
+          type: "invalid_request_error",
+          param: null,
+          code: "budget_exceeded",
+        },
+      });
       assert.equal(stub.requests.length, 0);
       assert.deepEqual(proxy.requests, []);
     } finally {
@@ -184,7 +237,17 @@ describe("model proxy", () => {
     const proxy = await startProxy();
     try {
       const started = Date.now();
-      const res = await send(proxy.socketPath, { method: "GET", headers: { ...bearer(proxy.token), connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" }, body: "" });
+      const res = await send(proxy.socketPath, {
+        method: "GET",
+        headers: {
+          ...bearer(proxy.token),
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+        body: "",
+      });
       const reply = await read(res);
       assert.equal(reply.status, 426);
       assert.equal(reply.headers["x-alive-model-refused"], "websocket");
@@ -222,7 +285,14 @@ describe("model proxy", () => {
         ["POST", "/v1/responses/"],
       ];
       for (const [method, target] of refused) {
-        const reply = await read(await send(proxy.socketPath, { method, path: target, headers: bearer(proxy.token), ...(method === "GET" || method === "DELETE" ? { body: "" } : {}) }));
+        const reply = await read(
+          await send(proxy.socketPath, {
+            method,
+            path: target,
+            headers: bearer(proxy.token),
+            ...(method === "GET" || method === "DELETE" ? { body: "" } : {}),
+          }),
+        );
         assert.equal(reply.status, 403, `${method} ${target}`);
         assert.equal(reply.headers["x-alive-model-refused"], "path", `${method} ${target}`);
         assert.equal((JSON.parse(reply.body) as { error: { code: string } }).error.code, "path");
@@ -231,15 +301,30 @@ describe("model proxy", () => {
       assert.deepEqual(proxy.requests, []);
       assert.equal(refusals.length, refused.length, "each refusal is reported");
       assert.ok(refusals.every(([ref, reason]) => ref?.turnId === "t1" && reason === "path"));
-      const logged = logLines.filter((line) => line.includes("request refused") && line.includes('"reason":"path"') && line.includes('"workspaceId":"w1"'));
+      const logged = logLines.filter(
+        (line) =>
+          line.includes("request refused") && line.includes('"reason":"path"') && line.includes('"workspaceId":"w1"'),
+      );
       assert.equal(logged.length, 1, "logged once per workspace and reason");
 
       for (const target of ["/v1/responses", "/v1/responses?trace=1", "/v1/responses/compact"]) {
-        assert.equal((await read(await send(proxy.socketPath, { path: target, headers: bearer(proxy.token) }))).headers["x-alive-model-refused"], undefined, target);
+        assert.equal(
+          (await read(await send(proxy.socketPath, { path: target, headers: bearer(proxy.token) }))).headers[
+            "x-alive-model-refused"
+          ],
+          undefined,
+          target,
+        );
       }
       // The stub serves POST …/responses and records anything else.
-      assert.deepEqual(stub.requests.map((r) => r.path), ["/v1/responses", "/v1/responses"]);
-      assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), ["POST /v1/responses/compact"]);
+      assert.deepEqual(
+        stub.requests.map((r) => r.path),
+        ["/v1/responses", "/v1/responses"],
+      );
+      assert.deepEqual(
+        stub.otherRequests.map((r) => `${r.method} ${r.path}`),
+        ["POST /v1/responses/compact"],
+      );
     } finally {
       await proxy.close();
     }
@@ -248,11 +333,31 @@ describe("model proxy", () => {
   test("the operator can add an endpoint; a trailing /* matches below it", async () => {
     const proxy = await startProxy({ extraRoutes: ["GET /models", "post /chat/*"] });
     try {
-      await read(await send(proxy.socketPath, { method: "GET", path: "/v1/models", headers: bearer(proxy.token), body: "" }));
+      await read(
+        await send(proxy.socketPath, { method: "GET", path: "/v1/models", headers: bearer(proxy.token), body: "" }),
+      );
       await read(await send(proxy.socketPath, { path: "/v1/chat/completions", headers: bearer(proxy.token) }));
-      assert.deepEqual(stub.otherRequests.map((r) => `${r.method} ${r.path}`), ["GET /v1/models", "POST /v1/chat/completions"]);
-      assert.equal((await read(await send(proxy.socketPath, { method: "GET", path: "/v1/chat/completions", headers: bearer(proxy.token), body: "" }))).status, 403);
-      assert.equal((await read(await send(proxy.socketPath, { path: "/v1/chat", headers: bearer(proxy.token) }))).status, 403);
+      assert.deepEqual(
+        stub.otherRequests.map((r) => `${r.method} ${r.path}`),
+        ["GET /v1/models", "POST /v1/chat/completions"],
+      );
+      assert.equal(
+        (
+          await read(
+            await send(proxy.socketPath, {
+              method: "GET",
+              path: "/v1/chat/completions",
+              headers: bearer(proxy.token),
+              body: "",
+            }),
+          )
+        ).status,
+        403,
+      );
+      assert.equal(
+        (await read(await send(proxy.socketPath, { path: "/v1/chat", headers: bearer(proxy.token) }))).status,
+        403,
+      );
     } finally {
       await proxy.close();
     }
@@ -288,10 +393,33 @@ describe("model proxy", () => {
       };
       await read(await send(proxy.socketPath, { headers }));
       const seen = stub.requests[0]?.headers ?? {};
-      for (const dropped of ["x-kept", "x-hop", "proxy-authorization", "openai-organization", "openai-project", "openai-beta", "x-forwarded-for", "forwarded", "cookie", "x-api-key", "api-key"]) {
+      for (const dropped of [
+        "x-kept",
+        "x-hop",
+        "proxy-authorization",
+        "openai-organization",
+        "openai-project",
+        "openai-beta",
+        "x-forwarded-for",
+        "forwarded",
+        "cookie",
+        "x-api-key",
+        "api-key",
+      ]) {
         assert.equal(seen[dropped], undefined, dropped);
       }
-      for (const kept of ["user-agent", "originator", "session-id", "thread-id", "x-client-request-id", "x-codex-turn-metadata", "x-codex-window-id", "x-codex-beta-features", "accept", "content-type"]) {
+      for (const kept of [
+        "user-agent",
+        "originator",
+        "session-id",
+        "thread-id",
+        "x-client-request-id",
+        "x-codex-turn-metadata",
+        "x-codex-window-id",
+        "x-codex-beta-features",
+        "accept",
+        "content-type",
+      ]) {
         assert.equal(seen[kept], headers[kept as keyof typeof headers] ?? "application/json", kept);
       }
       assert.equal(seen["accept-encoding"], "identity");
@@ -304,7 +432,11 @@ describe("model proxy", () => {
   test("organisation and project come from the operator only, replacing the tenant's", async () => {
     const proxy = await startProxy({ organization: "org-operator", project: "proj_operator" });
     try {
-      await read(await send(proxy.socketPath, { headers: { ...bearer(proxy.token), "openai-organization": "org-tenant", "openai-project": "proj_tenant" } }));
+      await read(
+        await send(proxy.socketPath, {
+          headers: { ...bearer(proxy.token), "openai-organization": "org-tenant", "openai-project": "proj_tenant" },
+        }),
+      );
       const seen = stub.requests[0]?.headers ?? {};
       assert.equal(seen["openai-organization"], "org-operator");
       assert.equal(seen["openai-project"], "proj_operator");
@@ -316,16 +448,25 @@ describe("model proxy", () => {
   test("the upstream's organisation, project and cookies do not reach the client", async () => {
     const upstream = http.createServer((req, res) => {
       req.resume();
-      res.writeHead(200, { "content-type": "application/json", "openai-organization": "org-secret", "openai-project": "proj_secret", "set-cookie": "a=b", "x-request-id": "req_1" });
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "openai-organization": "org-secret",
+        "openai-project": "proj_secret",
+        "set-cookie": "a=b",
+        "x-request-id": "req_1",
+      });
       res.end(JSON.stringify({ id: "resp_1" }));
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
-    const proxy = await startProxy({ upstreamBaseUrl: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/v1` });
+    const proxy = await startProxy({
+      upstreamBaseUrl: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/v1`,
+    });
     try {
       const reply = await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }));
       assert.equal(reply.status, 200);
       assert.equal(reply.headers["x-request-id"], "req_1");
-      for (const name of ["openai-organization", "openai-project", "set-cookie"]) assert.equal(reply.headers[name], undefined, name);
+      for (const name of ["openai-organization", "openai-project", "set-cookie"])
+        assert.equal(reply.headers[name], undefined, name);
     } finally {
       await proxy.close();
       await new Promise<void>((resolve) => upstream.close(() => resolve()));
@@ -336,14 +477,24 @@ describe("model proxy", () => {
     const proxy = await startProxy();
     try {
       stub.script(
-        { kind: "http", status: 200, body: { id: "resp_1", usage: { input_tokens: 7, output_tokens: 3, total_tokens: 10 } } },
-        { kind: "http", status: 400, body: { error: { message: "bad input", type: "invalid_request_error", code: null } } },
+        {
+          kind: "http",
+          status: 200,
+          body: { id: "resp_1", usage: { input_tokens: 7, output_tokens: 3, total_tokens: 10 } },
+        },
+        {
+          kind: "http",
+          status: 400,
+          body: { error: { message: "bad input", type: "invalid_request_error", code: null } },
+        },
       );
       assert.equal((await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }))).status, 200);
       const failed = await read(await send(proxy.socketPath, { headers: bearer(proxy.token) }));
       assert.equal(failed.status, 400);
       assert.equal((JSON.parse(failed.body) as { error: { message: string } }).error.message, "bad input");
-      assert.deepEqual(proxy.usages, [[REF, { inputTokens: 7, cachedTokens: 0, outputTokens: 3, reasoningTokens: 0, totalTokens: 10 }]]);
+      assert.deepEqual(proxy.usages, [
+        [REF, { inputTokens: 7, cachedTokens: 0, outputTokens: 3, reasoningTokens: 0, totalTokens: 10 }],
+      ]);
       assert.deepEqual(proxy.failures, []);
     } finally {
       await proxy.close();

@@ -10,7 +10,13 @@ const usage = {
   output_tokens_details: { reasoning_tokens: 12 },
   total_tokens: 150,
 };
-const expected: TokenUsage = { inputTokens: 120, cachedTokens: 40, outputTokens: 30, reasoningTokens: 12, totalTokens: 150 };
+const expected: TokenUsage = {
+  inputTokens: 120,
+  cachedTokens: 40,
+  outputTokens: 30,
+  reasoningTokens: 12,
+  totalTokens: 150,
+};
 
 const frame = (type: string, body: Record<string, unknown>, eol = "\n"): string =>
   `event: ${type}${eol}data: ${JSON.stringify({ type, ...body })}${eol}${eol}`;
@@ -21,7 +27,11 @@ function messageStream(eol = "\n"): string {
     frame("response.created", { response: { id: "r1", usage: null } }, eol),
     `: keep-alive comment${eol}${eol}`,
     frame("response.output_text.delta", { delta: "héllo – 🌍" }, eol),
-    frame("response.output_item.done", { item: { type: "message", content: [{ type: "output_text", text: "héllo – 🌍" }] } }, eol),
+    frame(
+      "response.output_item.done",
+      { item: { type: "message", content: [{ type: "output_text", text: "héllo – 🌍" }] } },
+      eol,
+    ),
     frame("response.completed", { response: { id: "r1", output: [{ text: "héllo – 🌍" }], usage } }, eol),
   ].join("");
 }
@@ -75,7 +85,12 @@ describe("SseUsageReader", () => {
       .join("\n")}\n\n`;
     assert.deepEqual(feed(Buffer.from(text), [5]), [expected]);
     // "data:value" without the space, and a field with no colon at all, are valid SSE too.
-    assert.deepEqual(new SseUsageReader().push(Buffer.from(`data:${JSON.stringify({ type: "response.completed", response: { usage } })}\nid\n\n`)), [expected]);
+    assert.deepEqual(
+      new SseUsageReader().push(
+        Buffer.from(`data:${JSON.stringify({ type: "response.completed", response: { usage } })}\nid\n\n`),
+      ),
+      [expected],
+    );
   });
 
   test("counts incomplete and failed responses that carry usage; ignores events without usage or with broken data", () => {
@@ -99,19 +114,26 @@ describe("SseUsageReader", () => {
   test("reads the usage of a final event of any size, keeping only the usage (the event is never held whole)", () => {
     const reader = new SseUsageReader({ maxValueBytes: 1000 });
     const big = frame("response.completed", { response: { output: "x".repeat(5_000_000), usage } });
-    assert.deepEqual(feed(Buffer.from(big + frame("response.completed", { response: { usage } })), [65_536], reader), [expected, expected]);
+    assert.deepEqual(feed(Buffer.from(big + frame("response.completed", { response: { usage } })), [65_536], reader), [
+      expected,
+      expected,
+    ]);
   });
 
   test("a usage object over the limit is given up, not kept, and the next event is read", () => {
     const reader = new SseUsageReader({ maxValueBytes: 300 });
     const padded = { ...usage, padding: "p".repeat(500) };
-    const text = frame("response.completed", { response: { usage: padded } }) + frame("response.completed", { response: { usage } });
+    const text =
+      frame("response.completed", { response: { usage: padded } }) +
+      frame("response.completed", { response: { usage } });
     assert.deepEqual(feed(Buffer.from(text), [300], reader), [expected]);
   });
 
   test("a large event of no interest does not disturb the next one", () => {
     const reader = new SseUsageReader({ maxValueBytes: 1000 });
-    const text = frame("response.output_item.done", { item: { text: "y".repeat(100_000) } }) + frame("response.completed", { response: { usage } });
+    const text =
+      frame("response.output_item.done", { item: { text: "y".repeat(100_000) } }) +
+      frame("response.completed", { response: { usage } });
     assert.deepEqual(feed(Buffer.from(text), [4096], reader), [expected]);
   });
 
@@ -128,20 +150,55 @@ describe("readUsage", () => {
   });
 
   test("fills missing details with 0 and a missing total with input + output", () => {
-    assert.deepEqual(readUsage({ input_tokens: 3, output_tokens: 4 }), { inputTokens: 3, cachedTokens: 0, outputTokens: 4, reasoningTokens: 0, totalTokens: 7 });
+    assert.deepEqual(readUsage({ input_tokens: 3, output_tokens: 4 }), {
+      inputTokens: 3,
+      cachedTokens: 0,
+      outputTokens: 4,
+      reasoningTokens: 0,
+      totalTokens: 7,
+    });
   });
 
   test("is null for anything that is not a usage object", () => {
-    for (const value of [null, undefined, 5, "usage", [], {}, { input_tokens: "3", output_tokens: 4 }, { input_tokens: -1, output_tokens: 4 }, { input_tokens: 1.5, output_tokens: 4 }]) {
+    for (const value of [
+      null,
+      undefined,
+      5,
+      "usage",
+      [],
+      {},
+      { input_tokens: "3", output_tokens: 4 },
+      { input_tokens: -1, output_tokens: 4 },
+      { input_tokens: 1.5, output_tokens: 4 },
+    ]) {
       assert.equal(readUsage(value), null, JSON.stringify(value));
     }
   });
 
   test("chat completions and embeddings usage counts too: in a JSON body and in a data-only stream chunk", () => {
-    assert.deepEqual(readUsage({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 1 } }), { inputTokens: 9, cachedTokens: 2, outputTokens: 4, reasoningTokens: 1, totalTokens: 13 });
-    assert.deepEqual(readUsage({ prompt_tokens: 8, total_tokens: 8 }), { inputTokens: 8, cachedTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 8 });
+    assert.deepEqual(
+      readUsage({
+        prompt_tokens: 9,
+        completion_tokens: 4,
+        total_tokens: 13,
+        prompt_tokens_details: { cached_tokens: 2 },
+        completion_tokens_details: { reasoning_tokens: 1 },
+      }),
+      { inputTokens: 9, cachedTokens: 2, outputTokens: 4, reasoningTokens: 1, totalTokens: 13 },
+    );
+    assert.deepEqual(readUsage({ prompt_tokens: 8, total_tokens: 8 }), {
+      inputTokens: 8,
+      cachedTokens: 0,
+      outputTokens: 0,
+      reasoningTokens: 0,
+      totalTokens: 8,
+    });
     const reader = new SseUsageReader();
-    const found = reader.push(Buffer.from('data: {"id":"c1","choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\ndata: [DONE]\n\n'));
+    const found = reader.push(
+      Buffer.from(
+        'data: {"id":"c1","choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\ndata: [DONE]\n\n',
+      ),
+    );
     assert.deepEqual(found, [{ inputTokens: 5, cachedTokens: 0, outputTokens: 2, reasoningTokens: 0, totalTokens: 7 }]);
   });
 });

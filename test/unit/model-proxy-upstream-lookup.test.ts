@@ -30,7 +30,10 @@ after(async () => {
 });
 
 /** A resolver the test scripts: each call takes the next answer (addresses and TTL) or error. */
-function scripted(answers: Array<{ addresses: string[]; ttlSeconds: number } | Error>): { resolve: (host: string) => Promise<{ addresses: string[]; ttlSeconds: number }>; calls: string[] } {
+function scripted(answers: Array<{ addresses: string[]; ttlSeconds: number } | Error>): {
+  resolve: (host: string) => Promise<{ addresses: string[]; ttlSeconds: number }>;
+  calls: string[];
+} {
   const calls: string[] = [];
   return {
     calls,
@@ -45,7 +48,11 @@ function scripted(answers: Array<{ addresses: string[]; ttlSeconds: number } | E
 }
 
 function lookupAll(lookup: NetLookup, host: string, family = 0): Promise<LookupAddress[]> {
-  return new Promise((resolve, reject) => lookup(host, { all: true, family }, (error, addresses) => (error ? reject(error) : resolve(addresses as LookupAddress[]))));
+  return new Promise((resolve, reject) =>
+    lookup(host, { all: true, family }, (error, addresses) =>
+      error ? reject(error) : resolve(addresses as LookupAddress[]),
+    ),
+  );
 }
 
 describe("UpstreamLookup", () => {
@@ -56,7 +63,12 @@ describe("UpstreamLookup", () => {
       { addresses: ["192.0.2.2"], ttlSeconds: 3_600 },
       { addresses: ["192.0.2.3"], ttlSeconds: 60 },
     ]);
-    const cache = new UpstreamLookup({ resolve: dnsAnswers.resolve, minTtlMs: 30_000, maxTtlMs: 300_000, now: () => now });
+    const cache = new UpstreamLookup({
+      resolve: dnsAnswers.resolve,
+      minTtlMs: 30_000,
+      maxTtlMs: 300_000,
+      now: () => now,
+    });
     assert.deepEqual(await cache.addresses("api.test"), ["192.0.2.1"]);
     now = 29_999; // a 1 s TTL, kept for the 30 s floor
     assert.deepEqual(await cache.addresses("api.test"), ["192.0.2.1"]);
@@ -80,9 +92,28 @@ describe("UpstreamLookup", () => {
   test("a failed refresh serves the last good answer for a while, asking again only after a pause", async () => {
     let now = 0;
     const lines: string[] = [];
-    const log = { debug: () => {}, info: (msg: string) => lines.push(msg), warn: (msg: string) => lines.push(msg), error: () => {}, child: () => log };
-    const dnsAnswers = scripted([{ addresses: ["192.0.2.1"], ttlSeconds: 60 }, new LookupError("timeout", "no answer within 5000 ms"), new LookupError("timeout", "no answer within 5000 ms"), { addresses: ["192.0.2.9"], ttlSeconds: 60 }, new LookupError("not_found", "no such name")]);
-    const cache = new UpstreamLookup({ resolve: dnsAnswers.resolve, minTtlMs: 60_000, staleIfErrorMs: 600_000, retryAfterErrorMs: 5_000, log, now: () => now });
+    const log = {
+      debug: () => {},
+      info: (msg: string) => lines.push(msg),
+      warn: (msg: string) => lines.push(msg),
+      error: () => {},
+      child: () => log,
+    };
+    const dnsAnswers = scripted([
+      { addresses: ["192.0.2.1"], ttlSeconds: 60 },
+      new LookupError("timeout", "no answer within 5000 ms"),
+      new LookupError("timeout", "no answer within 5000 ms"),
+      { addresses: ["192.0.2.9"], ttlSeconds: 60 },
+      new LookupError("not_found", "no such name"),
+    ]);
+    const cache = new UpstreamLookup({
+      resolve: dnsAnswers.resolve,
+      minTtlMs: 60_000,
+      staleIfErrorMs: 600_000,
+      retryAfterErrorMs: 5_000,
+      log,
+      now: () => now,
+    });
     await cache.addresses("api.test");
     now = 60_000;
     assert.deepEqual(await cache.addresses("api.test"), ["192.0.2.1"], "stale after a failed refresh");
@@ -93,10 +124,16 @@ describe("UpstreamLookup", () => {
     assert.deepEqual(await cache.addresses("api.test"), ["192.0.2.1"]);
     now = 70_000;
     assert.deepEqual(await cache.addresses("api.test"), ["192.0.2.9"], "fresh again");
-    assert.deepEqual(lines, ["model API's name did not resolve; using its last addresses meanwhile", "model API's name resolves again"]);
+    assert.deepEqual(lines, [
+      "model API's name did not resolve; using its last addresses meanwhile",
+      "model API's name resolves again",
+    ]);
     // Past the stale window the failure is the caller's, with an errno code the model proxy reports.
     now = 70_000 + 60_000 + 600_000;
-    await assert.rejects(cache.addresses("api.test"), (error: NodeJS.ErrnoException) => error.code === "ENOTFOUND" && /api\.test: no such name/.test(error.message));
+    await assert.rejects(
+      cache.addresses("api.test"),
+      (error: NodeJS.ErrnoException) => error.code === "ENOTFOUND" && /api\.test: no such name/.test(error.message),
+    );
   });
 
   test("an IP literal is never looked up", async () => {
@@ -107,16 +144,28 @@ describe("UpstreamLookup", () => {
   });
 
   test("as a net lookup: all addresses, or one of the family asked for", async () => {
-    const cache = new UpstreamLookup({ resolve: scripted([{ addresses: ["192.0.2.1", "2001:db8::1"], ttlSeconds: 60 }]).resolve });
-    assert.deepEqual(await lookupAll(cache.lookup, "api.test"), [{ address: "192.0.2.1", family: 4 }, { address: "2001:db8::1", family: 6 }]);
+    const cache = new UpstreamLookup({
+      resolve: scripted([{ addresses: ["192.0.2.1", "2001:db8::1"], ttlSeconds: 60 }]).resolve,
+    });
+    assert.deepEqual(await lookupAll(cache.lookup, "api.test"), [
+      { address: "192.0.2.1", family: 4 },
+      { address: "2001:db8::1", family: 6 },
+    ]);
     assert.deepEqual(await lookupAll(cache.lookup, "api.test", 6), [{ address: "2001:db8::1", family: 6 }]);
-    const one = await new Promise<[string, number | undefined]>((resolve, reject) => cache.lookup("api.test", { family: 6 }, (error, address, family) => (error ? reject(error) : resolve([address as string, family]))));
+    const one = await new Promise<[string, number | undefined]>((resolve, reject) =>
+      cache.lookup("api.test", { family: 6 }, (error, address, family) =>
+        error ? reject(error) : resolve([address as string, family]),
+      ),
+    );
     assert.deepEqual(one, ["2001:db8::1", 6]);
   });
 
   test("by DNS, a 1 s TTL is kept for the floor: the second lookup sends no query", async () => {
     let now = 0;
-    const cache = new UpstreamLookup({ resolver: { servers: [dns.server], hostsFile: path.join(dir, "hosts"), timeoutMs: 2_000 }, now: () => now });
+    const cache = new UpstreamLookup({
+      resolver: { servers: [dns.server], hostsFile: path.join(dir, "hosts"), timeoutMs: 2_000 },
+      now: () => now,
+    });
     assert.deepEqual(await cache.addresses("model.test"), ["127.0.0.1"]);
     const asked = dns.queries.filter((q) => q.name === "model.test").length;
     now = 29_000;
@@ -131,17 +180,33 @@ describe("UpstreamLookup", () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
     const port = (upstream.address() as AddressInfo).port;
-    const cache = new UpstreamLookup({ resolver: { servers: [dns.server], hostsFile: path.join(dir, "hosts"), timeoutMs: 2_000 } });
-    const proxy = createModelProxy<string>({ upstreamBaseUrl: `http://pinned-model.test:${port}/v1`, apiKey: "sk-real", authorize: () => "turn", lookup: cache.lookup });
+    const cache = new UpstreamLookup({
+      resolver: { servers: [dns.server], hostsFile: path.join(dir, "hosts"), timeoutMs: 2_000 },
+    });
+    const proxy = createModelProxy<string>({
+      upstreamBaseUrl: `http://pinned-model.test:${port}/v1`,
+      apiKey: "sk-real",
+      authorize: () => "turn",
+      lookup: cache.lookup,
+    });
     const socketPath = path.join(dir, "model.sock");
     await new Promise<void>((resolve) => proxy.listen(socketPath, resolve));
     try {
       const body = await new Promise<string>((resolve, reject) => {
-        const request = http.request({ socketPath, path: "/v1/responses", method: "POST", headers: { authorization: "Bearer t", "content-type": "application/json" }, agent: false }, (res) => {
-          let text = "";
-          res.on("data", (chunk: Buffer) => (text += chunk.toString()));
-          res.on("end", () => resolve(text));
-        });
+        const request = http.request(
+          {
+            socketPath,
+            path: "/v1/responses",
+            method: "POST",
+            headers: { authorization: "Bearer t", "content-type": "application/json" },
+            agent: false,
+          },
+          (res) => {
+            let text = "";
+            res.on("data", (chunk: Buffer) => (text += chunk.toString()));
+            res.on("end", () => resolve(text));
+          },
+        );
         request.on("error", reject);
         request.end("{}");
       });

@@ -10,7 +10,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createModelProxy, upstreamPathFor, type ModelProxyOptions, type UpstreamFailure } from "../../src/model-proxy/server.js";
+import {
+  createModelProxy,
+  upstreamPathFor,
+  type ModelProxyOptions,
+  type UpstreamFailure,
+} from "../../src/model-proxy/server.js";
 import { withTimeout } from "../support/wait.js";
 import { createLogger } from "../../src/log.js";
 
@@ -32,7 +37,11 @@ async function waitFor(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
-async function startProxy(upstreamBaseUrl: string, connectTimeoutMs = 5_000, extra: Partial<ModelProxyOptions<string>> = {}): Promise<Proxy> {
+async function startProxy(
+  upstreamBaseUrl: string,
+  connectTimeoutMs = 5_000,
+  extra: Partial<ModelProxyOptions<string>> = {},
+): Promise<Proxy> {
   const failures: Array<[string, UpstreamFailure]> = [];
   const server = createModelProxy<string>({
     upstreamBaseUrl,
@@ -58,7 +67,13 @@ function closeServer(server: net.Server): Promise<void> {
 }
 
 function post(socketPath: string): { response: Promise<IncomingMessage>; request: http.ClientRequest } {
-  const request = http.request({ socketPath, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, agent: false });
+  const request = http.request({
+    socketPath,
+    path: "/v1/responses",
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+    agent: false,
+  });
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     request.on("response", resolve);
     request.on("error", reject);
@@ -67,10 +82,15 @@ function post(socketPath: string): { response: Promise<IncomingMessage>; request
   return { response, request };
 }
 
-async function errorOf(res: IncomingMessage): Promise<{ status: number; error: { message: string; type: string; code: string } }> {
+async function errorOf(
+  res: IncomingMessage,
+): Promise<{ status: number; error: { message: string; type: string; code: string } }> {
   let body = "";
   for await (const chunk of res) body += String(chunk);
-  return { status: res.statusCode ?? 0, ...(JSON.parse(body) as { error: { message: string; type: string; code: string } }) };
+  return {
+    status: res.statusCode ?? 0,
+    ...(JSON.parse(body) as { error: { message: string; type: string; code: string } }),
+  };
 }
 
 const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port;
@@ -95,7 +115,9 @@ describe("model proxy upstream failures", () => {
       assert.equal(reply.error.code, "model_unreachable");
       assert.equal(reply.error.type, "server_error");
       assert.match(reply.error.message, /refused the connection/);
-      assert.deepEqual(proxy.failures, [[REF, { code: "model_unreachable", status: 502, message: reply.error.message }]]);
+      assert.deepEqual(proxy.failures, [
+        [REF, { code: "model_unreachable", status: 502, message: reply.error.message }],
+      ]);
     } finally {
       await proxy.close();
     }
@@ -148,14 +170,25 @@ describe("model proxy upstream failures", () => {
     upstream.on("connection", () => (connections += 1));
     await listen(upstream, 0);
     const usages: unknown[] = [];
-    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { concurrencyPerTurn: 2, maxSockets: 1, onUsage: (_ref, usage) => usages.push(usage) });
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, {
+      concurrencyPerTurn: 2,
+      maxSockets: 1,
+      onUsage: (_ref, usage) => usages.push(usage),
+    });
     try {
       const answers = [post(proxy.socketPath).response, post(proxy.socketPath).response];
       // Larger than any body the proxy could keep whole: the usage comes after 9 MiB of output.
       const usage = { input_tokens: 7, output_tokens: 2, total_tokens: 9 };
-      const body = JSON.stringify({ output: [{ type: "message", content: [{ text: "y".repeat(9 * 1024 * 1024) }] }], usage });
+      const body = JSON.stringify({
+        output: [{ type: "message", content: [{ text: "y".repeat(9 * 1024 * 1024) }] }],
+        usage,
+      });
       for (let i = 0; i < 2; i++) {
-        await withTimeout(waitFor(() => held.length === i + 1), 5_000, `request ${i} upstream`);
+        await withTimeout(
+          waitFor(() => held.length === i + 1),
+          5_000,
+          `request ${i} upstream`,
+        );
         held[i]!.writeHead(200, { "content-type": "application/json" }).end(body);
         const res = await withTimeout(answers[i]!, 5_000, `answer ${i}`);
         let size = 0;
@@ -164,8 +197,18 @@ describe("model proxy upstream failures", () => {
       }
       assert.equal(connections, 1, "the second request waited for the first's connection");
       assert.equal(most, 1);
-      await withTimeout(waitFor(() => usages.length === 2), 5_000, "both usages");
-      assert.deepEqual(usages[0], { inputTokens: 7, cachedTokens: 0, outputTokens: 2, reasoningTokens: 0, totalTokens: 9 });
+      await withTimeout(
+        waitFor(() => usages.length === 2),
+        5_000,
+        "both usages",
+      );
+      assert.deepEqual(usages[0], {
+        inputTokens: 7,
+        cachedTokens: 0,
+        outputTokens: 2,
+        reasoningTokens: 0,
+        totalTokens: 9,
+      });
     } finally {
       await proxy.close();
       await closeServer(upstream);
@@ -215,7 +258,9 @@ describe("model proxy upstream failures", () => {
         res.write('event: response.created\ndata: {"type":"response.created"}\n\n');
         finishUpstream = () => {
           const usage = { input_tokens: 10, output_tokens: 5, total_tokens: 15 };
-          res.end(`event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { usage } })}\n\n`);
+          res.end(
+            `event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { usage } })}\n\n`,
+          );
         };
         res.on("close", () => resolve(res.writableFinished ? "finished" : "cut"));
         req.resume();
@@ -227,17 +272,34 @@ describe("model proxy upstream failures", () => {
     const usages: unknown[] = [];
     const logLines: string[] = [];
     const logger = createLogger({ level: "debug", write: (line) => void logLines.push(line) });
-    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, { onUsage: (_ref, usage) => usages.push(usage), logger });
+    const proxy = await startProxy(`http://127.0.0.1:${portOf(upstream)}/v1`, 5_000, {
+      onUsage: (_ref, usage) => usages.push(usage),
+      logger,
+    });
     try {
       const res = await withTimeout(post(proxy.socketPath).response, 5_000, "response headers");
       await withTimeout(new Promise((resolve) => res.once("data", resolve)), 5_000, "the first event");
       res.destroy();
       // The proxy has seen the client go before the upstream finishes.
-      await withTimeout(waitFor(() => logLines.some((line) => line.includes("the client left"))), 5_000, "the proxy to see the client leave");
+      await withTimeout(
+        waitFor(() => logLines.some((line) => line.includes("the client left"))),
+        5_000,
+        "the proxy to see the client leave",
+      );
       finishUpstream();
-      assert.equal(await withTimeout(upstreamDone, 5_000, "the upstream to finish"), "finished", "the proxy read the response to its end");
-      await withTimeout(waitFor(() => usages.length === 1), 5_000, "the usage");
-      assert.deepEqual(usages, [{ inputTokens: 10, cachedTokens: 0, outputTokens: 5, reasoningTokens: 0, totalTokens: 15 }]);
+      assert.equal(
+        await withTimeout(upstreamDone, 5_000, "the upstream to finish"),
+        "finished",
+        "the proxy read the response to its end",
+      );
+      await withTimeout(
+        waitFor(() => usages.length === 1),
+        5_000,
+        "the usage",
+      );
+      assert.deepEqual(usages, [
+        { inputTokens: 10, cachedTokens: 0, outputTokens: 5, reasoningTokens: 0, totalTokens: 15 },
+      ]);
       assert.deepEqual(proxy.failures, [], "a client leaving is not an upstream failure");
     } finally {
       await proxy.close();
@@ -295,13 +357,25 @@ describe("model proxy upstream failures", () => {
 describe("upstreamPathFor", () => {
   test("maps the base path onto the upstream's, keeping the query", () => {
     assert.deepEqual(upstreamPathFor("/v1/responses?a=1", "/v1", "/v1"), { pathname: "/v1/responses", search: "?a=1" });
-    assert.deepEqual(upstreamPathFor("/v1/responses", "/v1", "/api/openai"), { pathname: "/api/openai/responses", search: "" });
+    assert.deepEqual(upstreamPathFor("/v1/responses", "/v1", "/api/openai"), {
+      pathname: "/api/openai/responses",
+      search: "",
+    });
     assert.deepEqual(upstreamPathFor("/v1", "/v1", ""), { pathname: "", search: "" });
     assert.deepEqual(upstreamPathFor("/anything", "", "/v1"), { pathname: "/v1/anything", search: "" });
   });
 
   test("refuses targets outside the base path, absolute-form targets and dot-segment escapes", () => {
-    for (const target of ["/v2/responses", "/v1x", "/v1/../admin", "/v1/%2e%2e/admin", "/v1/.%2E/admin", "//evil.example/v1/responses", "http://evil.example/v1/responses", "*"]) {
+    for (const target of [
+      "/v2/responses",
+      "/v1x",
+      "/v1/../admin",
+      "/v1/%2e%2e/admin",
+      "/v1/.%2E/admin",
+      "//evil.example/v1/responses",
+      "http://evil.example/v1/responses",
+      "*",
+    ]) {
       assert.equal(upstreamPathFor(target, "/v1", "/v1"), null, target);
     }
   });

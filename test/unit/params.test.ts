@@ -30,7 +30,12 @@ before(async () => {
   await fs.symlink(outside, path.join(root, "escape"));
   await fs.symlink(workspace, path.join(root, "alias"));
   // The defaults' ranges (src/config.ts): uids from 10000, above the host's login users.
-  policy = { uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
+  policy = {
+    uidRange: { min: 10000, max: 65533 },
+    gidRange: { min: 1000, max: 65533 },
+    allowRoot: false,
+    workspaceRoots: [root],
+  };
 });
 
 after(async () => {
@@ -46,7 +51,11 @@ const ensure = (over: Record<string, unknown> = {}): Record<string, unknown> => 
   ...over,
 });
 
-const turn = (over: Record<string, unknown> = {}): Record<string, unknown> => ({ workspaceId: "ws-1", input: "hello", ...over });
+const turn = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
+  workspaceId: "ws-1",
+  input: "hello",
+  ...over,
+});
 
 /** Asserts that `run` fails with a SidecarError of `code` naming `field`. */
 async function refuses(run: () => unknown, code: number, field: string): Promise<SidecarError> {
@@ -63,13 +72,20 @@ async function refuses(run: () => unknown, code: number, field: string): Promise
   return caught;
 }
 
-const invalid = (run: () => unknown, field: string): Promise<SidecarError> => refuses(run, ErrorCode.invalidParams, field);
-const notAllowed = (run: () => unknown, field: string): Promise<SidecarError> => refuses(run, ErrorCode.notAllowed, field);
+const invalid = (run: () => unknown, field: string): Promise<SidecarError> =>
+  refuses(run, ErrorCode.invalidParams, field);
+const notAllowed = (run: () => unknown, field: string): Promise<SidecarError> =>
+  refuses(run, ErrorCode.notAllowed, field);
 
 describe("workspace.ensure params", () => {
   it("accepts valid params, resolves the path and drops unknown fields", async () => {
     const parsed = await parseEnsureWorkspaceParams(
-      ensure({ git: { name: "Ada", email: "ada@example.com" }, network: "none", resources: { memoryMb: 512, cpus: 0.5, pids: 64 }, surprise: 1 }),
+      ensure({
+        git: { name: "Ada", email: "ada@example.com" },
+        network: "none",
+        resources: { memoryMb: 512, cpus: 0.5, pids: 64 },
+        surprise: 1,
+      }),
       policy,
     );
     assert.deepEqual(parsed, {
@@ -115,19 +131,33 @@ describe("workspace.ensure params", () => {
 
   it("checks uid and gid: integers (-32602) inside the policy (-32006)", async () => {
     for (const key of ["uid", "gid"] as const) {
-      for (const value of [undefined, "1000", 1000.5, true]) await invalid(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
-      for (const value of [0, 999, 65534, -1]) await notAllowed(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
+      for (const value of [undefined, "1000", 1000.5, true])
+        await invalid(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
+      for (const value of [0, 999, 65534, -1])
+        await notAllowed(() => parseEnsureWorkspaceParams(ensure({ [key]: value }), policy), key);
     }
     // A typical login user's uid is outside the default range.
     for (const uid of [1000, 9999]) await notAllowed(() => parseEnsureWorkspaceParams(ensure({ uid }), policy), "uid");
     assert.equal((await parseEnsureWorkspaceParams(ensure({ uid: 10000 }), policy)).uid, 10000);
-    const rootPolicy = { ...policy, allowRoot: true, uidRange: { min: 0, max: 65533 }, gidRange: { min: 0, max: 65533 } };
+    const rootPolicy = {
+      ...policy,
+      allowRoot: true,
+      uidRange: { min: 0, max: 65533 },
+      gidRange: { min: 0, max: 65533 },
+    };
     const parsed = await parseEnsureWorkspaceParams(ensure({ uid: 0, gid: 0 }), rootPolicy);
     assert.equal(parsed.uid, 0);
   });
 
   it("checks workspacePath: absolute, existing, a directory, inside a root even through symlinks", async () => {
-    for (const workspacePath of [undefined, 5, "relative/dir", `${workspace}\0x`, path.join(root, "missing"), path.join(root, "file.txt")]) {
+    for (const workspacePath of [
+      undefined,
+      5,
+      "relative/dir",
+      `${workspace}\0x`,
+      path.join(root, "missing"),
+      path.join(root, "file.txt"),
+    ]) {
       await invalid(() => parseEnsureWorkspaceParams(ensure({ workspacePath }), policy), "workspacePath");
     }
     for (const workspacePath of [outside, path.join(root, "escape"), root, path.join(root, "..", "outside")]) {
@@ -143,12 +173,20 @@ describe("workspace.ensure params", () => {
     await invalid(() => parseEnsureWorkspaceParams(ensure({ network: "host" }), policy), "network");
     await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: [] }), policy), "resources");
     for (const memoryMb of [63, 1_048_577, 1.5, "512"]) {
-      const error = await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: { memoryMb } }), policy), "resources.memoryMb");
+      const error = await invalid(
+        () => parseEnsureWorkspaceParams(ensure({ resources: { memoryMb } }), policy),
+        "resources.memoryMb",
+      );
       assert.match(error.message, /resources\.memoryMb: must be an integer from 64 to 1048576/);
     }
-    for (const cpus of [0.001, 1025, "1", Number.NaN]) await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: { cpus } }), policy), "resources.cpus");
-    for (const pids of [15, 1_000_001, 20.5]) await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: { pids } }), policy), "resources.pids");
-    const edges = await parseEnsureWorkspaceParams(ensure({ resources: { memoryMb: 64, cpus: 0.01, pids: 1_000_000 } }), policy);
+    for (const cpus of [0.001, 1025, "1", Number.NaN])
+      await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: { cpus } }), policy), "resources.cpus");
+    for (const pids of [15, 1_000_001, 20.5])
+      await invalid(() => parseEnsureWorkspaceParams(ensure({ resources: { pids } }), policy), "resources.pids");
+    const edges = await parseEnsureWorkspaceParams(
+      ensure({ resources: { memoryMb: 64, cpus: 0.01, pids: 1_000_000 } }),
+      policy,
+    );
     assert.deepEqual(edges.resources, { memoryMb: 64, cpus: 0.01, pids: 1_000_000 });
   });
 
@@ -161,7 +199,10 @@ describe("workspace.ensure params", () => {
 describe("workspace.remove, workspace.logs and turn.cancel params", () => {
   it("parses workspace.remove, purgeHome false by default", () => {
     assert.deepEqual(parseRemoveWorkspaceParams({ workspaceId: "ws-1" }), { workspaceId: "ws-1", purgeHome: false });
-    assert.deepEqual(parseRemoveWorkspaceParams({ workspaceId: "ws-1", purgeHome: true }), { workspaceId: "ws-1", purgeHome: true });
+    assert.deepEqual(parseRemoveWorkspaceParams({ workspaceId: "ws-1", purgeHome: true }), {
+      workspaceId: "ws-1",
+      purgeHome: true,
+    });
   });
 
   it("refuses bad workspace.remove params", async () => {
@@ -173,12 +214,14 @@ describe("workspace.remove, workspace.logs and turn.cancel params", () => {
   it("parses workspace.logs with an optional tail", async () => {
     assert.deepEqual(parseWorkspaceLogsParams({ workspaceId: "ws-1" }), { workspaceId: "ws-1" });
     assert.deepEqual(parseWorkspaceLogsParams({ workspaceId: "ws-1", tail: 0 }), { workspaceId: "ws-1", tail: 0 });
-    for (const tail of [-1, 1.5, "5", 100_001]) await invalid(() => parseWorkspaceLogsParams({ workspaceId: "ws-1", tail }), "tail");
+    for (const tail of [-1, 1.5, "5", 100_001])
+      await invalid(() => parseWorkspaceLogsParams({ workspaceId: "ws-1", tail }), "tail");
   });
 
   it("checks turn.cancel's turnId", async () => {
     assert.deepEqual(parseCancelTurnParams({ turnId: "turn-1.a_b" }), { turnId: "turn-1.a_b" });
-    for (const turnId of [undefined, 3, "", "-x", "a b", "a/b", "t".repeat(129)]) await invalid(() => parseCancelTurnParams({ turnId }), "turnId");
+    for (const turnId of [undefined, 3, "", "-x", "a b", "a/b", "t".repeat(129)])
+      await invalid(() => parseCancelTurnParams({ turnId }), "turnId");
   });
 });
 
@@ -189,7 +232,10 @@ describe("turn.run params", () => {
       turn({
         turnId: "t-1",
         threadId: "0199A213-81C0-7800-8AA1-BBAB2A035A53",
-        input: [{ type: "text", text: "look", extra: 1 }, { type: "local_image", path: "/srv/ws/shot.png" }],
+        input: [
+          { type: "text", text: "look", extra: 1 },
+          { type: "local_image", path: "/srv/ws/shot.png" },
+        ],
         options: {
           model: "gpt-5-codex",
           modelReasoningEffort: "high",
@@ -202,7 +248,9 @@ describe("turn.run params", () => {
           timeoutMs: 60_000,
           unknown: "ignored",
         },
-        mcpServers: { "alive-tools": { command: "node", args: ["server.js", "--stdio"], env: { TOKEN_FILE: "/run/t", _X: "" } } },
+        mcpServers: {
+          "alive-tools": { command: "node", args: ["server.js", "--stdio"], env: { TOKEN_FILE: "/run/t", _X: "" } },
+        },
       }),
       policy,
     );
@@ -210,7 +258,10 @@ describe("turn.run params", () => {
       workspaceId: "ws-1",
       turnId: "t-1",
       threadId: "0199A213-81C0-7800-8AA1-BBAB2A035A53",
-      input: [{ type: "text", text: "look" }, { type: "local_image", path: "/srv/ws/shot.png" }],
+      input: [
+        { type: "text", text: "look" },
+        { type: "local_image", path: "/srv/ws/shot.png" },
+      ],
       options: {
         model: "gpt-5-codex",
         modelReasoningEffort: "high",
@@ -222,19 +273,40 @@ describe("turn.run params", () => {
         outputSchema: { type: "object" },
         timeoutMs: 60_000,
       },
-      mcpServers: { "alive-tools": { command: "node", args: ["server.js", "--stdio"], env: { TOKEN_FILE: "/run/t", _X: "" } } },
+      mcpServers: {
+        "alive-tools": { command: "node", args: ["server.js", "--stdio"], env: { TOKEN_FILE: "/run/t", _X: "" } },
+      },
     });
   });
 
   it("checks input", async () => {
-    for (const input of [undefined, "", 42, [], {}, "x".repeat(1024 * 1024 + 1)]) await invalid(() => parseRunTurnParams(turn({ input }), policy), "input");
+    for (const input of [undefined, "", 42, [], {}, "x".repeat(1024 * 1024 + 1)])
+      await invalid(() => parseRunTurnParams(turn({ input }), policy), "input");
     await parseRunTurnParams(turn({ input: "x".repeat(1024 * 1024) }), policy);
     await invalid(() => parseRunTurnParams(turn({ input: ["text"] }), policy), "input[0]");
     await invalid(() => parseRunTurnParams(turn({ input: [{ type: "video" }] }), policy), "input[0].type");
     await invalid(() => parseRunTurnParams(turn({ input: [{ type: "text" }] }), policy), "input[0].text");
-    await invalid(() => parseRunTurnParams(turn({ input: [{ type: "text", text: "a" }, { type: "text", text: 5 }] }), policy), "input[1].text");
-    await invalid(() => parseRunTurnParams(turn({ input: [{ type: "local_image", path: "shot.png" }] }), policy), "input[0].path");
-    await invalid(() => parseRunTurnParams(turn({ input: [{ type: "local_image", path: "/a\0b.png" }] }), policy), "input[0].path");
+    await invalid(
+      () =>
+        parseRunTurnParams(
+          turn({
+            input: [
+              { type: "text", text: "a" },
+              { type: "text", text: 5 },
+            ],
+          }),
+          policy,
+        ),
+      "input[1].text",
+    );
+    await invalid(
+      () => parseRunTurnParams(turn({ input: [{ type: "local_image", path: "shot.png" }] }), policy),
+      "input[0].path",
+    );
+    await invalid(
+      () => parseRunTurnParams(turn({ input: [{ type: "local_image", path: "/a\0b.png" }] }), policy),
+      "input[0].path",
+    );
   });
 
   it("requires threadId to be a UUID (codex reads anything else as a thread name)", async () => {
@@ -274,9 +346,14 @@ describe("turn.run params", () => {
   });
 
   it("checks mcpServers, and never echoes an env value", async () => {
-    const server = (over: Record<string, unknown>): Record<string, unknown> => ({ mcpServers: { fs: { command: "node", ...over } } });
+    const server = (over: Record<string, unknown>): Record<string, unknown> => ({
+      mcpServers: { fs: { command: "node", ...over } },
+    });
     await invalid(() => parseRunTurnParams(turn({ mcpServers: [] }), policy), "mcpServers");
-    await invalid(() => parseRunTurnParams(turn({ mcpServers: { "bad name": { command: "x" } } }), policy), "mcpServers");
+    await invalid(
+      () => parseRunTurnParams(turn({ mcpServers: { "bad name": { command: "x" } } }), policy),
+      "mcpServers",
+    );
     await invalid(() => parseRunTurnParams(turn({ mcpServers: { fs: "node" } }), policy), "mcpServers.fs");
     await invalid(() => parseRunTurnParams(turn(server({ command: undefined })), policy), "mcpServers.fs.command");
     await invalid(() => parseRunTurnParams(turn(server({ command: "a\nb" })), policy), "mcpServers.fs.command");
@@ -286,21 +363,57 @@ describe("turn.run params", () => {
     await invalid(() => parseRunTurnParams(turn(server({ env: { "1BAD": "x" } })), policy), "mcpServers.fs.env");
     await invalid(() => parseRunTurnParams(turn(server({ env: { "A-B": "x" } })), policy), "mcpServers.fs.env");
     await invalid(() => parseRunTurnParams(turn(server({ env: { N: 5 } })), policy), "mcpServers.fs.env.N");
-    await invalid(() => parseRunTurnParams(turn(server({ env: { N: "v".repeat(8193) } })), policy), "mcpServers.fs.env.N");
-    const error = await invalid(() => parseRunTurnParams(turn(server({ env: { TOKEN: "sk-secret-value\nx" } })), policy), "mcpServers.fs.env.TOKEN");
+    await invalid(
+      () => parseRunTurnParams(turn(server({ env: { N: "v".repeat(8193) } })), policy),
+      "mcpServers.fs.env.N",
+    );
+    const error = await invalid(
+      () => parseRunTurnParams(turn(server({ env: { TOKEN: "sk-secret-value\nx" } })), policy),
+      "mcpServers.fs.env.TOKEN",
+    );
     assert.doesNotMatch(JSON.stringify({ message: error.message, data: error.data }), /sk-secret-value/);
     const ok = await parseRunTurnParams(turn(server({ env: { N: "v".repeat(8192) } })), policy);
     assert.equal(ok.mcpServers?.fs?.env?.N?.length, 8192);
   });
 
   it("validates carried workspace.ensure fields into params.workspace", async () => {
-    const parsed = await parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "alias"), network: "none" }), policy);
-    assert.deepEqual(parsed.workspace, { workspaceId: "ws-1", userId: "u", uid: 10001, gid: 1000, workspacePath: workspace, network: "none" });
-    await notAllowed(() => parseRunTurnParams(turn({ userId: "u", uid: 0, gid: 1000, workspacePath: workspace }), policy), "uid");
-    await notAllowed(() => parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "escape") }), policy), "workspacePath");
-    await invalid(() => parseRunTurnParams(turn({ uid: 10001, gid: 1000, workspacePath: workspace }), policy), "userId");
+    const parsed = await parseRunTurnParams(
+      turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "alias"), network: "none" }),
+      policy,
+    );
+    assert.deepEqual(parsed.workspace, {
+      workspaceId: "ws-1",
+      userId: "u",
+      uid: 10001,
+      gid: 1000,
+      workspacePath: workspace,
+      network: "none",
+    });
+    await notAllowed(
+      () => parseRunTurnParams(turn({ userId: "u", uid: 0, gid: 1000, workspacePath: workspace }), policy),
+      "uid",
+    );
+    await notAllowed(
+      () =>
+        parseRunTurnParams(
+          turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "escape") }),
+          policy,
+        ),
+      "workspacePath",
+    );
+    await invalid(
+      () => parseRunTurnParams(turn({ uid: 10001, gid: 1000, workspacePath: workspace }), policy),
+      "userId",
+    );
     await invalid(() => parseRunTurnParams(turn({ uid: 10001 }), policy), "workspacePath");
-    await invalid(() => parseRunTurnParams(turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: workspace, resources: { pids: 1 } }), policy), "resources.pids");
+    await invalid(
+      () =>
+        parseRunTurnParams(
+          turn({ userId: "u", uid: 10001, gid: 1000, workspacePath: workspace, resources: { pids: 1 } }),
+          policy,
+        ),
+      "resources.pids",
+    );
   });
 
   it("leaves params.workspace out when no workspace fields are carried", async () => {

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { AddressSet, canonicalAddress, checkAddress, parseAddressEntry, classifyAddress, embeddedIPv4, type AddressClass } from "../../src/policy/addresses.js";
+import {
+  AddressSet,
+  canonicalAddress,
+  checkAddress,
+  parseAddressEntry,
+  classifyAddress,
+  embeddedIPv4,
+  type AddressClass,
+} from "../../src/policy/addresses.js";
 
 const CASES: ReadonlyArray<readonly [string, AddressClass]> = [
   // IPv4
@@ -109,12 +117,22 @@ describe("checkAddress", () => {
   });
 
   test("a non-public address is refused with its range", () => {
-    assert.deepEqual(checkAddress("169.254.169.254", host), { allowed: false, reason: "private_address", range: "link_local" });
+    assert.deepEqual(checkAddress("169.254.169.254", host), {
+      allowed: false,
+      reason: "private_address",
+      range: "link_local",
+    });
     assert.deepEqual(checkAddress("::1", host), { allowed: false, reason: "private_address", range: "loopback" });
   });
 
   test("a public address of the host is refused, in any spelling", () => {
-    for (const address of ["8.8.4.4", "::ffff:8.8.4.4", "::ffff:808:404", "64:ff9b::8.8.4.4", "2606:4700:0:0:0:0:6810:1"]) {
+    for (const address of [
+      "8.8.4.4",
+      "::ffff:8.8.4.4",
+      "::ffff:808:404",
+      "64:ff9b::8.8.4.4",
+      "2606:4700:0:0:0:0:6810:1",
+    ]) {
       assert.deepEqual(checkAddress(address, host), { allowed: false, reason: "host_address" }, address);
     }
   });
@@ -126,18 +144,34 @@ describe("the operator's further host addresses", () => {
     assert.deepEqual(parseAddressEntry("[2606:2800::1]"), { network: "2606:2800::1", prefix: 128 });
     assert.deepEqual(parseAddressEntry("::ffff:93.184.216.34"), { network: "93.184.216.34", prefix: 32 });
     assert.deepEqual(parseAddressEntry("100.0.0.0/8"), { network: "100.0.0.0", prefix: 8 });
-    for (const bad of ["", "host.example", "1.2.3.4/", "1.2.3.4/x", "1.2.3.4/7", "2001:db8::/15", "::ffff:1.2.3.0/120", "fe80::1%lo"]) {
+    for (const bad of [
+      "",
+      "host.example",
+      "1.2.3.4/",
+      "1.2.3.4/x",
+      "1.2.3.4/7",
+      "2001:db8::/15",
+      "::ffff:1.2.3.0/120",
+      "fe80::1%lo",
+    ]) {
       assert.equal(typeof parseAddressEntry(bad), "string", bad);
     }
   });
 
   test("an address in the set is refused as host_address in any spelling; outside it, allowed", () => {
-    const extra = new AddressSet([{ network: "93.184.216.0", prefix: 24 }, { network: "2606:2800::", prefix: 32 }]);
+    const extra = new AddressSet([
+      { network: "93.184.216.0", prefix: 24 },
+      { network: "2606:2800::", prefix: 32 },
+    ]);
     for (const address of ["93.184.216.34", "::ffff:93.184.216.34", "64:ff9b::93.184.216.34", "2606:2800:220:1::1"]) {
       assert.deepEqual(checkAddress(address, [], extra), { allowed: false, reason: "host_address" }, address);
     }
     assert.deepEqual(checkAddress("93.184.217.1", [], extra), { allowed: true });
     // A non-public address keeps its own, more precise reason.
-    assert.deepEqual(checkAddress("10.0.0.1", [], new AddressSet([{ network: "10.0.0.0", prefix: 8 }])), { allowed: false, reason: "private_address", range: "private" });
+    assert.deepEqual(checkAddress("10.0.0.1", [], new AddressSet([{ network: "10.0.0.0", prefix: 8 }])), {
+      allowed: false,
+      reason: "private_address",
+      range: "private",
+    });
   });
 });

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
-import { EGRESS_LIMITS, decideHost, describeEgress, normalizeHost, parseEgressPolicy, type EgressPolicy } from "../../src/policy/egress-policy.js";
+import {
+  EGRESS_LIMITS,
+  decideHost,
+  describeEgress,
+  normalizeHost,
+  parseEgressPolicy,
+  type EgressPolicy,
+} from "../../src/policy/egress-policy.js";
 
 function refusal(value: unknown): { field?: string; reason?: string; received?: string } {
   try {
@@ -21,11 +28,20 @@ describe("parseEgressPolicy", () => {
   });
 
   test("a list is normalised: lowercase, IDNA ASCII, no trailing dot, duplicates dropped, deny defaults to []", () => {
-    assert.deepEqual(parseEgressPolicy({ allow: ["Example.COM", "*.Bücher.example", "example.com.", "packages.example.org"] }, "egress"), {
-      allow: ["example.com", "*.xn--bcher-kva.example", "packages.example.org"],
-      deny: [],
+    assert.deepEqual(
+      parseEgressPolicy(
+        { allow: ["Example.COM", "*.Bücher.example", "example.com.", "packages.example.org"] },
+        "egress",
+      ),
+      {
+        allow: ["example.com", "*.xn--bcher-kva.example", "packages.example.org"],
+        deny: [],
+      },
+    );
+    assert.deepEqual(parseEgressPolicy({ allow: [], deny: ["*.evil.example"] }, "egress"), {
+      allow: [],
+      deny: ["*.evil.example"],
     });
-    assert.deepEqual(parseEgressPolicy({ allow: [], deny: ["*.evil.example"] }, "egress"), { allow: [], deny: ["*.evil.example"] });
   });
 
   const BAD: ReadonlyArray<readonly [string, unknown, string, RegExp]> = [
@@ -50,7 +66,12 @@ describe("parseEgressPolicy", () => {
     ["an IPv4 address", { allow: ["10.0.0.1"] }, "egress.allow[0]", /not an IP address/],
     ["a numeric IPv4 spelling", { allow: ["0x7f.1"] }, "egress.allow[0]", /not an IP address/],
     ["an IPv6 address", { allow: ["[::1]"] }, "egress.allow[0]", /no scheme/],
-    ["too many entries", { allow: Array.from({ length: EGRESS_LIMITS.patterns + 1 }, (_, i) => `h${i}.example`) }, "egress.allow", /at most 256/],
+    [
+      "too many entries",
+      { allow: Array.from({ length: EGRESS_LIMITS.patterns + 1 }, (_, i) => `h${i}.example`) },
+      "egress.allow",
+      /at most 256/,
+    ],
   ];
 
   for (const [what, value, field, reason] of BAD) {
@@ -67,7 +88,10 @@ describe("parseEgressPolicy", () => {
 });
 
 describe("decideHost", () => {
-  const list: EgressPolicy = { allow: ["example.com", "*.github.com", "*.corp.example"], deny: ["secret.corp.example", "*.gist.github.com"] };
+  const list: EgressPolicy = {
+    allow: ["example.com", "*.github.com", "*.corp.example"],
+    deny: ["secret.corp.example", "*.gist.github.com"],
+  };
 
   const CASES: ReadonlyArray<readonly [EgressPolicy, string, ReturnType<typeof decideHost>]> = [
     ["public", "anything.example", { allowed: true }],
@@ -101,7 +125,9 @@ describe("decideHost", () => {
   }
 
   test("an IDN host matches its ASCII pattern", () => {
-    assert.deepEqual(decideHost(parseEgressPolicy({ allow: ["bücher.example"] }, "egress"), "BÜCHER.example"), { allowed: true });
+    assert.deepEqual(decideHost(parseEgressPolicy({ allow: ["bücher.example"] }, "egress"), "BÜCHER.example"), {
+      allowed: true,
+    });
   });
 });
 

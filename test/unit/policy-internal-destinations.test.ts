@@ -8,7 +8,14 @@ const SETTING = "ALIVE_CODEX_INTERNAL_DESTINATIONS";
 describe("parseInternalDestinations", () => {
   test("origins, URLs with a path and host:port pairs", () => {
     const parsed = parseInternalDestinations(
-      ["http://10.0.0.5:8080", "https://Alive.Internal", "http://alive.internal", "alive.internal:3000", "[::1]:9000", "http://127.0.0.1:4000/api/v1"],
+      [
+        "http://10.0.0.5:8080",
+        "https://Alive.Internal",
+        "http://alive.internal",
+        "alive.internal:3000",
+        "[::1]:9000",
+        "http://127.0.0.1:4000/api/v1",
+      ],
       SETTING,
     );
     assert.deepEqual(
@@ -35,28 +42,37 @@ describe("parseInternalDestinations", () => {
   ];
   for (const [what, entry, expected] of BAD) {
     test(`refuses ${what}, naming the setting and the entry`, () => {
-      assert.throws(() => parseInternalDestinations([entry], SETTING), (error: unknown) => {
-        assert.ok(error instanceof ConfigError);
-        assert.equal(error.setting, SETTING);
-        assert.equal(error.value, entry);
-        assert.match(error.expected, expected);
-        return true;
-      });
+      assert.throws(
+        () => parseInternalDestinations([entry], SETTING),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.setting, SETTING);
+          assert.equal(error.value, entry);
+          assert.match(error.expected, expected);
+          return true;
+        },
+      );
     });
   }
 
   test("refuses user info without echoing it", () => {
-    assert.throws(() => parseInternalDestinations(["http://admin:hunter22@alive.internal:80"], SETTING), (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
-      assert.doesNotMatch(error.message, /hunter22/);
-      assert.match(error.expected, /without user or password/);
-      return true;
-    });
+    assert.throws(
+      () => parseInternalDestinations(["http://admin:hunter22@alive.internal:80"], SETTING),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.doesNotMatch(error.message, /hunter22/);
+        assert.match(error.expected, /without user or password/);
+        return true;
+      },
+    );
   });
 });
 
 describe("isInternal", () => {
-  const destinations = parseInternalDestinations(["http://10.0.0.5:8080", "https://alive.internal", "[::1]:9000", "http://localhost:4000"], SETTING);
+  const destinations = parseInternalDestinations(
+    ["http://10.0.0.5:8080", "https://alive.internal", "[::1]:9000", "http://localhost:4000"],
+    SETTING,
+  );
 
   const CASES: ReadonlyArray<readonly [string, number, boolean]> = [
     ["10.0.0.5", 8080, true],
@@ -74,7 +90,8 @@ describe("isInternal", () => {
     ["not a host", 80, false],
   ];
   for (const [host, port, expected] of CASES) {
-    test(`${host}:${port} is ${expected ? "" : "not "}internal`, () => assert.equal(isInternal(destinations, host, port), expected));
+    test(`${host}:${port} is ${expected ? "" : "not "}internal`, () =>
+      assert.equal(isInternal(destinations, host, port), expected));
   }
 
   test("an empty list holds nothing", () => assert.equal(isInternal([], "10.0.0.5", 8080), false));

@@ -10,7 +10,10 @@ const root = findPackageRoot();
 const readme = readFileSync(path.join(root, "README.md"), "utf8");
 
 test("the README's configuration table matches src/config.ts (npm run docs:config)", () => {
-  assert.ok(readme.includes(renderSettingsMarkdown()), "README.md's table is stale: run `npm run build && npm run docs:config`");
+  assert.ok(
+    readme.includes(renderSettingsMarkdown()),
+    "README.md's table is stale: run `npm run build && npm run docs:config`",
+  );
 });
 
 test("the README's test command is the one .ci/run runs", () => {

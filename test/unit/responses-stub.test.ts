@@ -42,7 +42,10 @@ async function post(stub: ResponsesStub, body: unknown, path = "/v1/responses", 
   return { status: res.status, contentType: res.headers.get("content-type"), events: parseSse(await res.text()) };
 }
 
-const prompt = (text: string) => ({ model: "gpt-5.5", input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }] });
+const prompt = (text: string) => ({
+  model: "gpt-5.5",
+  input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }],
+});
 
 describe("ResponsesStub", () => {
   let stub: ResponsesStub;
@@ -62,7 +65,11 @@ describe("ResponsesStub", () => {
   });
 
   it("answers a message step with created, output item and completed (with usage), and records the request", async () => {
-    stub.script({ kind: "message", text: "hello there", usage: { input_tokens: 100, cached_tokens: 40, output_tokens: 7, reasoning_tokens: 3 } });
+    stub.script({
+      kind: "message",
+      text: "hello there",
+      usage: { input_tokens: 100, cached_tokens: 40, output_tokens: 7, reasoning_tokens: 3 },
+    });
     const res = await post(stub, prompt("hi"));
     assert.equal(res.status, 200);
     assert.equal(res.contentType, "text/event-stream");
@@ -116,13 +123,18 @@ describe("ResponsesStub", () => {
   it("lets a responder choose the step when the queue is empty", async () => {
     stub.respondWith((req) => ({ kind: "message", text: `echo:${lastUserMessageText(req as RecordedRequest)}` }));
     const res = await post(stub, prompt("ping"));
-    assert.deepEqual((res.events[1]?.item as { content: unknown }).content, [{ type: "output_text", text: "echo:ping" }]);
+    assert.deepEqual((res.events[1]?.item as { content: unknown }).content, [
+      { type: "output_text", text: "echo:ping" },
+    ]);
   });
 
   it("scripts an exec_command function call with JSON arguments", async () => {
     stub.script({ kind: "command", cmd: "echo hi > f.txt", callId: "call_1" });
     const res = await post(stub, prompt("run"));
-    assert.deepEqual(res.events.map((e) => e.type), ["response.created", "response.output_item.done", "response.completed"]);
+    assert.deepEqual(
+      res.events.map((e) => e.type),
+      ["response.created", "response.output_item.done", "response.completed"],
+    );
     const item = res.events[1]?.item as Record<string, unknown>;
     assert.equal(item.type, "function_call");
     assert.equal(item.name, "exec_command");
@@ -144,12 +156,21 @@ describe("ResponsesStub", () => {
   it("scripts response.failed with an error code", async () => {
     stub.script({ kind: "fail", code: "insufficient_quota", message: "no money" });
     const res = await post(stub, prompt("x"));
-    assert.deepEqual(res.events.map((e) => e.type), ["response.created", "response.failed"]);
-    assert.deepEqual((res.events[1]?.response as { error: unknown }).error, { code: "insufficient_quota", message: "no money" });
+    assert.deepEqual(
+      res.events.map((e) => e.type),
+      ["response.created", "response.failed"],
+    );
+    assert.deepEqual((res.events[1]?.response as { error: unknown }).error, {
+      code: "insufficient_quota",
+      message: "no money",
+    });
   });
 
   it("sends raw events as given and plain HTTP errors", async () => {
-    stub.script({ kind: "events", events: [{ type: "response.created", response: { id: "r" } }] }, { kind: "http", status: 400 });
+    stub.script(
+      { kind: "events", events: [{ type: "response.created", response: { id: "r" } }] },
+      { kind: "http", status: 400 },
+    );
     assert.deepEqual((await post(stub, prompt("a"))).events, [{ type: "response.created", response: { id: "r" } }]);
     const res = await fetch(`http://127.0.0.1:${stub.port}/v1/responses`, { method: "POST", body: "{}" });
     assert.equal(res.status, 400);
@@ -172,7 +193,10 @@ describe("ResponsesStub", () => {
       if (createdAt === 0 && text.includes("response.created")) createdAt = performance.now();
     }
     const endedAt = performance.now();
-    assert.deepEqual(parseSse(text).map((e) => e.type), ["response.created", "response.output_item.done", "response.completed"]);
+    assert.deepEqual(
+      parseSse(text).map((e) => e.type),
+      ["response.created", "response.output_item.done", "response.completed"],
+    );
     assert.ok(endedAt - start >= 250, `stream took ${endedAt - start}ms`);
     assert.ok(endedAt - createdAt >= 200, `created came ${endedAt - createdAt}ms before the end`);
   });
@@ -186,7 +210,12 @@ describe("ResponsesStub", () => {
         host: "127.0.0.1",
         port: stub.port,
         path: "/v1/responses",
-        headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+        headers: {
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
       });
       req.on("response", (res) => {
         res.resume();
@@ -220,7 +249,10 @@ describe("ResponsesStub hang step", () => {
     // Nothing comes back while the stub holds the request: waiting for an answer times out.
     await assert.rejects(withTimeout(answered, 200, "hung answer"), /timed out after 200ms/);
     await stub.close();
-    await assert.rejects(withTimeout(answered, 5_000, "connection reset"), (error: Error) => !/timed out/.test(error.message));
+    await assert.rejects(
+      withTimeout(answered, 5_000, "connection reset"),
+      (error: Error) => !/timed out/.test(error.message),
+    );
   });
 
   it("fails pending waits on close", async () => {
@@ -245,7 +277,14 @@ describe("request readers", () => {
       { type: "message", role: "user", content: [{ type: "input_text", text: "do it" }] },
       { type: "function_call", call_id: "a", name: "exec_command", arguments: "{}" },
       { type: "function_call_output", call_id: "a", output: "first" },
-      { type: "function_call_output", call_id: "b", output: [{ type: "input_text", text: "sec" }, { type: "input_text", text: "ond" }] },
+      {
+        type: "function_call_output",
+        call_id: "b",
+        output: [
+          { type: "input_text", text: "sec" },
+          { type: "input_text", text: "ond" },
+        ],
+      },
     ]);
     assert.equal(functionCallOutput(req, "a"), "first");
     assert.equal(functionCallOutput(req), "second");
@@ -288,7 +327,8 @@ describe("wait helpers", () => {
         },
         { timeoutMs: 30, intervalMs: 5, what: "the moon" },
       ),
-      (error: Error) => error.message === "timed out after 30ms waiting for the moon" && (error.cause as Error).message === "not yet",
+      (error: Error) =>
+        error.message === "timed out after 30ms waiting for the moon" && (error.cause as Error).message === "not yet",
     );
   });
 

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { ErrorCode, SidecarClient, SidecarConnectionError, SidecarRpcError, type TurnEventMessage } from "../../src/index.js";
+import {
+  ErrorCode,
+  SidecarClient,
+  SidecarConnectionError,
+  SidecarRpcError,
+  type TurnEventMessage,
+} from "../../src/index.js";
 import { SAMPLE_EVENTS, startTestServer, waitFor, type TestServer } from "../support/fake-service.js";
 
 let t: TestServer;
@@ -17,7 +23,8 @@ afterEach(async () => {
   await t.stop();
 });
 
-const ensure = () => client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
+const ensure = () =>
+  client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
 
 async function collect(iterable: AsyncIterable<TurnEventMessage>): Promise<TurnEventMessage[]> {
   const out: TurnEventMessage[] = [];
@@ -38,7 +45,10 @@ describe("SidecarClient", () => {
     assert.equal((await client.health()).version, "0.0.0-test");
     const ensured = await ensure();
     assert.deepEqual([ensured.workspaceId, ensured.created], ["ws-1", true]);
-    assert.deepEqual((await client.listWorkspaces()).workspaces.map((w) => w.workspaceId), ["ws-1"]);
+    assert.deepEqual(
+      (await client.listWorkspaces()).workspaces.map((w) => w.workspaceId),
+      ["ws-1"],
+    );
     assert.deepEqual(await client.workspaceLogs("ws-1", 3), { logs: "logs of ws-1 (tail 3)\n" });
     assert.deepEqual(await client.workspaceLogs("ws-1"), { logs: "logs of ws-1\n" });
     assert.deepEqual(await client.removeWorkspace("ws-1", { purgeHome: true }), { removed: true });
@@ -53,15 +63,24 @@ describe("SidecarClient", () => {
     assert.equal(result.status, "completed");
     assert.equal(await run.turnId, result.turnId);
     assert.match(result.turnId, /^turn-/, "the client picks a turn id when none is given");
-    assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i));
-    assert.deepEqual(events.slice(1).map((e) => e.event), SAMPLE_EVENTS);
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      events.map((_, i) => i),
+    );
+    assert.deepEqual(
+      events.slice(1).map((e) => e.event),
+      SAMPLE_EVENTS,
+    );
     assert.equal(events[0]?.event.type, "sidecar.turn.accepted");
   });
 
   it("reads the sidecar's lines past the 1 MiB its own requests are held to: a 5 MiB event and a 5 MiB result", async () => {
     await ensure();
     const text = "é".repeat(2.5 * 1024 * 1024);
-    t.service.turnScript = () => ({ events: [{ type: "item.completed", item: { id: "m", type: "agent_message", text } }], finalResponse: text });
+    t.service.turnScript = () => ({
+      events: [{ type: "item.completed", item: { id: "m", type: "agent_message", text } }],
+      finalResponse: text,
+    });
     const run = client.runTurn({ workspaceId: "ws-1", input: "long answer" });
     const events = await collect(run);
     assert.equal((events[1]?.event as { item: { text: string } }).item.text, text);
@@ -70,7 +89,13 @@ describe("SidecarClient", () => {
 
   it("keeps the events of two turns on one connection apart", async () => {
     await ensure();
-    await client.ensureWorkspace({ workspaceId: "ws-2", userId: "u-2", uid: 10002, gid: 1000, workspacePath: t.workspacePath });
+    await client.ensureWorkspace({
+      workspaceId: "ws-2",
+      userId: "u-2",
+      uid: 10002,
+      gid: 1000,
+      workspacePath: t.workspacePath,
+    });
     const a = client.runTurn({ workspaceId: "ws-1", input: "a", turnId: "turn-a" });
     const b = client.runTurn({ workspaceId: "ws-2", input: "b", turnId: "turn-b" });
     const [eventsA, eventsB] = await Promise.all([collect(a), collect(b)]);
@@ -96,7 +121,10 @@ describe("SidecarClient", () => {
     await ensure();
     t.service.turnScript = () => ({ hold: true });
     const controller = new AbortController();
-    const run = client.runTurn({ workspaceId: "ws-1", input: "long", turnId: "turn-early" }, { signal: controller.signal });
+    const run = client.runTurn(
+      { workspaceId: "ws-1", input: "long", turnId: "turn-early" },
+      { signal: controller.signal },
+    );
     controller.abort();
     assert.equal((await run.result).status, "cancelled");
     assert.deepEqual(t.service.callsOf("cancelTurn"), [{ turnId: "turn-early" }]);
@@ -110,16 +138,25 @@ describe("SidecarClient", () => {
   });
 
   it("rejects with SidecarRpcError carrying code and data; the iterator throws it too", async () => {
-    await assert.rejects(client.ensureWorkspace({ workspaceId: "ws-1", userId: "u", uid: 0, gid: 1000, workspacePath: t.workspacePath }), (error: unknown) => {
-      assert.ok(error instanceof SidecarRpcError);
-      assert.equal(error.code, ErrorCode.notAllowed);
-      assert.equal(error.data?.field, "uid");
-      return true;
-    });
+    await assert.rejects(
+      client.ensureWorkspace({ workspaceId: "ws-1", userId: "u", uid: 0, gid: 1000, workspacePath: t.workspacePath }),
+      (error: unknown) => {
+        assert.ok(error instanceof SidecarRpcError);
+        assert.equal(error.code, ErrorCode.notAllowed);
+        assert.equal(error.data?.field, "uid");
+        return true;
+      },
+    );
     const run = client.runTurn({ workspaceId: "nowhere", input: "x" });
-    await assert.rejects(collect(run), (error: unknown) => error instanceof SidecarRpcError && error.code === ErrorCode.unknownWorkspace);
+    await assert.rejects(
+      collect(run),
+      (error: unknown) => error instanceof SidecarRpcError && error.code === ErrorCode.unknownWorkspace,
+    );
     await assert.rejects(run.result, SidecarRpcError);
-    await assert.rejects(client.cancelTurn("turn-none"), (error: unknown) => error instanceof SidecarRpcError && error.code === ErrorCode.unknownTurn);
+    await assert.rejects(
+      client.cancelTurn("turn-none"),
+      (error: unknown) => error instanceof SidecarRpcError && error.code === ErrorCode.unknownTurn,
+    );
   });
 
   it("a call's own signal abandons it locally", async () => {
@@ -137,7 +174,14 @@ describe("SidecarClient", () => {
     t.service.gateLogs("ws-2");
     const calls = [client.workspaceLogs("ws-1"), client.workspaceLogs("ws-2")];
     await waitFor(() => t.service.callsOf("workspaceLogs").length === 2, "both calls to reach the service");
-    const rejected = Promise.all(calls.map((call) => assert.rejects(call, (error: unknown) => error instanceof SidecarConnectionError && /closed/.test(error.message))));
+    const rejected = Promise.all(
+      calls.map((call) =>
+        assert.rejects(
+          call,
+          (error: unknown) => error instanceof SidecarConnectionError && /closed/.test(error.message),
+        ),
+      ),
+    );
     await t.server.close();
     await rejected;
     await assert.rejects(client.health(), SidecarConnectionError);

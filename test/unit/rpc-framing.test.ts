@@ -68,7 +68,12 @@ describe("readLines and MessageWriter", () => {
     const out: string[] = [];
     for await (const chunk of readLines(stream)) if (chunk.kind === "line") out.push(chunk.text);
     assert.equal(out.length, 2);
-    assert.deepEqual(JSON.parse(out[0] as string), { jsonrpc: "2.0", id: 1, method: "a", params: { text: "line\nbreak ünïcode" } });
+    assert.deepEqual(JSON.parse(out[0] as string), {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "a",
+      params: { text: "line\nbreak ünïcode" },
+    });
   });
 
   it("does not throw when writing to a destroyed or ended stream", () => {
@@ -88,7 +93,16 @@ describe("classifyMessage", () => {
     assert.equal(classifyMessage({ jsonrpc: "2.0", method: "m" }).kind, "notification");
     assert.equal(classifyMessage({ jsonrpc: "2.0", id: 1, result: null }).kind, "response");
     assert.equal(classifyMessage({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "x" } }).kind, "response");
-    for (const bad of [[], "x", 1, null, { jsonrpc: "1.0", id: 1, method: "m" }, { jsonrpc: "2.0", id: {}, method: "m" }, { jsonrpc: "2.0", id: 1, method: 7 }, { jsonrpc: "2.0", id: null, method: "m" }]) {
+    for (const bad of [
+      [],
+      "x",
+      1,
+      null,
+      { jsonrpc: "1.0", id: 1, method: "m" },
+      { jsonrpc: "2.0", id: {}, method: "m" },
+      { jsonrpc: "2.0", id: 1, method: 7 },
+      { jsonrpc: "2.0", id: null, method: "m" },
+    ]) {
       const out = classifyMessage(bad);
       assert.equal(out.kind, "invalid", JSON.stringify(bad));
       if (out.kind === "invalid") assert.equal(out.error.code, -32600);

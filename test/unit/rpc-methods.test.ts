@@ -11,10 +11,18 @@ void [healthResult, turnResult, cancelParams];
 
 describe("the method table", () => {
   it("answers exactly the protocol's methods, by their wire names", () => {
-    assert.deepEqual(
-      [...METHOD_TABLE.keys()].sort(),
-      ["sidecar.health", "turn.attach", "turn.cancel", "turn.get", "turn.list", "turn.run", "workspace.ensure", "workspace.list", "workspace.logs", "workspace.remove"],
-    );
+    assert.deepEqual([...METHOD_TABLE.keys()].sort(), [
+      "sidecar.health",
+      "turn.attach",
+      "turn.cancel",
+      "turn.get",
+      "turn.list",
+      "turn.run",
+      "workspace.ensure",
+      "workspace.list",
+      "workspace.logs",
+      "workspace.remove",
+    ]);
     assert.deepEqual(Method, {
       health: "sidecar.health",
       ensureWorkspace: "workspace.ensure",
@@ -30,6 +38,9 @@ describe("the method table", () => {
   });
 
   it("cancels only turn.run when its client stops sending", () => {
-    assert.deepEqual([...METHOD_TABLE.values()].filter((m) => m.cancelOnEof).map((m) => m.name), [METHODS.runTurn.name]);
+    assert.deepEqual(
+      [...METHOD_TABLE.values()].filter((m) => m.cancelOnEof).map((m) => m.name),
+      [METHODS.runTurn.name],
+    );
   });
 });

@@ -10,7 +10,14 @@ import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
 import type { WorkspaceParams } from "../../src/service.js";
 import { workspacePaths } from "../../src/workspace/paths.js";
 import { idleAction } from "../../src/workspace/idle-reaper.js";
-import { WorkspaceRuntimes, allowedRuntimes, canPause, resolveRuntime, type EngineRuntimes, type RuntimePolicy } from "../../src/workspace/runtimes.js";
+import {
+  WorkspaceRuntimes,
+  allowedRuntimes,
+  canPause,
+  resolveRuntime,
+  type EngineRuntimes,
+  type RuntimePolicy,
+} from "../../src/workspace/runtimes.js";
 import { buildWorkspaceSpec, type SpecContext } from "../../src/workspace/spec.js";
 
 const engine: EngineRuntimes = { names: ["io.containerd.runc.v2", "runc", "runsc"], defaultRuntime: "runc" };
@@ -32,7 +39,10 @@ describe("workspace runtimes", () => {
   test("absent: the operator's default, else the engine's", () => {
     assert.equal(resolveRuntime(undefined, policy, engine), "runc");
     assert.equal(resolveRuntime(undefined, { ...policy, defaultRuntime: "runsc" }, engine), "runsc");
-    assert.equal(resolveRuntime(undefined, policy, { ...engine, defaultRuntime: "io.containerd.runc.v2" }), "io.containerd.runc.v2");
+    assert.equal(
+      resolveRuntime(undefined, policy, { ...engine, defaultRuntime: "io.containerd.runc.v2" }),
+      "io.containerd.runc.v2",
+    );
   });
 
   test("asked for: allowed and registered", () => {
@@ -65,7 +75,10 @@ describe("workspace runtimes", () => {
   test("the engine is asked once, and again only for a runtime it did not list (registered since)", async () => {
     let calls = 0;
     let runtimes: Record<string, unknown> = { runc: {} };
-    const catalog = new WorkspaceRuntimes({ runtimes: async () => ((calls += 1), { names: Object.keys(runtimes), defaultRuntime: "runc" }) }, policy);
+    const catalog = new WorkspaceRuntimes(
+      { runtimes: async () => ((calls += 1), { names: Object.keys(runtimes), defaultRuntime: "runc" }) },
+      policy,
+    );
     assert.equal(await catalog.resolve(undefined), "runc");
     assert.equal(await catalog.resolve("runc"), "runc");
     assert.equal(calls, 1);
@@ -90,7 +103,11 @@ describe("idle runsc workspaces", () => {
     assert.equal(idleAction({ ...idle, runtime: "runc" }, 1000, timeouts), "pause");
     assert.equal(idleAction({ ...idle, runtime: null }, 1000, timeouts), "pause");
     assert.equal(idleAction({ ...idle, runtime: "runsc" }, 999, timeouts), null, "not idle long enough");
-    assert.equal(idleAction({ ...idle, runtime: "runsc" }, 1000, { idleTimeoutMs: 1000, stopTimeoutMs: 0 }), null, "stopping is off: left running");
+    assert.equal(
+      idleAction({ ...idle, runtime: "runsc" }, 1000, { idleTimeoutMs: 1000, stopTimeoutMs: 0 }),
+      null,
+      "stopping is off: left running",
+    );
   });
 });
 
@@ -106,7 +123,13 @@ describe("runtime in the spec", () => {
     trustedDirs: [],
     extraLabels: {},
   };
-  const params: WorkspaceParams = { workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 10002, workspacePath: "/srv/alive/workspaces/ws-1" };
+  const params: WorkspaceParams = {
+    workspaceId: "ws-1",
+    userId: "u-1",
+    uid: 10001,
+    gid: 10002,
+    workspacePath: "/srv/alive/workspaces/ws-1",
+  };
   const paths = workspacePaths("/var/lib/alive-codex", "ws-1");
 
   test("the resolved runtime is the container's Runtime and label; changing it changes the hash", () => {
@@ -117,7 +140,11 @@ describe("runtime in the spec", () => {
     assert.equal(runsc.options.Labels?.[Labels.runtime], "runsc");
     assert.notEqual(runc.hash, runsc.hash);
     assert.equal(runc.options.HostConfig?.PidsLimit, 512);
-    assert.equal(runsc.options.HostConfig?.PidsLimit, 512 * 16, "gVisor's host tasks (ptrace stubs) count against the cgroup");
+    assert.equal(
+      runsc.options.HostConfig?.PidsLimit,
+      512 * 16,
+      "gVisor's host tasks (ptrace stubs) count against the cgroup",
+    );
     assert.equal(JSON.parse(runsc.options.Labels![Labels.params]!).runtime, "runsc", "kept for adoption");
   });
 });
@@ -127,7 +154,12 @@ describe("runtime params and settings", () => {
     const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "alive-runtime-params-")));
     try {
       await fs.mkdir(path.join(root, "ws"));
-      const wsPolicy = { uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] };
+      const wsPolicy = {
+        uidRange: { min: 10000, max: 65533 },
+        gidRange: { min: 1000, max: 65533 },
+        allowRoot: false,
+        workspaceRoots: [root],
+      };
       const base = { workspaceId: "ws", userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "ws") };
       assert.equal((await parseEnsureWorkspaceParams({ ...base, runtime: "runsc" }, wsPolicy)).runtime, "runsc");
       assert.equal((await parseEnsureWorkspaceParams({ ...base, runtime: null }, wsPolicy)).runtime, undefined);
@@ -149,7 +181,10 @@ describe("runtime params and settings", () => {
     assert.deepEqual(loadConfig({}, { ALIVE_CODEX_RUNTIMES: " runsc , kata,runsc" }).runtimes, ["runsc", "kata"]);
     assert.deepEqual(loadConfig({ "--runtimes": "runc" }, {}).runtimes, ["runc"]);
     for (const bad of [",", "run sc", "runc,;rm"]) {
-      assert.throws(() => loadConfig({}, { ALIVE_CODEX_RUNTIMES: bad }), (error: unknown) => error instanceof ConfigError && error.setting === "ALIVE_CODEX_RUNTIMES");
+      assert.throws(
+        () => loadConfig({}, { ALIVE_CODEX_RUNTIMES: bad }),
+        (error: unknown) => error instanceof ConfigError && error.setting === "ALIVE_CODEX_RUNTIMES",
+      );
     }
   });
 });

@@ -14,29 +14,56 @@ const ID = "1828c8d4c6a8e86e30baa390a697022eef43fdd2c9eb0d163ad9ff73e7658df3";
 const OTHER = "d0590fd10e6c296b1c70681273f64549cfd733852f125c6219aa855700f3540f";
 const paths = { stateDir: "/var/lib/alive-codex", workspaceRoots: ["/srv/alive/workspaces", "/data/projects"] };
 
-const bind = (source: string, destination: string, rw = true): ContainerMount => ({ Type: "bind", Source: source, Destination: destination, RW: rw });
+const bind = (source: string, destination: string, rw = true): ContainerMount => ({
+  Type: "bind",
+  Source: source,
+  Destination: destination,
+  RW: rw,
+});
 const socket = bind("/var/run/docker.sock", "/var/run/docker.sock");
 
 describe("findMountMismatches", () => {
   test("identity bind mounts of each path pass", () => {
-    const mounts = [socket, bind("/var/lib/alive-codex", "/var/lib/alive-codex"), bind("/srv/alive/workspaces", "/srv/alive/workspaces"), bind("/data/projects", "/data/projects", false)];
+    const mounts = [
+      socket,
+      bind("/var/lib/alive-codex", "/var/lib/alive-codex"),
+      bind("/srv/alive/workspaces", "/srv/alive/workspaces"),
+      bind("/data/projects", "/data/projects", false),
+    ];
     assert.deepEqual(findMountMismatches(mounts, paths), []);
   });
 
   test("an identity mount of a parent directory covers the paths below it; trailing slashes do not matter", () => {
     const mounts = [bind("/var/lib/", "/var/lib"), bind("/srv/alive", "/srv/alive/"), bind("/data", "/data")];
-    assert.deepEqual(findMountMismatches(mounts, { stateDir: "/var/lib/alive-codex/", workspaceRoots: paths.workspaceRoots }), []);
+    assert.deepEqual(
+      findMountMismatches(mounts, { stateDir: "/var/lib/alive-codex/", workspaceRoots: paths.workspaceRoots }),
+      [],
+    );
   });
 
   test("a path that nothing covers is not mounted", () => {
-    const mounts = [socket, bind("/var/lib/alive-codex", "/var/lib/alive-codex"), bind("/data/projects", "/data/projects")];
-    assert.deepEqual(findMountMismatches(mounts, paths), [{ setting: "workspaceRoots", path: "/srv/alive/workspaces", reason: "not-mounted" }]);
+    const mounts = [
+      socket,
+      bind("/var/lib/alive-codex", "/var/lib/alive-codex"),
+      bind("/data/projects", "/data/projects"),
+    ];
+    assert.deepEqual(findMountMismatches(mounts, paths), [
+      { setting: "workspaceRoots", path: "/srv/alive/workspaces", reason: "not-mounted" },
+    ]);
   });
 
   test("a bind mount from another host path is a mismatch that names the host path of the setting", () => {
     const mounted = bind("/home/ops/alive-state", "/var/lib");
     const mismatches = findMountMismatches([mounted, bind("/srv", "/srv"), bind("/data", "/data")], paths);
-    assert.deepEqual(mismatches, [{ setting: "stateDir", path: "/var/lib/alive-codex", reason: "different-source", mount: mounted, hostPath: "/home/ops/alive-state/alive-codex" }]);
+    assert.deepEqual(mismatches, [
+      {
+        setting: "stateDir",
+        path: "/var/lib/alive-codex",
+        reason: "different-source",
+        mount: mounted,
+        hostPath: "/home/ops/alive-state/alive-codex",
+      },
+    ]);
   });
 
   test("the deepest covering mount decides: an identity parent does not hide a mismatched child", () => {
@@ -49,8 +76,16 @@ describe("findMountMismatches", () => {
 
   test("a mount point below a path that breaks identity is reported with the path it sits in", () => {
     const nested = bind("/mnt/other", "/srv/alive/workspaces/ws-1");
-    const volume: ContainerMount = { Type: "volume", Source: "/var/lib/docker/volumes/x/_data", Destination: "/data/projects/cache", RW: true };
-    const mismatches = findMountMismatches([bind("/", "/"), nested, volume, bind("/srv/alive/workspaces/ws-2", "/srv/alive/workspaces/ws-2")], paths);
+    const volume: ContainerMount = {
+      Type: "volume",
+      Source: "/var/lib/docker/volumes/x/_data",
+      Destination: "/data/projects/cache",
+      RW: true,
+    };
+    const mismatches = findMountMismatches(
+      [bind("/", "/"), nested, volume, bind("/srv/alive/workspaces/ws-2", "/srv/alive/workspaces/ws-2")],
+      paths,
+    );
     assert.deepEqual(
       mismatches.map((m) => [m.setting, m.path, m.reason, m.within]),
       [
@@ -61,30 +96,54 @@ describe("findMountMismatches", () => {
   });
 
   test("a named volume is not the host directory of the same path", () => {
-    const volume: ContainerMount = { Type: "volume", Source: "/var/lib/docker/volumes/state/_data", Destination: "/var/lib/alive-codex", RW: true };
+    const volume: ContainerMount = {
+      Type: "volume",
+      Source: "/var/lib/docker/volumes/state/_data",
+      Destination: "/var/lib/alive-codex",
+      RW: true,
+    };
     const [mismatch] = findMountMismatches([volume, bind("/srv", "/srv"), bind("/data", "/data")], paths);
     assert.equal(mismatch?.reason, "not-a-bind-mount");
   });
 
   test("the state dir must be writable; a read-only workspace root is fine", () => {
-    const mismatches = findMountMismatches([bind("/var/lib/alive-codex", "/var/lib/alive-codex", false), bind("/srv", "/srv", false), bind("/data", "/data", false)], paths);
-    assert.deepEqual(mismatches.map((m) => [m.setting, m.reason]), [["stateDir", "read-only"]]);
+    const mismatches = findMountMismatches(
+      [
+        bind("/var/lib/alive-codex", "/var/lib/alive-codex", false),
+        bind("/srv", "/srv", false),
+        bind("/data", "/data", false),
+      ],
+      paths,
+    );
+    assert.deepEqual(
+      mismatches.map((m) => [m.setting, m.reason]),
+      [["stateDir", "read-only"]],
+    );
   });
 
   test("each problem is reported once, even when a workspace root holds the state dir", () => {
-    const mismatches = findMountMismatches([bind("/x", "/srv/alive/workspaces/ws/inner")], { stateDir: "/srv/alive/state", workspaceRoots: ["/srv/alive/workspaces", "/srv/alive/workspaces"] });
-    assert.deepEqual(mismatches.map((m) => [m.setting, m.path, m.reason]), [
-      ["stateDir", "/srv/alive/state", "not-mounted"],
-      ["workspaceRoots", "/srv/alive/workspaces", "not-mounted"],
-      ["workspaceRoots", "/srv/alive/workspaces/ws/inner", "different-source"],
-    ]);
+    const mismatches = findMountMismatches([bind("/x", "/srv/alive/workspaces/ws/inner")], {
+      stateDir: "/srv/alive/state",
+      workspaceRoots: ["/srv/alive/workspaces", "/srv/alive/workspaces"],
+    });
+    assert.deepEqual(
+      mismatches.map((m) => [m.setting, m.path, m.reason]),
+      [
+        ["stateDir", "/srv/alive/state", "not-mounted"],
+        ["workspaceRoots", "/srv/alive/workspaces", "not-mounted"],
+        ["workspaceRoots", "/srv/alive/workspaces/ws/inner", "different-source"],
+      ],
+    );
   });
 });
 
 describe("the mismatch message", () => {
   test("names the path, the setting, what is mounted there and the fix, on one line", () => {
     const mounted = bind("/home/ops/state", "/var/lib/alive-codex");
-    const error = selfMountError(ID, findMountMismatches([mounted, bind("/srv", "/srv"), bind("/data", "/data")], paths));
+    const error = selfMountError(
+      ID,
+      findMountMismatches([mounted, bind("/srv", "/srv"), bind("/data", "/data")], paths),
+    );
     assert.equal(error.code, ErrorCode.notAllowed);
     assert.doesNotMatch(error.message, /\n/);
     assert.match(error.message, /container 1828c8d4c6a8\b/);
@@ -114,7 +173,12 @@ describe("finding the sidecar's container id", () => {
     assert.equal(containerIdFromMountinfo(mountinfo), ID);
     // A separate /var/lib/docker file system shows the root relative to it; Podman keeps userdata/ there.
     assert.equal(containerIdFromMountinfo(`51 40 8:3 /containers/${ID}/hosts /etc/hosts rw - ext4 /dev/sda3 rw`), ID);
-    assert.equal(containerIdFromMountinfo(`51 40 8:3 /storage/overlay-containers/${ID}/userdata/hostname /etc/hostname rw - xfs /dev/sda3 rw`), ID);
+    assert.equal(
+      containerIdFromMountinfo(
+        `51 40 8:3 /storage/overlay-containers/${ID}/userdata/hostname /etc/hostname rw - xfs /dev/sda3 rw`,
+      ),
+      ID,
+    );
   });
 
   test("not from other containers' directories in a host's mountinfo", () => {

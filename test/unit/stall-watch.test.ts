@@ -6,7 +6,15 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_STALL_TIMINGS, StallWatch, decideLook, newWatchMemory, parseProcList, unreapedChildren, type ProcEntry } from "../../src/codex/stall-watch.js";
+import {
+  DEFAULT_STALL_TIMINGS,
+  StallWatch,
+  decideLook,
+  newWatchMemory,
+  parseProcList,
+  unreapedChildren,
+  type ProcEntry,
+} from "../../src/codex/stall-watch.js";
 import { waitFor } from "../support/wait.js";
 
 /** The listing of the stall seen under gVisor (bench/runsc-stall.ts, stage first-model-request), shortened. */
@@ -16,23 +24,41 @@ const STALLED_LISTING = [
   "6 2 S 0 cat | cat /run/alive/log ",
   "73 0 S 111 codex | codex exec --experimental-json --config features.plugins=false",
   "130 73 Z 15 bash | ",
-  "131 0 R 0 sh | /bin/sh -c for p in /proc/[0-9]*; do read -r s < \"$p/stat\"",
+  '131 0 R 0 sh | /bin/sh -c for p in /proc/[0-9]*; do read -r s < "$p/stat"',
 ].join("\n");
 
-const proc = (pid: number, ppid: number, state: string, comm: string): ProcEntry => ({ pid, ppid, state, ticks: 0, comm });
+const proc = (pid: number, ppid: number, state: string, comm: string): ProcEntry => ({
+  pid,
+  ppid,
+  state,
+  ticks: 0,
+  comm,
+});
 const TIMINGS = { ...DEFAULT_STALL_TIMINGS, stallLooks: 3 };
 
 describe("the stall watch", () => {
   test("parses the sandbox's listing, continuation lines of a multi-line cmdline skipped", () => {
     const procs = parseProcList(STALLED_LISTING);
-    assert.deepEqual(procs.map((p) => `${p.pid}/${p.ppid}/${p.state}/${p.comm}`), ["1/0/S/docker-init", "6/2/S/cat", "73/0/S/codex", "130/73/Z/bash", "131/0/R/sh"]);
+    assert.deepEqual(
+      procs.map((p) => `${p.pid}/${p.ppid}/${p.state}/${p.comm}`),
+      ["1/0/S/docker-init", "6/2/S/cat", "73/0/S/codex", "130/73/Z/bash", "131/0/R/sh"],
+    );
     assert.equal(procs.find((p) => p.pid === 73)?.ticks, 111);
   });
 
   test("a zombie child of codex (parent pid 0, named codex) is a missed exit; other zombies are not codex's business", () => {
     assert.deepEqual([...unreapedChildren(parseProcList(STALLED_LISTING))], [[73, [130]]]);
     // A zombie of a tenant's process, of a codex not exec'd from outside, a live child of codex: none.
-    assert.equal(unreapedChildren([proc(9, 0, "S", "codex"), proc(10, 9, "S", "bash"), proc(11, 10, "Z", "sleep"), proc(20, 5, "S", "codex"), proc(21, 20, "Z", "bash")]).size, 0);
+    assert.equal(
+      unreapedChildren([
+        proc(9, 0, "S", "codex"),
+        proc(10, 9, "S", "bash"),
+        proc(11, 10, "Z", "sleep"),
+        proc(20, 5, "S", "codex"),
+        proc(21, 20, "Z", "bash"),
+      ]).size,
+      0,
+    );
   });
 
   test("a zombie under codex seen on stallLooks looks running is the verdict; fewer are not", () => {
@@ -42,7 +68,10 @@ describe("the stall watch", () => {
     assert.deepEqual(decideLook(memory, stalled, TIMINGS), { kind: "fine" });
     const verdict = decideLook(memory, stalled, TIMINGS);
     assert.equal(verdict.kind, "stalled");
-    assert.match(verdict.kind === "stalled" ? verdict.reason : "", /codex \(pid 73\) has not reaped its exited child 130 for 10 s/);
+    assert.match(
+      verdict.kind === "stalled" ? verdict.reason : "",
+      /codex \(pid 73\) has not reaped its exited child 130 for 10 s/,
+    );
   });
 
   test("a zombie reaped in between is forgotten: a later one starts its count anew", () => {
@@ -67,7 +96,10 @@ describe("the stall watch", () => {
     assert.deepEqual(decideLook(memory, null, TIMINGS), { kind: "fine" });
     const verdict = decideLook(memory, null, TIMINGS);
     assert.equal(verdict.kind, "stalled");
-    assert.match(verdict.kind === "stalled" ? verdict.reason : "", /did not answer a process listing within 10000 ms, 3 times running/);
+    assert.match(
+      verdict.kind === "stalled" ? verdict.reason : "",
+      /did not answer a process listing within 10000 ms, 3 times running/,
+    );
   });
 
   test("the watch looks only while codex is quiet, declares the stall once, and stops with the turn", async () => {
@@ -118,8 +150,15 @@ describe("the stall watch", () => {
 
   test("a listing that ignores its abort signal and never settles still counts as unanswered at listTimeoutMs", async () => {
     const stalls: string[] = [];
-    const watch = new StallWatch({ timings: { quietMs: 0, intervalMs: 2, stallLooks: 3, listTimeoutMs: 15 }, list: () => new Promise<ProcEntry[]>(() => undefined), onStall: (r) => void stalls.push(r) }).start();
-    await waitFor(() => stalls.length === 1, { timeoutMs: 5000, what: "the verdict despite a listing that never settles" });
+    const watch = new StallWatch({
+      timings: { quietMs: 0, intervalMs: 2, stallLooks: 3, listTimeoutMs: 15 },
+      list: () => new Promise<ProcEntry[]>(() => undefined),
+      onStall: (r) => void stalls.push(r),
+    }).start();
+    await waitFor(() => stalls.length === 1, {
+      timeoutMs: 5000,
+      what: "the verdict despite a listing that never settles",
+    });
     watch.stop();
     assert.match(stalls[0] ?? "", /did not answer a process listing within 15 ms, 3 times running/);
   });
@@ -132,14 +171,25 @@ describe("the stall watch", () => {
       new Promise((_, reject) => {
         started += 1;
         signal.addEventListener("abort", () => {
-        aborted.push(signal.reason);
-        reject(signal.reason as Error);
+          aborted.push(signal.reason);
+          reject(signal.reason as Error);
         });
       });
-    const watch = new StallWatch({ timings: { quietMs: 0, intervalMs: 5, stallLooks: 3, listTimeoutMs: 20 }, list: hang, onStall: (r) => void stalls.push(r) }).start();
-    await waitFor(() => stalls.length === 1, { timeoutMs: 5000, what: "the verdict on a sandbox that does not answer" });
+    const watch = new StallWatch({
+      timings: { quietMs: 0, intervalMs: 5, stallLooks: 3, listTimeoutMs: 20 },
+      list: hang,
+      onStall: (r) => void stalls.push(r),
+    }).start();
+    await waitFor(() => stalls.length === 1, {
+      timeoutMs: 5000,
+      what: "the verdict on a sandbox that does not answer",
+    });
     assert.equal(aborted.length, 3);
-    const stopped = new StallWatch({ timings: { quietMs: 0, intervalMs: 5, stallLooks: 3, listTimeoutMs: 10_000 }, list: hang, onStall: (r) => void stalls.push(r) }).start();
+    const stopped = new StallWatch({
+      timings: { quietMs: 0, intervalMs: 5, stallLooks: 3, listTimeoutMs: 10_000 },
+      list: hang,
+      onStall: (r) => void stalls.push(r),
+    }).start();
     await waitFor(() => started === 4, { timeoutMs: 5000, what: "the second watch to look" });
     stopped.stop();
     await waitFor(() => aborted.length === 4, { timeoutMs: 5000, what: "stop() to abort the listing in flight" });

@@ -12,7 +12,13 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { TURN_MARKER_ENV } from "../../src/codex/env.js";
-import { LEFTOVER_SWEEP_SCRIPT, SWEEP_SCRIPT, leftoverSweepCommand, sweepCommand, sweptCount } from "../../src/codex/sweep.js";
+import {
+  LEFTOVER_SWEEP_SCRIPT,
+  SWEEP_SCRIPT,
+  leftoverSweepCommand,
+  sweepCommand,
+  sweptCount,
+} from "../../src/codex/sweep.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -46,7 +52,11 @@ async function victims(script: string, args: string[]): Promise<number[]> {
   const line = stdout.trim().split("\n").at(-1) ?? "";
   if (line === "swept 0" || line.startsWith("swept 0 ")) return [];
   assert.match(line, /^victims( \d+)+$/, stdout);
-  return line.split(" ").slice(1).map(Number).sort((a, b) => a - b);
+  return line
+    .split(" ")
+    .slice(1)
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 /** Made-up pids, far above any pid on this machine (pid_max is at most 4194304). */
@@ -96,7 +106,15 @@ describe("the leftover sweep, before a turn that narrows egress", () => {
       // A zombie: nothing to kill.
       { pid: P(90), ppid: 1, comm: "sh", start: 330, state: "Z" },
     ]);
-    assert.deepEqual(await victims(LEFTOVER_SWEEP_SCRIPT, [proc, "list"]), [P(50), P(51), P(60), P(61), P(70), P(71), P(80)]);
+    assert.deepEqual(await victims(LEFTOVER_SWEEP_SCRIPT, [proc, "list"]), [
+      P(50),
+      P(51),
+      P(60),
+      P(61),
+      P(70),
+      P(71),
+      P(80),
+    ]);
   });
 
   test("a container with nothing left over: nothing is taken", async () => {
@@ -107,13 +125,29 @@ describe("the leftover sweep, before a turn that narrows egress", () => {
 
   test("without a main process (the forwarders cannot be told apart) nothing is taken", async () => {
     const proc = path.join(root, "no-main");
-    await fakeProc(proc, [{ pid: 1, ppid: 0, comm: "docker-init", start: 100, env: [] }, { pid: P(50), ppid: 0, comm: "bash", start: 300, env: [marker("turn-1")] }]);
-    const { stdout } = await execFileAsync("/bin/sh", ["-c", `kill() { exit 99; }\n${LEFTOVER_SWEEP_SCRIPT}`, "sweep-test", proc, "list"]);
+    await fakeProc(proc, [
+      { pid: 1, ppid: 0, comm: "docker-init", start: 100, env: [] },
+      { pid: P(50), ppid: 0, comm: "bash", start: 300, env: [marker("turn-1")] },
+    ]);
+    const { stdout } = await execFileAsync("/bin/sh", [
+      "-c",
+      `kill() { exit 99; }\n${LEFTOVER_SWEEP_SCRIPT}`,
+      "sweep-test",
+      proc,
+      "list",
+    ]);
     assert.equal(stdout.trim(), "swept 0 (no main process)");
   });
 
   test("the command runs the script over /proc as a kill", () => {
-    assert.deepEqual(leftoverSweepCommand(), ["/bin/sh", "-c", LEFTOVER_SWEEP_SCRIPT, "alive-sweep-leftovers", "/proc", "kill"]);
+    assert.deepEqual(leftoverSweepCommand(), [
+      "/bin/sh",
+      "-c",
+      LEFTOVER_SWEEP_SCRIPT,
+      "alive-sweep-leftovers",
+      "/proc",
+      "kill",
+    ]);
     assert.equal(sweptCount("swept 7\n"), 7);
     assert.equal(sweptCount("swept 0 (no main process)\n"), 0);
     assert.equal(sweptCount(""), 0);

@@ -11,14 +11,32 @@ import type { WorkspacePolicy } from "../../src/policy/workspace-policy.js";
 import { waitFor } from "../support/wait.js";
 
 const POLICY = {} as WorkspacePolicy;
-const usage = (input: number, output: number) => ({ inputTokens: input, cachedTokens: 1, outputTokens: output, reasoningTokens: 2, totalTokens: input + output });
+const usage = (input: number, output: number) => ({
+  inputTokens: input,
+  cachedTokens: 1,
+  outputTokens: output,
+  reasoningTokens: 2,
+  totalTokens: input + output,
+});
 
 describe("turn budgets", () => {
   test("options.budget is validated at the edge, naming the field", async () => {
-    const parsed = await parseRunTurnParams({ workspaceId: "ws", input: "x", options: { budget: { tokens: 5000, cpuSeconds: 1.5 } } }, POLICY);
+    const parsed = await parseRunTurnParams(
+      { workspaceId: "ws", input: "x", options: { budget: { tokens: 5000, cpuSeconds: 1.5 } } },
+      POLICY,
+    );
     assert.deepEqual(parsed.options?.budget, { tokens: 5000, cpuSeconds: 1.5 });
-    for (const [budget, field] of [[{ tokens: 0 }, "options.budget.tokens"], [{ tokens: 1.5 }, "options.budget.tokens"], [{ cpuSeconds: "1" }, "options.budget.cpuSeconds"], [{ cpuSeconds: -1 }, "options.budget.cpuSeconds"], ["lots", "options.budget"]] as const) {
-      await assert.rejects(parseRunTurnParams({ workspaceId: "ws", input: "x", options: { budget } }, POLICY), (e: SidecarError) => e.code === ErrorCode.invalidParams && e.data?.field === field);
+    for (const [budget, field] of [
+      [{ tokens: 0 }, "options.budget.tokens"],
+      [{ tokens: 1.5 }, "options.budget.tokens"],
+      [{ cpuSeconds: "1" }, "options.budget.cpuSeconds"],
+      [{ cpuSeconds: -1 }, "options.budget.cpuSeconds"],
+      ["lots", "options.budget"],
+    ] as const) {
+      await assert.rejects(
+        parseRunTurnParams({ workspaceId: "ws", input: "x", options: { budget } }, POLICY),
+        (e: SidecarError) => e.code === ErrorCode.invalidParams && e.data?.field === field,
+      );
     }
   });
 
@@ -27,7 +45,13 @@ describe("turn budgets", () => {
     const limits = { defaultTokens: 1000, maxTokens: 5000, defaultCpuSeconds: null, maxCpuSeconds: 60 };
     assert.deepEqual(resolveTurnBudget(undefined, limits), { tokens: 1000, cpuSeconds: 60 });
     assert.deepEqual(resolveTurnBudget({ tokens: 4000, cpuSeconds: 2 }, limits), { tokens: 4000, cpuSeconds: 2 });
-    assert.throws(() => resolveTurnBudget({ tokens: 5001 }, limits), (e: SidecarError) => e.code === ErrorCode.notAllowed && e.data?.field === "options.budget.tokens" && /ALIVE_CODEX_BUDGET_TOKENS_MAX/.test(String(e.data?.reason)));
+    assert.throws(
+      () => resolveTurnBudget({ tokens: 5001 }, limits),
+      (e: SidecarError) =>
+        e.code === ErrorCode.notAllowed &&
+        e.data?.field === "options.budget.tokens" &&
+        /ALIVE_CODEX_BUDGET_TOKENS_MAX/.test(String(e.data?.reason)),
+    );
   });
 });
 
@@ -39,7 +63,12 @@ describe("turn meter", () => {
 
   test("sums exact token usage; crossing the token budget reports once and refuses the next request", async () => {
     const exceeded: string[] = [];
-    const meter = new TurnMeter({ containerId: "none", budget: { tokens: 100, cpuSeconds: null }, onExceeded: (m) => exceeded.push(m), cgroupRoot: "/nonexistent" });
+    const meter = new TurnMeter({
+      containerId: "none",
+      budget: { tokens: 100, cpuSeconds: null },
+      onExceeded: (m) => exceeded.push(m),
+      cgroupRoot: "/nonexistent",
+    });
     await meter.start();
     meter.addUsage(usage(40, 10));
     assert.equal(meter.admit(), null);
@@ -48,7 +77,11 @@ describe("turn meter", () => {
     assert.equal(exceeded.length, 1);
     assert.equal(meter.admit()?.code, "budget_exceeded");
     assert.equal(exceeded.length, 1, "reported once");
-    assert.deepEqual(await meter.finish().then((r) => [r.cpuSeconds, r.peakMemoryBytes]), [null, null], "no cgroup: null figures");
+    assert.deepEqual(
+      await meter.finish().then((r) => [r.cpuSeconds, r.peakMemoryBytes]),
+      [null, null],
+      "no cgroup: null figures",
+    );
   });
 
   test("CPU is the cgroup's delta over the turn; crossing the CPU budget is noticed by the poll", async () => {
@@ -63,7 +96,13 @@ describe("turn meter", () => {
     await fs.writeFile(path.join(memory, "memory.usage_in_bytes"), "100");
     await fs.writeFile(path.join(memory, "memory.max_usage_in_bytes"), "999999");
     const exceeded: string[] = [];
-    const meter = new TurnMeter({ containerId: id, budget: { tokens: null, cpuSeconds: 1 }, onExceeded: (m) => exceeded.push(m), cgroupRoot: root, pollMs: 10 });
+    const meter = new TurnMeter({
+      containerId: id,
+      budget: { tokens: null, cpuSeconds: 1 },
+      onExceeded: (m) => exceeded.push(m),
+      cgroupRoot: root,
+      pollMs: 10,
+    });
     await meter.start();
     await fs.writeFile(path.join(memory, "memory.max_usage_in_bytes"), "5000");
     await fs.writeFile(cpu, "10500000000");

@@ -5,7 +5,13 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
-import { TRUNCATED_EVENT_TYPE, encodeEndRecord, turnsToPrune, type EndRecord, type TurnSummary } from "../../src/journal/journal-records.js";
+import {
+  TRUNCATED_EVENT_TYPE,
+  encodeEndRecord,
+  turnsToPrune,
+  type EndRecord,
+  type TurnSummary,
+} from "../../src/journal/journal-records.js";
 import { TurnHub, type RunTurnFn } from "../../src/turns/turn-hub.js";
 import { TurnJournal, type JournalLimits } from "../../src/journal/turn-journal.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../../src/service.js";
@@ -14,7 +20,8 @@ import { serializeMessage } from "../../src/rpc/framing.js";
 import { notificationMessage } from "../../src/rpc/messages.js";
 import { turnEventLine } from "../../src/rpc/protocol.js";
 
-const waitUntil = (condition: () => boolean): Promise<true> => waitFor(() => condition() || null, { timeoutMs: 5000, intervalMs: 2 });
+const waitUntil = (condition: () => boolean): Promise<true> =>
+  waitFor(() => condition() || null, { timeoutMs: 5000, intervalMs: 2 });
 
 const log = createLogger({ level: "error", write: () => undefined });
 const RESTARTED = { code: "sidecar_restarted", message: "restarted" };
@@ -28,23 +35,48 @@ afterEach(async () => {
 });
 
 function journal(limits: Partial<JournalLimits> = {}): TurnJournal {
-  return new TurnJournal({ dir: path.join(dir, "journal"), limits: { maxBytesPerTurn: 1024 * 1024, maxAgeMs: 0, maxTurns: 1000, ...limits }, log });
+  return new TurnJournal({
+    dir: path.join(dir, "journal"),
+    limits: { maxBytesPerTurn: 1024 * 1024, maxAgeMs: 0, maxTurns: 1000, ...limits },
+    log,
+  });
 }
 
 function result(turnId: string, status: TurnResult["status"] = "completed"): TurnResult {
-  return { turnId, threadId: null, status, finalResponse: "done", items: [], usage: null, turnUsage: null, resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 1 }, tokens: { input: 0, cached: 0, output: 0, reasoning: 0 } };
+  return {
+    turnId,
+    threadId: null,
+    status,
+    finalResponse: "done",
+    items: [],
+    usage: null,
+    turnUsage: null,
+    resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 1 },
+    tokens: { input: 0, cached: 0, output: 0, reasoning: 0 },
+  };
 }
 
-const message = (i: number) => ({ type: "item.completed", item: { id: `i${i}`, type: "agent_message", text: `event ${i} ✓` } });
+const message = (i: number) => ({
+  type: "item.completed",
+  item: { id: `i${i}`, type: "agent_message", text: `event ${i} ✓` },
+});
 
 /** A runner whose turn emits `count` events, pausing (a macrotask) every `burst`, until `release` when `hold`. */
-function scriptedRunner(count: number, options: { burst?: number; hold?: Promise<void> } = {}): { run: RunTurnFn; signals: Array<AbortSignal | undefined> } {
+function scriptedRunner(
+  count: number,
+  options: { burst?: number; hold?: Promise<void> } = {},
+): { run: RunTurnFn; signals: Array<AbortSignal | undefined> } {
   const signals: Array<AbortSignal | undefined> = [];
   const run: RunTurnFn = async (params: RunTurnParams, hooks: TurnHooks) => {
     signals.push(hooks.signal);
     if (params.workspaceId === "busy") throw new SidecarError(ErrorCode.workspaceBusy, "busy");
     const turnId = params.turnId!;
-    hooks.onEvent(turnId, 0, { type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: null });
+    hooks.onEvent(turnId, 0, {
+      type: "sidecar.turn.accepted",
+      turn_id: turnId,
+      workspace_id: params.workspaceId,
+      thread_id: null,
+    });
     for (let i = 1; i <= count; i++) {
       hooks.onEvent(turnId, i, message(i) as never);
       if (options.burst && i % options.burst === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -62,7 +94,10 @@ describe("turn journal files", () => {
     const hub = new TurnHub({ journal: j, log, run: scriptedRunner(50).run });
     const seen: number[] = [];
     await hub.run({ workspaceId: "ws-1", turnId: "t-1", input: "x" }, { onEvent: (_id, seq) => seen.push(seq) });
-    assert.deepEqual(seen, Array.from({ length: 51 }, (_, i) => i));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 51 }, (_, i) => i),
+    );
     const again = journal();
     assert.deepEqual(await again.open(RESTARTED), []);
     const info = again.endedSummary("t-1");
@@ -79,13 +114,22 @@ describe("turn journal files", () => {
   it("past the per-turn bound writes a marker in place of the next event and keeps nothing more but the end", async () => {
     const j = journal({ maxBytesPerTurn: 2000 });
     await j.open(RESTARTED);
-    await new TurnHub({ journal: j, log, run: scriptedRunner(100).run }).run({ workspaceId: "ws-1", turnId: "t-big", input: "x" }, { onEvent: () => undefined });
+    await new TurnHub({ journal: j, log, run: scriptedRunner(100).run }).run(
+      { workspaceId: "ws-1", turnId: "t-big", input: "x" },
+      { onEvent: () => undefined },
+    );
     const records = [];
     for await (const record of j.events("t-big", -1)) records.push(record);
     const last = records.at(-1)!;
-    assert.equal((JSON.parse(last.line) as { params: { event: { type: string } } }).params.event.type, TRUNCATED_EVENT_TYPE);
+    assert.equal(
+      (JSON.parse(last.line) as { params: { event: { type: string } } }).params.event.type,
+      TRUNCATED_EVENT_TYPE,
+    );
     assert.ok(last.seq > 5 && last.seq < 100, `truncated at ${last.seq}`);
-    assert.deepEqual(records.map((r) => r.seq), Array.from({ length: last.seq + 1 }, (_, i) => i));
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      Array.from({ length: last.seq + 1 }, (_, i) => i),
+    );
     assert.ok((await fs.stat(path.join(dir, "journal", "t-big.jsonl"))).size < 2000 + 1500);
     assert.equal((await j.result("t-big"))?.status, "completed");
   });
@@ -94,14 +138,26 @@ describe("turn journal files", () => {
     const maxBytesPerTurn = 256 * 1024;
     const j = journal({ maxBytesPerTurn });
     await j.open(RESTARTED);
-    const items = Array.from({ length: 200 }, (_, i) => ({ id: `i${i}`, type: "agent_message" as const, text: "x".repeat(2000) }));
+    const items = Array.from({ length: 200 }, (_, i) => ({
+      id: `i${i}`,
+      type: "agent_message" as const,
+      text: "x".repeat(2000),
+    }));
     const run: RunTurnFn = async (params, hooks) => {
       const turnId = params.turnId!;
-      hooks.onEvent(turnId, 0, { type: "sidecar.turn.accepted", turn_id: turnId, workspace_id: params.workspaceId, thread_id: null });
+      hooks.onEvent(turnId, 0, {
+        type: "sidecar.turn.accepted",
+        turn_id: turnId,
+        workspace_id: params.workspaceId,
+        thread_id: null,
+      });
       items.forEach((item, i) => hooks.onEvent(turnId, i + 1, { type: "item.completed", item }));
       return { ...result(turnId), finalResponse: "é".repeat(100_000), items };
     };
-    const live = await new TurnHub({ journal: j, log, run }).run({ workspaceId: "ws-1", turnId: "t-full", input: "x" }, { onEvent: () => undefined });
+    const live = await new TurnHub({ journal: j, log, run }).run(
+      { workspaceId: "ws-1", turnId: "t-full", input: "x" },
+      { onEvent: () => undefined },
+    );
     assert.equal(live.items.length, 200, "the live result is whole");
     assert.equal(live.itemsOmitted, undefined);
     const size = (await fs.stat(path.join(dir, "journal", "t-full.jsonl"))).size;
@@ -110,19 +166,42 @@ describe("turn journal files", () => {
     assert.ok(kept !== null);
     assert.equal(kept.status, "completed");
     assert.equal(kept.finalResponseTruncated, true);
-    assert.ok(kept.finalResponse.length > 1000 && kept.finalResponse.length < 100_000 && /^é+$/.test(kept.finalResponse));
+    assert.ok(
+      kept.finalResponse.length > 1000 && kept.finalResponse.length < 100_000 && /^é+$/.test(kept.finalResponse),
+    );
     assert.equal(kept.items.length + (kept.itemsOmitted ?? 0), 200);
     assert.ok((kept.itemsOmitted ?? 0) > 0);
     assert.deepEqual(kept.items, items.slice(0, kept.items.length), "the first items, whole");
   });
 
   it("an end line that fits is written as it is", () => {
-    const record: EndRecord = { k: "end", turnId: "t", workspaceId: "w", startedAt: "s", endedAt: "e", status: "completed", lastSeq: 3, result: { ...result("t"), items: [{ id: "a", type: "agent_message", text: "hi" }] } };
+    const record: EndRecord = {
+      k: "end",
+      turnId: "t",
+      workspaceId: "w",
+      startedAt: "s",
+      endedAt: "e",
+      status: "completed",
+      lastSeq: 3,
+      result: { ...result("t"), items: [{ id: "a", type: "agent_message", text: "hi" }] },
+    };
     assert.equal(encodeEndRecord(record, 1_000_000), `${JSON.stringify(record)}\n`);
     const small = JSON.parse(encodeEndRecord(record, Buffer.byteLength(JSON.stringify(record)))) as EndRecord;
-    assert.deepEqual([small.result.items, small.result.itemsOmitted, small.result.finalResponse, small.result.finalResponseTruncated], [[], 1, "done", undefined]);
+    assert.deepEqual(
+      [small.result.items, small.result.itemsOmitted, small.result.finalResponse, small.result.finalResponseTruncated],
+      [[], 1, "done", undefined],
+    );
     const tiny = JSON.parse(encodeEndRecord(record, 10)) as EndRecord;
-    assert.deepEqual([tiny.result.items, tiny.result.itemsOmitted, tiny.result.finalResponse, tiny.result.finalResponseTruncated, tiny.lastSeq], [[], 1, "", true, 3]);
+    assert.deepEqual(
+      [
+        tiny.result.items,
+        tiny.result.itemsOmitted,
+        tiny.result.finalResponse,
+        tiny.result.finalResponseTruncated,
+        tiny.lastSeq,
+      ],
+      [[], 1, "", true, 3],
+    );
   });
 
   it("ends a turn an earlier sidecar left without a result as failed, sidecar_restarted, even after a torn line", async () => {
@@ -139,7 +218,10 @@ describe("turn journal files", () => {
     assert.deepEqual(await j.open(RESTARTED), [{ turnId: "t-orphan", workspaceId: "ws-9" }]);
     const hub = new TurnHub({ journal: j, log, run: scriptedRunner(0).run });
     const info = await hub.get("t-orphan");
-    assert.deepEqual([info.status, info.lastSeq, info.workspaceId, info.result?.error?.code], ["failed", 1, "ws-9", "sidecar_restarted"]);
+    assert.deepEqual(
+      [info.status, info.lastSeq, info.workspaceId, info.result?.error?.code],
+      ["failed", 1, "ws-9", "sidecar_restarted"],
+    );
     const sent: number[] = [];
     const attached = await hub.attach("t-orphan", undefined, (seq) => sent.push(seq), new AbortController().signal);
     assert.deepEqual(sent, [0, 1]);
@@ -155,9 +237,22 @@ describe("turn journal files", () => {
   });
 
   it("prunes ended turns by age, then the oldest past the count", async () => {
-    const at = (turnId: string, endedAt: string): TurnSummary => ({ turnId, workspaceId: "w", status: "completed", lastSeq: 0, startedAt: endedAt, endedAt, detached: false });
+    const at = (turnId: string, endedAt: string): TurnSummary => ({
+      turnId,
+      workspaceId: "w",
+      status: "completed",
+      lastSeq: 0,
+      startedAt: endedAt,
+      endedAt,
+      detached: false,
+    });
     const now = Date.parse("2026-01-10T00:00:00Z");
-    const ended = [at("old", "2026-01-01T00:00:00Z"), at("a", "2026-01-09T00:00:00Z"), at("b", "2026-01-09T01:00:00Z"), at("c", "2026-01-09T02:00:00Z")];
+    const ended = [
+      at("old", "2026-01-01T00:00:00Z"),
+      at("a", "2026-01-09T00:00:00Z"),
+      at("b", "2026-01-09T01:00:00Z"),
+      at("c", "2026-01-09T02:00:00Z"),
+    ];
     assert.deepEqual(turnsToPrune(ended, now, 3 * 86_400_000, 10), ["old"]);
     assert.deepEqual(turnsToPrune(ended, now, 3 * 86_400_000, 2).sort(), ["a", "old"]);
     assert.deepEqual(turnsToPrune(ended, now, 0, 10), []);
@@ -165,7 +260,8 @@ describe("turn journal files", () => {
     const j = journal({ maxTurns: 2 });
     await j.open(RESTARTED);
     const hub = new TurnHub({ journal: j, log, run: scriptedRunner(1).run });
-    for (const turnId of ["p-1", "p-2", "p-3"]) await hub.run({ workspaceId: "ws-1", turnId, input: "x" }, { onEvent: () => undefined });
+    for (const turnId of ["p-1", "p-2", "p-3"])
+      await hub.run({ workspaceId: "ws-1", turnId, input: "x" }, { onEvent: () => undefined });
     assert.equal(await j.prune(), 1);
     assert.deepEqual((await fs.readdir(path.join(dir, "journal"))).sort(), ["p-2.jsonl", "p-3.jsonl"]);
     await assert.rejects(hub.get("p-1"), (error: SidecarError) => error.code === ErrorCode.unknownTurn);
@@ -192,8 +288,14 @@ describe("turn hub", () => {
     assert.equal((await attached).status, "completed");
     assert.equal((await attachedLate).status, "completed");
     await running;
-    assert.deepEqual(sent, Array.from({ length: 3001 }, (_, i) => i));
-    assert.deepEqual(later, Array.from({ length: 1500 }, (_, i) => 1501 + i));
+    assert.deepEqual(
+      sent,
+      Array.from({ length: 3001 }, (_, i) => i),
+    );
+    assert.deepEqual(
+      later,
+      Array.from({ length: 1500 }, (_, i) => 1501 + i),
+    );
   });
 
   it("'continue' keeps the client's signal away from the runner and counts the turn detached once its client is gone", async () => {
@@ -205,7 +307,10 @@ describe("turn hub", () => {
     const hub = new TurnHub({ journal: j, log, run: runner.run });
     const client = new AbortController();
     const delivered: number[] = [];
-    const running = hub.run({ workspaceId: "ws-1", turnId: "t-cont", input: "x", options: { onDisconnect: "continue" } }, { onEvent: (_id, seq) => delivered.push(seq), signal: client.signal });
+    const running = hub.run(
+      { workspaceId: "ws-1", turnId: "t-cont", input: "x", options: { onDisconnect: "continue" } },
+      { onEvent: (_id, seq) => delivered.push(seq), signal: client.signal },
+    );
     await waitUntil(() => hub.list()[0]?.lastSeq === 2);
     assert.equal(runner.signals[0], undefined);
     assert.equal(hub.detached, 0);
@@ -220,7 +325,10 @@ describe("turn hub", () => {
     assert.equal((await running).status, "completed");
     assert.deepEqual(delivered, [0, 1, 2]);
     assert.equal(hub.detached, 0);
-    assert.deepEqual(hub.list({ status: "completed" }).map((t) => t.turnId), ["t-cont"]);
+    assert.deepEqual(
+      hub.list({ status: "completed" }).map((t) => t.turnId),
+      ["t-cont"],
+    );
   });
 
   it("'cancel' (the default) hands the client's signal to the runner", async () => {
@@ -229,7 +337,10 @@ describe("turn hub", () => {
     const runner = scriptedRunner(1);
     const hub = new TurnHub({ journal: j, log, run: runner.run });
     const client = new AbortController();
-    await hub.run({ workspaceId: "ws-1", turnId: "t-c", input: "x" }, { onEvent: () => undefined, signal: client.signal });
+    await hub.run(
+      { workspaceId: "ws-1", turnId: "t-c", input: "x" },
+      { onEvent: () => undefined, signal: client.signal },
+    );
     assert.equal(runner.signals[0], client.signal);
   });
 
@@ -237,10 +348,19 @@ describe("turn hub", () => {
     const j = journal();
     await j.open(RESTARTED);
     const hub = new TurnHub({ journal: j, log, run: scriptedRunner(1).run });
-    await assert.rejects(hub.run({ workspaceId: "busy", turnId: "t-refused", input: "x" }, { onEvent: () => undefined }), (error: SidecarError) => error.code === ErrorCode.workspaceBusy);
+    await assert.rejects(
+      hub.run({ workspaceId: "busy", turnId: "t-refused", input: "x" }, { onEvent: () => undefined }),
+      (error: SidecarError) => error.code === ErrorCode.workspaceBusy,
+    );
     assert.deepEqual(await fs.readdir(path.join(dir, "journal")), []);
-    await assert.rejects(hub.get("t-refused"), (error: SidecarError) => error.code === ErrorCode.unknownTurn && error.data?.field === "turnId");
-    await assert.rejects(hub.attach("t-refused", undefined, () => undefined, new AbortController().signal), (error: SidecarError) => error.code === ErrorCode.unknownTurn);
+    await assert.rejects(
+      hub.get("t-refused"),
+      (error: SidecarError) => error.code === ErrorCode.unknownTurn && error.data?.field === "turnId",
+    );
+    await assert.rejects(
+      hub.attach("t-refused", undefined, () => undefined, new AbortController().signal),
+      (error: SidecarError) => error.code === ErrorCode.unknownTurn,
+    );
     assert.deepEqual(hub.list(), []);
   });
 
@@ -263,9 +383,15 @@ describe("turn hub", () => {
 
 describe("turn.event from the event's JSON", () => {
   it("is the line serializeMessage makes of the notification", () => {
-    const event = { type: "item.completed", item: { id: "i1", type: "agent_message", text: "quote \" newline \n unicode ✓ \u2028" } };
+    const event = {
+      type: "item.completed",
+      item: { id: "i1", type: "agent_message", text: 'quote " newline \n unicode ✓ \u2028' },
+    };
     for (const turnId of ["turn-1", "t.with-odd_chars"]) {
-      assert.equal(turnEventLine(turnId, 42, JSON.stringify(event)), serializeMessage(notificationMessage("turn.event", { turnId, seq: 42, event })));
+      assert.equal(
+        turnEventLine(turnId, 42, JSON.stringify(event)),
+        serializeMessage(notificationMessage("turn.event", { turnId, seq: 42, event })),
+      );
     }
   });
 });

@@ -33,7 +33,10 @@ class JournaledService extends FakeSidecarService {
   override async listTurns(params: { workspaceId?: string }): Promise<{ turns: TurnSummary[] }> {
     return { turns: this.hub.list(params) };
   }
-  override attachTurn(params: { turnId: string; afterSeq?: number }, hooks: { onEvent: TurnHooks["onEvent"]; signal: AbortSignal }): Promise<TurnResult> {
+  override attachTurn(
+    params: { turnId: string; afterSeq?: number },
+    hooks: { onEvent: TurnHooks["onEvent"]; signal: AbortSignal },
+  ): Promise<TurnResult> {
     this.attaches.push(params);
     return this.hub.attachTurn(params, hooks);
   }
@@ -43,7 +46,10 @@ class JournaledService extends FakeSidecarService {
 class Relay {
   readonly pairs = new Set<[net.Socket, net.Socket]>();
   accepting = true;
-  private constructor(readonly server: net.Server, readonly socketPath: string) {}
+  private constructor(
+    readonly server: net.Server,
+    readonly socketPath: string,
+  ) {}
   static async start(socketPath: string, target: string): Promise<Relay> {
     const server = net.createServer();
     const relay = new Relay(server, socketPath);
@@ -85,11 +91,27 @@ beforeEach(async () => {
   t = await startTestServer({ closeGraceMs: 50 });
   await t.server.close();
   service = new JournaledService();
-  const journal = new TurnJournal({ dir: path.join(t.dir, "journal"), limits: { maxBytesPerTurn: 1 << 20, maxAgeMs: 0, maxTurns: 100 }, log: createLogger({ level: "error", write: () => undefined }) });
+  const journal = new TurnJournal({
+    dir: path.join(t.dir, "journal"),
+    limits: { maxBytesPerTurn: 1 << 20, maxAgeMs: 0, maxTurns: 100 },
+    log: createLogger({ level: "error", write: () => undefined }),
+  });
   await journal.open({ code: "sidecar_restarted", message: "restarted" });
-  service.hub = new TurnHub({ journal, log: createLogger({ level: "error", write: () => undefined }), run: (params, hooks) => service.baseRunTurn(params, hooks) });
+  service.hub = new TurnHub({
+    journal,
+    log: createLogger({ level: "error", write: () => undefined }),
+    run: (params, hooks) => service.baseRunTurn(params, hooks),
+  });
   await fs.rm(t.socketPath, { force: true });
-  server = await startRpcServer({ socketPath: t.socketPath, socketGroup: null, service, policy: t.policy, log: createLogger({ level: "error", write: () => undefined }), version: "0.0.0-test", closeGraceMs: 50 });
+  server = await startRpcServer({
+    socketPath: t.socketPath,
+    socketGroup: null,
+    service,
+    policy: t.policy,
+    log: createLogger({ level: "error", write: () => undefined }),
+    version: "0.0.0-test",
+    closeGraceMs: 50,
+  });
   relay = await Relay.start(path.join(t.dir, "relay.sock"), t.socketPath);
 });
 
@@ -100,15 +122,27 @@ afterEach(async () => {
 });
 
 async function ensure(client: SidecarClient): Promise<void> {
-  await client.ensureWorkspace({ workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 1000, workspacePath: t.workspacePath });
+  await client.ensureWorkspace({
+    workspaceId: "ws-1",
+    userId: "u-1",
+    uid: 10001,
+    gid: 1000,
+    workspacePath: t.workspacePath,
+  });
 }
 
 describe("runTurn with reattach", () => {
   it("a lost socket mid-turn: the run reconnects, attaches after its last seq, and the iteration sees every event once, then the result", async () => {
     const client = await SidecarClient.connect(relay.socketPath);
     await ensure(client);
-    service.turnScript = () => ({ events: [{ type: "thread.started", thread_id: "0199a213-81c0-7800-8aa1-bbab2a035a53" }, { type: "turn.started" }], hold: true });
-    const run = client.runTurn({ workspaceId: "ws-1", input: "hold", turnId: "t-re" }, { reattach: { initialDelayMs: 10 } });
+    service.turnScript = () => ({
+      events: [{ type: "thread.started", thread_id: "0199a213-81c0-7800-8aa1-bbab2a035a53" }, { type: "turn.started" }],
+      hold: true,
+    });
+    const run = client.runTurn(
+      { workspaceId: "ws-1", input: "hold", turnId: "t-re" },
+      { reattach: { initialDelayMs: 10 } },
+    );
     const seen: TurnEventMessage[] = [];
     const iterating = (async () => {
       for await (const message of run) seen.push(message);
@@ -124,7 +158,10 @@ describe("runTurn with reattach", () => {
     const result = await run.result;
     await iterating;
     assert.equal(result.status, "completed");
-    assert.deepEqual(seen.map((m) => m.seq), [0, 1, 2]);
+    assert.deepEqual(
+      seen.map((m) => m.seq),
+      [0, 1, 2],
+    );
     assert.equal(turn.aborted, false);
     await client.close();
   });
@@ -145,11 +182,19 @@ describe("runTurn with reattach", () => {
     const client = await SidecarClient.connect(relay.socketPath);
     await ensure(client);
     service.turnScript = () => ({ events: [], hold: true });
-    const run = client.runTurn({ workspaceId: "ws-1", input: "hold", turnId: "t-gone" }, { reattach: { attempts: 3, initialDelayMs: 5, maxDelayMs: 10 } });
+    const run = client.runTurn(
+      { workspaceId: "ws-1", input: "hold", turnId: "t-gone" },
+      { reattach: { attempts: 3, initialDelayMs: 5, maxDelayMs: 10 } },
+    );
     await run.turnId;
     relay.accepting = false;
     relay.cut();
-    await assert.rejects(run.result, (error: unknown) => error instanceof SidecarConnectionError && /could not reattach to turn t-gone in 3 attempts/.test(error.message));
+    await assert.rejects(
+      run.result,
+      (error: unknown) =>
+        error instanceof SidecarConnectionError &&
+        /could not reattach to turn t-gone in 3 attempts/.test(error.message),
+    );
     service.turns.get("t-gone")?.release();
     await client.close();
   });
@@ -164,7 +209,10 @@ describe("runTurn with reattach", () => {
     const follower = other.attachTurn("t-two", { afterSeq: 0 });
     const got = await other.getTurn("t-two");
     assert.deepEqual([got.status, got.result], ["running", null]);
-    assert.deepEqual((await other.listTurns({ workspaceId: "ws-1" })).turns.map((x) => x.turnId), ["t-two"]);
+    assert.deepEqual(
+      (await other.listTurns({ workspaceId: "ws-1" })).turns.map((x) => x.turnId),
+      ["t-two"],
+    );
     const followed: number[] = [];
     const following = (async () => {
       for await (const message of follower) followed.push(message.seq);

@@ -51,7 +51,13 @@ describe("turn admission over an in-memory engine", () => {
 
   async function setUp(): Promise<{ engine: FakeEngine; workspaces: WorkspaceManager; turns: Turns }> {
     const engine = new FakeEngine();
-    const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK });
+    const disks = await WorkspaceDisks.open({
+      stateDir,
+      log,
+      enforcement: "off",
+      defaults: DEFAULT_DISK,
+      max: DEFAULT_DISK,
+    });
     const workspaces = new WorkspaceManager({
       engine,
       log,
@@ -60,14 +66,41 @@ describe("turn admission over an in-memory engine", () => {
       maxWorkspaces: 10,
       idleTimeoutMs: 0,
       stopTimeoutMs: 0,
-      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
+      spec: {
+        defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
+        nofile: 1024,
+        cpuPeriodUs: 100_000,
+        aliveApiUrl: null,
+        nodePath: null,
+        trustedDirs: [],
+        extraLabels: {},
+      },
       runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc"] }),
       defaultEgress: "public",
-      network: { ensure: async () => undefined, close: async () => undefined, closeAll: async () => undefined, refusals: () => 0, connections: () => ({ proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 }) },
+      network: {
+        ensure: async () => undefined,
+        close: async () => undefined,
+        closeAll: async () => undefined,
+        refusals: () => 0,
+        connections: () => ({
+          proxy: 0,
+          model: 0,
+          api: 0,
+          tunnels: 0,
+          requests: 0,
+          apiRequests: 0,
+          refusedForLimit: 0,
+          cut: 0,
+        }),
+      },
       disks,
     });
     await workspaces.start();
-    const journal = new TurnJournal({ dir: await fs.mkdtemp(path.join(stateDir, "journal-")), limits: { maxBytesPerTurn: 1 << 20, maxAgeMs: 0, maxTurns: 100 }, log });
+    const journal = new TurnJournal({
+      dir: await fs.mkdtemp(path.join(stateDir, "journal-")),
+      limits: { maxBytesPerTurn: 1 << 20, maxAgeMs: 0, maxTurns: 100 },
+      log,
+    });
     await journal.open({ code: "sidecar_restarted", message: "restarted" });
     const turns = new Turns({
       engine,
@@ -107,9 +140,18 @@ describe("turn admission over an in-memory engine", () => {
   test("a turn refused at admission makes nothing, not even the workspace it carries", async () => {
     const { engine, workspaces, turns } = await setUp();
     const ws = workspace();
-    const params: RunTurnParams = { workspaceId: ws.workspaceId, workspace: ws, input: [{ type: "local_image", path: "/etc/passwd" }] };
+    const params: RunTurnParams = {
+      workspaceId: ws.workspaceId,
+      workspace: ws,
+      input: [{ type: "local_image", path: "/etc/passwd" }],
+    };
     await assert.rejects(turns.run(params, hooks), refusedWith(ErrorCode.notAllowed));
-    const outside: RunTurnParams = { workspaceId: ws.workspaceId, workspace: ws, input: "hi", options: { additionalDirectories: ["/etc"] } };
+    const outside: RunTurnParams = {
+      workspaceId: ws.workspaceId,
+      workspace: ws,
+      input: "hi",
+      options: { additionalDirectories: ["/etc"] },
+    };
     await assert.rejects(turns.run(outside, hooks), refusedWith(ErrorCode.notAllowed));
     assert.equal(engine.count("create"), 0);
     assert.equal(workspaces.find(ws.workspaceId), undefined);
@@ -120,10 +162,16 @@ describe("turn admission over an in-memory engine", () => {
   test("a turn for a workspace never ensured is -32002; one for a workspace running a turn is -32003, and takes nothing", async () => {
     const { engine, workspaces, turns } = await setUp();
     const ws = workspace();
-    await assert.rejects(turns.run({ workspaceId: ws.workspaceId, input: "hi" }, hooks), refusedWith(ErrorCode.unknownWorkspace));
+    await assert.rejects(
+      turns.run({ workspaceId: ws.workspaceId, input: "hi" }, hooks),
+      refusedWith(ErrorCode.unknownWorkspace),
+    );
     await workspaces.ensure(ws);
     workspaces.acquireTurn(ws.workspaceId, "held");
-    await assert.rejects(turns.run({ workspaceId: ws.workspaceId, input: "hi" }, hooks), refusedWith(ErrorCode.workspaceBusy));
+    await assert.rejects(
+      turns.run({ workspaceId: ws.workspaceId, input: "hi" }, hooks),
+      refusedWith(ErrorCode.workspaceBusy),
+    );
     assert.equal(workspaces.get(ws.workspaceId).activeTurnId, "held");
     assert.equal(engine.count("exec"), 1, "only the isolation probe ran in the container");
     await assert.rejects(turns.cancel("no-such-turn"), refusedWith(ErrorCode.unknownTurn, "turnId"));
@@ -138,7 +186,12 @@ describe("turn admission over an in-memory engine", () => {
       probes += 1;
       return { exitCode: 1, stdout: "", stderr: "bwrap: No permissions to create new namespace" };
     };
-    const params: RunTurnParams = { workspaceId: ws.workspaceId, workspace: ws, input: "hi", options: { sandboxMode: "read-only" } };
+    const params: RunTurnParams = {
+      workspaceId: ws.workspaceId,
+      workspace: ws,
+      input: "hi",
+      options: { sandboxMode: "read-only" },
+    };
     for (let i = 0; i < 2; i++) {
       await assert.rejects(turns.run(params, hooks), (error: unknown) => {
         refusedWith(ErrorCode.notAllowed, "options.sandboxMode")(error);

@@ -59,14 +59,27 @@ describe("the model proxy's hooks into the turns", () => {
     const calls: string[] = [];
     const logged: string[] = [];
     const log = createLogger({ level: "info", write: (line) => void logged.push(line) });
-    const metrics = { countProxyError: (code: string) => void calls.push(`error ${code}`), countTokens: () => void calls.push("tokens"), countLateTokens: (total: number) => void calls.push(`late ${total}`) };
+    const metrics = {
+      countProxyError: (code: string) => void calls.push(`error ${code}`),
+      countTokens: () => void calls.push("tokens"),
+      countLateTokens: (total: number) => void calls.push(`late ${total}`),
+    };
     const hooks = modelProxyTurnHooks(recordingTurns(calls), log, metrics);
     const failure = { code: "model_unreachable", status: 502, message: "down" } as const;
     hooks.onModelUnreachable({ workspaceId: "ws", turnId: "t1" }, failure);
     hooks.onUsage({ workspaceId: "ws", turnId: "t1" }, usage);
     hooks.onUsage({ workspaceId: "ws", turnId: "t2" }, usage);
     assert.deepEqual(hooks.admit({ workspaceId: "ws", turnId: "t1" }), refusal);
-    assert.deepEqual(calls, ["error model_unreachable", "fail t1 model_unreachable down", "tokens", "usage t1 15", "tokens", "usage t2 15", "late 15", "admit t1"]);
+    assert.deepEqual(calls, [
+      "error model_unreachable",
+      "fail t1 model_unreachable down",
+      "tokens",
+      "usage t1 15",
+      "tokens",
+      "usage t2 15",
+      "late 15",
+      "admit t1",
+    ]);
     assert.equal(logged.length, 1);
     assert.match(logged[0] as string, /model usage arrived after its turn ended/);
     assert.match(logged[0] as string, /"turnId":"t2"/);

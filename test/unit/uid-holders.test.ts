@@ -32,11 +32,23 @@ describe("one uid serves one user", () => {
   const holds = [hold("a1", "alice", 10001), hold("b1", "bob", 10002)];
 
   test("another user's workspace on the uid conflicts; the same user's, a free uid or the workspace itself do not", () => {
-    assert.equal(findUidConflict(hold("a2", "alice", 10001), holds), undefined, "one user, several workspaces, one uid");
+    assert.equal(
+      findUidConflict(hold("a2", "alice", 10001), holds),
+      undefined,
+      "one user, several workspaces, one uid",
+    );
     assert.equal(findUidConflict(hold("c1", "carol", 10003), holds), undefined, "a free uid");
-    assert.equal(findUidConflict(hold("a1", "carol", 10001), holds), undefined, "the workspace itself, ensured for another user: its container is replaced");
+    assert.equal(
+      findUidConflict(hold("a1", "carol", 10001), holds),
+      undefined,
+      "the workspace itself, ensured for another user: its container is replaced",
+    );
     assert.deepEqual(findUidConflict(hold("c1", "carol", 10001), holds), holds[0]);
-    assert.deepEqual(findUidConflict(hold("a1", "alice", 10002), holds), holds[1], "a workspace moving to a uid another user holds");
+    assert.deepEqual(
+      findUidConflict(hold("a1", "alice", 10002), holds),
+      holds[1],
+      "a workspace moving to a uid another user holds",
+    );
   });
 
   test("a conflict is -32602 naming uid and the workspace that holds it", () => {
@@ -54,53 +66,96 @@ describe("the manager holds a uid from the ensure's call on", () => {
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 
-  test("a concurrent ensure of another user on the same uid is refused before anything is made; the claim ends with the ensure", { timeout: 10_000 }, async () => {
-    const log = createLogger({ level: "error", write: () => undefined });
-    const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK });
-    // Every ensure stops at the image, before the engine: the first waits there until released.
-    const noEngine = new Error("this test has no engine: the ensure got past the uid check");
-    let release!: () => void;
-    const gate = new Promise<never>((_resolve, reject) => (release = () => reject(noEngine)));
-    gate.catch(() => undefined);
-    let imageCalls = 0;
-    const manager = new WorkspaceManager({
-      // Never reached but to close: every ensure here stops at the image.
-      engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
-      log,
-      image: {
-        ensure: () => {
-          imageCalls += 1;
-          return gate;
+  test(
+    "a concurrent ensure of another user on the same uid is refused before anything is made; the claim ends with the ensure",
+    { timeout: 10_000 },
+    async () => {
+      const log = createLogger({ level: "error", write: () => undefined });
+      const disks = await WorkspaceDisks.open({
+        stateDir,
+        log,
+        enforcement: "off",
+        defaults: DEFAULT_DISK,
+        max: DEFAULT_DISK,
+      });
+      // Every ensure stops at the image, before the engine: the first waits there until released.
+      const noEngine = new Error("this test has no engine: the ensure got past the uid check");
+      let release!: () => void;
+      const gate = new Promise<never>((_resolve, reject) => (release = () => reject(noEngine)));
+      gate.catch(() => undefined);
+      let imageCalls = 0;
+      const manager = new WorkspaceManager({
+        // Never reached but to close: every ensure here stops at the image.
+        engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
+        log,
+        image: {
+          ensure: () => {
+            imageCalls += 1;
+            return gate;
+          },
         },
-      },
-      stateDir,
-      maxWorkspaces: 10,
-      idleTimeoutMs: 0,
-      stopTimeoutMs: 0,
-      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
-      runtimes: { resolve: async () => "runc" },
-      defaultEgress: "public",
-      network: { ensure: async () => undefined, close: async () => undefined, closeAll: async () => undefined, refusals: () => 0, connections: () => ({ proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 }) },
-      disks,
-    });
-    const params = (workspaceId: string, userId: string, uid: number): WorkspaceParams => ({ workspaceId, userId, uid, gid: 10000, workspacePath: path.join(stateDir, workspaceId) });
-    try {
-      const alice = manager.ensure(params("a1", "alice", 10001));
-      alice.catch(() => undefined);
-      await assert.rejects(manager.ensure(params("b1", "bob", 10001)), isUidConflict(10001, "a1"));
-      const aliceAgain = manager.ensure(params("a2", "alice", 10001));
-      aliceAgain.catch(() => undefined);
-      await waitFor(() => imageCalls === 2, { timeoutMs: 2000, intervalMs: 1, what: "alice's second ensure to reach the image" });
-      assert.equal(imageCalls, 2, "alice's second workspace shares her uid; bob's ensure made nothing");
+        stateDir,
+        maxWorkspaces: 10,
+        idleTimeoutMs: 0,
+        stopTimeoutMs: 0,
+        spec: {
+          defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
+          nofile: 1024,
+          cpuPeriodUs: 100_000,
+          aliveApiUrl: null,
+          nodePath: null,
+          trustedDirs: [],
+          extraLabels: {},
+        },
+        runtimes: { resolve: async () => "runc" },
+        defaultEgress: "public",
+        network: {
+          ensure: async () => undefined,
+          close: async () => undefined,
+          closeAll: async () => undefined,
+          refusals: () => 0,
+          connections: () => ({
+            proxy: 0,
+            model: 0,
+            api: 0,
+            tunnels: 0,
+            requests: 0,
+            apiRequests: 0,
+            refusedForLimit: 0,
+            cut: 0,
+          }),
+        },
+        disks,
+      });
+      const params = (workspaceId: string, userId: string, uid: number): WorkspaceParams => ({
+        workspaceId,
+        userId,
+        uid,
+        gid: 10000,
+        workspacePath: path.join(stateDir, workspaceId),
+      });
+      try {
+        const alice = manager.ensure(params("a1", "alice", 10001));
+        alice.catch(() => undefined);
+        await assert.rejects(manager.ensure(params("b1", "bob", 10001)), isUidConflict(10001, "a1"));
+        const aliceAgain = manager.ensure(params("a2", "alice", 10001));
+        aliceAgain.catch(() => undefined);
+        await waitFor(() => imageCalls === 2, {
+          timeoutMs: 2000,
+          intervalMs: 1,
+          what: "alice's second ensure to reach the image",
+        });
+        assert.equal(imageCalls, 2, "alice's second workspace shares her uid; bob's ensure made nothing");
 
-      release();
-      await assert.rejects(alice, noEngine);
-      await assert.rejects(aliceAgain, noEngine);
-      // Neither of alice's ensures made a workspace: the uid is free again, and bob's ensure goes on to the image.
-      await assert.rejects(manager.ensure(params("b1", "bob", 10001)), noEngine);
-      assert.equal(imageCalls, 3);
-    } finally {
-      await manager.close();
-    }
-  });
+        release();
+        await assert.rejects(alice, noEngine);
+        await assert.rejects(aliceAgain, noEngine);
+        // Neither of alice's ensures made a workspace: the uid is free again, and bob's ensure goes on to the image.
+        await assert.rejects(manager.ensure(params("b1", "bob", 10001)), noEngine);
+        assert.equal(imageCalls, 3);
+      } finally {
+        await manager.close();
+      }
+    },
+  );
 });

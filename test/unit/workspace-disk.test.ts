@@ -8,13 +8,17 @@ import { ConfigError, loadConfig } from "../../src/config.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { parseEnsureWorkspaceParams } from "../../src/rpc/params.js";
 import { createLogger } from "../../src/log.js";
-import { decideDiskEnforcement, describeDiskHealth, parseDiskLimits, type DiskCapabilities } from "../../src/shared/disk-settings.js";
+import {
+  decideDiskEnforcement,
+  describeDiskHealth,
+  parseDiskLimits,
+  type DiskCapabilities,
+} from "../../src/shared/disk-settings.js";
 import { DEFAULT_DISK } from "../../src/shared/limits.js";
 import { probeDiskCapabilities } from "../../src/workspace/disk-capabilities.js";
 import { WorkspaceDisks, diskImagePath } from "../../src/workspace/disk-image.js";
 import { resolveDiskLimits, usageFromStatfs } from "../../src/workspace/disk-limits.js";
 import { parseMountInfo } from "../../src/workspace/mountinfo.js";
-
 
 describe("the mount table (mountinfo)", () => {
   test("finds mount point, type and source past a varying number of optional fields", () => {
@@ -44,23 +48,32 @@ describe("the disk a workspace gets", () => {
 
   test("the request, else the operator's default; a small disk's default inodes are capped at one per 16 KiB", () => {
     assert.deepEqual(resolveDiskLimits({}, defaults, max), defaults);
-    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 2048, diskInodes: 5000 } }, defaults, max), { diskMb: 2048, diskInodes: 5000 });
+    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 2048, diskInodes: 5000 } }, defaults, max), {
+      diskMb: 2048,
+      diskInodes: 5000,
+    });
     assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 64 } }, defaults, max), { diskMb: 64, diskInodes: 4096 });
   });
 
   test("above the operator's ceiling: -32006 naming the field; more inodes than a quarter of the disk holds: -32602", () => {
     const refuses = (resources: { diskMb?: number; diskInodes?: number }, code: number, field: string): void => {
-      assert.throws(() => resolveDiskLimits({ resources }, defaults, max), (error: unknown) => {
-        assert.ok(error instanceof SidecarError);
-        assert.equal(error.code, code);
-        assert.equal(error.data?.field, field);
-        return true;
-      });
+      assert.throws(
+        () => resolveDiskLimits({ resources }, defaults, max),
+        (error: unknown) => {
+          assert.ok(error instanceof SidecarError);
+          assert.equal(error.code, code);
+          assert.equal(error.data?.field, field);
+          return true;
+        },
+      );
     };
     refuses({ diskMb: 20_481 }, ErrorCode.notAllowed, "resources.diskMb");
     refuses({ diskInodes: 1_000_001 }, ErrorCode.notAllowed, "resources.diskInodes");
     refuses({ diskMb: 64, diskInodes: 65_536 + 1 }, ErrorCode.invalidParams, "resources.diskInodes");
-    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 64, diskInodes: 65_536 } }, defaults, max), { diskMb: 64, diskInodes: 65_536 });
+    assert.deepEqual(resolveDiskLimits({ resources: { diskMb: 64, diskInodes: 65_536 } }, defaults, max), {
+      diskMb: 64,
+      diskInodes: 65_536,
+    });
   });
 
   test("images live in the state dir's disks/, one per workspace", () => {
@@ -70,7 +83,14 @@ describe("the disk a workspace gets", () => {
 
 describe("a disk's usage from statfs", () => {
   test("the limit is what the tenant can reach: used plus available, root's reserve left out", () => {
-    const usage = usageFromStatfs({ bsize: 4096, blocks: 16_000, bfree: 6_000, bavail: 5_000, files: 4096, ffree: 4000 });
+    const usage = usageFromStatfs({
+      bsize: 4096,
+      blocks: 16_000,
+      bfree: 6_000,
+      bavail: 5_000,
+      files: 4096,
+      ffree: 4000,
+    });
     assert.deepEqual(usage, { limitBytes: 15_000 * 4096, usedBytes: 10_000 * 4096, limitInodes: 4096, usedInodes: 96 });
   });
 });
@@ -86,7 +106,10 @@ describe("disk settings", () => {
   });
 
   test("image enforcement, a default and a ceiling from flags or variables", () => {
-    const config = loadConfig({ "--disk": "image" }, { ALIVE_CODEX_DISK_DEFAULT: "diskMb=512", ALIVE_CODEX_DISK_MAX: "diskMb=4096,diskInodes=500000" });
+    const config = loadConfig(
+      { "--disk": "image" },
+      { ALIVE_CODEX_DISK_DEFAULT: "diskMb=512", ALIVE_CODEX_DISK_MAX: "diskMb=4096,diskInodes=500000" },
+    );
     assert.equal(config.diskEnforcement, "image");
     assert.deepEqual(config.defaultDisk, { diskMb: 512, diskInodes: DEFAULT_DISK.diskInodes });
     assert.deepEqual(config.maxDisk, { diskMb: 4096, diskInodes: 500_000 });
@@ -104,7 +127,11 @@ describe("disk settings", () => {
     refuses(() => loadConfig({}, { ALIVE_CODEX_DISK: "xfs" }), "ALIVE_CODEX_DISK");
     refuses(() => parseDiskLimits("--disk-default", "diskMb=10", DEFAULT_DISK), "--disk-default diskMb");
     refuses(() => parseDiskLimits("--disk-default", "sizeMb=100", DEFAULT_DISK), "--disk-default");
-    refuses(() => loadConfig({ "--disk-default": "diskMb=8192", "--disk-max": "diskMb=4096" }, {}), "--disk-default", /diskMb \(here 8192\) at most --disk-max diskMb=4096/);
+    refuses(
+      () => loadConfig({ "--disk-default": "diskMb=8192", "--disk-max": "diskMb=4096" }, {}),
+      "--disk-default",
+      /diskMb \(here 8192\) at most --disk-max diskMb=4096/,
+    );
   });
 });
 
@@ -119,8 +146,20 @@ describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => 
   after(async () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
-  const params = (resources: Record<string, unknown>): Record<string, unknown> => ({ workspaceId: "ws-1", userId: "u", uid: 10001, gid: 1000, workspacePath: path.join(root, "w"), resources });
-  const policy = (): Parameters<typeof parseEnsureWorkspaceParams>[1] => ({ uidRange: { min: 10000, max: 65533 }, gidRange: { min: 1000, max: 65533 }, allowRoot: false, workspaceRoots: [root] });
+  const params = (resources: Record<string, unknown>): Record<string, unknown> => ({
+    workspaceId: "ws-1",
+    userId: "u",
+    uid: 10001,
+    gid: 1000,
+    workspacePath: path.join(root, "w"),
+    resources,
+  });
+  const policy = (): Parameters<typeof parseEnsureWorkspaceParams>[1] => ({
+    uidRange: { min: 10000, max: 65533 },
+    gidRange: { min: 1000, max: 65533 },
+    allowRoot: false,
+    workspaceRoots: [root],
+  });
 
   test("whole numbers within range are kept", async () => {
     const parsed = await parseEnsureWorkspaceParams(params({ diskMb: 128, diskInodes: 4096, memoryMb: 256 }), policy());
@@ -144,15 +183,30 @@ describe("resources.diskMb and resources.diskInodes in workspace.ensure", () => 
   });
 });
 
-
 describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () => {
-  const CAPABLE: DiskCapabilities = { root: true, capSysAdmin: true, missingTools: [], loopControl: "ok", stateDirPropagation: null };
+  const CAPABLE: DiskCapabilities = {
+    root: true,
+    capSysAdmin: true,
+    missingTools: [],
+    loopControl: "ok",
+    stateDirPropagation: null,
+  };
   /** The compose test's host: root in a default container (no CAP_SYS_ADMIN, no loop devices), e2fsprogs absent. */
-  const CONTAINER: DiskCapabilities = { root: true, capSysAdmin: false, missingTools: ["mkfs.ext4", "e2fsck", "resize2fs"], loopControl: "missing", stateDirPropagation: "rprivate" };
+  const CONTAINER: DiskCapabilities = {
+    root: true,
+    capSysAdmin: false,
+    missingTools: ["mkfs.ext4", "e2fsck", "resize2fs"],
+    loopControl: "missing",
+    stateDirPropagation: "rprivate",
+  };
 
   test("a capable host: auto and image both enforce; off stays off without probing", () => {
     assert.deepEqual(decideDiskEnforcement("auto", CAPABLE), { enforcement: "image", requested: "auto", missing: [] });
-    assert.deepEqual(decideDiskEnforcement("image", CAPABLE), { enforcement: "image", requested: "image", missing: [] });
+    assert.deepEqual(decideDiskEnforcement("image", CAPABLE), {
+      enforcement: "image",
+      requested: "image",
+      missing: [],
+    });
     assert.deepEqual(decideDiskEnforcement("off", null), { enforcement: "off", requested: "off", missing: [] });
     assert.deepEqual(decideDiskEnforcement("off", CAPABLE), { enforcement: "off", requested: "off", missing: [] });
     // In a container whose state dir is bound rshared (docs/security.md), as on the host.
@@ -169,10 +223,16 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       [{ loopControl: "missing" }, /\/dev\/loop-control is missing \(load the loop module: modprobe loop/],
       [{ loopControl: "denied" }, /\/dev\/loop-control cannot be opened \(in a container: a device cgroup rule/],
       // A privileged sidecar container whose state dir is bound as the engine does by default: its mounts would not reach the engine.
-      [{ stateDirPropagation: "rprivate" }, /state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine \(bind-mount it with bind-propagation=rshared/],
+      [
+        { stateDirPropagation: "rprivate" },
+        /state dir is bind-mounted into the sidecar's container with propagation rprivate: a disk mounted there would not reach the engine \(bind-mount it with bind-propagation=rshared/,
+      ],
       [{ stateDirPropagation: "" }, /propagation unset/],
       // Docker's default AppArmor profile denies mount(2) even to a container with CAP_SYS_ADMIN.
-      [{ appArmor: "docker-default (enforce)" }, /^the sidecar runs under the AppArmor profile docker-default \(enforce\), which denies mount\(2\) \(in a container: security_opt apparmor=unconfined/],
+      [
+        { appArmor: "docker-default (enforce)" },
+        /^the sidecar runs under the AppArmor profile docker-default \(enforce\), which denies mount\(2\) \(in a container: security_opt apparmor=unconfined/,
+      ],
     ];
     for (const [change, expected] of cases) {
       const decision = decideDiskEnforcement("auto", { ...CAPABLE, ...change });
@@ -201,14 +261,29 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
   });
 
   test("image on a host that cannot: refused, naming what is missing and the way out", () => {
-    assert.throws(() => decideDiskEnforcement("image", CONTAINER), /ALIVE_CODEX_DISK=image: this host cannot make workspace disks: the sidecar lacks CAP_SYS_ADMIN.*e2fsprogs.*loop-control.*set ALIVE_CODEX_DISK=auto .* or off/);
+    assert.throws(
+      () => decideDiskEnforcement("image", CONTAINER),
+      /ALIVE_CODEX_DISK=image: this host cannot make workspace disks: the sidecar lacks CAP_SYS_ADMIN.*e2fsprogs.*loop-control.*set ALIVE_CODEX_DISK=auto .* or off/,
+    );
   });
 
   test("health's disk entry, as health and doctor show it", () => {
-    assert.equal(describeDiskHealth({ enforcement: "image", attached: 2, requested: "auto" }), "limited (loop-mounted image per workspace, 2 attached; chosen automatically: ALIVE_CODEX_DISK=auto)");
-    assert.equal(describeDiskHealth({ enforcement: "image", attached: 0, requested: "image" }), "limited (loop-mounted image per workspace, 0 attached)");
-    assert.equal(describeDiskHealth({ enforcement: "none", attached: 0, requested: "off" }), "NOT LIMITED (ALIVE_CODEX_DISK=off)");
-    assert.equal(describeDiskHealth({ enforcement: "none", attached: 0, requested: "auto", missing: ["a", "b"] }), "NOT LIMITED (ALIVE_CODEX_DISK=auto: this host cannot enforce disk limits: a; b)");
+    assert.equal(
+      describeDiskHealth({ enforcement: "image", attached: 2, requested: "auto" }),
+      "limited (loop-mounted image per workspace, 2 attached; chosen automatically: ALIVE_CODEX_DISK=auto)",
+    );
+    assert.equal(
+      describeDiskHealth({ enforcement: "image", attached: 0, requested: "image" }),
+      "limited (loop-mounted image per workspace, 0 attached)",
+    );
+    assert.equal(
+      describeDiskHealth({ enforcement: "none", attached: 0, requested: "off" }),
+      "NOT LIMITED (ALIVE_CODEX_DISK=off)",
+    );
+    assert.equal(
+      describeDiskHealth({ enforcement: "none", attached: 0, requested: "auto", missing: ["a", "b"] }),
+      "NOT LIMITED (ALIVE_CODEX_DISK=auto: this host cannot enforce disk limits: a; b)",
+    );
     // An older sidecar's entry, without requested.
     assert.equal(describeDiskHealth({ enforcement: "none", attached: 0 }), "NOT LIMITED (ALIVE_CODEX_DISK=off)");
   });
@@ -217,15 +292,40 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
     const lines: Array<{ level: string; line: string }> = [];
     const log = createLogger({ level: "debug", write: (line, level) => lines.push({ level, line }) });
     const stateDir = path.join(os.tmpdir(), `alive-disk-auto-${process.pid}-never-made`);
-    const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "auto", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK });
+    const disks = await WorkspaceDisks.open({
+      stateDir,
+      log,
+      enforcement: "auto",
+      capabilities: CONTAINER,
+      defaults: DEFAULT_DISK,
+      max: DEFAULT_DISK,
+    });
     assert.equal(disks.enforced, false);
     assert.equal(disks.resolve({ resources: { diskMb: 64 } }), null);
-    assert.deepEqual(disks.health(), { enforcement: "none", attached: 0, requested: "auto", missing: decideDiskEnforcement("auto", CONTAINER).missing });
+    assert.deepEqual(disks.health(), {
+      enforcement: "none",
+      attached: 0,
+      requested: "auto",
+      missing: decideDiskEnforcement("auto", CONTAINER).missing,
+    });
     const warnings = lines.filter((l) => l.level === "warn");
     assert.equal(warnings.length, 1, JSON.stringify(lines));
-    assert.match(warnings[0]?.line ?? "", /workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them: the sidecar lacks CAP_SYS_ADMIN.*install e2fsprogs.*loop-control is missing/);
+    assert.match(
+      warnings[0]?.line ?? "",
+      /workspace disks are not limited.*ALIVE_CODEX_DISK=auto: this host cannot enforce them: the sidecar lacks CAP_SYS_ADMIN.*install e2fsprogs.*loop-control is missing/,
+    );
     await assert.rejects(fs.stat(stateDir), "nothing is made on a host that cannot");
-    await assert.rejects(WorkspaceDisks.open({ stateDir, log, enforcement: "image", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }), /ALIVE_CODEX_DISK=image: this host cannot make workspace disks/);
+    await assert.rejects(
+      WorkspaceDisks.open({
+        stateDir,
+        log,
+        enforcement: "image",
+        capabilities: CONTAINER,
+        defaults: DEFAULT_DISK,
+        max: DEFAULT_DISK,
+      }),
+      /ALIVE_CODEX_DISK=image: this host cannot make workspace disks/,
+    );
   });
 
   test("auto on a host that cannot, over a state dir whose workspaces have disks: refused, naming the disks and the way out", async () => {
@@ -235,11 +335,22 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
       await fs.writeFile(path.join(stateDir, "disks", "ws-1.img"), "");
       const log = createLogger({ level: "error", write: () => undefined });
       await assert.rejects(
-        WorkspaceDisks.open({ stateDir, log, enforcement: "auto", capabilities: CONTAINER, defaults: DEFAULT_DISK, max: DEFAULT_DISK }),
+        WorkspaceDisks.open({
+          stateDir,
+          log,
+          enforcement: "auto",
+          capabilities: CONTAINER,
+          defaults: DEFAULT_DISK,
+          max: DEFAULT_DISK,
+        }),
         /ALIVE_CODEX_DISK=auto: 1 workspace disk\(s\) in .*disks were made while disk limits were in force, but this host cannot enforce them now: the sidecar lacks CAP_SYS_ADMIN.*set ALIVE_CODEX_DISK=off/,
       );
       // off is the operator's explicit choice: it starts.
-      assert.equal((await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK })).enforced, false);
+      assert.equal(
+        (await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK }))
+          .enforced,
+        false,
+      );
     } finally {
       await fs.rm(stateDir, { recursive: true, force: true });
     }
@@ -251,8 +362,15 @@ describe("ALIVE_CODEX_DISK=auto: the decision over the probed capabilities", () 
     assert.equal(caps.stateDirPropagation, null);
     assert.equal((await probeDiskCapabilities("rprivate")).stateDirPropagation, "rprivate");
     assert.ok(["ok", "missing", "denied"].includes(caps.loopControl));
-    assert.ok(caps.appArmor === null || (typeof caps.appArmor === "string" && caps.appArmor !== ""), String(caps.appArmor));
-    assert.ok(caps.missingTools.every((tool) => ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"].includes(tool)));
+    assert.ok(
+      caps.appArmor === null || (typeof caps.appArmor === "string" && caps.appArmor !== ""),
+      String(caps.appArmor),
+    );
+    assert.ok(
+      caps.missingTools.every((tool) =>
+        ["mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup"].includes(tool),
+      ),
+    );
     if (!caps.root) assert.equal(decideDiskEnforcement("auto", caps).enforcement, "off");
   });
 });

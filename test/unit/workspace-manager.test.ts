@@ -27,7 +27,16 @@ const network: WorkspaceNetwork = {
   close: async () => undefined,
   closeAll: async () => undefined,
   refusals: () => 0,
-  connections: () => ({ proxy: 0, model: 0, api: 0, tunnels: 0, requests: 0, apiRequests: 0, refusedForLimit: 0, cut: 0 }),
+  connections: () => ({
+    proxy: 0,
+    model: 0,
+    api: 0,
+    tunnels: 0,
+    requests: 0,
+    apiRequests: 0,
+    refusedForLimit: 0,
+    cut: 0,
+  }),
 };
 
 describe("workspace manager over an in-memory engine", () => {
@@ -44,8 +53,17 @@ describe("workspace manager over an in-memory engine", () => {
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 
-  async function startManager(engine: FakeEngine, options: Partial<WorkspaceManagerOptions> = {}): Promise<WorkspaceManager> {
-    const disks = await WorkspaceDisks.open({ stateDir, log, enforcement: "off", defaults: DEFAULT_DISK, max: DEFAULT_DISK });
+  async function startManager(
+    engine: FakeEngine,
+    options: Partial<WorkspaceManagerOptions> = {},
+  ): Promise<WorkspaceManager> {
+    const disks = await WorkspaceDisks.open({
+      stateDir,
+      log,
+      enforcement: "off",
+      defaults: DEFAULT_DISK,
+      max: DEFAULT_DISK,
+    });
     const manager = new WorkspaceManager({
       engine,
       log,
@@ -54,7 +72,15 @@ describe("workspace manager over an in-memory engine", () => {
       maxWorkspaces: 10,
       idleTimeoutMs: 0,
       stopTimeoutMs: 0,
-      spec: { defaultResources: { memoryMb: 256, cpus: 1, pids: 64 }, nofile: 1024, cpuPeriodUs: 100_000, aliveApiUrl: null, nodePath: null, trustedDirs: [], extraLabels: {} },
+      spec: {
+        defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
+        nofile: 1024,
+        cpuPeriodUs: 100_000,
+        aliveApiUrl: null,
+        nodePath: null,
+        trustedDirs: [],
+        extraLabels: {},
+      },
       runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc", "runsc"] }),
       defaultEgress: "public",
       network,
@@ -71,7 +97,14 @@ describe("workspace manager over an in-memory engine", () => {
     next += 1;
     const workspaceId = `ws-${next}`;
     // One user for all: a uid serves one user at a time.
-    return { workspaceId, userId: "tenant", uid, gid, workspacePath: path.join(stateDir, "tenants", workspaceId), ...extra };
+    return {
+      workspaceId,
+      userId: "tenant",
+      uid,
+      gid,
+      workspacePath: path.join(stateDir, "tenants", workspaceId),
+      ...extra,
+    };
   }
 
   test("concurrent ensures of one workspace make one container; one of them says it created it", async () => {
@@ -99,7 +132,11 @@ describe("workspace manager over an in-memory engine", () => {
     assert.equal(second.created, true);
     assert.deepEqual([...engine.containers.keys()], [second.containerId]);
     assert.equal(engine.containers.get(second.containerId)?.spec.HostConfig?.Memory, 512 * 1024 * 1024);
-    assert.ok(engine.calls.indexOf(`remove ${first.containerId}`) < engine.calls.lastIndexOf(`create alive-codex-${params.workspaceId}`), engine.calls.join("\n"));
+    assert.ok(
+      engine.calls.indexOf(`remove ${first.containerId}`) <
+        engine.calls.lastIndexOf(`create alive-codex-${params.workspaceId}`),
+      engine.calls.join("\n"),
+    );
     assert.equal(manager.get(params.workspaceId).containerId, second.containerId);
   });
 
@@ -131,7 +168,10 @@ describe("workspace manager over an in-memory engine", () => {
     const params = workspace();
     const made = await manager.ensure(params);
     await engine.stop(made.containerId);
-    await waitFor(() => manager.find(params.workspaceId)?.state === "exited", { timeoutMs: 2000, what: "the die event" });
+    await waitFor(() => manager.find(params.workspaceId)?.state === "exited", {
+      timeoutMs: 2000,
+      what: "the die event",
+    });
     const again = await manager.ensure(params);
     assert.deepEqual([again.containerId, again.created], [made.containerId, false]);
     assert.equal(engine.containers.get(made.containerId)?.state, "running");
@@ -142,47 +182,72 @@ describe("workspace manager over an in-memory engine", () => {
     assert.equal(engine.count("create"), 2);
   });
 
-  test("an idle workspace is paused, then stopped; the next ensure starts the same container", { timeout: 10_000 }, async () => {
-    const engine = new FakeEngine();
-    const manager = await startManager(engine, { idleTimeoutMs: 20, stopTimeoutMs: 20 });
-    const params = workspace();
-    const made = await manager.ensure(params);
-    await waitFor(() => manager.find(params.workspaceId)?.state === "paused", { timeoutMs: 5000, what: "the idle pause" });
-    await waitFor(() => manager.find(params.workspaceId)?.state === "exited", { timeoutMs: 5000, what: "the stop after the pause" });
-    assert.equal(engine.containers.get(made.containerId)?.state, "exited");
-    const again = await manager.ensure(params);
-    assert.deepEqual([again.containerId, again.created, again.state], [made.containerId, false, "running"]);
-    assert.equal(engine.containers.get(made.containerId)?.state, "running");
-    assert.equal(engine.count("create"), 1);
-  });
+  test(
+    "an idle workspace is paused, then stopped; the next ensure starts the same container",
+    { timeout: 10_000 },
+    async () => {
+      const engine = new FakeEngine();
+      const manager = await startManager(engine, { idleTimeoutMs: 20, stopTimeoutMs: 20 });
+      const params = workspace();
+      const made = await manager.ensure(params);
+      await waitFor(() => manager.find(params.workspaceId)?.state === "paused", {
+        timeoutMs: 5000,
+        what: "the idle pause",
+      });
+      await waitFor(() => manager.find(params.workspaceId)?.state === "exited", {
+        timeoutMs: 5000,
+        what: "the stop after the pause",
+      });
+      assert.equal(engine.containers.get(made.containerId)?.state, "exited");
+      const again = await manager.ensure(params);
+      assert.deepEqual([again.containerId, again.created, again.state], [made.containerId, false, "running"]);
+      assert.equal(engine.containers.get(made.containerId)?.state, "running");
+      assert.equal(engine.count("create"), 1);
+    },
+  );
 
-  test("under a runtime that cannot be paused (runsc) an idle workspace is stopped instead", { timeout: 10_000 }, async () => {
-    const engine = new FakeEngine();
-    const manager = await startManager(engine, { idleTimeoutMs: 20, stopTimeoutMs: 60_000 });
-    const params = workspace({ runtime: "runsc" });
-    const made = await manager.ensure(params);
-    await waitFor(() => manager.find(params.workspaceId)?.state === "exited", { timeoutMs: 5000, what: "the idle stop" });
-    assert.equal(engine.count("pause"), 0);
-    assert.equal(engine.containers.get(made.containerId)?.spec.HostConfig?.Runtime, "runsc");
-  });
+  test(
+    "under a runtime that cannot be paused (runsc) an idle workspace is stopped instead",
+    { timeout: 10_000 },
+    async () => {
+      const engine = new FakeEngine();
+      const manager = await startManager(engine, { idleTimeoutMs: 20, stopTimeoutMs: 60_000 });
+      const params = workspace({ runtime: "runsc" });
+      const made = await manager.ensure(params);
+      await waitFor(() => manager.find(params.workspaceId)?.state === "exited", {
+        timeoutMs: 5000,
+        what: "the idle stop",
+      });
+      assert.equal(engine.count("pause"), 0);
+      assert.equal(engine.containers.get(made.containerId)?.spec.HostConfig?.Runtime, "runsc");
+    },
+  );
 
-  test("an ensure that arrives while the idle pause is in flight waits for it, then thaws the container", { timeout: 10_000 }, async () => {
-    const engine = new FakeEngine();
-    const manager = await startManager(engine, { idleTimeoutMs: 20 });
-    const params = workspace();
-    const made = await manager.ensure(params);
-    const pause = engine.hold("pause");
-    await withTimeout(pause.reached, 5000, "the idle pause");
-    let settled = false;
-    const again = manager.ensure(params).then((result) => ((settled = true), result));
-    await delay(50);
-    assert.equal(settled, false, "the ensure waits for the pause in flight");
-    assert.equal(engine.count("unpause"), 0);
-    pause.release();
-    const result = await again;
-    assert.deepEqual([result.containerId, result.created, result.state], [made.containerId, false, "running"]);
-    assert.equal(engine.containers.get(made.containerId)?.state, "running");
-    assert.ok(engine.calls.indexOf(`pause alive-codex-${params.workspaceId}`) < engine.calls.indexOf(`unpause alive-codex-${params.workspaceId}`), engine.calls.join("\n"));
-    assert.equal(engine.count("create"), 1);
-  });
+  test(
+    "an ensure that arrives while the idle pause is in flight waits for it, then thaws the container",
+    { timeout: 10_000 },
+    async () => {
+      const engine = new FakeEngine();
+      const manager = await startManager(engine, { idleTimeoutMs: 20 });
+      const params = workspace();
+      const made = await manager.ensure(params);
+      const pause = engine.hold("pause");
+      await withTimeout(pause.reached, 5000, "the idle pause");
+      let settled = false;
+      const again = manager.ensure(params).then((result) => ((settled = true), result));
+      await delay(50);
+      assert.equal(settled, false, "the ensure waits for the pause in flight");
+      assert.equal(engine.count("unpause"), 0);
+      pause.release();
+      const result = await again;
+      assert.deepEqual([result.containerId, result.created, result.state], [made.containerId, false, "running"]);
+      assert.equal(engine.containers.get(made.containerId)?.state, "running");
+      assert.ok(
+        engine.calls.indexOf(`pause alive-codex-${params.workspaceId}`) <
+          engine.calls.indexOf(`unpause alive-codex-${params.workspaceId}`),
+        engine.calls.join("\n"),
+      );
+      assert.equal(engine.count("create"), 1);
+    },
+  );
 });

@@ -16,7 +16,13 @@ const context: SpecContext = {
   trustedDirs: [],
   extraLabels: {},
 };
-const params: WorkspaceParams = { workspaceId: "ws-1", userId: "u-1", uid: 10001, gid: 10002, workspacePath: "/srv/alive/workspaces/ws-1" };
+const params: WorkspaceParams = {
+  workspaceId: "ws-1",
+  userId: "u-1",
+  uid: 10001,
+  gid: 10002,
+  workspacePath: "/srv/alive/workspaces/ws-1",
+};
 const paths = workspacePaths("/var/lib/alive-codex", "ws-1");
 
 describe("workspace spec", () => {
@@ -32,12 +38,18 @@ describe("workspace spec", () => {
     assert.equal(host.Init, true);
     assert.equal(host.Memory, host.MemorySwap);
     const sources = (host.Mounts ?? []).map((m) => m.Source);
-    assert.ok(sources.every((s) => s === params.workspacePath || s!.startsWith(paths.root)), sources.join(","));
+    assert.ok(
+      sources.every((s) => s === params.workspacePath || s!.startsWith(paths.root)),
+      sources.join(","),
+    );
     assert.ok(!sources.some((s) => /docker\.sock/.test(s!)));
     assert.equal((host as { Binds?: unknown }).Binds, undefined, "no Binds: every mount is one of Mounts");
     const workspaceMount = host.Mounts!.find((m) => m.Source === params.workspacePath);
     assert.equal(workspaceMount?.Target, params.workspacePath, "same absolute path inside");
-    assert.ok(host.Mounts!.filter((m) => m.Target.startsWith("/home/alive/.")).every((m) => m.ReadOnly), "shell rc files are read-only");
+    assert.ok(
+      host.Mounts!.filter((m) => m.Target.startsWith("/home/alive/.")).every((m) => m.ReadOnly),
+      "shell rc files are read-only",
+    );
     assert.ok(!(options.Env ?? []).some((e) => e.startsWith("CODEX_API_KEY=")));
   });
 
@@ -82,7 +94,11 @@ describe("workspace spec", () => {
   });
 
   test("network none and per-workspace limits", () => {
-    const { options } = buildWorkspaceSpec({ ...params, network: "none", resources: { memoryMb: 512, cpus: 0.5, pids: 100 } }, paths, context);
+    const { options } = buildWorkspaceSpec(
+      { ...params, network: "none", resources: { memoryMb: 512, cpus: 0.5, pids: 100 } },
+      paths,
+      context,
+    );
     assert.equal(options.HostConfig!.NetworkMode, "none");
     assert.equal(options.HostConfig!.Memory, 512 * 1024 * 1024);
     // cpus 0.5: half of each CPU period (the operator's ALIVE_CODEX_CPU_PERIOD, here 1 s).

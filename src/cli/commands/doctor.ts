@@ -71,28 +71,45 @@ export async function doctorCommand(args: string[], ctx: CliContext): Promise<nu
   const json = args.includes("--json");
   const scratch = args.includes("--scratch");
   const turn = args.includes("--turn");
-  const { help, flags } = parseServeArgs(args.filter((arg) => !DOCTOR_FLAGS.includes(arg)), "doctor");
+  const { help, flags } = parseServeArgs(
+    args.filter((arg) => !DOCTOR_FLAGS.includes(arg)),
+    "doctor",
+  );
   if (help) {
     writeLine(ctx.stdout, `${DOCTOR_USAGE}\n${renderSettingsHelp()}`);
     return ExitCode.ok;
   }
   const explicitSocket = flags["--socket"] !== undefined;
-  if (scratch && explicitSocket) throw new UsageError("--scratch and --socket exclude each other: --scratch starts a sidecar of its own, --socket checks the one there", "doctor");
+  if (scratch && explicitSocket)
+    throw new UsageError(
+      "--scratch and --socket exclude each other: --scratch starts a sidecar of its own, --socket checks the one there",
+      "doctor",
+    );
   const config = loadConfig(flags);
   // The sidecar's own log lines would bury the table: only errors, unless asked for more.
   const level = flags["--log-level"] === undefined ? "error" : config.logLevel;
   const log = createLogger({ level, write: (line) => writeLine(ctx.stderr, line) });
-  const onCheck = json ? undefined : (check: DoctorCheck): void => writeLine(ctx.stderr, `doctor: ${check.name} ${check.status}`);
+  const onCheck = json
+    ? undefined
+    : (check: DoctorCheck): void => writeLine(ctx.stderr, `doctor: ${check.name} ${check.status}`);
 
   let report: DoctorReport;
   let code: number | null = null;
-  const connection = scratch ? null : await connectTo(config.socketPath, explicitSocket ? CONNECT_TIMEOUT_MS : PROBE_TIMEOUT_MS);
+  const connection = scratch
+    ? null
+    : await connectTo(config.socketPath, explicitSocket ? CONNECT_TIMEOUT_MS : PROBE_TIMEOUT_MS);
   if (connection !== null && connection.client !== null) {
     const client = connection.client;
     if (!json) writeLine(ctx.stderr, `doctor: checking the sidecar at ${config.socketPath}`);
     try {
       const { runDoctorAgainst } = await import("../../doctor/check-running.js");
-      report = await runDoctorAgainst({ service: serviceOverSocket(client), socketPath: config.socketPath, config, turn, ...(onCheck ? { onCheck } : {}) });
+      report = await runDoctorAgainst({
+        service: serviceOverSocket(client),
+        socketPath: config.socketPath,
+        config,
+        turn,
+        ...(onCheck ? { onCheck } : {}),
+      });
     } finally {
       await client.close();
     }
@@ -102,7 +119,11 @@ export async function doctorCommand(args: string[], ctx: CliContext): Promise<nu
     for (const check of report.checks) onCheck?.(check);
     code = ExitCode.unreachable;
   } else {
-    if (!json && connection !== null) writeLine(ctx.stderr, `doctor: nothing answers at ${config.socketPath} (${connection.reason}): checking this install with a scratch sidecar of its own`);
+    if (!json && connection !== null)
+      writeLine(
+        ctx.stderr,
+        `doctor: nothing answers at ${config.socketPath} (${connection.reason}): checking this install with a scratch sidecar of its own`,
+      );
     report = await runScratch(config, log, onCheck);
   }
   if (json) writeLine(ctx.stdout, JSON.stringify(report));
@@ -110,20 +131,35 @@ export async function doctorCommand(args: string[], ctx: CliContext): Promise<nu
   return code ?? (report.ok ? ExitCode.ok : ExitCode.failed);
 }
 
-async function runScratch(config: SidecarConfig, log: ReturnType<typeof createLogger>, onCheck: ((check: DoctorCheck) => void) | undefined): Promise<DoctorReport> {
+async function runScratch(
+  config: SidecarConfig,
+  log: ReturnType<typeof createLogger>,
+  onCheck: ((check: DoctorCheck) => void) | undefined,
+): Promise<DoctorReport> {
   const { runDoctor } = await import("../../doctor/run-doctor.js");
   return runDoctor(config, { log, ...(onCheck ? { onCheck } : {}) });
 }
 
 /** A connected client, or why none could be made (and how long trying took). */
-async function connectTo(socketPath: string, timeoutMs: number): Promise<{ client: SidecarClient; reason: ""; durationMs: number } | { client: null; reason: string; durationMs: number }> {
+async function connectTo(
+  socketPath: string,
+  timeoutMs: number,
+): Promise<
+  { client: SidecarClient; reason: ""; durationMs: number } | { client: null; reason: string; durationMs: number }
+> {
   const started = Date.now();
   try {
-    return { client: await SidecarClient.connect(socketPath, { timeoutMs }), reason: "", durationMs: Date.now() - started };
+    return {
+      client: await SidecarClient.connect(socketPath, { timeoutMs }),
+      reason: "",
+      durationMs: Date.now() - started,
+    };
   } catch (error) {
     if (!(error instanceof SidecarConnectionError)) throw error;
     // "cannot reach the sidecar at PATH: no socket there" → "no socket there": the report names the path itself.
-    const reason = error.message.startsWith(`cannot reach the sidecar at ${socketPath}: `) ? error.message.slice(`cannot reach the sidecar at ${socketPath}: `.length) : error.message;
+    const reason = error.message.startsWith(`cannot reach the sidecar at ${socketPath}: `)
+      ? error.message.slice(`cannot reach the sidecar at ${socketPath}: `.length)
+      : error.message;
     return { client: null, reason, durationMs: Date.now() - started };
   }
 }
@@ -135,11 +171,13 @@ export function serviceOverSocket(client: SidecarClient): DoctorService {
     health: (signal) => client.health(withSignal(signal)),
     ensureWorkspace: (params, signal) => client.ensureWorkspace(params, withSignal(signal)),
     listWorkspaces: (signal) => client.listWorkspaces(withSignal(signal)),
-    removeWorkspace: (params, signal) => client.removeWorkspace(params.workspaceId, { purgeHome: params.purgeHome ?? false }, withSignal(signal)),
+    removeWorkspace: (params, signal) =>
+      client.removeWorkspace(params.workspaceId, { purgeHome: params.purgeHome ?? false }, withSignal(signal)),
     cancelTurn: (params) => client.cancelTurn(params.turnId),
     async runTurn(params, hooks) {
       const run = client.runTurn(params, withSignal(hooks.signal));
-      for await (const { seq, event } of run) hooks.onEvent(await run.turnId, seq, event as Parameters<typeof hooks.onEvent>[2]);
+      for await (const { seq, event } of run)
+        hooks.onEvent(await run.turnId, seq, event as Parameters<typeof hooks.onEvent>[2]);
       return run.result;
     },
   };
@@ -147,7 +185,11 @@ export function serviceOverSocket(client: SidecarClient): DoctorService {
 
 /** The table `alive-codex doctor` prints: CHECK, RESULT, DETAIL, and the fix under a failed row. */
 export function formatDoctorReport(report: DoctorReport): string {
-  const rows = report.checks.map((c) => [c.name, c.status.toUpperCase(), `${c.detail}${c.fix === undefined ? "" : `\n  fix: ${c.fix}`}`]);
+  const rows = report.checks.map((c) => [
+    c.name,
+    c.status.toUpperCase(),
+    `${c.detail}${c.fix === undefined ? "" : `\n  fix: ${c.fix}`}`,
+  ]);
   const lines: string[][] = [];
   for (const [name = "", status = "", text = ""] of rows) {
     const [first = "", ...rest] = text.split("\n");
@@ -158,8 +200,13 @@ export function formatDoctorReport(report: DoctorReport): string {
   const skippedChecks = report.checks.filter((c) => c.status === "skip").map((c) => c.name);
   const target = report.mode === "running" ? `the sidecar at ${report.socketPath}` : "a scratch sidecar";
   const notRun = skippedChecks.length === 0 ? "" : ` (not checked: ${skippedChecks.join(", ")})`;
-  const summary = report.ok ? `doctor: every check passed against ${target}${notRun}` : `doctor: ${failed} check${failed === 1 ? "" : "s"} failed against ${target}`;
+  const summary = report.ok
+    ? `doctor: every check passed against ${target}${notRun}`
+    : `doctor: ${failed} check${failed === 1 ? "" : "s"} failed against ${target}`;
   const warned = report.checks.filter((c) => c.status === "warn").map((c) => c.name);
-  const warnings = warned.length === 0 ? "" : `\ndoctor: ${warned.length} warning${warned.length === 1 ? "" : "s"} to act on: ${warned.join(", ")}`;
+  const warnings =
+    warned.length === 0
+      ? ""
+      : `\ndoctor: ${warned.length} warning${warned.length === 1 ? "" : "s"} to act on: ${warned.join(", ")}`;
   return `${formatTable(["CHECK", "RESULT", "DETAIL"], lines)}\n\n${summary}${warnings}`;
 }

@@ -27,7 +27,9 @@ export async function healthCommand(args: string[], ctx: CliContext): Promise<nu
       writeLine(ctx.stdout, JSON.stringify(health));
       return ExitCode.ok;
     }
-    const docker = health.docker.reachable ? `reachable${health.docker.serverVersion ? ` (engine ${health.docker.serverVersion})` : ""}` : "UNREACHABLE";
+    const docker = health.docker.reachable
+      ? `reachable${health.docker.serverVersion ? ` (engine ${health.docker.serverVersion})` : ""}`
+      : "UNREACHABLE";
     const rows: Array<[string, string]> = [
       ["sidecar", health.version],
       ["codex", health.codex ? describeCodexHealth(health.codex) : health.codexVersion],
@@ -43,4 +45,3 @@ export async function healthCommand(args: string[], ctx: CliContext): Promise<nu
     await client.close();
   }
 }
-

@@ -36,7 +36,10 @@ export async function logsCommand(args: string[], ctx: CliContext): Promise<numb
 function chooseWorkspace(flag: string | undefined, positionals: string[]): string {
   const [positional, extra] = positionals;
   if (flag !== undefined && positional !== undefined) {
-    throw new UsageError(`give the workspace once: --workspace ${JSON.stringify(flag)} and ${JSON.stringify(positional)} both name one`, "logs");
+    throw new UsageError(
+      `give the workspace once: --workspace ${JSON.stringify(flag)} and ${JSON.stringify(positional)} both name one`,
+      "logs",
+    );
   }
   if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`, "logs");
   const workspaceId = flag ?? positional;

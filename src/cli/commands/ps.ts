@@ -29,7 +29,11 @@ export function renderWorkspaceTable(workspaces: readonly WorkspaceSummary[], no
 }
 
 export async function psCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseCommandArgs("ps", { args, options: { ...CLIENT_OPTIONS, isolation: { type: "boolean" } }, allowPositionals: true });
+  const { values, positionals } = parseCommandArgs("ps", {
+    args,
+    options: { ...CLIENT_OPTIONS, isolation: { type: "boolean" } },
+    allowPositionals: true,
+  });
   if (values.help) {
     writeLine(ctx.stdout, PS_USAGE);
     return ExitCode.ok;

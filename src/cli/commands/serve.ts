@@ -22,7 +22,9 @@ Settings:`;
 /** parseArgs options from the settings table: every setting takes a value; a boolean one may stand alone. */
 const SERVE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
   help: { type: "boolean", short: "h" },
-  ...Object.fromEntries(SETTINGS.map((s) => [s.flag.slice("--".length), { type: s.boolean ? "boolean" : "string" } as const])),
+  ...Object.fromEntries(
+    SETTINGS.map((s) => [s.flag.slice("--".length), { type: s.boolean ? "boolean" : "string" } as const]),
+  ),
 };
 
 /** `serve`'s arguments → the flags loadConfig takes ("--state-dir" → its value), via node:util parseArgs. */
@@ -34,14 +36,16 @@ export function parseServeArgs(args: string[], command = "serve"): { help: boole
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i] as (typeof tokens)[number];
     if (token.kind === "option-terminator") continue;
-    if (token.kind === "positional") throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}`, command);
+    if (token.kind === "positional")
+      throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}`, command);
     if (token.name === "help") {
       help = true;
       continue;
     }
     const flag = `--${token.name}`;
     const setting = SETTINGS.find((s) => s.flag === flag);
-    if (setting === undefined || !token.rawName.startsWith("--")) throw new UsageError(`unknown setting ${token.rawName}`, command);
+    if (setting === undefined || !token.rawName.startsWith("--"))
+      throw new UsageError(`unknown setting ${token.rawName}`, command);
     if (setting.boolean) {
       // Bare means true; as before parseArgs, a following plain word is the value ("--allow-root false").
       const next = tokens[i + 1];
@@ -70,14 +74,22 @@ const defaultDependencies: ServeDependencies = {
   startSidecar: async (config, log) => (await import("../../sidecar.js")).startSidecar(config, log),
 };
 
-export async function serveCommand(args: string[], ctx: CliContext, deps: ServeDependencies = defaultDependencies): Promise<number> {
+export async function serveCommand(
+  args: string[],
+  ctx: CliContext,
+  deps: ServeDependencies = defaultDependencies,
+): Promise<number> {
   const { help, flags } = parseServeArgs(args);
   if (help) {
     writeLine(ctx.stdout, `${SERVE_USAGE}\n${renderSettingsHelp()}`);
     return ExitCode.ok;
   }
   const config = loadConfig(flags);
-  const log = createLogger({ level: config.logLevel, secrets: configSecrets(config), ...(deps.writeLog ? { write: deps.writeLog } : {}) });
+  const log = createLogger({
+    level: config.logLevel,
+    secrets: configSecrets(config),
+    ...(deps.writeLog ? { write: deps.writeLog } : {}),
+  });
   const version = readPackageVersion();
 
   // Refuse a live socket before starting anything else (startRpcServer checks again, atomically enough).
