@@ -18,11 +18,10 @@ import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import { TurnCredentials } from "../../src/model-proxy/credentials.js";
 import type { RunTurnParams, TurnHooks, WorkspaceParams } from "../../src/service.js";
-import { DEFAULT_DISK } from "../../src/shared/limits.js";
-import { WorkspaceDisks } from "../../src/workspace/disk-image.js";
 import { WorkspaceManager } from "../../src/workspace/manager.js";
 import { WorkspaceRuntimes } from "../../src/workspace/runtimes.js";
 import { FakeEngine } from "../support/fake-engine.js";
+import { unitManagerOptions } from "../support/fake-workspaces.js";
 
 const log = createLogger({ level: "error", write: () => undefined });
 const hooks: TurnHooks = { onEvent: () => undefined };
@@ -51,50 +50,12 @@ describe("turn admission over an in-memory engine", () => {
 
   async function setUp(): Promise<{ engine: FakeEngine; workspaces: WorkspaceManager; turns: Turns }> {
     const engine = new FakeEngine();
-    const disks = await WorkspaceDisks.open({
-      stateDir,
-      log,
-      enforcement: "off",
-      defaults: DEFAULT_DISK,
-      max: DEFAULT_DISK,
-    });
-    const workspaces = new WorkspaceManager({
-      engine,
-      log,
-      image: { ensure: async () => ({ ref: "fake/runtime:1" }) },
-      stateDir,
-      maxWorkspaces: 10,
-      idleTimeoutMs: 0,
-      stopTimeoutMs: 0,
-      spec: {
-        defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
-        nofile: 1024,
-        cpuPeriodUs: 100_000,
-        aliveApiUrl: null,
-        nodePath: null,
-        trustedDirs: [],
-        extraLabels: {},
-      },
-      runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc"] }),
-      defaultEgress: "public",
-      network: {
-        ensure: async () => undefined,
-        close: async () => undefined,
-        closeAll: async () => undefined,
-        refusals: () => 0,
-        connections: () => ({
-          proxy: 0,
-          model: 0,
-          api: 0,
-          tunnels: 0,
-          requests: 0,
-          apiRequests: 0,
-          refusedForLimit: 0,
-          cut: 0,
-        }),
-      },
-      disks,
-    });
+    const workspaces = new WorkspaceManager(
+      await unitManagerOptions(stateDir, log, {
+        engine,
+        runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc"] }),
+      }),
+    );
     await workspaces.start();
     const journal = new TurnJournal({
       dir: await fs.mkdtemp(path.join(stateDir, "journal-")),

@@ -7,10 +7,9 @@ import type { EnginePort } from "../../src/docker/engine-port.js";
 import { ErrorCode, SidecarError } from "../../src/errors.js";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceParams } from "../../src/service.js";
-import { DEFAULT_DISK } from "../../src/shared/limits.js";
-import { WorkspaceDisks } from "../../src/workspace/disk-image.js";
 import { WorkspaceManager } from "../../src/workspace/manager.js";
 import { checkUidHolder, findUidConflict, type UidHold } from "../../src/workspace/uid-holders.js";
+import { unitManagerOptions } from "../support/fake-workspaces.js";
 import { waitFor } from "../support/wait.js";
 
 const hold = (workspaceId: string, userId: string, uid: number): UidHold => ({ workspaceId, userId, uid });
@@ -71,62 +70,25 @@ describe("the manager holds a uid from the ensure's call on", () => {
     { timeout: 10_000 },
     async () => {
       const log = createLogger({ level: "error", write: () => undefined });
-      const disks = await WorkspaceDisks.open({
-        stateDir,
-        log,
-        enforcement: "off",
-        defaults: DEFAULT_DISK,
-        max: DEFAULT_DISK,
-      });
       // Every ensure stops at the image, before the engine: the first waits there until released.
       const noEngine = new Error("this test has no engine: the ensure got past the uid check");
       let release!: () => void;
       const gate = new Promise<never>((_resolve, reject) => (release = () => reject(noEngine)));
       gate.catch(() => undefined);
       let imageCalls = 0;
-      const manager = new WorkspaceManager({
-        // Never reached but to close: every ensure here stops at the image.
-        engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
-        log,
-        image: {
-          ensure: () => {
-            imageCalls += 1;
-            return gate;
+      const manager = new WorkspaceManager(
+        await unitManagerOptions(stateDir, log, {
+          // Never reached but to close: every ensure here stops at the image.
+          engine: { closeExecs: () => 0, closeAllExecs: () => 0 } as unknown as EnginePort,
+          image: {
+            ensure: () => {
+              imageCalls += 1;
+              return gate;
+            },
           },
-        },
-        stateDir,
-        maxWorkspaces: 10,
-        idleTimeoutMs: 0,
-        stopTimeoutMs: 0,
-        spec: {
-          defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
-          nofile: 1024,
-          cpuPeriodUs: 100_000,
-          aliveApiUrl: null,
-          nodePath: null,
-          trustedDirs: [],
-          extraLabels: {},
-        },
-        runtimes: { resolve: async () => "runc" },
-        defaultEgress: "public",
-        network: {
-          ensure: async () => undefined,
-          close: async () => undefined,
-          closeAll: async () => undefined,
-          refusals: () => 0,
-          connections: () => ({
-            proxy: 0,
-            model: 0,
-            api: 0,
-            tunnels: 0,
-            requests: 0,
-            apiRequests: 0,
-            refusedForLimit: 0,
-            cut: 0,
-          }),
-        },
-        disks,
-      });
+          runtimes: { resolve: async () => "runc" },
+        }),
+      );
       const params = (workspaceId: string, userId: string, uid: number): WorkspaceParams => ({
         workspaceId,
         userId,

@@ -13,31 +13,13 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { createLogger } from "../../src/log.js";
 import type { WorkspaceParams } from "../../src/service.js";
-import { DEFAULT_DISK } from "../../src/shared/limits.js";
-import { WorkspaceDisks } from "../../src/workspace/disk-image.js";
-import { WorkspaceManager, type WorkspaceManagerOptions, type WorkspaceNetwork } from "../../src/workspace/manager.js";
+import { WorkspaceManager, type WorkspaceManagerOptions } from "../../src/workspace/manager.js";
 import { WorkspaceRuntimes } from "../../src/workspace/runtimes.js";
 import { FakeEngine } from "../support/fake-engine.js";
+import { unitManagerOptions } from "../support/fake-workspaces.js";
 import { waitFor, withTimeout } from "../support/wait.js";
 
 const log = createLogger({ level: "error", write: () => undefined });
-
-const network: WorkspaceNetwork = {
-  ensure: async () => undefined,
-  close: async () => undefined,
-  closeAll: async () => undefined,
-  refusals: () => 0,
-  connections: () => ({
-    proxy: 0,
-    model: 0,
-    api: 0,
-    tunnels: 0,
-    requests: 0,
-    apiRequests: 0,
-    refusedForLimit: 0,
-    cut: 0,
-  }),
-};
 
 describe("workspace manager over an in-memory engine", () => {
   let stateDir: string;
@@ -57,36 +39,13 @@ describe("workspace manager over an in-memory engine", () => {
     engine: FakeEngine,
     options: Partial<WorkspaceManagerOptions> = {},
   ): Promise<WorkspaceManager> {
-    const disks = await WorkspaceDisks.open({
-      stateDir,
-      log,
-      enforcement: "off",
-      defaults: DEFAULT_DISK,
-      max: DEFAULT_DISK,
-    });
-    const manager = new WorkspaceManager({
-      engine,
-      log,
-      image: { ensure: async () => ({ ref: "fake/runtime:1" }) },
-      stateDir,
-      maxWorkspaces: 10,
-      idleTimeoutMs: 0,
-      stopTimeoutMs: 0,
-      spec: {
-        defaultResources: { memoryMb: 256, cpus: 1, pids: 64 },
-        nofile: 1024,
-        cpuPeriodUs: 100_000,
-        aliveApiUrl: null,
-        nodePath: null,
-        trustedDirs: [],
-        extraLabels: {},
-      },
-      runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc", "runsc"] }),
-      defaultEgress: "public",
-      network,
-      disks,
-      ...options,
-    });
+    const manager = new WorkspaceManager(
+      await unitManagerOptions(stateDir, log, {
+        engine,
+        runtimes: new WorkspaceRuntimes(engine, { defaultRuntime: null, allowed: ["runc", "runsc"] }),
+        ...options,
+      }),
+    );
     managers.push(manager);
     await manager.start();
     return manager;
