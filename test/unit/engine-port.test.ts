@@ -1,8 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { findSrcDir, listTs } from "../support/source-files.js";
 
 /**
  * dockerode stays behind the engine port: only src/docker/ may import it (types included), so the
@@ -13,26 +13,6 @@ import { fileURLToPath } from "node:url";
  * names it holds the raw client. Only the wiring (src/sidecar.ts) does, to hand it to the image code
  * of src/docker/, which lies beyond the port.
  */
-
-function findSrcDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json"))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("no package.json above the test");
-    dir = parent;
-  }
-  return path.join(dir, "src");
-}
-
-function listTs(dir: string, relative = ""): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(path.join(dir, relative), { withFileTypes: true })) {
-    const child = relative === "" ? entry.name : `${relative}/${entry.name}`;
-    if (entry.isDirectory()) out.push(...listTs(dir, child));
-    else if (entry.isFile() && entry.name.endsWith(".ts")) out.push(child);
-  }
-  return out;
-}
 
 /** Static imports and re-exports (`import ... from`, `import type`, `export ... from`), side-effect imports, `import()` and `require()`. */
 const DOCKERODE_IMPORT = /(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)["']dockerode(?:\/[^"']*)?["']/;

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { findSrcDir, listTs } from "../support/source-files.js";
 
 /**
  * No file in src/ grows past 300 lines (as prettier lays it out, which CI checks): past that, a
@@ -10,30 +10,12 @@ import { fileURLToPath } from "node:url";
  */
 const MAX_LINES = 300;
 
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json"))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("no package.json above the test");
-    dir = parent;
-  }
-  return dir;
-}
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return sourceFiles(full);
-    return entry.isFile() && entry.name.endsWith(".ts") ? [full] : [];
-  });
-}
-
 test(`no src/ file is over ${MAX_LINES} lines`, () => {
-  const root = repoRoot();
-  const files = sourceFiles(path.join(root, "src"));
+  const src = findSrcDir();
+  const files = listTs(src);
   assert.ok(files.length > 50, `found the sources (${files.length} files)`);
   const over = files
-    .map((file) => ({ file: path.relative(root, file), lines: readFileSync(file, "utf8").split("\n").length - 1 }))
+    .map((file) => ({ file: `src/${file}`, lines: readFileSync(path.join(src, file), "utf8").split("\n").length - 1 }))
     .filter(({ lines }) => lines > MAX_LINES)
     .map(({ file, lines }) => `${file}: ${lines}`);
   assert.deepEqual(over, []);

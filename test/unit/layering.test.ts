@@ -1,8 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { findSrcDir, listTs } from "../support/source-files.js";
 
 /**
  * Imports in src/ flow one way, so each part can be read, tested and changed knowing only what lies
@@ -96,26 +96,6 @@ function mayImport(file: string, target: string): boolean {
   const to = layerOf(target);
   if (from === null || to === null) return false;
   return from === to || LAYERS[to].rank <= sees(from);
-}
-
-function findSrcDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json"))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("no package.json above the test");
-    dir = parent;
-  }
-  return path.join(dir, "src");
-}
-
-function listTs(dir: string, relative = ""): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(path.join(dir, relative), { withFileTypes: true })) {
-    const child = relative === "" ? entry.name : `${relative}/${entry.name}`;
-    if (entry.isDirectory()) out.push(...listTs(dir, child));
-    else if (entry.isFile() && entry.name.endsWith(".ts")) out.push(child);
-  }
-  return out;
 }
 
 /** Every module specifier of a file: static imports and re-exports (`from "x"`), side-effect imports and import("x"). */
