@@ -8,6 +8,9 @@ import { ExecStreams } from "./exec-streams.js";
 
 export type { ExecOptions, ExecResult, StartedExec };
 
+/** The key under which an exec's connection carries the container and command it ran. */
+export const EXEC_COMMAND = Symbol.for("alive-codex.exec-command");
+
 /** Starts a process in the container and streams its output (demultiplexed: no TTY). */
 export async function startExec(docker: Docker, containerId: string, options: ExecOptions): Promise<StartedExec> {
   const container = docker.getContainer(containerId);
@@ -35,9 +38,15 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
   }
   // The engine may never end this connection (see exec-streams.ts): it is tracked until it closes,
-  // and an abort after the start closes it too.
-  ExecStreams.of(docker).add(containerId, stream as unknown as Duplex);
-  closeOnAbort(stream as unknown as Duplex, options.signal);
+  // and an abort after the start closes it too. The client hands over the upgraded socket itself,
+  // or, when the engine answers without upgrading, the response on it: the socket is what is closed.
+  const connection = (stream as { socket?: Duplex }).socket ?? (stream as unknown as Duplex);
+  ExecStreams.of(docker).add(containerId, connection);
+  // What ran on this connection, for the test suite's open-handle report (test/support/exit-check.ts).
+  Object.defineProperty(connection, EXEC_COMMAND, {
+    value: `${containerId.slice(0, 12)}: ${options.cmd.join(" ").slice(0, 160)}`,
+  });
+  closeOnAbort(connection, options.signal);
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   docker.modem.demuxStream(stream, stdout, stderr);
@@ -54,7 +63,7 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
       stderr.end();
       // The output is complete: nothing more comes on this connection, so it is closed here rather
       // than left for the engine to close (a socket still open after the process is a leaked descriptor).
-      (stream as unknown as Duplex).destroy();
+      connection.destroy();
       exec.inspect().then(
         (info) => resolve(info.Running ? null : (info.ExitCode ?? null)),
         () => resolve(null),

@@ -19,7 +19,7 @@ function describe(handle: Handle): string {
   if (handle instanceof net.Socket) {
     const peer = handle.remoteAddress ? `${handle.remoteAddress}:${handle.remotePort}` : "a Unix socket";
     const connection = (handle as net.Socket & { _httpMessage?: { method?: string; path?: string } })._httpMessage;
-    return `Socket to ${peer}${connection?.path ? ` (${connection.method ?? ""} ${connection.path})` : ""}, ${handle.bytesRead} bytes read${execOf(connection?.path)}`;
+    return `Socket to ${peer}${connection?.path ? ` (${connection.method ?? ""} ${connection.path})` : ""}, ${handle.bytesRead} bytes read${tracked(handle)}${execOf(connection?.path)}`;
   }
   if (handle instanceof net.Server) {
     const address = handle.address();
@@ -36,6 +36,18 @@ function describe(handle: Handle): string {
 }
 
 /**
+ * An exec connection startExec (src/docker/exec.ts) took over carries what it ran; one without it
+ * never reached our code (the engine client made it and lost it).
+ */
+function tracked(socket: net.Socket): string {
+  const command = (socket as unknown as Record<symbol, unknown>)[Symbol.for("alive-codex.exec-command")];
+  if (typeof command === "string") return `; startExec tracked it: ${command}`;
+  return (socket as net.Socket & { _httpMessage?: { path?: string } })._httpMessage?.path?.startsWith("/exec/")
+    ? "; startExec never took it over"
+    : "";
+}
+
+/**
  * For an exec's connection: what the engine says it ran (its command, user, whether it still runs),
  * asked synchronously (the process is exiting) of the engine's default socket; "" when it cannot say.
  */
@@ -49,11 +61,14 @@ function execOf(requestPath: string | undefined): string {
       { encoding: "utf8", timeout: 3000 },
     );
     const info = JSON.parse(raw) as {
+      message?: string;
       Running?: boolean;
       ExitCode?: number;
       ContainerID?: string;
       ProcessConfig?: { entrypoint?: string; arguments?: string[]; user?: string };
     };
+    if (!info.ProcessConfig)
+      return `; the engine no longer knows the exec (${info.message ?? "no answer"}): its container is gone`;
     const command = [info.ProcessConfig?.entrypoint, ...(info.ProcessConfig?.arguments ?? [])].join(" ").slice(0, 300);
     return `; the exec ran ${JSON.stringify(command)} as ${info.ProcessConfig?.user || "the image's user"} in ${info.ContainerID?.slice(0, 12) ?? "?"}, ${info.Running ? "still running" : `exit ${info.ExitCode}`}`;
   } catch {
