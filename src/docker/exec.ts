@@ -29,11 +29,11 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
       Tty: false,
       ...(options.signal === undefined ? {} : { abortSignal: options.signal }),
     });
-    stream = (await exec.start({
-      hijack: true,
-      stdin: withStdin,
-      ...(options.signal === undefined ? {} : { abortSignal: options.signal }),
-    })) as NodeJS.ReadWriteStream;
+    // The start is not handed the signal: aborted mid-upgrade, the engine client drops the socket
+    // the engine has already upgraded, and the process's output keeps it open (CI runs left such
+    // connections behind). An abort ends the wait here instead, and a socket arriving later is closed.
+    const starting = exec.start({ hijack: true, stdin: withStdin }) as Promise<NodeJS.ReadWriteStream>;
+    stream = await untilAborted(starting, options.signal, (late) => (late as unknown as Duplex).destroy());
   } catch (error) {
     throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
   }
@@ -74,6 +74,30 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     stream.on("error", finish);
   });
   return { id: exec.id, stdin: options.stdin === "open" ? stream : null, stdout, stderr, exit };
+}
+
+/** `promise`, or an AbortError once `signal` aborts; what the promise gives after that goes to `discard`. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, discard: (late: T) => void): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void =>
+      reject(
+        signal.reason instanceof Error ? signal.reason : new DOMException("The operation was aborted", "AbortError"),
+      );
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) discard(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function closeOnAbort(stream: Duplex, signal: AbortSignal | undefined): void {
