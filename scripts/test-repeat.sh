@@ -33,7 +33,8 @@ for i in $(seq 1 "${runs}"); do
   log="${logs}/run-${i}.log"
   start=${SECONDS}
   lock=()
-  [ -n "${ENGINE_LOCK:-}" ] && lock=(flock "${ENGINE_LOCK}")
+  # -o: the lock is flock's own, not handed down: a dockerd that .ci/run starts would hold it forever.
+  [ -n "${ENGINE_LOCK:-}" ] && lock=(flock -o "${ENGINE_LOCK}")
   ( cd "${work}/clone" && CI=true "${lock[@]}" bash .ci/run </dev/null ) >"${log}" 2>&1
   code=$?
   took=$(( SECONDS - start ))
