@@ -13,6 +13,7 @@ import type {
   EnginePort,
   EngineRuntimes,
   ExecOptions,
+  ExecState,
   PauseAnswer,
   StartedExec,
   StopAnswer,
@@ -146,8 +147,23 @@ export class DockerEngine implements EnginePort {
     return startExec(this.docker, containerId, options);
   }
 
+  async inspectExec(execId: string, signal?: AbortSignal): Promise<ExecState | null> {
+    const info = (await withDocker(
+      `inspect exec ${short(execId)}`,
+      () => this.docker.getExec(execId).inspect(signal ? { abortSignal: signal } : {}),
+      { ignore: [404] },
+    )) as { Running?: boolean; ExitCode?: number | null; ContainerID?: string } | undefined;
+    if (info === undefined) return null;
+    const running = info.Running === true;
+    return { running, exitCode: running ? null : (info.ExitCode ?? null), containerId: info.ContainerID ?? "" };
+  }
+
   closeExecs(containerId: string, openedBefore?: number): number {
     return ExecStreams.of(this.docker).destroyContainer(containerId, openedBefore);
+  }
+
+  settleExecs(withinMs: number): Promise<void> {
+    return ExecStreams.of(this.docker).settled(withinMs);
   }
 
   closeAllExecs(): number {

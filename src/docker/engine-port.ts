@@ -129,6 +129,15 @@ export interface StartedExec {
   exit: Promise<number | null>;
 }
 
+/** What the engine says of an exec it started (`GET /exec/<id>/json`). */
+export interface ExecState {
+  running: boolean;
+  /** The exit code once it exited; null while running, or when the engine has none. */
+  exitCode: number | null;
+  /** The container it runs in. */
+  containerId: string;
+}
+
 export interface ExecResult {
   exitCode: number | null;
   stdout: string;
@@ -173,6 +182,11 @@ export interface EnginePort {
   /** Starts a process in the container (no TTY) and streams its output. */
   exec(containerId: string, options: ExecOptions): Promise<StartedExec>;
   /**
+   * An exec by its id, started by this sidecar or an earlier one (the engine keeps it while its
+   * container lives); null when the engine does not know it (404).
+   */
+  inspectExec(execId: string, signal?: AbortSignal): Promise<ExecState | null>;
+  /**
    * Closes the exec connections into this container (it was removed, replaced or died): the engine
    * may keep one open after its process and even its container are gone. With `openedBefore` (ms
    * since the epoch), only those opened before then. Returns how many.
@@ -180,6 +194,11 @@ export interface EnginePort {
   closeExecs(containerId: string, openedBefore?: number): number;
   /** Closes every exec connection, and any opened later (shutdown). */
   closeAllExecs(): number;
+  /**
+   * Resolves once no exec start is in flight, or after `withinMs` (shutdown, after closeAllExecs): a
+   * start that completes then is closed, where a process exiting first would leave it open.
+   */
+  settleExecs(withinMs: number): Promise<void>;
 
   /**
    * Follows container events for containers carrying all these labels. Resolves once the engine

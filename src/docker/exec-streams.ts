@@ -74,6 +74,40 @@ export class ExecStreams {
     return closed;
   }
 
+  /** Exec starts in flight: their connection is not ours yet (see begin). */
+  private starting = 0;
+  private idle: Array<() => void> = [];
+
+  /**
+   * An exec start is on its way: call the returned function once the engine client's start has
+   * settled (its socket, if any, is then in our hands or destroyed). Until then the connection is
+   * the client's alone: a process that exits meanwhile would leave it open (`settled`).
+   */
+  begin(): () => void {
+    this.starting += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.starting -= 1;
+      if (this.starting > 0) return;
+      const idle = this.idle;
+      this.idle = [];
+      for (const wake of idle) wake();
+    };
+  }
+
+  /** Resolves once no exec start is in flight, or after `withinMs` (shutdown: after destroyAll). */
+  async settled(withinMs: number): Promise<void> {
+    if (this.starting === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.idle.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, withinMs))),
+    ]);
+    clearTimeout(timer);
+  }
+
   /** Closes every connection, and any opened later (shutdown). */
   destroyAll(): number {
     this.closed = true;

@@ -15,8 +15,12 @@ export const EXEC_COMMAND = Symbol.for("alive-codex.exec-command");
 export async function startExec(docker: Docker, containerId: string, options: ExecOptions): Promise<StartedExec> {
   const container = docker.getContainer(containerId);
   const withStdin = options.stdin !== undefined;
+  const registry = ExecStreams.of(docker);
+  // Until the client's start settles, its connection is not ours to close: shutdown waits for it.
+  const settled = registry.begin();
   let exec: Docker.Exec;
   let stream: NodeJS.ReadWriteStream;
+  let started = false;
   try {
     exec = await container.exec({
       Cmd: options.cmd,
@@ -33,15 +37,20 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     // the engine has already upgraded, and the process's output keeps it open (CI runs left such
     // connections behind). An abort ends the wait here instead, and a socket arriving later is closed.
     const starting = exec.start({ hijack: true, stdin: withStdin }) as Promise<NodeJS.ReadWriteStream>;
-    stream = await untilAborted(starting, options.signal, (late) => (late as unknown as Duplex).destroy());
+    started = true;
+    const waiting = untilAborted(starting, options.signal, (late) => (late as unknown as Duplex).destroy());
+    // After untilAborted's own handler: a late socket is destroyed, or ours, before this settles.
+    starting.then(settled, settled);
+    stream = await waiting;
   } catch (error) {
+    if (!started) settled();
     throw toSidecarError(error, `run ${options.cmd[0] ?? "a command"} in container ${containerId.slice(0, 12)}`);
   }
   // The engine may never end this connection (see exec-streams.ts): it is tracked until it closes,
   // and an abort after the start closes it too. The client hands over the upgraded socket itself,
   // or, when the engine answers without upgrading, the response on it: the socket is what is closed.
   const connection = (stream as { socket?: Duplex }).socket ?? (stream as unknown as Duplex);
-  ExecStreams.of(docker).add(containerId, connection);
+  registry.add(containerId, connection);
   // What ran on this connection, for the test suite's open-handle report (test/support/exit-check.ts).
   Object.defineProperty(connection, EXEC_COMMAND, {
     value: `${containerId.slice(0, 12)}: ${options.cmd.join(" ").slice(0, 160)}`,

@@ -87,6 +87,7 @@ export class WorkspaceManager {
     this.events.close();
     for (const record of this.records.values()) record.sink.close();
     this.options.engine.closeAllExecs();
+    await this.options.engine.settleExecs(2000); // an exec start in flight is closed as it completes
     await this.options.network.closeAll();
   }
 

@@ -16,6 +16,7 @@ import type {
   EnginePort,
   EngineRuntimes,
   ExecOptions,
+  ExecState,
   ExecResult,
   PauseAnswer,
   StartedExec,
@@ -220,7 +221,17 @@ export class FakeEngine implements EnginePort {
     stdout.end(result.stdout);
     stderr.end(result.stderr);
     const exit = new Promise<number | null>((resolve) => setImmediate(() => resolve(result.exitCode)));
-    return { id: randomBytes(8).toString("hex"), stdin: null, stdout, stderr, exit };
+    const id = randomBytes(8).toString("hex");
+    this.execs.set(id, { running: false, exitCode: result.exitCode, containerId: container.id });
+    return { id, stdin: null, stdout, stderr, exit };
+  }
+
+  /** The execs started, as inspectExec answers them (a test may set one running). */
+  readonly execs = new Map<string, ExecState>();
+
+  async inspectExec(execId: string): Promise<ExecState | null> {
+    this.calls.push(`inspectExec ${execId}`);
+    return this.execs.get(execId) ?? null;
   }
 
   closeExecs(): number {
@@ -230,6 +241,8 @@ export class FakeEngine implements EnginePort {
   closeAllExecs(): number {
     return 0;
   }
+
+  async settleExecs(): Promise<void> {}
 
   async events(labels: Record<string, string>, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
     this.calls.push("events");

@@ -25,4 +25,24 @@ describe("ExecStreams: the exec connections a Docker client holds", () => {
     registry.add("c1", late);
     assert.equal(late.destroyed, true);
   });
+
+  test("shutdown waits for exec starts in flight (bounded): their connection is the client's until they settle", async () => {
+    const registry = ExecStreams.of({} as Docker);
+    await registry.settled(10_000); // none in flight: at once
+    const first = registry.begin();
+    const second = registry.begin();
+    let settled = false;
+    const waiting = registry.settled(10_000).then(() => (settled = true));
+    first();
+    first(); // once only
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, "one start is still in flight");
+    second();
+    await waiting;
+    assert.equal(settled, true);
+    registry.begin();
+    const started = Date.now();
+    await registry.settled(50);
+    assert.ok(Date.now() - started < 5000, "a start that never settles holds a shutdown only so long");
+  });
 });
