@@ -17,6 +17,9 @@ export interface CodexConfigOptions {
 }
 
 export const PROVIDER_ID = "alive";
+/** Codex's retries of a model request, and of a whole turn request whose stream broke (see below). */
+export const CODEX_REQUEST_MAX_RETRIES = 6;
+export const CODEX_STREAM_MAX_RETRIES = 6;
 
 export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject {
   const config: CodexConfigObject = {
@@ -44,6 +47,12 @@ export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject
       wire_api: "responses",
       supports_websockets: false,
       env_key: "CODEX_API_KEY",
+      // A turn outlives its sidecar (docs/operations.md): while none runs, codex's model requests
+      // fail, and codex retries them. Measured (bench/codex-retry-budget.ts): the defaults (4 and 5)
+      // outlast a gap of ~21 s; 6 and 6 outlast ~88 s (a cut stream) to ~100 s (between requests).
+      // Delays double without a cap, so more retries mostly add long waits.
+      request_max_retries: CODEX_REQUEST_MAX_RETRIES,
+      stream_max_retries: CODEX_STREAM_MAX_RETRIES,
     },
   };
   const servers = options.mcpServers ?? {};

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { buildCodexConfig } from "../../src/codex/config-overrides.js";
 
 describe("codex config overrides", () => {
-  test("codex always uses a custom provider at the model proxy: no WebSocket detour, CODEX_API_KEY (the turn's credential) as its key", () => {
+  test("codex always uses a custom provider at the model proxy: no WebSocket detour, CODEX_API_KEY (the turn's credential) as its key, retries that outlast a sidecar restart", () => {
     const config = buildCodexConfig({ modelBaseUrl: "http://127.0.0.1:3129/v1", sessionEnvNames: [] });
     assert.equal(config.model_provider, "alive");
     assert.deepEqual(config.model_providers, {
@@ -13,6 +13,8 @@ describe("codex config overrides", () => {
         wire_api: "responses",
         supports_websockets: false,
         env_key: "CODEX_API_KEY",
+        request_max_retries: 6,
+        stream_max_retries: 6,
       },
     });
   });
