@@ -15,7 +15,7 @@ import { formatDiskLimits, type DiskSetting } from "./shared/disk-settings.js";
 import { ConfigError, parseDuration, readKeyFile, type IdRange, type ListenAddress } from "./shared/setting-parsers.js";
 import { secretLine, type AnySetting, type Env, type SettingSpec } from "./settings/setting-spec.js";
 import { SETTINGS } from "./settings/settings-table.js";
-import type { StallWatchSetting } from "./settings/turn-settings.js";
+import type { OnStopSetting, StallWatchSetting } from "./settings/turn-settings.js";
 
 export { ConfigError, parseDuration, type IdRange, type ResourceLimits };
 export { STALL_WATCH_SETTINGS, type StallWatchSetting } from "./settings/turn-settings.js";
@@ -63,6 +63,8 @@ export interface SidecarConfig {
   stallWatch: StallWatchSetting;
   /** The longest line codex may write to its stdout, in MiB (codex/codex-output.ts). */
   outputLineMaxMb: number;
+  /** What a stop does to running turns: leave them for the next sidecar, or drain them (grace, then cancel). */
+  onStop: OnStopSetting;
   shutdownGraceMs: number;
   maxWorkspaces: number;
   maxTurns: number;

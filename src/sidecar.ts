@@ -3,7 +3,6 @@ import { promises as fs } from "node:fs";
 import type { SidecarConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
-import { sdkCodexVersion } from "./codex-package.js";
 import { prepareBridges } from "./codex/bridge.js";
 import { Launchers } from "./codex/launcher.js";
 import type { TurnReport } from "./turns/turn-execution.js";
@@ -11,12 +10,11 @@ import { Turns, turnSettingsFromConfig } from "./turns/turns.js";
 import { LateTurns, modelProxyTurnHooks } from "./turns/turns-port.js";
 import { DockerEngine } from "./docker/docker-engine.js";
 import { createDockerClient, type Docker } from "./docker/engine.js";
-import { EngineStatus } from "./docker/engine-status.js";
 import type { EnginePort } from "./docker/engine-port.js";
+import type { OrphanSweepReport } from "./codex/orphan-sweep.js";
+import { EngineStatus } from "./docker/engine-status.js";
 import { checkSelfMounts } from "./docker/self-mounts.js";
-import { RuntimeImage } from "./docker/images.js";
-import { RuntimeCodex } from "./docker/runtime-codex.js";
-import { Labels } from "./docker/labels.js";
+import { openRuntime } from "./docker/runtime-codex.js";
 import { DescriptorGuard, countOpenDescriptors, raiseNofileLimit } from "./shared/descriptor-guard.js";
 import { readPackageVersion } from "./version.js";
 import { OPENAI_API_BASE_URL } from "./egress/container-net.js";
@@ -28,8 +26,10 @@ import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server
 import { SidecarMetrics } from "./metrics/sidecar-metrics.js";
 import { WorkspaceDisks } from "./workspace/disk-image.js";
 import { WorkspaceManager } from "./workspace/manager.js";
-import { sweepAdoptedWorkspaces, type OrphanSweepReport } from "./codex/orphan-sweep.js";
 import { openTurnJournal } from "./journal/open-journal.js";
+import { TurnRecords } from "./turns/turn-records.js";
+import { claimStateFormat } from "./state-format.js";
+import { resumeLeftTurns } from "./turns/turn-adoption.js";
 import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
 import { startWorkspaces } from "./workspace/start-workspaces.js";
@@ -50,6 +50,8 @@ export interface RunningSidecar {
   metricsAddress: { host: string; port: number } | null;
   /** Graceful stop: running turns get `graceMs` to finish, then are cancelled; containers stay for re-adoption. */
   close(graceMs: number): Promise<void>;
+  /** Stop for an upgrade: running turns are left in their containers (journals flushed) for the next sidecar; resolves with how many. */
+  leave(): Promise<number>;
 }
 
 export interface StartSidecarOptions {
@@ -58,6 +60,9 @@ export interface StartSidecarOptions {
   /** Receives image build output; default: the logger. */
   onImageProgress?: (line: string) => void;
 }
+
+/** How long a stop that leaves turns running waits for each to let go (its journal flushed). */
+const LEAVE_WITHIN_MS = 1000;
 
 /** The package's version (package.json). */
 export const sidecarVersion = readPackageVersion;
@@ -87,31 +92,17 @@ export async function startSidecar(
     { log },
   );
   await fs.mkdir(config.stateDir, { recursive: true, mode: 0o711 });
+  await claimStateFormat(config.stateDir, sidecarVersion(), log);
   const bridges = await prepareBridges(config.stateDir);
-  const image = new RuntimeImage({
-    docker,
-    baseImage: config.baseImage,
-    explicitRef: config.image,
-    codexVersion: config.codexVersion,
-    npmRegistry: config.npmRegistry,
+  // The image and its codex (refused if the SDK cannot drive it); its flags go to every codex exec.
+  const { image, codex } = await openRuntime(docker, config, {
+    labels: { ...config.extraLabels, ...options.extraLabels },
     log,
     ...(options.onImageProgress ? { onProgress: options.onImageProgress } : {}),
   });
-  // The codex the workspaces run: refused here when the image carries one the SDK cannot drive (or
-  // not the one ALIVE_CODEX_CODEX_VERSION names); its flags go to every turn's codex exec.
-  const codex = new RuntimeCodex({
-    docker,
-    image,
-    configured: config.codexVersion,
-    explicitImage: config.image !== null,
-    sdk: sdkCodexVersion(),
-    labels: { [Labels.stateDir]: config.stateDir, ...config.extraLabels, ...options.extraLabels },
-    log,
-  });
-  await codex.checkAtStart();
-  // Turns an earlier sidecar left running end in the journal as sidecar_restarted; their processes
-  // are swept below, before any workspace is offered.
-  const journal = await openTurnJournal(config, log);
+  // Turns an earlier sidecar left running: adopted or ended once the workspaces are started (below).
+  const { journal, unfinished } = await openTurnJournal(config, log);
+  const { records, saved: savedTurns } = await TurnRecords.openIn(config.stateDir, log);
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
@@ -203,7 +194,6 @@ export async function startSidecar(
     ...(metrics ? { onEnsured: (kind: "cold" | "warm", seconds: number) => metrics.observeEnsure(kind, seconds) } : {}),
   });
   const stopRetrying = await startWorkspaces(workspaces, log);
-  const orphanSweep = await sweepAdoptedWorkspaces(engine, workspaces, log);
   const turns = new Turns({
     ...turnSettingsFromConfig(config),
     engine,
@@ -211,6 +201,8 @@ export async function startSidecar(
     log,
     workspaces,
     journal,
+    records,
+    sidecarVersion: sidecarVersion(),
     ...bridges,
     credentials,
     // A turn that narrows its workspace's egress starts with none of the tunnels opened before it.
@@ -224,6 +216,13 @@ export async function startSidecar(
   });
   lateTurns.bind(turns);
   const version = sidecarVersion();
+  // The sockets under each run dir are served again (startWorkspaces): now the turns that lived
+  // through the gap are adopted, and every other workspace is swept of what earlier turns left.
+  const orphanSweep = await resumeLeftTurns(
+    { journal, records, workspaces, engine, turns, log },
+    unfinished,
+    savedTurns,
+  );
 
   const engineStatus = new EngineStatus(engine, docker, image, codex);
 
@@ -278,6 +277,15 @@ export async function startSidecar(
       { cause: error },
     );
   }
+  // The turns go first (drained, or left running with their journals flushed), then the rest.
+  const stop = async <T>(turnsStop: () => Promise<T>): Promise<T> => {
+    stopRetrying();
+    const outcome = await turnsStop();
+    journal.close();
+    await workspaces.close();
+    await metricsServer?.close();
+    return outcome;
+  };
   return {
     service,
     workspaces,
@@ -286,12 +294,7 @@ export async function startSidecar(
     docker,
     engine,
     metricsAddress: metricsServer?.address ?? null,
-    async close(graceMs) {
-      stopRetrying();
-      journal.close();
-      await turns.shutdown(graceMs);
-      await workspaces.close();
-      await metricsServer?.close();
-    },
+    close: (graceMs) => stop(() => turns.shutdown(graceMs)).then(() => undefined),
+    leave: () => stop(() => turns.leaveRunning(LEAVE_WITHIN_MS)),
   };
 }

@@ -19,6 +19,9 @@ export const BRIDGE_ENV = "ALIVE_CODEX_BRIDGE";
 export const BRIDGE_SCRIPT = `#!/bin/sh
 # Written by alive-codex-sidecar: stands in for the codex binary for @openai/codex-sdk.
 # It runs nothing itself; see src/codex/bridge.ts.
+# A stop signal sent to the sidecar's whole process group (systemd's KillMode=control-group) is the
+# sidecar's to act on: the turn goes on in its container, and this script ends when the sidecar says.
+trap '' TERM INT HUP
 b="\${${BRIDGE_ENV}:?${BRIDGE_ENV} is not set}"
 # Open the output FIFOs first, while the sidecar's write ends are surely open: opened after the
 # sidecar finished, they would wait for a writer forever.
@@ -43,7 +46,8 @@ export async function installBridgeScript(dir: string): Promise<string> {
 
 /**
  * Makes the bridges' directory afresh and installs the script under <stateDir>/bin. The bridges of
- * a previous run are dead: their turns ended with that process.
+ * a previous run are dead (their scripts end as that process's FIFO ends close); their turns, if
+ * still running in their containers, are adopted with new bridges.
  */
 export async function prepareBridges(stateDir: string): Promise<{ bridgeScript: string; bridgesDir: string }> {
   const dir = bridgesDir(stateDir);

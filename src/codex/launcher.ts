@@ -1,9 +1,10 @@
 /**
  * Pre-started codex launchers. Starting a process in a container (runc exec) costs ~40-50 ms, most
  * of a turn's overhead. So each workspace keeps one launcher exec started ahead of time: a copy
- * of bash (/opt/codex/bin/alive-launch) that waits on stdin for one turn's header — the env entries codex gets and its argv,
- * each NUL-terminated — exports them and execs codex, which then reads the prompt from the
- * same stdin (bash reads a pipe byte by byte, so the prompt is left for codex).
+ * of bash (/opt/codex/bin/alive-launch) that waits on stdin for one turn's header — the env entries
+ * codex gets, its argv, and the turn's three files (turn-files.ts), each NUL-terminated — exports
+ * them and execs codex with its stdin, stdout and stderr on those files. Nothing of codex's goes
+ * through the exec's connection (it ends as codex starts), so codex outlives the sidecar.
  *
  * The flags the sidecar adds for the codex version (codex-versions.ts: --ignore-user-config, ...)
  * are the launcher's own arguments: the script puts them right after `exec`, where codex's exec
@@ -21,15 +22,33 @@ for ((i = 0; i < n; i++)); do IFS= read -r -d '' kv || exit 70; export "$kv"; do
 IFS= read -r -d '' n || exit 70
 args=()
 for ((i = 0; i < n; i++)); do IFS= read -r -d '' a || exit 70; args+=("$a"); done
+IFS= read -r -d '' in || exit 70
+IFS= read -r -d '' out || exit 70
+IFS= read -r -d '' err || exit 70
 unset kv a n i
 if (($# > 0)) && [ "\${args[0]-}" = exec ]; then args=(exec "$@" "\${args[@]:1}"); fi
-exec ${CODEX_COMMAND} "\${args[@]}"
+exec ${CODEX_COMMAND} "\${args[@]}" <"$in" >>"$out" 2>>"$err"
 `;
 
-/** One turn's header: the env codex gets (buildCodexExecEnv) and its argv, NUL-terminated fields. */
-export function encodeLaunchHeader(env: Record<string, string>, argv: string[]): Buffer {
+/** Where codex's stdin, stdout and stderr go, as paths in the container (turn-files.ts). */
+export interface LaunchFiles {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** One turn's header: the env codex gets (buildCodexExecEnv), its argv and its files, NUL-terminated fields. */
+export function encodeLaunchHeader(env: Record<string, string>, argv: string[], files: LaunchFiles): Buffer {
   const entries = Object.entries(env).map(([name, value]) => `${name}=${value}`);
-  const fields = [String(entries.length), ...entries, String(argv.length), ...argv];
+  const fields = [
+    String(entries.length),
+    ...entries,
+    String(argv.length),
+    ...argv,
+    files.stdin,
+    files.stdout,
+    files.stderr,
+  ];
   for (const field of fields) if (field.includes("\0")) throw new Error("a launch field contains NUL");
   return Buffer.from(fields.map((f) => `${f}\0`).join(""), "utf8");
 }

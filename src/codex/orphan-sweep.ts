@@ -80,8 +80,10 @@ export async function sweepAdoptedWorkspaces(
   engine: Pick<EnginePort, "exec">,
   workspaces: Pick<WorkspaceManager, "list" | "get">,
   log: Logger,
+  /** Workspaces whose turn is adopted: its processes are not orphans. */
+  except: ReadonlySet<string> = new Set(),
 ): Promise<OrphanSweepReport | null> {
-  const running = workspaces.list().filter((w) => w.state === "running");
+  const running = workspaces.list().filter((w) => w.state === "running" && !except.has(w.workspaceId));
   if (running.length === 0) return null;
   const targets = running.map((w) => {
     const { uid, gid } = workspaces.get(w.workspaceId).params;

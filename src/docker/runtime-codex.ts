@@ -11,7 +11,10 @@ import type { CodexHealth } from "../service.js";
 import { isImagePresent } from "./base-image.js";
 import type { Docker } from "./engine.js";
 import { readImageCodex, type ImageCodex } from "./image-codex.js";
-import type { RuntimeImage } from "./images.js";
+import { RuntimeImage } from "./images.js";
+import { Labels } from "./labels.js";
+import { sdkCodexVersion } from "../codex-package.js";
+import type { SidecarConfig } from "../config.js";
 
 const START_READ_TIMEOUT_MS = 10_000;
 
@@ -131,4 +134,36 @@ export class RuntimeCodex {
       flags: this.flags,
     };
   }
+}
+
+/**
+ * The image the workspaces run (built if need be, on first use) and its codex, checked: refused
+ * when the image carries a codex the SDK cannot drive, or not the one the config names.
+ */
+export async function openRuntime(
+  docker: Docker,
+  config: Pick<SidecarConfig, "baseImage" | "image" | "codexVersion" | "npmRegistry" | "stateDir">,
+  options: { labels: Record<string, string>; log: Logger; onProgress?: (line: string) => void },
+): Promise<{ image: RuntimeImage; codex: RuntimeCodex }> {
+  const { log } = options;
+  const image = new RuntimeImage({
+    docker,
+    baseImage: config.baseImage,
+    explicitRef: config.image,
+    codexVersion: config.codexVersion,
+    npmRegistry: config.npmRegistry,
+    log,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const codex = new RuntimeCodex({
+    docker,
+    image,
+    configured: config.codexVersion,
+    explicitImage: config.image !== null,
+    sdk: sdkCodexVersion(),
+    labels: { [Labels.stateDir]: config.stateDir, ...options.labels },
+    log,
+  });
+  await codex.checkAtStart();
+  return { image, codex };
 }

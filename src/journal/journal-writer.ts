@@ -53,7 +53,12 @@ export class JournalWriter {
     private readonly fd: number,
     private readonly maxBytes: number,
     private readonly log: Logger,
-  ) {}
+    /** Bytes the file holds already (a turn adopted after a restart goes on where its file ends). */
+    alreadyWritten = 0,
+  ) {
+    this.#appended = alreadyWritten;
+    this.#written = alreadyWritten;
+  }
 
   get truncated(): boolean {
     return this.#truncated;
@@ -97,6 +102,14 @@ export class JournalWriter {
   async end(record: EndRecord): Promise<void> {
     this.#append(encodeEndRecord(record, this.maxBytes - this.#appended));
     await this.flushed();
+    this.#closed = true;
+    await new Promise<void>((resolve) => close(this.fd, () => resolve()));
+  }
+
+  /** Waits for everything appended to reach the file and closes it, without an end line (the turn goes on elsewhere). */
+  async release(): Promise<void> {
+    await this.flushed();
+    if (this.#closed) return;
     this.#closed = true;
     await new Promise<void>((resolve) => close(this.fd, () => resolve()));
   }

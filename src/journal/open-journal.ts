@@ -1,19 +1,19 @@
-/** The turn journal as a sidecar opens it at start: what an earlier sidecar left running ends as sidecar_restarted. */
+/** The turn journal as a sidecar opens it at start, with the turns an earlier sidecar left running (adopted or ended: turns/turn-adoption.ts). */
 import type { SidecarConfig } from "../config.js";
 import type { Logger } from "../log.js";
-import { TurnJournal, journalDir } from "./turn-journal.js";
+import { TurnJournal, journalDir, type UnfinishedTurn } from "./turn-journal.js";
 
 /** How often ended turns past the journal's age or count are pruned. */
 const JOURNAL_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
 /**
- * Opens the state dir's journal: turns an earlier sidecar left without a result end in it as failed
- * (sidecar_restarted; their processes are swept before any workspace is offered), and pruning starts.
+ * Opens the state dir's journal and starts pruning. The turns an earlier sidecar left without a
+ * result are returned as they are: the caller adopts or ends each (turns/turn-adoption.ts).
  */
 export async function openTurnJournal(
   config: Pick<SidecarConfig, "stateDir" | "journalTurnMaxMb" | "journalMaxAgeMs" | "journalMaxTurns">,
   log: Logger,
-): Promise<TurnJournal> {
+): Promise<{ journal: TurnJournal; unfinished: UnfinishedTurn[] }> {
   const journal = new TurnJournal({
     dir: journalDir(config.stateDir),
     limits: {
@@ -23,15 +23,8 @@ export async function openTurnJournal(
     },
     log,
   });
-  const recovered = await journal.open({
-    code: "sidecar_restarted",
-    message: "the sidecar restarted while the turn ran; its processes were stopped",
-  });
-  for (const turn of recovered)
-    log.warn("a turn an earlier sidecar left running ended as sidecar_restarted", {
-      turnId: turn.turnId,
-      workspaceId: turn.workspaceId,
-    });
+  const unfinished = await journal.openLeavingUnfinished();
+  await journal.prune();
   journal.startPruning(JOURNAL_PRUNE_INTERVAL_MS);
-  return journal;
+  return { journal, unfinished };
 }

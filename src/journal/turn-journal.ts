@@ -4,7 +4,7 @@
  * back by turn.attach and turn.get. Ended turns are pruned by age and count; turns an earlier
  * sidecar left without an end are given one at start-up (recover).
  */
-import { createReadStream, promises as fsp } from "node:fs";
+import { constants, createReadStream, open, promises as fsp } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { errorMessage } from "../errors.js";
@@ -20,6 +20,7 @@ import {
 } from "./journal-records.js";
 import { turnEventLineSeq } from "../shared/turn-event-line.js";
 import { JournalWriter, openJournalFile } from "./journal-writer.js";
+import { readLastLine } from "./last-line.js";
 
 export interface JournalLimits {
   /** Bytes of event lines kept per turn; past it a marker event, then nothing more but the end. */
@@ -34,6 +35,15 @@ export interface TurnJournalOptions {
   dir: string;
   limits: JournalLimits;
   log: Logger;
+}
+
+/** A turn an earlier sidecar left running, as its journal has it: its start, its last seq, and the bytes of whole lines. */
+export interface UnfinishedTurn {
+  turnId: string;
+  workspaceId: string;
+  startedAt: string | null;
+  lastSeq: number;
+  keep: number;
 }
 
 /** A turn an earlier sidecar left running, now ended in its journal. */
@@ -66,6 +76,17 @@ export class TurnJournal {
    * those an earlier sidecar left running with `failed`/`code`, and prunes.
    */
   async open(restartError: { code: string; message: string }): Promise<RecoveredTurn[]> {
+    const unfinished = await this.openLeavingUnfinished();
+    for (const turn of unfinished) await this.endUnfinished(turn, restartError);
+    return unfinished.map(({ turnId, workspaceId }) => ({ turnId, workspaceId }));
+  }
+
+  /**
+   * Makes the directory (refusing one that is a symlink or not ours), indexes the ended turns, and
+   * returns those an earlier sidecar left running, as they are: each is then adopted (reopen) or
+   * ended (endUnfinished). Prunes nothing yet.
+   */
+  async openLeavingUnfinished(): Promise<UnfinishedTurn[]> {
     const { dir, log } = this.options;
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const stat = await fsp.lstat(dir);
@@ -73,7 +94,7 @@ export class TurnJournal {
     if (typeof process.getuid === "function" && stat.uid !== process.getuid())
       throw new Error(`the turn journal ${dir} is not owned by the sidecar's user`);
     await fsp.chmod(dir, 0o700);
-    const recovered: RecoveredTurn[] = [];
+    const unfinished: UnfinishedTurn[] = [];
     for (const name of await fsp.readdir(dir)) {
       if (!name.endsWith(JOURNAL_SUFFIX)) continue;
       const turnId = name.slice(0, -JOURNAL_SUFFIX.length);
@@ -83,15 +104,43 @@ export class TurnJournal {
           this.#ended.set(turnId, summaryOfEnd(scan.end));
           continue;
         }
-        const end = await this.#endOrphan(turnId, scan, restartError);
-        this.#ended.set(turnId, summaryOfEnd(end));
-        recovered.push({ turnId, workspaceId: end.workspaceId });
+        unfinished.push({ turnId, ...scan, workspaceId: scan.workspaceId ?? "" });
       } catch (error) {
         log.warn("ignoring an unreadable turn journal", { turnId, error: errorMessage(error) });
       }
     }
-    await this.prune();
-    return recovered;
+    return unfinished;
+  }
+
+  /** Ends a turn an earlier sidecar left running, as failed with `error`. */
+  async endUnfinished(turn: UnfinishedTurn, error: { code: string; message: string }): Promise<void> {
+    const end = await this.#endOrphan(turn.turnId, turn, error);
+    this.#ended.set(turn.turnId, summaryOfEnd(end));
+  }
+
+  /**
+   * A writer that goes on with a turn an earlier sidecar left running (it is adopted): a line that
+   * sidecar had half written is cut off, and the turn's lines follow.
+   */
+  async reopen(turn: UnfinishedTurn): Promise<JournalWriter> {
+    const file = this.#file(turn.turnId);
+    const handle = await fsp.open(file, constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      await handle.truncate(turn.keep);
+    } finally {
+      await handle.close();
+    }
+    const fd = await new Promise<number>((resolve, reject) =>
+      open(file, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW, (error, opened) =>
+        error ? reject(error) : resolve(opened),
+      ),
+    );
+    return new JournalWriter(
+      fd,
+      this.options.limits.maxBytesPerTurn,
+      this.options.log.child({ turnId: turn.turnId }),
+      turn.keep,
+    );
   }
 
   /** Prunes now and then every `intervalMs` (the timer does not hold the process). */
@@ -237,32 +286,5 @@ export class TurnJournal {
       await handle.close();
     }
     return end;
-  }
-}
-
-/** The last line of a file (without its newline) and the file's size; reads backwards in chunks. */
-async function readLastLine(file: string): Promise<{ line: string | null; size: number; complete: boolean }> {
-  const handle = await fsp.open(file, "r");
-  try {
-    const { size } = await handle.stat();
-    if (size === 0) return { line: null, size, complete: true };
-    const chunk = 64 * 1024;
-    let start = size;
-    let tail = Buffer.alloc(0);
-    for (;;) {
-      const from = Math.max(0, start - chunk);
-      const buffer = Buffer.alloc(start - from);
-      await handle.read(buffer, 0, buffer.length, from);
-      tail = Buffer.concat([buffer, tail]);
-      start = from;
-      // The newline ending the last line does not count; the one before it starts the line.
-      const complete = tail[tail.length - 1] === 0x0a;
-      const body = complete ? tail.subarray(0, tail.length - 1) : tail;
-      const newline = body.lastIndexOf(0x0a);
-      if (newline >= 0) return { line: body.subarray(newline + 1).toString("utf8"), size, complete };
-      if (start === 0) return { line: body.toString("utf8"), size, complete };
-    }
-  } finally {
-    await handle.close();
   }
 }

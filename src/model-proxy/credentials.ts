@@ -25,6 +25,19 @@ export class TurnCredentials<T> {
     return token;
   }
 
+  /**
+   * Accepts again a credential issued before a restart, known by its digest (credentialDigest):
+   * the turn's codex keeps sending it, and the digest is all that was kept of it.
+   */
+  restore(digest: string, ref: T): void {
+    this.#byDigest.set(digest, ref);
+  }
+
+  /** Revokes a credential known by its digest; true if it was live. */
+  revokeDigest(digest: string): boolean {
+    return this.#byDigest.delete(digest);
+  }
+
   /** What `token` refers to, or null if it was never issued, was revoked, or is malformed. */
   resolve(token: string): T | null {
     if (!isWellFormed(token)) return null;
@@ -57,6 +70,11 @@ export class TurnCredentials<T> {
 /** A cheap shape check before hashing; it depends only on the guess, never on a live token. */
 function isWellFormed(token: string): boolean {
   return token.length === TOKEN_LENGTH && token.startsWith(CREDENTIAL_PREFIX);
+}
+
+/** The digest a credential is kept as (what survives a restart: turn-records.ts). */
+export function credentialDigest(token: string): string {
+  return digestOf(token);
 }
 
 function digestOf(token: string): string {

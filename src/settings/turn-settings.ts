@@ -8,6 +8,8 @@ import { integers, setting, type AnySetting } from "./setting-spec.js";
 
 export const STALL_WATCH_SETTINGS = ["gvisor", "all", "off"] as const;
 export type StallWatchSetting = (typeof STALL_WATCH_SETTINGS)[number];
+export const ON_STOP_SETTINGS = ["leave", "drain"] as const;
+export type OnStopSetting = (typeof ON_STOP_SETTINGS)[number];
 
 const tokenBudget = (name: string, raw: string): number =>
   parseInteger(name, raw, BUDGET_RANGES.tokens.min, BUDGET_RANGES.tokens.max);
@@ -54,12 +56,22 @@ export const TURN_SETTINGS: readonly AnySetting[] = [
       "Longest line codex may write to its stdout (one JSON event), in MiB: a longer one fails the turn with codex_output before the sidecar reads it whole, and the turn's processes are swept. A workspace can script codex's output (docs/security.md, \"Tenant-controlled output\"); codex's own largest events (a command's output, which codex keeps to 1 MiB a stream; an MCP result; an agent message) fit well within the default.",
   }),
   setting({
+    key: "onStop",
+    env: "ALIVE_CODEX_ON_STOP",
+    flag: "--on-stop",
+    parse: (name, raw) => parseOneOf<OnStopSetting>(name, raw, ON_STOP_SETTINGS),
+    default: "leave",
+    description:
+      'What SIGTERM/SIGINT does to running turns: "leave" (they keep running in their containers; the sidecar flushes the journal and exits within 2 s, and the next sidecar adopts them: an upgrade is a stop and a start, docs/operations.md) or "drain" (they get ALIVE_CODEX_SHUTDOWN_GRACE to finish, then are cancelled).',
+  }),
+  setting({
     key: "shutdownGraceMs",
     env: "ALIVE_CODEX_SHUTDOWN_GRACE",
     flag: "--shutdown-grace",
     parse: parseDuration,
     default: "30s",
-    description: "On SIGTERM/SIGINT, how long running turns may finish before they are cancelled.",
+    description:
+      "With ALIVE_CODEX_ON_STOP=drain: on SIGTERM/SIGINT, how long running turns may finish before they are cancelled.",
   }),
   setting({
     key: "maxWorkspaces",

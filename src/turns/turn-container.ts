@@ -1,7 +1,13 @@
 /**
  * The container half of one turn: the exec bridge the SDK talks to, codex started through the
- * workspace's launcher, its stdio relayed, host files made readable inside, and the sweep of the
- * turn's processes when it is aborted or fails.
+ * workspace's launcher with its stdio on the turn's files (codex/turn-files.ts), those files
+ * followed and relayed to the bridge, codex's exit awaited through the engine, host files made
+ * readable inside, and the sweep of the turn's processes when it is aborted or fails.
+ *
+ * A turn adopted after a restart (turn-adoption.ts) launches nothing: the SDK's bridge is fed from
+ * the files of the codex an earlier sidecar started, from their first byte, and its exit is that
+ * exec's. Abandoning a turn (the sidecar stops and leaves it running) ends the bridge and leaves
+ * codex, its files and its processes alone.
  */
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
@@ -15,9 +21,14 @@ import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "../codex/bridge.js";
 import { LineCapTransform, StderrRelay } from "../codex/codex-output.js";
-import { buildCodexExecEnv } from "../codex/env.js";
-import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "../codex/launcher.js";
+import type { Launchers } from "../codex/launcher.js";
 import { sweepCommand } from "../codex/sweep.js";
+import { FileFollower } from "../codex/file-follower.js";
+import { ExecExitWatch } from "./exec-exit.js";
+import { removeTurnFiles, reopenTurnFiles } from "../codex/turn-files.js";
+import { launchCodex, type LaunchedCodex, type TurnLaunch } from "./codex-launch.js";
+
+export { launchTarget, type TurnLaunch } from "./codex-launch.js";
 
 export interface TurnContainerOptions {
   engine: EnginePort;
@@ -26,11 +37,6 @@ export interface TurnContainerOptions {
   aliveMcpToken: string | null;
   /** The longest line codex may write to stdout (ALIVE_CODEX_OUTPUT_LINE_MAX_MB), in bytes. */
   outputLineMaxBytes: number;
-}
-
-export function launchTarget(record: WorkspaceRecord): LaunchTarget {
-  const { workspaceId, uid, gid, workspacePath } = record.params;
-  return { workspaceId, containerId: record.containerId, user: `${uid}:${gid}`, workingDir: workspacePath };
 }
 
 export class TurnContainer {
@@ -42,6 +48,13 @@ export class TurnContainer {
   private aborting: Promise<number> | null = null;
   /** Codex's stdout on its way to the bridge, its lines bounded (codex/codex-output.ts). */
   private stdout: LineCapTransform | null = null;
+  /** After an abort nothing of codex's output is passed on. */
+  private discarding = false;
+  private abandoned = false;
+  private launch: TurnLaunch | null;
+  private followers: FileFollower[] = [];
+  private handles: Array<{ close(): Promise<void> }> = [];
+  private exitWatch: ExecExitWatch | null = null;
   started = false;
 
   constructor(
@@ -53,7 +66,14 @@ export class TurnContainer {
     private readonly modelCredential: string,
     /** Fails the turn with codex_output (its processes are swept): codex wrote past a bound. */
     private readonly refuseOutput: (message: string) => void,
-  ) {}
+    /** Told where codex runs once it is launched (the turn's record), before its output is followed. */
+    private readonly onLaunched: (launch: TurnLaunch) => Promise<void>,
+    /** A turn adopted after a restart: the codex already running, followed instead of launched. */
+    adopted: TurnLaunch | null = null,
+  ) {
+    this.launch = adopted;
+    this.started = adopted !== null;
+  }
 
   get bridgeEnv(): Record<string, string> {
     if (!this.bridge) throw new Error("bridge not prepared");
@@ -82,17 +102,33 @@ export class TurnContainer {
 
   private async runCodex(bridge: ExecBridge, signal: AbortSignal): Promise<void> {
     const request = await bridge.received();
-    if (signal.aborted) return;
-    const argv = await this.relocateHostFiles(request.argv);
-    const env = buildCodexExecEnv({
-      turnId: this.turnId,
-      codexApiKey: this.modelCredential,
-      aliveMcpToken: this.options.aliveMcpToken,
-    });
-    const exec = await this.options.launchers.take(launchTarget(this.record));
-    exec.stdin?.write(encodeLaunchHeader(env, argv));
-    exec.stdin?.end(request.stdin);
-    this.started = true;
+    if (signal.aborted || this.abandoned) return;
+    const hostTmp = this.record.paths.tmp;
+    let launcherExit: Promise<number | null> | null = null;
+    let files: LaunchedCodex["files"];
+    if (this.launch !== null) {
+      const reopened = await reopenTurnFiles(hostTmp, this.launch.files);
+      if (reopened === null) throw new Error("the turn's output files in the workspace's TMPDIR are gone");
+      files = reopened;
+      this.handles.push(files.out, files.err);
+    } else {
+      const argv = await this.relocateHostFiles(request.argv);
+      const launched = await launchCodex(
+        this.options,
+        this.record,
+        this.turnId,
+        this.modelCredential,
+        argv,
+        request.stdin,
+        this.log,
+      );
+      files = launched.files;
+      this.handles.push(files.out, files.err);
+      launcherExit = launched.launcherExit;
+      this.launch = launched.launch;
+      this.started = true;
+      await this.onLaunched(this.launch);
+    }
     // Aborted while codex was being started: the sweep may have run before codex existed.
     if (this.aborting !== null) void this.sweep();
     const maxLineBytes = this.options.outputLineMaxBytes;
@@ -103,8 +139,7 @@ export class TurnContainer {
       );
     });
     this.stdout = stdout;
-    exec.stdout.pipe(stdout).pipe(bridge.stdout, { end: false });
-    if (this.aborting !== null) this.drainStdout();
+    stdout.pipe(bridge.stdout, { end: false });
     const stderr = new StderrRelay({
       forward: (chunk) => {
         if (!bridge.stderr.writableEnded) bridge.stderr.write(chunk);
@@ -112,11 +147,25 @@ export class TurnContainer {
       log: (line) => this.record.sink.write(`turn=${this.turnId} codex: ${line}`),
     });
     this.stderr = stderr;
-    exec.stderr.on("data", (chunk: Buffer) => stderr.write(chunk));
-    const code = await exec.exit;
+    const outFollower = new FileFollower(files.out, {
+      write: (chunk) => {
+        this.exitWatch?.poke();
+        if (this.discarding) return;
+        if (!stdout.write(chunk)) return new Promise<void>((resolve) => stdout.once("drain", resolve));
+      },
+    });
+    const errFollower = new FileFollower(files.err, { write: (chunk) => stderr.write(chunk) });
+    this.followers.push(outFollower, errFollower);
+    const exitWatch = new ExecExitWatch(this.options.engine, this.launch.execId);
+    this.exitWatch = exitWatch;
+    if (this.abandoned) exitWatch.stop();
+    void launcherExit?.then(() => exitWatch.poke());
+    const code = await exitWatch.exited();
+    if (this.abandoned) return;
     // Everything codex wrote is passed on before the bridge ends.
-    if (!stdout.readableEnded) await once(stdout, "end").catch(() => undefined);
-    if (!exec.stderr.readableEnded) await once(exec.stderr, "end").catch(() => undefined);
+    await Promise.all([outFollower.finish(), errFollower.finish()]);
+    stdout.end();
+    if (!this.discarding) await once(stdout, "end").catch(() => undefined);
     stderr.end();
     if (stdout.droppedBytes > 0 || stderr.notForwardedBytes > 0 || stderr.unloggedLines > 0) {
       this.log.info("codex's output went past its bounds", {
@@ -198,10 +247,24 @@ export class TurnContainer {
     return this.aborting;
   }
 
-  /** After an abort nobody reads codex's output any more: keep it flowing so the exec can end. */
+  /** After an abort nobody reads codex's output any more: what is left is dropped. */
   private drainStdout(): void {
+    this.discarding = true;
     this.stdout?.unpipe();
     this.stdout?.resume();
+  }
+
+  /**
+   * The sidecar stops and leaves the turn running: the bridge ends (the SDK's stream with it), and
+   * codex, its processes and its files are left alone for the next sidecar to adopt.
+   */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    this.discarding = true;
+    this.exitWatch?.stop();
+    await Promise.all(this.followers.map((f) => f.stop()));
+    this.stdout?.unpipe();
+    await this.bridge?.finish(143).catch(() => undefined);
   }
 
   /** Kills every process of this turn in the container. */
@@ -222,9 +285,13 @@ export class TurnContainer {
   }
 
   async dispose(): Promise<void> {
-    // With the bridge gone nothing reads codex's output: it must not be left paused, or the exec never ends.
     this.drainStdout();
+    await Promise.all(this.followers.map((f) => f.stop()));
+    await Promise.all(this.handles.map((h) => h.close().catch(() => undefined)));
+    this.handles = [];
     await this.bridge?.dispose().catch(() => undefined);
+    if (this.abandoned) return;
+    if (this.launch) await removeTurnFiles(this.record.paths.tmp, this.launch.files);
     if (this.turnFile) await fs.rm(this.turnFile, { force: true }).catch(() => undefined);
   }
 }

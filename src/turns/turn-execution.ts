@@ -5,17 +5,15 @@
  * turn's processes are swept from the container (codex/sweep.ts). A failed turn is a result, not an
  * exception.
  */
-import { Codex, type ThreadOptions } from "@openai/codex-sdk";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult, TurnStatus } from "../service.js";
-import { containerEnv } from "../workspace/spec.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
-import { buildCodexConfig } from "../codex/config-overrides.js";
-import { MODEL_BASE_URL } from "../egress/container-net.js";
 import type { TurnRef } from "../egress/workspace-endpoints.js";
-import type { TurnCredentials } from "../model-proxy/credentials.js";
+import { credentialDigest, type TurnCredentials } from "../model-proxy/credentials.js";
 import { TurnContainer, type TurnContainerOptions } from "./turn-container.js";
+import { createThread } from "./codex-thread.js";
+import { TurnAbandoned, type TurnContinuity } from "./turn-continuity.js";
 import {
   EgressNarrowingError,
   closeBeforeNarrowedTurn,
@@ -77,23 +75,31 @@ export async function executeTurn(
   hooks: TurnHooks,
   cancel: AbortController,
   meter: TurnMeter,
+  continuity: TurnContinuity = {},
 ): Promise<TurnResult> {
   const { log: baseLog } = options;
   const log = baseLog.child({ workspaceId: params.workspaceId, turnId, containerId: record.containerId });
-  const started = Date.now();
+  const { adopted } = continuity;
+  const started = adopted?.startedAt ?? Date.now();
   const timeoutMs = params.options?.timeoutMs ?? options.turnTimeoutMs;
-  const deadline = AbortSignal.timeout(timeoutMs);
+  const deadline = AbortSignal.timeout(adopted ? Math.max(0, adopted.deadlineAt - Date.now()) : timeoutMs);
   const signal = AbortSignal.any([cancel.signal, deadline, ...(hooks.signal ? [hooks.signal] : [])]);
   let seq = 0;
   let firstEventMs: number | null = null;
   let watch: StallWatch | null = null;
-  /** Sends an event on; `json`, when the caller has it, is the event's JSON (made once for the wire and the journal). */
+  /**
+   * Sends an event on; `json`, when the caller has it, is the event's JSON (made once for the wire and
+   * the journal). An adopted turn's events are read again from the start: those up to the journal's
+   * last seq went out already.
+   */
   const emit = (event: Parameters<TurnHooks["onEvent"]>[2], json?: string): void => {
     watch?.progress();
-    try {
-      hooks.onEvent(turnId, seq, event, json === undefined ? undefined : turnEventLine(turnId, seq, json));
-    } catch (error) {
-      log.warn("event listener threw", { error: errorMessage(error) });
+    if (adopted === undefined || seq > adopted.lastSeq) {
+      try {
+        hooks.onEvent(turnId, seq, event, json === undefined ? undefined : turnEventLine(turnId, seq, json));
+      } catch (error) {
+        log.warn("event listener threw", { error: errorMessage(error) });
+      }
     }
     seq += 1;
   };
@@ -103,25 +109,56 @@ export async function executeTurn(
     workspace_id: params.workspaceId,
     thread_id: params.threadId ?? null,
   });
-  log.info("turn started", { threadId: params.threadId ?? null });
-  record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
+  if (adopted) {
+    log.info("turn adopted", { threadId: params.threadId ?? null, lastSeq: adopted.lastSeq });
+    record.sink.write(`turn=${turnId} event=adopted`);
+  } else {
+    log.info("turn started", { threadId: params.threadId ?? null });
+    record.sink.write(`turn=${turnId} thread=${params.threadId ?? "new"} event=started`);
+  }
 
   const state = newTurnState(params.threadId ?? null);
-  const credential = options.credentials.issue({ workspaceId: params.workspaceId, turnId });
+  const ref = { workspaceId: params.workspaceId, turnId };
+  let credential: string | null = null;
+  let digest: string;
+  if (adopted) {
+    digest = adopted.credentialDigest;
+    options.credentials.restore(digest, ref);
+  } else {
+    credential = options.credentials.issue(ref);
+    digest = credentialDigest(credential);
+  }
   // Output past a bound fails the turn the way the stall watch does: at once, from outside the event stream.
   const refuse = (message: string): void => cancel.abort(new TurnFailure(CODEX_OUTPUT, message));
-  const container = new TurnContainer(options, record, turnId, log, credential, refuse);
+  const container = new TurnContainer(
+    options,
+    record,
+    turnId,
+    log,
+    credential ?? "",
+    refuse,
+    (launch) => continuity.onLaunched?.(launch, digest) ?? Promise.resolve(),
+    adopted?.launch ?? null,
+  );
+  const abandoned = (): boolean => continuity.abandon?.aborted === true;
+  const onAbandon = (): void => void container.abandon();
+  continuity.abandon?.addEventListener("abort", onAbandon, { once: true });
   let status: TurnStatus = "completed";
   let containerTask: Promise<void> = Promise.resolve();
   let containerError: unknown;
   // On abort, act at once: the SDK only notices when its stdout ends, and the bridge script's
   // relays keep that open until the container side finishes.
-  const onAbort = (): void => void container.abort();
+  // A turn left running is not stopped by what closes after (its client's connection).
+  const onAbort = (): void => {
+    if (!abandoned()) void container.abort();
+  };
   signal.addEventListener("abort", onAbort, { once: true });
   try {
-    await meter.start();
+    await meter.start(adopted?.meter);
     // A turn that narrows the workspace's egress starts with nothing open from before (turn-egress.ts).
-    if (narrowsEgress(record.egress, record.turnEgress)) await closeBeforeNarrowedTurn(options, record, log, signal);
+    // An adopted turn's codex is among what is open: nothing is closed under it.
+    if (!adopted && narrowsEgress(record.egress, record.turnEgress))
+      await closeBeforeNarrowedTurn(options, record, log, signal);
     await container.prepare();
     watch = startStallWatch(options, record, log, (code, message) => cancel.abort(new TurnFailure(code, message)));
     const thread = createThread(options, params, record, container.bridgeEnv);
@@ -152,14 +189,28 @@ export async function executeTurn(
     if (containerError !== undefined && !state.failure && !signal.aborted)
       state.failure = await container.explainFailure(containerError);
   } catch (error) {
-    if (error instanceof EgressNarrowingError) {
+    if (abandoned()) {
+      // Left running: nothing to explain.
+    } else if (error instanceof EgressNarrowingError) {
       state.failure ??= { code: "internal", message: error.message };
     } else if (!signal.aborted) {
       state.failure ??= await container.explainFailure(containerError ?? error);
     }
   } finally {
     watch?.stop();
-    options.credentials.revoke(credential);
+    continuity.abandon?.removeEventListener("abort", onAbandon);
+  }
+  if (abandoned()) {
+    // Codex, its processes, its files and its credential stay for the next sidecar.
+    signal.removeEventListener("abort", onAbort);
+    await container.dispose();
+    await containerTask;
+    await meter.finish().catch(() => undefined);
+    log.info("turn left running for the next sidecar", { lastSeq: seq - 1 });
+    throw new TurnAbandoned(turnId);
+  }
+  {
+    options.credentials.revokeDigest(digest);
     const failedBy = cancel.signal.reason instanceof TurnFailure ? cancel.signal.reason : null;
     if (signal.aborted && failedBy !== null) {
       status = "failed";
@@ -231,38 +282,4 @@ export async function executeTurn(
     log.warn("turn observer threw", { error: errorMessage(error) });
   }
   return result;
-}
-
-function createThread(
-  options: TurnExecutionOptions,
-  params: RunTurnParams,
-  record: WorkspaceRecord,
-  bridgeEnv: Record<string, string>,
-) {
-  const sessionEnv = containerEnv(record.params, options);
-  const sessionEnvNames = [...Object.keys(sessionEnv), ...(options.aliveMcpToken ? ["ALIVE_MCP_TOKEN"] : [])];
-  const codex = new Codex({
-    codexPathOverride: options.bridgeScript,
-    env: { PATH: "/usr/bin:/bin", ...bridgeEnv },
-    config: buildCodexConfig({
-      modelBaseUrl: MODEL_BASE_URL,
-      sessionEnvNames,
-      ...(params.mcpServers ? { mcpServers: params.mcpServers } : {}),
-    }),
-  });
-  const o = params.options ?? {};
-  const model = o.model ?? options.defaultModel ?? undefined;
-  // Codex's own sandbox stays off: "workspace-write" is enforced by the container (read-only root,
-  // writes only to the workspace, HOME and TMPDIR; egress narrowed by the sidecar's proxy).
-  const threadOptions: ThreadOptions = {
-    sandboxMode: o.sandboxMode === "read-only" ? "read-only" : "danger-full-access",
-    approvalPolicy: o.approvalPolicy ?? "never",
-    skipGitRepoCheck: true,
-    workingDirectory: record.params.workspacePath,
-    ...(model ? { model } : {}),
-    ...(o.modelReasoningEffort ? { modelReasoningEffort: o.modelReasoningEffort } : {}),
-    ...(o.additionalDirectories ? { additionalDirectories: o.additionalDirectories } : {}),
-    ...(o.webSearchMode ? { webSearchMode: o.webSearchMode } : {}),
-  };
-  return params.threadId ? codex.resumeThread(params.threadId, threadOptions) : codex.startThread(threadOptions);
 }

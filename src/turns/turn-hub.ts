@@ -9,41 +9,30 @@
  * between the queue and live.
  */
 import { randomUUID } from "node:crypto";
-import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
+import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { AttachTurnHooks, RunTurnParams, TurnHooks, TurnInfo, TurnResult } from "../service.js";
 import { raceAbort } from "../shared/abort.js";
 import { turnEventLine } from "../shared/turn-event-line.js";
 import type { TurnPhase, TurnSummary } from "../journal/journal-records.js";
-import type { JournalWriter } from "../journal/journal-writer.js";
-import type { TurnJournal } from "../journal/turn-journal.js";
+import type { TurnJournal, UnfinishedTurn } from "../journal/turn-journal.js";
+import { TurnAbandoned } from "./turn-continuity.js";
+import { internalFailure, unknownTurn } from "./turn-failures.js";
+import type { EventSink, LiveTurn } from "./live-turn.js";
 
 export type RunTurnFn = (params: RunTurnParams, hooks: TurnHooks) => Promise<TurnResult>;
-/** An event for a subscriber: the object when live, null when replayed from the journal; its turn.event line always. */
-type EventSink = (seq: number, event: unknown, line: string) => void;
 
 export interface TurnHubOptions {
   journal: TurnJournal;
   log: Logger;
   run: RunTurnFn;
+  /** Told once a turn's end is in its journal. */
+  onEnded?: (turnId: string) => Promise<void>;
 }
 
 export interface TurnListFilter {
   workspaceId?: string;
   status?: TurnPhase;
-}
-
-interface LiveTurn {
-  summary: TurnSummary;
-  writer: JournalWriter | null;
-  /** The writer is being opened: events wait for it. */
-  opening: Promise<void>;
-  subscribers: Set<EventSink>;
-  /** The turn.run client went away and the turn runs on (onDisconnect "continue"). */
-  clientGone: boolean;
-  result: TurnResult | null;
-  ended: Promise<TurnResult>;
-  resolveEnded(result: TurnResult): void;
 }
 
 export class TurnHub {
@@ -77,11 +66,8 @@ export class TurnHub {
       // The runner emits seq 0 only once it has admitted the turn: a refused turn.run (a busy
       // workspace, a turn id already running) never touches the journal or the turn it collides with.
       live ??= this.#begin(turnId, params.workspaceId, clientGone);
-      live.summary.lastSeq = seq;
-      if (live.writer) live.writer.event(turnId, seq, line);
-      else void live.opening.then(() => live?.writer?.event(turnId, seq, line));
       if (!clientGone) hooks.onEvent(id, seq, event, line);
-      for (const sink of live.subscribers) sink(seq, event, line);
+      this.#deliver(live, seq, event, line);
     };
     let result: TurnResult;
     try {
@@ -90,12 +76,36 @@ export class TurnHub {
         { onEvent, ...(keepRunning || !hooks.signal ? {} : { signal: hooks.signal }) },
       );
     } catch (error) {
-      if (live) await this.#end(live, internalFailure(turnId, error));
+      if (live && error instanceof TurnAbandoned) await this.#leave(live);
+      else if (live) await this.#end(live, internalFailure(turnId, error));
       throw error;
     } finally {
       hooks.signal?.removeEventListener("abort", onClientGone);
     }
     if (live) await this.#end(live, result);
+    return result;
+  }
+
+  /**
+   * Goes on with a turn an earlier sidecar left running (turn-adoption.ts): its journal file is
+   * reopened where its last whole line ends, `run` follows the turn, and its events after the
+   * journal's last seq are journaled and sent to whoever attaches. Nobody is connected to it until
+   * someone attaches.
+   */
+  async adopt(turn: UnfinishedTurn, run: (hooks: TurnHooks) => Promise<TurnResult>): Promise<TurnResult> {
+    const { turnId, workspaceId } = turn;
+    const live = this.#begin(turnId, workspaceId, true, turn);
+    const onEvent: TurnHooks["onEvent"] = (_id, seq, event, given) =>
+      this.#deliver(live, seq, event, given ?? turnEventLine(turnId, seq, JSON.stringify(event)));
+    let result: TurnResult;
+    try {
+      result = await run({ onEvent });
+    } catch (error) {
+      if (error instanceof TurnAbandoned) await this.#leave(live);
+      else await this.#end(live, internalFailure(turnId, error));
+      throw error;
+    }
+    await this.#end(live, result);
     return result;
   }
 
@@ -193,12 +203,13 @@ export class TurnHub {
     };
   }
 
-  #begin(turnId: string, workspaceId: string, clientGone: boolean): LiveTurn {
+  #begin(turnId: string, workspaceId: string, clientGone: boolean, adopted?: UnfinishedTurn): LiveTurn {
     let resolveEnded!: (result: TurnResult) => void;
     const ended = new Promise<TurnResult>((resolve) => (resolveEnded = resolve));
-    const startedAt = new Date().toISOString();
+    const startedAt = adopted?.startedAt ?? new Date().toISOString();
+    const lastSeq = adopted?.lastSeq ?? -1;
     const turn: LiveTurn = {
-      summary: { turnId, workspaceId, status: "running", lastSeq: -1, startedAt, endedAt: null, detached: false },
+      summary: { turnId, workspaceId, status: "running", lastSeq, startedAt, endedAt: null, detached: false },
       writer: null,
       opening: Promise.resolve(),
       subscribers: new Set(),
@@ -207,10 +218,15 @@ export class TurnHub {
       ended,
       resolveEnded,
     };
-    turn.opening = this.options.journal.create(turnId).then(
+    const opening = adopted
+      ? this.options.journal.reopen(adopted)
+      : this.options.journal.create(turnId).then((writer) => {
+          writer.start({ k: "start", turnId, workspaceId, startedAt });
+          return writer;
+        });
+    turn.opening = opening.then(
       (writer) => {
         turn.writer = writer;
-        writer.start({ k: "start", turnId, workspaceId, startedAt });
       },
       (error: unknown) =>
         this.options.log.error("cannot open the turn journal; the turn runs unjournaled", {
@@ -220,6 +236,25 @@ export class TurnHub {
     );
     this.#live.set(turnId, turn);
     return turn;
+  }
+
+  /** An event of a live turn: into its journal and to whoever is attached. */
+  #deliver(live: LiveTurn, seq: number, event: unknown, line: string): void {
+    const { turnId } = live.summary;
+    live.summary.lastSeq = seq;
+    if (live.writer) live.writer.event(turnId, seq, line);
+    else void live.opening.then(() => live.writer?.event(turnId, seq, line));
+    for (const sink of live.subscribers) sink(seq, event, line);
+  }
+
+  /**
+   * The sidecar stops and leaves the turn running: what was journaled is flushed, no end is written,
+   * and whoever is attached is let go (their connection closes with the sidecar).
+   */
+  async #leave(turn: LiveTurn): Promise<void> {
+    await turn.opening;
+    await turn.writer?.release();
+    this.#live.delete(turn.summary.turnId);
   }
 
   async #end(turn: LiveTurn, result: TurnResult): Promise<void> {
@@ -250,32 +285,9 @@ export class TurnHub {
           endedAt,
           detached: false,
         });
+      await this.options.onEnded?.(turnId);
     } finally {
       this.#live.delete(turnId);
     }
   }
-}
-
-function unknownTurn(turnId: string): SidecarError {
-  return new SidecarError(ErrorCode.unknownTurn, `unknown turn ${JSON.stringify(turnId)}`, {
-    data: {
-      field: "turnId",
-      reason: "no running turn has this id, and the journal holds none (it may have been pruned)",
-    },
-  });
-}
-
-function internalFailure(turnId: string, error: unknown): TurnResult {
-  return {
-    turnId,
-    threadId: null,
-    status: "failed",
-    finalResponse: "",
-    items: [],
-    usage: null,
-    turnUsage: null,
-    resources: { cpuSeconds: null, peakMemoryBytes: null, wallMs: 0 },
-    tokens: { input: 0, cached: 0, output: 0, reasoning: 0 },
-    error: { code: "internal", message: errorMessage(error) },
-  };
 }

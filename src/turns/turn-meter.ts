@@ -24,6 +24,16 @@ export interface TurnMeterOptions {
   onExceeded: (message: string) => void;
   cgroupRoot?: string;
   pollMs?: number;
+  /** Told after each response's usage is counted (the turn's record keeps the counts across a restart). */
+  onUsage?: () => void;
+}
+
+/** What a meter carries over a sidecar restart (turn-records.ts). */
+export interface MeterCarryOver {
+  startedAt: number;
+  cpuStartNs: number | null;
+  tokens: TurnTokens;
+  totalTokens: number;
 }
 
 export function emptyTokens(): TurnTokens {
@@ -50,14 +60,31 @@ export class TurnMeter {
     return this.options.budget;
   }
 
-  /** Takes the cgroup's baseline and starts polling it. */
-  async start(): Promise<void> {
-    this.startedAt = Date.now();
+  /** What a sidecar adopting the turn needs to go on counting. */
+  carryOver(): MeterCarryOver {
+    return {
+      startedAt: this.startedAt,
+      cpuStartNs: this.cpuStartNs,
+      tokens: { ...this.tokens },
+      totalTokens: this.totalTokens,
+    };
+  }
+
+  /**
+   * Takes the cgroup's baseline and starts polling it. With `from` (a turn adopted after a restart),
+   * goes on from that turn's start and counts instead; its peak memory is then the peak seen since.
+   */
+  async start(from?: MeterCarryOver): Promise<void> {
+    this.startedAt = from?.startedAt ?? Date.now();
+    if (from) {
+      Object.assign(this.tokens, from.tokens);
+      this.totalTokens = from.totalTokens;
+    }
     this.cgroup = await ContainerCgroup.locate(this.options.containerId, this.options.cgroupRoot);
     if (this.cgroup === null) return;
-    this.cpuStartNs = await this.cgroup.cpuNs();
-    this.cpuLastNs = this.cpuStartNs;
-    this.peakReset = await this.cgroup.resetPeak();
+    this.cpuStartNs = from ? from.cpuStartNs : await this.cgroup.cpuNs();
+    this.cpuLastNs = from ? await this.cgroup.cpuNs() : this.cpuStartNs;
+    this.peakReset = from ? false : await this.cgroup.resetPeak();
     if (!this.peakReset) this.peakAtStart = await this.cgroup.peakMemory();
     this.polledPeak = (await this.cgroup.memoryNow()) ?? 0;
     this.timer = setInterval(() => {
@@ -73,6 +100,7 @@ export class TurnMeter {
     this.tokens.output += usage.outputTokens;
     this.tokens.reasoning += usage.reasoningTokens;
     this.totalTokens += usage.totalTokens;
+    this.options.onUsage?.();
     const limit = this.options.budget.tokens;
     if (limit !== null && this.totalTokens > limit)
       this.exceed(`the turn used ${this.totalTokens} tokens, over its budget of ${limit}`);

@@ -13,6 +13,10 @@ import { SandboxProbe } from "../codex/sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
 import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { TurnRecordKeeper, adoptedContinuity, type AdoptedTurn, type TurnContinuity } from "./turn-continuity.js";
+import type { TurnRecords } from "./turn-records.js";
+import type { WorkspaceRecord } from "../workspace/record.js";
+import type { TurnBudget } from "./turn-budget.js";
 import { SANDBOX_STALLED } from "./turn-stall-watch.js";
 import { codexWebSearchMode } from "../model-proxy/body-policy.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
@@ -35,12 +39,18 @@ export interface TurnRunnerOptions extends TurnExecutionOptions {
   modelHostedTools?: readonly string[];
   /** Where the cgroup hierarchies are mounted (tests point it elsewhere); default /sys/fs/cgroup. */
   cgroupRoot?: string;
+  /** Where running turns are recorded so that a later sidecar can adopt them (turn-records.ts); null: nowhere. */
+  records: TurnRecords | null;
+  /** The sidecar's version, kept in each turn's record. */
+  sidecarVersion: string;
 }
 
 interface RunningTurn {
   turnId: string;
   workspaceId: string;
   cancel: AbortController;
+  /** Aborted when the sidecar stops and leaves the turn running. */
+  abandon: AbortController;
   meter: TurnMeter;
   done: Promise<unknown>;
 }
@@ -175,13 +185,6 @@ export class TurnRunner {
       throw error;
     }
     record.turnEgress = turnEgress(params.options);
-    const cancel = new AbortController();
-    const meter = new TurnMeter({
-      containerId: record.containerId,
-      budget,
-      onExceeded: (message) => this.fail(turnId, "budget_exceeded", message),
-      ...(this.options.cgroupRoot ? { cgroupRoot: this.options.cgroupRoot } : {}),
-    });
     // Codex is told no web search where the model proxy would refuse its tool (codex 0.163 offers
     // live web search by default), so an honest turn never trips the body policy.
     const webSearchMode = codexWebSearchMode(
@@ -193,7 +196,82 @@ export class TurnRunner {
       webSearchMode === params.options?.webSearchMode
         ? params
         : { ...params, options: { ...params.options, webSearchMode } };
-    const done = executeTurn(this.options, turnId, turnParams, record, hooks, cancel, meter)
+    return this.#execute(turnId, turnParams, record, hooks, budget, null);
+  }
+
+  /**
+   * Adopts a turn an earlier sidecar left running (turn-adoption.ts): its workspace is held, its
+   * credential accepted again, and its codex followed to its end, as any turn of this sidecar.
+   */
+  adopt(adopted: AdoptedTurn, hooks: TurnHooks): Promise<TurnResult> {
+    const { record: saved } = adopted;
+    const { workspaces } = this.options;
+    checkTurnSlot(this.turns, saved.turnId, Number.MAX_SAFE_INTEGER);
+    const record = workspaces.acquireTurn(saved.workspaceId, saved.turnId);
+    const params: RunTurnParams = {
+      workspaceId: saved.workspaceId,
+      turnId: saved.turnId,
+      ...(saved.threadId ? { threadId: saved.threadId } : {}),
+      input: "",
+      options: { timeoutMs: saved.timeoutMs },
+    };
+    return this.#execute(saved.turnId, params, record, hooks, saved.budget, adopted);
+  }
+
+  /**
+   * The sidecar stops and leaves its turns running for the next one: each turn's bridge ends and
+   * nothing of the turn is ended, swept or revoked. Resolves once every turn has let go (a bounded while).
+   */
+  async abandonAll(withinMs: number): Promise<number> {
+    this.closing = true;
+    const pending = [...this.turns.values()];
+    for (const turn of pending) turn.abandon.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(pending.map((t) => t.done)),
+      new Promise((resolve) => (timer = setTimeout(resolve, withinMs))),
+    ]);
+    clearTimeout(timer);
+    this.options.launchers.close();
+    return pending.length;
+  }
+
+  #execute(
+    turnId: string,
+    params: RunTurnParams,
+    record: WorkspaceRecord,
+    hooks: TurnHooks,
+    budget: TurnBudget,
+    adopted: AdoptedTurn | null,
+  ): Promise<TurnResult> {
+    const { workspaces } = this.options;
+    const cancel = new AbortController();
+    const abandon = new AbortController();
+    const records = this.options.records;
+    const timeoutMs = params.options?.timeoutMs ?? this.options.turnTimeoutMs;
+    const keeper = new TurnRecordKeeper(records, adopted?.record ?? null, {
+      sidecarVersion: this.options.sidecarVersion,
+      turnId,
+      workspaceId: params.workspaceId,
+      containerId: record.containerId,
+      threadId: params.threadId ?? null,
+      timeoutMs,
+      budget,
+    });
+    const meter: TurnMeter = new TurnMeter({
+      containerId: record.containerId,
+      budget,
+      onExceeded: (message) => this.fail(turnId, "budget_exceeded", message),
+      ...(this.options.cgroupRoot ? { cgroupRoot: this.options.cgroupRoot } : {}),
+      // The tokens counted so far survive a restart with the turn's record.
+      onUsage: () => keeper.usage(meter.carryOver()),
+    });
+    const continuity: TurnContinuity = {
+      abandon: abandon.signal,
+      onLaunched: (launch, digest) => keeper.launched(launch, digest, meter.carryOver()),
+      ...(adopted ? { adopted: adoptedContinuity(adopted.record, adopted.lastSeq) } : {}),
+    };
+    const done = executeTurn(this.options, turnId, params, record, hooks, cancel, meter, continuity)
       .then(async (result) => {
         // A stalled sandbox is not trusted with the next turn: stopped now, started afresh by the next ensure or turn.
         if (result.error?.code === SANDBOX_STALLED) {
@@ -213,7 +291,7 @@ export class TurnRunner {
         workspaces.releaseTurn(params.workspaceId, turnId);
         this.prewarm(params.workspaceId);
       });
-    this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, meter, done });
+    this.turns.set(turnId, { turnId, workspaceId: params.workspaceId, cancel, abandon, meter, done });
     return done;
   }
 }

@@ -8,7 +8,8 @@ import type { SidecarConfig } from "../config.js";
 import type { AttachTurnHooks, RunTurnParams, TurnHooks, TurnInfo, TurnResult, TurnSummary } from "../service.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
 import type { TokenUsage } from "../model-proxy/sse-usage.js";
-import type { TurnJournal } from "../journal/turn-journal.js";
+import type { TurnJournal, UnfinishedTurn } from "../journal/turn-journal.js";
+import type { TurnRecord } from "./turn-records.js";
 import { TurnHub, type TurnListFilter } from "./turn-hub.js";
 import { TurnRunner, type TurnRunnerOptions } from "./turn-runner.js";
 import type { TurnsPort } from "./turns-port.js";
@@ -64,7 +65,14 @@ export class Turns implements TurnsPort {
     const { journal, ...runnerOptions } = options;
     const runner = new TurnRunner(runnerOptions);
     this.#runner = runner;
-    this.#hub = new TurnHub({ journal, log: options.log, run: (params, hooks) => runner.run(params, hooks) });
+    const records = options.records;
+    this.#hub = new TurnHub({
+      journal,
+      log: options.log,
+      run: (params, hooks) => runner.run(params, hooks),
+      // A turn's record goes once its end is in the journal: a sidecar killed in between finds the end.
+      ...(records ? { onEnded: (turnId: string) => records.remove(turnId) } : {}),
+    });
   }
 
   get running(): number {
@@ -83,6 +91,19 @@ export class Turns implements TurnsPort {
   /** turn.run: admitted and run by the runner, journaled by the hub; with onDisconnect "continue" it outlives its client. */
   run(params: RunTurnParams, hooks: TurnHooks): Promise<TurnResult> {
     return this.#hub.run(params, hooks);
+  }
+
+  /** Goes on with a turn an earlier sidecar left running (turn-adoption.ts); resolves with its result. */
+  adopt(turn: UnfinishedTurn, record: TurnRecord): Promise<TurnResult> {
+    return this.#hub.adopt(turn, (hooks) => this.#runner.adopt({ record, lastSeq: turn.lastSeq }, hooks));
+  }
+
+  /**
+   * The sidecar stops and leaves its turns running for the next one (ALIVE_CODEX_ON_STOP=leave):
+   * their journals are flushed, and nothing of them is ended. Returns how many were left.
+   */
+  leaveRunning(withinMs: number): Promise<number> {
+    return this.#runner.abandonAll(withinMs);
   }
 
   /** turn.attach: the turn's events after `afterSeq` (journal, then live), then its result. */

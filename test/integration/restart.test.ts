@@ -1,9 +1,9 @@
 /**
- * A sidecar killed mid-turn (SIGKILL: no shutdown, no sweep), then started again on the same state
- * dir: `alive-codex serve` as a child process, the real engine and codex, the scripted model. The
- * killed sidecar's turn keeps running in the container (the exec outlives its client); the new one
- * sweeps it before it serves, ends it in the journal as sidecar_restarted, and the workspace takes
- * a new turn.
+ * A sidecar that dies or stops mid-turn, then a new one on the same state dir: `alive-codex serve` as
+ * a child process, the real engine and codex, the scripted model. Codex lives in the workspace's
+ * container with its output in files, so the new sidecar adopts the turn: it streams on from the
+ * journal's last seq with no gap and no duplicate, and the turn ends with its real result. Only a
+ * turn whose container died in the gap ends as before (container_died).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -50,9 +50,9 @@ describe("a sidecar killed mid-turn, then started again", () => {
   let flags: string[];
   const serves: CliRun[] = [];
 
-  async function startServe(): Promise<{ serve: CliRun; readyMs: number }> {
+  async function startServe(options: { group?: boolean } = {}): Promise<{ serve: CliRun; readyMs: number }> {
     const started = Date.now();
-    const serve = startCli(["serve", ...flags]);
+    const serve = startCli(["serve", ...flags], {}, options);
     serves.push(serve);
     const exitedEarly = serve.exit.then(({ code, signal }) => {
       throw new Error(
@@ -113,13 +113,15 @@ describe("a sidecar killed mid-turn, then started again", () => {
     await stub?.close();
   });
 
-  test("SIGKILL mid-turn, then start: no process of the turn within 5 s, turn.get says sidecar_restarted, a new turn works", async () => {
-    const workspaceId = uniqueId("restart");
+  /** A fresh workspace, ensured on the running sidecar. */
+  async function freshWorkspace(
+    client: SidecarClient,
+    name: string,
+  ): Promise<{ workspaceId: string; containerId: string }> {
+    const workspaceId = uniqueId(name);
     const workspacePath = path.join(root, "workspaces", workspaceId);
     await fs.mkdir(workspacePath);
     await fs.chown(workspacePath, TEST_UID, TEST_GID);
-    const first = await startServe();
-    const client = await SidecarClient.connect(socketPath);
     const ensured = await client.ensureWorkspace({
       workspaceId,
       userId: "u-restart",
@@ -127,83 +129,169 @@ describe("a sidecar killed mid-turn, then started again", () => {
       gid: TEST_GID,
       workspacePath,
     });
-    stub.script(
-      { kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" },
-      { kind: "message", text: "never" },
-    );
-    const turnId = uniqueId("turn-killed");
-    const run = client.runTurn({ workspaceId, turnId, input: "run for a long time" });
+    return { workspaceId, containerId: ensured.containerId };
+  }
+
+  /** Runs a turn and keeps what its client sees until the connection goes. */
+  function startTurn(client: SidecarClient, workspaceId: string, turnId: string): TurnEventMessage[] {
+    const run = client.runTurn({ workspaceId, turnId, input: "go", options: { onDisconnect: "continue" } });
     run.result.catch(() => undefined);
     const seen: TurnEventMessage[] = [];
     void (async () => {
       for await (const message of run) seen.push(message);
     })().catch(() => undefined);
-    await waitFor(async () => (await leftProcesses(ensured.containerId)).some((p) => /sleep 1001/.test(p.args)), {
-      timeoutMs: 30_000,
-      what: "the turn's setsid'd sleep",
-    });
+    return seen;
+  }
 
-    first.serve.child.kill("SIGKILL");
-    await withTimeout(first.serve.exit, 10_000, "the killed serve to exit");
-    await client.close().catch(() => undefined);
-    // What the operator saw before this fix: the killed sidecar's turn runs on in the container.
-    const running = await leftProcesses(ensured.containerId);
-    assert.ok(
-      running.filter((p) => p.role === "turn").length >= 2,
-      `the killed sidecar's turn (codex and its command) should still be running before the restart: ${lines(running).join("; ")}`,
-    );
-
-    const startedAt = Date.now();
-    const second = await startServe();
-    await waitFor(async () => (await leftProcesses(ensured.containerId)).length === 0, {
-      timeoutMs: 5000,
-      intervalMs: 50,
-      what: "no process of the killed sidecar's turn",
-    }).catch(async (error: Error) => {
-      throw new Error(
-        `${error.message}; left: ${JSON.stringify(lines(await leftProcesses(ensured.containerId)))}\n${second.serve.stdout().slice(-4000)}`,
+  /**
+   * On the new sidecar: attaches after the last event the old one's client saw, and checks the turn
+   * ends completed with `final`, its events gap-free from there on. Returns the events.
+   */
+  async function attachAfter(
+    seen: readonly TurnEventMessage[],
+    turnId: string,
+    final: string,
+  ): Promise<TurnEventMessage[]> {
+    const client = await SidecarClient.connect(socketPath);
+    try {
+      const afterSeq = seen.at(-1)?.seq ?? -1;
+      const run = client.attachTurn(turnId, { afterSeq });
+      const events: TurnEventMessage[] = [];
+      for await (const message of run) events.push(message);
+      const result = await withTimeout(run.result, 60_000, "the adopted turn's result");
+      assert.deepEqual([result.status, result.finalResponse, result.error], ["completed", final, undefined]);
+      assert.deepEqual(
+        events.map((e) => e.seq),
+        events.map((_, i) => afterSeq + 1 + i),
+        "the events after afterSeq come without gap or duplicate",
       );
-    });
-    const orphanFreeMs = Date.now() - startedAt;
-    assert.ok(orphanFreeMs < 5000, `orphan-free ${orphanFreeMs} ms after the start`);
-    // Swept before it served: when its socket first answered, nothing of the turn was left.
-    assert.match(
-      second.serve.stdout() + second.serve.stderr(),
-      /swept adopted workspaces of turns an earlier sidecar left running/,
-    );
+      assert.ok(events.length > 0, "the turn went on after the restart");
+      assert.equal(events.at(-1)?.event.type, "turn.completed");
+      const health = await client.health();
+      assert.deepEqual(health.turns, { running: 0, detached: 0 }, "no stray turn");
+      return events;
+    } finally {
+      await client.close();
+    }
+  }
 
+  /** The text of the command outputs among the events. */
+  const commandOutputs = (events: readonly TurnEventMessage[]): string =>
+    events
+      .map(({ event }) =>
+        event.type === "item.completed" && event.item.type === "command_execution" ? event.item.aggregated_output : "",
+      )
+      .join("\n");
+
+  async function stopServe(serve: CliRun, how: "SIGKILL" | "group SIGTERM"): Promise<number> {
+    const started = Date.now();
+    if (how === "SIGKILL") serve.child.kill("SIGKILL");
+    else process.kill(-serve.child.pid!, "SIGTERM");
+    const exit = await withTimeout(serve.exit, 10_000, "the stopped serve to exit");
+    if (how === "group SIGTERM") assert.deepEqual(exit, { code: 0, signal: null }, serve.stderr().slice(-2000));
+    return Date.now() - started;
+  }
+
+  for (const how of ["SIGKILL", "group SIGTERM"] as const) {
+    test(`${how} 1 s into \`sleep 6; echo AFTER\`, then a new sidecar: the turn is adopted and completes with the command's output`, async () => {
+      const first = await startServe({ group: how !== "SIGKILL" });
+      const client = await SidecarClient.connect(socketPath);
+      const { workspaceId, containerId } = await freshWorkspace(client, "adopt");
+      stub.reset();
+      stub.script({ kind: "command", cmd: "sleep 6; echo AFTER" }, { kind: "message", text: `survived ${how}` });
+      const turnId = uniqueId("turn-adopted");
+      const seen = startTurn(client, workspaceId, turnId);
+      await waitFor(async () => (await leftProcesses(containerId)).some((p) => /sleep 6/.test(p.args)), {
+        timeoutMs: 30_000,
+        what: "the turn's command",
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // "1 s into the command": the scenario, not a wait
+      const stopMs = await stopServe(first.serve, how);
+      await client.close().catch(() => undefined);
+      if (how !== "SIGKILL") assert.ok(stopMs < 2000, `SIGTERM: stopped in ${stopMs} ms`);
+      assert.ok(
+        (await leftProcesses(containerId)).some((p) => /sleep 6/.test(p.args)),
+        "the command runs on while no sidecar does",
+      );
+      const second = await startServe();
+      const events = await attachAfter(seen, turnId, `survived ${how}`);
+      assert.match(commandOutputs(events), /AFTER/);
+      await waitFor(async () => (await leftProcesses(containerId)).length === 0, {
+        timeoutMs: 5000,
+        what: "nothing of the turn left running",
+      });
+      assert.match(second.serve.stdout() + second.serve.stderr(), /adopting a turn an earlier sidecar left running/);
+      second.serve.child.kill("SIGKILL");
+      await second.serve.exit;
+      process.stdout.write(`# restart: ${how} stop ${stopMs} ms, next serve ready ${second.readyMs} ms\n`);
+    });
+  }
+
+  test("SIGKILL while the model's answer is still streaming: codex retries it on the new sidecar, and the turn completes", async () => {
+    const first = await startServe();
+    const client = await SidecarClient.connect(socketPath);
+    const { workspaceId } = await freshWorkspace(client, "adopt-sse");
+    stub.reset();
+    stub.script(
+      { kind: "command", cmd: "echo before" },
+      { kind: "message", text: "cut off with the sidecar", delayMs: 30_000 },
+      { kind: "message", text: "answered after the restart" },
+    );
+    const turnId = uniqueId("turn-sse");
+    const seen = startTurn(client, workspaceId, turnId);
+    await stub.waitForRequests(2, 30_000);
+    first.serve.child.kill("SIGKILL");
+    await first.serve.exit;
+    await client.close().catch(() => undefined);
+    const second = await startServe();
+    const events = await attachAfter(seen, turnId, "answered after the restart");
+    assert.ok(stub.requests.length >= 3, "codex asked again after the stream broke");
+    assert.ok(!events.some((e) => JSON.stringify(e.event).includes("cut off with the sidecar")));
+    second.serve.child.kill("SIGKILL");
+    await second.serve.exit;
+  });
+
+  test("an adopted turn is cancelled like any other, and one whose container died in the gap ends container_died", async () => {
+    const first = await startServe();
+    const client = await SidecarClient.connect(socketPath);
+    const kept = await freshWorkspace(client, "adopt-cancel");
+    const lost = await freshWorkspace(client, "adopt-lost");
+    stub.reset();
+    const long = { kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" } as const;
+    stub.script(long, long);
+    const keptTurn = uniqueId("turn-kept");
+    const lostTurn = uniqueId("turn-lost");
+    startTurn(client, kept.workspaceId, keptTurn);
+    startTurn(client, lost.workspaceId, lostTurn);
+    for (const { containerId } of [kept, lost])
+      await waitFor(async () => (await leftProcesses(containerId)).some((p) => /sleep 1001/.test(p.args)), {
+        timeoutMs: 30_000,
+        what: "the turn's setsid'd sleep",
+      });
+    first.serve.child.kill("SIGKILL");
+    await first.serve.exit;
+    await client.close().catch(() => undefined);
+    await docker.getContainer(lost.containerId).kill();
+    await startServe();
     const again = await SidecarClient.connect(socketPath);
     try {
-      const info = await again.getTurn(turnId);
+      const lostInfo = await again.getTurn(lostTurn);
+      assert.deepEqual([lostInfo.status, lostInfo.result?.error?.code], ["failed", "container_died"]);
+      assert.equal((await again.getTurn(keptTurn)).status, "running");
+      assert.equal((await again.cancelTurn(keptTurn)).cancelled, true);
+      const info = await again.getTurn(keptTurn);
+      assert.deepEqual([info.status, info.result?.error?.code], ["cancelled", "cancelled"]);
       assert.deepEqual(
-        [info.status, info.result?.status, info.result?.error?.code],
-        ["failed", "failed", "sidecar_restarted"],
+        lines(await leftProcesses(kept.containerId)),
+        [],
+        "the cancel swept the adopted turn, its setsid'd sleep included",
       );
-      assert.equal(info.workspaceId, workspaceId);
-      assert.ok(info.lastSeq >= seen.at(-1)!.seq, `journal last seq ${info.lastSeq}, client saw ${seen.at(-1)?.seq}`);
-      const replay = again.attachTurn(turnId);
-      const replayed: TurnEventMessage[] = [];
-      for await (const message of replay) replayed.push(message);
-      assert.deepEqual(replayed.slice(0, seen.length), seen);
-      assert.equal((await replay.result).error?.code, "sidecar_restarted");
-      assert.deepEqual(
-        (await again.listTurns({ workspaceId, status: "failed" })).turns.map((t) => t.turnId),
-        [turnId],
-      );
-
-      // The workspace is idle and takes a new turn.
-      const listed = (await again.listWorkspaces()).workspaces.find((w) => w.workspaceId === workspaceId);
-      assert.deepEqual([listed?.activeTurnId, listed?.containerId], [null, ensured.containerId]);
       stub.reset();
       stub.script({ kind: "message", text: "alive after the restart" });
-      const next = again.runTurn({ workspaceId, input: "are you there?" });
-      const result = await next.result;
+      const result = await again.runTurn({ workspaceId: kept.workspaceId, input: "are you there?" }).result;
       assert.deepEqual([result.status, result.finalResponse], ["completed", "alive after the restart"]);
     } finally {
       await again.close();
     }
-    process.stdout.write(
-      `# restart: serve ready ${second.readyMs} ms, orphan-free ${orphanFreeMs} ms after the start\n`,
-    );
   });
 });

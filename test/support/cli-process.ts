@@ -21,8 +21,13 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, ...extra };
 }
 
-export function startCli(args: string[], env: Record<string, string> = {}): CliRun {
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+/** Starts the CLI; with `group`, as the leader of its own process group (a signal to -pid reaches all of it). */
+export function startCli(args: string[], env: Record<string, string> = {}, options: { group?: boolean } = {}): CliRun {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: childEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: options.group === true,
+  });
   let stdout = "";
   let stderr = "";
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));

@@ -94,6 +94,8 @@ describe("alive-codex serve", () => {
         path.join(dir, "state"),
         "--workspace-roots",
         root,
+        "--on-stop",
+        "drain",
         "--shutdown-grace",
         "7s",
         "--codex-api-key",
@@ -103,7 +105,13 @@ describe("alive-codex serve", () => {
       {
         startSidecar: async (config) => {
           seenConfig = config;
-          return { service, close: async (graceMs) => void closes.push(graceMs) };
+          return {
+            service,
+            close: async (graceMs) => void closes.push(graceMs),
+            leave: async () => {
+              throw new Error("drain never leaves turns running");
+            },
+          };
         },
         writeLog: (line) => logLines.push(line),
       },
@@ -126,6 +134,38 @@ describe("alive-codex serve", () => {
       logLines.every((line) => !line.includes("sk-test-secret-123456")),
       "the key never reaches a log line",
     );
+  });
+
+  it("by default, SIGTERM leaves running turns for the next sidecar and cancels nothing", async () => {
+    const socketPath = path.join(dir, "leave.sock");
+    const root = path.join(dir, "root");
+    await fs.mkdir(root, { recursive: true });
+    const signals = new EventEmitter();
+    const ctx = fakeContext({
+      on: (s: SignalName, l: () => void) => signals.on(s, l),
+      off: (s: SignalName, l: () => void) => signals.off(s, l),
+    });
+    const calls: string[] = [];
+    const serving = serveCommand(
+      ["--socket", socketPath, "--state-dir", path.join(dir, "state"), "--workspace-roots", root],
+      ctx,
+      {
+        startSidecar: async () => ({
+          service: new FakeSidecarService(),
+          close: async () => void calls.push("close"),
+          leave: async () => {
+            calls.push("leave");
+            return 2;
+          },
+        }),
+        writeLog: () => undefined,
+      },
+    );
+    await waitFor(() => signals.listenerCount("SIGTERM") > 0, "serve to be ready");
+    signals.emit("SIGTERM");
+    assert.equal(await serving, 0);
+    assert.deepEqual(calls, ["leave"]);
+    await assert.rejects(fs.stat(socketPath), { code: "ENOENT" });
   });
 
   it("refuses to start over a live sidecar's socket, without starting anything", async () => {

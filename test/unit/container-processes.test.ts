@@ -262,6 +262,9 @@ describe("the command lines it recognises are the ones the container runs", () =
   });
 
   test("the launcher execs the command a turn's codex is recognised by", () => {
-    assert.match(LAUNCH_SCRIPT, new RegExp(`\\nexec ${CODEX_COMMAND} "\\$\\{args\\[@\\]\\}"\\n$`));
+    assert.match(
+      LAUNCH_SCRIPT,
+      new RegExp(`\\nexec ${CODEX_COMMAND} "\\$\\{args\\[@\\]\\}" <"\\$in" >>"\\$out" 2>>"\\$err"\\n$`),
+    );
   });
 });

@@ -28,43 +28,57 @@ import { withTimeout } from "../support/wait.js";
 const MiB = 1024 * 1024;
 const THREAD = "0199a9c2-1f2e-7c3d-8e4f-5a6b7c8d9e0f";
 
-/** The codex process in the container, as the sidecar sees it through the exec API. */
+/**
+ * The codex process in the container, as the sidecar sees it: the launcher's exec takes the turn's
+ * header on its stdin (the turn's files, as paths in the container), and "codex" appends to the
+ * turn's stdout and stderr files, which the sidecar follows; the engine says when it exited.
+ */
 class FakeCodex {
-  readonly stdout = new PassThrough();
-  readonly stderr = new PassThrough();
+  readonly stdout = "out" as const;
+  readonly stderr = "err" as const;
   readonly stdin = new PassThrough();
   killed = false;
-  #resolve!: (code: number | null) => void;
-  readonly exit = new Promise<number | null>((resolve) => (this.#resolve = resolve));
+  running = true;
+  exitCode: number | null = null;
+  #files: Promise<{ out: string; err: string }>;
+  readonly #launcherExit: Promise<number | null>;
 
-  constructor() {
-    this.stdin.resume();
+  constructor(hostTmp: string) {
+    const chunks: Buffer[] = [];
+    this.stdin.on("data", (chunk: Buffer) => chunks.push(chunk));
+    this.#files = new Promise((resolve) =>
+      this.stdin.on("end", () => {
+        // The header's last three fields: stdin, stdout and stderr, as paths in the container.
+        const fields = Buffer.concat(chunks).toString("utf8").split("\0").slice(0, -1);
+        const [, out, err] = fields.slice(-3).map((f) => path.join(hostTmp, path.posix.basename(f)));
+        resolve({ out: out!, err: err! });
+      }),
+    );
+    // The launcher's connection ends as it execs codex.
+    this.#launcherExit = this.#files.then(() => null);
   }
 
   get exec(): StartedExec {
-    return { id: "fake", stdin: this.stdin, stdout: this.stdout, stderr: this.stderr, exit: this.exit };
+    const quiet = (): PassThrough => {
+      const stream = new PassThrough();
+      stream.end();
+      return stream;
+    };
+    return { id: "fake", stdin: this.stdin, stdout: quiet(), stderr: quiet(), exit: this.#launcherExit };
   }
 
-  /** Writes respecting backpressure, as a process blocked on a full pipe would; false once killed. */
-  async write(data: string | Buffer, stream: PassThrough = this.stdout): Promise<boolean> {
+  /** Appends to codex's stdout (or stderr) file, yielding between writes as a process would; false once killed. */
+  async write(data: string | Buffer, stream: "out" | "err" = "out"): Promise<boolean> {
     if (this.killed) return false;
-    if (!stream.write(data))
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          stream.off("drain", done);
-          this.stdout.off("close", done);
-          resolve();
-        };
-        stream.on("drain", done);
-        this.stdout.on("close", done);
-      });
+    const files = await this.#files;
+    await fs.appendFile(files[stream], data);
+    await new Promise((resolve) => setImmediate(resolve));
     return !this.killed;
   }
 
   finish(code: number | null): void {
-    this.stdout.end();
-    this.stderr.end();
-    this.#resolve(code);
+    this.running = false;
+    this.exitCode = code;
   }
 
   /** What the turn's sweep does to it. */
@@ -108,7 +122,9 @@ async function runTurn(
   script: (codex: FakeCodex) => Promise<void>,
   outputLineMaxBytes = MiB,
 ): Promise<TurnRun> {
-  const codex = new FakeCodex();
+  const paths = workspacePaths(path.join(dir, "state"), workspaceId);
+  await fs.mkdir(paths.tmp, { recursive: true });
+  const codex = new FakeCodex(paths.tmp);
   const sink: string[] = [];
   const events: Array<{ type?: string }> = [];
   const containerId = `container-${workspaceId}`;
@@ -119,6 +135,7 @@ async function runTurn(
       throw new Error("no engine in this test");
     },
     inspect: async () => ({ State: { Running: true, ExitCode: 0, OOMKilled: false } }),
+    inspectExec: async () => ({ running: codex.running, exitCode: codex.exitCode, containerId }),
     waitNotRunning: async () => undefined,
   } as unknown as EnginePort;
   const launchers = {
@@ -145,7 +162,7 @@ async function runTurn(
   const record = {
     params: { workspaceId, userId: "user-1", uid: 10_001, gid: 10_001, workspacePath: path.join(dir, "ws") },
     containerId,
-    paths: workspacePaths(path.join(dir, "state"), workspaceId),
+    paths,
     sink: { write: (text: string) => sink.push(text), close: () => undefined },
     runtime: "runc",
   } as unknown as WorkspaceRecord;

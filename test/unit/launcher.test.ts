@@ -8,32 +8,47 @@ import { LAUNCHER_BINARY, LAUNCH_SCRIPT, encodeLaunchHeader, launcherCommand } f
 
 /**
  * The launch script under a real bash, with a `codex` on PATH that prints the argv it got (one
- * argument per line) and one variable of its env: what codex in the container would be given.
+ * argument per line) and one variable of its env: what codex in the container would be given. It
+ * also writes a line to its stdout and stderr: they must land in the turn's files, not the exec's.
  */
 async function launch(
   flags: string[],
   env: Record<string, string>,
   argv: string[],
   prompt = "",
-): Promise<{ args: string[]; env: string; stdin: string }> {
+): Promise<{ args: string[]; env: string; stdin: string; out: string; err: string; execOutput: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "alive-launch-"));
   try {
     await fs.writeFile(
       path.join(dir, "codex"),
-      '#!/bin/bash\nprintf "%s\\n" "$@" > "$OUT/args"\nprintf "%s" "${ALIVE_TEST_VAR-unset}" > "$OUT/env"\ncat > "$OUT/stdin"\n',
+      '#!/bin/bash\nprintf "%s\\n" "$@" > "$OUT/args"\nprintf "%s" "${ALIVE_TEST_VAR-unset}" > "$OUT/env"\ncat > "$OUT/stdin"\necho event\necho diagnostics >&2\n',
       { mode: 0o755 },
     );
     const [, , script, name, ...rest] = launcherCommand(flags);
-    const input = Buffer.concat([encodeLaunchHeader(env, argv), Buffer.from(prompt)]);
+    await fs.writeFile(path.join(dir, "turn.in"), prompt);
+    // Codex's output is appended: what is there already stays.
+    await fs.writeFile(path.join(dir, "turn.out"), "before\n");
+    const files = {
+      stdin: path.join(dir, "turn.in"),
+      stdout: path.join(dir, "turn.out"),
+      stderr: path.join(dir, "turn.err"),
+    };
     const result = await execa("bash", ["-c", script as string, name as string, ...rest], {
-      input,
+      input: encodeLaunchHeader(env, argv, files),
       env: { PATH: `${dir}:/usr/bin:/bin`, OUT: dir },
       extendEnv: false,
       reject: false,
     });
     assert.equal(result.exitCode, 0, result.stderr);
     const read = (file: string): Promise<string> => fs.readFile(path.join(dir, file), "utf8");
-    return { args: (await read("args")).split("\n").slice(0, -1), env: await read("env"), stdin: await read("stdin") };
+    return {
+      args: (await read("args")).split("\n").slice(0, -1),
+      env: await read("env"),
+      stdin: await read("stdin"),
+      out: await read("turn.out"),
+      err: await read("turn.err"),
+      execOutput: result.stdout + result.stderr,
+    };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
@@ -47,7 +62,7 @@ describe("the launcher", () => {
     assert.throws(() => launcherCommand(["resume"]), /not a codex flag/);
   });
 
-  test("the flags go right after exec, ahead of the SDK's argv; the env is exported and the prompt left on stdin", async () => {
+  test("the flags go right after exec, ahead of the SDK's argv; the env is exported, the prompt is codex's stdin and its output goes to the turn's files", async () => {
     const sdkArgv = [
       "exec",
       "--experimental-json",
@@ -67,6 +82,10 @@ describe("the launcher", () => {
     assert.deepEqual(got.args, ["exec", "--ignore-user-config", "--ignore-rules", ...sdkArgv.slice(1)]);
     assert.equal(got.env, "a value with spaces=and equals");
     assert.equal(got.stdin, "the prompt\nsecond line");
+    assert.equal(got.out, "before\nevent\n");
+    assert.equal(got.err, "diagnostics\n");
+    // (bash may complain about an rc file of the machine's on its stderr: that is not codex's.)
+    assert.doesNotMatch(got.execOutput, /event|diagnostics/, "nothing of codex's goes through the exec");
   });
 
   test("without flags, or for an argv that is not exec, codex gets the argv as it came", async () => {

@@ -66,6 +66,8 @@ describe("turn admission over an in-memory engine", () => {
     const turns = new Turns({
       engine,
       journal,
+      records: null,
+      sidecarVersion: "test",
       launchers: new Launchers(engine),
       log,
       workspaces,

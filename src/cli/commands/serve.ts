@@ -1,6 +1,8 @@
 /**
  * alive-codex serve: runs the sidecar. Settings come from flags, then the environment, then defaults.
- * SIGTERM/SIGINT: stop accepting connections, give running turns the shutdown grace, close the socket.
+ * SIGTERM/SIGINT: stop accepting connections; then, with ALIVE_CODEX_ON_STOP=leave (the default), leave
+ * running turns in their containers for the next sidecar and exit within ~2 s, or with drain, give
+ * them the shutdown grace and cancel the rest; close the socket.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { SETTINGS, configSecrets, loadConfig, renderSettingsHelp, type SidecarConfig } from "../../config.js";
@@ -11,6 +13,9 @@ import { SocketInUseError, probeSocket } from "../../rpc/socket.js";
 import { writeLine, type CliContext, type SignalName } from "../cli-context.js";
 import { ExitCode, UsageError } from "../cli-errors.js";
 import { readPackageVersion } from "../../version.js";
+
+/** How long the connections get to flush when the sidecar leaves its turns running: the stop stays within 2 s. */
+const LEAVE_CLOSE_GRACE_MS = 300;
 
 export const SERVE_USAGE = `Usage: alive-codex serve [--setting value ...]
 
@@ -64,7 +69,7 @@ export function parseServeArgs(args: string[], command = "serve"): { help: boole
 }
 
 export interface ServeDependencies {
-  startSidecar(config: SidecarConfig, log: Logger): Promise<Pick<RunningSidecar, "service" | "close">>;
+  startSidecar(config: SidecarConfig, log: Logger): Promise<Pick<RunningSidecar, "service" | "close" | "leave">>;
   /** Where log lines go; stdout/stderr by level when absent. */
   writeLog?: (line: string) => void;
 }
@@ -105,6 +110,7 @@ export async function serveCommand(
       policy: config,
       log,
       version,
+      ...(config.onStop === "leave" ? { closeGraceMs: LEAVE_CLOSE_GRACE_MS } : {}),
     });
   } catch (error) {
     await running.close(0);
@@ -131,10 +137,20 @@ export async function serveCommand(
   ctx.signals.on("SIGTERM", onSecondSignal);
   ctx.signals.on("SIGINT", onSecondSignal);
   try {
-    log.info("shutting down", { signal, graceMs: config.shutdownGraceMs });
+    log.info("shutting down", {
+      signal,
+      onStop: config.onStop,
+      ...(config.onStop === "drain" ? { graceMs: config.shutdownGraceMs } : {}),
+    });
     await server.stopAccepting();
-    await running.close(config.shutdownGraceMs);
-    await server.close();
+    if (config.onStop === "leave") {
+      const left = await running.leave();
+      log.info("running turns left for the next sidecar", { turns: left });
+      await server.close();
+    } else {
+      await running.close(config.shutdownGraceMs);
+      await server.close();
+    }
     log.info("stopped");
     return ExitCode.ok;
   } finally {
