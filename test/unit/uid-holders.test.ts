@@ -79,7 +79,11 @@ describe("the manager holds a uid from the ensure's call on", () => {
       const manager = new WorkspaceManager(
         await unitManagerOptions(stateDir, log, {
           // Never reached but to close: every ensure here stops at the image.
-          engine: { closeExecs: () => 0, closeAllExecs: () => 0, settleExecs: async () => undefined } as unknown as EnginePort,
+          engine: {
+            closeExecs: () => 0,
+            closeAllExecs: () => 0,
+            settleExecs: async () => undefined,
+          } as unknown as EnginePort,
           image: {
             ensure: () => {
               imageCalls += 1;
