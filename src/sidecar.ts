@@ -219,7 +219,7 @@ export async function startSidecar(
   // The sockets under each run dir are served again (startWorkspaces): now the turns that lived
   // through the gap are adopted, and every other workspace is swept of what earlier turns left.
   const orphanSweep = await resumeLeftTurns(
-    { journal, records, workspaces, engine, turns, log },
+    { journal, records, workspaces, engine, turns, log, onOutcome: (outcome) => metrics?.countLeftTurn(outcome) },
     unfinished,
     savedTurns,
   );

@@ -44,6 +44,7 @@ export class SidecarMetrics {
   private readonly modelTokens: Counter<"kind">;
   private readonly proxyErrors: Counter<"code">;
   private readonly sandboxStalls: Counter;
+  private readonly leftTurns: Counter;
   private readonly modelRefusals: Counter<"reason">;
   private readonly lateTokens: Counter;
   private readonly dnsRefusals: Counter<"reason">;
@@ -110,6 +111,12 @@ export class SidecarMetrics {
     this.sandboxStalls = new Counter({
       name: `${METRIC_PREFIX}sandbox_stalls_total`,
       help: "Turns the stall watch ended sandbox_stalled: codex never reaped a child that had exited, or the sandbox stopped answering (docs/runtimes.md).",
+      registers,
+    });
+    this.leftTurns = new Counter({
+      name: `${METRIC_PREFIX}restart_turns_total`,
+      help: "Turns an earlier sidecar left running, by what start-up did: adopted, or ended container_died or sidecar_restarted (docs/operations.md).",
+      labelNames: ["outcome"],
       registers,
     });
     this.modelRefusals = new Counter({
@@ -215,6 +222,11 @@ export class SidecarMetrics {
 
   countSandboxStall(): void {
     this.sandboxStalls.inc();
+  }
+
+  /** A turn an earlier sidecar left running: "adopted", or the code it was ended with. */
+  countLeftTurn(outcome: string): void {
+    this.leftTurns.inc({ outcome });
   }
 
   countProxyError(code: string): void {

@@ -116,12 +116,16 @@ export async function resumeLeftTurns(
     engine: Pick<EnginePort, "exec">;
     workspaces: Pick<WorkspaceManager, "list" | "get">;
     turns: Pick<Turns, "adopt">;
+    /** Told what became of each turn (the metrics). */
+    onOutcome?: (outcome: string) => void;
   },
   unfinished: readonly UnfinishedTurn[],
   records: readonly TurnRecord[],
 ): Promise<OrphanSweepReport | null> {
   const { log } = deps;
   const plan = await planAdoption(deps, unfinished, records);
+  for (const { code } of plan.ended) deps.onOutcome?.(code);
+  for (let i = 0; i < plan.adopt.length; i += 1) deps.onOutcome?.("adopted");
   const adopted = new Set(plan.adopt.map(({ record }) => record.workspaceId));
   const orphanSweep = await sweepAdoptedWorkspaces(deps.engine, deps.workspaces, log, adopted);
   for (const { turn, record } of plan.adopt) {

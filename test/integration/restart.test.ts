@@ -251,19 +251,22 @@ describe("a sidecar killed mid-turn, then started again", () => {
     await second.serve.exit;
   });
 
-  test("an adopted turn is cancelled like any other, and one whose container died in the gap ends container_died", async () => {
+  test("an adopted turn is cancelled like any other; one whose container died in the gap ends container_died; one of the previous release (no record) ends sidecar_restarted, swept", async () => {
     const first = await startServe();
     const client = await SidecarClient.connect(socketPath);
     const kept = await freshWorkspace(client, "adopt-cancel");
     const lost = await freshWorkspace(client, "adopt-lost");
+    const old = await freshWorkspace(client, "adopt-old");
     stub.reset();
     const long = { kind: "command", cmd: "(setsid sleep 1001 </dev/null >/dev/null 2>&1 &); sleep 1000" } as const;
-    stub.script(long, long);
+    stub.script(long, long, long);
     const keptTurn = uniqueId("turn-kept");
     const lostTurn = uniqueId("turn-lost");
+    const oldTurn = uniqueId("turn-old");
     startTurn(client, kept.workspaceId, keptTurn);
     startTurn(client, lost.workspaceId, lostTurn);
-    for (const { containerId } of [kept, lost])
+    startTurn(client, old.workspaceId, oldTurn);
+    for (const { containerId } of [kept, lost, old])
       await waitFor(async () => (await leftProcesses(containerId)).some((p) => /sleep 1001/.test(p.args)), {
         timeoutMs: 30_000,
         what: "the turn's setsid'd sleep",
@@ -272,11 +275,17 @@ describe("a sidecar killed mid-turn, then started again", () => {
     await first.serve.exit;
     await client.close().catch(() => undefined);
     await docker.getContainer(lost.containerId).kill();
+    // What the previous release leaves: the journal and the run dirs, no turn record.
+    await fs.rm(path.join(stateDir, "turns", `${oldTurn}.json`));
+    await fs.rm(path.join(stateDir, "state-format.json"));
     await startServe();
     const again = await SidecarClient.connect(socketPath);
     try {
       const lostInfo = await again.getTurn(lostTurn);
       assert.deepEqual([lostInfo.status, lostInfo.result?.error?.code], ["failed", "container_died"]);
+      const oldInfo = await again.getTurn(oldTurn);
+      assert.deepEqual([oldInfo.status, oldInfo.result?.error?.code], ["failed", "sidecar_restarted"]);
+      assert.deepEqual(lines(await leftProcesses(old.containerId)), [], "its processes were swept before serving");
       assert.equal((await again.getTurn(keptTurn)).status, "running");
       assert.equal((await again.cancelTurn(keptTurn)).cancelled, true);
       const info = await again.getTurn(keptTurn);
