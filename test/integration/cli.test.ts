@@ -94,6 +94,8 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
       "--uid-range", "10000-60000",
       "--gid-range", "10000-60000",
       "--idle-timeout", "0",
+      // Drain: this suite's SIGTERM test is of that mode (leaving turns running is restart.test.ts's).
+      "--on-stop", "drain",
       "--shutdown-grace", "3s",
       "--log-level", "debug",
       // Pinned off: the default, auto, mounts a disk per workspace on this machine, and the SIGTERM
@@ -309,7 +311,7 @@ describe("alive-codex against a real sidecar (serve as a child process)", () => 
     assert.equal(again.stdout.trim(), `${workspaceId}: nothing to remove`);
   });
 
-  test("SIGTERM with a run in flight: the turn gets the grace, is cancelled, its CLI learns it; serve exits 0, its socket is gone, the container stays running", async () => {
+  test("SIGTERM with a run in flight (--on-stop drain): the turn gets the grace, is cancelled, its CLI learns it; serve exits 0, its socket is gone, the container stays running", async () => {
     const keptId = uniqueId("kept");
     const keptDir = await makeWorkspaceDir(keptId);
     stub.reset();
