@@ -1,13 +1,17 @@
 /** The Docker engine client and the one place Docker errors are translated. */
 import Docker from "dockerode";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
+import { TrackingAgent } from "./tracking-agent.js";
 
 export type { Docker };
 
 export function createDockerClient(dockerHost: string): Docker {
-  if (dockerHost.startsWith("unix://")) return new Docker({ socketPath: dockerHost.slice("unix://".length) });
+  // Every connection is ours to close (tracking-agent.ts): an exec start in flight included.
+  const agent = new TrackingAgent();
+  if (dockerHost.startsWith("unix://"))
+    return new Docker({ socketPath: dockerHost.slice("unix://".length), agent } as Docker.DockerOptions);
   const url = new URL(dockerHost);
-  return new Docker({ host: url.hostname, port: Number(url.port), protocol: "http" });
+  return new Docker({ host: url.hostname, port: Number(url.port), protocol: "http", agent } as Docker.DockerOptions);
 }
 
 export function dockerStatus(error: unknown): number | undefined {

@@ -13,6 +13,7 @@
  */
 import type { Duplex } from "node:stream";
 import type Docker from "dockerode";
+import { TrackingAgent } from "./tracking-agent.js";
 
 const registries = new WeakMap<Docker, ExecStreams>();
 
@@ -22,14 +23,51 @@ export class ExecStreams {
   /** Set by destroyAll (shutdown): an exec that starts after it is closed at once, not left open. */
   private closed = false;
 
+  /** The client's agent, when it tracks its sockets (engine.ts): exec starts still in flight are closed too. */
+  private agent: TrackingAgent | null = null;
+  /** Exec ids started, by container: which in-flight start socket is whose. */
+  private readonly execsOf = new Map<string, Set<string>>();
+
   /** The registry of this Docker client's exec connections. */
   static of(docker: Docker): ExecStreams {
     let registry = registries.get(docker);
     if (!registry) {
       registry = new ExecStreams();
+      const agent = (docker as unknown as { modem?: { agent?: unknown } }).modem?.agent;
+      if (agent instanceof TrackingAgent) registry.agent = agent;
       registries.set(docker, registry);
     }
     return registry;
+  }
+
+  /**
+   * An exec of this container is being started: its socket, not ours yet, closes with the
+   * container's. Call the returned function once the start settled (the socket is ours or gone).
+   */
+  expect(containerId: string, execId: string): () => void {
+    let ids = this.execsOf.get(containerId);
+    if (!ids) this.execsOf.set(containerId, (ids = new Set()));
+    ids.add(execId);
+    return () => {
+      const current = this.execsOf.get(containerId);
+      current?.delete(execId);
+      if (current?.size === 0) this.execsOf.delete(containerId);
+    };
+  }
+
+  /** Closes the sockets of exec starts of this container (all, with null) the client still holds. */
+  private destroyStarting(containerId: string | null): number {
+    if (this.agent === null) return 0;
+    const ids = containerId === null ? null : this.execsOf.get(containerId);
+    let closed = 0;
+    for (const { execId, socket } of this.agent.execStarts()) {
+      if (ids === undefined || (ids !== null && !ids.has(execId))) continue;
+      socket.destroy();
+      closed += 1;
+    }
+    if (containerId !== null) this.execsOf.delete(containerId);
+    else this.execsOf.clear();
+    return closed;
   }
 
   /** Tracks the connection until it closes. */
@@ -65,7 +103,7 @@ export class ExecStreams {
    * connections of a container started again since).
    */
   destroyContainer(containerId: string, openedBefore = Infinity): number {
-    let closed = 0;
+    let closed = openedBefore === Infinity ? this.destroyStarting(containerId) : 0;
     for (const [stream, openedAt] of this.byContainer.get(containerId) ?? []) {
       if (openedAt >= openedBefore) continue;
       stream.destroy();
@@ -111,7 +149,7 @@ export class ExecStreams {
   /** Closes every connection, and any opened later (shutdown). */
   destroyAll(): number {
     this.closed = true;
-    let total = 0;
+    let total = this.destroyStarting(null);
     for (const containerId of [...this.byContainer.keys()]) total += this.destroyContainer(containerId);
     return total;
   }

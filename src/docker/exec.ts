@@ -36,11 +36,16 @@ export async function startExec(docker: Docker, containerId: string, options: Ex
     // The start is not handed the signal: aborted mid-upgrade, the engine client drops the socket
     // the engine has already upgraded, and the process's output keeps it open (CI runs left such
     // connections behind). An abort ends the wait here instead, and a socket arriving later is closed.
+    const startSettled = registry.expect(containerId, exec.id);
     const starting = exec.start({ hijack: true, stdin: withStdin }) as Promise<NodeJS.ReadWriteStream>;
     started = true;
     const waiting = untilAborted(starting, options.signal, (late) => (late as unknown as Duplex).destroy());
     // After untilAborted's own handler: a late socket is destroyed, or ours, before this settles.
-    starting.then(settled, settled);
+    const both = (): void => {
+      startSettled();
+      settled();
+    };
+    starting.then(both, both);
     stream = await waiting;
   } catch (error) {
     if (!started) settled();
