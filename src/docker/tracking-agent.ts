@@ -15,8 +15,8 @@ export class TrackingAgent extends http.Agent {
   readonly #open = new Set<net.Socket>();
 
   constructor() {
-    // No keep-alive: a hijacked connection is never reused, and a Unix socket costs little to open.
-    super({ keepAlive: false });
+    // As Node's global agent: idle connections kept (and unref'd) a while; a hijacked one leaves the pool.
+    super({ keepAlive: true, scheduling: "lifo", timeout: 5000 });
   }
 
   override createConnection(

@@ -290,11 +290,13 @@ describe("a sidecar killed mid-turn, then started again", () => {
       assert.equal((await again.cancelTurn(keptTurn)).cancelled, true);
       const info = await again.getTurn(keptTurn);
       assert.deepEqual([info.status, info.result?.error?.code], ["cancelled", "cancelled"]);
-      assert.deepEqual(
-        lines(await leftProcesses(kept.containerId)),
-        [],
-        "the cancel swept the adopted turn, its setsid'd sleep included",
-      );
+      // (A launcher being started for the next turn shows for a moment as `runc init`.)
+      await waitFor(async () => (await leftProcesses(kept.containerId)).length === 0, {
+        timeoutMs: 5000,
+        what: "the cancel to have swept the adopted turn, its setsid'd sleep included",
+      }).catch(async (error: Error) => {
+        throw new Error(`${error.message}: ${lines(await leftProcesses(kept.containerId)).join("; ")}`);
+      });
       stub.reset();
       stub.script({ kind: "message", text: "alive after the restart" });
       const result = await again.runTurn({ workspaceId: kept.workspaceId, input: "are you there?" }).result;
