@@ -97,6 +97,8 @@ export interface SidecarConfig {
   dnsServers: string[] | null;
   /** The hosts file read before any DNS query. */
   hostsFile: string;
+  /** ALIVE_CODEX_UPSTREAM_CA: further CAs the egress proxy trusts for brokered hosts (a PEM file), or null. */
+  upstreamCaFile: string | null;
   /** Ports the egress proxy connects to (CONNECT and http://); an internal destination keeps its own. */
   egressPorts: number[];
   /** Connections a workspace may hold on each of its sockets, and tunnels plus forwarded requests through its egress proxy. */

@@ -3,7 +3,8 @@
  * into these types and calls a SidecarService; src/sidecar.ts wires the real implementation. The
  * types it takes and gives live in service-types/, by what they describe, and are all exported here.
  */
-import type { EnsureWorkspaceResult, WorkspaceParams, WorkspaceSummary } from "./service-types/workspace.js";
+import type { EnsureWorkspaceResult, WorkspaceSummary } from "./service-types/workspace.js";
+import type { EnsureWorkspaceParams } from "./service-types/secrets.js";
 import type { RunTurnParams } from "./service-types/turn-params.js";
 import type { AttachTurnHooks, TurnHooks, TurnInfo, TurnResult, TurnSummary } from "./service-types/turn-results.js";
 import type { HealthResult } from "./service-types/health.js";
@@ -13,10 +14,11 @@ export * from "./service-types/isolation.js";
 export * from "./service-types/turn-params.js";
 export * from "./service-types/turn-results.js";
 export * from "./service-types/health.js";
+export * from "./service-types/secrets.js";
 
 export interface SidecarService {
   health(signal?: AbortSignal): Promise<HealthResult>;
-  ensureWorkspace(params: WorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult>;
+  ensureWorkspace(params: EnsureWorkspaceParams, signal?: AbortSignal): Promise<EnsureWorkspaceResult>;
   listWorkspaces(signal?: AbortSignal): Promise<{ workspaces: WorkspaceSummary[] }>;
   removeWorkspace(
     params: { workspaceId: string; purgeHome?: boolean },

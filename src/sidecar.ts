@@ -34,6 +34,8 @@ import { specContextFromConfig } from "./workspace/spec.js";
 import { WorkspaceRuntimes } from "./workspace/runtimes.js";
 import { startWorkspaces } from "./workspace/start-workspaces.js";
 import type { SidecarService } from "./service.js";
+import { sidecarService } from "./wiring/service.js";
+import { openBrokering } from "./wiring/brokering.js";
 
 export interface RunningSidecar {
   service: SidecarService;
@@ -106,6 +108,8 @@ export async function startSidecar(
   // The model key stays here: codex in a workspace gets a per-turn credential that only the
   // workspace's model proxy accepts (egress/workspace-endpoints.ts).
   const credentials = new TurnCredentials<TurnRef>();
+  // Other credentials stay here too: the egress proxy brokers them (wiring/brokering.ts).
+  const brokering = await openBrokering(config, () => metrics?.countBrokeredRequest());
   // The turns are built last (they run in the workspaces, which are told about the proxies): what
   // is built before them and asks them things is handed lateTurns, bound once the turns exist.
   const lateTurns = new LateTurns();
@@ -141,6 +145,9 @@ export async function startSidecar(
     modelUpstream: config.openaiBaseUrl ?? OPENAI_API_BASE_URL,
     apiKey: config.codexApiKey,
     aliveApiUrl: config.aliveApiUrl,
+    secrets: brokering.secrets,
+    apiTokens: brokering.apiTokens,
+    broker: brokering.broker,
     internal: config.internalDestinations,
     credentials,
     ...modelProxyTurnHooks(lateTurns, log, metrics),
@@ -204,6 +211,7 @@ export async function startSidecar(
     records,
     sidecarVersion: sidecarVersion(),
     ...bridges,
+    ...brokering.turns,
     credentials,
     // A turn that narrows its workspace's egress starts with none of the tunnels opened before it.
     onEgressNarrowed: (workspaceId: string) => network.closeTunnels(workspaceId),
@@ -226,42 +234,23 @@ export async function startSidecar(
 
   const engineStatus = new EngineStatus(engine, docker, image, codex);
 
-  const service: SidecarService = {
-    async health(signal) {
-      const [dockerStatus, imageStatus, found] = await engineStatus.read(signal);
-      const codexHealth = codex.health(found);
-      return {
-        version,
-        codexVersion: codexHealth.version ?? codexHealth.requested ?? codexHealth.sdk,
-        codex: codexHealth,
-        docker: dockerStatus,
-        image: imageStatus ?? { ref: config.image ?? "", present: false },
-        workspaces: workspaces.counts(),
-        turns: { running: turns.running, detached: turns.detached },
-        disk: disks.health(),
-      };
+  const service = sidecarService({
+    version,
+    imageRef: config.image,
+    engineStatus,
+    codex,
+    workspaces,
+    turns,
+    disks,
+    descriptors,
+    network,
+    secrets: brokering.secrets,
+    secretRules: {
+      internal: config.internalDestinations,
+      ports: config.egressPorts,
+      defaultEgress: config.defaultEgress,
     },
-    async ensureWorkspace(params, signal) {
-      descriptors.assertRoom(network.heldConnections);
-      const result = await workspaces.ensure(params, signal);
-      turns.prewarm(params.workspaceId);
-      return result;
-    },
-    listWorkspaces: async () => ({ workspaces: workspaces.list() }),
-    removeWorkspace: (params) => {
-      turns.discardLauncher(params.workspaceId);
-      return workspaces.remove(params.workspaceId, params.purgeHome ?? false);
-    },
-    workspaceLogs: async (params, signal) => ({ logs: await workspaces.logs(params.workspaceId, params.tail, signal) }),
-    runTurn: async (params, hooks) => {
-      descriptors.assertRoom(network.heldConnections);
-      return turns.run(params, hooks);
-    },
-    cancelTurn: async (params) => ({ cancelled: await turns.cancel(params.turnId) }),
-    attachTurn: (params, hooks) => turns.attach(params, hooks),
-    getTurn: (params) => turns.get(params.turnId),
-    listTurns: async (params) => ({ turns: turns.list(params) }),
-  };
+  });
 
   let metricsServer: MetricsServer | null = null;
   try {

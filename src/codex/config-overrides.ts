@@ -14,6 +14,8 @@ export interface CodexConfigOptions {
   /** Names of the session env codex runs with; MCP servers get them forwarded. */
   sessionEnvNames: readonly string[];
   mcpServers?: Record<string, McpServerSpec>;
+  /** Variables the agent's commands and MCP servers get holding a brokered credential's placeholder (never a value). */
+  placeholders?: Record<string, string>;
 }
 
 export const PROVIDER_ID = "alive";
@@ -37,6 +39,10 @@ export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject
       ignore_default_excludes: false,
     },
   };
+  // Set after the excludes: a placeholder named like a token (GITHUB_TOKEN) still reaches the commands.
+  const placeholders = options.placeholders ?? {};
+  if (Object.keys(placeholders).length > 0)
+    (config.shell_environment_policy as CodexConfigObject).set = { ...placeholders };
   // Always a custom provider: codex's built-in one tries a WebSocket seven times (~6.4 s) before
   // HTTP, and it would go to OpenAI directly; this one goes to the sidecar's model proxy over HTTP.
   config.model_provider = PROVIDER_ID;
@@ -66,7 +72,7 @@ export function buildCodexConfig(options: CodexConfigOptions): CodexConfigObject
         command: spec.command,
         args: spec.args ?? [],
         env_vars: forwarded,
-        ...(spec.env && Object.keys(spec.env).length > 0 ? { env: spec.env } : {}),
+        ...(spec.env || Object.keys(placeholders).length > 0 ? { env: { ...placeholders, ...spec.env } } : {}),
         // approval_policy "never" would otherwise refuse every MCP tool call.
         default_tools_approval_mode: "approve",
       };

@@ -49,7 +49,18 @@ export interface CodexExecEnvOptions {
   /** The turn's model credential (the model proxy swaps in the real key outside the container). */
   codexApiKey: string | null;
   aliveMcpToken: string | null;
+  /** The trust bundle (the system roots and the sidecar's CA) as a path inside the container, if any. */
+  caBundle?: string | null;
 }
+
+/** The variables that point TLS clients at a CA bundle: OpenSSL tools, git, Node, Python requests, curl. */
+export const CA_BUNDLE_ENV_NAMES = [
+  "SSL_CERT_FILE",
+  "NODE_EXTRA_CA_CERTS",
+  "GIT_SSL_CAINFO",
+  "REQUESTS_CA_BUNDLE",
+  "CURL_CA_BUNDLE",
+] as const;
 
 /**
  * What codex's own exec adds to the container's env for one turn: the turn marker, the turn's
@@ -65,6 +76,8 @@ export function buildCodexExecEnv(options: CodexExecEnvOptions): Record<string, 
   };
   if (options.codexApiKey) env.CODEX_API_KEY = options.codexApiKey;
   if (options.aliveMcpToken) env.ALIVE_MCP_TOKEN = options.aliveMcpToken;
+  // Codex's commands and MCP servers inherit them: the sidecar's CA is trusted for intercepted hosts.
+  if (options.caBundle) for (const name of CA_BUNDLE_ENV_NAMES) env[name] = options.caBundle;
   for (const [name, value] of Object.entries(env)) checkEnvValue(name, value);
   return env;
 }

@@ -1,9 +1,11 @@
 /**
  * Alive's own API, reverse-proxied. Inside a workspace, ALIVE_API_URL is a loopback URL; each
  * request to it reaches this server through the container's forwarder and is passed on to the
- * real API (an internal destination), path and headers as they came (the caller's own
- * Authorization included: Alive's MCP servers authenticate themselves). So a plain HTTP client
- * that ignores proxy variables, such as Node's fetch in Alive's MCP servers, works unchanged.
+ * real API (an internal destination), path and headers as they came. Alive's token is added here
+ * (api-tokens.ts): inside, ALIVE_MCP_TOKEN holds only a placeholder, which is swapped for the token
+ * where a request header carries it, and a request without Authorization gets `Bearer <token>`. So a
+ * plain HTTP client that ignores proxy variables, such as Node's fetch in Alive's MCP servers, works
+ * unchanged, and no process of the workspace can read the token.
  *
  * The API is told which workspace called: `x-alive-workspace: <workspaceId>` is set here on every
  * request, over whatever the tenant sent. Headers a tenant could use to pass itself off as another
@@ -23,6 +25,7 @@ import type { Logger } from "../log.js";
 import { LogLimiter, limitedLog } from "../shared/log-limiter.js";
 import { clientResponseHeaders } from "../model-proxy/headers.js";
 import { LIMIT_HEADER, type Admission } from "./connection-limits.js";
+import { withApiCredential, type ApiCredential } from "./api-tokens.js";
 
 /** The header naming the calling workspace, set by the proxy alone. */
 export const WORKSPACE_HEADER = "x-alive-workspace";
@@ -69,6 +72,8 @@ export interface ApiProxyOptions {
   logKey?: string;
   /** Asked for each request before it is forwarded; a refusal is answered instead (a workspace's requests in flight are bounded). */
   admitRequest?: () => Admission;
+  /** Alive's token for this workspace (api-tokens.ts), added to every request; null: none is added. */
+  credential?: () => ApiCredential | null;
 }
 
 /** The request headers sent to Alive's API: the caller's, less hop-by-hop and spoofable ones, with the workspace named. */
@@ -99,6 +104,13 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
   const server = http.createServer((req, res) => forward(req, res));
   server.on("close", () => agent.destroy());
 
+  /** The token goes on here, past everything the tenant sent: it never reaches the workspace. */
+  function withCredential(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+    const credential = options.credential?.();
+    if (credential) withApiCredential(headers as Record<string, string | string[] | number | undefined>, credential);
+    return headers;
+  }
+
   function forward(req: IncomingMessage, res: ServerResponse): void {
     const slot = options.admitRequest?.();
     if (slot && !slot.ok) {
@@ -120,7 +132,7 @@ export function createApiProxy(options: ApiProxyOptions): http.Server {
       port: target.port === "" ? undefined : Number(target.port),
       method: req.method ?? "GET",
       path: req.url ?? "/",
-      headers: apiRequestHeaders(req.headers, options.workspaceId, target.host),
+      headers: withCredential(apiRequestHeaders(req.headers, options.workspaceId, target.host)),
       agent,
       timeout: options.connectTimeoutMs ?? 10_000,
     });

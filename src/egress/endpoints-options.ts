@@ -10,6 +10,9 @@ import type { InternalDestination } from "../policy/internal-destinations.js";
 import type { ConnectionLimitsOptions, LimitReason, SocketKind, UpstreamKind } from "./connection-limits.js";
 import type { RefusalReason } from "./destination.js";
 import type { NameResolver } from "./resolver.js";
+import type { ApiTokens } from "./api-tokens.js";
+import type { SecretBindings } from "./secret-bindings.js";
+import type { TunnelBroker } from "./tunnel-broker.js";
 import type { CutReason } from "./upstream-watch.js";
 
 /** What a model credential refers to. */
@@ -25,6 +28,12 @@ export interface WorkspaceEndpointsOptions {
   /** The real key; it never leaves the sidecar except towards modelUpstream. */
   apiKey: string | null;
   aliveApiUrl: string | null;
+  /** Alive's API token per workspace, added by the API proxy (api-tokens.ts). */
+  apiTokens?: ApiTokens;
+  /** The secret bindings in force: a CONNECT to a bound host is intercepted (secret-bindings.ts)... */
+  secrets?: SecretBindings;
+  /** ...by the broker (tunnel-broker.ts); without one, every tunnel is plain. */
+  broker?: TunnelBroker;
   internal: readonly InternalDestination[];
   credentials: TurnCredentials<TurnRef>;
   /** Asked before each model request is forwarded; a refusal is answered instead (a spent token budget). */

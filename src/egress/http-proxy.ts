@@ -12,10 +12,11 @@
  * workspace (a tenant decides how many requests fail).
  */
 import http from "node:http";
+import { errorMessage } from "../errors.js";
 import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream";
 import { parseAbsoluteTarget, parseConnectTarget } from "./destination.js";
-import type { EgressProxyOptions } from "./proxy-options.js";
+import type { EgressProxyOptions, TunnelTakeover } from "./proxy-options.js";
 import { ERROR_HEADER, answer, answerRaw } from "./proxy-replies.js";
 import { EgressProxyServer } from "./proxy-server.js";
 import { createUpstreamOpener } from "./upstream-opener.js";
@@ -55,28 +56,49 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxyServe
       return answerRaw(client, { status: 400, header: ERROR_HEADER, code: "bad_request", message: target });
     const upstream = await openUpstream("tunnel", target, closedSignal(client, true));
     if (!("pipe" in upstream)) return answerRaw(client, upstream);
+    // A host with a secret binding is intercepted (its leaf certificate is minted here, before the 200).
+    let takeover: TunnelTakeover | null = null;
+    try {
+      takeover = options.intercept ? await options.intercept(target) : null;
+    } catch (error) {
+      // Never a plain tunnel instead: the client would reach the host without its credential.
+      upstream.destroy();
+      return answerRaw(client, {
+        status: 502,
+        header: ERROR_HEADER,
+        code: "upstream_tls",
+        message: `${target.host} port ${target.port}: could not set up the brokered connection (${errorMessage(error)})`,
+      });
+    }
     if (client.destroyed) {
       upstream.destroy();
       return;
     }
-    establishTunnel(client, upstream, head);
+    establishTunnel(client, upstream, head, takeover);
   }
 
   /**
    * The tunnel proper, once the destination is decided and connected: 200, then the bytes both
    * ways, as they are, until either side closes, the tunnel idles or outlives its maximum, or
-   * closeUpstreams() cuts it. A tunnel that should be looked into (TLS terminated for a host)
-   * would be set up here, between the 200 and the pipes.
+   * closeUpstreams() cuts it. A tunnel to a host with a secret binding is taken over instead of
+   * piped (TLS terminated, the binding applied: broker/intercept.ts), under the same watch.
    */
-  function establishTunnel(client: Duplex, upstream: Duplex, head: Buffer): void {
+  function establishTunnel(client: Duplex, upstream: Duplex, head: Buffer, takeover: TunnelTakeover | null): void {
     const closeBoth = (): void => {
       client.destroy();
       upstream.destroy();
     };
-    client.on("close", closeBoth);
-    upstream.on("error", closeBoth).on("close", closeBoth);
     superviseUpstream("tunnel", upstream, [client, upstream], [client, upstream]);
     client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (takeover) {
+      // The takeover ends both itself: an upstream that closes may still owe the client an answer (a 502).
+      client.on("close", () => upstream.destroy());
+      upstream.on("error", () => undefined);
+      takeover(client, upstream, head);
+      return;
+    }
+    client.on("close", closeBoth);
+    upstream.on("error", closeBoth).on("close", closeBoth);
     if (head.length > 0) upstream.write(head);
     // pipe() passes on a half-close (end) each way; a socket ended both ways closes itself.
     upstream.pipe(client);

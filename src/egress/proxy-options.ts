@@ -5,7 +5,8 @@ import type { AddressSet } from "../policy/addresses.js";
 import type { EgressPolicy } from "../policy/egress-policy.js";
 import type { InternalDestination } from "../policy/internal-destinations.js";
 import type { Admission } from "./connection-limits.js";
-import type { RefusalReason, Resolver } from "./destination.js";
+import type { Duplex } from "node:stream";
+import type { RefusalReason, Resolver, Target } from "./destination.js";
 import type { CutReason } from "./upstream-watch.js";
 
 export interface EgressProxyOptions {
@@ -38,7 +39,16 @@ export interface EgressProxyOptions {
   logLimiter?: LogLimiter;
   /** The key of this proxy's lines in logLimiter (the workspace). Default "". */
   logKey?: string;
+  /**
+   * Asked once a CONNECT's upstream is connected: for a host with a secret binding, what takes the
+   * tunnel over (TLS terminated, the binding applied: broker/intercept.ts) instead of piping its
+   * bytes; null for every other host. Default: none is intercepted.
+   */
+  intercept?: (target: Target) => Promise<TunnelTakeover | null>;
 }
+
+/** Takes over a tunnel after its 200: the client's and upstream's sockets, and what the client sent already. */
+export type TunnelTakeover = (client: Duplex, upstream: Duplex, head: Buffer) => void;
 
 /** What holds an upstream connection of the egress proxy. */
 export type UpstreamKind = "tunnel" | "request";

@@ -19,6 +19,7 @@ export type EgressErrorCode =
   | "connect_failed"
   | "connect_timeout"
   | "upstream_failed"
+  | "upstream_tls"
   | "egress_changed"
   | LimitReason;
 

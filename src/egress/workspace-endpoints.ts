@@ -32,6 +32,9 @@ import type { TurnRef, WorkspaceEndpointsOptions, WorkspaceNet } from "./endpoin
 import { createEgressProxy, type EgressProxyServer } from "./http-proxy.js";
 import { closeServer, listenOwned } from "./owned-socket.js";
 import { NameResolver } from "./resolver.js";
+import type { Logger } from "../log.js";
+import type { Target } from "./destination.js";
+import type { TunnelTakeover } from "./proxy-options.js";
 
 export type { TurnRef, WorkspaceEndpointsOptions, WorkspaceNet } from "./endpoints-options.js";
 
@@ -106,6 +109,11 @@ export class WorkspaceEndpoints {
     return endpoints === undefined ? 0 : endpoints.egress.closeUpstreams();
   }
 
+  /** The workspace's own Alive API token (workspace.ensure `aliveApiToken`), over the operator's. */
+  setApiToken(workspaceId: string, token: string): void {
+    this.options.apiTokens?.set(workspaceId, token);
+  }
+
   /** Stops serving the workspace (it was removed): open tunnels and streams end. */
   close(workspaceId: string): Promise<void> {
     const endpoints = this.open.get(workspaceId);
@@ -113,6 +121,8 @@ export class WorkspaceEndpoints {
     this.served.delete(workspaceId);
     this.refused.delete(workspaceId);
     this.limits.forget(workspaceId);
+    this.options.apiTokens?.forget(workspaceId);
+    this.options.secrets?.forget(workspaceId);
     this.options.credentials.revokeWhere((ref) => ref.workspaceId === workspaceId);
     if (!endpoints) return this.closing.get(workspaceId) ?? Promise.resolve();
     const done = endpoints
@@ -131,6 +141,15 @@ export class WorkspaceEndpoints {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.open.keys()].map((workspaceId) => this.close(workspaceId)));
+  }
+
+  /** A CONNECT to a host the workspace has a secret binding for is taken over by the broker. */
+  private interceptor(workspaceId: string, log: Logger): (target: Target) => Promise<TunnelTakeover | null> {
+    const { secrets, broker } = this.options;
+    return async (target) => {
+      const binding = secrets?.bindingFor(workspaceId, target.host, target.port) ?? null;
+      return binding && broker ? broker.takeover(target, binding, log) : null;
+    };
   }
 
   private async start(net: WorkspaceNet): Promise<Endpoints> {
@@ -158,6 +177,7 @@ export class WorkspaceEndpoints {
       ...(options.tunnelIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.tunnelIdleTimeoutMs } : {}),
       ...(options.tunnelMaxLifetimeMs !== undefined ? { maxLifetimeMs: options.tunnelMaxLifetimeMs } : {}),
       ...(options.egressPorts !== undefined ? { allowedPorts: options.egressPorts } : {}),
+      ...(options.broker && options.secrets ? { intercept: this.interceptor(net.workspaceId, log) } : {}),
     });
     const endpoints: Endpoints = { servers: [], egress, dropRefused: [] };
     const model = createModelProxy<TurnRef>({
@@ -190,6 +210,7 @@ export class WorkspaceEndpoints {
           logLimiter: this.logLimiter,
           logKey: net.workspaceId,
           admitRequest: () => limits.admitUpstream(net.workspaceId, "apiRequest"),
+          ...(options.apiTokens ? { credential: () => options.apiTokens!.credential(net.workspaceId) } : {}),
         })
       : null;
     const servers: Array<[SocketKind, Server]> = [

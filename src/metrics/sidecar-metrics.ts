@@ -45,6 +45,7 @@ export class SidecarMetrics {
   private readonly proxyErrors: Counter<"code">;
   private readonly sandboxStalls: Counter;
   private readonly leftTurns: Counter;
+  private readonly brokered: Counter;
   private readonly modelRefusals: Counter<"reason">;
   private readonly lateTokens: Counter;
   private readonly dnsRefusals: Counter<"reason">;
@@ -117,6 +118,11 @@ export class SidecarMetrics {
       name: `${METRIC_PREFIX}restart_turns_total`,
       help: "Turns an earlier sidecar left running, by what start-up did: adopted, or ended container_died or sidecar_restarted (docs/operations.md).",
       labelNames: ["outcome"],
+      registers,
+    });
+    this.brokered = new Counter({
+      name: `${METRIC_PREFIX}egress_brokered_requests_total`,
+      help: "Requests to a host with a secret binding that the egress proxy applied the binding to (docs/security.md, Brokered credentials); per workspace and host in workspace.list.",
       registers,
     });
     this.modelRefusals = new Counter({
@@ -222,6 +228,10 @@ export class SidecarMetrics {
 
   countSandboxStall(): void {
     this.sandboxStalls.inc();
+  }
+
+  countBrokeredRequest(): void {
+    this.brokered.inc();
   }
 
   /** A turn an earlier sidecar left running: "adopted", or the code it was ended with. */

@@ -6,6 +6,7 @@
  * METHOD_TABLE; the typed client takes its types from here (a type-only import).
  */
 import type {
+  EnsureWorkspaceParams,
   EnsureWorkspaceResult,
   HealthResult,
   RunTurnParams,
@@ -51,7 +52,7 @@ function method<Params>() {
 const ignoreParams = (): void => undefined;
 
 /** workspace.ensure params as sent on the wire (workspacePath not yet resolved). */
-export type EnsureWorkspaceRequest = WorkspaceParams;
+export type EnsureWorkspaceRequest = EnsureWorkspaceParams;
 
 /**
  * turn.run params as sent on the wire. The workspace.ensure fields may ride along at the top level;

@@ -39,6 +39,7 @@ import {
 } from "../service.js";
 import type { WorkspacePolicy } from "../policy/workspace-policy.js";
 import { MCP_PARAM_LIMITS, parseMcpServers } from "./mcp-server-params.js";
+import { parseSecretBindings } from "./secret-params.js";
 import { WORKSPACE_PARAM_LIMITS, parseWorkspaceFields, workspaceIdOf } from "./workspace-params.js";
 
 export { ENV_NAME_PATTERN, MCP_SERVER_NAME_PATTERN } from "./mcp-server-params.js";
@@ -173,6 +174,7 @@ export async function parseRunTurnParams(raw: unknown, policy: WorkspacePolicy):
   }
   if (has(fields, "options")) out.options = parseOptions(fields.options);
   if (has(fields, "mcpServers")) out.mcpServers = parseMcpServers(fields.mcpServers);
+  if (has(fields, "secrets")) out.secrets = parseSecretBindings(fields.secrets);
 
   if (has(fields, "workspacePath")) {
     out.workspace = await parseWorkspaceFields(fields, workspaceId, policy);

@@ -23,7 +23,8 @@ import {
   type Fields,
 } from "./param-checks.js";
 import { DISK_RANGES, RESOURCE_RANGES } from "../shared/limits.js";
-import type { NetworkMode, ResourceRequest, WorkspaceParams } from "../service.js";
+import type { EnsureWorkspaceParams, NetworkMode, ResourceRequest, WorkspaceParams } from "../service.js";
+import { parseSecretBindings } from "./secret-params.js";
 import { checkId, checkWorkspaceId, resolveWorkspacePath, type WorkspacePolicy } from "../policy/workspace-policy.js";
 
 export const RUNTIME_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -101,9 +102,27 @@ function parseResources(value: unknown, field: string): ResourceRequest {
   return out;
 }
 
-export async function parseEnsureWorkspaceParams(raw: unknown, policy: WorkspacePolicy): Promise<WorkspaceParams> {
+export async function parseEnsureWorkspaceParams(
+  raw: unknown,
+  policy: WorkspacePolicy,
+): Promise<EnsureWorkspaceParams> {
   const fields = expectParams(raw);
-  return parseWorkspaceFields(fields, workspaceIdOf(fields), policy);
+  // The brokered fields first: cheap, and a refusal makes nothing.
+  const secrets = has(fields, "secrets") ? parseSecretBindings(fields.secrets) : undefined;
+  let aliveApiToken: string | undefined;
+  if (has(fields, "aliveApiToken")) {
+    const token = fields.aliveApiToken;
+    if (typeof token !== "string" || token.length === 0 || token.length > 8192 || /[\r\n\0]/.test(token))
+      throw invalidParams(
+        "aliveApiToken",
+        "must be a non-empty string of at most 8192 characters without CR, LF or NUL",
+      );
+    aliveApiToken = token;
+  }
+  const params: EnsureWorkspaceParams = await parseWorkspaceFields(fields, workspaceIdOf(fields), policy);
+  if (secrets !== undefined) params.secrets = secrets;
+  if (aliveApiToken !== undefined) params.aliveApiToken = aliveApiToken;
+  return params;
 }
 
 export function parseRemoveWorkspaceParams(raw: unknown): { workspaceId: string; purgeHome: boolean } {

@@ -1,6 +1,7 @@
 /** What turn.run asks for: the input, the options (codex's and the sidecar's own), the budgets and the MCP servers. */
 import type { ModelReasoningEffort, ThreadOptions } from "@openai/codex-sdk";
 import type { WorkspaceParams } from "./workspace.js";
+import type { SecretBinding } from "./secrets.js";
 
 export type TurnInputItem = { type: "text"; text: string } | { type: "local_image"; path: string };
 
@@ -59,4 +60,6 @@ export interface RunTurnParams {
   mcpServers?: Record<string, McpServerSpec>;
   /** turn.run may carry the workspace.ensure fields; then the workspace is ensured first. */
   workspace?: WorkspaceParams;
+  /** Secret bindings for this turn only (on top of the workspace's; a turn's binding of a host wins). */
+  secrets?: SecretBinding[];
 }

@@ -1,5 +1,6 @@
 /** What the service takes and gives for a workspace: workspace.ensure's params, its result, and workspace.list's summaries. */
 import type { EgressDescription, EgressPolicy } from "../policy/egress-policy.js";
+import type { SecretBindingSummary } from "./secrets.js";
 import type { IsolationReport } from "./isolation.js";
 
 /** "default": the sidecar's egress proxy under the workspace's policy; "none": the model API only. Either way the container has no network of its own. */
@@ -63,6 +64,8 @@ export interface WorkspaceSummary {
   isolation: IsolationReport | null;
   /** The OCI runtime the container runs under (null: an adopted container made before runtimes were labelled). */
   runtime: string | null;
+  /** Its secret bindings in force (the workspace's and its running turn's): hosts, headers, env names, counts; never a value. */
+  secrets?: SecretBindingSummary[];
 }
 
 /**

@@ -93,6 +93,16 @@ export const EGRESS_SETTINGS: readonly AnySetting[] = [
       "Comma-separated DNS servers the sidecar asks, each an IP address with an optional port (10.0.0.2, 127.0.0.1:5353, [fd00::53]:53), for the egress proxy and the model API's name. resolv.conf's search list applies either way.",
   }),
   setting({
+    key: "upstreamCaFile",
+    env: "ALIVE_CODEX_UPSTREAM_CA",
+    flag: "--upstream-ca",
+    parse: parseAbsolutePath,
+    default: null,
+    defaultText: "(none: the system roots only)",
+    description:
+      'A PEM bundle of further certificate authorities the egress proxy trusts when it brokers a credential to a host (workspace.ensure secrets: it opens its own TLS connection to the host), e.g. those of internal destinations with a private CA. Read at start; one that holds no certificate is refused. See docs/security.md, "Brokered credentials".',
+  }),
+  setting({
     key: "hostsFile",
     env: "ALIVE_CODEX_HOSTS_FILE",
     flag: "--hosts-file",

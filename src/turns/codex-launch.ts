@@ -4,6 +4,8 @@
  * turn's header. The launcher execs codex with its stdio on the files, and its exec connection ends.
  */
 import type { Logger } from "../log.js";
+import { mcpTokenFor, type BrokeredEnv } from "./codex-thread.js";
+import type { TrustBundle } from "../workspace/trust-bundle.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { buildCodexExecEnv } from "../codex/env.js";
 import { encodeLaunchHeader, type LaunchTarget, type Launchers } from "../codex/launcher.js";
@@ -18,6 +20,9 @@ import {
 export interface CodexLaunchOptions {
   launchers: Launchers;
   aliveMcpToken: string | null;
+  brokered?: BrokeredEnv;
+  /** The system roots and the sidecar's CA, for TLS clients in the workspace (workspace/trust-bundle.ts). */
+  trustBundle?: TrustBundle;
 }
 
 /** Where a launched codex runs and writes: what a sidecar needs to adopt the turn. */
@@ -53,7 +58,9 @@ export async function launchCodex(
   const { uid, gid } = record.params;
   const files = await createTurnFiles(record.paths.tmp, names, { uid, gid }, prompt);
   try {
-    const env = buildCodexExecEnv({ turnId, codexApiKey: modelCredential, aliveMcpToken: options.aliveMcpToken });
+    const aliveMcpToken = mcpTokenFor(options, record.params.workspaceId);
+    const caBundle = options.trustBundle ? await options.trustBundle.installIn(record.paths.run) : null;
+    const env = buildCodexExecEnv({ turnId, codexApiKey: modelCredential, aliveMcpToken, caBundle });
     const exec = await options.launchers.take(launchTarget(record));
     exec.stdin?.end(
       encodeLaunchHeader(env, argv, {

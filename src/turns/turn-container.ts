@@ -14,27 +14,24 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
 import type { EnginePort } from "../docker/engine-port.js";
-import { runCommand } from "../docker/exec-output.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "../codex/bridge.js";
 import { LineCapTransform, StderrRelay } from "../codex/codex-output.js";
-import type { Launchers } from "../codex/launcher.js";
-import { sweepCommand } from "../codex/sweep.js";
+import { sweepTurn, sweepUntilExited } from "./turn-sweep.js";
 import { FileFollower } from "../codex/file-follower.js";
 import { ExecExitWatch } from "./exec-exit.js";
 import { removeTurnFiles, reopenTurnFiles } from "../codex/turn-files.js";
-import { launchCodex, type LaunchedCodex, type TurnLaunch } from "./codex-launch.js";
+import { launchCodex, type CodexLaunchOptions, type LaunchedCodex, type TurnLaunch } from "./codex-launch.js";
 
 export { launchTarget, type TurnLaunch } from "./codex-launch.js";
 
-export interface TurnContainerOptions {
+/** Codex's launch (the launchers, what ALIVE_MCP_TOKEN holds, the trust bundle), and the turn's relay. */
+export interface TurnContainerOptions extends CodexLaunchOptions {
   engine: EnginePort;
-  launchers: Launchers;
   bridgesDir: string;
-  aliveMcpToken: string | null;
   /** The longest line codex may write to stdout (ALIVE_CODEX_OUTPUT_LINE_MAX_MB), in bytes. */
   outputLineMaxBytes: number;
 }
@@ -129,7 +126,8 @@ export class TurnContainer {
       this.started = true;
       await this.onLaunched(this.launch);
     }
-    // Aborted while codex was being started: the sweep may have run before codex existed.
+    // Aborted while codex was being started: the sweep may run before the launcher has exec'd codex,
+    // so it is repeated until the exec ends (bounded).
     if (this.aborting !== null) void this.sweep();
     const maxLineBytes = this.options.outputLineMaxBytes;
     const stdout = new LineCapTransform(maxLineBytes, () => {
@@ -267,21 +265,10 @@ export class TurnContainer {
     await this.bridge?.finish(143).catch(() => undefined);
   }
 
-  /** Kills every process of this turn in the container. */
-  async sweep(): Promise<number> {
-    const { uid, gid } = this.record.params;
-    try {
-      const result = await runCommand(this.options.engine, this.record.containerId, {
-        cmd: sweepCommand(this.turnId),
-        user: `${uid}:${gid}`,
-        signal: AbortSignal.timeout(10_000),
-      });
-      const match = /swept (\d+)/.exec(result.stdout);
-      return match ? Number(match[1]) : 0;
-    } catch (error) {
-      this.log.warn("could not sweep the turn's processes", { error: errorMessage(error) });
-      return 0;
-    }
+  /** Kills every process of this turn in the container (turn-sweep.ts); with an exec, until it has ended. */
+  sweep(): Promise<number> {
+    const target = { engine: this.options.engine, record: this.record, turnId: this.turnId, log: this.log };
+    return this.launch ? sweepUntilExited(target, this.launch.execId) : sweepTurn(target);
   }
 
   async dispose(): Promise<void> {

@@ -5,16 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { ErrorCode, SidecarError, errorMessage } from "../errors.js";
-import type { Logger } from "../log.js";
 import type { RunTurnParams, TurnHooks, TurnResult } from "../service.js";
-import type { WorkspaceManager } from "../workspace/manager.js";
-import type { Launchers } from "../codex/launcher.js";
 import { SandboxProbe } from "../codex/sandbox-probe.js";
 import { checkAdditionalDirectories, checkInput, checkThread, checkTurnSlot } from "./turn-admission.js";
 import { launchTarget } from "./turn-container.js";
-import { TurnFailure, executeTurn, type TurnExecutionOptions } from "./turn-execution.js";
+import { TurnFailure, executeTurn } from "./turn-execution.js";
 import { TurnRecordKeeper, adoptedContinuity, type AdoptedTurn, type TurnContinuity } from "./turn-continuity.js";
-import type { TurnRecords } from "./turn-records.js";
 import type { WorkspaceRecord } from "../workspace/record.js";
 import type { TurnBudget } from "./turn-budget.js";
 import { SANDBOX_STALLED } from "./turn-stall-watch.js";
@@ -22,28 +18,12 @@ import { codexWebSearchMode } from "../model-proxy/body-policy.js";
 import type { ProxyRefusal } from "../model-proxy/options.js";
 import { egressInForce } from "../workspace/record.js";
 import type { TokenUsage } from "../model-proxy/sse-usage.js";
-import { resolveTurnBudget, type BudgetLimits } from "./turn-budget.js";
+import { resolveTurnBudget } from "./turn-budget.js";
 import { turnEgress } from "./turn-egress.js";
+import type { TurnRunnerOptions } from "./runner-options.js";
 import { TurnMeter } from "./turn-meter.js";
 
-export interface TurnRunnerOptions extends TurnExecutionOptions {
-  launchers: Launchers;
-  log: Logger;
-  workspaces: WorkspaceManager;
-  maxTurns: number;
-  /** Operator directories mounted read-only in every workspace: options.additionalDirectories may name them. */
-  trustedDirs: readonly string[];
-  /** The operator's default budgets and ceilings. */
-  budgets: BudgetLimits;
-  /** Hosted tools the model proxy lets through under a restricted egress (ALIVE_CODEX_MODEL_HOSTED_TOOLS): web_search keeps codex's web search on there. */
-  modelHostedTools?: readonly string[];
-  /** Where the cgroup hierarchies are mounted (tests point it elsewhere); default /sys/fs/cgroup. */
-  cgroupRoot?: string;
-  /** Where running turns are recorded so that a later sidecar can adopt them (turn-records.ts); null: nowhere. */
-  records: TurnRecords | null;
-  /** The sidecar's version, kept in each turn's record. */
-  sidecarVersion: string;
-}
+export type { TurnRunnerOptions } from "./runner-options.js";
 
 interface RunningTurn {
   turnId: string;
@@ -173,6 +153,8 @@ export class TurnRunner {
     // and without network access the turn's egress narrows to the model API.
     const sandboxMode = params.options?.sandboxMode ?? "danger-full-access";
     if (sandboxMode === "read-only") await this.sandbox.check(sandboxMode, record);
+    // A binding never widens the egress: checked against what the turn will have in force.
+    if (params.secrets) this.options.turnSecrets?.check(params.secrets, turnEgress(params.options) ?? record.egress);
     checkTurnSlot(this.turns, turnId, this.options.maxTurns);
     workspaces.acquireTurn(params.workspaceId, turnId);
     try {
@@ -185,6 +167,7 @@ export class TurnRunner {
       throw error;
     }
     record.turnEgress = turnEgress(params.options);
+    if (params.secrets) this.options.turnSecrets?.set(params.workspaceId, params.secrets);
     // Codex is told no web search where the model proxy would refuse its tool (codex 0.163 offers
     // live web search by default), so an honest turn never trips the body policy.
     const webSearchMode = codexWebSearchMode(
@@ -287,6 +270,7 @@ export class TurnRunner {
       })
       .finally(() => {
         this.turns.delete(turnId);
+        if (params.secrets) this.options.turnSecrets?.set(params.workspaceId, null);
         record.turnEgress = null;
         workspaces.releaseTurn(params.workspaceId, turnId);
         this.prewarm(params.workspaceId);

@@ -16,7 +16,7 @@ import { findSrcDir, listTs } from "../support/source-files.js";
  *                when it validates params)
  *   6 doctor     src/doctor/** (alive-codex doctor: starts its own sidecar and checks it), beside
  *                rpc: neither imports the other
- *   5 wiring     src/sidecar.ts
+ *   5 wiring     src/sidecar.ts and src/wiring/** (the service it hands the RPC server)
  *   4 turns      src/turns/** (a turn's whole life behind one facade: admission, execution in its
  *                workspace's container, budgets, the journal hub behind attach, get and list); it
  *                drives codex through codex/ and holds its workspace through workspace/
@@ -63,6 +63,7 @@ const FOLDERS: Readonly<Record<string, Layer>> = {
   cli: "cli",
   rpc: "rpc",
   doctor: "doctor",
+  wiring: "wiring",
   turns: "turns",
   codex: "codex",
   workspace: "workspace",
