@@ -77,6 +77,7 @@ export class FileFollower {
     wake?.();
   }
 
+  /** Reads until stopped; a file that can no longer be read (closed under it) ends the follow, as a stop. */
   async #run(pollMs: number): Promise<void> {
     const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
     try {
@@ -103,6 +104,8 @@ export class FileFollower {
           };
         });
       }
+    } catch {
+      // Closed by whoever owns the handle (the turn was disposed): nothing more to pass on.
     } finally {
       this.#watcher?.close();
       this.#watcher = null;

@@ -48,6 +48,8 @@ export class TurnContainer {
   /** After an abort nothing of codex's output is passed on. */
   private discarding = false;
   private abandoned = false;
+  /** dispose() began: nothing more is started (a launch in flight finishes, and its output is not followed). */
+  private disposed = false;
   private launch: TurnLaunch | null;
   private followers: FileFollower[] = [];
   private handles: Array<{ close(): Promise<void> }> = [];
@@ -128,7 +130,13 @@ export class TurnContainer {
     }
     // Aborted while codex was being started: the sweep may run before the launcher has exec'd codex,
     // so it is repeated until the exec ends (bounded).
-    if (this.aborting !== null) void this.sweep();
+    if (this.aborting !== null || (this.disposed && !this.abandoned)) void this.sweep();
+    // Disposed meanwhile (the turn ended while codex was launched): what the launch made is let go here.
+    if (this.disposed) {
+      await Promise.all([files.out.close(), files.err.close()].map((p) => p.catch(() => undefined)));
+      if (!this.abandoned && this.launch) await removeTurnFiles(this.record.paths.tmp, this.launch.files);
+      return;
+    }
     const maxLineBytes = this.options.outputLineMaxBytes;
     const stdout = new LineCapTransform(maxLineBytes, () => {
       this.log.warn("codex wrote a stdout line over the bound: the turn fails", { maxLineBytes });
@@ -272,6 +280,7 @@ export class TurnContainer {
   }
 
   async dispose(): Promise<void> {
+    this.disposed = true;
     this.drainStdout();
     await Promise.all(this.followers.map((f) => f.stop()));
     await Promise.all(this.handles.map((h) => h.close().catch(() => undefined)));
