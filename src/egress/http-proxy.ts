@@ -20,22 +20,11 @@ import type { EgressProxyOptions, TunnelTakeover } from "./proxy-options.js";
 import { ERROR_HEADER, answer, answerRaw } from "./proxy-replies.js";
 import { EgressProxyServer } from "./proxy-server.js";
 import { createUpstreamOpener } from "./upstream-opener.js";
+import { withoutHopByHop } from "./hop-by-hop.js";
 
 export type { EgressProxyOptions, UpstreamKind } from "./proxy-options.js";
 export { ERROR_HEADER, REFUSED_HEADER, type EgressErrorCode } from "./proxy-replies.js";
 export { EgressProxyServer } from "./proxy-server.js";
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authorization",
-  "proxy-authenticate",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxyServer {
   const server = new EgressProxyServer();
@@ -169,15 +158,4 @@ function closedSignal(stream: Duplex | http.ServerResponse, alsoOnEnd = false): 
   stream.once("close", abort);
   if (alsoOnEnd) stream.once("end", abort);
   return controller.signal;
-}
-
-function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = String(headers.connection ?? "")
-    .split(",")
-    .map((token) => token.trim().toLowerCase());
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name) && !named.includes(name)) out[name] = value;
-  }
-  return out;
 }

@@ -6,7 +6,6 @@
  * Every other host stays a plain tunnel: its client sees the upstream's own certificate.
  */
 import path from "node:path";
-import tls from "node:tls";
 import type { Logger } from "../log.js";
 import type { Target } from "./destination.js";
 import type { TunnelTakeover } from "./proxy-options.js";
@@ -14,7 +13,7 @@ import type { AppliedBinding } from "./secret-bindings.js";
 import { BrokerCa } from "./broker/broker-ca.js";
 import { LeafMinter } from "./broker/leaf-minter.js";
 import { interceptTunnel } from "./broker/intercept.js";
-import { createUpstreamTrust, type UpstreamTrust } from "./broker/trust.js";
+import { createUpstreamTrust, trustBundleText, type UpstreamTrust } from "./broker/trust.js";
 
 export class TunnelBroker {
   private constructor(
@@ -31,7 +30,7 @@ export class TunnelBroker {
 
   /** What a workspace's TLS clients trust: the system roots and the CA (workspace/trust-bundle.ts). */
   get trustBundlePem(): string {
-    return `${[...tls.rootCertificates, this.ca.certPem.trim()].join("\n")}\n`;
+    return trustBundleText(this.ca.certPem);
   }
 
   /** The takeover of a tunnel to `target` with `binding` applied; its leaf is minted first (cached). */

@@ -266,6 +266,20 @@ describe("credentials brokered by the egress proxy", () => {
     assert.ok(plain.includes(`issuer=${upstreamCaName}`), `an unbound host is not intercepted:\n${plain}`);
   });
 
+  test("a turn's own binding is in force for that turn only", async () => {
+    const ws = await t.workspace(uniqueId("turn-bound"));
+    await t.sidecar.service.ensureWorkspace(ws);
+    const lsRemote = `git ls-remote https://${host}/private.git >/dev/null 2>&1 && echo REACHED || echo REFUSED`;
+    const bound = await runCommand(ws, lsRemote, {
+      secrets: [{ host, header: "Authorization", value: `Bearer ${TOKEN}` }],
+    });
+    assert.match(bound, /REACHED/, bound);
+    const listed = (await t.sidecar.service.listWorkspaces()).workspaces.find((w) => w.workspaceId === ws.workspaceId);
+    assert.equal(listed?.secrets, undefined, "the turn's binding ended with it");
+    // The next turn has no binding: the host is a plain tunnel, its certificate not trusted inside.
+    assert.match(await runCommand(ws, lsRemote), /REFUSED/);
+  });
+
   test("bad secrets are -32602 naming the field, and nothing is made", async () => {
     const ws = await t.workspace(uniqueId("bad"));
     const cases: Array<[unknown, string]> = [

@@ -10,7 +10,8 @@ import tls from "node:tls";
 import { BrokerCa, LEAF_VALIDITY_MS, type IssuedLeaf } from "../../src/egress/broker/broker-ca.js";
 import { ipAddressBytes } from "../../src/egress/broker/certificate.js";
 import { LeafMinter } from "../../src/egress/broker/leaf-minter.js";
-import { UPSTREAM_CA_SETTING, createUpstreamTrust, writeTrustBundle } from "../../src/egress/broker/trust.js";
+import { UPSTREAM_CA_SETTING, createUpstreamTrust, trustBundleText } from "../../src/egress/broker/trust.js";
+import { TrustBundle } from "../../src/workspace/trust-bundle.js";
 import { ConfigError } from "../../src/shared/setting-parsers.js";
 
 let root: string;
@@ -238,16 +239,17 @@ describe("trust", () => {
     const ca = await BrokerCa.open(freshDir());
     const dir = path.join(root, "bundle");
     await fsp.mkdir(dir);
-    const file = path.join(dir, "ca-bundle.pem");
-    await writeTrustBundle(file, ca.certPem);
-    await writeTrustBundle(file, ca.certPem);
+    const bundle = new TrustBundle(trustBundleText(ca.certPem));
+    assert.equal(await bundle.installIn(dir), `/run/alive/${bundle.name}`);
+    await bundle.installIn(dir);
+    const file = path.join(dir, bundle.name);
     assert.equal(await modeOf(file), 0o644);
     const text = await fsp.readFile(file, "utf8");
     const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
     assert.equal(blocks.length, tls.rootCertificates.length + 1);
     assert.deepEqual(blocks.slice(0, -1), [...tls.rootCertificates]);
     assert.equal(`${blocks.at(-1)}\n`, ca.certPem);
-    assert.deepEqual(await fsp.readdir(dir), ["ca-bundle.pem"], "no temporary file left");
+    assert.deepEqual(await fsp.readdir(dir), [bundle.name], "no temporary file left");
   });
 
   test("upstream trust: Node's roots, plus every certificate of the operator's bundle", async () => {

@@ -4,6 +4,7 @@
  * exists only here and on the wire to the upstream: never in a log line or an error message.
  */
 import type http from "node:http";
+import { withoutHopByHop } from "../hop-by-hop.js";
 
 /**
  * A credential the broker sets on every request to a host: `header: value`; `placeholder`, wherever
@@ -16,30 +17,6 @@ export interface HeaderBinding {
   value: string;
   /** A stand-in the container holds instead of the secret; in any request header value it is replaced by `value`. */
   placeholder?: string;
-}
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authorization",
-  "proxy-authenticate",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/** The headers without the hop-by-hop ones, those `connection` names included. */
-export function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = String(headers.connection ?? "")
-    .split(",")
-    .map((token) => token.trim().toLowerCase());
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name) && !named.includes(name)) out[name] = value;
-  }
-  return out;
 }
 
 /**

@@ -20,7 +20,8 @@ import { pipeline } from "node:stream";
 import tls from "node:tls";
 import type { Target } from "../destination.js";
 import { ERROR_HEADER } from "../proxy-replies.js";
-import { upstreamRequestHeaders, withoutHopByHop, type HeaderBinding } from "./forward-headers.js";
+import { upstreamRequestHeaders, type HeaderBinding } from "./forward-headers.js";
+import { withoutHopByHop } from "../hop-by-hop.js";
 import type { UpstreamTrust } from "./trust.js";
 
 export interface InterceptOptions {

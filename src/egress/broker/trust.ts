@@ -7,20 +7,14 @@
 import { X509Certificate } from "node:crypto";
 import tls from "node:tls";
 import { ConfigError } from "../../shared/setting-parsers.js";
-import { writeAtomically } from "./atomic-file.js";
 
 export const UPSTREAM_CA_SETTING = "ALIVE_CODEX_UPSTREAM_CA";
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
-/**
- * Writes the container's trust bundle to `file`: Node's root certificates, then the broker's CA.
- * Atomic (a container reading it mid-write sees the old bundle or the new) and mode 0644: every
- * user in the container reads it.
- */
-export async function writeTrustBundle(file: string, caCertPem: string): Promise<void> {
-  const text = `${[...tls.rootCertificates, caCertPem.trim()].join("\n")}\n`;
-  await writeAtomically(file, text, 0o644);
+/** The container's trust bundle (workspace/trust-bundle.ts writes it): Node's root certificates, then the broker's CA. */
+export function trustBundleText(caCertPem: string): string {
+  return `${[...tls.rootCertificates, caCertPem.trim()].join("\n")}\n`;
 }
 
 /** The certificates an upstream's chain may end in, and the TLS context made from them once (not per connection). */
