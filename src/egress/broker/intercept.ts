@@ -180,9 +180,10 @@ export function interceptTunnel(options: InterceptOptions): Interception {
         if (expectsContinue && !res.headersSent) res.writeContinue();
       });
       request.on("response", (response: http.IncomingMessage) => {
-        // Reused only if the upstream keeps it open and has had the whole request; else both sides
-        // close after this response.
-        const reusable = request.writableFinished && request.shouldKeepAlive;
+        // Reused only if the upstream keeps it open and the whole request is handed to the connection
+        // (ended: what is still buffered goes out before the next request); else both sides close
+        // after this response. Not writableFinished: an upstream often answers before that event.
+        const reusable = request.writableEnded && request.shouldKeepAlive;
         if (!reusable) res.shouldKeepAlive = false;
         res.writeHead(response.statusCode ?? 502, response.statusMessage, withoutHopByHop(response.headers));
         pipeline(response, res, (error) => {
