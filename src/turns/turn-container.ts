@@ -101,7 +101,8 @@ export class TurnContainer {
 
   private async runCodex(bridge: ExecBridge, signal: AbortSignal): Promise<void> {
     const request = await bridge.received();
-    if (signal.aborted || this.abandoned) return;
+    // Stopped before codex was launched: the bridge script ends here (it ignores the SDK's SIGTERM).
+    if (signal.aborted || this.abandoned) return void (await bridge.finish(130).catch(() => undefined));
     const hostTmp = this.record.paths.tmp;
     let launcherExit: Promise<number | null> | null = null;
     let files: LaunchedCodex["files"];
