@@ -89,7 +89,9 @@ async function adoptable(
   record: TurnRecord,
 ): Promise<"adopt" | { code: string; message: string }> {
   const workspace = deps.workspaces.find(record.workspaceId);
-  if (workspace === undefined || workspace.containerId !== record.containerId || workspace.state !== "running")
+  // Not known at all: the engine may not have answered at start-up; nothing says the container died.
+  if (workspace === undefined) return SIDECAR_RESTARTED;
+  if (workspace.containerId !== record.containerId || workspace.state !== "running")
     return {
       code: "container_died",
       message: "the workspace container stopped or was removed while no sidecar ran; the turn could not go on",

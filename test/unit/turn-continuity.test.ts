@@ -261,12 +261,15 @@ describe("start-up: what becomes of each turn an earlier sidecar left", () => {
         turn("t-old-release", "ws-live"),
         turn("t-container-died", "ws-exited"),
         turn("t-exec-unknown", "ws-noexec"),
+        turn("t-workspace-unknown", "ws-unknown"),
       ],
       [
         rec("t-running", "ws-live", "c-live", "e-live"),
         rec("t-exited-in-gap", "ws-live", "c-live", "e-done"),
         rec("t-container-died", "ws-exited", "c-exited", "e-x"),
         rec("t-exec-unknown", "ws-noexec", "c-noexec", "e-gone"),
+        // Not adopted at start-up (the engine did not answer, say): not known to have died.
+        rec("t-workspace-unknown", "ws-unknown", "c-unknown", "e-live"),
         rec("t-ended-already", "ws-live", "c-live", "e-live"),
       ],
     );
@@ -278,7 +281,8 @@ describe("start-up: what becomes of each turn an earlier sidecar left", () => {
       ["t-old-release", "sidecar_restarted"],
       ["t-container-died", "container_died"],
       ["t-exec-unknown", "sidecar_restarted"],
+      ["t-workspace-unknown", "sidecar_restarted"],
     ]);
-    assert.deepEqual(removed.sort(), ["t-container-died", "t-ended-already", "t-exec-unknown"]);
+    assert.deepEqual(removed.sort(), ["t-container-died", "t-ended-already", "t-exec-unknown", "t-workspace-unknown"]);
   });
 });
