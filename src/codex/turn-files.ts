@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import { CONTAINER_TMPDIR } from "../workspace/container-env.js";
+import { FileFollower, type FollowerSink } from "./file-follower.js";
 
 /** The three files of a turn, by the name they share (without suffix). */
 export interface TurnFileNames {
@@ -123,4 +124,20 @@ export async function removeTurnFiles(hostTmp: string, names: TurnFileNames): Pr
       // Gone already, or the workspace's disk is: nothing to keep.
     }
   }
+}
+
+/**
+ * Follows a turn's `out` and `err` (file-follower.ts), each watched by its path: a write is passed
+ * on at once (inotify), not at the next poll.
+ */
+export function followTurnFiles(
+  files: { out: fs.FileHandle; err: fs.FileHandle },
+  hostTmp: string,
+  names: TurnFileNames,
+  sinks: { out: FollowerSink; err: FollowerSink },
+): [FileFollower, FileFollower] {
+  return [
+    new FileFollower(files.out, sinks.out, { path: hostTurnFile(hostTmp, names, "out") }),
+    new FileFollower(files.err, sinks.err, { path: hostTurnFile(hostTmp, names, "err") }),
+  ];
 }

@@ -21,9 +21,9 @@ import { CONTAINER_TURN_FILES_DIR } from "../workspace/spec.js";
 import { ExecBridge } from "../codex/bridge.js";
 import { LineCapTransform, StderrRelay } from "../codex/codex-output.js";
 import { sweepTurn, sweepUntilExited } from "./turn-sweep.js";
-import { FileFollower } from "../codex/file-follower.js";
+import type { FileFollower } from "../codex/file-follower.js";
 import { ExecExitWatch } from "./exec-exit.js";
-import { removeTurnFiles, reopenTurnFiles } from "../codex/turn-files.js";
+import { followTurnFiles, removeTurnFiles, reopenTurnFiles } from "../codex/turn-files.js";
 import { launchCodex, type CodexLaunchOptions, type LaunchedCodex, type TurnLaunch } from "./codex-launch.js";
 
 export { launchTarget, type TurnLaunch } from "./codex-launch.js";
@@ -154,14 +154,16 @@ export class TurnContainer {
       log: (line) => this.record.sink.write(`turn=${this.turnId} codex: ${line}`),
     });
     this.stderr = stderr;
-    const outFollower = new FileFollower(files.out, {
-      write: (chunk) => {
-        this.exitWatch?.poke();
-        if (this.discarding) return;
-        if (!stdout.write(chunk)) return new Promise<void>((resolve) => stdout.once("drain", resolve));
+    const [outFollower, errFollower] = followTurnFiles(files, hostTmp, this.launch.files, {
+      out: {
+        write: (chunk) => {
+          this.exitWatch?.poke();
+          if (this.discarding) return;
+          if (!stdout.write(chunk)) return new Promise<void>((resolve) => stdout.once("drain", resolve));
+        },
       },
+      err: { write: (chunk) => stderr.write(chunk) },
     });
-    const errFollower = new FileFollower(files.err, { write: (chunk) => stderr.write(chunk) });
     this.followers.push(outFollower, errFollower);
     const exitWatch = new ExecExitWatch(this.options.engine, this.launch.execId);
     this.exitWatch = exitWatch;
